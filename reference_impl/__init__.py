@@ -1,0 +1,13 @@
+"""The in-memory reference presence implementation.
+
+- `types`: the data types (`PresenceMessage`, `Action`, data validation).
+- `errors`: `PresenceError`, the typed error every invalid call raises, with its Ably code.
+- `model`: `PresenceModel`, pure, synchronous and deterministic: the oracle of every check.
+- `service`: an asyncio service with the seed's API on top of the model.
+"""
+
+from reference_impl.errors import PresenceError
+from reference_impl.model import PresenceModel
+from reference_impl.types import Action, PresenceMessage
+
+__all__ = ["Action", "PresenceError", "PresenceMessage", "PresenceModel"]

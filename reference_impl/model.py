@@ -1,0 +1,515 @@
+"""The pure presence model: the oracle of every check and the core of every reference service.
+
+Synchronous and deterministic: time comes from an injected clock (milliseconds) and identifiers
+from an injected factory. Nothing here does I/O or knows about asyncio.
+
+What it models, per the seed (`presence-api.txt`) and the Ably specification where it is silent:
+- connections, each with an optional clientId and capabilities (seed: enter requirements);
+- channels whose presence set is keyed by member key `connectionId:clientId` (TP3h), each member
+  stored with action `present` (RTP2d2);
+- enter / update / leave (RTP8, RTP9, RTP10), with implicit attach (RTP8d, RTP11e, RTP6d);
+- which listener must receive which event (RTP2d1, RTP2h1a, RTP6, RTP7): every mutating call
+  returns the `Delivery` list the runner waits for;
+- `present` events for existing members when a connection attaches (RTP1, RTP18, RTP2d1);
+- the history log with `start`/`end` (inclusive, ms), `limit` (default 100, at most 1000),
+  `direction` (default backwards) and cursor pagination (RSP4b, RTP12a);
+- abrupt disconnects: members stay until `expire_connection`, which synthesizes their leaves,
+  with ids that do not start with the connectionId (RTP2b1).
+
+Every refused call raises `PresenceError` before it changes anything.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference_impl import errors
+from reference_impl.errors import PresenceError
+from reference_impl.types import (
+    Action,
+    Data,
+    PresenceMessage,
+    member_key,
+    parse_actions,
+    validate_data,
+)
+
+DEFAULT_HISTORY_LIMIT = 100  # RSP4b3
+MAX_HISTORY_LIMIT = 1000  # RSP4b3, seed: history `limit` (max 1000)
+DEFAULT_MAX_MESSAGE_SIZE = 65536  # TO3l8, Ably's 64 KiB limit
+ALL = "*"  # a listener registration without an action filter (RTP6a)
+
+Capability = dict[str, list[str]] | None
+"""Ably-style capability: channel pattern -> operations ("presence", "subscribe", "history", "*").
+`None` grants everything."""
+
+
+class IdFactory:
+    """Default identifier factory: `conn-1`, `conn-2`, … and `synthetic-…` for synthesized leaves."""
+
+    def __init__(self) -> None:
+        self._counters: dict[str, itertools.count] = {}
+
+    def __call__(self, kind: str) -> str:
+        counter = self._counters.setdefault(kind, itertools.count(1))
+        return f"{kind}-{next(counter)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event that the listener `listener` on `connection_id` must receive.
+
+    The listener must receive it at least `min_count` and at most `max_count` times; `min_count`
+    is 0 where the specification leaves it open (RTP7b on a listener subscribed to all actions).
+    """
+
+    event: PresenceMessage
+    connection_id: str
+    channel: str
+    listener: str
+    min_count: int = 1
+    max_count: int = 1
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a mutating call did: the event it published (if any) and who must receive what."""
+
+    events: list[PresenceMessage] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> None:
+        self.events.extend(other.events)
+        self.deliveries.extend(other.deliveries)
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    """One page of a history query; `next_cursor` is None on the last page."""
+
+    items: list[PresenceMessage]
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class _Registration:
+    filter: str  # an Action value or ALL
+    # actions for which this ALL registration may or may not still fire (RTP7b is open there)
+    maybe_removed: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Connection:
+    id: str
+    client_id: str | None
+    capability: Capability
+    state: str = "connected"  # connected | dropped | closed
+    msg_serial: int = 0
+    attached: set[str] = field(default_factory=set)
+    # channel -> listener name -> registrations (a multiset: subscribing twice registers twice)
+    listeners: dict[str, dict[str, list[_Registration]]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Channel:
+    name: str
+    members: dict[str, PresenceMessage] = field(default_factory=dict)
+    by_client: dict[str, set[str]] = field(default_factory=dict)
+    by_connection: dict[str, set[str]] = field(default_factory=dict)
+    log: list[PresenceMessage] = field(default_factory=list)
+    log_times: list[int] = field(default_factory=list)
+    attached: set[str] = field(default_factory=set)  # connection ids
+
+
+def _check_capability(capability: Capability, channel: str, operation: str) -> bool:
+    if capability is None:
+        return True
+    for pattern, ops in capability.items():
+        if pattern == "*" or pattern == channel or (
+                pattern.endswith(":*") and channel.startswith(pattern[:-1])):
+            if "*" in ops or operation in ops:
+                return True
+    return False
+
+
+def message_size(client_id: str | None, data: Data) -> int:
+    """TP5 / TM6: size of a presence message (clientId plus data) in bytes."""
+    size = len(client_id.encode()) if client_id else 0
+    if isinstance(data, str):
+        size += len(data.encode())
+    elif isinstance(data, bytes):
+        size += len(data)
+    elif data is not None:
+        size += len(json.dumps(data, separators=(",", ":")).encode())
+    return size
+
+
+class PresenceModel:
+    """The presence state of every channel, connection and listener, and the history of each channel."""
+
+    def __init__(self, clock: Callable[[], int], ids: Callable[[str], str] | None = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self._clock = clock
+        self._ids = ids or IdFactory()
+        self.max_message_size = max_message_size
+        self._connections: dict[str, _Connection] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._last_time = 0
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def open_connection(self, client_id: str | None = None, capability: Capability = None,
+                        connection_id: str | None = None) -> str:
+        """Open a connection and return its id (the caller may impose one, e.g. the adapter's)."""
+        if client_id is not None and (not isinstance(client_id, str) or not client_id or client_id == "*"):
+            raise PresenceError(errors.INVALID_CLIENT_ID, f"clientId: invalid clientId {client_id!r}",
+                                "clientId")
+        cid = connection_id or self._ids("conn")
+        if cid in self._connections:
+            raise PresenceError(errors.BAD_REQUEST, f"connectionId: {cid!r} is already in use",
+                                "connectionId")
+        self._connections[cid] = _Connection(cid, client_id, capability)
+        return cid
+
+    def connection_client_id(self, connection_id: str) -> str | None:
+        return self._conn(connection_id).client_id
+
+    def connection_state(self, connection_id: str) -> str:
+        return self._conn(connection_id).state
+
+    def close_connection(self, connection_id: str) -> Outcome:
+        """A graceful close: every member of the connection leaves at once."""
+        conn = self._conn(connection_id)
+        outcome = self._remove_connection_members(conn)
+        self._detach_all(conn)
+        conn.state = "closed"
+        return outcome
+
+    def drop_connection(self, connection_id: str) -> None:
+        """An abrupt disconnect: the connection hears nothing more; its members stay (grace)."""
+        conn = self._conn(connection_id)
+        self._detach_all(conn)
+        conn.state = "dropped"
+
+    def expire_connection(self, connection_id: str) -> Outcome:
+        """The grace after an abrupt disconnect is over: synthesize a leave for each member."""
+        conn = self._conn(connection_id)
+        outcome = self._remove_connection_members(conn)
+        conn.state = "closed"
+        return outcome
+
+    # -- attach and listeners ------------------------------------------------------------------
+
+    def attach(self, connection_id: str, channel: str) -> Outcome:
+        """Attach (idempotent). The first attach delivers `present` for every member (RTP1, RTP18)."""
+        conn = self._live(connection_id)
+        self._check_channel_name(channel)
+        outcome = Outcome()
+        if channel in conn.attached:
+            return outcome
+        ch = self._channel(channel)
+        conn.attached.add(channel)
+        ch.attached.add(conn.id)
+        for member in ch.members.values():
+            outcome.deliveries.extend(self._deliveries_to(conn, channel, member))
+        return outcome
+
+    def is_attached(self, connection_id: str, channel: str) -> bool:
+        return channel in self._conn(connection_id).attached
+
+    def sync_complete(self, connection_id: str, channel: str) -> bool:
+        """RTP13: the model's sync is complete as soon as the channel is attached."""
+        return self.is_attached(connection_id, channel)
+
+    def subscribe(self, connection_id: str, channel: str, listener: str,
+                  actions: Any = None) -> Outcome:
+        """Register `listener` for `actions` (None: all, RTP6a; one or a list, RTP6b), then attach (RTP6d)."""
+        conn = self._live(connection_id)
+        self._check_channel_name(channel)
+        parsed = parse_actions(actions)
+        regs = conn.listeners.setdefault(channel, {}).setdefault(listener, [])
+        if parsed is None:
+            regs.append(_Registration(ALL))
+        else:
+            for action in sorted(parsed):
+                regs.append(_Registration(action.value))
+                for reg in regs:  # a fresh subscription settles an open RTP7b question
+                    reg.maybe_removed.discard(action.value)
+        return self.attach(connection_id, channel)
+
+    def unsubscribe(self, connection_id: str, channel: str, listener: str | None = None,
+                    actions: Any = None) -> None:
+        """RTP7: no arguments removes every listener (RTP7c); a listener removes it (RTP7a);
+        actions with or without a listener remove those actions' registrations (RTP7b)."""
+        conn = self._live(connection_id)
+        parsed = parse_actions(actions)
+        table = conn.listeners.get(channel, {})
+        if parsed is None:
+            if listener is None:
+                table.clear()
+            else:
+                table.pop(listener, None)
+            return
+        names = [listener] if listener is not None else list(table)
+        wanted = {a.value for a in parsed}
+        for name in names:
+            regs = table.get(name)
+            if not regs:
+                continue
+            kept = []
+            for reg in regs:
+                if reg.filter in wanted:
+                    continue
+                if reg.filter == ALL:
+                    # ably-js keeps an all-actions listener on off(action, listener); others drop
+                    # the action from it. RTP7b does not settle it, so both are accepted.
+                    reg.maybe_removed |= wanted
+                kept.append(reg)
+            if kept:
+                table[name] = kept
+            else:
+                del table[name]
+
+    def listeners(self, connection_id: str, channel: str) -> list[str]:
+        return sorted(self._conn(connection_id).listeners.get(channel, {}))
+
+    # -- presence operations -------------------------------------------------------------------
+
+    def enter(self, connection_id: str, channel: str, data: Any = None) -> Outcome:
+        """RTP8: enter the connection's clientId with `data`; entering again updates the data."""
+        return self._publish(connection_id, channel, Action.ENTER, data)
+
+    def update(self, connection_id: str, channel: str, data: Any = None) -> Outcome:
+        """RTP9: update the member's data; enters it if it is not present (RTP9b)."""
+        return self._publish(connection_id, channel, Action.UPDATE, data)
+
+    def leave(self, connection_id: str, channel: str, data: Any = None) -> Outcome:
+        """RTP10: leave; without data the leave carries the member's data (RTP10a, RTP8e).
+        Leaving when not present succeeds and emits nothing (RTP10d, RTP2h)."""
+        return self._publish(connection_id, channel, Action.LEAVE, data)
+
+    def _publish(self, connection_id: str, channel: str, action: Action, data: Any) -> Outcome:
+        conn = self._live(connection_id)
+        self._check_channel_name(channel)
+        data = validate_data(data)
+        client_id = conn.client_id
+        if client_id is None:
+            raise PresenceError(errors.NO_CLIENT_ID,
+                                f"clientId: cannot {action.value} presence without a clientId "
+                                "(the connection has none)", "clientId")
+        if not _check_capability(conn.capability, channel, "presence"):
+            raise PresenceError(errors.CAPABILITY_DENIED,
+                                f"capability: no presence capability on channel {channel!r}",
+                                "capability")
+        if message_size(client_id, data) > self.max_message_size:
+            raise PresenceError(errors.MESSAGE_TOO_LARGE,
+                                f"data: message size exceeds the {self.max_message_size}-byte limit",
+                                "data")
+        outcome = self.attach(connection_id, channel)
+        ch = self._channel(channel)
+        key = member_key(conn.id, client_id)
+        serial = conn.msg_serial
+        conn.msg_serial += 1
+        existing = ch.members.get(key)
+        if action is Action.LEAVE:
+            if existing is None:
+                return outcome  # RTP10d: ACKed, nothing happens
+            if data is None:
+                data = existing.data
+        event = PresenceMessage(action=action, client_id=client_id, connection_id=conn.id, data=data,
+                                timestamp=self._now(), id=f"{conn.id}:{serial}:0")
+        outcome.extend(self._apply(ch, event))
+        return outcome
+
+    def _apply(self, ch: _Channel, event: PresenceMessage) -> Outcome:
+        key = event.member_key
+        if event.action is Action.LEAVE:
+            del ch.members[key]
+            ch.by_client[event.client_id].discard(key)
+            if not ch.by_client[event.client_id]:
+                del ch.by_client[event.client_id]
+            ch.by_connection[event.connection_id].discard(key)
+            if not ch.by_connection[event.connection_id]:
+                del ch.by_connection[event.connection_id]
+        else:
+            ch.members[key] = event.with_action(Action.PRESENT)
+            ch.by_client.setdefault(event.client_id, set()).add(key)
+            ch.by_connection.setdefault(event.connection_id, set()).add(key)
+        ch.log.append(event)
+        ch.log_times.append(event.timestamp)
+        outcome = Outcome(events=[event])
+        for cid in sorted(ch.attached):
+            outcome.deliveries.extend(self._deliveries_to(self._connections[cid], ch.name, event))
+        return outcome
+
+    def _remove_connection_members(self, conn: _Connection) -> Outcome:
+        outcome = Outcome()
+        for name in sorted(self._channels):
+            ch = self._channels[name]
+            for key in sorted(ch.by_connection.get(conn.id, ())):
+                member = ch.members[key]
+                # Not published by the connection: its id must not start with the connectionId (RTP2b1).
+                leave = PresenceMessage(action=Action.LEAVE, client_id=member.client_id,
+                                        connection_id=member.connection_id, data=member.data,
+                                        timestamp=self._now(), id=self._ids("synthetic"))
+                outcome.extend(self._apply(ch, leave))
+        return outcome
+
+    def _deliveries_to(self, conn: _Connection, channel: str, event: PresenceMessage) -> list[Delivery]:
+        if conn.state != "connected":
+            return []
+        out = []
+        for name, regs in sorted(conn.listeners.get(channel, {}).items()):
+            definite = possible = 0
+            for reg in regs:
+                if reg.filter == event.action.value:
+                    definite += 1
+                    possible += 1
+                elif reg.filter == ALL:
+                    possible += 1
+                    if event.action.value not in reg.maybe_removed:
+                        definite += 1
+            if possible:
+                out.append(Delivery(event, conn.id, channel, name, min(definite, 1), possible))
+        return out
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def get(self, channel: str, client_id: str | None = None,
+            connection_id: str | None = None) -> list[PresenceMessage]:
+        """RTP11 / RSP3: the members, filtered by clientId (RTP11c2) and connectionId (RTP11c3).
+        Cost O(result + log n): the filters use the per-client and per-connection indexes."""
+        for name, value in (("clientId", client_id), ("connectionId", connection_id)):
+            if value is not None and not isinstance(value, str):
+                raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                                    f"{name}: expected a string, got {type(value).__name__}", name)
+        ch = self._channels.get(channel)
+        if ch is None:
+            return []
+        if client_id is not None and connection_id is not None:
+            key = member_key(connection_id, client_id)
+            keys: Iterable[str] = [key] if key in ch.members else []
+        elif client_id is not None:
+            keys = ch.by_client.get(client_id, ())
+        elif connection_id is not None:
+            keys = ch.by_connection.get(connection_id, ())
+        else:
+            keys = ch.members
+        return [ch.members[k] for k in sorted(keys)]
+
+    def member_count(self, channel: str) -> int:
+        ch = self._channels.get(channel)
+        return len(ch.members) if ch else 0
+
+    def history(self, channel: str, start: Any = None, end: Any = None, limit: Any = None,
+                direction: Any = None, cursor: str | None = None) -> HistoryPage:
+        """RSP4b / RTP12a: one page of the channel's presence events.
+        `start`/`end` are inclusive milliseconds; `limit` defaults to 100 and may not exceed
+        1000; `direction` defaults to backwards. Cost O(page + log n)."""
+        start, end, limit, direction = validate_history_params(start, end, limit, direction)
+        ch = self._channels.get(channel)
+        times = ch.log_times if ch else []
+        lo = 0 if start is None else bisect.bisect_left(times, start)
+        hi = len(times) if end is None else bisect.bisect_right(times, end)
+        if cursor is not None:
+            lo, hi = _parse_cursor(cursor, direction, lo, hi)
+        log = ch.log if ch else []
+        if direction == "forwards":
+            stop = min(hi, lo + limit)
+            items = log[lo:stop]
+            nxt = f"f:{stop}" if stop < hi else None
+        else:
+            first = max(lo, hi - limit)
+            items = log[first:hi][::-1]
+            nxt = f"b:{first}" if first > lo else None
+        return HistoryPage(items, nxt)
+
+    def history_all(self, channel: str) -> list[PresenceMessage]:
+        """Every event of the channel, oldest first."""
+        ch = self._channels.get(channel)
+        return list(ch.log) if ch else []
+
+    def channels(self) -> list[str]:
+        return sorted(self._channels)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _now(self) -> int:
+        now = int(self._clock())
+        self._last_time = max(self._last_time, now)  # history stays sorted by timestamp
+        return self._last_time
+
+    def _conn(self, connection_id: str) -> _Connection:
+        try:
+            return self._connections[connection_id]
+        except KeyError:
+            raise PresenceError(errors.NOT_FOUND, f"connectionId: unknown connection {connection_id!r}",
+                                "connectionId") from None
+
+    def _live(self, connection_id: str) -> _Connection:
+        conn = self._conn(connection_id)
+        if conn.state != "connected":
+            raise PresenceError(errors.CONNECTION_CLOSED,
+                                f"connection {connection_id!r} is {conn.state}", "connection")
+        return conn
+
+    def _channel(self, name: str) -> _Channel:
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = self._channels[name] = _Channel(name)
+        return ch
+
+    @staticmethod
+    def _check_channel_name(channel: Any) -> None:
+        if not isinstance(channel, str) or not channel:
+            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                                f"channel: expected a non-empty channel name, got {channel!r}", "channel")
+
+    def _detach_all(self, conn: _Connection) -> None:
+        for name in conn.attached:
+            self._channels[name].attached.discard(conn.id)
+        conn.attached.clear()
+        conn.listeners.clear()
+
+
+def validate_history_params(start: Any, end: Any, limit: Any, direction: Any
+                            ) -> tuple[int | None, int | None, int, str]:
+    """Check history options (RSP4b1-3) and apply the defaults; raise 40003 naming the option."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                                f"{name}: expected milliseconds since the epoch, got {value!r}", name)
+    if start is not None and end is not None and start > end:
+        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                            f"start: {start} is after end {end} (RSP4b1: start must be <= end)", "start")
+    if limit is None:
+        limit = DEFAULT_HISTORY_LIMIT
+    elif isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_LIMIT:
+        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                            f"limit: expected an integer from 1 to {MAX_HISTORY_LIMIT}, got {limit!r}",
+                            "limit")
+    if direction is None:
+        direction = "backwards"
+    elif direction not in ("forwards", "backwards"):
+        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                            f"direction: expected 'forwards' or 'backwards', got {direction!r}",
+                            "direction")
+    return start, end, limit, direction
+
+
+def _parse_cursor(cursor: str, direction: str, lo: int, hi: int) -> tuple[int, int]:
+    try:
+        kind, pos_text = cursor.split(":", 1)
+        pos = int(pos_text)
+    except (ValueError, AttributeError):
+        raise PresenceError(errors.INVALID_PARAMETER_VALUE, f"cursor: malformed cursor {cursor!r}",
+                            "cursor") from None
+    if kind != direction[0] or not lo <= pos <= hi:
+        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                            f"cursor: {cursor!r} does not belong to this query", "cursor")
+    return (pos, hi) if direction == "forwards" else (lo, pos)
