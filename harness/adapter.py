@@ -1,0 +1,196 @@
+"""The adapter contract: the only code a user writes to put an implementation under test.
+
+An adapter mirrors the seed's Presence API (`presence-api.txt`) in async Python:
+
+    adapter = MyAdapter(options)            # options: dict[str, str] from --adapter-option K=V
+    await adapter.start()                   # e.g. start a server, spawn a subprocess
+    conn = await adapter.connect(client_id="alice", capability=None)
+    conn.id                                 # the connectionId the implementation assigned
+    presence = conn.channel("room").presence
+    await presence.enter(data)              # update(data), leave(data)
+    await presence.get(client_id=None, connection_id=None, wait_for_sync=True)
+    await presence.subscribe(listener, actions=None)    # actions: None or a list of names
+    await presence.unsubscribe(listener=None, actions=None)
+    page = await presence.history(start=None, end=None, limit=None, direction=None)
+    await presence.sync_complete()          # the seed's `syncComplete` property
+    await conn.close(); await conn.drop()   # graceful close; abrupt disconnect (fault injection)
+    await adapter.stop()
+
+Listeners are plain callables taking one `PresenceMessage`; the adapter calls them from its own
+tasks, never from inside the call that caused the event. Operations that the implementation
+refuses raise `PresenceError` with the Ably error code; any other exception is reported as the
+adapter breaking (outcome `error`), never as a conformance failure.
+
+An adapter declares the `Feature`s it supports. A case that needs a feature the adapter lacks is
+reported `unsupported`, never failed.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from reference_impl.errors import PresenceError
+from reference_impl.types import PresenceMessage
+
+__all__ = [
+    "Adapter",
+    "AdapterChannel",
+    "AdapterConnection",
+    "AdapterPresence",
+    "Feature",
+    "HistoryPage",
+    "Listener",
+    "PresenceError",
+    "PresenceMessage",
+    "UsageError",
+]
+
+Listener = Callable[[PresenceMessage], Any]
+
+
+class Feature(enum.StrEnum):
+    """Optional capabilities of an implementation under test."""
+
+    HISTORY = "history"  # presence.history()
+    BINARY_DATA = "binary-data"  # bytes as member data
+    ABRUPT_DISCONNECT = "abrupt-disconnect"  # conn.drop() and synthesized leaves
+    CAPABILITIES = "capabilities"  # connect(capability=...) is enforced
+    ANONYMOUS_CLIENTS = "anonymous-clients"  # connect(client_id=None)
+    MULTIPLE_CONNECTIONS = "multiple-connections"  # more than one connection at once
+    SYNC_COMPLETE = "sync-complete"  # presence.sync_complete()
+    WAIT_FOR_SYNC_OPTION = "wait-for-sync-option"  # get(wait_for_sync=False)
+    UNSUBSCRIBE_BY_ACTION = "unsubscribe-by-action"  # unsubscribe(actions=...) forms
+    SUBSCRIBE_ACTION_LIST = "subscribe-action-list"  # subscribe(actions=[a, b])
+    LARGE_MESSAGES = "large-messages"  # a 64 KiB message limit is enforced (40009)
+    ARGUMENT_VALIDATION = "argument-validation"  # bad options are refused by the implementation
+    WIRE_FRAMES = "wire-frames"  # the adapter exposes client frames seen by the reference server
+
+
+ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {Feature.WIRE_FRAMES}
+
+
+class UsageError(Exception):
+    """A user mistake: unknown adapter, unknown option, malformed value. Exit code 2."""
+
+
+class HistoryPage(abc.ABC):
+    """One page of presence history (RTP12c: a PaginatedResult)."""
+
+    items: list[PresenceMessage]
+
+    @abc.abstractmethod
+    def has_next(self) -> bool:
+        """True if another page follows."""
+
+    @abc.abstractmethod
+    async def next(self) -> HistoryPage | None:
+        """The next page, or None after the last one."""
+
+
+class AdapterPresence(abc.ABC):
+    """A channel's presence object, as seen by one connection."""
+
+    @abc.abstractmethod
+    async def enter(self, data: Any = None) -> None: ...
+
+    @abc.abstractmethod
+    async def update(self, data: Any = None) -> None: ...
+
+    @abc.abstractmethod
+    async def leave(self, data: Any = None) -> None: ...
+
+    @abc.abstractmethod
+    async def get(self, client_id: str | None = None, connection_id: str | None = None,
+                  wait_for_sync: bool = True) -> list[PresenceMessage]: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
+        """Register `listener` for all actions (None) or the given action names."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, listener: Listener | None = None,
+                          actions: list[str] | None = None) -> None:
+        """The four forms: (), (listener), (actions, listener), (actions)."""
+
+    async def history(self, start: int | None = None, end: int | None = None,
+                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+        raise NotImplementedError("this adapter does not support history (Feature.HISTORY)")
+
+    async def sync_complete(self) -> bool:
+        raise NotImplementedError("this adapter does not expose syncComplete (Feature.SYNC_COMPLETE)")
+
+
+class AdapterChannel(abc.ABC):
+    """A channel on one connection."""
+
+    name: str
+
+    @property
+    @abc.abstractmethod
+    def presence(self) -> AdapterPresence: ...
+
+
+class AdapterConnection(abc.ABC):
+    """One client connection. `id` is the implementation's connectionId, `client_id` its clientId."""
+
+    id: str
+    client_id: str | None
+
+    @abc.abstractmethod
+    def channel(self, name: str) -> AdapterChannel:
+        """The channel object for `name` (the same object on every call)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close gracefully: the connection's members leave."""
+
+    async def drop(self) -> None:
+        """Disconnect abruptly (no goodbye): members stay for the grace period, then leave."""
+        raise NotImplementedError("this adapter cannot drop connections (Feature.ABRUPT_DISCONNECT)")
+
+
+class Adapter(abc.ABC):
+    """Entry point of an implementation under test. Subclass it and register it by name.
+
+    Class attributes:
+    - `name`: the adapter's name (`--adapter NAME`);
+    - `features`: the `Feature`s supported;
+    - `options`: accepted `--adapter-option` keys with a one-line description each;
+    - `leave_grace`: seconds a dropped connection's members stay before their leave (Ably: 15).
+    """
+
+    name: ClassVar[str] = "unnamed"
+    features: ClassVar[frozenset[Feature]] = ALL_FEATURES
+    options: ClassVar[Mapping[str, str]] = {}
+    leave_grace: float = 15.0
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            accepted = ", ".join(sorted(self.options)) or "none"
+            raise UsageError(f"adapter {self.name!r}: unknown option(s) {', '.join(unknown)}; "
+                             f"accepted: {accepted}")
+        self.option_values: dict[str, str] = options
+
+    def supports(self, feature: Feature | str) -> bool:
+        return Feature(feature) in self.features
+
+    async def start(self) -> None:
+        """Prepare for a run (start servers, spawn processes). Called once before any connect."""
+
+    async def stop(self) -> None:
+        """Release everything. Called once at the end, even after failures."""
+
+    @abc.abstractmethod
+    async def connect(self, client_id: str | None, capability: dict[str, list[str]] | None = None
+                      ) -> AdapterConnection:
+        """Open a connection identified as `client_id` (None: anonymous) with `capability`
+        (Ably capability JSON; None: everything) and wait until it is connected."""
+
+    def wire_frames(self, connection_id: str) -> list[dict]:
+        """Client->server frames the reference server recorded for a connection (WIRE_FRAMES)."""
+        raise NotImplementedError
