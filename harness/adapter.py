@@ -159,13 +159,16 @@ class Adapter(abc.ABC):
     - `name`: the adapter's name (`--adapter NAME`);
     - `features`: the `Feature`s supported;
     - `options`: accepted `--adapter-option` keys with a one-line description each;
-    - `leave_grace`: seconds a dropped connection's members stay before their leave (Ably: 15).
+    - `leave_grace`: seconds a dropped connection's members stay before their leave (Ably: 15);
+    - `quiet_period`: seconds the runner watches for extra events after the expected ones arrived
+      (an in-process implementation can use a few milliseconds, a network one needs more).
     """
 
     name: ClassVar[str] = "unnamed"
     features: ClassVar[frozenset[Feature]] = ALL_FEATURES
     options: ClassVar[Mapping[str, str]] = {}
     leave_grace: float = 15.0
+    quiet_period: float = 0.1
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         options = dict(options or {})
