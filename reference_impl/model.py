@@ -280,24 +280,43 @@ class PresenceModel:
 
     # -- presence operations -------------------------------------------------------------------
 
-    def enter(self, connection_id: str, channel: str, data: Any = None) -> Outcome:
+    # Optional keywords on enter / update / leave (defaults keep the plain seed behaviour):
+    # `client_id` acts on behalf of that clientId (RTP14, RTP15: enterClient on a connection
+    # without a clientId of its own, e.g. a wildcard one); it must equal the connection's
+    # clientId when the connection has one (RTP15f). `event_id` imposes the event's id, e.g.
+    # `connectionId:msgSerial:index` from the wire (TP3a) or a synthesized id (RTP2b1).
+
+    def enter(self, connection_id: str, channel: str, data: Any = None, *,
+              client_id: str | None = None, event_id: str | None = None) -> Outcome:
         """RTP8: enter the connection's clientId with `data`; entering again updates the data."""
-        return self._publish(connection_id, channel, Action.ENTER, data)
+        return self._publish(connection_id, channel, Action.ENTER, data, client_id, event_id)
 
-    def update(self, connection_id: str, channel: str, data: Any = None) -> Outcome:
+    def update(self, connection_id: str, channel: str, data: Any = None, *,
+               client_id: str | None = None, event_id: str | None = None) -> Outcome:
         """RTP9: update the member's data; enters it if it is not present (RTP9b)."""
-        return self._publish(connection_id, channel, Action.UPDATE, data)
+        return self._publish(connection_id, channel, Action.UPDATE, data, client_id, event_id)
 
-    def leave(self, connection_id: str, channel: str, data: Any = None) -> Outcome:
+    def leave(self, connection_id: str, channel: str, data: Any = None, *,
+              client_id: str | None = None, event_id: str | None = None) -> Outcome:
         """RTP10: leave; without data the leave carries the member's data (RTP10a, RTP8e).
         Leaving when not present succeeds and emits nothing (RTP10d, RTP2h)."""
-        return self._publish(connection_id, channel, Action.LEAVE, data)
+        return self._publish(connection_id, channel, Action.LEAVE, data, client_id, event_id)
 
-    def _publish(self, connection_id: str, channel: str, action: Action, data: Any) -> Outcome:
+    def _publish(self, connection_id: str, channel: str, action: Action, data: Any,
+                 on_behalf_of: str | None = None, event_id: str | None = None) -> Outcome:
         conn = self._live(connection_id)
         self._check_channel_name(channel)
         data = validate_data(data)
         client_id = conn.client_id
+        if on_behalf_of is not None:
+            if not isinstance(on_behalf_of, str) or not on_behalf_of or on_behalf_of == "*":
+                raise PresenceError(errors.INVALID_CLIENT_ID,
+                                    f"clientId: invalid clientId {on_behalf_of!r}", "clientId")
+            if client_id is not None and on_behalf_of != client_id:
+                raise PresenceError(errors.INVALID_CLIENT_ID,
+                                    f"clientId: {on_behalf_of!r} does not match the connection's "
+                                    f"clientId {client_id!r} (RTP15f)", "clientId")
+            client_id = on_behalf_of
         if client_id is None:
             raise PresenceError(errors.NO_CLIENT_ID,
                                 f"clientId: cannot {action.value} presence without a clientId "
@@ -322,7 +341,7 @@ class PresenceModel:
             if data is None:
                 data = existing.data
         event = PresenceMessage(action=action, client_id=client_id, connection_id=conn.id, data=data,
-                                timestamp=self._now(), id=f"{conn.id}:{serial}:0")
+                                timestamp=self._now(), id=event_id or f"{conn.id}:{serial}:0")
         outcome.extend(self._apply(ch, event))
         return outcome
 
