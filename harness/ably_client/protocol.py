@@ -1,0 +1,207 @@
+"""Ably realtime protocol constants and PresenceMessage encoding (TR2, TR3, TP2-TP3, RSL4/RSL6).
+
+Only the subset in `research/ably-protocol.md` is covered: ProtocolMessage action numbers, channel
+flags, and converting presence items between the wire form and `PresenceMessage`:
+
+- outgoing data (§1.6): a string is sent as is; a JSON object or array as a JSON string with
+  `encoding: "json"`; binary as base64 with `encoding: "base64"`;
+- incoming data is decoded by its `encoding`, a `/`-separated chain applied right to left
+  (`json`, `base64`, `utf-8`); anything not understood stays encoded and the residual encoding
+  is kept in `PresenceMessage.extra["encoding"]` (RSL6b);
+- `id`, `connectionId` and `timestamp` missing on an item are filled from the enclosing
+  ProtocolMessage (TP3a, TP3d, TP3g).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import math
+from typing import Any
+
+from reference_impl import errors
+from reference_impl.errors import PresenceError
+from reference_impl.types import Action, PresenceMessage
+
+__all__ = [
+    "HAS_PRESENCE",
+    "PRESENCE_SUBSCRIBE",
+    "RESUMED",
+    "Flag",
+    "OperationTimeout",
+    "ProtocolAction",
+    "ProtocolViolation",
+    "decode_data",
+    "encode_data",
+    "error_from_wire",
+    "presence_from_wire",
+    "presence_to_wire",
+]
+
+
+class ProtocolAction(enum.IntEnum):
+    """ProtocolMessage actions (TR2)."""
+
+    HEARTBEAT = 0
+    ACK = 1
+    NACK = 2
+    CONNECT = 3
+    CONNECTED = 4
+    DISCONNECT = 5
+    DISCONNECTED = 6
+    CLOSE = 7
+    CLOSED = 8
+    ERROR = 9
+    ATTACH = 10
+    ATTACHED = 11
+    DETACH = 12
+    DETACHED = 13
+    PRESENCE = 14
+    MESSAGE = 15
+    SYNC = 16
+    AUTH = 17
+
+
+class Flag(enum.IntFlag):
+    """ProtocolMessage flags (TR3)."""
+
+    HAS_PRESENCE = 1 << 0
+    HAS_BACKLOG = 1 << 1
+    RESUMED = 1 << 2
+    TRANSIENT = 1 << 4
+    ATTACH_RESUME = 1 << 5
+    PRESENCE = 1 << 16
+    PUBLISH = 1 << 17
+    SUBSCRIBE = 1 << 18
+    PRESENCE_SUBSCRIBE = 1 << 19
+
+
+HAS_PRESENCE = int(Flag.HAS_PRESENCE)
+RESUMED = int(Flag.RESUMED)
+PRESENCE_SUBSCRIBE = int(Flag.PRESENCE_SUBSCRIBE)
+
+
+class OperationTimeout(TimeoutError):
+    """An operation got no answer from the server within its bound."""
+
+
+class ProtocolViolation(Exception):
+    """The peer sent something the Ably protocol does not allow (a malformed frame or response).
+
+    This is not a `PresenceError`: a refusal carries an Ably error code, a violation means the
+    implementation under test is broken, and the harness reports it as such.
+    """
+
+
+def error_from_wire(error: Any, default_code: int = 50000,
+                    default_message: str = "error without details") -> PresenceError:
+    """An ErrorInfo object from a frame or REST body (`{code, statusCode, message}`) as PresenceError."""
+    if not isinstance(error, dict):
+        return PresenceError(default_code, default_message)
+    code = error.get("code")
+    if isinstance(code, bool) or not isinstance(code, int):
+        code = default_code
+    status = error.get("statusCode")
+    if isinstance(status, bool) or not isinstance(status, int):
+        status = None
+    message = error.get("message")
+    if not isinstance(message, str) or not message:
+        message = default_message
+    return PresenceError(code, message, status_code=status)
+
+
+def encode_data(data: Any) -> tuple[Any, str | None]:
+    """Member data as the (`data`, `encoding`) pair sent on the wire (§1.6).
+
+    Values that are not presence data but are JSON values (numbers, booleans) are sent as they
+    are, so that the server's own validation (40013) is what the harness observes. Values that
+    cannot be put on the wire at all raise PresenceError 40013 here.
+    """
+    if data is None or isinstance(data, str):
+        return data, None
+    if isinstance(data, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(data)).decode("ascii"), "base64"
+    if isinstance(data, dict | list):
+        try:
+            return json.dumps(data, allow_nan=False, separators=(",", ":")), "json"
+        except (TypeError, ValueError) as exc:
+            raise PresenceError(errors.INVALID_DATA, f"data: not JSON-encodable ({exc})",
+                                "data") from None
+    if isinstance(data, bool | int) or (isinstance(data, float) and math.isfinite(data)):
+        return data, None
+    raise PresenceError(errors.INVALID_DATA,
+                        f"data: unsupported data type {type(data).__name__}; "
+                        "expected string, JSON object or array, or binary", "data")
+
+
+def decode_data(data: Any, encoding: str | None) -> tuple[Any, str | None]:
+    """Decode wire `data` by its `encoding` chain; return (data, residual encoding or None)."""
+    if not encoding:
+        return data, None
+    steps = [s for s in encoding.split("/") if s]
+    while steps:
+        step = steps[-1]
+        try:
+            if step == "json" and isinstance(data, str | bytes):
+                data = json.loads(data)
+            elif step == "base64" and isinstance(data, str):
+                data = base64.b64decode(data, validate=True)
+            elif step in ("utf-8", "utf8") and isinstance(data, bytes):
+                data = data.decode("utf-8")
+            else:
+                break
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            break
+        steps.pop()
+    return data, ("/".join(steps) or None)
+
+
+def presence_to_wire(action: Action, data: Any, client_id: str | None = None,
+                     id_: str | None = None) -> dict:
+    """A presence item for a client PRESENCE frame. Without `client_id` none is sent (RTP8c)."""
+    wire_data, encoding = encode_data(data)
+    item: dict[str, Any] = {"action": action.wire}
+    if id_ is not None:
+        item["id"] = id_
+    if client_id is not None:
+        item["clientId"] = client_id
+    if wire_data is not None:
+        item["data"] = wire_data
+    if encoding is not None:
+        item["encoding"] = encoding
+    return item
+
+
+def presence_from_wire(item: Any, parent: dict | None = None, index: int = 0) -> PresenceMessage:
+    """A received presence item as a `PresenceMessage`, defaults taken from `parent` (TP3a/d/g).
+
+    A missing `id` stays None when the parent has no id either; a missing clientId becomes "".
+    Raises ProtocolViolation for an item that is not an object or has an unknown action.
+    """
+    if not isinstance(item, dict):
+        raise ProtocolViolation(f"presence item is not an object: {item!r}")
+    parent = parent or {}
+    try:
+        action = Action.from_wire(item.get("action"))
+    except PresenceError:
+        raise ProtocolViolation(f"presence item has an unknown action: {item!r}") from None
+    id_ = item.get("id")
+    if not id_ and parent.get("id"):
+        id_ = f"{parent['id']}:{index}"  # TP3a
+    connection_id = item.get("connectionId") or parent.get("connectionId") or ""  # TP3d
+    timestamp = item.get("timestamp")
+    if timestamp is None:
+        timestamp = parent.get("timestamp")  # TP3g
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        timestamp = 0
+    data, residual = decode_data(item.get("data"), item.get("encoding"))
+    extra: dict[str, Any] = {}
+    if residual is not None:
+        extra["encoding"] = residual
+    if item.get("extras") is not None:
+        extra["extras"] = item["extras"]
+    return PresenceMessage(action=action, client_id=item.get("clientId") or "",
+                           connection_id=connection_id, data=data, timestamp=int(timestamp),
+                           id=id_, extra=extra)
