@@ -46,18 +46,23 @@ MUTANT_PREFIX = "mutant:"
 AdapterFactory = type[Adapter] | Callable[[dict[str, str]], Adapter]
 """An `Adapter` subclass, or any callable that takes the options dict and returns an adapter."""
 
-_registered: dict[str, AdapterFactory] = {}
+_registered: dict[str, AdapterFactory | str] = {}
 
 
-def register_adapter(name: str, factory: AdapterFactory) -> None:
+def register_adapter(name: str, factory: AdapterFactory | str) -> None:
     """Make `factory` available as `--adapter name` (in-process only; call it from conftest.py).
 
-    Registering the same name twice with a different factory is a mistake and raises
-    `UsageError`; registering the identical factory again (a conftest imported twice) is fine.
+    `factory` is an `Adapter` subclass, a callable `(options) -> Adapter`, or a `"module:Class"`
+    string imported when the adapter is first used. Registering the same name twice with a
+    different factory is a mistake and raises `UsageError`; registering the identical factory
+    again (a conftest imported twice) is fine.
     """
     if not name or ":" in name:
         raise UsageError(f"adapter name {name!r}: must be non-empty and contain no ':'")
-    if not callable(factory):
+    if isinstance(factory, str):
+        if ":" not in factory:
+            raise UsageError(f"adapter {name!r}: {factory!r} is not of the form module:Class")
+    elif not callable(factory):
         raise UsageError(f"adapter {name!r}: {factory!r} is not an Adapter class or factory")
     previous = _registered.get(name)
     if previous is not None and previous is not factory:
@@ -99,7 +104,13 @@ def available_adapters() -> dict[str, str]:
         except Exception as exc:  # a broken third-party package must not hide the others
             out[ep.name] = f"(cannot load {ep.value}: {type(exc).__name__}: {exc})"
     for name, factory in _registered.items():
-        out[name] = _description(factory)
+        if isinstance(factory, str):
+            try:
+                out[name] = _description(_import_target(factory))
+            except UsageError as exc:
+                out[name] = f"(cannot load {factory}: {exc})"
+        else:
+            out[name] = _description(factory)
     for name, description in _mutants().items():
         out[MUTANT_PREFIX + name] = description
     return dict(sorted(out.items()))
@@ -113,7 +124,8 @@ def adapter_factory(name: str) -> AdapterFactory:
     if name.startswith(MUTANT_PREFIX):
         return _mutant_factory(name[len(MUTANT_PREFIX):])
     if name in _registered:
-        return _registered[name]
+        registered = _registered[name]
+        return _import_target(registered) if isinstance(registered, str) else registered
     for ep in _entry_points():
         if ep.name == name:
             try:
@@ -174,6 +186,8 @@ def _description(factory: Any) -> str:
 
 
 def _describe_target(factory: Any) -> str:
+    if isinstance(factory, str):
+        return factory
     module = getattr(factory, "__module__", "?")
     qualname = getattr(factory, "__qualname__", repr(factory))
     return f"{module}:{qualname}"

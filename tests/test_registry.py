@@ -196,6 +196,14 @@ def test_register_adapter() -> None:
         resolve_adapter("mine")
 
 
+def test_register_adapter_by_module_class_string(adapters_module: types.ModuleType) -> None:
+    register_adapter("lazy", "regtest_adapters:GoodAdapter")
+    assert type(resolve_adapter("lazy")) is adapters_module.GoodAdapter
+    assert available_adapters()["lazy"] == "A do-nothing adapter for registry tests."
+    with pytest.raises(UsageError, match="module:Class"):
+        register_adapter("lazy2", "regtest_adapters.GoodAdapter")
+
+
 @pytest.mark.parametrize("name", ["", "a:b"])
 def test_register_adapter_rejects_bad_names(name: str) -> None:
     with pytest.raises(UsageError):
