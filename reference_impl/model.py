@@ -124,6 +124,8 @@ class _Channel:
     log: list[PresenceMessage] = field(default_factory=list)
     log_times: list[int] = field(default_factory=list)
     attached: set[str] = field(default_factory=set)  # connection ids
+    # attached connections with at least one listener here: the only ones an event can reach
+    listening: set[str] = field(default_factory=set)
 
 
 def _check_capability(capability: Capability, channel: str, operation: str) -> bool:
@@ -185,8 +187,8 @@ class PresenceModel:
     def close_connection(self, connection_id: str) -> Outcome:
         """A graceful close: every member of the connection leaves at once."""
         conn = self._conn(connection_id)
+        self._detach_all(conn)  # first: the closing connection hears nothing more, not even its leaves
         outcome = self._remove_connection_members(conn)
-        self._detach_all(conn)
         conn.state = "closed"
         return outcome
 
@@ -215,8 +217,9 @@ class PresenceModel:
         ch = self._channel(channel)
         conn.attached.add(channel)
         ch.attached.add(conn.id)
-        for member in ch.members.values():
-            outcome.deliveries.extend(self._deliveries_to(conn, channel, member))
+        if conn.listeners.get(channel):  # without listeners there is nobody to deliver to
+            for member in ch.members.values():
+                outcome.deliveries.extend(self._deliveries_to(conn, channel, member))
         return outcome
 
     def is_attached(self, connection_id: str, channel: str) -> bool:
@@ -240,7 +243,9 @@ class PresenceModel:
                 regs.append(_Registration(action.value))
                 for reg in regs:  # a fresh subscription settles an open RTP7b question
                     reg.maybe_removed.discard(action.value)
-        return self.attach(connection_id, channel)
+        outcome = self.attach(connection_id, channel)
+        self._channels[channel].listening.add(conn.id)
+        return outcome
 
     def unsubscribe(self, connection_id: str, channel: str, listener: str | None = None,
                     actions: Any = None) -> None:
@@ -254,6 +259,7 @@ class PresenceModel:
                 table.clear()
             else:
                 table.pop(listener, None)
+            self._update_listening(conn, channel)
             return
         names = [listener] if listener is not None else list(table)
         wanted = {a.value for a in parsed}
@@ -274,6 +280,12 @@ class PresenceModel:
                 table[name] = kept
             else:
                 del table[name]
+        self._update_listening(conn, channel)
+
+    def _update_listening(self, conn: _Connection, channel: str) -> None:
+        ch = self._channels.get(channel)
+        if ch is not None and not conn.listeners.get(channel):
+            ch.listening.discard(conn.id)
 
     def listeners(self, connection_id: str, channel: str) -> list[str]:
         return sorted(self._conn(connection_id).listeners.get(channel, {}))
@@ -362,7 +374,7 @@ class PresenceModel:
         ch.log.append(event)
         ch.log_times.append(event.timestamp)
         outcome = Outcome(events=[event])
-        for cid in sorted(ch.attached):
+        for cid in sorted(ch.listening):  # O(listening connections), not O(attached)
             outcome.deliveries.extend(self._deliveries_to(self._connections[cid], ch.name, event))
         return outcome
 
@@ -492,6 +504,7 @@ class PresenceModel:
     def _detach_all(self, conn: _Connection) -> None:
         for name in conn.attached:
             self._channels[name].attached.discard(conn.id)
+            self._channels[name].listening.discard(conn.id)
         conn.attached.clear()
         conn.listeners.clear()
 
