@@ -1,0 +1,93 @@
+"""`presence-conformance serve`: run the reference server until Ctrl-C (or SIGTERM).
+
+    presence-conformance serve [--host 127.0.0.1] [--port 8080] [--keys FILE]
+                               [--leave-grace 15] [--sync-page 100]
+
+Prints where it listens and the key to use, e.g.
+`listening on ws://127.0.0.1:8080 (REST http://127.0.0.1:8080) key appid.keyid:secret`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from reference_impl.server.config import ConfigError, ServerConfig, key_strings, load_keys_file
+
+
+def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentParser:
+    """The argument parser of `serve` (the harness CLI may reuse it for help)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the reference presence server: the Ably realtime protocol (JSON over "
+                    "ws://) at / and the REST presence endpoints, on one port.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="port to listen on; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--keys", metavar="FILE",
+                        help='JSON keys file: {"appid.keyid": {"secret": "...", "capability": '
+                             '{"*": ["*"]}}}; default: appid.keyid:secret with every capability')
+    parser.add_argument("--leave-grace", type=float, default=15.0, metavar="S",
+                        help="seconds before the members of an abruptly lost connection leave "
+                             "(default %(default)s)")
+    parser.add_argument("--sync-page", type=int, default=100, metavar="N",
+                        help="members per SYNC frame (default %(default)s)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """A `ServerConfig` from parsed `serve` arguments; raises `ConfigError`."""
+    kwargs: dict = {"leave_grace": args.leave_grace, "sync_page_size": args.sync_page}
+    if args.keys:
+        kwargs["keys"] = load_keys_file(args.keys)
+    return ServerConfig(**kwargs)
+
+
+async def _serve(config: ServerConfig, host: str, port: int) -> None:
+    from reference_impl.server.app import PresenceServer
+
+    server = PresenceServer(config)
+    bound_host, bound_port = await server.start(host, port)
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    keys = " ".join(key_strings(config.keys))
+    print(f"listening on ws://{shown}:{bound_port} (REST http://{shown}:{bound_port}) key {keys}",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        print("stopped", flush=True)
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `presence-conformance serve`; returns the exit code (2 on bad options)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["serve"]:
+        args_list = args_list[1:]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port: {args.port} is not a port number")
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"presence-conformance serve: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"presence-conformance serve: error: cannot listen on {args.host}:{args.port} "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    return 0

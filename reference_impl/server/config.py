@@ -1,0 +1,188 @@
+"""Configuration of the reference server: API keys with capabilities, tokens, limits and timings.
+
+A key is `appId.keyId:secret` (Ably's form); its capability maps channel patterns to operations
+(`presence`, `subscribe`, `publish`, `history`, `*`), Ably-style: `*` matches every channel,
+`prefix:*` every channel starting with `prefix:`, anything else one channel exactly.
+
+A keys file is JSON: `{"appid.keyid": {"secret": "...", "capability": {"*": ["*"]}}}`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Capability = dict[str, list[str]]
+
+ALL_CAPABILITIES: Capability = {"*": ["*"]}
+DEFAULT_KEY_NAME = "appid.keyid"
+DEFAULT_KEY_SECRET = "secret"
+OPERATIONS = frozenset({"*", "presence", "subscribe", "publish", "history", "channel-metadata",
+                        "object-subscribe", "object-publish", "annotation-subscribe",
+                        "annotation-publish", "push-subscribe", "push-admin", "stats", "statistics",
+                        "privileged-headers"})
+
+
+class ConfigError(ValueError):
+    """A malformed key, keys file or option; the message names the offending part."""
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One API key: its secret and what it may do (`capability`: channel pattern -> operations)."""
+
+    secret: str
+    capability: Capability = field(default_factory=lambda: dict(ALL_CAPABILITIES))
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """An opaque token issued by `PresenceServer.issue_token` (no expiry, no signature)."""
+
+    key_name: str
+    client_id: str | None
+    capability: Capability
+
+
+@dataclass
+class ServerConfig:
+    """Everything the reference server can be told.
+
+    Times are in seconds unless the name ends in `_ms` or is one of Ably's own millisecond
+    fields (`max_idle_interval`, `connection_state_ttl`), which go to clients as they are.
+    """
+
+    keys: dict[str, KeySpec] = field(default_factory=lambda: {
+        DEFAULT_KEY_NAME: KeySpec(DEFAULT_KEY_SECRET, dict(ALL_CAPABILITIES))})
+    leave_grace: float = 15.0  # abrupt disconnect -> synthesized leaves after this (RTP2b1)
+    sync_page_size: int = 100  # members per SYNC frame (RTP18)
+    max_message_size: int = 65536  # CD2c / TO3l8: bytes of one ProtocolMessage's payload
+    max_frame_size: int = 524288  # CD2d: bytes of one WebSocket frame
+    max_idle_interval: int = 15000  # CD2h, ms: clients drop the transport after this silence
+    connection_state_ttl: int = 120000  # CD2f, ms
+    heartbeat_interval: float | None = None  # s; None: a third of max_idle_interval; 0: never
+    server_id: str = "presence-conformance-reference"
+    frame_log_size: int = 2000  # client frames kept per connection for wire checks
+    frame_log_connections: int = 5000  # connections whose frame logs are kept
+    max_outbound_queue: int = 20000  # frames queued to one slow client before it is cut off
+    max_channel_name_length: int = 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.keys, Mapping) or not self.keys:
+            raise ConfigError("keys: at least one key is needed")
+        for name, spec in self.keys.items():
+            check_key_name(name)
+            if not isinstance(spec, KeySpec):
+                raise ConfigError(f"keys[{name!r}]: expected a KeySpec, got {type(spec).__name__}")
+            check_capability(spec.capability, f"keys[{name!r}].capability")
+        if self.leave_grace < 0:
+            raise ConfigError(f"leave_grace: expected >= 0 seconds, got {self.leave_grace!r}")
+        if not isinstance(self.sync_page_size, int) or self.sync_page_size < 1:
+            raise ConfigError(f"sync_page_size: expected an integer >= 1, got {self.sync_page_size!r}")
+        if self.max_message_size < 1 or self.max_frame_size < self.max_message_size:
+            raise ConfigError("max_frame_size must be at least max_message_size, both positive")
+        if self.max_idle_interval < 0:
+            raise ConfigError(f"max_idle_interval: expected >= 0 ms, got {self.max_idle_interval!r}")
+
+    @property
+    def effective_heartbeat_interval(self) -> float:
+        """Seconds between server HEARTBEATs (0: none). Always below maxIdleInterval."""
+        if self.heartbeat_interval is not None:
+            return max(0.0, self.heartbeat_interval)
+        return self.max_idle_interval / 3000.0
+
+
+def check_key_name(name: Any) -> None:
+    """A key name is `appId.keyId`: non-empty, with neither `:` nor whitespace."""
+    if not isinstance(name, str) or not name or ":" in name or any(c.isspace() for c in name):
+        raise ConfigError(f"key name {name!r}: expected 'appId.keyId' without ':' or spaces")
+
+
+def check_capability(capability: Any, where: str = "capability") -> Capability:
+    """Validate an Ably-style capability; return it. Raises `ConfigError` naming the bad part."""
+    if not isinstance(capability, Mapping) or not capability:
+        raise ConfigError(f"{where}: expected a non-empty object of channel pattern -> operations")
+    for pattern, ops in capability.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{where}: channel pattern {pattern!r} must be a non-empty string")
+        if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+            raise ConfigError(f"{where}[{pattern!r}]: expected a list of operation names")
+        unknown = [op for op in ops if op not in OPERATIONS]
+        if unknown:
+            raise ConfigError(f"{where}[{pattern!r}]: unknown operation(s) {unknown}; "
+                              f"expected some of {sorted(OPERATIONS)}")
+    return {str(k): list(v) for k, v in capability.items()}
+
+
+def _pattern_matches(pattern: str, channel: str) -> bool:
+    return pattern == "*" or pattern == channel or (
+        pattern.endswith(":*") and channel.startswith(pattern[:-1]))
+
+
+def capability_allows(capability: Capability | None, channel: str, operation: str) -> bool:
+    """True if `capability` grants `operation` on `channel` (same rules as the model's)."""
+    if capability is None:
+        return True
+    return any(_pattern_matches(pattern, channel) and ("*" in ops or operation in ops)
+               for pattern, ops in capability.items())
+
+
+def capability_any(capability: Capability | None, channel: str) -> bool:
+    """True if `capability` grants any operation at all on `channel` (enough to attach)."""
+    if capability is None:
+        return True
+    return any(_pattern_matches(pattern, channel) and ops for pattern, ops in capability.items())
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """Split `name:secret`; raise `ConfigError` if it is not of that form."""
+    if not isinstance(key, str) or ":" not in key:
+        raise ConfigError(f"key {key!r}: expected 'appId.keyId:secret'")
+    name, secret = key.split(":", 1)
+    check_key_name(name)
+    if not secret:
+        raise ConfigError(f"key {name!r}: empty secret")
+    return name, secret
+
+
+def keys_from_json(raw: Any, source: str = "keys") -> dict[str, KeySpec]:
+    """Keys from the keys-file object `{"appid.keyid": {"secret": ..., "capability": ...}}`."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"{source}: expected a non-empty JSON object of key name -> key")
+    keys: dict[str, KeySpec] = {}
+    for name, entry in raw.items():
+        check_key_name(name)
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{source}[{name!r}]: expected an object with 'secret' and 'capability'")
+        secret = entry.get("secret")
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError(f"{source}[{name!r}].secret: expected a non-empty string")
+        capability = entry.get("capability", ALL_CAPABILITIES)
+        keys[name] = KeySpec(secret, check_capability(capability, f"{source}[{name!r}].capability"))
+    return keys
+
+
+def load_keys_file(path: str | Path) -> dict[str, KeySpec]:
+    """Read a keys file (JSON). Raises `ConfigError` naming the file and the bad entry."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read keys file ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{p}: not valid JSON ({exc})") from None
+    return keys_from_json(raw, str(p))
+
+
+def new_token() -> str:
+    """A fresh opaque token string."""
+    return "tok-" + secrets.token_urlsafe(18)
+
+
+def key_strings(keys: Mapping[str, KeySpec]) -> Iterable[str]:
+    """`name:secret` for every key (for printing where the server listens)."""
+    return (f"{name}:{spec.secret}" for name, spec in keys.items())

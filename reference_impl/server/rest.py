@@ -1,0 +1,199 @@
+"""REST presence endpoints of the reference server (RSP3, RSP4), on the realtime server's port.
+
+- `GET /time` -> `[ms]` (no auth).
+- `GET /channels/{name}/presence?limit&clientId&connectionId` -> the members as wire
+  PresenceMessages (numeric actions), paginated by `limit` (default 100, at most 1000).
+- `GET /channels/{name}/presence/history?start&end&limit&direction` -> the channel's presence
+  events (RSP4b: start/end inclusive ms, direction backwards by default).
+
+Pages link to each other with `Link` headers of exactly the form ably-js parses
+(`<./NAME?query>; rel="next"`, see shared/research/ably-protocol.md §3), with `first` and
+`current` as well; no `next` link means the last page.
+
+Auth: `Authorization: Basic base64(name:secret)` or `Bearer base64(token)` (a token from
+`PresenceServer.issue_token`), or a `key` / `access_token` query parameter. Errors are JSON
+`{"error": {"code", "statusCode", "message"}}` with the matching HTTP status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from reference_impl import errors
+from reference_impl.errors import PresenceError
+from reference_impl.model import MAX_HISTORY_LIMIT, validate_history_params
+from reference_impl.server.config import Capability, capability_allows
+from reference_impl.server.wire import (
+    INTERNAL_ERROR,
+    INVALID_CREDENTIALS,
+    FrameError,
+    dumps,
+    error_info,
+    short,
+    wire_presence,
+)
+
+if TYPE_CHECKING:
+    from reference_impl.server.app import PresenceServer
+
+log = logging.getLogger("reference_impl.server.rest")
+
+_INT = re.compile(r"^-?[0-9]{1,18}$")
+_HTTP_CODES = {404: errors.NOT_FOUND, 405: 40500, 401: INVALID_CREDENTIALS}
+
+
+def error_response(code: int, message: str, status: int | None = None) -> web.Response:
+    """A JSON error body `{"error": ErrorInfo}` with the matching HTTP status."""
+    info = error_info(code, message, status)
+    return web.Response(status=info["statusCode"], text=dumps({"error": info}),
+                        content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal as an Ably error body; nothing escapes as a bare HTML page or a crash."""
+    try:
+        return await handler(request)
+    except FrameError as exc:
+        return error_response(exc.code, exc.message, exc.status_code)
+    except PresenceError as exc:
+        return error_response(exc.code, exc.message, exc.status_code)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, exc.status * 100)
+        return error_response(code, f"{request.method} {request.path}: {exc.reason}", exc.status)
+    except Exception as exc:
+        log.exception("REST %s %s failed", request.method, request.path)
+        return error_response(INTERNAL_ERROR, f"internal error ({type(exc).__name__})", 500)
+
+
+def add_routes(app: web.Application, server: PresenceServer) -> None:
+    """Register the REST routes of `server` on `app`."""
+
+    async def get_time(request: web.Request) -> web.Response:
+        return _json([server.now()])
+
+    async def get_presence(request: web.Request) -> web.Response:
+        channel = request.match_info["channel"]
+        capability = _authenticate(server, request)
+        if not (capability_allows(capability, channel, "subscribe")
+                or capability_allows(capability, channel, "presence")):
+            raise FrameError(errors.CAPABILITY_DENIED, f"capability: no subscribe capability on "
+                             f"channel {channel!r}", status_code=401)
+        query = request.query
+        limit = _int_param(query, "limit")
+        if limit is None:
+            limit = 100
+        elif not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise PresenceError(errors.INVALID_PARAMETER_VALUE, f"limit: expected an integer from 1 "
+                                f"to {MAX_HISTORY_LIMIT}, got {limit}", "limit")
+        client_id = query.get("clientId")
+        connection_id = query.get("connectionId")
+        members = server.model.get(channel, client_id or None, connection_id or None)
+        cursor = query.get("cursor")
+        if cursor:
+            members = [m for m in members if m.member_key > cursor]
+        page = members[:limit]
+        base: dict[str, Any] = {"limit": limit}
+        if client_id:
+            base["clientId"] = client_id
+        if connection_id:
+            base["connectionId"] = connection_id
+        links = [_link("presence", base, "first"),
+                 _link("presence", {**base, "cursor": cursor} if cursor else base, "current")]
+        if len(members) > limit:
+            links.append(_link("presence", {**base, "cursor": page[-1].member_key}, "next"))
+        return _json([wire_presence(m) for m in page], links)
+
+    async def get_history(request: web.Request) -> web.Response:
+        channel = request.match_info["channel"]
+        capability = _authenticate(server, request)
+        if not capability_allows(capability, channel, "history"):
+            raise FrameError(errors.CAPABILITY_DENIED, f"capability: no history capability on "
+                             f"channel {channel!r}", status_code=401)
+        query = request.query
+        start, end, limit = (_int_param(query, n) for n in ("start", "end", "limit"))
+        direction = query.get("direction")
+        start, end, limit, direction = validate_history_params(start, end, limit, direction)
+        cursor = query.get("cursor")
+        page = server.model.history(channel, start, end, limit, direction, cursor or None)
+        base: dict[str, Any] = {}
+        if start is not None:
+            base["start"] = start
+        if end is not None:
+            base["end"] = end
+        base["limit"] = limit
+        base["direction"] = direction
+        links = [_link("history", base, "first"),
+                 _link("history", {**base, "cursor": cursor} if cursor else base, "current")]
+        if page.next_cursor is not None:
+            links.append(_link("history", {**base, "cursor": page.next_cursor}, "next"))
+        return _json([wire_presence(m) for m in page.items], links)
+
+    app.router.add_get("/time", get_time)
+    app.router.add_get("/channels/{channel}/presence/history", get_history)
+    app.router.add_get("/channels/{channel}/presence", get_presence)
+
+
+def _json(body: Any, links: list[str] | None = None) -> web.Response:
+    headers = {"Link": ", ".join(links)} if links else None
+    return web.Response(text=dumps(body), content_type="application/json", headers=headers)
+
+
+def _link(name: str, params: dict[str, Any], rel: str) -> str:
+    """`<./NAME?query>; rel="REL"`: the form ably-js requires (`^\\./(\\w+)\\?(.*)$`); the query
+    is percent-encoded (no `+`, no `,`), which both SDKs decode."""
+    query = urlencode({k: str(v) for k, v in params.items()}, quote_via=quote, safe="")
+    return f'<./{name}?{query}>; rel="{rel}"'
+
+
+def _int_param(query: Any, name: str) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not _INT.match(raw):
+        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                            f"{name}: expected an integer, got {short(raw)}", name)
+    return int(raw)
+
+
+def _authenticate(server: PresenceServer, request: web.Request) -> Capability:
+    """The capability of the request's credentials; FrameError 40101 (401) / 40400 otherwise."""
+    header = request.headers.get("Authorization")
+    query = request.query
+    if header:
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "basic":
+            try:
+                key = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                raise FrameError(INVALID_CREDENTIALS, "Authorization: Basic credentials are not "
+                                 "base64 of 'appId.keyId:secret'", status_code=401) from None
+            return server.authenticate_key(key)[1]
+        if scheme.lower() == "bearer":
+            token = value
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                decoded = None
+            if decoded is not None and server.has_token(decoded):
+                token = decoded
+            return server.authenticate_token(token, "Authorization: Bearer").capability
+        raise FrameError(INVALID_CREDENTIALS, f"Authorization: unsupported scheme {short(scheme)}; "
+                         "expected Basic or Bearer", status_code=401)
+    if "key" in query:
+        return server.authenticate_key(query["key"])[1]
+    for param in ("access_token", "accessToken"):
+        if param in query:
+            return server.authenticate_token(query[param], param).capability
+    raise FrameError(INVALID_CREDENTIALS, "no credentials: send 'Authorization: Basic "
+                     "base64(key)' or 'Bearer base64(token)'", status_code=401)
