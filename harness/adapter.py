@@ -14,6 +14,7 @@ An adapter mirrors the seed's Presence API (`presence-api.txt`) in async Python:
     page = await presence.history(start=None, end=None, limit=None, direction=None)
     await presence.sync_complete()          # the seed's `syncComplete` property
     await conn.close(); await conn.drop()   # graceful close; abrupt disconnect (fault injection)
+    await adapter.quiesce()                 # optional: True once all events are delivered
     await adapter.stop()
 
 Listeners are plain callables taking one `PresenceMessage`; the adapter calls them from its own
@@ -193,6 +194,13 @@ class Adapter(abc.ABC):
                       ) -> AdapterConnection:
         """Open a connection identified as `client_id` (None: anonymous) with `capability`
         (Ably capability JSON; None: everything) and wait until it is connected."""
+
+    async def quiesce(self) -> bool:
+        """Wait until every event the implementation has produced so far has reached its
+        listeners, and return True; return False (the default) when the adapter cannot tell.
+        The runner then watches `quiet_period` for late extra events instead. An in-process
+        implementation can answer precisely and make every case faster."""
+        return False
 
     def wire_frames(self, connection_id: str) -> list[dict]:
         """Client->server frames the reference server recorded for a connection (WIRE_FRAMES)."""
