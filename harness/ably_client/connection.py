@@ -153,6 +153,7 @@ class RealtimeConnection:
         self._pending: dict[int, tuple[asyncio.Future, str | None]] = {}
         self._pings: dict[str, asyncio.Future] = {}
         self._own_ping_ids: set[str] = set()
+        self._answered_ids: set[Any] = set()
         self._ping_ids = itertools.count(1)
         self._connected: asyncio.Future | None = None
         self._closed: asyncio.Future | None = None
@@ -466,6 +467,9 @@ class RealtimeConnection:
         if ping_id in self._own_ping_ids:
             _resolve(self._pings.get(ping_id))
             return
+        if ping_id in self._answered_ids:
+            return  # the server echoed our answer back: do not ping-pong
+        self._answered_ids.add(ping_id)
         # The server pings us: answer with the same id (RTN13 in the other direction).
         task = asyncio.ensure_future(self._send({"action": ProtocolAction.HEARTBEAT, "id": ping_id}))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -1,0 +1,291 @@
+"""The `ably-wire` adapter: the harness's own Ably-protocol client against an Ably-protocol server.
+
+It tests a *server*. By default `start()` runs the embedded reference server
+(`reference_impl.server`) in-process on a free port of 127.0.0.1 with a short leave grace, so a
+run needs nothing else; with `--adapter-option endpoint=HOST:PORT` (and `key=NAME:SECRET`) it
+drives any other server that speaks the Ably realtime protocol over plain `ws://` with JSON
+and serves REST presence history over plain `http://` on the same port.
+
+    presence-conformance run --adapter ably-wire
+    presence-conformance run --adapter ably-wire --adapter-option endpoint=127.0.0.1:8080 \\
+        --adapter-option key=appid.keyid:secret --adapter-option leave_grace=15
+
+Mapping of the contract (`harness.adapter`) onto the protocol (`harness.ably_client`):
+`connect` opens a realtime connection (with a key provisioned for the requested capability on
+the embedded server); `enter`/`update`/`leave` send PRESENCE and wait for ACK (NACK raises
+PresenceError); `get`, `subscribe` and `sync_complete` are answered from the client's own
+presence map, fed by SYNC and PRESENCE (RTP2, RTP18); `history` is REST
+(`GET /channels/{name}/presence/history`, RTP12); `close` is CLOSE/CLOSED; `drop` aborts the TCP
+connection without a frame. With the embedded server, `wire_frames` returns the frames the
+server recorded from a connection (Feature.WIRE_FRAMES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import secrets
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import aiohttp
+
+from harness.ably_client import PaginatedResult, RealtimeConnection, RestClient
+from harness.ably_client.connection import RealtimeChannel
+from harness.adapter import (
+    ALL_FEATURES,
+    Adapter,
+    AdapterChannel,
+    AdapterConnection,
+    AdapterPresence,
+    Feature,
+    HistoryPage,
+    Listener,
+    UsageError,
+)
+from reference_impl.types import PresenceMessage
+
+__all__ = ["AblyWireAdapter"]
+
+DEFAULT_LEAVE_GRACE = 0.3
+DEFAULT_TIMEOUT = 10.0
+_FULL_CAPABILITY = {"*": ["*"]}
+
+
+def _positive_float(options: Mapping[str, str], name: str, default: float, minimum: float = 0.0
+                    ) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"adapter 'ably-wire': option {name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < minimum:
+        raise UsageError(f"adapter 'ably-wire': option {name}={raw!r} must be >= {minimum:g}")
+    return value
+
+
+def _check_endpoint(endpoint: str) -> str:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"adapter 'ably-wire': endpoint={endpoint!r}: expected HOST:PORT, "
+                         "e.g. 127.0.0.1:8080")
+    return endpoint
+
+
+def _check_key(key: str) -> str:
+    name, sep, secret = key.partition(":")
+    if not sep or not name or not secret:
+        raise UsageError(f"adapter 'ably-wire': key={key!r}: expected NAME:SECRET, "
+                         "e.g. appid.keyid:secret")
+    return key
+
+
+class WireHistoryPage(HistoryPage):
+    """A REST history page (RTP12c) as the contract's HistoryPage."""
+
+    def __init__(self, page: PaginatedResult) -> None:
+        self._page = page
+        self.items = list(page.items)
+
+    def has_next(self) -> bool:
+        return self._page.has_next()
+
+    async def next(self) -> HistoryPage | None:
+        page = await self._page.next()
+        return None if page is None else WireHistoryPage(page)
+
+
+class WirePresence(AdapterPresence):
+    """Presence of one channel on one connection, over the wire."""
+
+    def __init__(self, channel: WireChannel) -> None:
+        self._channel = channel
+        self._presence = channel.realtime.presence
+
+    async def enter(self, data: Any = None) -> None:
+        await self._presence.enter(data)
+
+    async def update(self, data: Any = None) -> None:
+        await self._presence.update(data)
+
+    async def leave(self, data: Any = None) -> None:
+        await self._presence.leave(data)
+
+    async def get(self, client_id: str | None = None, connection_id: str | None = None,
+                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+        return await self._presence.get(client_id, connection_id, wait_for_sync)
+
+    async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
+        await self._presence.subscribe(listener, actions)
+
+    async def unsubscribe(self, listener: Listener | None = None,
+                          actions: list[str] | None = None) -> None:
+        self._presence.unsubscribe(listener, actions)
+
+    async def history(self, start: int | None = None, end: int | None = None,
+                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+        rest = self._channel.connection.rest
+        page = await rest.presence_history(self._channel.name, start, end, limit, direction)
+        return WireHistoryPage(page)
+
+    async def sync_complete(self) -> bool:
+        return self._presence.sync_complete
+
+
+class WireChannel(AdapterChannel):
+    """A channel on one wire connection."""
+
+    def __init__(self, connection: WireConnection, realtime: RealtimeChannel) -> None:
+        self.connection = connection
+        self.realtime = realtime
+        self.name = realtime.name
+        self._presence = WirePresence(self)
+
+    @property
+    def presence(self) -> WirePresence:
+        return self._presence
+
+
+class WireConnection(AdapterConnection):
+    """One realtime connection (plus REST with the same key for history)."""
+
+    def __init__(self, adapter: AblyWireAdapter, realtime: RealtimeConnection, key: str) -> None:
+        self.adapter = adapter
+        self.realtime = realtime
+        self.id = realtime.id
+        self.client_id = realtime.client_id
+        self.rest = RestClient(adapter.endpoint, key, timeout=adapter.timeout,
+                               session=adapter._session)
+        self._channels: dict[str, WireChannel] = {}
+
+    def channel(self, name: str) -> WireChannel:
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = WireChannel(self, self.realtime.channel(name))
+        return channel
+
+    async def close(self) -> None:
+        await self.realtime.close()
+
+    async def drop(self) -> None:
+        await self.realtime.drop()
+
+
+class AblyWireAdapter(Adapter):
+    """Drives an Ably-protocol server (the embedded reference server by default) over the wire."""
+
+    name: ClassVar[str] = "ably-wire"
+    features: frozenset[Feature] = ALL_FEATURES | {Feature.WIRE_FRAMES}  # type: ignore[misc]
+    options: ClassVar[Mapping[str, str]] = {
+        "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
+                    "reference server on a free port)",
+        "key": "API key NAME:SECRET for that server (default: the embedded server's own key)",
+        "leave_grace": "seconds before a dropped connection's members leave: the embedded "
+                       f"server is started with it; for another server, give its value "
+                       f"(default {DEFAULT_LEAVE_GRACE:g})",
+        "timeout": f"seconds to wait for any answer from the server (default {DEFAULT_TIMEOUT:g})",
+        "sync_page_size": "members per SYNC frame on the embedded server (default: the server's)",
+    }
+    quiet_period = 0.05
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        super().__init__(options)
+        opts = self.option_values
+        self.leave_grace = _positive_float(opts, "leave_grace", DEFAULT_LEAVE_GRACE)
+        self.timeout = _positive_float(opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
+        self.external = "endpoint" in opts
+        self.endpoint = _check_endpoint(opts["endpoint"]) if self.external else ""
+        if "key" in opts:
+            self.key = _check_key(opts["key"])
+        elif self.external:
+            raise UsageError("adapter 'ably-wire': option endpoint needs key=NAME:SECRET too")
+        else:
+            self.key = ""
+        self.sync_page_size: int | None = None
+        if "sync_page_size" in opts:
+            if self.external:
+                raise UsageError("adapter 'ably-wire': sync_page_size only applies to the "
+                                 "embedded server")
+            raw = opts["sync_page_size"]
+            if not raw.isdigit() or int(raw) < 1:
+                raise UsageError(f"adapter 'ably-wire': sync_page_size={raw!r}: expected an "
+                                 "integer >= 1")
+            self.sync_page_size = int(raw)
+        if self.external:
+            # Another server: no frame log to read, and no way to mint keys with a capability.
+            self.features = ALL_FEATURES - {Feature.CAPABILITIES}
+        self.server: Any = None
+        self._session: aiohttp.ClientSession | None = None
+        self._connections: list[WireConnection] = []
+        self._key_names = itertools.count(1)
+        self._capability_keys: dict[str, str] = {}
+
+    async def start(self) -> None:
+        """Start the embedded reference server (unless an endpoint was given)."""
+        self._session = aiohttp.ClientSession()
+        if self.external:
+            return
+        from reference_impl.server import PresenceServer, ServerConfig
+
+        config_args: dict[str, Any] = {"leave_grace": self.leave_grace}
+        if self.sync_page_size is not None:
+            config_args["sync_page_size"] = self.sync_page_size
+        config = ServerConfig(**config_args)
+        self.server = PresenceServer(config)
+        host, port = await self.server.start("127.0.0.1", 0)
+        self.endpoint = f"{host}:{port}"
+        if not self.key:
+            name, spec = next(iter(config.keys.items()))
+            self.key = f"{name}:{spec.secret}"
+
+    async def stop(self) -> None:
+        """Close every connection still open (bounded), then stop the server."""
+        connections, self._connections = self._connections, []
+        if connections:
+            async def _close(conn: WireConnection) -> None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.realtime.close(), self.timeout)
+            await asyncio.gather(*(_close(c) for c in connections), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()
+
+    def _key_for(self, capability: dict[str, list[str]] | None) -> str:
+        if capability is None or capability == _FULL_CAPABILITY:
+            return self.key
+        if self.server is None:
+            raise NotImplementedError(
+                "ably-wire: capabilities need the embedded server (it mints a key per "
+                "capability); another server only gets the one key it was given")
+        canonical = repr(sorted((k, sorted(v)) for k, v in capability.items()))
+        key = self._capability_keys.get(canonical)
+        if key is None:
+            name = f"harness.cap{next(self._key_names)}"
+            secret = secrets.token_urlsafe(12)
+            self.server.add_key(name, secret, capability)
+            key = self._capability_keys[canonical] = f"{name}:{secret}"
+        return key
+
+    async def connect(self, client_id: str | None, capability: dict[str, list[str]] | None = None
+                      ) -> WireConnection:
+        if not self.endpoint:
+            raise RuntimeError("ably-wire: connect() before start()")
+        key = self._key_for(capability)
+        realtime = await RealtimeConnection.connect(self.endpoint, key, client_id,
+                                                    timeout=self.timeout)
+        conn = WireConnection(self, realtime, key)
+        self._connections.append(conn)
+        return conn
+
+    def wire_frames(self, connection_id: str) -> list[dict]:
+        """Client->server frames the embedded server recorded for `connection_id`."""
+        if self.server is None:
+            raise NotImplementedError("ably-wire: wire frames need the embedded server")
+        return [dict(frame) for frame in self.server.frames(connection_id)]
