@@ -1,0 +1,385 @@
+"""The pytest plugin: `pytest --adapter=NAME` runs the conformance suite as test items.
+
+pytest loads this module for everyone who has presence-conformance installed (entry point
+`pytest11`), so it does nothing at all until `--adapter` is given: it adds its command-line
+options, defines its fixtures (which skip when asked for without `--adapter`) and stops there;
+importing it imports nothing beyond pytest and the standard library.
+
+With `--adapter NAME`:
+
+- every scenario file becomes a test item `scenarios/<case_id>`, marked with its requirement IDs,
+  its area and `conformance` (`-m history.limit-default-100`, `-m history`, `-k limit-default`,
+  `-m "not conformance"` all select as expected);
+- the adapter is started once per process, on one asyncio loop in a background thread
+  (`harness.session.ConformanceSession`, the same core the CLI uses); every case is bounded by a
+  timeout, so a hung adapter fails items instead of hanging pytest;
+- an item fails with the case's outcome, its violations, a history excerpt and the replay
+  command; `unsupported` is skipped with the reason; `non-strict` passes with a warning unless
+  `--conformance-strict`;
+- `--conformance-report DIR` writes the reports at the end, also after Ctrl-C (marked partial);
+  under pytest-xdist the workers send their results to the controller, which writes ONE report;
+- fixtures for users' own tests: `presence_adapter` (the started adapter), `presence_run` (run a
+  coroutine on the adapter's loop) and `conformance_run` (the results so far).
+
+Users register their own adapters from a conftest.py with `harness.registry.register_adapter`, or
+by implementing the hook `pytest_presence_conformance_adapters(config)`.
+
+(pytest itself owns `--strict`, so the strictness flag of this plugin is `--conformance-strict`.)
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from harness.adapter import Adapter
+    from harness.results import CaseResult, RunResult
+    from harness.session import ConformanceSession
+
+WORKER_OUTPUT_KEY = "presence_conformance"
+SUITE_NODEID = "scenarios"
+CONFORMANCE_MARKER = "conformance"
+
+
+class NonStrictWarning(UserWarning):
+    """A case violated only SHOULD requirements: it passes, unless `--conformance-strict`."""
+
+
+class ConformanceFailure(Exception):
+    """Raised by a scenario item whose case did not pass; carries the `CaseResult`."""
+
+    def __init__(self, case: CaseResult) -> None:
+        super().__init__(f"{case.case_id}: {case.outcome.value}")
+        self.case = case
+
+
+class _Hooks:
+    """Hook specifications this plugin adds (implement them in a conftest.py)."""
+
+    @pytest.hookspec(firstresult=False)
+    def pytest_presence_conformance_adapters(self, config: pytest.Config) -> dict[str, Any]:
+        """Return `{name: Adapter subclass or factory}` to make adapters available by name."""
+        raise NotImplementedError
+
+
+# -- options and configuration --------------------------------------------------------------------
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(_Hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("presence-conformance", "presence conformance suite")
+    group.addoption("--adapter", metavar="NAME", default=None,
+                    help="run the presence conformance suite against this adapter (a name from "
+                         "`presence-conformance list adapters`, module:Class or mutant:NAME)")
+    group.addoption("--adapter-option", metavar="KEY=VALUE", action="append", default=[],
+                    help="an option for the adapter (repeatable)")
+    group.addoption("--scenarios", metavar="DIR", default=None,
+                    help="folder of scenario files (default: the scenarios shipped with the package)")
+    group.addoption("--op-timeout", metavar="S", type=float, default=None,
+                    help="seconds an adapter operation may take before the case times out")
+    group.addoption("--conformance-report", metavar="DIR", default=None,
+                    help="write the conformance reports (JSON, JUnit, Markdown, HTML) into DIR "
+                         "at the end of the session")
+    group.addoption("--conformance-strict", action="store_true", default=False,
+                    help="fail cases that violate only SHOULD requirements (non-strict)")
+
+
+class _State:
+    """Everything the plugin keeps for one pytest session (in `config.stash`, never global)."""
+
+    def __init__(self, config: pytest.Config, session: ConformanceSession,
+                 scenarios: list[Any]) -> None:
+        self.config = config
+        self.session = session
+        self.scenarios = scenarios
+        self.strict: bool = bool(config.getoption("conformance_strict"))
+        self.report_dir: str | None = config.getoption("conformance_report")
+        self.selected: list[str] = []  # case_ids of the scenario items selected to run
+        self.selected_elsewhere: int | None = None  # the selection the xdist workers reported
+        self.written: list[Path] = []
+        self.report_error: str | None = None
+
+
+STATE_KEY = pytest.StashKey[_State]()
+
+
+def _state(config: pytest.Config) -> _State | None:
+    return config.stash.get(STATE_KEY, None)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return (not _is_xdist_worker(config)
+            and config.pluginmanager.getplugin("dsession") is not None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("adapter", None)
+    if not name:
+        return
+    from harness.adapter import UsageError
+    from harness.registry import parse_options, register_adapter, resolve_adapter
+    from harness.session import ConformanceSession, load_suite
+
+    try:
+        for registered in config.hook.pytest_presence_conformance_adapters(config=config):
+            for adapter_name, factory in (registered or {}).items():
+                register_adapter(adapter_name, factory)
+        options = parse_options(config.getoption("adapter_option"))
+        adapter = resolve_adapter(name, options)
+        scenarios = load_suite(config.getoption("scenarios"))
+        settings = _settings(config)
+    except UsageError as exc:
+        raise pytest.UsageError(f"presence-conformance: {exc}") from None
+    except Exception as exc:
+        if type(exc).__name__ == "ScenarioError":
+            raise pytest.UsageError(f"presence-conformance: malformed scenario: {exc}") from None
+        raise
+    session = ConformanceSession(adapter, adapter_name=name, options=options, settings=settings)
+    config.stash[STATE_KEY] = _State(config, session, scenarios)
+    _register_markers(config, scenarios)
+
+
+def _settings(config: pytest.Config) -> Any:
+    from harness.runner import RunSettings
+
+    op_timeout = config.getoption("op_timeout")
+    if op_timeout is None:
+        return RunSettings()
+    if op_timeout <= 0:
+        from harness.adapter import UsageError
+
+        raise UsageError(f"--op-timeout {op_timeout}: must be a positive number of seconds")
+    return RunSettings(op_timeout=op_timeout)
+
+
+def _register_markers(config: pytest.Config, scenarios: list[Any]) -> None:
+    """Declare every requirement ID and area as a marker, so `-m` selects without warnings."""
+    texts: dict[str, str] = {}
+    try:
+        from spec import load_requirements
+
+        catalogue = load_requirements()
+        for area, title in catalogue.areas.items():
+            texts[area] = f"presence conformance area: {title}"
+        for req in catalogue.requirements:
+            texts[req.id] = f"[{req.level}] {req.text}"
+    except Exception:  # the catalogue is documentation here: scenarios still carry their IDs
+        pass
+    from harness.session import area_of
+
+    for scenario in scenarios:
+        texts.setdefault(area_of(scenario.case_id), "presence conformance area")
+        for rid in scenario.requirements:
+            texts.setdefault(rid, "presence conformance requirement")
+    config.addinivalue_line("markers", f"{CONFORMANCE_MARKER}: a presence conformance scenario")
+    for marker, text in texts.items():
+        config.addinivalue_line("markers", f"{marker}: {text}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = _state(config)
+    if state is not None:
+        state.session.stop()
+
+
+# -- collection -----------------------------------------------------------------------------------
+
+
+class ScenarioSuite(pytest.Collector):
+    """The collector that holds one item per scenario file (node id `scenarios`)."""
+
+    def collect(self) -> list[ScenarioItem]:
+        state = _state(self.config)
+        assert state is not None
+        return [ScenarioItem.from_parent(self, name=s.case_id, nodeid=f"{SUITE_NODEID}/{s.case_id}",
+                                         scenario=s)
+                for s in state.scenarios]
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario run against the session's adapter."""
+
+    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from harness.session import area_of
+
+        self.scenario = scenario
+        self.case: CaseResult | None = None
+        self.add_marker(CONFORMANCE_MARKER)
+        self.add_marker(area_of(scenario.case_id))
+        for rid in dict.fromkeys(scenario.requirements):
+            self.add_marker(rid)
+        self.user_properties.append(("requirements", " ".join(scenario.requirements)))
+
+    def runtest(self) -> None:
+        from harness.results import Outcome
+
+        state = _state(self.config)
+        assert state is not None
+        case = self.case = state.session.run_case(self.scenario)
+        if case.outcome is Outcome.PASS:
+            return
+        if case.outcome is Outcome.UNSUPPORTED:
+            pytest.skip(f"unsupported: {case.error or 'the adapter lacks a required feature'}")
+        if case.known_failing and (case.outcome.is_failure or case.outcome is Outcome.NON_STRICT):
+            pytest.xfail(f"known failing: {case.outcome.value}")
+        if case.outcome is Outcome.NON_STRICT and not state.strict:
+            from harness.session import describe_case
+
+            warnings.warn(NonStrictWarning(describe_case(case, history=False)), stacklevel=1)
+            return
+        raise ConformanceFailure(case)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, ConformanceFailure):
+            from harness.session import describe_case
+
+            return describe_case(excinfo.value.case)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        source = getattr(self.scenario, "source", None)
+        return (Path(source) if source else self.path), None, f"scenario {self.scenario.case_id}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    # tryfirst: the scenario items must be in `items` before -m/-k/--deselect filter them.
+    state = _state(config)
+    if state is None:
+        return
+    suite = ScenarioSuite.from_parent(session, name=SUITE_NODEID, nodeid=SUITE_NODEID)
+    items.extend(session.genitems(suite))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is not None:
+        state.selected = [item.scenario.case_id for item in session.items
+                          if isinstance(item, ScenarioItem)]
+
+
+# -- the end of the session: workers hand over, the controller (or the only process) writes -------
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = _state(config)
+    if state is None:
+        return
+    state.session.stop()
+    run = state.session.run_result
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        state.session.mark_partial("interrupted")
+    if _is_xdist_worker(config):
+        config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps({  # type: ignore[attr-defined]
+            "cases": [c.to_json() for c in run.cases],
+            "selected": len(state.selected),
+            "partial_reason": run.partial_reason,
+        }, default=str)
+        return
+    expected = state.selected_elsewhere if _is_xdist_controller(config) else len(state.selected)
+    if not run.partial and expected is not None and len(run.cases) < expected:
+        state.session.mark_partial(f"{expected - len(run.cases)} of {expected} selected cases "
+                                   "did not run")
+    run = state.session.finish()
+    if state.report_dir:
+        from harness.output import write_run
+
+        try:
+            state.written = write_run(run, Path(state.report_dir))
+        except Exception as exc:  # the test outcomes stand; say loudly that the report is missing
+            state.report_error = f"{type(exc).__name__}: {exc}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist, on the controller: merge the results a worker sent in its workeroutput."""
+    state = _state(node.config)
+    if state is None:
+        return
+    raw = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
+    if raw is None:
+        if error:
+            state.session.mark_partial(f"worker {getattr(node, 'gateway', node).id} crashed: {error}")
+        return
+    from harness.results import CaseResult
+
+    data = json.loads(raw)
+    state.session.add_results(CaseResult.from_json(c) for c in data["cases"])
+    state.selected_elsewhere = max(state.selected_elsewhere or 0, int(data.get("selected", 0)))
+    if data.get("partial_reason"):
+        state.session.mark_partial(data["partial_reason"])
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = _state(config)
+    if state is None or _is_xdist_worker(config):
+        return
+    run: RunResult = state.session.run_result
+    counts = {k: v for k, v in run.counts().items() if v}
+    tr = terminalreporter
+    tr.section(f"presence conformance: {state.session.adapter_name}")
+    verdict = "conforming" if run.conforming(strict=state.strict) else "NOT conforming"
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no cases ran"
+    tr.write_line(f"{len(run.cases)} case(s): {summary} -> {verdict}"
+                  + (f" (partial: {run.partial_reason})" if run.partial else ""))
+    for path in state.written:
+        tr.write_line(f"report: {path}")
+    if state.report_error:
+        tr.write_line(f"report NOT written: {state.report_error}", red=True)
+
+
+# -- fixtures for users' own tests ------------------------------------------------------------------
+
+
+def _require_state(request: pytest.FixtureRequest) -> _State:
+    state = _state(request.config)
+    if state is None:
+        pytest.skip("needs the presence conformance plugin: run pytest with --adapter NAME")
+    return state
+
+
+@pytest.fixture(scope="session")
+def presence_adapter(request: pytest.FixtureRequest) -> Adapter:
+    """The adapter given by `--adapter`, started (the one the scenario items use)."""
+    state = _require_state(request)
+    state.session.start()
+    if state.session.start_error:
+        pytest.fail(f"adapter {state.session.adapter_name!r} did not start: "
+                    f"{state.session.start_error}", pytrace=False)
+    return state.session.adapter
+
+
+@pytest.fixture(scope="session")
+def presence_run(request: pytest.FixtureRequest,
+                 presence_adapter: Adapter) -> Callable[..., Any]:
+    """`presence_run(coro, timeout=None)`: run a coroutine on the adapter's event loop.
+
+    Adapter objects belong to that loop: await their methods only through this function.
+    A coroutine function (no arguments) is accepted too. Raises TimeoutError after `timeout`.
+    """
+    state = _require_state(request)
+    return state.session.run
+
+
+@pytest.fixture(scope="session")
+def conformance_run(request: pytest.FixtureRequest) -> RunResult:
+    """The `RunResult` of this process so far (a live object: cases are appended as they run)."""
+    return _require_state(request).session.run_result

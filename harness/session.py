@@ -1,0 +1,464 @@
+"""The one core shared by the CLI and the pytest plugin: an adapter on its own event loop.
+
+`ConformanceSession` resolves nothing and decides nothing about exit codes or pytest outcomes;
+it owns what both front ends need to do the same way:
+
+- start the adapter once, on ONE asyncio loop running in a daemon background thread, so the
+  synchronous caller (argparse main, pytest items, Hypothesis rules) bridges into it with
+  `run_coroutine_threadsafe`;
+- run each scenario through `harness.runner.run_scenario`, bounded by a wall-clock limit so a
+  hung adapter can never hang the caller (the runner bounds each operation; this is the net
+  under it), and detect an adapter that blocks its event loop;
+- fill in what a result needs to be replayed (scenario file, replay command);
+- collect the `CaseResult`s into a `RunResult` that can be written at any moment, also after an
+  interrupt (`partial`).
+
+Text shared by both front ends (a failure's description, the replay command) lives here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fnmatch
+import importlib
+import importlib.metadata
+import json
+import shlex
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.adapter import Adapter
+from harness.results import CaseResult, Outcome, RunResult
+
+__all__ = [
+    "AdapterLoop",
+    "ConformanceSession",
+    "HarnessError",
+    "area_of",
+    "default_scenarios_root",
+    "describe_case",
+    "harness_version",
+    "load_suite",
+    "replay_command",
+    "select_scenarios",
+]
+
+T = TypeVar("T")
+
+START_TIMEOUT = 60.0  # seconds adapter.start() may take
+STOP_TIMEOUT = 15.0  # seconds adapter.stop() may take
+PING_TIMEOUT = 2.0  # seconds a healthy loop needs to run a no-op
+
+
+class HarnessError(Exception):
+    """The harness itself failed (a bug in the runner or checks, not in the adapter). Exit 3."""
+
+    def __init__(self, message: str, case: CaseResult | None = None) -> None:
+        super().__init__(message)
+        self.case = case
+
+
+def harness_version() -> str:
+    """The installed version of presence-conformance ("unknown" from a bare checkout)."""
+    try:
+        return importlib.metadata.version("presence-conformance")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def default_scenarios_root() -> Path:
+    """The scenario files shipped with the package (`scenarios.scenarios_root()`).
+
+    Falls back to the `scenarios/` folder next to `harness/` in a development checkout whose
+    editable install predates the `scenarios` package, and refuses a foreign `scenarios`
+    package (a user's own folder of that name shadowing ours on sys.path).
+    """
+    try:
+        module = importlib.import_module("scenarios")
+    except ImportError:
+        module = None
+    if module is not None and hasattr(module, "scenarios_root"):
+        return Path(module.scenarios_root())
+    return Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def load_suite(root: Path | str | None = None) -> list[Any]:
+    """All scenarios under `root` (default: the packaged ones). Raises `ScenarioError`."""
+    from harness.scenario import load_scenarios
+
+    root = Path(root) if root is not None else default_scenarios_root()
+    return sorted(load_scenarios(root), key=lambda s: s.case_id)
+
+
+def select_scenarios(scenarios: Sequence[Any], patterns: Iterable[str] | None) -> list[Any]:
+    """The scenarios whose case_id or one of whose requirement IDs matches a pattern.
+
+    Patterns are fnmatch globs (`history/*`, `leave.*`, `history/limit-default-100`); several
+    patterns select the union. No patterns: everything.
+    """
+    patterns = [p for p in (patterns or ()) if p]
+    if not patterns:
+        return list(scenarios)
+    return [s for s in scenarios
+            if any(fnmatch.fnmatchcase(s.case_id, p)
+                   or any(fnmatch.fnmatchcase(r, p) for r in s.requirements)
+                   for p in patterns)]
+
+
+def area_of(case_id: str) -> str:
+    """The area of a case: the folder of its scenario file (`history/limit-default-100`)."""
+    return case_id.split("/", 1)[0] if "/" in case_id else "other"
+
+
+def replay_command(scenario_file: str | Path | None, adapter: str,
+                   options: Mapping[str, str] | None = None) -> str | None:
+    """The shell command that replays one scenario file against `adapter`."""
+    if scenario_file is None:
+        return None
+    parts = ["presence-conformance", "replay", str(scenario_file), "--adapter", adapter]
+    for key, value in (options or {}).items():
+        parts += ["--adapter-option", f"{key}={value}"]
+    return shlex.join(parts)
+
+
+# -- the loop thread -----------------------------------------------------------------------------
+
+
+class AdapterLoop:
+    """An asyncio event loop in a daemon thread, with a bounded, interruptible bridge into it."""
+
+    def __init__(self, name: str = "presence-adapter-loop") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        self.blocked: str | None = None  # why the loop is considered unusable
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._drain()
+
+    def _drain(self) -> None:
+        try:
+            tasks = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:  # tasks that ignore cancellation get a bounded grace, then are abandoned
+                self._loop.run_until_complete(asyncio.wait(tasks, timeout=PING_TIMEOUT))
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        except Exception:  # shutting down: nothing useful left to report to
+            pass
+        finally:
+            self._loop.close()
+
+    def run(self, awaitable: Awaitable[T], timeout: float | None) -> T:
+        """Run `awaitable` on the loop and wait at most `timeout` seconds for its result.
+
+        On timeout or KeyboardInterrupt the task is cancelled and the exception propagates
+        (`TimeoutError`). If the loop does not even run a no-op afterwards, `blocked` is set:
+        the adapter blocked its event loop and nothing more can run on it.
+        """
+        if self.blocked:
+            raise RuntimeError(self.blocked)
+        if not self._thread.is_alive():
+            raise RuntimeError("the adapter event loop has stopped")
+        future = asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            self._check_alive()
+            raise TimeoutError(f"no result after {timeout:.1f}s") from None
+        except BaseException:
+            if not future.done():
+                future.cancel()
+            raise
+
+    def _check_alive(self) -> None:
+        probe = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self._loop)
+        try:
+            probe.result(PING_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            probe.cancel()
+            self.blocked = ("the adapter blocked its event loop (a synchronous call inside an "
+                            "async method?); no further case can run")
+
+    def close(self, timeout: float = PING_TIMEOUT * 2) -> None:
+        """Stop the loop, cancel what is left and join the thread (abandoned if it is stuck)."""
+        if self._thread.is_alive():
+            try:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            except RuntimeError:  # already closed
+                pass
+            self._thread.join(timeout)
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+# -- the session ---------------------------------------------------------------------------------
+
+
+class ConformanceSession:
+    """One adapter, started once, running scenarios and collecting their results.
+
+    `adapter_name` is the name the user gave (`reference`, `pkg.mod:Class`, `mutant:x`): it is
+    what replay commands and reports carry, because it is what resolves the adapter again.
+    """
+
+    def __init__(self, adapter: Adapter, adapter_name: str | None = None,
+                 options: Mapping[str, str] | None = None, settings: Any = None) -> None:
+        self.adapter = adapter
+        self.adapter_name = adapter_name or adapter.name
+        self.options = dict(options or {})
+        self.settings = settings if settings is not None else _default_settings()
+        self.run_result = RunResult(adapter=self.adapter_name, started=time.time(),
+                                    harness_version=harness_version(),
+                                    adapter_options=dict(self.options))
+        self.start_error: str | None = None
+        self.harness_error: HarnessError | None = None
+        self._loop: AdapterLoop | None = None
+        self._started = False
+        self._lock = threading.Lock()
+
+    # lifecycle
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self) -> None:
+        """Start the loop thread and `await adapter.start()` (once; later calls do nothing).
+
+        A failing or hanging start does not raise: `start_error` says why, and every case run
+        afterwards is an `error` result naming it, so reports show what happened.
+        """
+        with self._lock:
+            if self._started or self.start_error:
+                return
+            self._loop = AdapterLoop()
+            try:
+                self._loop.run(self.adapter.start(), START_TIMEOUT)
+            except TimeoutError:
+                self.start_error = f"adapter.start() did not finish within {START_TIMEOUT:.0f}s"
+            except Exception as exc:
+                self.start_error = (f"adapter.start() raised {type(exc).__name__}: {exc}\n"
+                                    + "".join(traceback.format_exception(exc)[-6:]))
+            else:
+                self._started = True
+
+    def run(self, awaitable: Awaitable[T] | Callable[[], Awaitable[T]],
+            timeout: float | None = None) -> T:
+        """Run a coroutine (or a coroutine function) on the adapter's loop and return its result.
+
+        Used by the pytest fixture `presence_run` for users' own async checks.
+        """
+        self.start()
+        if self.start_error:
+            raise RuntimeError(f"the adapter did not start: {self.start_error}")
+        assert self._loop is not None
+        if callable(awaitable) and not isinstance(awaitable, Coroutine):
+            awaitable = awaitable()
+        return self._loop.run(awaitable, timeout if timeout is not None else self.case_timeout())
+
+    def stop(self) -> None:
+        """`await adapter.stop()` (bounded) and stop the loop thread. Safe to call twice."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        try:
+            if self._started and not loop.blocked:
+                loop.run(self.adapter.stop(), STOP_TIMEOUT)
+        except BaseException:  # a failing stop must not hide the run's results
+            pass
+        finally:
+            self._started = False
+            loop.close()
+
+    # running cases
+
+    def case_timeout(self, scenario: Any = None) -> float:
+        """Wall-clock bound on one case: generous, only there to catch what the runner could not."""
+        op_timeout = float(getattr(self.settings, "op_timeout", 5.0) or 5.0)
+        steps = len(getattr(scenario, "steps", None) or ()) if scenario is not None else 0
+        per_step = 2 * op_timeout + float(getattr(self.adapter, "leave_grace", 0.0) or 0.0)
+        return 30.0 + per_step * max(steps, 5)
+
+    def run_case(self, scenario: Any) -> CaseResult:
+        """Run one scenario and record its result; adapter trouble becomes an `error`/`timeout`.
+
+        Raises `HarnessError` (after recording an `error` result) when the runner itself broke,
+        and lets KeyboardInterrupt through (the running case is cancelled).
+        """
+        self.start()
+        started = time.monotonic()
+        if self.start_error:
+            return self._record(self._synthetic(scenario, Outcome.ERROR,
+                                                f"adapter failed to start: {self.start_error}"))
+        assert self._loop is not None
+        if self._loop.blocked:
+            return self._record(self._synthetic(scenario, Outcome.ERROR, self._loop.blocked))
+        from harness.runner import run_scenario
+
+        limit = self.case_timeout(scenario)
+        try:
+            result = self._loop.run(run_scenario(scenario, self.adapter, self.settings), limit)
+        except TimeoutError:
+            message = f"the case did not finish within {limit:.0f}s"
+            if self._loop.blocked:
+                message += f"; {self._loop.blocked}"
+            result = self._synthetic(scenario, Outcome.TIMEOUT, message)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            text = "".join(traceback.format_exception(exc))
+            case = self._synthetic(scenario, Outcome.ERROR, f"harness error: {exc!r}\n{text}")
+            case.duration = time.monotonic() - started
+            self._record(case)
+            raise HarnessError(f"the runner failed on {scenario.case_id}: {exc!r}\n{text}",
+                               case) from exc
+        if not result.duration:
+            result.duration = time.monotonic() - started
+        return self._record(self.complete(result, scenario))
+
+    def run_all(self, scenarios: Sequence[Any],
+                on_result: Callable[[int, int, CaseResult], None] | None = None) -> RunResult:
+        """Run `scenarios` in order; returns the run (partial after Ctrl-C or a harness error).
+
+        KeyboardInterrupt is absorbed here and reported as `partial_reason="interrupted"` so
+        the caller can write the report; a `HarnessError` stops the run the same way and is
+        kept in `harness_error`.
+        """
+        self.harness_error = None
+        total = len(scenarios)
+        try:
+            for index, scenario in enumerate(scenarios, 1):
+                case = self.run_case(scenario)
+                if on_result is not None:
+                    on_result(index, total, case)
+        except KeyboardInterrupt:
+            self.mark_partial("interrupted")
+        except HarnessError as exc:
+            self.harness_error = exc
+            self.mark_partial(f"harness error: {str(exc).splitlines()[0]}")
+        return self.finish()
+
+    def mark_partial(self, reason: str) -> None:
+        self.run_result.partial = True
+        self.run_result.partial_reason = (f"{self.run_result.partial_reason}; {reason}"
+                                          if self.run_result.partial_reason else reason)
+
+    def finish(self) -> RunResult:
+        """The run so far, with `finished` stamped (call again later to restamp)."""
+        self.run_result.finished = time.time()
+        return self.run_result
+
+    def add_results(self, cases: Iterable[CaseResult]) -> None:
+        """Merge results produced elsewhere (pytest-xdist workers)."""
+        for case in cases:
+            self._record(case)
+
+    # helpers
+
+    def _record(self, case: CaseResult) -> CaseResult:
+        with self._lock:
+            self.run_result.cases.append(case)
+        return case
+
+    def _synthetic(self, scenario: Any, outcome: Outcome, error: str) -> CaseResult:
+        source = getattr(scenario, "source", None)
+        return self.complete(CaseResult(case_id=scenario.case_id, adapter=self.adapter_name,
+                                        outcome=outcome,
+                                        requirements=list(scenario.requirements),
+                                        error=error,
+                                        scenario_file=str(source) if source else None))
+
+    def complete(self, case: CaseResult, scenario: Any = None) -> CaseResult:
+        """Fill in the scenario file and the replay command where the runner left them out."""
+        if case.scenario_file is None and scenario is not None and getattr(scenario, "source",
+                                                                              None):
+            case.scenario_file = str(scenario.source)
+        if case.replay is None:
+            case.replay = replay_command(case.scenario_file, self.adapter_name, self.options)
+        return case
+
+
+def _default_settings() -> Any:
+    from harness.runner import RunSettings
+
+    return RunSettings()
+
+
+# -- text shared by the CLI and the pytest plugin -------------------------------------------------
+
+
+def _short(value: Any, width: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_history(entries: Sequence[dict], around: int | None = None, before: int = 8,
+                   after: int = 4) -> list[str]:
+    """A few history entries (around `around`, else the last ones) as aligned text lines."""
+    if not entries:
+        return []
+    if around is None:
+        chosen = list(entries[-(before + after):])
+    else:
+        chosen = [e for e in entries if around - before <= e.get("index", 0) <= around + after]
+    lines = []
+    for e in chosen:
+        mark = ">" if around is not None and e.get("index") == around else " "
+        step = e.get("step")
+        lines.append(f"{mark}#{e.get('index', '?'):<4} {e.get('time', 0):8.4f}s "
+                     f"{e.get('process', '')!s:<10} {e.get('type', '')!s:<7} "
+                     f"{e.get('f', '')!s:<12} {_short(e.get('value'), 100)}"
+                     + (f"  (step {step})" if step is not None else ""))
+    return lines
+
+
+def describe_case(case: CaseResult, *, history: bool = True, max_violations: int = 10) -> str:
+    """A readable account of a case that did not pass: outcome, violations, history, replay."""
+    lines = [f"{case.case_id}: {case.outcome.value}"
+             + (f" ({case.duration:.2f}s)" if case.duration else "")]
+    if case.scenario_file:
+        lines.append(f"  scenario: {case.scenario_file}")
+    if case.error:
+        first, *rest = case.error.rstrip().splitlines() or [""]
+        lines.append(f"  error: {first}")
+        lines.extend(f"    {line}" for line in rest[-15:])
+    for v in case.violations[:max_violations]:
+        where = []
+        if v.step is not None:
+            where.append(f"step {v.step}")
+        if v.history_index is not None:
+            where.append(f"history #{v.history_index}")
+        lines.append(f"  [{v.level}] {v.requirement}: {v.message}"
+                     + (f" ({', '.join(where)})" if where else ""))
+        lines.append(f"      expected: {_short(v.expected)}")
+        lines.append(f"      observed: {_short(v.observed)}")
+        if v.check:
+            lines.append(f"      check:    {v.check}")
+    if len(case.violations) > max_violations:
+        lines.append(f"  … and {len(case.violations) - max_violations} more violation(s)")
+    if history and case.history:
+        around = next((v.history_index for v in case.violations if v.history_index is not None),
+                      None)
+        lines.append("  history" + (f" around #{around}:" if around is not None else " (last entries):"))
+        lines.extend("    " + line for line in format_history(case.history, around))
+    if case.replay:
+        lines.append(f"  replay: {case.replay}")
+    return "\n".join(lines)
