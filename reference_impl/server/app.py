@@ -140,9 +140,9 @@ class PresenceServer:
         app = web.Application(middlewares=[rest.error_middleware])
         app.router.add_get("/", self._ws_handler)
         rest.add_routes(app, self)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except BaseException:
