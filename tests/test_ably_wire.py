@@ -75,6 +75,21 @@ def test_enter_update_leave_seen_by_another_client():
     run(body)
 
 
+def test_quiesce_returns_once_events_are_delivered():
+    async def body(adapter: AblyWireAdapter) -> None:
+        alice = await adapter.connect("alice")
+        bob = await adapter.connect("bob")
+        seen: list[PresenceMessage] = []
+        await bob.channel("room").presence.subscribe(seen.append)
+        for i in range(20):
+            await alice.channel("room").presence.update(str(i))
+        assert await adapter.quiesce() is True
+        assert [e.data for e in seen] == [str(i) for i in range(20)]
+        external = AblyWireAdapter({"endpoint": adapter.endpoint, "key": adapter.key})
+        assert await external.quiesce() is False
+    run(body)
+
+
 def test_own_events_and_get_on_the_same_connection():
     async def body(adapter: AblyWireAdapter) -> None:
         alice = await adapter.connect("alice")
@@ -210,19 +225,86 @@ def test_nack_raises_presence_error_with_the_code():
         with pytest.raises(PresenceError) as info:
             await reader.channel("room").presence.enter("x")
         assert info.value.code == 40160
+        assert info.value.status_code == 401
         # the connection stays usable after a NACK
         assert await reader.channel("room").presence.get() == []
-        anonymous = await adapter.connect(None)
+        # a channel the key grants nothing on: ERROR on the channel (attach refused)
         with pytest.raises(PresenceError) as info:
-            await anonymous.channel("room").presence.enter()
-        assert info.value.code in (40012, 91000)
+            await reader.channel("elsewhere").presence.subscribe(print)
+        assert info.value.code == 40160
+        assert reader.channel("elsewhere").realtime.state == "failed"
+    run(body)
+
+
+def test_server_nacks_what_the_client_would_refuse_itself():
+    """Frames a conforming client never sends, sent raw: the server's own NACKs."""
+    async def body(adapter: AblyWireAdapter) -> None:
+        alice = (await adapter.connect("alice")).realtime
+        await alice.channel("room").attach()
+        anonymous = (await adapter.connect(None)).realtime
+        await anonymous.channel("room").attach()
+        cases = [
+            (anonymous, {"action": 2}, (91000, 40012)),
+            (alice, {"action": 2, "data": 12}, (40013,)),
+            (alice, {"action": 2, "data": "x" * 70000}, (40009,)),
+            (alice, {"action": 2, "clientId": "mallory"}, (40012,)),
+            (alice, {"action": 1}, (40000,)),
+        ]
+        for conn, item, codes in cases:
+            with pytest.raises(PresenceError) as info:
+                await conn.send_acked({"action": 14, "channel": "room", "presence": [item]},
+                                      "room")
+            assert info.value.code in codes, (item, info.value)
+        # NACKs consumed msgSerials 0..4 in order; the next enter is ACKed with serial 4 (alice)
+        await alice.channel("room").presence.enter("ok")
+        entered = [f for f in adapter.wire_frames(alice.id) if f.get("action") == 14]
+        assert [f["msgSerial"] for f in entered] == [0, 1, 2, 3, 4]
+    run(body)
+
+
+def test_client_side_refusals_send_nothing():
+    async def body(adapter: AblyWireAdapter) -> None:
         alice = await adapter.connect("alice")
+        anonymous = await adapter.connect(None)
+        cases = [
+            (anonymous, None, 91000),  # RTP8j
+            (alice, 12, 40013),
+            (alice, {"nan": float("nan")}, 40013),
+            (alice, "x" * 70000, 40009),  # TO3l8: maxMessageSize from CONNECTED
+        ]
+        for conn, data, code in cases:
+            with pytest.raises(PresenceError) as info:
+                await conn.channel("room").presence.enter(data)
+            assert info.value.code == code, (data, info.value)
+            assert not [f for f in adapter.wire_frames(conn.id) if f.get("action") in (10, 14)]
+        presence = alice.channel("room").presence
         with pytest.raises(PresenceError) as info:
-            await alice.channel("room").presence.enter("x" * 70000)
-        assert info.value.code == 40009
+            await presence.subscribe(print, ["bogus"])
+        assert info.value.code == 40003
         with pytest.raises(PresenceError) as info:
-            await alice.channel("room").presence.enter(12)  # not presence data
-        assert info.value.code == 40013
+            await presence.subscribe("not callable")  # type: ignore[arg-type]
+        assert info.value.code == 40003
+        with pytest.raises(PresenceError) as info:
+            await presence.get(wait_for_sync="yes")  # type: ignore[arg-type]
+        assert info.value.code == 40003
+    run(body)
+
+
+def test_every_call_after_close_or_drop_raises_80017():
+    async def body(adapter: AblyWireAdapter) -> None:
+        for ending in ("close", "drop"):
+            conn = await adapter.connect("alice")
+            presence = conn.channel("room").presence
+            await presence.enter()
+            page = await presence.history()
+            await getattr(conn, ending)()
+            calls = [presence.enter(), presence.update(), presence.leave(), presence.get(),
+                     presence.get(wait_for_sync=False), presence.subscribe(print),
+                     presence.unsubscribe(), presence.history(), page.next()]
+            for call in calls:
+                with pytest.raises(PresenceError) as info:
+                    await call
+                assert info.value.code == 80017, (ending, info.value)
     run(body)
 
 

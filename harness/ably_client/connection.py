@@ -57,7 +57,8 @@ from harness.ably_client.protocol import (
 )
 from reference_impl import errors
 from reference_impl.errors import PresenceError
-from reference_impl.types import Action, PresenceMessage
+from reference_impl.model import message_size
+from reference_impl.types import Action, PresenceMessage, validate_data
 
 __all__ = [
     "ChannelState",
@@ -259,8 +260,8 @@ class RealtimeConnection:
                                               ConnectionState.DISCONNECTED):
             return
         self.state = ConnectionState.DISCONNECTED
-        self.error = PresenceError(CONNECTION_DISCONNECTED, f"connection {self.id} dropped",
-                                   status_code=400)
+        self.error = PresenceError(errors.CONNECTION_CLOSED,
+                                   f"connection {self.id} was dropped (abrupt disconnect)")
         self._fail_all(self.error)
         await self._abort()
 
@@ -275,7 +276,7 @@ class RealtimeConnection:
 
     async def ping(self) -> float:
         """RTN13: send HEARTBEAT with an id and wait for the echo; return the round trip in s."""
-        self._check_usable()
+        self.check_usable()
         ping_id = f"ping-{next(self._ping_ids)}"
         self._own_ping_ids.add(ping_id)
         future = asyncio.get_running_loop().create_future()
@@ -299,7 +300,9 @@ class RealtimeConnection:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def _check_usable(self) -> None:
+    def check_usable(self) -> None:
+        """Raise PresenceError unless CONNECTED: 80017 after close() or drop(), the failure's
+        code after ERROR, 80003 after the server went away."""
         if self.state is not ConnectionState.CONNECTED:
             if self.error is not None and self.state is not ConnectionState.CLOSED:
                 raise PresenceError(self.error.code, f"connection is {self.state}: {self.error.message}",
@@ -322,7 +325,7 @@ class RealtimeConnection:
 
         Returns the ACK's `res` (if any); raises PresenceError on NACK or connection failure,
         OperationTimeout without an answer."""
-        self._check_usable()
+        self.check_usable()
         future = asyncio.get_running_loop().create_future()
         async with self._send_lock:
             serial = self._msg_serial
@@ -563,7 +566,7 @@ class RealtimeChannel:
         if self.state is ChannelState.ATTACHED:
             return
         if self.state is not ChannelState.ATTACHING or self._attaching is None:
-            conn._check_usable()
+            conn.check_usable()
             self.state = ChannelState.ATTACHING
             self.error = None
             self._attaching = asyncio.get_running_loop().create_future()
@@ -585,7 +588,7 @@ class RealtimeChannel:
         if self.state is ChannelState.FAILED:
             raise PresenceError(errors.CHANNEL_STATE, f"channel {self.name!r} is failed")
         if self.state is not ChannelState.DETACHING or self._detaching is None:
-            conn._check_usable()
+            conn.check_usable()
             self.state = ChannelState.DETACHING
             self._detaching = asyncio.get_running_loop().create_future()
             await conn._send({"action": ProtocolAction.DETACH, "channel": self.name})
@@ -681,14 +684,33 @@ class RealtimePresence:
         await self._publish(action, data, client_id)
 
     async def _publish(self, action: Action, data: Any, client_id: str | None = None) -> None:
+        """Checks in the reference model's order, all before anything is sent: connection
+        (80017), data type (40013, as the SDKs refuse it), clientId (RTP8j), size (TO3l8:
+        40009 against connectionDetails.maxMessageSize), channel state (RTP8g)."""
         channel = self.channel
-        item = presence_to_wire(action, data, client_id)  # bad data fails before anything is sent
+        connection = channel.connection
+        connection.check_usable()
+        data = validate_data(data)
+        item = presence_to_wire(action, data, client_id)
+        acting = client_id if client_id is not None else connection.client_id
+        if acting is None or acting == "*":  # RTP8j
+            raise PresenceError(errors.NO_CLIENT_ID,
+                                f"clientId: cannot {action.value} presence without a clientId "
+                                f"(the connection's clientId is {connection.client_id!r})",
+                                "clientId")
+        limit = connection.details.get("maxMessageSize")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            size = message_size(acting, data)
+            if size > limit:
+                raise PresenceError(errors.MESSAGE_TOO_LARGE,
+                                    f"data: message size {size} bytes exceeds maxMessageSize "
+                                    f"{limit}", "data")
         if channel.state in (ChannelState.DETACHED, ChannelState.FAILED):  # RTP8g
             raise PresenceError(errors.CHANNEL_STATE,
                                 f"cannot {action.value} presence on channel {channel.name!r} "
                                 f"in state {channel.state}")
         await self.ensure_active(wait_for_sync=True, strict=False)
-        await channel.connection.send_acked(
+        await connection.send_acked(
             {"action": ProtocolAction.PRESENCE, "channel": channel.name, "presence": [item]},
             channel.name)
 
@@ -696,6 +718,7 @@ class RealtimePresence:
         """Attach if needed (RTL33, RTP8d, RTP11e); then, with `wait_for_sync`, wait for the sync
         to end: bounded, and with `strict` a sync that does not end raises OperationTimeout."""
         channel = self.channel
+        channel.connection.check_usable()
         if channel.state is ChannelState.FAILED:
             err = channel.error
             raise PresenceError(err.code if err else errors.CHANNEL_STATE,
@@ -709,27 +732,40 @@ class RealtimePresence:
         if not await self.state.wait_synced(timeout) and strict:
             raise OperationTimeout(f"presence sync on channel {channel.name!r} did not complete "
                                    f"within {timeout:g} s")
-        channel.connection._check_usable()
+        channel.connection.check_usable()
         if strict and channel.state is not ChannelState.ATTACHED:
             raise PresenceError(errors.CHANNEL_STATE,
                                 f"channel {channel.name!r} is {channel.state}")
 
     async def get(self, client_id: str | None = None, connection_id: str | None = None,
                   wait_for_sync: bool = True) -> list[PresenceMessage]:
-        """RTP11: the members from the local set, after the sync unless `wait_for_sync` is False."""
+        """RTP11: the members from the local set, after the sync (RTP11c1). With `wait_for_sync`
+        False the set known right now is returned at once; an attach it needs (RTP11e) goes on
+        in the background."""
         for name, value in (("clientId", client_id), ("connectionId", connection_id)):
             if value is not None and not isinstance(value, str):
                 raise PresenceError(errors.INVALID_PARAMETER_VALUE,
                                     f"{name}: expected a string, got {type(value).__name__}", name)
-        await self.ensure_active(wait_for_sync=wait_for_sync, strict=True)
-        if self.channel.state is ChannelState.ATTACHED and not (self.channel.flags & PRESENCE_SUBSCRIBE):
-            log.warning("channel %r attached without PRESENCE_SUBSCRIBE mode (RTP11f)",
-                        self.channel.name)
+        if not isinstance(wait_for_sync, bool):
+            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                                f"waitForSync: expected a boolean, got {wait_for_sync!r}",
+                                "waitForSync")
+        channel = self.channel
+        if not wait_for_sync:
+            channel.connection.check_usable()
+            if channel.state in (ChannelState.INITIALIZED, ChannelState.DETACHED):
+                task = asyncio.ensure_future(channel.attach())
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return self.state.map.values(client_id, connection_id)
+        await self.ensure_active(wait_for_sync=True, strict=True)
+        if not channel.flags & PRESENCE_SUBSCRIBE:
+            log.warning("channel %r attached without PRESENCE_SUBSCRIBE mode (RTP11f)", channel.name)
         return self.state.map.values(client_id, connection_id)
 
     async def subscribe(self, listener: Listener, actions: Any = None) -> None:
         """RTP6: register `listener` (for all actions, or the given ones), then attach (RTP6d)
         and wait for the sync, so that the members present are delivered as PRESENT first."""
+        self.channel.connection.check_usable()
         self.state.emitter.subscribe(listener, actions)
         await self.ensure_active(wait_for_sync=True, strict=False)
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reference_impl import errors
+from reference_impl.errors import PresenceError
 from reference_impl.types import Action, PresenceMessage, parse_actions
 
 __all__ = ["PresenceEmitter"]
@@ -57,9 +59,11 @@ class PresenceEmitter:
     def subscribe(self, listener: Listener, actions: Any = None) -> None:
         """Register `listener` for all actions (None), one action name, or a list of names.
 
-        Raises PresenceError 40003 for an unknown action name (nothing is registered then)."""
+        Raises PresenceError 40003 for an unknown action name or a listener that is not
+        callable (nothing is registered then)."""
         if not callable(listener):
-            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
+            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                                f"listener: expected a callable, got {listener!r}", "listener")
         parsed = parse_actions(actions, "actions")
         if parsed is None:
             self._registrations.append(_Registration(listener, None))
@@ -72,6 +76,9 @@ class PresenceEmitter:
 
     def unsubscribe(self, listener: Listener | None = None, actions: Any = None) -> None:
         """The four RTP7 forms (see the module docstring)."""
+        if listener is not None and not callable(listener):
+            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
+                                f"listener: expected a callable, got {listener!r}", "listener")
         parsed = parse_actions(actions, "actions")
         if parsed is None:
             if listener is None:

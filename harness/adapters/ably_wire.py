@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from harness.ably_client import PaginatedResult, RealtimeConnection, RestClient
+from harness.ably_client import ConnectionState, PaginatedResult, RealtimeConnection, RestClient
 from harness.ably_client.connection import RealtimeChannel
 from harness.adapter import (
     ALL_FEATURES,
@@ -87,23 +87,29 @@ def _check_key(key: str) -> str:
 class WireHistoryPage(HistoryPage):
     """A REST history page (RTP12c) as the contract's HistoryPage."""
 
-    def __init__(self, page: PaginatedResult) -> None:
+    def __init__(self, page: PaginatedResult, connection: RealtimeConnection) -> None:
         self._page = page
+        self._connection = connection
         self.items = list(page.items)
 
     def has_next(self) -> bool:
         return self._page.has_next()
 
     async def next(self) -> HistoryPage | None:
+        self._connection.check_usable()
         page = await self._page.next()
-        return None if page is None else WireHistoryPage(page)
+        return None if page is None else WireHistoryPage(page, self._connection)
 
 
 class WirePresence(AdapterPresence):
-    """Presence of one channel on one connection, over the wire."""
+    """Presence of one channel on one connection, over the wire.
+
+    As the contract says, every call on a closed or dropped connection raises PresenceError
+    80017, unsubscribe and history included (the client would allow those)."""
 
     def __init__(self, channel: WireChannel) -> None:
         self._channel = channel
+        self._realtime = channel.connection.realtime
         self._presence = channel.realtime.presence
 
     async def enter(self, data: Any = None) -> None:
@@ -120,17 +126,24 @@ class WirePresence(AdapterPresence):
         return await self._presence.get(client_id, connection_id, wait_for_sync)
 
     async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
+        if not callable(listener) and callable(actions):  # the seed's order (actions, listener)
+            listener, actions = actions, listener
         await self._presence.subscribe(listener, actions)
 
     async def unsubscribe(self, listener: Listener | None = None,
                           actions: list[str] | None = None) -> None:
+        if listener is not None and not callable(listener) and (actions is None
+                                                                 or callable(actions)):
+            listener, actions = actions, listener  # the seed's order (actions[, listener])
+        self._realtime.check_usable()
         self._presence.unsubscribe(listener, actions)
 
     async def history(self, start: int | None = None, end: int | None = None,
                       limit: int | None = None, direction: str | None = None) -> HistoryPage:
+        self._realtime.check_usable()
         rest = self._channel.connection.rest
         page = await rest.presence_history(self._channel.name, start, end, limit, direction)
-        return WireHistoryPage(page)
+        return WireHistoryPage(page, self._realtime)
 
     async def sync_complete(self) -> bool:
         return self._presence.sync_complete
@@ -281,8 +294,25 @@ class AblyWireAdapter(Adapter):
         realtime = await RealtimeConnection.connect(self.endpoint, key, client_id,
                                                     timeout=self.timeout)
         conn = WireConnection(self, realtime, key)
+        self._connections = [c for c in self._connections
+                             if c.realtime.state is ConnectionState.CONNECTED]
         self._connections.append(conn)
         return conn
+
+    async def quiesce(self) -> bool:
+        """With the embedded server: ping every open connection and wait for the echoes.
+
+        The reference server handles a frame from start to end at once and writes each
+        connection's frames in order, so once a connection's HEARTBEAT echo is back, every event
+        the server had produced for it before has been received and given to the listeners
+        (they are called by the reader, in order). Another server makes no such promise: False.
+        """
+        if self.external or self.server is None:
+            return False
+        live = [c.realtime for c in self._connections
+                if c.realtime.state is ConnectionState.CONNECTED]
+        await asyncio.gather(*(r.ping() for r in live), return_exceptions=True)
+        return True
 
     def wire_frames(self, connection_id: str) -> list[dict]:
         """Client->server frames the embedded server recorded for `connection_id`."""
