@@ -159,7 +159,13 @@ button.copy:hover { background: var(--soft); }
 .empty { color: var(--muted); padding: 10px 0; }
 footer { color: var(--muted); font-size: 12px; padding: 30px 0 40px; }
 table.matrix th.ad { text-align: center; text-transform: none; font-size: 12.5px; color: var(--fg); }
-table.matrix td.cell { text-align: center; width: 110px; font-size: 12px; font-weight: 600; }
+table.matrix { table-layout: fixed; }
+table.matrix th:nth-child(2) { width: 86px; }
+table.matrix th.ad { width: 140px; }
+table.matrix td.cell { text-align: center; font-size: 12px; font-weight: 600; vertical-align: middle;
+  border: 2px solid #fff; }
+table.matrix td.cell.o-not-covered { border: 2px solid #fff; background: repeating-linear-gradient(
+  135deg, #fff, #fff 6px, #f6f8fa 6px, #f6f8fa 12px); }
 table.matrix thead th { position: sticky; top: 49px; z-index: 2; }
 table.matrix tr.arearow td { background: var(--soft); font-weight: 600; }
 @media (max-width: 800px) { .eo { grid-template-columns: 1fr; } table.reqs td:nth-child(5) { display: none; } }

@@ -399,8 +399,8 @@ def violating_indexes(case: CaseResult) -> set[int]:
 
 
 def history_windows(case: CaseResult, before: int = 8, after: int = 4,
-                    max_rows: int = 200) -> list[dict | None]:
-    """The history entries around every violation (None marks an omitted stretch).
+                    max_rows: int = 200) -> list[dict | int]:
+    """The history entries around every violation; an int stands for that many omitted entries.
 
     Without violation positions, the last `before + after` entries are shown.
     """
@@ -414,15 +414,15 @@ def history_windows(case: CaseResult, before: int = 8, after: int = 4,
         keep = set()
         for h in hits:
             keep.update(range(max(0, h - before), min(len(entries), h + after + 1)))
-    rows: list[dict | None] = []
+    rows: list[dict | int] = []
     prev = -1
     for i in sorted(keep)[:max_rows]:
         if i != prev + 1:
-            rows.append(None)
+            rows.append(i - prev - 1)
         rows.append(entries[i])
         prev = i
     if prev < len(entries) - 1:
-        rows.append(None)
+        rows.append(len(entries) - 1 - prev)
     return rows
 
 

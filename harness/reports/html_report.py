@@ -175,22 +175,23 @@ def _violation(v: Violation, req: Requirement | None) -> str:
     )
 
 
-def _timeline(case: CaseResult) -> str:
+def _timeline(case: CaseResult, n: int) -> str:
     rows = history_windows(case, before=10, after=6, max_rows=300)
     if not rows:
         return ""
     hits = violating_indexes(case)
     trs = []
     for e in rows:
-        if e is None:
-            trs.append('<tr class="gap"><td colspan="7">…</td></tr>')
+        if isinstance(e, int):
+            trs.append(f'<tr class="gap"><td colspan="7">… {e} more entr{"y" if e == 1 else "ies"} …'
+                       '</td></tr>')
             continue
         idx = e.get("index", "")
         typ = str(e.get("type", ""))
         t = e.get("time")
         ms = f"{t * 1000:.1f}" if isinstance(t, (int, float)) else ""
         cls = f"t-{slug(typ)}" + (" hit" if idx in hits else "")
-        row_id = f' id="h-{esc(idx)}"' if idx in hits else ""
+        row_id = f' id="h-{n}-{esc(idx)}"' if idx in hits else ""
         trs.append(
             f'<tr class="{cls}"{row_id}>'
             f'<td class="num">{esc(idx)}</td><td class="num">{esc(ms)}</td>'
@@ -200,7 +201,7 @@ def _timeline(case: CaseResult) -> str:
             f'<td class="val"><code>{esc(render_value(e.get("value"), TIMELINE_VALUE_LIMIT))}</code></td>'
             f'<td class="num">{esc("" if e.get("step") is None else e.get("step"))}</td></tr>'
         )
-    shown = sum(1 for e in rows if e is not None)
+    shown = sum(1 for e in rows if not isinstance(e, int))
     note = (f" — {shown} of {len(case.history)} entries around the violation; the full history is "
             "in results.json") if shown < len(case.history) else ""
     return (
@@ -242,7 +243,7 @@ def _failure(n: int, case: CaseResult, view: CatalogueView) -> str:
     info += [f'<span class="tag">{esc(r)}</span>' for r in case.requirements]
     if info:
         body.append(f'<div class="sect">Case</div><div>{"".join(info)}</div>')
-    body.append(_timeline(case))
+    body.append(_timeline(case, n))
     if case.replay:
         body.append('<div class="sect">Replay</div><div class="replay">'
                     f'<code>{esc(case.replay)}</code><button type="button" class="copy" '

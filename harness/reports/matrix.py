@@ -25,7 +25,7 @@ from harness.reports.common import (
     verdict,
     write_atomic,
 )
-from harness.reports.html_report import badge, esc, page, slug
+from harness.reports.html_report import esc, page, slug
 from harness.reports.markdown import EMOJI, MAX_BYTES, md_code, md_text
 from harness.results import SEVERITY, CaseResult, RunResult
 
@@ -155,10 +155,16 @@ def _cell_html(outcome: str | None, known: bool = False) -> str:
            f'{esc(outcome)}{" (known)" if known else ""}</td>'
 
 
+def _verdict_badge(v: Verdict) -> str:
+    cls = "pass" if v.conforming else "fail"
+    text = v.headline.lower() + (" (partial)" if v.partial else "")
+    return f'<span class="badge o-{cls}">{esc(text)}</span>'
+
+
 def render_matrix_html(m: Matrix) -> str:
     """The text of matrix.html."""
-    heads = "".join(f'<th class="ad">{esc(c)}<br>{badge("pass" if m.verdicts[c].conforming else "fail")}'
-                    f"</th>" for c in m.columns)
+    heads = "".join(f'<th class="ad">{esc(c)}<br>{_verdict_badge(m.verdicts[c])}</th>'
+                    for c in m.columns)
     n = len(m.columns)
     rows = []
     for area, reqs in m.view.by_area().items():
@@ -187,9 +193,8 @@ def render_matrix_html(m: Matrix) -> str:
             f'<td><code>{esc(cid)}</code></td><td></td>'
             + "".join(_cell_html(outs[c], c in per and per[c].known_failing) for c in m.columns)
             + "</tr>")
-    summary = "".join(
-        f'<span>{esc(c)}: {esc(m.verdicts[c].headline)}'
-        f'{" (partial)" if m.verdicts[c].partial else ""}</span>' for c in m.columns)
+    summary = "".join(f"<span><code>{esc(c)}</code> {_verdict_badge(m.verdicts[c])}</span>"
+                      for c in m.columns)
     body = (
         '<header class="top"><div class="wrap"><div class="headline"><h1>Presence conformance '
         f'<span class="sub">— matrix of {n} adapter{"s" if n != 1 else ""}</span></h1></div>'
