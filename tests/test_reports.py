@@ -32,6 +32,7 @@ from harness.reports import (
 from harness.reports.cli import report_main
 from harness.reports.common import (
     clean_text,
+    history_windows,
     load_catalogue,
     requirement_statuses,
     verdict,
@@ -385,11 +386,22 @@ def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
     assert re.search(r'data-req-id="wire.heartbeats" data-outcome="not covered"', page)
     # failure details: expected vs observed, timeline with the violating entry, replay + copy
     assert 'data-case-id="enter/binary-data"' in page
-    assert '<tr class="t-ok hit" id="h-4">' in page or 'class="t-event hit"' in page \
-        or ' hit" id="h-4"' in page
+    assert '<tr class="t-ok hit" id="h-3-4">' in page  # 3rd failure, history entry 4
     assert "&lt;binary 9 B: 00 01 ff fe 3c 74 61 67 3e&gt;" in page
     assert 'class="copy"' in page
     assert "Partial run" not in page
+
+
+def test_history_windows_mark_omitted_stretches() -> None:
+    case = CaseResult("x/y", "mine", Outcome.FAIL, history=_history(100),
+                      violations=[Violation("enter.event-emitted", "MUST", "c", "m",
+                                            history_index=50),
+                                  Violation("enter.event-emitted", "MUST", "c", "m",
+                                            history_index=90)])
+    rows = history_windows(case, before=2, after=1)
+    assert rows == [48, *case.history[48:52], 36, *case.history[88:92], 8]
+    assert history_windows(CaseResult("x/y", "m", Outcome.TIMEOUT, history=_history(30)),
+                           before=2, after=1) == [27, *_history(30)[27:]]
 
 
 def test_html_partial_banner_and_verdict(tmp_path: Path) -> None:
