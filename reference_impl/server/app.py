@@ -58,6 +58,7 @@ from reference_impl.server.wire import (
     INTERNAL_ERROR,
     INVALID_CHANNEL_NAME,
     INVALID_CREDENTIALS,
+    MAX_NESTING,
     MODE_FLAGS,
     SERVER_ONLY_ACTIONS,
     UNABLE_TO_RECOVER,
@@ -69,6 +70,7 @@ from reference_impl.server.wire import (
     is_int,
     json_type,
     short,
+    too_deep,
     wire_presence,
 )
 from reference_impl.types import Action, PresenceMessage
@@ -832,6 +834,9 @@ class PresenceServer:
         if extras is not None and not isinstance(extras, dict):
             raise FrameError(errors.BAD_REQUEST,
                              f"{where}.extras: expected an object, got {json_type(extras)}")
+        if too_deep(extras):
+            raise FrameError(errors.INVALID_DATA,
+                             f"{where}.extras: nested deeper than {MAX_NESTING} levels")
         data = decode_data(item.get("data"), item.get("encoding"), where)
         try:
             extras_size = len(json.dumps(extras, allow_nan=False)) if extras else 0

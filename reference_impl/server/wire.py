@@ -16,6 +16,7 @@ import base64
 import binascii
 import enum
 import json
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,13 +124,37 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist = 2, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 40, 40, 40
+MAX_NESTING = 128  # levels of objects/arrays in presence data or extras
+
+
 def short(value: Any, limit: int = 60) -> str:
-    """`repr` of a value cut to `limit` characters (error messages never echo huge input)."""
+    """A bounded `repr` of a value: error messages never echo huge or deeply nested input."""
     try:
-        text = repr(value)
-    except Exception:  # pragma: no cover - repr of JSON values does not fail
+        text = _REPR.repr(value)
+    except Exception:  # pragma: no cover - reprlib is bounded
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """True if `value` nests objects/arrays more than `limit` levels (checked without recursion,
+    so that nothing later, encoding or copying it, can hit the recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def is_int(value: Any) -> bool:
@@ -160,6 +185,8 @@ def decode_data(data: Any, encoding: Any, where: str) -> Data:
     if encoding is not None and not isinstance(encoding, str):
         raise FrameError(errors.INVALID_DATA,
                          f"{where}.encoding: expected a string, got {json_type(encoding)}")
+    if too_deep(data):
+        raise FrameError(errors.INVALID_DATA, f"{where}.data: nested deeper than {MAX_NESTING} levels")
     value: Any = data
     if encoding:
         for step in reversed(encoding.split("/")):
@@ -202,6 +229,9 @@ def decode_data(data: Any, encoding: Any, where: str) -> Data:
                 if not isinstance(value, (dict, list)):
                     raise FrameError(errors.INVALID_DATA, f"{where}.data: encoding 'json' must "
                                      f"hold an object or array, got {json_type(value)}")
+                if too_deep(value):
+                    raise FrameError(errors.INVALID_DATA,
+                                     f"{where}.data: nested deeper than {MAX_NESTING} levels")
             else:
                 break
     try:
