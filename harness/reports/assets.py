@@ -217,12 +217,32 @@ JS_REPORT = r"""
       apply();
     });
   });
+  // The fragment holds `key=value` pairs joined by `&` (values URL-encoded):
+  // open=<case_id> opens that case's details; outcome=, level=, q= preset the filters.
+  function hashParams() {
+    var out = {}, h = window.location.hash.replace(/^#/, "");
+    h.split("&").forEach(function (kv) {
+      var i = kv.indexOf("=");
+      if (i <= 0) return;
+      try { out[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1)); } catch (e) { /* ignore */ }
+    });
+    return out;
+  }
+  function setSelect(sel, value) {
+    if (!sel || value === undefined) return;
+    for (var i = 0; i < sel.options.length; i++) {
+      if (sel.options[i].value === value) { sel.value = value; return; }
+    }
+  }
   function openFromHash() {
-    var h = window.location.hash, id;
-    if (h.indexOf("#open=") !== 0) return;
-    try { id = decodeURIComponent(h.slice(6)); } catch (e) { return; }
+    var p = hashParams();
+    setSelect(fo, p.outcome);
+    setSelect(fl, p.level);
+    if (ft && p.q !== undefined) ft.value = p.q;
+    apply();
+    if (p.open === undefined) return;
     all("details.case").forEach(function (d) {
-      var hit = d.getAttribute("data-case-id") === id;
+      var hit = d.getAttribute("data-case-id") === p.open;
       d.classList.toggle("target", hit);
       if (hit) {
         d.hidden = false;
@@ -248,7 +268,6 @@ JS_REPORT = r"""
     });
   });
   document.documentElement.setAttribute("data-js", "ready");
-  apply();
   openFromHash();
 })();
 """

@@ -187,7 +187,11 @@ class CatalogueView:
 
     @property
     def by_id(self) -> dict[str, Requirement]:
-        return {r.id: r for r in self.requirements}
+        """Requirements by ID (rebuilt only when the list changed length)."""
+        cached = self.__dict__.get("_by_id")
+        if cached is None or len(cached) != len(self.requirements):
+            cached = self.__dict__["_by_id"] = {r.id: r for r in self.requirements}
+        return cached
 
     def by_area(self) -> dict[str, list[Requirement]]:
         out: dict[str, list[Requirement]] = {a: [] for a in self.areas}

@@ -19,8 +19,21 @@ class ResultsFileError(ValueError):
 
 
 def dumps(run: RunResult) -> str:
-    """`run` as the text of results.json (binary data as `{"$binary": base64}`)."""
-    return json.dumps(jsonable(run.to_json()), indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    """`run` as the text of results.json (binary data as `{"$binary": base64}`).
+
+    One case per line: compact enough for big runs, still diffable case by case.
+    """
+    doc = run.to_json()
+    cases = doc.pop("cases")
+    try:  # fast path: the C encoder, binary and other oddities through `default`
+        enc = [json.dumps(c, ensure_ascii=True, allow_nan=False, default=jsonable) for c in cases]
+        head = json.dumps(doc, ensure_ascii=True, allow_nan=False, default=jsonable)
+    except ValueError:  # NaN / Infinity somewhere: JSON has none, jsonable() spells them out
+        enc = [json.dumps(jsonable(c), ensure_ascii=True, allow_nan=False) for c in cases]
+        head = json.dumps(jsonable(doc), ensure_ascii=True, allow_nan=False)
+    body = ",\n".join(enc)
+    return f'{head[:-1]}, "cases": [\n{body}\n]}}\n' if head != "{}" else \
+        f'{{"cases": [\n{body}\n]}}\n'
 
 
 def write_json(run: RunResult, path: Path) -> Path:
