@@ -70,6 +70,7 @@ class _Dom(HTMLParser):
         self.html_attrs: dict[str, str | None] = {}
         self.details: dict[str, dict[str, str | None]] = {}
         self.req_ids: list[str] = []
+        self.hidden_reqs: set[str] = set()
         self.tags: set[str] = set()
         self.title = ""
         self._in_title = False
@@ -84,6 +85,8 @@ class _Dom(HTMLParser):
             self.details[a["data-case-id"] or ""] = a
         elif a.get("data-req-id") is not None:
             self.req_ids.append(a["data-req-id"] or "")
+            if "hidden" in a:
+                self.hidden_reqs.add(a["data-req-id"] or "")
         self._in_title = tag == "title"
 
     def handle_endtag(self, tag: str) -> None:
@@ -130,6 +133,15 @@ def test_fragment_opens_a_failure(report: Path, tmp_path: Path) -> None:
     assert "target" in (dom.details["enter/binary-data"].get("class") or "")
     others = [cid for cid, a in dom.details.items() if cid != "enter/binary-data" and "open" in a]
     assert others == []
+
+
+def test_fragment_presets_the_filters(report: Path, tmp_path: Path) -> None:
+    dom = dump_dom(report.as_uri() + "#outcome=fail&level=MUST", tmp_path / "profile")
+    shown = set(dom.req_ids) - dom.hidden_reqs
+    assert shown == {"enter.event-emitted", "enter.binary-data"}
+    assert "2 of 10 requirements shown" in " ".join(dom.text)
+    visible = {cid for cid, a in dom.details.items() if "hidden" not in a}
+    assert visible == {"enter/binary-data", "enter/hostile-" + HOSTILE}
 
 
 def test_fragment_opens_a_case_with_a_hostile_id(report: Path, tmp_path: Path) -> None:
