@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import logging
@@ -354,7 +355,16 @@ class PresenceServer:
             finally:
                 await self._close_ws(ws, 1000)
             return ws
-        conn = self._open(ws, key_name, client_id, capability, resume_error)
+        try:
+            conn = self._open(ws, key_name, client_id, capability, resume_error)
+        except Exception as exc:  # pragma: no cover - nothing in _open is expected to fail
+            log.exception("opening a connection failed")
+            with contextlib.suppress(Exception):
+                await ws.send_str(dumps({"action": Act.ERROR, "error": {
+                    "code": INTERNAL_ERROR, "statusCode": 500,
+                    "message": f"internal error opening the connection ({type(exc).__name__})"}}))
+            await self._close_ws(ws, 1011)
+            return ws
         conn.transport = request.transport
         try:
             async for msg in ws:
