@@ -5,6 +5,7 @@
                              [--known-failing FILE]
     presence-conformance replay FILE --adapter NAME [--adapter-option K=V]...
     presence-conformance list adapters|scenarios|requirements
+    presence-conformance report ...       (re-render reports, matrix; see `report --help`)
     presence-conformance serve ...        (the reference server; see `serve --help`)
     presence-conformance --version
 
@@ -49,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         return _serve(argv[1:])
+    if argv[:1] == ["report"]:
+        return _report(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -116,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder of scenario files (default: the packaged scenarios)")
     lst.set_defaults(func=_cmd_list)
 
+    sub.add_parser("report", add_help=False,
+                   help="re-render reports from results.json, or build a matrix across adapters "
+                        "(see `report --help`)")
     sub.add_parser("serve", add_help=False,
                    help="run the reference presence server (see `serve --help`)")
     return parser
@@ -167,7 +173,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             session.stop()
     stale = known_failing.apply(run) if known_failing is not None else []
     try:
-        written = write_run(run, report_dir)
+        written = write_run(run, report_dir, strict=args.strict, stale_errors=stale)
     except Exception as exc:
         _err(f"error: the report could not be written to {report_dir}: "
              f"{type(exc).__name__}: {exc}")
@@ -235,6 +241,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         _table([(r.id, r.level, r.text) for r in load_requirements().requirements],
                ("REQUIREMENT", "LEVEL", "TEXT"))
     return EXIT_CONFORMING
+
+
+def _report(argv: list[str]) -> int:
+    from harness.reports.cli import report_main
+
+    return int(report_main(argv))
 
 
 def _serve(argv: list[str]) -> int:

@@ -2,7 +2,8 @@
 
 `write_run` hands the run to `harness.reports.write_reports` (JSON, JUnit, Markdown, HTML) when
 that package is installed, and otherwise writes `results.json` itself, so a run always leaves a
-machine-readable result behind.
+machine-readable result behind. `merge_worker_runs` combines the results of pytest-xdist
+workers (`harness.reports.merge_worker_results`).
 """
 
 from __future__ import annotations
@@ -10,28 +11,46 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 from harness.results import RunResult
 
-__all__ = ["RESULTS_FILE", "write_run"]
+__all__ = ["RESULTS_FILE", "merge_worker_runs", "write_run"]
 
 RESULTS_FILE = "results.json"
 
 
-def write_run(run: RunResult, out_dir: Path | str) -> list[Path]:
-    """Write the reports of `run` into `out_dir` (created if needed); return the files written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _reports() -> Any | None:
     try:
-        reports = importlib.import_module("harness.reports")
+        return importlib.import_module("harness.reports")
     except ModuleNotFoundError as exc:
         if exc.name not in ("harness.reports", "harness"):
             raise  # harness.reports exists but is broken: say so, do not hide it
-        reports = None
+        return None
+
+
+def write_run(run: RunResult, out_dir: Path | str, *, strict: bool = False,
+              stale_errors: list[str] | None = None) -> list[Path]:
+    """Write the reports of `run` into `out_dir` (created if needed); return the files written.
+
+    `strict` and `stale_errors` (from a known-failing list) only shape the verdict the reports
+    state; they do not change `run`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reports = _reports()
     if reports is not None and hasattr(reports, "write_reports"):
-        return list(reports.write_reports(run, out_dir))
+        return list(reports.write_reports(run, out_dir, strict=strict,
+                                          stale_errors=list(stale_errors or [])))
     path = out_dir / RESULTS_FILE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(run.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
     return [path]
+
+
+def merge_worker_runs(runs: list[RunResult]) -> RunResult:
+    """One run from the parts several workers of one adapter ran (worst result per case)."""
+    from harness.reports import merge_worker_results
+
+    return merge_worker_results(runs)

@@ -105,6 +105,7 @@ class _State:
         self.report_dir: str | None = config.getoption("conformance_report")
         self.selected: list[str] = []  # case_ids of the scenario items selected to run
         self.selected_elsewhere: int | None = None  # the selection the xdist workers reported
+        self.worker_runs: list[RunResult] = []  # on the xdist controller: each worker's part
         self.written: list[Path] = []
         self.report_error: str | None = None
 
@@ -132,6 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from harness.adapter import UsageError
     from harness.registry import parse_options, register_adapter, resolve_adapter
+    from harness.scenario import ScenarioError
     from harness.session import ConformanceSession, load_suite
 
     try:
@@ -144,10 +146,8 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _settings(config)
     except UsageError as exc:
         raise pytest.UsageError(f"presence-conformance: {exc}") from None
-    except Exception as exc:
-        if type(exc).__name__ == "ScenarioError":
-            raise pytest.UsageError(f"presence-conformance: malformed scenario: {exc}") from None
-        raise
+    except ScenarioError as exc:
+        raise pytest.UsageError(f"presence-conformance: malformed scenario file(s):\n{exc}") from None
     session = ConformanceSession(adapter, adapter_name=name, options=options, settings=settings)
     config.stash[STATE_KEY] = _State(config, session, scenarios)
     _register_markers(config, scenarios)
@@ -284,48 +284,54 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     state.session.stop()
-    run = state.session.run_result
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.session.mark_partial("interrupted")
     if _is_xdist_worker(config):
         config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps({  # type: ignore[attr-defined]
-            "cases": [c.to_json() for c in run.cases],
+            "run": state.session.finish().to_json(),
             "selected": len(state.selected),
-            "partial_reason": run.partial_reason,
         }, default=str)
         return
-    expected = state.selected_elsewhere if _is_xdist_controller(config) else len(state.selected)
-    if not run.partial and expected is not None and len(run.cases) < expected:
-        state.session.mark_partial(f"{expected - len(run.cases)} of {expected} selected cases "
-                                   "did not run")
+    controller = _is_xdist_controller(config)
+    if controller:
+        from harness.output import merge_worker_runs
+
+        parts = [*state.worker_runs, state.session.finish()]
+        run = merge_worker_runs(parts)
+        state.session.run_result = run
+        expected = state.selected_elsewhere
+    else:
+        expected = len(state.selected)
+    ran = len(state.session.run_result.cases)
+    if expected is not None and ran < expected and not state.session.run_result.partial:
+        state.session.mark_partial(f"{expected - ran} of {expected} selected cases did not run")
     run = state.session.finish()
     if state.report_dir:
         from harness.output import write_run
 
         try:
-            state.written = write_run(run, Path(state.report_dir))
+            state.written = write_run(run, Path(state.report_dir), strict=state.strict)
         except Exception as exc:  # the test outcomes stand; say loudly that the report is missing
             state.report_error = f"{type(exc).__name__}: {exc}"
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """pytest-xdist, on the controller: merge the results a worker sent in its workeroutput."""
+    """pytest-xdist, on the controller: keep the results a worker sent in its workeroutput."""
     state = _state(node.config)
     if state is None:
         return
     raw = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
     if raw is None:
         if error:
-            state.session.mark_partial(f"worker {getattr(node, 'gateway', node).id} crashed: {error}")
+            worker = getattr(getattr(node, "gateway", None), "id", "?")
+            state.session.mark_partial(f"worker {worker} went down without results: {error}")
         return
-    from harness.results import CaseResult
+    from harness.results import RunResult
 
     data = json.loads(raw)
-    state.session.add_results(CaseResult.from_json(c) for c in data["cases"])
+    state.worker_runs.append(RunResult.from_json(data["run"]))
     state.selected_elsewhere = max(state.selected_elsewhere or 0, int(data.get("selected", 0)))
-    if data.get("partial_reason"):
-        state.session.mark_partial(data["partial_reason"])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
