@@ -339,8 +339,11 @@ def test_markdown_conforming_and_partial(tmp_path: Path) -> None:
     run = passing_run("ok")
     run.partial, run.partial_reason = True, "worker crashed"
     md = write_all(run, tmp_path / "b", formats=("markdown",))["summary.md"].read_text()
-    assert md.startswith("## ✅ CONFORMING (partial run)")
+    # a partial run that found no failure is no pass: it exits HARNESS_FAILURE
+    assert md.startswith("## ⚠️ INCOMPLETE — <code>ok</code>")
     assert "**Partial run**: worker crashed" in md
+    page = write_all(run, tmp_path / "c", formats=("html",))["report.html"].read_text()
+    assert 'class="verdict warn" id="verdict">⚠ INCOMPLETE</span>' in page
 
 
 def test_markdown_stays_under_the_github_limit() -> None:

@@ -39,6 +39,7 @@ h3 { font-size: 15px; margin: 18px 0 8px; }
 .verdict { font-weight: 700; letter-spacing: .04em; padding: 5px 12px; border-radius: 6px; font-size: 14px; }
 .verdict.ok { background: var(--pass-fg); color: #fff; }
 .verdict.bad { background: var(--fail-fg); color: #fff; }
+.verdict.warn { background: #9a6700; color: #fff; }
 .meta { color: var(--muted); margin-top: 6px; font-size: 13px; }
 .meta { display: flex; flex-wrap: wrap; row-gap: 2px; column-gap: 18px; }
 .meta span { white-space: nowrap; max-width: 100%; overflow: hidden; text-overflow: ellipsis; }

@@ -134,11 +134,11 @@ def render_value(value: Any, limit: int | None = 300, pretty: bool = False) -> s
     return truncate(clean_text(text), limit)
 
 
-def truncate(text: str, limit: int | None) -> str:
-    """`text` cut to `limit` characters with a note on what was left out."""
+def truncate(text: str, limit: int | None, note: bool = True) -> str:
+    """`text` cut to `limit` characters, with a note on how much was left out (or just `…`)."""
     if limit is None or len(text) <= limit:
         return text
-    return f"{text[:limit]}… (+{len(text) - limit} chars)"
+    return f"{text[:limit]}… (+{len(text) - limit} chars)" if note else text[:limit].rstrip() + "…"
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,8 +346,22 @@ class Verdict:
     stale: list[str] = field(default_factory=list)
 
     @property
+    def state(self) -> str:
+        """`conforming`, `not-conforming`, or `incomplete` (partial, no failure found so far)."""
+        if not self.conforming:
+            return "not-conforming"
+        return "incomplete" if self.partial else "conforming"
+
+    @property
     def headline(self) -> str:
-        return "CONFORMING" if self.conforming else "NOT CONFORMING"
+        """CONFORMING, NOT CONFORMING, or INCOMPLETE (a partial run that found no failure: it
+        exits HARNESS_FAILURE, so it must not read as a pass)."""
+        return {"conforming": "CONFORMING", "not-conforming": "NOT CONFORMING",
+                "incomplete": "INCOMPLETE"}[self.state]
+
+    @property
+    def icon(self) -> str:
+        return {"conforming": "✅", "not-conforming": "❌", "incomplete": "⚠️"}[self.state]
 
 
 def failing_cases(run: RunResult, strict: bool) -> list[CaseResult]:

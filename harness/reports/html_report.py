@@ -87,8 +87,8 @@ def page(title: str, body: str, js: str) -> str:
 
 
 def _header(run: RunResult, v: Verdict, n_req: int, n_covered: int) -> str:
-    cls = "ok" if v.conforming else "bad"
-    mark = "✔" if v.conforming else "✖"
+    cls, mark = {"conforming": ("ok", "✔"), "not-conforming": ("bad", "✖"),
+                 "incomplete": ("warn", "⚠")}[v.state]
     meta = [f"<span>adapter <code>{esc(run.adapter)}</code></span>"]
     if run.harness_version:
         meta.append(f"<span>harness {esc(run.harness_version)}</span>")
@@ -113,7 +113,7 @@ def _header(run: RunResult, v: Verdict, n_req: int, n_covered: int) -> str:
         chips.append(f'<button type="button" class="chip" data-outcome="known" title="show only known '
                      f'failing"><span class="dot o-known"></span>known failing '
                      f'<b>{counts["known-failing"]}</b></button>')
-    partial = " (partial run)" if v.partial else ""
+    partial = " (partial run)" if v.partial and not v.conforming else ""
     parts = [
         '<header class="top"><div class="wrap">',
         f'<div class="headline"><span class="verdict {cls}" id="verdict">{mark} {esc(v.headline)}'
@@ -122,7 +122,7 @@ def _header(run: RunResult, v: Verdict, n_req: int, n_covered: int) -> str:
         f'<div class="meta">{"".join(meta)}</div>',
         f'<div class="chips" id="counts">{"".join(chips)}</div>',
     ]
-    if v.reasons and not v.conforming:
+    if v.reasons and v.state != "conforming":
         parts.append(f'<div class="meta">Why: {esc("; ".join(v.reasons))}</div>')
     if v.partial:
         parts.append(f'<div class="banner partial" id="partial-banner"><b>Partial run.</b> '

@@ -46,10 +46,10 @@ EMOJI: dict[str, str] = {
 }
 
 
-def md_text(value: object, limit: int | None = None) -> str:
+def md_text(value: object, limit: int | None = None, note: bool = True) -> str:
     """Plain text safe inside Markdown (and a table cell): HTML-escaped, Markdown punctuation
     backslash-escaped, on one line."""
-    text = truncate(" ".join(clean_text(value).split()), limit)
+    text = truncate(" ".join(clean_text(value).split()), limit, note)
     text = html.escape(text, quote=False)
     return re.sub(r"([\\`*_\[\]|#~!])", r"\\\1", text)
 
@@ -102,9 +102,8 @@ def _counts_table(run: RunResult) -> str:
 
 
 def _header(run: RunResult, v: Verdict) -> str:
-    icon = "✅" if v.conforming else "❌"
-    partial = " (partial run)" if v.partial else ""
-    lines = [f"## {icon} {v.headline}{partial} — {md_code(run.adapter)}", ""]
+    partial = " (partial run)" if v.partial and not v.conforming else ""
+    lines = [f"## {v.icon} {v.headline}{partial} — {md_code(run.adapter)}", ""]
     if v.partial:
         lines += [f"> ⚠️ **Partial run**: {md_text(run.partial_reason or 'the run was interrupted')}."
                   " Cases that did not run are missing; this verdict covers only the cases below.",
@@ -166,7 +165,7 @@ def _requirements(run: RunResult, view: CatalogueView, out: _Budget) -> int:
         for r in reqs:
             s = statuses[r.id]
             rows.append(f"| {outcome_badge(s.outcome, s.known_failing)} | {md_code(r.id)} | "
-                        f"{md_text(r.level)} | {md_text(r.text or '(not in the catalogue)', 110)} | "
+                        f"{md_text(r.level)} | {md_text(r.text or '(not in the catalogue)', 140, note=False)} | "
                         f"{_cases_cell(s)} |")
         tail = "\n</details>\n"
         block = head + "\n" + "\n".join(rows) + tail

@@ -156,8 +156,8 @@ def _cell_html(outcome: str | None, known: bool = False) -> str:
 
 
 def _verdict_badge(v: Verdict) -> str:
-    cls = "pass" if v.conforming else "fail"
-    text = v.headline.lower() + (" (partial)" if v.partial else "")
+    cls = {"conforming": "pass", "not-conforming": "fail", "incomplete": "non-strict"}[v.state]
+    text = v.headline.lower() + (" (partial)" if v.partial and not v.conforming else "")
     return f'<span class="badge o-{cls}">{esc(text)}</span>'
 
 
@@ -229,8 +229,8 @@ def render_matrix_md(m: Matrix, max_bytes: int = MAX_BYTES) -> str:
     for c in m.columns:
         v = m.verdicts[c]
         counts = m.runs[c].counts()
-        head.append(f"| {md_code(c)} | {'✅' if v.conforming else '❌'} {v.headline}"
-                    f"{' (partial)' if v.partial else ''} | "
+        head.append(f"| {md_code(c)} | {v.icon} {v.headline}"
+                    f"{' (partial)' if v.partial and not v.conforming else ''} | "
                     + " | ".join(str(counts.get(o, 0)) for o in reversed(OUTCOME_ORDER[:-1])) + " |")
     lines = [*head, "", "## Requirements", ""]
     used = sum(len(x.encode()) + 1 for x in lines)
