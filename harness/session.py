@@ -23,6 +23,7 @@ import concurrent.futures
 import fnmatch
 import importlib
 import importlib.metadata
+import inspect
 import json
 import shlex
 import threading
@@ -169,10 +170,12 @@ class AdapterLoop:
         (`TimeoutError`). If the loop does not even run a no-op afterwards, `blocked` is set:
         the adapter blocked its event loop and nothing more can run on it.
         """
-        if self.blocked:
-            raise RuntimeError(self.blocked)
-        if not self._thread.is_alive():
-            raise RuntimeError("the adapter event loop has stopped")
+        refusal = self.blocked or (None if self._thread.is_alive()
+                                   else "the adapter event loop has stopped")
+        if refusal:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never awaited, on purpose: no "never awaited" warning
+            raise RuntimeError(refusal)
         future = asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), self._loop)
         try:
             return future.result(timeout)

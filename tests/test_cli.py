@@ -1,0 +1,396 @@
+"""`presence-conformance`: run, replay, list, report/serve delegation, usage errors, exit codes,
+adapter crashes and hangs, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from harness import session as session_module
+from harness.cli import main
+from harness.results import Outcome
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIMAL = f"{ROOT / 'examples' / 'minimal_adapter.py'}:MinimalAdapter"
+
+SCENARIOS = {
+    "enter/adds-member.yaml": """
+description: A member that entered is in the presence set, with its data.
+requirements: [enter.adds-member, enter.data]
+clients:
+  alice: {client_id: alice}
+  bob: {client_id: bob}
+channels: [room]
+steps:
+  - subscribe: {client: bob, channel: room, listener: L1}
+  - enter: {client: alice, channel: room, data: {mood: happy}}
+  - get: {client: bob, channel: room, expect: [{client: alice, data: {mood: happy}}]}
+""",
+    "get/filter-client-id.yaml": """
+description: get(clientId) returns only that client's members.
+requirements: [get.filter-client-id]
+clients:
+  alice: {client_id: alice}
+  bob: {client_id: bob}
+channels: [room]
+steps:
+  - enter: {client: alice, channel: room, data: a}
+  - enter: {client: bob, channel: room, data: b}
+  - get: {client: bob, channel: room, client_id: alice, expect: [{client: alice, data: a}]}
+""",
+    "history/one-event.yaml": """
+description: An enter is in the history.
+requirements: [history.returns-events]
+requires: [history]
+clients:
+  alice: {client_id: alice}
+channels: [room]
+steps:
+  - enter: {client: alice, channel: room, data: a}
+  - history: {client: alice, channel: room, expect_count: 1}
+""",
+}
+
+BROKEN = '''
+"""Adapters that break in the ways the CLI must survive."""
+
+import asyncio
+
+from harness.adapters.reference import ReferenceAdapter, ReferenceConnection, ReferencePresence
+
+
+class IgnoresClientId(ReferencePresence):
+    async def get(self, client_id=None, connection_id=None, wait_for_sync=True):
+        return await super().get(None, connection_id, wait_for_sync)
+
+
+class IgnoresClientIdConnection(ReferenceConnection):
+    presence_class = IgnoresClientId
+
+
+class BrokenAdapter(ReferenceAdapter):
+    """get() ignores the clientId filter."""
+
+    name = "broken"
+    connection_class = IgnoresClientIdConnection
+
+
+class CannotStart(ReferenceAdapter):
+    async def start(self):
+        raise ConnectionRefusedError("no server on 127.0.0.1:1")
+
+
+class CrashesOnConnect(ReferenceAdapter):
+    async def connect(self, client_id, capability=None):
+        raise RuntimeError("adapter bug")
+
+
+class HangsOnConnect(ReferenceAdapter):
+    async def connect(self, client_id, capability=None):
+        await asyncio.Event().wait()
+'''
+
+
+@pytest.fixture
+def scenarios(tmp_path: Path) -> Path:
+    root = tmp_path / "scenarios"
+    for name, text in SCENARIOS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.fixture
+def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The name of a module with broken adapters, importable for this test."""
+    (tmp_path / "cli_broken_adapters.py").write_text(BROKEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cli_broken_adapters", raising=False)
+    return "cli_broken_adapters"
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+# -- run --------------------------------------------------------------------------------------------
+
+
+def test_run_conforming(scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
+                 "--report-dir", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert re.search(r"^\[1/3\] pass\s+enter/adds-member  \(\d+\.\d\ds\)$", stdout, re.M)
+    assert re.search(r"^\[3/3\] pass\s+history/one-event", stdout, re.M)
+    assert re.search(r"^pass\s+3$", stdout, re.M)  # counts per outcome
+    assert re.search(r"^AREA\s+pass\s+non-strict\s+fail", stdout, re.M)  # per area
+    assert re.search(r"^history\s+1\s+0\s+0", stdout, re.M)
+    assert stdout.rstrip().endswith("CONFORMING")
+    results = _results(out)
+    assert results["adapter"] == "reference" and not results["partial"]
+    assert [c["case_id"] for c in results["cases"]] == [
+        "enter/adds-member", "get/filter-client-id", "history/one-event"]
+    assert {p.name for p in out.iterdir()} >= {"results.json"}
+
+
+def test_run_not_conforming_lists_failures(scenarios: Path, tmp_path: Path, broken: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    adapter = f"{broken}:BrokenAdapter"
+    code = main(["run", "--adapter", adapter, "--scenarios", str(scenarios),
+                 "--report-dir", str(out), "--op-timeout", "0.3"])
+    stdout = capsys.readouterr().out
+    assert code == 1
+    assert re.search(r"^\[2/3\] fail\s+get/filter-client-id", stdout, re.M)
+    failures = stdout[stdout.index("Failures (1)"):]
+    assert "[MUST] get.filter-client-id" in failures
+    assert "expected:" in failures and "observed:" in failures
+    assert (f"replay: presence-conformance replay {scenarios / 'get' / 'filter-client-id.yaml'} "
+            f"--adapter {adapter}") in failures
+    assert stdout.rstrip().endswith("NOT CONFORMING")
+    outcomes = {c["case_id"]: c["outcome"] for c in _results(out)["cases"]}
+    assert outcomes == {"enter/adds-member": "pass", "get/filter-client-id": "fail",
+                        "history/one-event": "pass"}
+
+
+def test_known_failing_list(scenarios: Path, tmp_path: Path, broken: str,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    known = tmp_path / "known.txt"
+    known.write_text("get/filter-client-id   # the bug under test\n")
+    args = ["run", "--adapter", f"{broken}:BrokenAdapter", "--scenarios", str(scenarios),
+            "--report-dir", str(tmp_path / "out"), "--op-timeout", "0.3"]
+    assert main([*args, "--known-failing", str(known)]) == 0
+    known.write_text("get/filter-client-id\nenter/*   # fixed long ago\n")
+    assert main([*args, "--known-failing", str(known)]) == 1  # a stale entry fails the run
+    assert "stale known-failing entry 'enter/*'" in capsys.readouterr().out
+
+
+def test_select_by_case_id_or_requirement(scenarios: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["run", "--adapter", "reference", "--scenarios", str(scenarios)]
+    assert main([*base, "--report-dir", str(tmp_path / "a"), "--select", "get/*"]) == 0
+    assert [c["case_id"] for c in _results(tmp_path / "a")["cases"]] == ["get/filter-client-id"]
+    assert main([*base, "--report-dir", str(tmp_path / "b"), "--select", "enter.data",
+                 "--select", "history/*"]) == 0
+    assert [c["case_id"] for c in _results(tmp_path / "b")["cases"]] == [
+        "enter/adds-member", "history/one-event"]
+    capsys.readouterr()
+    assert main([*base, "--report-dir", str(tmp_path / "c"), "--select", "nothing*"]) == 2
+    assert "no scenario matches" in capsys.readouterr().err
+
+
+def test_unsupported_does_not_fail(scenarios: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["run", "--adapter", MINIMAL, "--scenarios", str(scenarios),
+                 "--report-dir", str(out)]) == 0
+    outcomes = {c["case_id"]: c["outcome"] for c in _results(out)["cases"]}
+    assert outcomes["history/one-event"] == "unsupported"
+    assert re.search(r"^\[3/3\] unsupported\s+history/one-event", capsys.readouterr().out, re.M)
+
+
+# -- usage errors: exit 2 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--adapter", "nope"], r"unknown adapter 'nope'; available adapters: .*reference"),
+    (["run", "--adapter", "reference", "--adapter-option", "grace=1"],
+     r"unknown option\(s\) grace; accepted: leave_grace, op_delay"),
+    (["run", "--adapter", "reference", "--adapter-option", "grace"], r"'grace': expected KEY=VALUE"),
+    (["run", "--adapter", "reference", "--op-timeout", "0"], r"--op-timeout 0.0: must be a positive number"),
+    (["run", "--adapter", "no_such_module_xyz:Adapter"], r"no module named 'no_such_module_xyz'"),
+    (["run"], r"the following arguments are required: --adapter"),
+    (["list", "everything"], r"invalid choice: 'everything'"),
+    (["replay", "missing.yaml", "--adapter", "reference"], r"no such scenario file missing.yaml"),
+    ([], r"usage: presence-conformance"),
+])
+def test_usage_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_malformed_scenario_is_a_usage_error(scenarios: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bad = scenarios / "get" / "bad.yaml"
+    bad.write_text("requirements: [get.filter-client-id]\nclients: {}\nsteps:\n  - jump: {}\n")
+    code = main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
+                 "--report-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "malformed scenario" in err and f"{bad}:4" in err
+    assert not (tmp_path / "out").exists()  # nothing ran: no report
+    assert main(["replay", str(bad), "--adapter", "reference"]) == 2
+
+
+# -- adapter trouble: reports are written, the run is not conforming ------------------------------
+
+
+def test_adapter_that_cannot_start(scenarios: Path, tmp_path: Path, broken: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--adapter", f"{broken}:CannotStart", "--scenarios", str(scenarios),
+                 "--report-dir", str(out)])
+    assert code == 1
+    cases = _results(out)["cases"]
+    assert len(cases) == 3 and {c["outcome"] for c in cases} == {"error"}
+    assert "adapter failed to start: adapter.start() raised ConnectionRefusedError" in cases[0]["error"]
+    assert "no server on 127.0.0.1:1" in capsys.readouterr().out
+
+
+def test_adapter_that_crashes(scenarios: Path, tmp_path: Path, broken: str) -> None:
+    out = tmp_path / "out"
+    assert main(["run", "--adapter", f"{broken}:CrashesOnConnect", "--scenarios", str(scenarios),
+                 "--report-dir", str(out)]) == 1
+    cases = _results(out)["cases"]
+    assert {c["outcome"] for c in cases} == {"error"}
+    assert "adapter bug" in cases[0]["error"]
+
+
+def test_hung_adapter_times_out(scenarios: Path, tmp_path: Path, broken: str) -> None:
+    out = tmp_path / "out"
+    started = time.monotonic()
+    assert main(["run", "--adapter", f"{broken}:HangsOnConnect", "--scenarios", str(scenarios),
+                 "--report-dir", str(out), "--op-timeout", "0.2", "--select", "get/*"]) == 1
+    assert time.monotonic() - started < 15
+    assert [c["outcome"] for c in _results(out)["cases"]] == ["timeout"]
+
+
+def test_adapter_blocking_its_loop_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A synchronous sleep inside an async method blocks the loop: the bridge gives up, and the
+    loop is marked unusable instead of hanging every later call."""
+    monkeypatch.setattr(session_module, "PING_TIMEOUT", 0.2)
+    loop = session_module.AdapterLoop()
+
+    async def blocks() -> None:
+        time.sleep(1.5)
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        loop.run(blocks(), timeout=0.2)
+    assert time.monotonic() - started < 1.2
+    assert loop.blocked and "blocked its event loop" in loop.blocked
+    with pytest.raises(RuntimeError, match="blocked its event loop"):
+        loop.run(blocks(), timeout=0.2)
+    loop.close()
+
+
+def test_harness_failure_exits_3_with_a_partial_report(scenarios: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import harness.runner
+
+    real = harness.runner.run_scenario
+
+    async def flaky_runner(scenario, adapter, settings=None):  # type: ignore[no-untyped-def]
+        if scenario.case_id.startswith("get/"):
+            raise AssertionError("bug in the runner")
+        return await real(scenario, adapter, settings)
+
+    monkeypatch.setattr(harness.runner, "run_scenario", flaky_runner)
+    out = tmp_path / "out"
+    code = main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
+                 "--report-dir", str(out)])
+    assert code == 3
+    assert "the harness itself failed" in capsys.readouterr().err
+    results = _results(out)
+    assert results["partial"] and "harness error" in results["partial_reason"]
+    assert [(c["case_id"], c["outcome"]) for c in results["cases"]] == [
+        ("enter/adds-member", "pass"), ("get/filter-client-id", "error")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_writes_a_partial_report(scenarios: Path, tmp_path: Path,
+                                           sig: signal.Signals) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "--adapter", "reference",
+         "--adapter-option", "op_delay=0.4", "--scenarios", str(scenarios),
+         "--report-dir", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    first = ""
+    while not first.startswith("[1/3]"):
+        first = proc.stdout.readline()
+        assert first, proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3, stdout + stderr  # partial, no failure found: HARNESS_FAILURE
+    assert "PARTIAL RUN: interrupted" in stdout
+    results = _results(out)
+    assert results["partial"] and results["partial_reason"] == "interrupted"
+    assert 1 <= len(results["cases"]) < 3
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+def test_replay_fixed_and_failed(scenarios: Path, broken: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    file = str(scenarios / "get" / "filter-client-id.yaml")
+    assert main(["replay", file, "--adapter", "reference"]) == 0
+    assert capsys.readouterr().out.startswith("FIXED: get/filter-client-id passes now")
+    assert main(["replay", file, "--adapter", f"{broken}:BrokenAdapter",
+                 "--op-timeout", "0.3"]) == 1
+    stdout = capsys.readouterr().out
+    assert stdout.startswith("FAILED: get/filter-client-id")
+    assert "[MUST] get.filter-client-id" in stdout and "history around #" in stdout
+
+
+def test_replay_unsupported(scenarios: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(scenarios / "history" / "one-event.yaml"), "--adapter", MINIMAL]) == 1
+    assert capsys.readouterr().out.startswith("UNSUPPORTED: history/one-event")
+
+
+# -- list, version, delegation ---------------------------------------------------------------------
+
+
+def test_list(scenarios: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "adapters"]) == 0
+    assert re.search(r"^reference\s+The embedded reference", capsys.readouterr().out, re.M)
+    assert main(["list", "scenarios", "--scenarios", str(scenarios)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^enter/adds-member\s+enter.adds-member, enter.data$", out, re.M)
+    assert main(["list", "requirements"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^REQUIREMENT\s+LEVEL\s+TEXT$", out, re.M)
+    assert re.search(r"^get.filter-client-id\s+MUST\s+\S", out, re.M)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert re.fullmatch(r"presence-conformance \S+\n", capsys.readouterr().out)
+
+
+def test_serve_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    fake = types.ModuleType("reference_impl.server")
+    fake.serve_main = lambda argv: seen.append(argv) or 7  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "reference_impl.server", fake)
+    assert main(["serve", "--port", "0", "--help"]) == 7
+    assert seen == [["--port", "0", "--help"]]
+
+
+def test_report_delegates(scenarios: Path, tmp_path: Path) -> None:
+    assert main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
+                 "--report-dir", str(tmp_path / "a")]) == 0
+    assert main(["report", "--from", str(tmp_path / "a" / "results.json"),
+                 "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "results.json").is_file()
+
+
+def test_outcome_labels_match_results_model() -> None:
+    from harness.cli import OUTCOME_ORDER
+
+    assert set(OUTCOME_ORDER) == set(Outcome)
