@@ -94,6 +94,7 @@ table.reqs th:nth-child(2) { width: 270px; }
 table.reqs th:nth-child(3) { width: 88px; }
 table.reqs th:nth-child(5) { width: 250px; }
 table.reqs td, table.cases td { overflow-wrap: anywhere; }
+table.reqs .tag, table.cases .tag { white-space: normal; }
 table.cases th:nth-child(2) { width: 300px; }
 table.cases th:nth-child(3) { width: 90px; }
 table.cases th:nth-child(4) { width: 80px; }
