@@ -1,0 +1,234 @@
+"""Matching what an implementation showed against what the model expected.
+
+An event's identity is (action, clientId, connectionId, data): never the model's ids or
+timestamps, which the implementation stamps itself. Where the specification leaves a behaviour
+open, every allowed variant matches, and the variant used is reported as a deviation:
+
+- an enter by a member already present may be reported as `update` (enter.when-present, INFO);
+- the first event of a member that joined by update() may be `enter`
+  (update.when-not-present-action, INFO);
+- a leave without data may carry null instead of the member's data
+  (leave.data-defaults-to-member-data, SHOULD).
+
+Sequences are matched per member key (`connectionId:clientId`): each member's events must keep
+their order; events of different members may interleave in any order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.record import EventOrigin, Seen
+from reference_impl.types import Action, PresenceMessage, data_equal
+
+ACTION_DEVIATION = {"enter": "enter.when-present", "update": "update.when-not-present-action"}
+LEAVE_DATA_DEVIATION = "leave.data-defaults-to-member-data"
+
+
+def accepted_actions(event: PresenceMessage, origin: EventOrigin | None) -> tuple[str, ...]:
+    """The action names an implementation may report for `event`, the reference's first."""
+    action = event.action.value
+    if origin is not None:
+        if origin.kind == "enter" and origin.was_present and action == "enter":
+            return ("enter", "update")
+        if origin.kind == "update" and not origin.was_present and action == "update":
+            return ("update", "enter")
+    return (action,)
+
+
+def accepted_data(event: PresenceMessage, origin: EventOrigin | None) -> tuple[Any, ...]:
+    """The data an implementation may report for `event`, the reference's first."""
+    if (event.action is Action.LEAVE and event.data is not None
+            and (origin is None or not origin.data_given)):
+        return (event.data, None)
+    return (event.data,)
+
+
+def deviations(seen: Seen, event: PresenceMessage, origin: EventOrigin | None
+               ) -> tuple[str, ...] | None:
+    """None if `seen` is not `event`; else the requirement IDs of the open variants it used."""
+    if seen.client_id != event.client_id or seen.connection_id != event.connection_id:
+        return None
+    actions = accepted_actions(event, origin)
+    if seen.action not in actions:
+        return None
+    datas = accepted_data(event, origin)
+    position = next((i for i, data in enumerate(datas) if data_equal(seen.data, data)), None)
+    if position is None:
+        return None
+    found: tuple[str, ...] = ()
+    if seen.action != actions[0] and origin is not None:
+        found += (ACTION_DEVIATION[origin.kind],)
+    if position:
+        found += (LEAVE_DATA_DEVIATION,)
+    return found
+
+
+def differing_fields(seen: Seen, event: PresenceMessage, origin: EventOrigin | None) -> list[str]:
+    """The identity fields in which `seen` differs from every allowed variant of `event`."""
+    out = []
+    if seen.client_id != event.client_id:
+        out.append("clientId")
+    if seen.connection_id != event.connection_id:
+        out.append("connectionId")
+    if seen.action not in accepted_actions(event, origin):
+        out.append("action")
+    if not any(data_equal(seen.data, d) for d in accepted_data(event, origin)):
+        out.append("data")
+    return out
+
+
+@dataclass(eq=False)
+class Slot:
+    """One expected item of a sequence: an event that must be seen `min`..`max` times."""
+
+    event: PresenceMessage
+    origin: EventOrigin | None
+    min: int = 1
+    max: int = 1
+    ref: Any = None  # the record behind it (an Expected, or None)
+    count: int = 0
+
+    @property
+    def member_key(self) -> str:
+        return self.event.member_key
+
+
+@dataclass
+class Alignment:
+    """The result of matching received items to expected slots.
+
+    `matched`: in order, with the deviations used; `late`: matched, but after a later event of the
+    same member (out of order); `missing`: slots seen fewer than `min` times (once per missing
+    copy); `extras`: items matching no slot; `near`: an extra paired with a missing slot it
+    differs from in exactly one field (`clientId`, `connectionId`, `action` or `data`).
+    """
+
+    matched: list[tuple[Seen, Slot, tuple[str, ...]]] = field(default_factory=list)
+    late: list[tuple[Seen, Slot]] = field(default_factory=list)
+    missing: list[Slot] = field(default_factory=list)
+    extras: list[Seen] = field(default_factory=list)
+    near: list[tuple[Seen, Slot, str]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.late or self.missing or self.extras or self.near)
+
+
+def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> None:
+    position = 0
+    for seen in received:
+        found = None
+        for j in range(position, len(slots)):
+            slot = slots[j]
+            if slot.count < slot.max:
+                devs = deviations(seen, slot.event, slot.origin)
+                if devs is not None:
+                    found = (j, devs)
+                    break
+        if found is not None:
+            j, devs = found
+            slots[j].count += 1
+            position = j
+            out.matched.append((seen, slots[j], devs))
+            continue
+        for j in range(position):
+            slot = slots[j]
+            if slot.count < slot.max and deviations(seen, slot.event, slot.origin) is not None:
+                slot.count += 1
+                out.late.append((seen, slot))
+                break
+        else:
+            out.extras.append(seen)
+
+
+def align(slots: Iterable[Slot], received: Iterable[Seen]) -> Alignment:
+    """Match `received` to `slots` member by member, then pair leftovers that differ in one field."""
+    out = Alignment()
+    by_member: dict[str, list[Slot]] = defaultdict(list)
+    for slot in slots:
+        by_member[slot.member_key].append(slot)
+    seen_by_member: dict[str, list[Seen]] = defaultdict(list)
+    order: list[str] = []
+    for seen in received:
+        key = seen.member_key
+        if key not in seen_by_member:
+            order.append(key)
+        seen_by_member[key].append(seen)
+    for key in order:
+        _align_member(by_member.get(key, []), seen_by_member[key], out)
+    missing = []
+    for member_slots in by_member.values():
+        for slot in member_slots:
+            missing.extend([slot] * max(0, slot.min - slot.count))
+    extras = sorted(out.extras, key=lambda s: s.history_index)
+    out.extras = []
+    for seen in extras:
+        pair = None
+        for prefer_same_member in (True, False):
+            for slot in missing:
+                if prefer_same_member != (slot.member_key == seen.member_key):
+                    continue
+                fields = differing_fields(seen, slot.event, slot.origin)
+                if len(fields) == 1:
+                    pair = (slot, fields[0])
+                    break
+            if pair:
+                break
+        if pair is None:
+            out.extras.append(seen)
+        else:
+            missing.remove(pair[0])
+            out.near.append((seen, pair[0], pair[1]))
+    out.missing = missing
+    return out
+
+
+def members_equal(expected: list[PresenceMessage], observed: list[Seen] | None) -> bool:
+    """True if `observed` holds exactly the members of `expected` (member key and data; the
+    action is checked separately)."""
+    if observed is None or len(observed) != len(expected):
+        return False
+    by_key = {m.member_key: m for m in expected}
+    keys = set()
+    for seen in observed:
+        member = by_key.get(seen.member_key)
+        if member is None or seen.member_key in keys or not data_equal(seen.data, member.data):
+            return False
+        keys.add(seen.member_key)
+    return True
+
+
+def event_slots(events: Iterable[PresenceMessage], origins: dict[str, EventOrigin]) -> list[Slot]:
+    """One slot per model event (history, where every event appears exactly once)."""
+    return [Slot(e, origins.get(e.id)) for e in events]
+
+
+def history_consistent(expected: list[PresenceMessage], origins: dict[str, EventOrigin],
+                       observed: list[Seen] | None) -> bool:
+    """True if a canonical history holds every model event exactly once, in member order."""
+    if observed is None or len(observed) != len(expected):
+        return False
+    return align(event_slots(expected, origins), observed).clean
+
+
+def data_key(data: Any) -> Any:
+    """A hashable key for member data that keeps binary and text apart."""
+    import json
+
+    if isinstance(data, bytes | bytearray | memoryview):
+        return ("b", bytes(data))
+    if isinstance(data, str):
+        return ("s", data)
+    try:
+        return ("j", json.dumps(data, sort_keys=True, default=repr))
+    except (TypeError, ValueError):
+        return ("r", repr(data))
+
+
+def identity_key(seen: Seen) -> tuple:
+    """A hashable identity of an item returned by the implementation."""
+    return (seen.action, repr(seen.client_id), repr(seen.connection_id), data_key(seen.data))

@@ -1,0 +1,253 @@
+"""Message checks: every presence message an implementation delivered or returned is valid
+against the schema, has well-formed fields, unique event ids of the expected form, data that
+round-trips unchanged in type and value, and connections get fresh ids."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from harness.checks.analysis import canonical_alignments, channel_events, listener_alignments
+from harness.checks.base import CheckContext, check
+from harness.record import EventOrigin, GetRecord, Seen
+from harness.results import Violation
+from harness.scenario import ACTIONS
+from reference_impl.types import PresenceMessage, data_equal
+
+
+def _schema_errors(instance: Any, cache: dict[str, list[str]]) -> list[str]:
+    import spec
+
+    try:
+        key = json.dumps(instance, sort_keys=True)
+    except (TypeError, ValueError):
+        key = repr(instance)
+    if key not in cache:
+        cache[key] = [] if spec.validator("presence-message").is_valid(instance) else \
+            spec.validate("presence-message", instance)
+    return cache[key]
+
+
+def _where(seen: Seen) -> str:
+    if seen.source == "event":
+        return f"an event delivered to listener {seen.listener[1] if seen.listener else '?'}"
+    return f"a {seen.source}() item on {seen.channel!r}"
+
+
+@check("message.schema")
+def message_schema(ctx: CheckContext) -> Iterator[Violation]:
+    """Every presence message is valid against spec/schemas/presence-message.json."""
+    cache: dict[str, list[str]] = {}
+    for seen in ctx.record.seen:
+        if not seen.container:
+            yield ctx.violation("message.schema", f"{_where(seen)} is not a presence message",
+                                observed=seen.json, step=seen.step,
+                                history_index=seen.history_index)
+            continue
+        errors = _schema_errors(seen.json, cache)
+        if errors:
+            yield ctx.violation("message.schema", f"{_where(seen)}: " + "; ".join(errors),
+                                observed=seen.json, step=seen.step,
+                                history_index=seen.history_index)
+    for rec in ctx.record.gets:
+        if rec.malformed is not None:
+            yield ctx.violation("message.schema", f"get() by {rec.client!r} returned "
+                                f"{rec.malformed!r}, not a list of presence messages",
+                                observed=rec.malformed, step=rec.step,
+                                history_index=rec.history_index)
+    for query in ctx.record.queries:
+        if query.malformed is not None:
+            yield ctx.violation("message.schema", f"{query.op.step.label}: the history page's "
+                                f"items are {query.malformed!r}, not a list",
+                                observed=query.malformed, step=query.op.index,
+                                history_index=query.history_index)
+
+
+@check("message.action", "message.timestamp", "message.id")
+def message_fields(ctx: CheckContext) -> Iterator[Violation]:
+    """Actions are presence actions, timestamps integer milliseconds, ids non-empty strings."""
+    for seen in ctx.record.seen:
+        if not seen.container:
+            continue
+        raw_action = seen.json.get("action") if isinstance(seen.json, dict) else None
+        if seen.action not in ACTIONS:
+            yield ctx.violation("message.action", f"{_where(seen)} has action {raw_action!r}",
+                                observed=seen.json, step=seen.step,
+                                history_index=seen.history_index)
+        stamp = seen.timestamp
+        if not isinstance(stamp, int) or isinstance(stamp, bool) or stamp < 0:
+            yield ctx.violation("message.timestamp", f"{_where(seen)} has timestamp {stamp!r}, "
+                                "not integer milliseconds since the epoch", observed=seen.json,
+                                step=seen.step, history_index=seen.history_index)
+        if seen.source != "get" and seen.action in ("enter", "update", "leave"):
+            ok = isinstance(seen.id, str) and seen.id != ""
+            if not ok and not (seen.id is None and seen.action == "leave"):
+                yield ctx.violation("message.id", f"{_where(seen)} has id {seen.id!r}, not a "
+                                    "non-empty string", observed=seen.json, step=seen.step,
+                                    history_index=seen.history_index)
+
+
+def _event_matches(ctx: CheckContext) -> list[tuple[Seen, PresenceMessage, EventOrigin | None]]:
+    """Events and history items, each with the model event it was matched to."""
+    out = []
+    for analysis in listener_alignments(ctx).values():
+        for seen, slot, _ in analysis.alignment.matched:
+            out.append((seen, slot.event, slot.origin))
+        out.extend((seen, slot.event, slot.origin) for seen, slot in analysis.alignment.late)
+    for _, alignment in canonical_alignments(ctx):
+        for seen, slot, _ in alignment.matched:
+            out.append((seen, slot.event, slot.origin))
+    return [(s, e, o) for s, e, o in out if s.action in ("enter", "update", "leave")]
+
+
+@check("message.id")
+def message_ids_unique(ctx: CheckContext) -> Iterator[Violation]:
+    """No two distinct events of a channel share an id."""
+    owners: dict[tuple[str, str], tuple[str, Seen]] = {}
+    for seen, event, _ in _event_matches(ctx):
+        if not isinstance(seen.id, str) or not seen.id:
+            continue
+        key = (seen.channel, seen.id)
+        first = owners.setdefault(key, (event.id, seen))
+        if first[0] != event.id:
+            yield ctx.violation("message.id", f"two distinct events on {seen.channel!r} share the "
+                                f"id {seen.id!r}", expected="a unique id per event",
+                                observed=[first[1].json, seen.json], step=seen.step,
+                                history_index=seen.history_index)
+
+
+@check("message.id-format", "disconnect.synthesized-leave-id")
+def message_id_format(ctx: CheckContext) -> Iterator[Violation]:
+    """An event a connection published has the id connectionId:msgSerial:index; a leave
+    synthesized after a drop has an id that does not start with the connectionId."""
+    reported: set[str] = set()
+    for seen, event, origin in _event_matches(ctx):
+        if not isinstance(seen.id, str) or not isinstance(seen.connection_id, str) \
+                or event.id in reported:
+            continue
+        kind = origin.kind if origin else ""
+        if kind == "drop":
+            if seen.id.startswith(seen.connection_id):
+                reported.add(event.id)
+                yield ctx.violation("disconnect.synthesized-leave-id",
+                                    f"the leave synthesized for {seen.client_id!r} after its "
+                                    f"connection dropped has id {seen.id!r}, which starts with "
+                                    "the connectionId", observed=seen.json, step=seen.step,
+                                    history_index=seen.history_index)
+        elif kind in ("enter", "update", "leave"):
+            pattern = re.escape(seen.connection_id) + r":\d+:\d+"
+            if not re.fullmatch(pattern, seen.id):
+                reported.add(event.id)
+                yield ctx.violation("message.id-format",
+                                    f"the {seen.action} of {seen.client_id!r} has id {seen.id!r}, "
+                                    "not connectionId:msgSerial:index",
+                                    expected=f"{seen.connection_id}:<msgSerial>:<index>",
+                                    observed=seen.id, step=seen.step,
+                                    history_index=seen.history_index)
+
+
+def _non_ascii(data: Any) -> bool:
+    try:
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return any(ord(c) > 127 for c in text)
+
+
+def _earlier_data(ctx: CheckContext, seen: Seen, event: PresenceMessage) -> bool:
+    """True if `seen.data` is data the member had before `event` (a stale value)."""
+    for earlier in channel_events(ctx, seen.channel):
+        if earlier.id == event.id:
+            return False
+        if earlier.member_key == event.member_key and data_equal(earlier.data, seen.data):
+            return True
+    return False
+
+
+def data_requirement(ctx: CheckContext, seen: Seen, event: PresenceMessage,
+                     origin: EventOrigin | None) -> str:
+    """The requirement broken when `seen` carries other data than `event`."""
+    kind = origin.kind if origin else ""
+    expected, got = event.data, seen.data
+    if kind == "leave" and origin and origin.data_given:
+        return "leave.data-given"
+    if kind in ("leave", "drop", "close"):
+        return "leave.data-defaults-to-member-data"
+    if _earlier_data(ctx, seen, event):
+        return {"update": "update.event-emitted" if seen.source == "event"
+                else "update.changes-data"}.get(kind, "enter.data")
+    if isinstance(expected, bytes):
+        return "data.binary"
+    if expected is None:
+        return "update.null-data" if kind == "update" else "data.empty"
+    if type(got) is not type(expected) and not (isinstance(got, dict) and isinstance(expected, dict)):
+        return "message.data"
+    if _non_ascii(expected):
+        return "data.unicode"
+    if isinstance(expected, list):
+        return "data.json-array"
+    if isinstance(expected, dict):
+        return "data.json-object"
+    return "data.string"
+
+
+def _get_pairs(rec: GetRecord) -> Iterator[tuple[Seen, PresenceMessage]]:
+    by_key = {m.member_key: m for m in rec.expected}
+    for seen in rec.observed or ():
+        member = by_key.get(seen.member_key)
+        if member is not None and not data_equal(seen.data, member.data):
+            yield seen, member
+
+
+@check("message.data", "data.string", "data.json-object", "data.binary", "data.json-array",
+       "data.empty", "data.unicode", "enter.data", "update.changes-data", "update.event-emitted",
+       "update.null-data", "leave.data-given", "leave.data-defaults-to-member-data")
+def data_round_trip(ctx: CheckContext) -> Iterator[Violation]:
+    """Member data reaches events, get() and history unchanged in type and value."""
+    pairs: list[tuple[Seen, PresenceMessage, EventOrigin | None]] = []
+    for analysis in listener_alignments(ctx).values():
+        pairs.extend((s, slot.event, slot.origin) for s, slot, field in analysis.alignment.near
+                     if field == "data")
+    for _, alignment in canonical_alignments(ctx):
+        pairs.extend((s, slot.event, slot.origin) for s, slot, field in alignment.near
+                     if field == "data")
+    for rec in ctx.record.gets:
+        if rec.kind == "step" and rec.wait_for_sync is not False:
+            for seen, member in _get_pairs(rec):
+                origin = ctx.record.origins.get(member.id)
+                pairs.append((seen, member, origin))
+    reported: set[tuple[str, str]] = set()
+    for seen, event, origin in pairs:
+        requirement = data_requirement(ctx, seen, event, origin)
+        key = (event.id, seen.source + repr(seen.data))
+        if key in reported:
+            continue
+        reported.add(key)
+        yield ctx.violation(requirement,
+                            f"{_where(seen)}: the data of {event.client_id!r} is "
+                            f"{type(seen.data).__name__} {seen.data!r}, expected "
+                            f"{type(event.data).__name__} {event.data!r}",
+                            expected=event.data, observed=seen.json, step=seen.step,
+                            history_index=seen.history_index)
+
+
+@check("disconnect.reconnect-new-member", "message.connection-id")
+def connection_ids(ctx: CheckContext) -> Iterator[Violation]:
+    """Every connection has its own connectionId, a reconnected client's included."""
+    for rec in ctx.record.connects:
+        if rec.connection_id is None:
+            continue
+        if rec.connection_id in rec.earlier_ids:
+            yield ctx.violation("disconnect.reconnect-new-member",
+                                f"client {rec.client!r} reconnected with the connectionId "
+                                f"{rec.connection_id!r} of its earlier connection",
+                                observed=rec.connection_id, step=rec.step,
+                                history_index=rec.history_index)
+        elif rec.connection_id in rec.other_ids:
+            yield ctx.violation("message.connection-id",
+                                f"client {rec.client!r} got the connectionId "
+                                f"{rec.connection_id!r} of another client's connection",
+                                observed=rec.connection_id, step=rec.step,
+                                history_index=rec.history_index)

@@ -1,0 +1,348 @@
+"""What the runner observed in one case: the facts the checks judge.
+
+The runner drives the adapter and fills a `CaseRecord`; it decides nothing about conformance.
+Everything an implementation returned is kept as a `Seen` (read defensively: a malformed value is
+recorded as it came, for the checks to report), next to what the reference model expected at that
+moment (`Expected` deliveries, the model's `get` and history results).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.history import History
+from harness.scenario import Scenario, Step
+from reference_impl.errors import PresenceError
+from reference_impl.model import PresenceModel
+from reference_impl.types import Action, PresenceMessage, data_from_json, data_to_json
+
+ListenerKey = tuple[str, str]  # (connection id, listener name)
+
+_MISSING = object()
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-ready copy of `value` (binary as `{"$binary": ...}`, unknown objects as repr)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return data_to_json(bytes(value))
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value, depth + 1)
+    if depth > 20:
+        return repr(value)
+    if isinstance(value, PresenceMessage):
+        return read_message(value)["json"]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v, depth + 1) for v in value]
+    return repr(value)
+
+
+def read_message(raw: Any) -> dict[str, Any]:
+    """The fields of a presence message as an implementation returned it, without trusting it.
+
+    Accepts a `PresenceMessage` or a mapping in the JSON form; returns `action`, `client_id`,
+    `connection_id`, `data`, `timestamp`, `id` (None when absent or unreadable) and `json`, the
+    API JSON form to validate against the schema (fields that were absent are left out).
+    """
+    if isinstance(raw, PresenceMessage):
+        action = raw.action.value if isinstance(raw.action, Action) else raw.action
+        values = {"action": action, "clientId": raw.client_id, "connectionId": raw.connection_id,
+                  "data": raw.data, "timestamp": raw.timestamp, "id": raw.id}
+        data = raw.data
+    elif isinstance(raw, Mapping):
+        def pick(*names: str) -> Any:
+            return next((raw[n] for n in names if n in raw), _MISSING)
+
+        action = pick("action")
+        if isinstance(action, Action):
+            action = action.value
+        values = {"action": action, "clientId": pick("clientId", "client_id"),
+                  "connectionId": pick("connectionId", "connection_id"), "data": pick("data"),
+                  "timestamp": pick("timestamp"), "id": pick("id")}
+        data = data_from_json(values["data"]) if values["data"] is not _MISSING else None
+    else:
+        return {"action": None, "client_id": None, "connection_id": None, "data": None,
+                "timestamp": None, "id": None, "json": jsonable(raw), "container": False}
+    json_form: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is _MISSING:
+            continue
+        json_form[key] = jsonable(data_to_json(value) if key == "data" else value)
+
+    def get(key: str) -> Any:
+        value = values[key]
+        return None if value is _MISSING else value
+
+    return {"action": get("action") if isinstance(get("action"), str) else None,
+            "client_id": get("clientId"), "connection_id": get("connectionId"), "data": data,
+            "timestamp": get("timestamp"), "id": get("id"), "json": json_form, "container": True}
+
+
+@dataclass(eq=False)
+class Seen:
+    """One presence message an implementation delivered or returned.
+
+    `source` is `event` (delivered to `listener`), `get` or `history`; `history_index` points at
+    the history entry that recorded it, `step` at the scenario step during which it was seen.
+    """
+
+    source: str
+    raw: Any
+    history_index: int
+    step: int | None
+    channel: str
+    action: str | None
+    client_id: Any
+    connection_id: Any
+    data: Any
+    timestamp: Any
+    id: Any
+    json: Any
+    container: bool = True
+    listener: ListenerKey | None = None
+
+    @classmethod
+    def read(cls, raw: Any, source: str, history_index: int, step: int | None, channel: str,
+             listener: ListenerKey | None = None) -> Seen:
+        fields = read_message(raw)
+        return cls(source=source, raw=raw, history_index=history_index, step=step,
+                   channel=channel, listener=listener, **fields)
+
+    @property
+    def member_key(self) -> str:
+        return f"{self.connection_id}:{self.client_id}"
+
+    def describe(self) -> Any:
+        return self.json
+
+
+@dataclass(frozen=True)
+class EventOrigin:
+    """How a model event came about: the step, the operation, and the facts that decide which
+    variations an implementation may show (an enter while present may be reported as update...).
+
+    `kind`: enter | update | leave | close | drop | present (a sync delivery on attach).
+    """
+
+    kind: str
+    step: int | None
+    channel: str
+    was_present: bool = True
+    data_given: bool = False
+
+
+@dataclass(eq=False)
+class Expected:
+    """A delivery the model requires (at least `min_count`, at most `max_count` times)."""
+
+    event: PresenceMessage
+    origin: EventOrigin
+    listener: ListenerKey
+    channel: str
+    min_count: int
+    max_count: int
+    step: int | None
+
+
+@dataclass(eq=False)
+class ListenerRecord:
+    """A named listener on one connection and channel, and what it received."""
+
+    key: ListenerKey
+    name: str
+    client: str
+    channel: str
+    connection_id: str
+    callback: Callable[[Any], None] | None = None
+    received: list[Seen] = field(default_factory=list)
+    expected: list[Expected] = field(default_factory=list)
+    subscriptions: list[tuple[int, tuple[str, ...] | None]] = field(default_factory=list)
+    unsubscriptions: list[tuple[int, str, tuple[str, ...] | None]] = field(default_factory=list)
+    attach_step: int | None = None  # the subscribe step that attached the channel
+
+
+@dataclass(eq=False)
+class OpRecord:
+    """One operation step (or a step of a `concurrently` block) and how it went."""
+
+    step: Step
+    client: str | None
+    channel: str | None
+    connection_id: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    model_error: PresenceError | None = None
+    attempted: tuple[str, str | None, str | None, Any] | None = None  # a refused op's event
+    status: str = "pending"  # ok | fail | timeout | error | skipped
+    error_code: Any = None
+    error_message: str | None = None
+    invoke_index: int | None = None
+    done_index: int | None = None
+    events: list[PresenceMessage] = field(default_factory=list)
+    fresh_attach: bool = False
+    was_present: bool | None = None
+    form: str | None = None  # unsubscribe: all | listener | action-listener | action
+
+    @property
+    def index(self) -> int:
+        return self.step.index
+
+    @property
+    def kind(self) -> str:
+        return self.step.kind
+
+
+@dataclass(eq=False)
+class GetRecord:
+    """A get(): the model's members at that moment and what the implementation returned.
+
+    `kind`: `step` (a scenario step), `converge` (the end-of-case convergence read).
+    `observed` is None when the call failed; `malformed` holds a result that was not a list.
+    """
+
+    kind: str
+    op: OpRecord | None
+    client: str
+    channel: str
+    connection_id: str
+    client_id_filter: str | None = None
+    connection_id_filter: str | None = None
+    wait_for_sync: bool | None = None
+    fresh: bool = False
+    expected: list[PresenceMessage] = field(default_factory=list)
+    possible: list[PresenceMessage] = field(default_factory=list)
+    observed: list[Seen] | None = None
+    malformed: Any = None
+    attempts: int = 0
+    history_index: int | None = None
+    expect: list[tuple[str | None, str | None, bool, Any]] | None = None
+
+    @property
+    def step(self) -> int | None:
+        return self.op.index if self.op else None
+
+
+@dataclass(eq=False)
+class CanonicalRecord:
+    """The implementation's whole history of a channel (forwards, no bounds, every page), read
+    before a history step, against the model's log at that moment."""
+
+    step: int
+    client: str
+    channel: str
+    expected: list[PresenceMessage]
+    observed: list[Seen] | None = None
+    error: str | None = None
+    attempts: int = 0
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
+class HistoryQueryRecord:
+    """A history step: its resolved parameters and the pages the implementation returned."""
+
+    op: OpRecord
+    canonical: CanonicalRecord | None
+    start: int | None = None
+    end: int | None = None
+    limit: Any = None
+    direction: Any = None
+    pages_mode: Any = 1
+    pages: list[list[Seen]] = field(default_factory=list)
+    has_next: list[bool] = field(default_factory=list)
+    malformed: Any = None
+    unresolved: str | None = None
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
+class SyncRecord:
+    """A syncComplete reading: `wait` after a step attached the channel (polled until true),
+    or `step` (a sync_complete step)."""
+
+    kind: str
+    step: int | None
+    client: str
+    channel: str
+    trigger: str | None
+    expected: bool | None
+    observed: Any
+    explicit: bool | None = None
+    history_index: int | None = None
+    step_requirements: tuple[str, ...] = ()
+
+
+@dataclass(eq=False)
+class ConnectRecord:
+    """A connection opened (or refused) for a client."""
+
+    client: str
+    step: int | None
+    connection_id: str | None
+    earlier_ids: list[str]
+    other_ids: list[str]
+    refused: PresenceError | None = None
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
+class DropRecord:
+    """What an observer saw right after a drop, before the grace period ran out."""
+
+    client: str
+    step: int
+    channel: str
+    member_gone_at_once: bool
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
+class ExpectEventsRecord:
+    """An `expect_events` step: the events written in the scenario and what the listener had."""
+
+    step: Step
+    listener: str
+    expected: list[tuple[tuple[str, ...], str | None, frozenset[str], bool, Any]]
+    observed: list[Seen]
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
+class CaseRecord:
+    """Everything the runner recorded for one case; `model` is the reference model's end state."""
+
+    scenario: Scenario
+    history: History
+    model: PresenceModel
+    channels: dict[str, str]  # logical name -> the name used with the implementation
+    ops: list[OpRecord] = field(default_factory=list)
+    listeners: dict[ListenerKey, ListenerRecord] = field(default_factory=dict)
+    expected: list[Expected] = field(default_factory=list)
+    origins: dict[str, EventOrigin] = field(default_factory=dict)  # model event id -> origin
+    gets: list[GetRecord] = field(default_factory=list)
+    canonicals: list[CanonicalRecord] = field(default_factory=list)
+    queries: list[HistoryQueryRecord] = field(default_factory=list)
+    syncs: list[SyncRecord] = field(default_factory=list)
+    connects: list[ConnectRecord] = field(default_factory=list)
+    drops: list[DropRecord] = field(default_factory=list)
+    expectations: list[ExpectEventsRecord] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    synthesized: set[str] = field(default_factory=set)  # model ids of leaves after a drop
+    void: set[str] = field(default_factory=set)  # model ids of events the checks must ignore
+    client_connections: dict[str, list[str]] = field(default_factory=dict)
+    client_ids: dict[str, str | None] = field(default_factory=dict)
+    stopped: str | None = None  # why the case stopped early without an adapter error
+
+    def step_requirements(self, step: Step | None) -> tuple[str, ...]:
+        """The requirements an explicit expectation of `step` is reported against."""
+        if step is not None and step.requirements:
+            return step.requirements
+        return tuple(self.scenario.requirements)

@@ -1,0 +1,132 @@
+"""Running scenarios against an adapter: `run_scenario` for one case, `run_scenarios` for a run.
+
+The runner drives and records (`harness.driver`), the checks judge (`harness.checks`). A case
+never raises: whatever happens it returns a `CaseResult` with the history, and the adapter's
+connections are closed at the end (bounded) even when the case failed.
+
+Outcome of a case, worst first: `error` (the adapter raised something other than
+`PresenceError`, or a call broke the contract), `timeout` (an operation did not complete within
+`op_timeout`), `fail` (a MUST requirement violated), `non-strict` (only SHOULDs violated),
+`unsupported` (the case needs a feature the adapter does not declare; nothing is run), `pass`.
+INFO notes never change the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from harness.adapter import Adapter
+from harness.checks import run_checks
+from harness.driver import Abort, CaseDriver, Stop
+from harness.results import CaseResult, Outcome, RunResult
+from harness.scenario import Scenario
+
+__all__ = ["RunSettings", "judge", "run_scenario", "run_scenarios"]
+
+
+@dataclass
+class RunSettings:
+    """How the runner waits.
+
+    - `op_timeout`: seconds one adapter call may take, and the bound of every model-driven wait
+      (events a listener must receive, `sync_complete()` after an attach, a `get` or history
+      converging);
+    - `quiet_period`: seconds to watch for extra events at the end of a case when the adapter
+      cannot `quiesce()` (None: the adapter's `quiet_period`);
+    - `leave_grace`: seconds a dropped connection's members may stay (None: the adapter's);
+    - `sync_wait`: after a step attaches a channel, wait until `sync_complete()` is true (only
+      with `Feature.SYNC_COMPLETE`);
+    - `poll_interval`: the longest pause between two polls (`get`, history, `sync_complete`);
+    - `close_timeout`: seconds each connection may take to close at the end of a case;
+    - `channel_prefix`: the prefix added to channel names (None: a random one per case);
+    - `keep_history`: put the history in the `CaseResult` (always kept for failures).
+    """
+
+    op_timeout: float = 5.0
+    quiet_period: float | None = None
+    leave_grace: float | None = None
+    sync_wait: bool = True
+    poll_interval: float = 0.01
+    close_timeout: float = 2.0
+    channel_prefix: str | None = None
+    keep_history: bool = True
+
+
+def judge(violations: list, infos: list) -> Outcome:
+    """The outcome of a case that ran to the end: fail on a MUST, non-strict on a SHOULD."""
+    levels = {v.level for v in violations}
+    if "MUST" in levels:
+        return Outcome.FAIL
+    if "SHOULD" in levels:
+        return Outcome.NON_STRICT
+    return Outcome.PASS
+
+
+async def run_scenario(scenario: Scenario, adapter: Adapter,
+                       settings: RunSettings | None = None) -> CaseResult:
+    """Run one scenario against a started adapter and judge it. Never raises (except
+    cancellation)."""
+    settings = settings or RunSettings()
+    started = time.monotonic()
+    result = CaseResult(case_id=scenario.case_id, adapter=adapter.name, outcome=Outcome.PASS,
+                        requirements=list(scenario.requirements),
+                        scenario_file=str(scenario.source) if scenario.source else None)
+    missing = sorted(f.value for f in scenario.needed_features() if not adapter.supports(f))
+    if missing:
+        result.outcome = Outcome.UNSUPPORTED
+        result.error = f"needs feature(s) the adapter does not declare: {', '.join(missing)}"
+        result.duration = time.monotonic() - started
+        return result
+    driver = None
+    try:
+        driver = CaseDriver(scenario, adapter, settings)
+        try:
+            await driver.run()
+        except Stop as stop:
+            driver.record.stopped = str(stop)
+        finally:
+            await _close(driver)
+        violations, infos = run_checks(driver.record)
+        result.violations, result.infos = violations, infos
+        result.outcome = judge(violations, infos)
+        if driver.record.stopped:
+            result.error = f"stopped early: {driver.record.stopped}"
+    except Abort as abort:
+        result.outcome, result.error = abort.outcome, abort.message
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug in the harness: report it, never raise out of the case
+        result.outcome = Outcome.ERROR
+        result.error = ("internal error in the runner: "
+                        + "".join(traceback.format_exception(exc)[-4:]).strip())
+    if driver is not None and (settings.keep_history or result.outcome.is_failure):
+        result.history = driver.history.entries
+    result.duration = time.monotonic() - started
+    return result
+
+
+async def _close(driver: CaseDriver) -> None:
+    try:
+        await asyncio.wait_for(driver.close_all(), driver.settings.close_timeout + 1.0)
+    except (TimeoutError, Exception):  # closing is best effort: the case has been recorded
+        pass
+
+
+async def run_scenarios(scenarios: Iterable[Scenario], adapter: Adapter,
+                        settings: RunSettings | None = None,
+                        on_result: Callable[[CaseResult], None] | None = None) -> RunResult:
+    """Run scenarios one after the other against a started adapter; `on_result` is called after
+    each case."""
+    run = RunResult(adapter=adapter.name, started=time.time(),
+                    adapter_options=dict(getattr(adapter, "option_values", {}) or {}))
+    for scenario in scenarios:
+        case = await run_scenario(scenario, adapter, settings)
+        run.cases.append(case)
+        if on_result is not None:
+            on_result(case)
+    run.finished = time.time()
+    return run
