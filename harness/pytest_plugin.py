@@ -234,7 +234,11 @@ class ScenarioItem(pytest.Item):
         if case.outcome is Outcome.PASS:
             return
         if case.outcome is Outcome.UNSUPPORTED:
-            pytest.skip(f"unsupported: {case.error or 'the adapter lacks a required feature'}")
+            reason = f"unsupported: {case.error or 'the adapter lacks a required feature'}"
+            try:  # report the skip at the scenario file, not at this line
+                raise pytest.skip.Exception(reason, _use_item_location=True)
+            except TypeError:  # pragma: no cover - a pytest without the private flag
+                pytest.skip(reason)
         if case.known_failing and (case.outcome.is_failure or case.outcome is Outcome.NON_STRICT):
             pytest.xfail(f"known failing: {case.outcome.value}")
         if case.outcome is Outcome.NON_STRICT and not state.strict:
@@ -252,9 +256,9 @@ class ScenarioItem(pytest.Item):
             return describe_case(excinfo.value.case)
         return super().repr_failure(excinfo, style=style)
 
-    def reportinfo(self) -> tuple[Any, int | None, str]:
+    def reportinfo(self) -> tuple[Any, int, str]:
         source = getattr(self.scenario, "source", None)
-        return (Path(source) if source else self.path), None, f"scenario {self.scenario.case_id}"
+        return (Path(source) if source else self.path), 0, f"scenario {self.scenario.case_id}"
 
 
 @pytest.hookimpl(tryfirst=True)
