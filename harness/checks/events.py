@@ -13,6 +13,7 @@ from harness.checks.analysis import (
     listener_alignments,
 )
 from harness.checks.base import CheckContext, check
+from harness.checks.matching import accepted_actions
 from harness.record import Seen
 from harness.results import Violation
 from harness.scenario import ACTIONS
@@ -113,8 +114,11 @@ def open_behaviours(ctx: CheckContext) -> Iterator[Violation]:
     matches: list[tuple[Seen, object, tuple[str, ...]]] = []
     for analysis in listener_alignments(ctx).values():
         matches.extend(analysis.alignment.matched)
+        unsubscribed = any(form in ("action-listener", "action") and actions
+                           for _, form, actions in analysis.listener.unsubscriptions)
         for seen, slot, _ in analysis.alignment.matched:
-            if slot.min == 0 and (slot.event.id, "rtp7b") not in noted:
+            if (slot.min == 0 and unsubscribed and len(accepted_actions(slot.event, slot.origin)) == 1
+                    and (slot.event.id, "rtp7b") not in noted):
                 noted.add((slot.event.id, "rtp7b"))
                 yield ctx.violation(
                     "unsubscribe.all-actions-listener-with-action",
