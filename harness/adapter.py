@@ -183,10 +183,10 @@ class Adapter(abc.ABC):
     def supports(self, feature: Feature | str) -> bool:
         return Feature(feature) in self.features
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Prepare for a run (start servers, spawn processes). Called once before any connect."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release everything. Called once at the end, even after failures."""
 
     @abc.abstractmethod

@@ -22,18 +22,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.adapter import Adapter, AdapterConnection, AdapterPresence, Feature, PresenceError
-from harness.checks.matching import history_consistent, members_equal
+from harness.checks.matching import members_equal
+from harness.driver_common import Abort, Stop, items_json, summary
+from harness.driver_connections import ConnectionSteps
+from harness.driver_history import HistorySteps
 from harness.history import History
+from harness.oracle import listener_state, open_action_outcome, restore_listener_state
 from harness.record import (
-    CanonicalRecord,
     CaseRecord,
-    ConnectRecord,
-    DropRecord,
     EventOrigin,
     Expected,
     ExpectEventsRecord,
     GetRecord,
-    HistoryQueryRecord,
     ListenerKey,
     ListenerRecord,
     OpRecord,
@@ -44,28 +44,16 @@ from harness.record import (
 from harness.results import Outcome
 from harness.scenario import ClientSpec, Scenario, Step
 from reference_impl.model import Outcome as ModelOutcome
-from reference_impl.model import PresenceModel, validate_history_params
+from reference_impl.model import PresenceModel
 from reference_impl.types import Action, PresenceMessage
+
+__all__ = ["Abort", "CaseDriver", "ClientState", "Stop"]
 
 if TYPE_CHECKING:
     from harness.runner import RunSettings
 
 CANONICAL_LIMIT = 1000
 MAX_PAGES = 1000
-
-
-class Abort(Exception):
-    """The case cannot go on: `outcome` is TIMEOUT or ERROR, `message` names the step."""
-
-    def __init__(self, outcome: Outcome, message: str) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-
-
-class Stop(Exception):
-    """The case cannot go on, but what was recorded is judged normally (e.g. a reused
-    connectionId the model cannot represent)."""
 
 
 @dataclass(eq=False)
@@ -85,7 +73,7 @@ class ClientState:
         return None if cid == "*" else cid
 
 
-class CaseDriver:
+class CaseDriver(HistorySteps, ConnectionSteps):
     """Runs one scenario; `record` holds what happened."""
 
     def __init__(self, scenario: Scenario, adapter: Adapter, settings: RunSettings) -> None:
@@ -112,7 +100,6 @@ class CaseDriver:
         self.unsatisfied: set[tuple[ListenerKey, str]] = set()
         self.recording = True
         self.current_step: int | None = None
-        self._refused_ids = itertools.count(1)
         self._undo: dict[int, Callable[[], None]] = {}  # id(op) -> puts the model back
         self._op_expected: dict[int, list[Expected]] = {}  # id(op) -> deliveries it added
 
@@ -269,7 +256,7 @@ class CaseDriver:
                         f"{type(exc).__name__} in {f}: {exc}") from exc
         op.status = "ok"
         if record:
-            op.done_index = self.history.record("ok", process, f, _summary(result), step)
+            op.done_index = self.history.record("ok", process, f, summary(result), step)
         return result
 
     # -- enter / update / leave ----------------------------------------------------------------
@@ -298,7 +285,7 @@ class CaseDriver:
             alternative = {"enter": "update", "update": "enter"}[kind] if (
                 kind in ("enter", "update") and was_present == (kind == "enter")) else None
             if alternative and outcome.events:
-                outcome = _open_action_outcome(model, channel, outcome, alternative)
+                outcome = open_action_outcome(model, channel, outcome, alternative)
             self._expect(outcome, step.index, op)
             op.fresh_attach = not attached and model.is_attached(cid, channel)
 
@@ -383,7 +370,7 @@ class CaseDriver:
                 return
             rec.observed, rec.malformed = self._read_items(result, "get", op.index, rec.channel)
             rec.history_index = op.done_index = self.history.record(
-                "ok", state.spec.name, f, _items_json(rec.observed, rec.malformed), op.index)
+                "ok", state.spec.name, f, items_json(rec.observed, rec.malformed), op.index)
             if (not poll or members_equal(rec.expected, rec.observed)
                     or self.loop.time() >= deadline):
                 break
@@ -444,7 +431,7 @@ class CaseDriver:
         op.params = {"listener": name, "actions": actions}
         rec = self._listener(state, channel, name)
         attached = model.is_attached(state.connection_id, channel)
-        saved = _listener_state(model, state.connection_id, channel)
+        saved = listener_state(model, state.connection_id, channel)
         try:
             outcome = model.subscribe(state.connection_id, channel, name, actions)
         except PresenceError as exc:
@@ -458,7 +445,7 @@ class CaseDriver:
             self._expect(outcome, step.index, op)
 
             def undo() -> None:
-                _restore_listener_state(model, state.connection_id, channel, saved)
+                restore_listener_state(model, state.connection_id, channel, saved)
                 rec.subscriptions.remove(entry)
             self._undo[id(op)] = undo
         callback = rec.callback
@@ -471,7 +458,7 @@ class CaseDriver:
         op.form = ("all" if not name and not actions else "listener" if not actions
                    else "action-listener" if name else "action")
         op.params = {"listener": name, "actions": actions}
-        saved = _listener_state(self.model, state.connection_id, channel)
+        saved = listener_state(self.model, state.connection_id, channel)
         try:
             self.model.unsubscribe(state.connection_id, channel, name, actions)
         except PresenceError as exc:
@@ -484,156 +471,13 @@ class CaseDriver:
                 rec.unsubscriptions.append(entry)
 
             def undo() -> None:
-                _restore_listener_state(self.model, state.connection_id, channel, saved)
+                restore_listener_state(self.model, state.connection_id, channel, saved)
                 for rec in affected:
                     rec.unsubscriptions.remove(entry)
             self._undo[id(op)] = undo
         callback = self._listener(state, channel, name).callback if name else None
         return self._invoker(op, state, "unsubscribe",
                              lambda p: p.unsubscribe(callback, list(actions) if actions else None))
-
-    # -- history -------------------------------------------------------------------------------
-
-    def _plan_history(self, op: OpRecord, state: ClientState) -> Callable[[], Awaitable[None]]:
-        async def call() -> None:
-            await self._history(op, state)
-        return call
-
-    async def _history(self, op: OpRecord, state: ClientState) -> None:
-        step = op.step
-        args = step.args
-        needs_refs = any(isinstance(args.get(k), dict) for k in ("start", "end"))
-        rec = HistoryQueryRecord(op, None, limit=args.get("limit"),
-                                 direction=args.get("direction"),
-                                 pages_mode=args.get("pages", 1))
-        raw_start = args.get("start") if not isinstance(args.get("start"), dict) else None
-        raw_end = args.get("end") if not isinstance(args.get("end"), dict) else None
-        static_error = None
-        if not needs_refs:
-            try:
-                validate_history_params(raw_start, raw_end, rec.limit, rec.direction)
-            except PresenceError as exc:
-                static_error = exc
-        if static_error is None:
-            rec.canonical = await self._canonical(op, state)
-        # resolve {at: STEP_ID, offset: N}
-        bounds = {}
-        for key in ("start", "end"):
-            value = args.get(key)
-            if isinstance(value, dict):
-                stamp = self._stamp_of(value["at"], rec.canonical)
-                if stamp is None:
-                    rec.unresolved = (f"{key}: the event of step {value['at']!r} is not in the "
-                                      "implementation's history")
-                    value = None
-                else:
-                    value = stamp + value.get("offset", 0)
-            bounds[key] = value
-        rec.start, rec.end = bounds["start"], bounds["end"]
-        try:
-            validate_history_params(rec.start, rec.end, rec.limit, rec.direction)
-        except PresenceError as exc:
-            op.model_error = exc
-        if step.expect_error is not None and op.model_error is None and rec.unresolved is None:
-            raise Abort(Outcome.ERROR, f"{step.label}: the scenario expects an error "
-                        f"{list(step.expect_error)}, but the reference model accepts the query "
-                        "(a mistake in the scenario)")
-        self.record.queries.append(rec)
-        if rec.unresolved:
-            op.status = "skipped"
-            self.history.record("info", state.spec.name, "history", {"skipped": rec.unresolved},
-                                op.index)
-            return
-        params = {k: v for k, v in (("start", rec.start), ("end", rec.end), ("limit", rec.limit),
-                                    ("direction", rec.direction)) if v is not None}
-        op.params = params
-        page = await self._call(op, state, "history", lambda p: p.history(**params), record=False)
-        if op.status != "ok":
-            return
-        await self._read_pages(op, state, rec, page, all_pages=rec.pages_mode == "all")
-        rec.history_index = op.done_index
-
-    async def _read_pages(self, op: OpRecord, state: ClientState, rec: Any, page: Any,
-                          all_pages: bool) -> None:
-        """Read `page` (and, with `all_pages`, the pages after it) into `rec.pages`."""
-        count = 0
-        while True:
-            items = getattr(page, "items", None)
-            observed, malformed = self._read_items(items, "history", op.index, op.channel)
-            if observed is None:
-                rec.malformed = malformed if items is not None else jsonable(page)
-            try:
-                has_next = bool(page.has_next())
-            except Exception as exc:
-                raise Abort(Outcome.ERROR, f"{op.step.label}: has_next() raised "
-                            f"{type(exc).__name__}: {exc}") from exc
-            entry = self.history.record("ok", state.spec.name,
-                                        "history" if count == 0 else "history (next page)",
-                                        {"items": _items_json(observed, malformed),
-                                         "has_next": has_next}, op.index)
-            if count == 0:
-                op.done_index = entry
-            rec.pages.append(observed or [])
-            rec.has_next.append(has_next)
-            self._keep(observed)
-            count += 1
-            if not (all_pages and has_next) or count >= MAX_PAGES or observed is None:
-                return
-            page = await self._call(op, state, "history.next", lambda p, pg=page: pg.next(),
-                                    record=False, params={})
-            if op.status != "ok" or page is None:
-                return
-
-    async def _canonical(self, op: OpRecord, state: ClientState) -> CanonicalRecord:
-        channel = op.channel
-        rec = CanonicalRecord(op.index, state.spec.name, channel,
-                              [e for e in self.model.history_all(channel)
-                               if e.id not in self.record.void])
-        self.record.canonicals.append(rec)
-        deadline = self.loop.time() + self.op_timeout
-        delay = 0.0
-        params = {"limit": CANONICAL_LIMIT, "direction": "forwards"}
-        while True:
-            rec.attempts += 1
-            probe = OpRecord(op.step, op.client, op.channel, op.connection_id, params)
-            page = await self._call(probe, state, "history (canonical)",
-                                    lambda p: p.history(**params), record=False)
-            if probe.status != "ok":
-                rec.error = f"code {probe.error_code}: {probe.error_message}"
-                return rec
-
-            pages = _Pages()
-            await self._read_pages(probe, state, pages, page, all_pages=True)
-            if probe.status != "ok":
-                rec.error = f"code {probe.error_code}: {probe.error_message}"
-                return rec
-            if pages.malformed is not None:
-                rec.error = f"malformed history page: {pages.malformed!r}"
-                return rec
-            rec.observed = [s for page_items in pages.pages for s in page_items]
-            rec.history_index = probe.done_index
-            if (history_consistent(rec.expected, self.record.origins, rec.observed)
-                    or self.loop.time() >= deadline):
-                return rec
-            await asyncio.sleep(delay)
-            delay = min(max(delay * 2, 0.0005), self.settings.poll_interval)
-
-    def _stamp_of(self, step_id: str, canonical: CanonicalRecord | None) -> int | None:
-        """The implementation's timestamp of the first event the step `step_id` produced."""
-        if canonical is None or canonical.observed is None:
-            return None
-        op = next((o for o in self.record.ops if o.step.id == step_id and o.events), None)
-        if op is None:
-            return None
-        target = op.events[0]
-        from harness.checks.matching import align, event_slots
-
-        alignment = align(event_slots(canonical.expected, self.record.origins), canonical.observed)
-        for seen, slot, _ in alignment.matched:
-            if slot.event.id == target.id:
-                stamp = seen.timestamp
-                return stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None
-        return None
 
     # -- sync_complete -------------------------------------------------------------------------
 
@@ -686,161 +530,6 @@ class CaseDriver:
         except Exception as exc:
             raise Abort(Outcome.ERROR, f"{probe.step.label}: sync_complete raised "
                         f"{type(exc).__name__}: {exc}") from exc
-
-    # -- connections ---------------------------------------------------------------------------
-
-    async def _connect(self, state: ClientState, step: Step | None) -> None:
-        spec = state.spec
-        capability = _capability_for(spec.capability, self.prefix)
-        index = step.index if step else None
-        self.history.record("invoke", spec.name, "connect",
-                            {"client_id": spec.client_id, "capability": capability}, index)
-        earlier = list(self.record.client_connections.get(spec.name, []))
-        others = [c for n, ids in self.record.client_connections.items() if n != spec.name
-                  for c in ids]
-        state.refused = None
-        state.listeners = {}
-        try:
-            async with asyncio.timeout(self.op_timeout):
-                conn = await self.adapter.connect(spec.client_id, capability)
-        except TimeoutError:
-            self.history.record("timeout", spec.name, "connect", None, index)
-            raise Abort(Outcome.TIMEOUT, f"{_where(step, spec.name)}: connect did not complete "
-                        f"within {self.op_timeout:g}s") from None
-        except PresenceError as exc:
-            hi = self.history.record("fail", spec.name, "connect",
-                                     {"code": jsonable(exc.code), "message": str(exc)}, index)
-            state.refused = exc
-            state.conn = None
-            state.connection_id = f"refused-{spec.name}-{next(self._refused_ids)}"
-            self.model.open_connection(state.model_client_id, spec.capability,
-                                       connection_id=state.connection_id)
-            state.connected = True
-            self.record.connects.append(ConnectRecord(spec.name, index, None, earlier, others, exc,
-                                                      hi))
-            return
-        except Exception as exc:
-            self.history.record("fail", spec.name, "connect",
-                                {"exception": f"{type(exc).__name__}: {exc}"}, index)
-            raise Abort(Outcome.ERROR, f"{_where(step, spec.name)}: connect raised "
-                        f"{type(exc).__name__}: {exc}") from exc
-        conn_id = getattr(conn, "id", None)
-        hi = self.history.record("ok", spec.name, "connect", {"connection_id": jsonable(conn_id)},
-                                 index)
-        if not isinstance(conn_id, str) or not conn_id:
-            raise Abort(Outcome.ERROR, f"{_where(step, spec.name)}: the connection has no id "
-                        f"(got {conn_id!r}); AdapterConnection.id must be the connectionId")
-        self.record.connects.append(ConnectRecord(spec.name, index, conn_id, earlier, others, None,
-                                                  hi))
-        state.conn, state.connection_id, state.connected = conn, conn_id, True
-        self.record.client_connections.setdefault(spec.name, []).append(conn_id)
-        if conn_id in earlier or conn_id in others:
-            state.connected = True
-            raise Stop(f"connection id {conn_id!r} was given to an earlier connection")
-        self.model.open_connection(state.model_client_id, spec.capability,
-                                   connection_id=conn_id)
-
-    async def _step_connect(self, step: Step) -> None:
-        await self._connect(self.clients[step.client], step)
-
-    async def _disconnect(self, step: Step, kind: str) -> None:
-        state = self.clients[step.client]
-        cid = state.connection_id
-        op = OpRecord(step=step, client=step.client, channel=None, connection_id=cid)
-        self.record.ops.append(op)
-        if kind == "close":
-            outcome = self.model.close_connection(cid)
-        else:
-            self.model.drop_connection(cid)
-            outcome = self.model.expire_connection(cid)
-            self.record.synthesized.update(e.id for e in outcome.events)
-        op.events = list(outcome.events)
-        channel_of = self._channels_of(outcome.events)
-        for event in outcome.events:
-            self.record.origins[event.id] = EventOrigin(kind, step.index, channel_of[event.id],
-                                                        True, False)
-        self._expect(outcome, step.index)
-        if state.refused is None:
-            self.history.record("invoke", state.spec.name, kind, None, step.index)
-            try:
-                async with asyncio.timeout(self.op_timeout):
-                    await getattr(state.conn, kind)()
-            except TimeoutError:
-                self.history.record("timeout", state.spec.name, kind, None, step.index)
-                raise Abort(Outcome.TIMEOUT, f"{step.label}: {kind} did not complete within "
-                            f"{self.op_timeout:g}s") from None
-            except Exception as exc:
-                self.history.record("fail", state.spec.name, kind,
-                                    {"exception": f"{type(exc).__name__}: {exc}"}, step.index)
-                raise Abort(Outcome.ERROR, f"{step.label}: {kind} raised "
-                            f"{type(exc).__name__}: {exc}") from exc
-            op.status = "ok"
-            self.history.record("ok", state.spec.name, kind, None, step.index)
-        state.connected = False
-        if kind == "drop":
-            await self._settle_drop(step, state, cid, outcome)
-        else:
-            await self._wait_deliveries(self.op_timeout)
-
-    def _channels_of(self, events: list[PresenceMessage]) -> dict[str, str]:
-        """Model event id -> channel, for events just appended to the channels' logs."""
-        out: dict[str, str] = {}
-        if not events:
-            return out
-        for channel in self.scenario.channels:
-            for event in self.model.history_all(channel)[-len(events):]:
-                out[event.id] = channel
-        return out
-
-    async def _step_close(self, step: Step) -> None:
-        await self._disconnect(step, "close")
-
-    async def _step_drop(self, step: Step) -> None:
-        await self._disconnect(step, "drop")
-
-    def _observer(self, channel: str, exclude: str) -> ClientState | None:
-        for state in self.clients.values():
-            if (state.connected and state.refused is None and state.connection_id != exclude
-                    and self.model.is_attached(state.connection_id, channel)):
-                return state
-        return None
-
-    async def _settle_drop(self, step: Step, state: ClientState, cid: str,
-                           outcome: ModelOutcome) -> None:
-        """Wait for a drop's synthesized leaves: by listener where someone listens, else by
-        watching get() from another attached connection, else by waiting the grace period."""
-        channels = {self.record.origins[e.id].channel for e in outcome.events}
-        observed = {d.channel for d in outcome.deliveries if d.min_count}
-        if self.leave_grace > 0:
-            for channel in sorted(channels):
-                observer = self._observer(channel, cid)
-                if observer is not None:
-                    gone = await self._member_gone(observer, channel, cid, step)
-                    self.record.drops.append(DropRecord(state.spec.name, step.index, channel,
-                                                        gone, len(self.history.entries) - 1))
-        await self._wait_deliveries(self.leave_grace + self.op_timeout)
-        unobserved = sorted(channels - observed)
-        if not unobserved:
-            return
-        await asyncio.sleep(self.leave_grace)
-        deadline = self.loop.time() + self.op_timeout
-        for channel in unobserved:
-            observer = self._observer(channel, cid)
-            delay = 0.0
-            while observer is not None and self.loop.time() < deadline:
-                if await self._member_gone(observer, channel, cid, step):
-                    break
-                await asyncio.sleep(delay)
-                delay = min(max(delay * 2, 0.0005), self.settings.poll_interval)
-
-    async def _member_gone(self, observer: ClientState, channel: str, cid: str, step: Step
-                           ) -> bool:
-        probe = OpRecord(step, observer.spec.name, channel, observer.connection_id)
-        result = await self._call(probe, observer, "get (watch drop)",
-                                  lambda p: p.get(connection_id=cid), params={"connection_id": cid})
-        if probe.status != "ok" or not isinstance(result, list | tuple):
-            return True
-        return not any(Seen.read(m, "get", 0, None, channel).connection_id == cid for m in result)
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -945,84 +634,3 @@ class CaseDriver:
                 self.record.gets.append(rec)
                 await self._read_members(op, state, rec, {}, poll=True)
         self.recording = False
-
-
-def _open_action_outcome(model: PresenceModel, channel: str, outcome: ModelOutcome,
-                         alternative: str) -> ModelOutcome:
-    """The deliveries of an event the implementation may report with either of two actions
-    (enter while present, update while absent): a listener whose filter takes only one of them
-    may or may not get it (min 0); one that takes both must get it once."""
-    import dataclasses
-
-    event = outcome.events[-1]
-    mine = {(d.connection_id, d.listener): d for d in outcome.deliveries if d.event.id == event.id}
-    other: dict[tuple[str, str], Any] = {}
-    try:  # the model has no public "who would receive this" query
-        alt_event = event.with_action(Action(alternative))
-        ch = model._channels[channel]
-        for cid in sorted(ch.attached):
-            for d in model._deliveries_to(model._connections[cid], channel, alt_event):
-                other[(d.connection_id, d.listener)] = dataclasses.replace(d, event=event)
-    except (AttributeError, KeyError):
-        other = {}
-    deliveries = [d for d in outcome.deliveries if d.event.id != event.id]
-    for key in sorted(mine.keys() | other.keys()):
-        a, b = mine.get(key), other.get(key)
-        base = a or b
-        deliveries.append(dataclasses.replace(
-            base, min_count=min(a.min_count if a else 0, b.min_count if b else 0),
-            max_count=max(a.max_count if a else 0, b.max_count if b else 0)))
-    return ModelOutcome(events=list(outcome.events), deliveries=deliveries)
-
-
-def _listener_state(model: PresenceModel, connection_id: str, channel: str) -> Any:
-    """A copy of the model's listener registrations of one connection on one channel.
-    (The model has no public API for this; only the driver's refusal-following uses it.)"""
-    import copy
-
-    conn = model._connections[connection_id]
-    return copy.deepcopy(conn.listeners.get(channel, {}))
-
-
-def _restore_listener_state(model: PresenceModel, connection_id: str, channel: str,
-                            saved: Any) -> None:
-    conn = model._connections[connection_id]
-    conn.listeners[channel] = saved
-    ch = model._channels.get(channel)
-    if ch is not None and hasattr(ch, "listening"):
-        if saved:
-            ch.listening.add(connection_id)
-        else:
-            ch.listening.discard(connection_id)
-
-
-@dataclass
-class _Pages:
-    """Pages read for the canonical history."""
-
-    pages: list[list[Seen]] = field(default_factory=list)
-    has_next: list[bool] = field(default_factory=list)
-    malformed: Any = None
-
-
-def _capability_for(capability: dict[str, list[str]] | None, prefix: str
-                    ) -> dict[str, list[str]] | None:
-    """The capability with logical channel names replaced by the names used in this run."""
-    if capability is None:
-        return None
-    return {pattern if pattern == "*" else prefix + pattern: list(ops)
-            for pattern, ops in capability.items()}
-
-
-def _where(step: Step | None, client: str) -> str:
-    return step.label if step else f"connecting client {client!r}"
-
-
-def _summary(result: Any) -> Any:
-    return None if result is None else jsonable(result)
-
-
-def _items_json(items: list[Seen] | None, malformed: Any) -> Any:
-    if items is None:
-        return {"malformed": malformed}
-    return [s.json for s in items]

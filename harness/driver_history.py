@@ -1,0 +1,181 @@
+"""History steps for the case driver: the canonical read and the step's own query.
+
+Before a history step the driver reads the implementation's whole history of the channel
+(forwards, no bounds, limit 1000, every page), polling until it holds the model's log (bounded by
+the operation timeout); `{at: STEP_ID, offset: N}` bounds resolve against it. Then it runs the
+step's query, following the pages with `pages: all`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.adapter import PresenceError
+from harness.checks.matching import align, event_slots, history_consistent
+from harness.driver_common import Abort, items_json
+from harness.record import CanonicalRecord, HistoryQueryRecord, OpRecord, Seen, jsonable
+from harness.results import Outcome
+from reference_impl.model import validate_history_params
+
+if TYPE_CHECKING:
+    from harness.driver import ClientState
+
+CANONICAL_LIMIT = 1000
+MAX_PAGES = 1000
+
+
+@dataclass
+class _Pages:
+    """Pages read for the canonical history."""
+
+    pages: list[list[Seen]] = field(default_factory=list)
+    has_next: list[bool] = field(default_factory=list)
+    malformed: Any = None
+
+
+class HistorySteps:
+    """Mixed into `CaseDriver`: the `history` step."""
+
+
+    def _plan_history(self, op: OpRecord, state: ClientState) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            await self._history(op, state)
+        return call
+
+    async def _history(self, op: OpRecord, state: ClientState) -> None:
+        step = op.step
+        args = step.args
+        needs_refs = any(isinstance(args.get(k), dict) for k in ("start", "end"))
+        rec = HistoryQueryRecord(op, None, limit=args.get("limit"),
+                                 direction=args.get("direction"),
+                                 pages_mode=args.get("pages", 1))
+        raw_start = args.get("start") if not isinstance(args.get("start"), dict) else None
+        raw_end = args.get("end") if not isinstance(args.get("end"), dict) else None
+        static_error = None
+        if not needs_refs:
+            try:
+                validate_history_params(raw_start, raw_end, rec.limit, rec.direction)
+            except PresenceError as exc:
+                static_error = exc
+        if static_error is None:
+            rec.canonical = await self._canonical(op, state)
+        # resolve {at: STEP_ID, offset: N}
+        bounds = {}
+        for key in ("start", "end"):
+            value = args.get(key)
+            if isinstance(value, dict):
+                stamp = self._stamp_of(value["at"], rec.canonical)
+                if stamp is None:
+                    rec.unresolved = (f"{key}: the event of step {value['at']!r} is not in the "
+                                      "implementation's history")
+                    value = None
+                else:
+                    value = stamp + value.get("offset", 0)
+            bounds[key] = value
+        rec.start, rec.end = bounds["start"], bounds["end"]
+        try:
+            validate_history_params(rec.start, rec.end, rec.limit, rec.direction)
+        except PresenceError as exc:
+            op.model_error = exc
+        if step.expect_error is not None and op.model_error is None and rec.unresolved is None:
+            raise Abort(Outcome.ERROR, f"{step.label}: the scenario expects an error "
+                        f"{list(step.expect_error)}, but the reference model accepts the query "
+                        "(a mistake in the scenario)")
+        self.record.queries.append(rec)
+        if rec.unresolved:
+            op.status = "skipped"
+            self.history.record("info", state.spec.name, "history", {"skipped": rec.unresolved},
+                                op.index)
+            return
+        params = {k: v for k, v in (("start", rec.start), ("end", rec.end), ("limit", rec.limit),
+                                    ("direction", rec.direction)) if v is not None}
+        op.params = params
+        page = await self._call(op, state, "history", lambda p: p.history(**params), record=False)
+        if op.status != "ok":
+            return
+        await self._read_pages(op, state, rec, page, all_pages=rec.pages_mode == "all")
+        rec.history_index = op.done_index
+
+    async def _read_pages(self, op: OpRecord, state: ClientState, rec: Any, page: Any,
+                          all_pages: bool) -> None:
+        """Read `page` (and, with `all_pages`, the pages after it) into `rec.pages`."""
+        count = 0
+        while True:
+            items = getattr(page, "items", None)
+            observed, malformed = self._read_items(items, "history", op.index, op.channel)
+            if observed is None:
+                rec.malformed = malformed if items is not None else jsonable(page)
+            try:
+                has_next = bool(page.has_next())
+            except Exception as exc:
+                raise Abort(Outcome.ERROR, f"{op.step.label}: has_next() raised "
+                            f"{type(exc).__name__}: {exc}") from exc
+            entry = self.history.record("ok", state.spec.name,
+                                        "history" if count == 0 else "history (next page)",
+                                        {"items": items_json(observed, malformed),
+                                         "has_next": has_next}, op.index)
+            if count == 0:
+                op.done_index = entry
+            rec.pages.append(observed or [])
+            rec.has_next.append(has_next)
+            self._keep(observed)
+            count += 1
+            if not (all_pages and has_next) or count >= MAX_PAGES or observed is None:
+                return
+            page = await self._call(op, state, "history.next", lambda p, pg=page: pg.next(),
+                                    record=False, params={})
+            if op.status != "ok" or page is None:
+                return
+
+    async def _canonical(self, op: OpRecord, state: ClientState) -> CanonicalRecord:
+        channel = op.channel
+        rec = CanonicalRecord(op.index, state.spec.name, channel,
+                              [e for e in self.model.history_all(channel)
+                               if e.id not in self.record.void])
+        self.record.canonicals.append(rec)
+        deadline = self.loop.time() + self.op_timeout
+        delay = 0.0
+        params = {"limit": CANONICAL_LIMIT, "direction": "forwards"}
+        while True:
+            rec.attempts += 1
+            probe = OpRecord(op.step, op.client, op.channel, op.connection_id, params)
+            page = await self._call(probe, state, "history (canonical)",
+                                    lambda p: p.history(**params), record=False)
+            if probe.status != "ok":
+                rec.error = f"code {probe.error_code}: {probe.error_message}"
+                return rec
+
+            pages = _Pages()
+            await self._read_pages(probe, state, pages, page, all_pages=True)
+            if probe.status != "ok":
+                rec.error = f"code {probe.error_code}: {probe.error_message}"
+                return rec
+            if pages.malformed is not None:
+                rec.error = f"malformed history page: {pages.malformed!r}"
+                return rec
+            rec.observed = [s for page_items in pages.pages for s in page_items]
+            rec.history_index = probe.done_index
+            if (history_consistent(rec.expected, self.record.origins, rec.observed)
+                    or self.loop.time() >= deadline):
+                return rec
+            await asyncio.sleep(delay)
+            delay = min(max(delay * 2, 0.0005), self.settings.poll_interval)
+
+    def _stamp_of(self, step_id: str, canonical: CanonicalRecord | None) -> int | None:
+        """The implementation's timestamp of the first event the step `step_id` produced."""
+        if canonical is None or canonical.observed is None:
+            return None
+        op = next((o for o in self.record.ops if o.step.id == step_id and o.events), None)
+        if op is None:
+            return None
+        target = op.events[0]
+
+        alignment = align(event_slots(canonical.expected, self.record.origins), canonical.observed)
+        for seen, slot, _ in alignment.matched:
+            if slot.event.id == target.id:
+                stamp = seen.timestamp
+                return stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None
+        return None
