@@ -390,3 +390,21 @@ def test_an_operation_without_ack_times_out():
             server.close()
         return str(info.value)
     assert "ACK" in asyncio.run(main())
+
+
+def test_packaged_scenarios_pass_against_the_reference_server():
+    """The shipped scenario suite, through the runner, against ably-wire + reference server."""
+    from harness.runner import RunSettings, run_scenarios
+    from harness.scenario import load_scenarios
+    from scenarios import scenarios_root
+
+    scenarios = load_scenarios(scenarios_root())
+    assert scenarios
+
+    async def body(adapter: AblyWireAdapter) -> Any:
+        return await run_scenarios(scenarios, adapter, RunSettings())
+
+    result = run(body, limit=600)
+    bad = [(c.case_id, c.outcome.value, c.error, [str(v) for v in c.violations][:3])
+           for c in result.cases if c.outcome.value not in ("pass", "unsupported")]
+    assert not bad, bad

@@ -686,7 +686,8 @@ class RealtimePresence:
     async def _publish(self, action: Action, data: Any, client_id: str | None = None) -> None:
         """Checks in the reference model's order, all before anything is sent: connection
         (80017), data type (40013, as the SDKs refuse it), clientId (RTP8j), size (TO3l8:
-        40009 against connectionDetails.maxMessageSize), channel state (RTP8g)."""
+        40009 against connectionDetails.maxMessageSize), channel state (RTP8g: 90001 when
+        detached; when failed, the code of the error that failed it)."""
         channel = self.channel
         connection = channel.connection
         connection.check_usable()
@@ -706,9 +707,12 @@ class RealtimePresence:
                                     f"data: message size {size} bytes exceeds maxMessageSize "
                                     f"{limit}", "data")
         if channel.state in (ChannelState.DETACHED, ChannelState.FAILED):  # RTP8g
-            raise PresenceError(errors.CHANNEL_STATE,
+            reason = channel.error if channel.state is ChannelState.FAILED else None
+            raise PresenceError(reason.code if reason else errors.CHANNEL_STATE,
                                 f"cannot {action.value} presence on channel {channel.name!r} "
-                                f"in state {channel.state}")
+                                f"in state {channel.state}"
+                                + (f" ({reason.message})" if reason else ""),
+                                status_code=reason.status_code if reason else None)
         await self.ensure_active(wait_for_sync=True, strict=False)
         await connection.send_acked(
             {"action": ProtocolAction.PRESENCE, "channel": channel.name, "presence": [item]},
