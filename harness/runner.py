@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from harness.adapter import Adapter
 from harness.checks import run_checks
+from harness.checks.wire import collect_wire_frames
 from harness.driver import Abort, CaseDriver, Stop
 from harness.results import CaseResult, Outcome, RunResult
 from harness.scenario import Scenario
@@ -90,6 +91,7 @@ async def run_scenario(scenario: Scenario, adapter: Adapter,
             driver.record.stopped = str(stop)
         finally:
             await _close(driver)
+        collect_wire_frames(driver.record, adapter)
         violations, infos = run_checks(driver.record)
         result.violations, result.infos = violations, infos
         result.outcome = judge(violations, infos)
