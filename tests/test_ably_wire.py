@@ -177,6 +177,23 @@ def test_history_with_pagination_both_directions():
     run(body)
 
 
+def test_history_pages_on_a_channel_name_that_needs_escaping():
+    async def body(adapter: AblyWireAdapter) -> None:
+        alice = await adapter.connect("alice")
+        presence = alice.channel("a/b:c d é?#&=%2F").presence
+        for i in range(5):
+            await presence.update(str(i))
+        page = await presence.history(limit=2, direction="forwards")
+        data = [e.data for e in page.items]
+        while page.has_next():
+            nxt = await page.next()
+            assert nxt is not None
+            page = nxt
+            data += [e.data for e in page.items]
+        assert data == ["0", "1", "2", "3", "4"]
+    run(body)
+
+
 def test_drop_gives_a_synthesized_leave_after_the_grace():
     async def body(adapter: AblyWireAdapter) -> float:
         alice = await adapter.connect("alice")

@@ -14,7 +14,7 @@ import base64
 import json
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import aiohttp
 from yarl import URL
@@ -125,7 +125,8 @@ class RestClient:
             raise ProtocolViolation(f"GET {url} answered {type(body).__name__}, expected an array")
         items = [presence_from_wire(item) for item in body]
         target = parse_links(headers.get("Link")).get("next")
-        next_url = url.join(URL(target, encoded=True)) if target else None
+        # urljoin on the encoded text: yarl's join would decode a %-encoded channel name
+        next_url = URL(urljoin(str(url), target), encoded=True) if target else None
         return PaginatedResult(self, items, next_url, url)
 
     async def _request(self, url: URL) -> tuple[Any, Any]:
