@@ -425,3 +425,113 @@ def test_packaged_scenarios_pass_against_the_reference_server():
     bad = [(c.case_id, c.outcome.value, c.error, [str(v) for v in c.violations][:3])
            for c in result.cases if c.outcome.value not in ("pass", "unsupported")]
     assert not bad, bad
+
+
+# -- scripted servers: protocol corners the reference server does not produce ---------------------
+
+CONNECTED = ('{"action":4,"connectionId":"c1","connectionDetails":'
+             '{"connectionKey":"k!c1","maxIdleInterval":0}}')
+
+
+async def scripted(handler: Callable[[Any, dict], Awaitable[None]],
+                   body: Callable[[RealtimeConnection], Awaitable[Any]]) -> Any:
+    """Serve one connection: CONNECTED, ATTACH -> ATTACHED, every other frame to `handler`."""
+    import json
+
+    async def serve_one(ws: Any) -> None:
+        await ws.send(CONNECTED)
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["action"] == 10:
+                await ws.send(json.dumps({"action": 11, "channel": frame["channel"],
+                                          "flags": 983040}))
+            else:
+                await handler(ws, frame)
+
+    async with serve(serve_one, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        conn = await RealtimeConnection.connect(f"127.0.0.1:{port}", "a.b:c", "alice", timeout=2)
+        try:
+            return await body(conn)
+        finally:
+            await conn.drop()
+            server.close()
+
+
+def test_ack_and_nack_settle_count_ranges():
+    import json
+    received: list[int] = []
+
+    async def handler(ws: Any, frame: dict) -> None:
+        if frame["action"] == 14:
+            received.append(frame["msgSerial"])
+            if len(received) == 3:  # answer all three at once: ACK 0..1, NACK 2
+                await ws.send(json.dumps({"action": 1, "msgSerial": 0, "count": 2}))
+                await ws.send(json.dumps({"action": 2, "msgSerial": 2, "count": 1, "error": {
+                    "code": 40160, "statusCode": 401, "message": "no"}}))
+
+    async def body(conn: RealtimeConnection) -> list:
+        presence = conn.channel("room").presence
+        await conn.channel("room").attach()
+        return await asyncio.gather(presence.enter("a"), presence.update("b"),
+                                    presence.update("c"), return_exceptions=True)
+
+    results = asyncio.run(scripted(handler, body))
+    assert received == [0, 1, 2]
+    assert results[:2] == [None, None]
+    assert isinstance(results[2], PresenceError) and results[2].code == 40160
+
+
+def test_connection_error_fails_pending_operations_and_the_connection():
+    import json
+
+    async def handler(ws: Any, frame: dict) -> None:
+        if frame["action"] == 14:
+            await ws.send(json.dumps({"action": 9, "error": {
+                "code": 80019, "statusCode": 401, "message": "key revoked"}}))
+
+    async def body(conn: RealtimeConnection) -> tuple[int, int, str]:
+        presence = conn.channel("room").presence
+        with pytest.raises(PresenceError) as pending:
+            await presence.enter("a")
+        with pytest.raises(PresenceError) as later:
+            await presence.get()
+        return pending.value.code, later.value.code, conn.state
+
+    assert asyncio.run(scripted(handler, body)) == (80019, 80019, "failed")
+
+
+def test_channel_error_fails_the_channel_only():
+    import json
+
+    async def handler(ws: Any, frame: dict) -> None:
+        if frame["action"] == 14 and frame["channel"] == "bad":
+            await ws.send(json.dumps({"action": 9, "channel": "bad", "error": {
+                "code": 90010, "statusCode": 400, "message": "channel broken"}}))
+        elif frame["action"] == 14:
+            await ws.send(json.dumps({"action": 1, "msgSerial": frame["msgSerial"], "count": 1}))
+
+    async def body(conn: RealtimeConnection) -> tuple[int, str, str]:
+        with pytest.raises(PresenceError) as info:
+            await conn.channel("bad").presence.enter("a")
+        await conn.channel("good").presence.enter("b")  # the connection still works
+        return info.value.code, conn.channel("bad").state, conn.state
+
+    assert asyncio.run(scripted(handler, body)) == (90010, "failed", "connected")
+
+
+def test_detach_clears_presence_and_refuses_enter():
+    async def body(adapter: AblyWireAdapter) -> None:
+        alice = await adapter.connect("alice")
+        bob = await adapter.connect("bob")
+        await alice.channel("room").presence.enter("a")
+        channel = bob.realtime.channel("room")
+        assert [m.client_id for m in await channel.presence.get()] == ["alice"]
+        await channel.detach()
+        assert channel.state == "detached" and channel.presence.members == []
+        with pytest.raises(PresenceError) as info:
+            await channel.presence.enter("b")  # RTP8g
+        assert info.value.code == 90001
+        await channel.attach()  # attaching again brings the members back by SYNC
+        assert [m.client_id for m in await channel.presence.get()] == ["alice"]
+    run(body)
