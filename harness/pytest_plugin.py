@@ -288,6 +288,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     state.session.stop()
+    if config.option.collectonly:
+        return  # nothing ran: no report, no verdict
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.session.mark_partial("interrupted")
     if _is_xdist_worker(config):
@@ -340,7 +342,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
-    if state is None or _is_xdist_worker(config):
+    if state is None or _is_xdist_worker(config) or config.option.collectonly:
         return
     run: RunResult = state.session.run_result
     counts = {k: v for k, v in run.counts().items() if v}

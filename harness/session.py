@@ -296,7 +296,8 @@ class ConformanceSession:
     def case_timeout(self, scenario: Any = None) -> float:
         """Wall-clock bound on one case: generous, only there to catch what the runner could not."""
         op_timeout = float(getattr(self.settings, "op_timeout", 5.0) or 5.0)
-        steps = len(getattr(scenario, "steps", None) or ()) if scenario is not None else 0
+        iter_steps = getattr(scenario, "iter_steps", None)
+        steps = len(iter_steps()) if callable(iter_steps) else 0
         per_step = 2 * op_timeout + float(getattr(self.adapter, "leave_grace", 0.0) or 0.0)
         return 30.0 + per_step * max(steps, 5)
 

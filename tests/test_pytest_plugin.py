@@ -284,3 +284,11 @@ def test_without_adapter_nothing_changes(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("-q", "-W", "error")
     result.assert_outcomes(passed=1)
     assert not (project.path / "reports").exists()
+
+
+def test_collect_only_lists_items_and_writes_nothing(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--adapter=reference", "--scenarios", "my_scenarios",
+                                          "--collect-only", "-q", "--conformance-report", "out")
+    result.stdout.fnmatch_lines(["scenarios/enter/adds-member", "scenarios/get/filter-client-id",
+                                 "scenarios/history/one-event", "3 tests collected*"])
+    assert not (project.path / "out").exists()
