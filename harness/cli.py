@@ -186,6 +186,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _err("presence-conformance: the harness itself failed (please report it):\n"
              + str(session.harness_error))
         code = EXIT_HARNESS
+    elif session.internal_errors:
+        _err("presence-conformance: the harness itself failed on "
+             f"{', '.join(session.internal_errors)} (an internal error in the runner, not the "
+             "adapter's fault; please report it)")
+        code = EXIT_HARNESS
     elif not written and code == EXIT_CONFORMING:
         code = EXIT_HARNESS  # a run without its report is not a verdict anyone can use
     verdict = {EXIT_CONFORMING: "CONFORMING", EXIT_NOT_CONFORMING: "NOT CONFORMING"}.get(
@@ -210,6 +215,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             return EXIT_HARNESS
         finally:
             session.stop()
+    if session.internal_errors:
+        _err(f"presence-conformance: the harness itself failed (please report it):\n{case.error}")
+        return EXIT_HARNESS
     if case.outcome is Outcome.PASS or (case.outcome is Outcome.NON_STRICT and not args.strict):
         print(f"FIXED: {case.case_id} passes now ({case.duration:.2f}s)")
         if case.outcome is Outcome.NON_STRICT:

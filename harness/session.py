@@ -51,6 +51,7 @@ __all__ = [
 
 T = TypeVar("T")
 
+RUNNER_INTERNAL_ERROR = "internal error in the runner"  # how harness.runner marks its own bugs
 START_TIMEOUT = 60.0  # seconds adapter.start() may take
 STOP_TIMEOUT = 15.0  # seconds adapter.stop() may take
 PING_TIMEOUT = 2.0  # seconds a healthy loop needs to run a no-op
@@ -232,6 +233,7 @@ class ConformanceSession:
                                     adapter_options=dict(self.options))
         self.start_error: str | None = None
         self.harness_error: HarnessError | None = None
+        self.internal_errors: list[str] = []  # cases the runner itself failed on (its own bugs)
         self._loop: AdapterLoop | None = None
         self._started = False
         self._lock = threading.Lock()
@@ -336,6 +338,9 @@ class ConformanceSession:
                                case) from exc
         if not result.duration:
             result.duration = time.monotonic() - started
+        if result.outcome is Outcome.ERROR and (result.error or "").startswith(
+                RUNNER_INTERNAL_ERROR):
+            self.internal_errors.append(result.case_id)
         return self._record(self.complete(result, scenario))
 
     def run_all(self, scenarios: Sequence[Any],

@@ -309,6 +309,26 @@ def test_harness_failure_exits_3_with_a_partial_report(scenarios: Path, tmp_path
         ("enter/adds-member", "pass"), ("get/filter-client-id", "error")]
 
 
+def test_internal_runner_error_exits_3_after_the_whole_run(scenarios: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    import harness.runner
+
+    def broken_checks(record):  # type: ignore[no-untyped-def]
+        raise KeyError("bug in a check")
+
+    monkeypatch.setattr(harness.runner, "run_checks", broken_checks)
+    out = tmp_path / "out"
+    assert main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
+                 "--report-dir", str(out)]) == 3
+    assert "internal error in the runner, not the adapter's fault" in capsys.readouterr().err
+    results = _results(out)
+    assert not results["partial"] and len(results["cases"]) == 3
+    assert main(["replay", str(scenarios / "get" / "filter-client-id.yaml"),
+                 "--adapter", "reference"]) == 3
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_writes_a_partial_report(scenarios: Path, tmp_path: Path,
                                            sig: signal.Signals) -> None:
