@@ -65,6 +65,7 @@ class ClientState:
     connection_id: str | None = None  # also set for a refused connection (model-only id)
     connected: bool = False
     refused: PresenceError | None = None
+    refusal_allowed: bool = False  # the model refuses this connection too (clientId "*")
     listeners: dict[tuple[str, str], ListenerRecord] = field(default_factory=dict)
 
     @property
@@ -188,7 +189,7 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             result = await self._call(op, state, f, factory)
             if op.status == "ok" and done is not None:
                 done(result)
-            elif op.status == "fail" and op.model_error is None:
+            elif op.status in ("fail", "skipped") and op.model_error is None:
                 self._follow_refusal(op)
         return call
 
@@ -230,6 +231,12 @@ class CaseDriver(HistorySteps, ConnectionSteps):
                                               op.params if params is None else params, step)
         if state.refused is not None:
             err = state.refused
+            if op.model_error is None and state.refusal_allowed:
+                op.status = "skipped"
+                op.done_index = self.history.record("info", process, f, {
+                    "skipped": f"the connection was refused ({err.code}), as the model allows"},
+                    step)
+                return None
             op.status, op.error_code, op.error_message = "fail", err.code, err.message
             op.done_index = self.history.record("fail", process, f, {
                 "code": err.code, "message": f"connection refused: {err.message}"}, step)

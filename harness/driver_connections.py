@@ -14,6 +14,7 @@ from harness.record import ConnectRecord, DropRecord, EventOrigin, OpRecord, See
 from harness.results import Outcome
 from harness.scenario import Step
 from reference_impl.model import Outcome as ModelOutcome
+from reference_impl.model import PresenceModel
 from reference_impl.types import PresenceMessage
 
 if TYPE_CHECKING:
@@ -27,6 +28,15 @@ def _capability_for(capability: dict[str, list[str]] | None, prefix: str
         return None
     return {pattern if pattern == "*" else prefix + pattern: list(ops)
             for pattern, ops in capability.items()}
+
+
+def _model_refuses(client_id: str | None) -> bool:
+    """True if the reference model refuses a connection for this clientId (e.g. "*")."""
+    try:
+        PresenceModel(lambda: 0).open_connection(client_id)
+    except PresenceError:
+        return True
+    return False
 
 
 def _where(step: Step | None, client: str) -> str:
@@ -61,6 +71,7 @@ class ConnectionSteps:
             hi = self.history.record("fail", spec.name, "connect",
                                      {"code": jsonable(exc.code), "message": str(exc)}, index)
             state.refused = exc
+            state.refusal_allowed = _model_refuses(spec.client_id)
             state.conn = None
             state.connection_id = f"refused-{spec.name}-{next(self._refused_ids)}"
             self.model.open_connection(state.model_client_id, spec.capability,

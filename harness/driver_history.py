@@ -144,6 +144,8 @@ class HistorySteps:
             probe = OpRecord(op.step, op.client, op.channel, op.connection_id, params)
             page = await self._call(probe, state, "history (canonical)",
                                     lambda p: p.history(**params), record=False)
+            if probe.status == "skipped":
+                return rec
             if probe.status != "ok":
                 rec.error = f"code {probe.error_code}: {probe.error_message}"
                 return rec

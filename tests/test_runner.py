@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import spec
 from harness.adapter import ALL_FEATURES, Feature
 from harness.adapters.reference import ReferenceAdapter, ReferenceConnection, ReferencePresence
@@ -98,6 +100,93 @@ def test_everything_passes_against_the_reference() -> None:
     assert_pass(result)
     assert result.history and result.duration > 0
     assert {e["type"] for e in result.history} >= {"invoke", "ok", "fail", "event"}
+
+
+EDGES = {
+    "subscribed twice": [op("subscribe", "bob", listener="L"), op("subscribe", "bob", listener="L"),
+                         op("enter", "alice"), op("leave", "alice")],
+    "subscribed to all and to enter": [op("subscribe", "bob", listener="L"),
+                                       op("subscribe", "bob", listener="L", actions="enter"),
+                                       op("enter", "alice"), op("update", "alice")],
+    "unsubscribe(action, all-actions listener)": [
+        op("subscribe", "bob", listener="L"),
+        op("unsubscribe", "bob", listener="L", actions="update"),
+        op("enter", "alice"), op("update", "alice", data="x"), op("leave", "alice")],
+    "unsubscribe(action)": [op("subscribe", "bob", listener="L", actions=["enter", "update"]),
+                            op("subscribe", "bob", listener="M", actions="update"),
+                            op("unsubscribe", "bob", actions="update"), op("enter", "alice"),
+                            op("update", "alice", data="x")],
+    "update while absent": [op("subscribe", "bob", listener="L"),
+                            op("subscribe", "bob", listener="E", actions="enter"),
+                            op("update", "alice", data="x"), op("get", "bob")],
+    "enter while present, filtered": [op("subscribe", "bob", listener="U", actions="update"),
+                                      op("subscribe", "bob", listener="E", actions="enter"),
+                                      op("enter", "alice"), op("enter", "alice", data="y")],
+    "leave while absent": [op("subscribe", "bob", listener="L"), op("leave", "alice"),
+                           op("get", "bob")],
+    "present filter": [op("enter", "alice", data="a"),
+                       op("subscribe", "bob", listener="P", actions="present"),
+                       op("subscribe", "carol", listener="Q", actions=["enter"])],
+    "close, observer without listener": [op("enter", "alice"), op("get", "bob"),
+                                         {"close": {"client": "alice"}},
+                                         op("get", "bob", expect=[])],
+    "close, then a fresh get": [op("enter", "alice"), {"close": {"client": "alice"}},
+                                op("get", "bob", expect=[])],
+    "history pages of one": [*(op("update", "alice", data=str(i)) for i in range(5)),
+                             op("history", "bob", limit=1, pages="all", expect_count=5),
+                             op("history", "bob", limit=2, direction="forwards")],
+    "history of nothing": [op("history", "bob"), op("history", "bob", start=0, end=1)],
+    "own echo": [op("subscribe", "alice", listener="L"), op("enter", "alice"),
+                 op("get", "alice")],
+    "one clientId, two connections": [op("enter", "alice", data="1"),
+                                      op("enter", "alice2", data="2"), op("leave", "alice"),
+                                      op("get", "bob", client_id="alice")],
+    "unsubscribe all": [op("subscribe", "bob", listener="L"), op("subscribe", "bob", listener="M"),
+                        op("unsubscribe", "bob"), op("enter", "alice")],
+    "unsubscribe one of two": [op("subscribe", "bob", listener="L"),
+                               op("subscribe", "bob", listener="M"),
+                               op("unsubscribe", "bob", listener="L"), op("enter", "alice")],
+    "drop on two channels": [op("subscribe", "bob", listener="L"), op("enter", "alice"),
+                             op("enter", "alice", "other"), op("get", "carol", "other"),
+                             {"drop": {"client": "alice"}},
+                             op("get", "carol", "other", expect=[])],
+    "reconnect": [op("enter", "alice"), {"drop": {"client": "alice"}},
+                  {"connect": {"client": "alice"}}, op("subscribe", "alice", listener="L"),
+                  op("enter", "bob")],
+    "wildcard clientId": [op("enter", "wild", expect_error=91000),
+                          op("subscribe", "wild", listener="W"), op("get", "wild"),
+                          op("history", "wild")],
+    "subscribe-only capability": [op("subscribe", "reader", listener="R"), op("enter", "alice"),
+                                  op("enter", "reader", expect_error=40160),
+                                  op("get", "reader")],
+    "syncComplete before attach": [op("sync_complete", "bob"), op("get", "bob"),
+                                   op("sync_complete", "bob", expect=True)],
+    "get without waiting for sync": [op("enter", "alice"),
+                                     op("get", "bob", wait_for_sync=False),
+                                     op("get", "bob", wait_for_sync=False)],
+    "size limit": [op("subscribe", "bob", listener="L"),
+                   op("enter", "alice", data={"$repeat": "x", "times": 60000}),
+                   op("update", "alice", data={"$repeat": "y", "times": 70000},
+                      expect_error=40009)],
+    "numbers and booleans refused": [op("enter", "alice", data=42),
+                                     op("enter", "alice", data=True),
+                                     op("enter", "alice", data=1.5)],
+    "concurrent reads": [op("enter", "alice"),
+                         {"concurrently": [op("get", "bob"), op("get", "carol"),
+                                           op("history", "alice")]}],
+    "concurrent subscribes": [{"concurrently": [op("subscribe", "bob", listener="L"),
+                                                op("subscribe", "carol", listener="M"),
+                                                op("enter", "alice", "other")]},
+                              op("enter", "alice")],
+}
+EDGE_CLIENTS = {"alice": {}, "bob": {}, "carol": {}, "alice2": {"client_id": "alice"},
+                "wild": {"client_id": "*"}, "reader": {"capability": {"*": ["subscribe"]}}}
+
+
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_no_false_alarms_on_edge_cases(name: str) -> None:
+    result = asyncio.run(run(scenario(EDGES[name], clients=EDGE_CLIENTS)))
+    assert_pass(result)
 
 
 def test_drop_without_listener_waits_by_get() -> None:

@@ -3,13 +3,14 @@ it enforces.
 
 Families: `events` (deliveries, order, extras), `sync` (syncComplete, convergence), `filtering`
 (get and its filters), `history` (contents, order, bounds, limit, pages), `messages` (schema,
-fields, ids, data round trip), `errors` (refusals and their codes). `CHECKS` maps each check's
+fields, ids, data round trip), `errors` (refusals and their codes), `wire` (client frames seen by
+the reference server, for adapters with `Feature.WIRE_FRAMES`). `CHECKS` maps each check's
 name to its requirement IDs; `run_checks(record)` runs them all and returns
 (violations, infos).
 """
 
-from harness.checks import errors, events, filtering, history, messages, sync
+from harness.checks import errors, events, filtering, history, messages, sync, wire
 from harness.checks.base import CHECKS, REGISTRY, CheckContext, CheckInfo, check, run_checks
 
 __all__ = ["CHECKS", "REGISTRY", "CheckContext", "CheckInfo", "check", "errors", "events",
-           "filtering", "history", "messages", "run_checks", "sync"]
+           "filtering", "history", "messages", "run_checks", "sync", "wire"]
