@@ -53,9 +53,9 @@ def register_adapter(name: str, factory: AdapterFactory | str) -> None:
     """Make `factory` available as `--adapter name` (in-process only; call it from conftest.py).
 
     `factory` is an `Adapter` subclass, a callable `(options) -> Adapter`, or a `"module:Class"`
-    string imported when the adapter is first used. Registering the same name twice with a
-    different factory is a mistake and raises `UsageError`; registering the identical factory
-    again (a conftest imported twice) is fine.
+    string imported when the adapter is first used. Registering the same name for a different
+    target is a mistake and raises `UsageError`; registering the same target again (a conftest
+    imported twice) replaces the registration.
     """
     if not name or ":" in name:
         raise UsageError(f"adapter name {name!r}: must be non-empty and contain no ':'")
@@ -65,7 +65,9 @@ def register_adapter(name: str, factory: AdapterFactory | str) -> None:
     elif not callable(factory):
         raise UsageError(f"adapter {name!r}: {factory!r} is not an Adapter class or factory")
     previous = _registered.get(name)
-    if previous is not None and previous is not factory:
+    # The same target again is fine: a conftest imported twice, or re-imported by a second
+    # in-process pytest session (a new class object with the same module and name).
+    if previous is not None and _describe_target(previous) != _describe_target(factory):
         raise UsageError(f"adapter {name!r} is already registered as {_describe_target(previous)}")
     _registered[name] = factory
 

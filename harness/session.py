@@ -285,7 +285,8 @@ class ConformanceSession:
         if loop is None:
             return
         try:
-            if self._started and not loop.blocked:
+            # also after a failed start: a half-started adapter may hold processes or sockets
+            if not loop.blocked:
                 loop.run(self.adapter.stop(), STOP_TIMEOUT)
         except BaseException:  # a failing stop must not hide the run's results
             pass

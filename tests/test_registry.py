@@ -189,8 +189,9 @@ def test_register_adapter() -> None:
     register_adapter("mine", cls)  # the same class again (a conftest imported twice) is fine
     assert isinstance(resolve_adapter("mine"), cls)
     assert available_adapters()["mine"] == "Concrete test adapter."
+    register_adapter("mine", _concrete())  # the same module and name: a re-imported conftest
     with pytest.raises(UsageError, match="already registered"):
-        register_adapter("mine", _concrete())
+        register_adapter("mine", "regtest_adapters:GoodAdapter")
     unregister_adapter("mine")
     with pytest.raises(UsageError, match="unknown adapter"):
         resolve_adapter("mine")
