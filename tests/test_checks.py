@@ -140,6 +140,69 @@ class LeaksChannels(ReferencePresence):
         return wrapped
 
 
+class UnsubscribeRemovesAll(ReferencePresence):
+    """unsubscribe(action, listener) removes the listener altogether."""
+
+    async def unsubscribe(self, listener: Any = None, actions: Any = None) -> None:
+        await super().unsubscribe(listener, None if listener is not None else actions)
+
+
+class KeepsLeftMembers(ReferencePresence):
+    """get() on other connections still shows members that left."""
+
+    async def get(self, client_id: Any = None, connection_id: Any = None,
+                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+        members = await super().get(client_id, connection_id, wait_for_sync)
+        gone = [m.with_action(Action.PRESENT) for m in self.adapter.__dict__.get("left", [])
+                if m.connection_id != self.service_presence._conn.id]
+        return members + gone
+
+    async def leave(self, data: Any = None) -> None:
+        before = await super().get(self.service_presence._conn.client_id,
+                                   self.service_presence._conn.id)
+        await super().leave(data)
+        self.adapter.__dict__.setdefault("left", []).extend(before)
+
+
+class IgnoresListenerFilter(ReferencePresence):
+    async def subscribe(self, listener: Any, actions: Any = None) -> None:
+        await super().subscribe(listener, None)
+
+
+class NoEcho(ReferencePresence):
+    def wrap_listener(self, listener: Any) -> Any:
+        own = self.service_presence._conn.id
+
+        def wrapped(message: PresenceMessage) -> None:
+            if message.connection_id != own:
+                listener(message)
+        return wrapped
+
+
+class WrongCodes(ReferencePresence):
+    async def enter(self, data: Any = None) -> None:
+        try:
+            await super().enter(data)
+        except PresenceError as exc:
+            raise PresenceError(40000 if exc.code == 91000 else exc.code, exc.message) from None
+
+
+class CodelessErrors(ReferencePresence):
+    async def history(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().history(*args, **kwargs)
+        except PresenceError as exc:
+            error = PresenceError(0, exc.message)
+            error.code = None  # type: ignore[assignment]
+            raise error from None
+
+
+class HistoryIgnoresBounds(ReferencePresence):
+    async def history(self, start: Any = None, end: Any = None, limit: Any = None,
+                      direction: Any = None) -> Any:
+        return await super().history(None, None, limit, direction)
+
+
 class NeverSynced(ReferencePresence):
     async def sync_complete(self) -> bool:
         return False
@@ -360,6 +423,36 @@ EXTRA_CASES = {  # more requirement IDs worth pinning down, with the check expec
                            "leave.data-defaults-to-member-data", Outcome.NON_STRICT),
     "synthesized leave id": ("message_id_format", event_mutant(synthesized_id_like_published),
                              DROP, "disconnect.synthesized-leave-id", Outcome.NON_STRICT),
+    "unsubscribe(action, listener) removes everything": (
+        "missing_events", adapter_with(UnsubscribeRemovesAll),
+        scenario([op("subscribe", "bob", listener="L", actions=["enter", "leave"]),
+                  op("subscribe", "bob", listener="M"),
+                  op("unsubscribe", "bob", listener="L", actions="leave"),
+                  op("enter", "alice")]), "unsubscribe.action-listener", Outcome.FAIL),
+    "get keeps members that left": ("get_members", adapter_with(KeepsLeftMembers),
+                                    scenario([op("enter", "alice"), op("leave", "alice"),
+                                              op("get", "bob")]),
+                                    "leave.removes-member", Outcome.FAIL),
+    "listener filter ignored": ("extra_events", adapter_with(IgnoresListenerFilter),
+                                scenario([op("subscribe", "bob", listener="L", actions="enter"),
+                                          op("enter", "alice"), op("update", "alice")]),
+                                "subscribe.single-action", Outcome.FAIL),
+    "no echo": ("missing_events", adapter_with(NoEcho),
+                scenario([op("subscribe", "alice", listener="L"), op("enter", "alice")]),
+                "enter.echoed-to-own-connection", Outcome.NON_STRICT),
+    "wrong error code": ("refusals", adapter_with(WrongCodes),
+                         scenario([op("enter", "anon")], clients={"anon": {"client_id": None}}),
+                         "enter.requires-client-id", Outcome.FAIL),
+    "error without a code": ("refusals", adapter_with(CodelessErrors),
+                             scenario([op("history", "bob", direction="sideways")]),
+                             "error.has-code", Outcome.NON_STRICT),
+    "history ignores bounds": ("history_query", adapter_with(HistoryIgnoresBounds),
+                               scenario([op("enter", "alice", data="a", id="a"),
+                                         op("update", "alice", data="b"),
+                                         op("update", "alice", data="c", id="c"),
+                                         op("leave", "alice"),
+                                         op("history", "bob", start={"at": "c"})]),
+                               "history.start-end-inclusive", Outcome.FAIL),
     "default limit": ("history_query", adapter_with(HistoryDefaultLimit10), MANY,
                       "history.limit-default-100", Outcome.FAIL),
 }

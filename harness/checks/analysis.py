@@ -158,8 +158,6 @@ def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
         return EMITTED.get(kind, "order.exactly-once")
     if own and (event_id, rec.connection_id) not in delivered:
         return "enter.echoed-to-own-connection"
-    if not rec.received and rec.attach_step is not None:
-        return "subscribe.implicit-attach"
     step = slot.ref.step if slot.ref is not None else None
 
     def before(s: int | None) -> bool:
@@ -174,6 +172,8 @@ def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
         if other is not rec and any(before(s) and form in ("listener", "action-listener")
                                     for s, form, _ in other.unsubscriptions):
             return "unsubscribe.others-unaffected"
+    if not rec.received and rec.attach_step is not None:
+        return "subscribe.implicit-attach"
     filters = [actions for s, actions in rec.subscriptions if before(s)]
     action = slot.event.action.value
     if filters and None not in filters:
