@@ -1,0 +1,429 @@
+// ably-js 2.x behind the presence-conformance bridge protocol (docs/bridge.md).
+//
+//   node node/ably_bridge.mjs          (started by the `ably-js` adapter; speaks on stdin/stdout)
+//
+// One JSON request per line on stdin, one JSON response or event per line on stdout; stdout
+// carries nothing else (console.log and the SDK's log go to stderr). Each `connect` creates one
+// `Ably.Realtime` client with the options of shared/research/ably-protocol.md §1.8 (plain ws,
+// JSON, web_socket transport only, no fallback hosts), through its own TCP relay so that `drop`
+// can cut the transport like a network failure (see `Relay`). Every operation maps to the
+// ably-js call of the same name: presence.enter/update/leave/get/subscribe/unsubscribe,
+// presence.history (REST in ably-js: GET /channels/{name}/presence/history, followed with
+// PaginatedResult.next()), presence.syncComplete, client.close().
+
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import readline from 'node:readline';
+import * as Ably from 'ably';
+
+function sdkVersion() {
+  try {
+    const url = new URL('./node_modules/ably/package.json', import.meta.url);
+    return JSON.parse(readFileSync(url, 'utf8')).version;
+  } catch (err) {
+    return 'unknown';
+  }
+}
+const SDK_VERSION = sdkVersion();
+const PAGE_LIMIT = 1000; // history pages kept for history_next (oldest forgotten first)
+const CLOSE_TIMEOUT_MS = 5000;
+
+// stdout is the protocol channel: nothing else may write to it
+console.log = console.error;
+console.info = console.error;
+console.warn = console.error;
+
+function write(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function logErr(...args) {
+  process.stderr.write(args.map(String).join(' ') + '\n');
+}
+
+process.on('unhandledRejection', (reason) => {
+  logErr('ably_bridge: unhandled rejection:', reason && reason.stack ? reason.stack : reason);
+});
+
+// -- data and messages ---------------------------------------------------------------------------
+
+function dataFromJson(value) {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    if (keys.length === 1 && keys[0] === '$binary' && typeof value.$binary === 'string') {
+      return Buffer.from(value.$binary, 'base64');
+    }
+  }
+  return value === null ? undefined : value;
+}
+
+function dataToJson(value) {
+  if (Buffer.isBuffer(value)) return { $binary: value.toString('base64') };
+  if (value instanceof ArrayBuffer) return { $binary: Buffer.from(value).toString('base64') };
+  if (ArrayBuffer.isView(value)) {
+    return { $binary: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+  }
+  return value === undefined ? null : value;
+}
+
+// The SDK's PresenceMessage, field for field (absent fields stay absent).
+function messageJson(m) {
+  const out = {};
+  for (const key of ['action', 'clientId', 'connectionId', 'timestamp', 'id']) {
+    if (m[key] !== undefined) out[key] = m[key];
+  }
+  if (m.data !== undefined) out.data = dataToJson(m.data);
+  return out;
+}
+
+function actionsArg(actions) {
+  // the seed's forms: one action as a string, several as an array
+  return actions.length === 1 ? actions[0] : actions;
+}
+
+// -- the relay: drop() cuts the transport like a network failure ---------------------------------
+//
+// Each client connects through its own relay (a listening socket on 127.0.0.1 forwarding to the
+// server). cut() resets the server side (the server sees a TCP reset: no WebSocket close, no
+// Ably CLOSE), stops listening (nothing can reconnect through it) and forwards nothing more; the
+// client's side is closed as soon as the client sends anything (its CLOSE, when it is closed).
+
+class Relay {
+  constructor(host, port) {
+    this.host = host;
+    this.port = port;
+    this.pairs = new Set();
+    this.isCut = false;
+    this.server = net.createServer((down) => this.accept(down));
+  }
+
+  listen() {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, '127.0.0.1', () => resolve(this.server.address().port));
+    });
+  }
+
+  accept(down) {
+    down.on('error', () => {});
+    if (this.isCut) {
+      down.destroy();
+      return;
+    }
+    const up = net.connect(this.port, this.host);
+    up.on('error', () => down.destroy());
+    const pair = { down, up };
+    this.pairs.add(pair);
+    down.pipe(up);
+    up.pipe(down);
+    const forget = () => this.pairs.delete(pair);
+    down.on('close', forget);
+    up.on('close', () => {
+      if (!pair.cut) down.end();
+    });
+  }
+
+  cut() {
+    this.isCut = true;
+    this.server.close();
+    for (const pair of this.pairs) {
+      pair.cut = true;
+      pair.down.unpipe(pair.up);
+      pair.up.unpipe(pair.down);
+      pair.up.resetAndDestroy();
+      pair.down.on('data', () => pair.down.destroy());
+      pair.down.on('end', () => pair.down.destroy());
+    }
+  }
+
+  close() {
+    this.isCut = true;
+    this.server.close();
+    for (const pair of this.pairs) {
+      pair.up.destroy();
+      pair.down.destroy();
+    }
+    this.pairs.clear();
+  }
+}
+
+// -- state ---------------------------------------------------------------------------------------
+
+const connections = new Map(); // handle -> { client, relay }
+const listeners = new Map(); // subscription handle -> SDK listener function
+const pages = new Map(); // page handle -> PaginatedResult
+let pageCount = 0;
+
+class Unsupported extends Error {}
+
+function conn(req) {
+  const c = connections.get(req.connection);
+  if (!c) throw new Error(`unknown connection ${req.connection}`);
+  return c;
+}
+
+function presence(req) {
+  return conn(req).client.channels.get(req.channel).presence;
+}
+
+function listenerFor(subscription) {
+  let listener = listeners.get(subscription);
+  if (!listener) {
+    listener = (message) => write({ event: 'presence', subscription, message: messageJson(message) });
+    listeners.set(subscription, listener);
+  }
+  return listener;
+}
+
+function keepPage(page) {
+  if (!page.hasNext()) return null;
+  const handle = `p${++pageCount}`;
+  pages.set(handle, page);
+  if (pages.size > PAGE_LIMIT) pages.delete(pages.keys().next().value);
+  return handle;
+}
+
+function pageJson(page) {
+  return { items: page.items.map(messageJson), hasNext: page.hasNext(), page: keepPage(page) };
+}
+
+function connected(client) {
+  return new Promise((resolve, reject) => {
+    const connection = client.connection;
+    const check = () => {
+      const state = connection.state;
+      if (state === 'connected') {
+        connection.off(check);
+        resolve();
+      } else if (['failed', 'suspended', 'closed', 'disconnected'].includes(state) && connection.errorReason) {
+        connection.off(check);
+        reject(connection.errorReason);
+      }
+    };
+    connection.on(check);
+    check();
+  });
+}
+
+function closed(client) {
+  return new Promise((resolve) => {
+    const connection = client.connection;
+    if (['closed', 'failed'].includes(connection.state)) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+    const check = () => {
+      if (['closed', 'failed'].includes(connection.state)) {
+        clearTimeout(timer);
+        connection.off(check);
+        resolve();
+      }
+    };
+    connection.on(check);
+  });
+}
+
+// -- operations ----------------------------------------------------------------------------------
+
+const ops = {
+  async hello() {
+    return {
+      protocol: 1,
+      sdk: `ably-js ${SDK_VERSION}`,
+      features: [
+        'history', 'binary-data', 'abrupt-disconnect', 'capabilities', 'anonymous-clients',
+        'multiple-connections', 'sync-complete', 'wait-for-sync-option', 'unsubscribe-by-action',
+        'subscribe-action-list', 'large-messages', 'argument-validation',
+      ],
+      ops: ['quiesce'],
+    };
+  },
+
+  async connect(req) {
+    const [host, port] = [req.endpoint.slice(0, req.endpoint.lastIndexOf(':')), Number(req.endpoint.slice(req.endpoint.lastIndexOf(':') + 1))];
+    const relay = new Relay(host, port);
+    const relayPort = await relay.listen();
+    const options = {
+      endpoint: '127.0.0.1',
+      port: relayPort,
+      tls: false,
+      useBinaryProtocol: false,
+      transports: ['web_socket'],
+      fallbackHosts: [],
+      logLevel: 1,
+      logHandler: (msg) => logErr(`ably-js[${req.connection}]:`, msg),
+    };
+    if (req.clientId === '*') {
+      // ably-js refuses clientId '*' with an API key: a token bound to '*' (from the harness)
+      if (!req.token) throw new Unsupported('a wildcard clientId needs a token bound to "*"');
+      options.token = req.token;
+    } else {
+      options.key = req.key;
+      if (req.clientId !== null) options.clientId = req.clientId;
+    }
+    const client = new Ably.Realtime(options);
+    connections.set(req.connection, { client, relay });
+    try {
+      await connected(client);
+    } catch (err) {
+      client.close();
+      relay.close();
+      connections.delete(req.connection);
+      throw err;
+    }
+    return { connectionId: client.connection.id ?? null, clientId: client.auth.clientId ?? null };
+  },
+
+  async enter(req) {
+    await presence(req).enter(dataFromJson(req.data ?? null));
+    return null;
+  },
+
+  async update(req) {
+    await presence(req).update(dataFromJson(req.data ?? null));
+    return null;
+  },
+
+  async leave(req) {
+    await presence(req).leave(dataFromJson(req.data ?? null));
+    return null;
+  },
+
+  async get(req) {
+    const params = {};
+    if ('clientId' in req) params.clientId = req.clientId;
+    if ('connectionId' in req) params.connectionId = req.connectionId;
+    if ('waitForSync' in req) params.waitForSync = req.waitForSync;
+    const p = presence(req);
+    const members = Object.keys(params).length ? await p.get(params) : await p.get();
+    return members.map(messageJson);
+  },
+
+  async subscribe(req) {
+    const listener = listenerFor(req.subscription);
+    const p = presence(req);
+    if (req.actions === null) await p.subscribe(listener);
+    else await p.subscribe(actionsArg(req.actions), listener);
+    return null;
+  },
+
+  async unsubscribe(req) {
+    const p = presence(req);
+    const listener = req.subscription === null ? null : listenerFor(req.subscription);
+    if (listener === null && req.actions === null) p.unsubscribe();
+    else if (req.actions === null) p.unsubscribe(listener);
+    else if (listener === null) p.unsubscribe(actionsArg(req.actions));
+    else p.unsubscribe(actionsArg(req.actions), listener);
+    return null;
+  },
+
+  async history(req) {
+    const params = {};
+    for (const key of ['start', 'end', 'limit', 'direction']) {
+      if (key in req) params[key] = req[key];
+    }
+    const p = presence(req);
+    const page = Object.keys(params).length ? await p.history(params) : await p.history();
+    return pageJson(page);
+  },
+
+  async history_next(req) {
+    const page = pages.get(req.page);
+    if (!page) throw new Error(`unknown or forgotten history page ${req.page}`);
+    pages.delete(req.page);
+    const next = await page.next();
+    return next ? pageJson(next) : null;
+  },
+
+  async sync_complete(req) {
+    const value = presence(req).syncComplete;
+    return typeof value === 'boolean' ? value : null;
+  },
+
+  async close(req) {
+    const { client, relay } = conn(req);
+    client.close();
+    await closed(client);
+    relay.close();
+    return null;
+  },
+
+  async drop(req) {
+    const { client, relay } = conn(req);
+    relay.cut(); // the server sees a reset; nothing can reconnect through the relay
+    client.close(); // its CLOSE reaches only the relay
+    await closed(client);
+    relay.close();
+    return null;
+  },
+
+  async quiesce() {
+    // the reference server writes each connection's frames in order and ably-js handles them in
+    // order, emitting presence events synchronously: once a ping's echo is back, every event sent
+    // before it has been written to stdout
+    const live = [...connections.values()].filter((c) => c.client.connection.state === 'connected');
+    await Promise.allSettled(live.map((c) => c.client.connection.ping()));
+    return true;
+  },
+
+  async shutdown() {
+    return null;
+  },
+};
+
+function errorJson(err) {
+  if (err instanceof Unsupported) return { type: 'unsupported', message: err.message };
+  if (err && typeof err.code === 'number') {
+    return {
+      code: err.code,
+      statusCode: typeof err.statusCode === 'number' ? err.statusCode : null,
+      message: String(err.message ?? err),
+    };
+  }
+  return { type: 'internal', message: String(err && err.stack ? err.stack : err) };
+}
+
+async function handle(req) {
+  const op = ops[req.op];
+  if (!op) {
+    write({ id: req.id, ok: false, error: { type: 'unsupported', message: `unknown op ${req.op}` } });
+    return;
+  }
+  try {
+    const result = await op(req);
+    write({ id: req.id, ok: true, result: result === undefined ? null : result });
+  } catch (err) {
+    write({ id: req.id, ok: false, error: errorJson(err) });
+  }
+  if (req.op === 'shutdown') shutdown(0);
+}
+
+let exiting = false;
+function shutdown(code) {
+  if (exiting) return;
+  exiting = true;
+  for (const { client, relay } of connections.values()) {
+    try {
+      client.close();
+    } catch (err) {
+      // already closed
+    }
+    relay.close();
+  }
+  setTimeout(() => process.exit(code), 50);
+}
+
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+rl.on('line', (line) => {
+  if (!line.trim()) return;
+  let req;
+  try {
+    req = JSON.parse(line);
+  } catch (err) {
+    logErr('ably_bridge: ignoring a request that is not JSON:', line.slice(0, 200));
+    return;
+  }
+  handle(req);
+});
+rl.on('close', () => shutdown(0)); // the harness went away
