@@ -468,7 +468,10 @@ class RealtimeConnection:
         if ping_id is None:
             return  # keep-alive
         if ping_id in self._own_ping_ids:
-            _resolve(self._pings.get(ping_id))
+            future = self._pings.get(ping_id)
+            if future is not None:
+                self._own_ping_ids.discard(ping_id)  # answered: forget it (a late echo is kept)
+                _resolve(future)
             return
         if ping_id in self._answered_ids:
             return  # the server echoed our answer back: do not ping-pong
