@@ -160,11 +160,17 @@ class EmbeddedServer:
             self._capability_keys[canonical] = key
         return key
 
-    def token_for(self, key: str, client_id: str | None = None) -> str:
-        """A token of `key` (its capability), bound to `client_id` when given (`*`: wildcard)."""
+    def token_for(self, key: str, client_id: str | None = None) -> str | None:
+        """A token of `key` (its capability), bound to `client_id` when given (`*`: wildcard);
+        None if the server does not know the key."""
+        from reference_impl.server import ConfigError
+
         if self.server is None:
             raise RuntimeError("EmbeddedServer.token_for() before start()")
-        return self.server.issue_token(key.partition(":")[0], client_id=client_id)
+        try:
+            return self.server.issue_token(key.partition(":")[0], client_id=client_id)
+        except ConfigError:
+            return None
 
     def frames(self, connection_id: str) -> list[dict]:
         """Client->server frames the server recorded for `connection_id`."""
