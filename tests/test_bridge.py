@@ -291,6 +291,12 @@ def test_the_docs_show_every_operation_and_the_event() -> None:
     assert any(obj.get("ok") is False for d, obj in lines if d == "<-")
 
 
+def test_any_data_reaches_the_child_so_the_sdk_can_refuse_it() -> None:
+    for data in ("x", {"$binary": "AA=="}, [1], {"a": 1}, None, 5, True):
+        line = {"id": 1, "op": "enter", "connection": "c1", "channel": "r", "data": data}
+        assert validate_message(line, outgoing=True) is None
+
+
 @pytest.mark.parametrize("line", [
     {"id": 0, "op": "hello"},
     {"id": 1, "op": "enter", "connection": "c1"},
