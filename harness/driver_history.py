@@ -55,7 +55,11 @@ class HistorySteps:
         raw_start = args.get("start") if not isinstance(args.get("start"), dict) else None
         raw_end = args.get("end") if not isinstance(args.get("end"), dict) else None
         static_error = None
-        if not needs_refs:
+        try:  # the history capability is judged before anything else
+            self.model.check_capability(op.connection_id, op.channel, "history")
+        except PresenceError as exc:
+            static_error = op.model_error = exc
+        if static_error is None and not needs_refs:
             try:
                 validate_history_params(raw_start, raw_end, rec.limit, rec.direction)
             except PresenceError as exc:
@@ -66,7 +70,9 @@ class HistorySteps:
         bounds = {}
         for key in ("start", "end"):
             value = args.get(key)
-            if isinstance(value, dict):
+            if isinstance(value, dict) and static_error is not None:
+                value = None  # refused before any bound matters
+            elif isinstance(value, dict):
                 stamp = self._stamp_of(value["at"], rec.canonical)
                 if stamp is None:
                     rec.unresolved = (f"{key}: the event of step {value['at']!r} is not in the "

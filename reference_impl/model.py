@@ -139,6 +139,15 @@ def _check_capability(capability: Capability, channel: str, operation: str) -> b
     return False
 
 
+def _grants_anything(capability: Capability, channel: str) -> bool:
+    """True when the capability grants at least one operation on `channel` (needed to attach)."""
+    if capability is None:
+        return True
+    return any(ops and (pattern == "*" or pattern == channel or (
+        pattern.endswith(":*") and channel.startswith(pattern[:-1])))
+        for pattern, ops in capability.items())
+
+
 def message_size(client_id: str | None, data: Data) -> int:
     """TP5 / TM6: size of a presence message (clientId plus data) in bytes."""
     size = len(client_id.encode()) if client_id else 0
@@ -214,6 +223,9 @@ class PresenceModel:
         outcome = Outcome()
         if channel in conn.attached:
             return outcome
+        if not _grants_anything(conn.capability, channel):
+            raise PresenceError(errors.CAPABILITY_DENIED,
+                                f"capability: no capability on channel {channel!r}", "capability")
         ch = self._channel(channel)
         conn.attached.add(channel)
         ch.attached.add(conn.id)
@@ -221,6 +233,14 @@ class PresenceModel:
             for member in ch.members.values():
                 outcome.deliveries.extend(self._deliveries_to(conn, channel, member))
         return outcome
+
+    def check_capability(self, connection_id: str, channel: str, operation: str) -> None:
+        """Raise 40160 unless the connection's capability grants `operation` on `channel`
+        ("presence" for enter/update/leave, RTP8h; "history" for history)."""
+        if not _check_capability(self._conn(connection_id).capability, channel, operation):
+            raise PresenceError(errors.CAPABILITY_DENIED,
+                                f"capability: no {operation} capability on channel {channel!r}",
+                                "capability")
 
     def is_attached(self, connection_id: str, channel: str) -> bool:
         return channel in self._conn(connection_id).attached
@@ -333,15 +353,14 @@ class PresenceModel:
             raise PresenceError(errors.NO_CLIENT_ID,
                                 f"clientId: cannot {action.value} presence without a clientId "
                                 "(the connection has none)", "clientId")
-        if not _check_capability(conn.capability, channel, "presence"):
-            raise PresenceError(errors.CAPABILITY_DENIED,
-                                f"capability: no presence capability on channel {channel!r}",
-                                "capability")
         if message_size(client_id, data) > self.max_message_size:
             raise PresenceError(errors.MESSAGE_TOO_LARGE,
                                 f"data: message size exceeds the {self.max_message_size}-byte limit",
                                 "data")
+        # A client checks clientId, data and size itself; the capability is the server's to judge,
+        # after the implicit attach (RTP8d, then a NACK per RTP8h): the attach stays.
         outcome = self.attach(connection_id, channel)
+        self.check_capability(connection_id, channel, "presence")
         ch = self._channel(channel)
         key = member_key(conn.id, client_id)
         serial = conn.msg_serial

@@ -102,6 +102,7 @@ EXPECTED: dict[str, str] = {
     "disconnect.reconnect-new-member": "MUST",
     "error.state-unchanged": "MUST",
     "error.has-code": "SHOULD",
+    "error.capability-denied": "MUST",
     "wire.enter-no-client-id": "MUST",
     "wire.update-no-client-id": "MUST",
     "wire.leave-no-client-id": "MUST",

@@ -176,9 +176,9 @@ def test_rest_echoes_data_and_encoding_as_sent() -> None:
     run(test)
 
 
-def test_channel_names_are_percent_decoded() -> None:
+@pytest.mark.parametrize("name", ["a/b:c d?é", "{room}", "x{y}/z"])
+def test_channel_names_are_percent_decoded(name: str) -> None:
     async def test(server: PresenceServer, http: aiohttp.ClientSession) -> None:
-        name = "a/b:c d?é"
         clients = await populate(server, name, 1)
         body = await (await get(http, server, f"/channels/{quote(name, safe='')}/presence")).json()
         assert [m["clientId"] for m in body] == ["u0"]

@@ -18,7 +18,7 @@ from reference_impl import errors
 REFUSALS = ("enter.requires-client-id", "enter.requires-presence-capability", "data.size-limit",
             "data.unsupported-type", "subscribe.invalid-action", "history.limit-max-1000",
             "history.limit-positive", "history.start-after-end", "history.direction-invalid",
-            "error.has-code")
+            "error.has-code", "error.capability-denied")
 
 
 def refusal_requirement(op: OpRecord) -> str:
@@ -29,7 +29,8 @@ def refusal_requirement(op: OpRecord) -> str:
     if code in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID):
         return "enter.requires-client-id"
     if code == errors.CAPABILITY_DENIED:
-        return "enter.requires-presence-capability"
+        return ("enter.requires-presence-capability" if op.step.kind in ("enter", "update", "leave")
+                else "error.capability-denied")
     if code == errors.MESSAGE_TOO_LARGE:
         return "data.size-limit"
     if code == errors.INVALID_DATA:

@@ -139,8 +139,8 @@ def add_routes(app: web.Application, server: PresenceServer) -> None:
         return _json([wire_presence(m) for m in page.items], links)
 
     app.router.add_get("/time", get_time)
-    app.router.add_get("/channels/{channel}/presence/history", get_history)
-    app.router.add_get("/channels/{channel}/presence", get_presence)
+    app.router.add_get("/channels/{channel:[^/]+}/presence/history", get_history)
+    app.router.add_get("/channels/{channel:[^/]+}/presence", get_presence)
 
 
 def _json(body: Any, links: list[str] | None = None) -> web.Response:
