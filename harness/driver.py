@@ -339,10 +339,11 @@ class CaseDriver(HistorySteps, ConnectionSteps):
                         fresh=not attached)
         try:
             model.get(channel, client_id, connection_id)
+            outcome = model.attach(cid, channel)  # may be refused: no capability (RTP11e)
         except PresenceError as exc:
             op.model_error = exc
             return self._invoker(op, state, "get", lambda p: p.get(**kwargs))
-        self._expect(model.attach(cid, channel), step.index)
+        self._expect(outcome, step.index)
         op.fresh_attach = not attached
         rec.expected = model.get(channel, client_id, connection_id)
         rec.possible = self._possible_members(channel)

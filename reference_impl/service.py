@@ -395,6 +395,7 @@ class ServicePresence:
         """The first page of presence events: `start`/`end` inclusive ms, `limit` 1..1000
         (default 100), `direction` forwards or backwards (default)."""
         self._conn._check_live()
+        self._model.check_capability(self._conn.id, self._channel, "history")
         params = (start, end, limit, direction)
         page = self._model.history(self._channel, *params)
         return ServiceHistoryPage(self, params, page)
