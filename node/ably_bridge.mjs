@@ -110,7 +110,8 @@ class Relay {
       down.destroy();
       return;
     }
-    const up = net.connect(this.port, this.host);
+    down.setNoDelay(true); // no Nagle delay on the relay's two hops (the SDK's own socket has none)
+    const up = net.connect({ port: this.port, host: this.host, noDelay: true });
     up.on('error', () => down.destroy());
     const pair = { down, up };
     this.pairs.add(pair);
