@@ -131,6 +131,14 @@ def test_broken_adapter_fails_the_right_items(project: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def test_hung_adapter_fails_items_instead_of_hanging(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--adapter=broken_adapters:HangsOnConnect",
+                                          "--scenarios", "my_scenarios", "--op-timeout", "0.2",
+                                          "-k", "get or enter", timeout=60)
+    result.assert_outcomes(failed=2, deselected=1)
+    result.stdout.fnmatch_lines(["get/filter-client-id: timeout *", "  error: *"])
+
+
 def test_unknown_adapter_is_a_usage_error(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--adapter=nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
