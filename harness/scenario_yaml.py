@@ -112,7 +112,10 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value and len(value) > 40 else None
+    if "\x85" in value:  # NEL: PyYAML writes it unescaped except in double quotes, and the
+        style = '"'      # reader takes an unescaped NEL for a line break
+    else:
+        style = "|" if "\n" in value and len(value) > 40 else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
