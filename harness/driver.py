@@ -162,7 +162,8 @@ class CaseDriver(HistorySteps, ConnectionSteps):
 
     async def _after_ops(self, ops: list[OpRecord]) -> None:
         for op in ops:
-            if op.fresh_attach and op.status == "ok":
+            if op.fresh_attach and (op.status == "ok" or (op.status == "fail"
+                                                          and op.model_error is not None)):
                 await self._wait_sync(op)
         await self._wait_deliveries(self.op_timeout)
 
@@ -284,6 +285,8 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         except PresenceError as exc:
             op.model_error = exc
             op.attempted = (kind, client_id, cid, data)
+            # refused after the implicit attach (no presence capability: RTP8d, then RTP8h)
+            op.fresh_attach = not attached and model.is_attached(cid, channel)
         else:
             op.events = list(outcome.events)
             origin = EventOrigin(kind, step.index, channel, was_present, data is not None)

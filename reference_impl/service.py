@@ -316,18 +316,28 @@ class ServicePresence:
 
     async def enter(self, data: Any = None) -> None:
         """Enter the presence set with `data` (string, JSON object or array, binary, or None)."""
-        self._conn._check_live()
-        self._after(self._model.enter(self._conn.id, self._channel, data))
+        self._publish(self._model.enter, data)
 
     async def update(self, data: Any = None) -> None:
         """Update this member's data; enters it if it is not present (RTP9b)."""
-        self._conn._check_live()
-        self._after(self._model.update(self._conn.id, self._channel, data))
+        self._publish(self._model.update, data)
 
     async def leave(self, data: Any = None) -> None:
         """Leave the presence set; without `data` the leave carries the member's data."""
+        self._publish(self._model.leave, data)
+
+    def _publish(self, method: Callable[..., Outcome], data: Any) -> None:
         self._conn._check_live()
-        self._after(self._model.leave(self._conn.id, self._channel, data))
+        try:
+            outcome = method(self._conn.id, self._channel, data)
+        except PresenceError:
+            # refused after the implicit attach (no presence capability: RTP8d, then RTP8h):
+            # the attach stays, so the sync completes as for any attach
+            if self._sync_state == "detached" and self._model.is_attached(self._conn.id,
+                                                                          self._channel):
+                self._after(Outcome())
+            raise
+        self._after(outcome)
 
     async def get(self, client_id: str | None = None, connection_id: str | None = None,
                   wait_for_sync: bool = True) -> list[PresenceMessage]:
