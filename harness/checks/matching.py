@@ -129,6 +129,17 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
                 if devs is not None:
                     found = (j, devs)
                     break
+        if found is not None and slots[found[0]].count >= slots[found[0]].min:
+            # that slot already has its copies (a listener registered twice may get 1 or 2): an
+            # identical later event still waiting for its copy, and already caused when this
+            # item was seen, takes the item instead
+            for j in range(found[0] + 1, len(slots)):
+                slot = slots[j]
+                if slot.count < slot.min and _caused_by(slot, seen.step):
+                    devs = deviations(seen, slot.event, slot.origin)
+                    if devs is not None:
+                        found = (j, devs)
+                        break
         if found is not None:
             j, devs = found
             slots[j].count += 1
@@ -143,6 +154,12 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
                 break
         else:
             out.extras.append(seen)
+
+
+def _caused_by(slot: Slot, step: int | None) -> bool:
+    """Had the slot's event been caused by the time of `step` (unknown: assume so)?"""
+    caused = getattr(slot.ref, "step", None)
+    return caused is None or step is None or caused <= step
 
 
 def align(slots: Iterable[Slot], received: Iterable[Seen]) -> Alignment:
