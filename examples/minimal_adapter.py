@@ -69,7 +69,7 @@ class MinimalPresence(AdapterPresence):
         conn = self.conn
         if conn.closed:
             raise PresenceError(80017, "connection closed")
-        if conn.client_id is None:
+        if conn.client_id in (None, "*"):  # anonymous, or the wildcard: not a member identity
             raise PresenceError(91000, "cannot enter presence without a clientId")
         self.attach()
         member = conn.hub.members.get(self.channel, {}).get(f"{conn.id}:{conn.client_id}")
