@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(argv[1:])
     if argv[:1] == ["report"]:
         return _report(argv[1:])
+    if argv[:1] == ["generate"]:
+        from harness.generation.cli import generate_main
+
+        return generate_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -124,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(see `report --help`)")
     sub.add_parser("serve", add_help=False,
                    help="run the reference presence server (see `serve --help`)")
+    sub.add_parser("generate", add_help=False,
+                   help="run generated programs, shrink a failure to a replayable scenario "
+                        "(see `generate --help`)")
     return parser
 
 
@@ -193,8 +200,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         code = EXIT_HARNESS
     elif not written and code == EXIT_CONFORMING:
         code = EXIT_HARNESS  # a run without its report is not a verdict anyone can use
-    verdict = {EXIT_CONFORMING: "CONFORMING", EXIT_NOT_CONFORMING: "NOT CONFORMING"}.get(
-        code, "INCOMPLETE" + (f" ({run.partial_reason})" if run.partial_reason else ""))
+    if code == EXIT_CONFORMING:
+        verdict = "CONFORMING"
+    elif code == EXIT_NOT_CONFORMING:
+        verdict = "NOT CONFORMING"
+    elif run.partial:
+        verdict = f"INCOMPLETE ({run.partial_reason})"
+    else:
+        verdict = "HARNESS FAILURE"
     print(f"\n{verdict}", file=out)
     return code
 

@@ -322,7 +322,9 @@ def test_internal_runner_error_exits_3_after_the_whole_run(scenarios: Path, tmp_
     out = tmp_path / "out"
     assert main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
                  "--report-dir", str(out)]) == 3
-    assert "internal error in the runner, not the adapter's fault" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "internal error in the runner, not the adapter's fault" in captured.err
+    assert captured.out.rstrip().endswith("HARNESS FAILURE")
     results = _results(out)
     assert not results["partial"] and len(results["cases"]) == 3
     assert main(["replay", str(scenarios / "get" / "filter-client-id.yaml"),
@@ -348,6 +350,7 @@ def test_interrupt_writes_a_partial_report(scenarios: Path, tmp_path: Path,
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3, stdout + stderr  # partial, no failure found: HARNESS_FAILURE
     assert "PARTIAL RUN: interrupted" in stdout
+    assert stdout.rstrip().endswith("INCOMPLETE (interrupted)")
     results = _results(out)
     assert results["partial"] and results["partial_reason"] == "interrupted"
     assert 1 <= len(results["cases"]) < 3
