@@ -1,0 +1,373 @@
+"""Running generated programs: search with Hypothesis, shrink, save the failure, confirm replay.
+
+`run_generation(session, options)` draws programs (`harness.generation.strategies.programs`),
+loads each with `harness.scenario.scenario_from_dict` and runs it with
+`harness.runner.run_scenario` on the session's adapter loop (`ConformanceSession.run`: one event
+loop per adapter, in a background thread; Hypothesis itself runs synchronously in the caller).
+The runner's checks are the invariants. A program whose case fails (a MUST violated, a timeout,
+an adapter error; with `strict`, a SHOULD violated too) is shrunk by Hypothesis to a minimal one,
+which is then
+
+- written with `dump_scenario` as an ordinary scenario file in the failures folder, tagged with
+  the violated requirement IDs (its `meta` says how it was found);
+- replayed from that file once, to confirm that it fails the same way (`replay_confirmed`);
+- reported as one `CaseResult` of kind `generated` (case id `generated/<profile>`), with the
+  minimal program's violations and history and the command that replays it:
+  `presence-conformance replay failures/<name>.yaml --adapter NAME`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hypothesis import event, given, seed
+from hypothesis.errors import Flaky
+
+from harness.generation.profiles import DEFAULT_PROFILE, hypothesis_settings, profile
+from harness.generation.strategies import GENERATED_REQUIREMENTS, GenerationConfig, programs
+from harness.results import CaseResult, Outcome
+
+__all__ = [
+    "DEFAULT_FAILURES_DIR",
+    "GeneratedFailure",
+    "GenerationOptions",
+    "GenerationResult",
+    "is_detection",
+    "run_generation",
+    "save_failure",
+]
+
+DEFAULT_FAILURES_DIR = Path("failures")
+
+
+@dataclass
+class GenerationOptions:
+    """What to generate and what to do with a failure.
+
+    - `profile`: `ci`, `dev` or `thorough` (`harness.generation.profiles`); `examples` overrides
+      its number of programs, `max_steps`/`min_steps` its program length;
+    - `seed`: reproduce a run (the same seed, the same programs);
+    - `failures_dir`: where minimal failing programs are written (None: not written);
+    - `database`: the example database directory; `use_database` forces it on or off;
+    - `strict`: a SHOULD violation (outcome non-strict) counts as a failure too;
+    - `shrink`: shrink a failure (False: stop at the first failing program, e.g. to measure
+      how fast a bug is found);
+    - `confirm_replay`: replay the written file once and compare;
+    - `statistics`: collect Hypothesis' statistics (`GenerationResult.statistics`);
+    - `config`: the shape of programs (default: from the profile and the adapter's features).
+    """
+
+    profile: str = DEFAULT_PROFILE
+    examples: int | None = None
+    seed: int | None = None
+    failures_dir: Path | str | None = DEFAULT_FAILURES_DIR
+    database: Path | str | None = None
+    use_database: bool | None = None
+    strict: bool = False
+    shrink: bool = True
+    confirm_replay: bool = True
+    statistics: bool = False
+    max_steps: int | None = None
+    min_steps: int | None = None
+    config: GenerationConfig | None = None
+
+
+@dataclass
+class GeneratedFailure:
+    """The minimal failing program found, and what became of it."""
+
+    document: dict[str, Any]
+    case: CaseResult
+    steps: int  # top-level steps of the minimal program
+    first_steps: int  # top-level steps of the first failing program found
+    requirements: list[str]
+    path: Path | None = None
+    replay: str | None = None
+    replay_confirmed: bool | None = None
+    replay_case: CaseResult | None = None
+    flaky: bool = False
+
+
+@dataclass
+class GenerationResult:
+    """What a generation run did. `case` is the `CaseResult` (kind `generated`) for reports."""
+
+    case: CaseResult
+    profile: str
+    programs: int = 0
+    elapsed: float = 0.0
+    time_to_first_failure: float | None = None
+    programs_to_first_failure: int | None = None
+    failure: GeneratedFailure | None = None
+    statistics: str | None = None
+    outcomes: Counter[str] = field(default_factory=Counter)
+    seed: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+class ProgramFailed(Exception):
+    """Raised inside the Hypothesis test for a failing program (so that Hypothesis shrinks it)."""
+
+    def __init__(self, case: CaseResult) -> None:
+        super().__init__(f"{case.outcome.value}: " + ", ".join(
+            sorted({v.requirement for v in case.violations})) if case.violations
+            else f"{case.outcome.value}: {case.error}")
+        self.case = case
+
+
+def is_detection(case: CaseResult, strict: bool) -> bool:
+    """Does this case count as a failure (fail, timeout, error; non-strict with `strict`)?"""
+    return case.outcome.is_failure or (strict and case.outcome is Outcome.NON_STRICT)
+
+
+def _steps(document: dict[str, Any]) -> int:
+    return len(document.get("steps", ()))
+
+
+def _config_for(session: Any, options: GenerationOptions) -> GenerationConfig:
+    if options.config is not None:
+        return options.config
+    chosen = profile(options.profile, options.examples)
+    features = frozenset(getattr(session.adapter, "features", ()))
+    max_steps = options.max_steps or chosen.max_steps
+    min_steps = min(options.min_steps if options.min_steps is not None else chosen.min_steps,
+                    max_steps)
+    return GenerationConfig(min_steps=min_steps, max_steps=max_steps, features=features)
+
+
+def _run_program(session: Any, scenario: Any) -> CaseResult:
+    """One program on the session's adapter loop; a hang becomes a timeout result."""
+    from harness.runner import run_scenario
+
+    limit = session.case_timeout(scenario)
+    try:
+        return session.run(run_scenario(scenario, session.adapter, session.settings), limit)
+    except TimeoutError:
+        return CaseResult(case_id=scenario.case_id, adapter=session.adapter_name,
+                          outcome=Outcome.TIMEOUT, kind="generated",
+                          error=f"the program did not finish within {limit:.0f}s")
+
+
+def run_generation(session: Any, options: GenerationOptions | None = None,
+                   on_program: Callable[[int, CaseResult], None] | None = None
+                   ) -> GenerationResult:
+    """Generate and run programs against the session's adapter (see the module docstring).
+
+    `session` is a `harness.session.ConformanceSession` (started here if needed). `on_program`
+    is called after each program with its number and result. Never raises for a failing
+    program; raises `HarnessError` when the harness itself breaks (a generated program the
+    loader refuses, the adapter's loop blocked).
+    """
+    from harness.scenario import scenario_from_dict
+    from harness.session import HarnessError
+
+    options = options or GenerationOptions()
+    chosen = profile(options.profile, options.examples)
+    config = _config_for(session, options)
+    test_settings, run_seed = hypothesis_settings(
+        chosen, namespace=session.adapter_name, database=options.database,
+        use_database=options.use_database, seed=options.seed, shrink=options.shrink)
+    result = GenerationResult(case=CaseResult(case_id=f"generated/{chosen.name}",
+                                              adapter=session.adapter_name,
+                                              outcome=Outcome.PASS, kind="generated",
+                                              requirements=list(GENERATED_REQUIREMENTS)),
+                              profile=chosen.name, seed=run_seed)
+    failures: list[tuple[dict[str, Any], CaseResult]] = []
+    broken: list[str] = []
+    started = time.monotonic()
+    session.start()
+    if session.start_error:
+        return _broken(result, f"adapter failed to start: {session.start_error}", started)
+
+    def program(document: dict[str, Any]) -> None:
+        if broken:  # nothing more can run on this adapter: fail fast, without running
+            raise ProgramFailed(failures[-1][1]) if failures else RuntimeError(broken[0])
+        scenario = scenario_from_dict(document, case_id=f"generated/{chosen.name}")
+        try:
+            case = _run_program(session, scenario)
+        except RuntimeError as exc:  # the adapter's loop is blocked or stopped
+            broken.append(str(exc))
+            raise
+        result.programs += 1
+        result.outcomes[case.outcome.value] += 1
+        event(f"outcome: {case.outcome.value}")
+        event(f"steps: {_bucket(_steps(document))}")
+        if on_program is not None:
+            on_program(result.programs, case)
+        if is_detection(case, options.strict):
+            if result.time_to_first_failure is None:
+                result.time_to_first_failure = time.monotonic() - started
+                result.programs_to_first_failure = result.programs
+            failures.append((document, case))
+            raise ProgramFailed(case)
+
+    test = given(programs(config))(program)
+    # the same programs for a given profile and shape, whichever function object runs them
+    test.hypothesis.inner_test._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
+        f"presence-conformance/{chosen.name}/{config.min_steps}-{config.max_steps}".encode())
+    test = test_settings(test)
+    if run_seed is not None:
+        test = seed(run_seed)(test)
+    flaky = False
+    stats: list[dict[str, Any]] = []
+    try:
+        with _statistics_collector(stats if options.statistics else None):
+            test()
+    except ProgramFailed:
+        pass
+    except Flaky:
+        flaky = True  # the minimal program did not fail again: keep the last failure seen
+    except Exception as exc:
+        if broken:
+            return _broken(result, broken[0], started)
+        raise HarnessError(f"generation against {session.adapter_name!r} broke: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    if stats:
+        result.statistics = _describe(stats[-1])
+    if broken:
+        return _broken(result, broken[0], started)
+    if failures:
+        document, case = failures[-1]  # the last failure is the minimal one Hypothesis replays
+        failure = GeneratedFailure(document, case, _steps(document), _steps(failures[0][0]),
+                                   _violated(case), flaky=flaky)
+        result.failure = failure
+        if options.failures_dir is not None:
+            save_failure(session, failure, options, chosen.name, run_seed, result)
+        _fill_case(result, failure, chosen.name)
+    result.elapsed = result.case.duration = time.monotonic() - started
+    return result
+
+
+def _bucket(steps: int) -> str:
+    return "1-5" if steps <= 5 else "6-10" if steps <= 10 else "11-20" if steps <= 20 else "21+"
+
+
+def _violated(case: CaseResult) -> list[str]:
+    return sorted({v.requirement for v in case.violations})
+
+
+def _broken(result: GenerationResult, message: str, started: float) -> GenerationResult:
+    result.case.outcome = Outcome.ERROR
+    result.case.error = message
+    result.elapsed = result.case.duration = time.monotonic() - started
+    return result
+
+
+def _fill_case(result: GenerationResult, failure: GeneratedFailure, profile_name: str) -> None:
+    case = result.case
+    minimal = failure.case
+    case.outcome = minimal.outcome
+    case.requirements = failure.requirements or list(GENERATED_REQUIREMENTS)
+    case.violations = list(minimal.violations)
+    case.infos = list(minimal.infos)
+    case.history = list(minimal.history)
+    case.scenario_file = str(failure.path) if failure.path else None
+    case.replay = failure.replay
+    summary = (f"generated program #{result.programs_to_first_failure} of profile "
+               f"{profile_name} failed; shrunk from {failure.first_steps} to {failure.steps} "
+               "step(s)")
+    if failure.replay_confirmed is False:
+        summary += "; the saved file did NOT fail the same way when replayed (flaky?)"
+    if failure.flaky:
+        summary += "; Hypothesis reported the failure as flaky"
+    if minimal.error:
+        summary += f"; {minimal.error}"
+    case.error = summary
+
+
+def save_failure(session: Any, failure: GeneratedFailure, options: GenerationOptions,
+                 profile_name: str, run_seed: int | None,
+                 result: GenerationResult | None = None) -> Path:
+    """Write the minimal program as a scenario file in `options.failures_dir`, replay it once
+    from the file (when `options.confirm_replay`), and fill in `failure.path`, `replay`,
+    `replay_confirmed`."""
+    from harness.scenario import dump_scenario, load_scenario, scenario_to_yaml
+    from harness.session import harness_version, replay_command
+
+    document = dict(failure.document)
+    steps_text = scenario_to_yaml({k: document[k] for k in ("clients", "channels", "steps")})
+    digest = hashlib.sha256((session.adapter_name + steps_text).encode()).hexdigest()[:8]
+    case = failure.case
+    requirements = failure.requirements or list(GENERATED_REQUIREMENTS)
+    first = next(iter(case.violations), None)
+    what = (f"{first.requirement}: {first.message}" if first is not None
+            else f"{case.outcome.value}: {case.error or ''}".strip())
+    document["name"] = f"generated-{digest}"
+    document["description"] = (f"Found by `presence-conformance generate` (profile "
+                               f"{profile_name}) against adapter {session.adapter_name!r}: "
+                               f"{what}")
+    document["requirements"] = requirements
+    meta: dict[str, Any] = {
+        "generator": "presence-conformance generate",
+        "harness_version": harness_version(),
+        "adapter": session.adapter_name,
+        "profile": profile_name,
+        "outcome": case.outcome.value,
+        "shrunk_from_steps": failure.first_steps,
+    }
+    if session.options:
+        meta["adapter_options"] = dict(session.options)
+    if run_seed is not None:
+        meta["seed"] = run_seed
+    if result is not None and result.programs_to_first_failure is not None:
+        meta["found_after_programs"] = result.programs_to_first_failure
+    document["meta"] = meta
+    label = _safe(f"{session.adapter_name}-{requirements[0] if failure.requirements else case.outcome.value}")
+    path = dump_scenario(document, Path(options.failures_dir or DEFAULT_FAILURES_DIR)
+                         / f"{label}-{digest}.yaml")
+    failure.document = document
+    failure.path = path
+    failure.replay = replay_command(path, session.adapter_name, session.options)
+    if options.confirm_replay:
+        scenario = load_scenario(path)
+        again = replace(_run_program(session, scenario), kind="generated")
+        failure.replay_case = again
+        failure.replay_confirmed = (is_detection(again, options.strict)
+                                    and _violated(again) == failure.requirements
+                                    and again.outcome is case.outcome)
+    return path
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+class _statistics_collector:
+    """Collect Hypothesis' statistics of the run into `sink` (nothing when `sink` is None)."""
+
+    def __init__(self, sink: list[dict[str, Any]] | None) -> None:
+        self.sink = sink
+        self.context: Any = None
+
+    def __enter__(self) -> None:
+        if self.sink is None:
+            return
+        try:
+            from hypothesis.statistics import collector
+        except ImportError:  # pragma: no cover - a Hypothesis without the collector
+            return
+        self.context = collector.with_value(self.sink.append)
+        self.context.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.context is not None:
+            self.context.__exit__(*exc)
+
+
+def _describe(stats: dict[str, Any]) -> str:
+    try:
+        from hypothesis.statistics import describe_statistics
+    except ImportError:  # pragma: no cover
+        return repr(stats)
+    stats = dict(stats)
+    stats.setdefault("nodeid", "presence-conformance generate")
+    return describe_statistics(stats)

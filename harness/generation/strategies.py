@@ -1,0 +1,719 @@
+"""Hypothesis strategies for presence programs, drawn directly as scenario documents.
+
+`programs(config)` draws a dict in exactly the shape `harness.scenario.scenario_from_dict` loads
+(docs/scenarios.md), so a generated program runs through the same loader, runner and checks as a
+hand-written scenario, and a failure is saved as an ordinary scenario file.
+
+How a program is drawn, and why it shrinks well:
+
+1. a *cast*: up to four clients (`alice`, `bob`, `carol`, `dave`), each plain, a second
+   connection of an earlier client's clientId (a twin), a late joiner (`connect: later`),
+   anonymous, or without the presence capability; and one or two channels;
+2. a *swarm* choice: a random subset of step kinds is switched off for the whole program
+   (Hypothesis' swarm testing), so some programs have no leaves, others no history, ...;
+3. a list of *intents*: each names a step kind and small integers for "which client", "which
+   channel", "which listener", "which earlier event", plus the arguments (data of every type,
+   filters, action lists, history bounds and options, sometimes invalid ones);
+4. `compile_program` turns the intents into a valid scenario, resolving each integer against
+   the state reached so far (clients connected at that point, listeners subscribed, earlier event
+   steps) and skipping an intent that has nothing to act on.
+
+Because every intent is interpreted against the state instead of being required to fit it, the
+shrinker can delete any step or simplify any argument and still get a valid program: failures
+shrink to a few readable steps. Kinds are listed so that the simplest ones come first (Hypothesis
+shrinks a choice towards the first element): shrunk programs favour enter, subscribe and get.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import strategies as st
+
+from harness.adapter import ALL_FEATURES, Feature
+from harness.scenario import ACTIONS
+
+__all__ = [
+    "CHANNELS",
+    "CLIENT_NAMES",
+    "GENERATED_REQUIREMENTS",
+    "GenerationConfig",
+    "compile_program",
+    "member_data",
+    "program_steps",
+    "programs",
+]
+
+CLIENT_NAMES = ("alice", "bob", "carol", "dave")
+CHANNELS = ("room", "lobby")
+GENERATED_REQUIREMENTS = ["sync.converges", "order.exactly-once", "order.per-member"]
+"""What every generated program checks whatever its steps (the scenario's `requirements`)."""
+
+INVALID_ACTION = "joined"  # not a presence action: subscribe/unsubscribe must refuse it (40003)
+INVALID_DIRECTION = "sideways"
+BAD_ARGUMENT = 40003  # errors.INVALID_PARAMETER_VALUE
+BAD_DATA = 40013  # errors.INVALID_DATA
+
+# Step kinds, simplest first (a shrunk choice moves towards the front); repeated kinds are
+# drawn more often.
+KINDS = ("enter", "subscribe", "get", "update", "leave", "enter", "history", "update",
+         "concurrently", "unsubscribe", "drop", "connect", "get", "sync_complete", "close",
+         "leave", "history", "enter", "update", "history", "drop", "get", "connect")
+INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!")
+"""Invalid variants of kinds (drawn only when the adapter validates arguments): history with
+limit 0/1001/-1, start after end or an unknown direction; subscribe/unsubscribe with an unknown
+action; enter with a number or a boolean as data."""
+SWITCHABLE = tuple(sorted(set(KINDS) - {"enter"}))
+BLOCK_KINDS = ("enter", "subscribe", "get", "update", "leave", "history", "unsubscribe",
+               "sync_complete")
+PUBLISH = ("enter", "update", "leave")
+READS = ("get", "history", "sync_complete", "subscribe", "unsubscribe")
+CLIENT_KINDS = ("plain", "twin", "late", "anonymous", "restricted")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """The shape of generated programs.
+
+    `features` are those of the adapter under test: a program never uses a feature the adapter
+    lacks (it would only be reported `unsupported`). `invalid` allows invalid arguments now and
+    then (limit 0 or 1001, start after end, an unknown action or direction, a number as data);
+    `max_clients` and `channels` bound the cast; `min_steps`/`max_steps` the program's length
+    (top-level steps; a `concurrently` block counts as one).
+    """
+
+    min_steps: int = 1
+    max_steps: int = 20
+    max_clients: int = 4
+    channels: tuple[str, ...] = CHANNELS
+    features: frozenset[Feature] = field(default=ALL_FEATURES)
+    invalid: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_clients <= len(CLIENT_NAMES):
+            raise ValueError(f"max_clients: expected 1..{len(CLIENT_NAMES)}, got "
+                             f"{self.max_clients}")
+        if not 0 <= self.min_steps <= self.max_steps or self.max_steps < 1:
+            raise ValueError(f"steps: expected 0 <= min_steps <= max_steps >= 1, got "
+                             f"{self.min_steps}..{self.max_steps}")
+        if not self.channels:
+            raise ValueError("channels: at least one channel is needed")
+
+    def has(self, feature: Feature) -> bool:
+        return feature in self.features
+
+    @property
+    def validation(self) -> bool:
+        return self.invalid and self.has(Feature.ARGUMENT_VALIDATION)
+
+
+# -- member data -------------------------------------------------------------------------------
+
+_KEY = st.text(min_size=1, max_size=6).filter(lambda k: not k.startswith("$") and k != "<<")
+_SCALAR = (st.none() | st.booleans() | st.integers(-(2 ** 53), 2 ** 53)
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
+_JSON = st.recursive(_SCALAR, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(_KEY, inner, max_size=3), max_leaves=6)
+
+DATA_CORPUS: tuple[Any, ...] = (
+    "hello", {"mood": "happy"}, ["a", 1], "", None, {}, [], "héllo wörld", "日本語のテキスト",
+    "emoji 😀 and 𝄞 (outside the BMP)", "line\nbreak\ttab", "\x00nul", " ", "null", "123",
+    {"nested": {"list": [1, 2.5, True, None, "x"], "empty": {}}}, [[], {}, [None]],
+    {"ключ": "значение", "数字": -0.5}, {"big": 2 ** 53, "neg": -(2 ** 53), "tiny": 5e-324},
+    [1, "two", {"three": [3]}], {"": ""}, {"a": {"b": {"c": {"d": "deep"}}}},
+)
+"""Readable values of every data kind, drawn most of the time (one choice each, and a shrunk
+program shows one of them); fully random data is drawn the rest of the time."""
+BINARY_CORPUS: tuple[bytes, ...] = (b"\x00\x01\xfe\xff", b"", b"binary", "é".encode())
+
+
+@functools.cache
+def member_data(config: GenerationConfig | None = None) -> st.SearchStrategy[Any]:
+    """Presence data of every type the seed allows: unicode strings (astral characters and
+    control characters included), nested JSON objects and arrays, binary (when the adapter
+    supports it), and the empty values `""`, `{}`, `[]` and None. Never an object whose only key
+    is `$binary` (the JSON spelling of binary data) or any key starting with `$`."""
+    config = config or GenerationConfig()
+    binary = config.has(Feature.BINARY_DATA)
+    corpus = DATA_CORPUS + (BINARY_CORPUS if binary else ())
+    random_data: list[st.SearchStrategy[Any]] = [
+        st.text(max_size=12),
+        st.dictionaries(_KEY, _JSON, max_size=3),
+        st.lists(_JSON, max_size=3),
+    ]
+    if binary:
+        random_data.append(st.binary(max_size=12))
+    pick = st.integers(0, 3)
+    from_corpus = st.sampled_from(corpus)
+    random_value = st.one_of(*random_data)
+
+    @st.composite
+    def data(draw: st.DrawFn) -> Any:
+        return draw(from_corpus) if draw(pick) < 3 else draw(random_value)
+
+    return data()
+
+
+# -- intents ---------------------------------------------------------------------------------------
+
+ABSENT = "absent"  # an argument left out of the step
+# "who" (which connected client, 0..7) and "chan" (which channel, 0..1) in one choice
+_TARGET = st.integers(0, 15)
+_LISTENER = st.integers(0, 2)
+_REF = st.integers(0, 31)
+_BAD_DATA = st.sampled_from([0, 1, -1, True, False, 3.5])
+_INVALID_ACTIONS = st.sampled_from([INVALID_ACTION, ["enter", INVALID_ACTION]])
+_ONE_ACTION = st.sampled_from(ACTIONS)
+_ACTION_LIST = st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=3, unique=True)
+_GET_FILTERS = st.sampled_from(["none", "client_id", "connection_id", "both", "unknown"])
+_HISTORY_PROBLEMS = st.sampled_from(["limit", "start-after-end", "direction"])
+_BAD_LIMITS = st.sampled_from([0, 1001, -1])
+_BOUNDS = st.sampled_from([(ABSENT, ABSENT), ("ref", ABSENT), ("ref", "ref"), (ABSENT, "ref"),
+                           ("zero", ABSENT), ("zero", "ref")])
+_LIMITS = st.sampled_from([ABSENT, 1, 2, 3, 5, 100, 1000])
+_DIRECTIONS = st.sampled_from([ABSENT, "forwards", "backwards"])
+_PAGES = st.sampled_from([1, "all"])
+_HAS_DATA = st.integers(0, 2)  # 0: no data (what a shrunk step shows), else data
+# a watcher subscribes to every action on its channels as soon as it connects (bit n: channel
+# n), so that most programs have someone to deliver events to; shrinks towards no watcher
+_WATCH = st.integers(0, 3)
+# final reads, a bit mask (shrinks towards none): 1 history with the defaults, 2 filtered gets,
+# 4 history forwards by pages of 2
+_EPILOGUE = st.integers(0, 7)
+
+
+class _Draws:
+    """The strategies of one configuration, built once (`_draws(config)`).
+
+    Hypothesis' cost is mostly per choice (tens of microseconds each), so an intent is drawn with
+    few choices: the step kind (an invalid variant of a kind is a kind of its own, `enter!`),
+    one choice for client and channel, and the arguments the kind needs.
+    """
+
+    def __init__(self, config: GenerationConfig) -> None:
+        self.config = config
+        self.data = member_data(config)
+        waits = [ABSENT, True] + ([False] if config.has(Feature.WAIT_FOR_SYNC_OPTION) else [])
+        self.waits = st.sampled_from(waits)
+        forms = ["none", "one"] + (["list"] if config.has(Feature.SUBSCRIBE_ACTION_LIST) else [])
+        self.action_forms = st.sampled_from(forms)
+        self.required_action_forms = st.sampled_from([f for f in forms if f != "none"])
+        unsubscribe = ["all", "listener"]
+        if config.has(Feature.UNSUBSCRIBE_BY_ACTION):
+            unsubscribe += ["action-listener", "action"]
+        self.unsubscribe_forms = st.sampled_from(unsubscribe)
+        self.kinds: dict[tuple[tuple[str, ...], frozenset[str]], st.SearchStrategy[str]] = {}
+        self.by_disabled: dict[frozenset[str], st.SearchStrategy[dict[str, Any]]] = {}
+        self.blocks: dict[frozenset[str], st.SearchStrategy[dict[str, Any]]] = {}
+        self.maybe: dict[frozenset[str], st.SearchStrategy[Any]] = {}
+
+    def intents(self, disabled: frozenset[str]) -> st.SearchStrategy[dict[str, Any]]:
+        """Intents as a strategy (each one a unit the shrinker can delete or simplify)."""
+        if disabled not in self.by_disabled:
+            kinds = KINDS + (INVALID_KINDS if self.config.validation else ())
+            self.by_disabled[disabled] = st.composite(
+                lambda draw: self.intent(draw, disabled, kinds))()
+        return self.by_disabled[disabled]
+
+    def maybe_intents(self, disabled: frozenset[str]) -> st.SearchStrategy[Any]:
+        """None (the program stops here: one chance in max_steps / 2) or an intent."""
+        if disabled not in self.maybe:
+            stop = st.integers(0, max(self.config.max_steps // 2, 4) - 1)
+            intent = self.intents(disabled)
+
+            @st.composite
+            def maybe(draw: st.DrawFn) -> Any:
+                return None if draw(stop) == 0 else draw(intent)
+
+            self.maybe[disabled] = maybe()
+        return self.maybe[disabled]
+
+    def block_intents(self, disabled: frozenset[str]) -> st.SearchStrategy[dict[str, Any]]:
+        """Intents of the operations of a `concurrently` block."""
+        if disabled not in self.blocks:
+            inner = tuple(k for k in BLOCK_KINDS if k not in disabled) or ("enter",)
+            self.blocks[disabled] = st.composite(
+                lambda draw: self.intent(draw, disabled, inner))()
+        return self.blocks[disabled]
+
+    def kind(self, kinds: tuple[str, ...], disabled: frozenset[str]) -> st.SearchStrategy[str]:
+        key = (kinds, disabled)
+        if key not in self.kinds:  # the kinds left on, in the same order (one choice, no retry)
+            self.kinds[key] = st.sampled_from(
+                tuple(k for k in kinds if k.rstrip("!") not in disabled) or ("enter",))
+        return self.kinds[key]
+
+    def intent(self, draw: st.DrawFn, disabled: frozenset[str],
+               kinds: tuple[str, ...]) -> dict[str, Any]:
+        """One step's raw choices; `compile_program` decides what they mean in context."""
+        kind = draw(self.kind(kinds, disabled))
+        invalid = kind.endswith("!")
+        kind = kind.rstrip("!")
+        target = draw(_TARGET)
+        intent: dict[str, Any] = {"kind": kind, "who": target >> 1, "chan": target & 1}
+        if kind in PUBLISH:
+            if invalid:
+                intent["data"] = draw(_BAD_DATA)
+                intent["expect_error"] = BAD_DATA
+            elif draw(_HAS_DATA):
+                intent["data"] = draw(self.data)
+        elif kind == "get":
+            intent["filter"] = draw(_GET_FILTERS)
+            if intent["filter"] != "none":
+                intent["target"] = draw(_TARGET) >> 1
+            intent["wait"] = draw(self.waits)
+        elif kind == "subscribe":
+            intent["listener"] = draw(_LISTENER)
+            intent["actions"] = self.actions(draw, invalid, self.action_forms)
+        elif kind == "unsubscribe":
+            intent["form"] = "action" if invalid else draw(self.unsubscribe_forms)
+            intent["listener"] = draw(_LISTENER)
+            if intent["form"] in ("action-listener", "action"):
+                intent["actions"] = self.actions(draw, invalid, self.required_action_forms)
+        elif kind == "history":
+            intent.update(self.history(draw, invalid))
+        elif kind == "concurrently":
+            intent["steps"] = draw(st.lists(self.block_intents(disabled), min_size=2,
+                                            max_size=3))
+        return intent
+
+    @staticmethod
+    def actions(draw: st.DrawFn, invalid: bool, forms: st.SearchStrategy[str]) -> Any:
+        """None (all actions), one action name, or a list of them; or an invalid name."""
+        if invalid:
+            return draw(_INVALID_ACTIONS)
+        form = draw(forms)
+        if form == "none":
+            return None
+        if form == "one":
+            return draw(_ONE_ACTION)
+        return draw(_ACTION_LIST)
+
+    @staticmethod
+    def history(draw: st.DrawFn, invalid: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if invalid:
+            problem = draw(_HISTORY_PROBLEMS)
+            if problem == "limit":
+                out["limit"] = draw(_BAD_LIMITS)
+            elif problem == "direction":
+                out["direction"] = INVALID_DIRECTION
+            else:
+                out["inverted"] = draw(_REF)  # start {at: X, offset: 1}, end {at: X}
+            out["expect_error"] = BAD_ARGUMENT
+            return out
+        out["start"], out["end"] = draw(_BOUNDS)
+        if out["start"] == "ref":
+            out["start_ref"] = draw(_REF)
+        if out["end"] == "ref":
+            out["end_ref"] = draw(_REF)
+        out["limit"] = draw(_LIMITS)
+        out["direction"] = draw(_DIRECTIONS)
+        out["pages"] = draw(_PAGES)
+        return out
+
+
+@functools.cache
+def _draws(config: GenerationConfig) -> _Draws:
+    return _Draws(config)
+
+
+# -- the cast and the whole program ----------------------------------------------------------------
+
+
+@dataclass
+class _Client:
+    name: str
+    client_id: str | None
+    kind: str
+    watch: int = 0  # bit n set: subscribed to all actions on channel n whenever it connects
+
+
+def _cast_kinds(config: GenerationConfig) -> list[str]:
+    kinds = ["plain", "late", "twin", "late"]  # late joiners twice as often: they sync
+    if config.has(Feature.ANONYMOUS_CLIENTS):
+        kinds.append("anonymous")
+    if config.has(Feature.CAPABILITIES):
+        kinds.append("restricted")
+    return kinds
+
+
+def _cast(draw: st.DrawFn, config: GenerationConfig) -> list[_Client]:
+    most = config.max_clients if config.has(Feature.MULTIPLE_CONNECTIONS) else 1
+    # two clients first: most bugs need one client acting and another one watching (and
+    # clients that a program does not use are left out of its document anyway)
+    count = draw(st.sampled_from([n for n in (2, 3, 4, 1) if n <= most]))
+    kinds = st.sampled_from(_cast_kinds(config))
+    clients: list[_Client] = []
+    for index in range(count):
+        kind = draw(kinds) if index else "plain"
+        name = CLIENT_NAMES[index]
+        client_id: str | None = name
+        if kind == "twin":
+            # a second connection of an earlier client's clientId (two members, one clientId)
+            original = clients[draw(st.integers(0, index - 1))]
+            if original.client_id is None:
+                kind = "plain"
+            else:
+                client_id = original.client_id
+        elif kind == "anonymous":
+            client_id = None
+        clients.append(_Client(name, client_id, kind, draw(_WATCH)))
+    return clients
+
+
+@st.composite
+def program_steps(draw: st.DrawFn, config: GenerationConfig
+                  ) -> tuple[list[_Client], int, list[dict[str, Any]], int]:
+    """The raw draws of a program: the cast, the number of channels, the intents, the
+    epilogue (which final reads to add, a bit mask)."""
+    draws = _draws(config)
+    cast = _cast(draw, config)
+    channels = draw(st.integers(1, len(config.channels)))
+    switchable = [k for k in SWITCHABLE if _kind_supported(k, config)]
+    unsupported = frozenset(k for k in SWITCHABLE if not _kind_supported(k, config))
+    # swarm testing: each kind is switched off in about a quarter of the programs; two bits per
+    # kind in one choice, which shrinks towards 0: every kind switched on
+    mask = draw(st.integers(0, 4 ** len(switchable) - 1)) if switchable else 0
+    off = {kind for i, kind in enumerate(switchable) if (mask >> (2 * i)) & 3 == 3}
+    if len(off) == len(switchable):
+        off.discard(switchable[0])
+    disabled = frozenset(off) | unsupported
+    # like st.lists, but longer on average (about half of max_steps): each further step is one
+    # draw, "stop" or an intent, so the shrinker can delete any step or stop early
+    intent, maybe_intent = draws.intents(disabled), draws.maybe_intents(disabled)
+    intents: list[dict[str, Any]] = []
+    while len(intents) < config.max_steps:
+        if len(intents) < config.min_steps:
+            intents.append(draw(intent))
+            continue
+        more = draw(maybe_intent)
+        if more is None:
+            break
+        intents.append(more)
+    epilogue = draw(_EPILOGUE)
+    return cast, channels, intents, epilogue
+
+
+def _kind_supported(kind: str, config: GenerationConfig) -> bool:
+    needs = {"history": Feature.HISTORY, "drop": Feature.ABRUPT_DISCONNECT,
+             "sync_complete": Feature.SYNC_COMPLETE, "connect": Feature.MULTIPLE_CONNECTIONS}
+    feature = needs.get(kind)
+    return feature is None or config.has(feature)
+
+
+def programs(config: GenerationConfig | None = None) -> st.SearchStrategy[dict[str, Any]]:
+    """Scenario documents (dicts for `scenario_from_dict`) of generated presence programs."""
+    config = config or GenerationConfig()
+    return program_steps(config).map(lambda drawn: compile_program(*drawn, config=config))
+
+
+# -- compiling intents into a scenario --------------------------------------------------------------
+
+
+class _Compiler:
+    """Resolves intents against the state reached so far; see the module docstring."""
+
+    def __init__(self, cast: list[_Client], channels: list[str], config: GenerationConfig) -> None:
+        self.cast = cast
+        self.channels = channels
+        self.config = config
+        self.connected = {c.name: c.kind != "late" for c in cast}
+        self.ever = {c.name for c in cast if c.kind != "late"}
+        self.listeners: dict[tuple[str, str], list[str]] = {}
+        self.events: list[int] = []  # top-level indices of steps that may produce an event
+        self.refs: set[int] = set()
+        self.steps: list[dict[str, Any]] = []
+
+    # resolution helpers
+
+    def live(self) -> list[_Client]:
+        return [c for c in self.cast if self.connected[c.name]]
+
+    def client(self, who: int) -> _Client | None:
+        live = self.live()
+        return live[who % len(live)] if live else None
+
+    def channel(self, chan: int) -> str:
+        return self.channels[chan % len(self.channels)]
+
+    def ref(self, n: int) -> dict[str, Any] | None:
+        if not self.events:
+            return None
+        index = self.events[n % len(self.events)]
+        self.refs.add(index)
+        return {"at": f"s{index}"}
+
+    # per kind: return the step body (or None to skip the intent)
+
+    def op(self, intent: dict[str, Any]) -> dict[str, Any] | None:
+        kind = intent["kind"]
+        client = self.client(intent["who"])
+        if client is None:
+            return None
+        channel = self.channel(intent["chan"])
+        body: dict[str, Any] = {"client": client.name, "channel": channel}
+        extra = getattr(self, f"_{kind}")(intent, client, channel)
+        if extra is None:
+            return None
+        body.update(extra)
+        return {kind: body}
+
+    def _publish(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        invalid = "expect_error" in intent
+        if invalid and (client.client_id is None or client.kind == "restricted"):
+            return out  # refused anyway, for another reason: keep one reason per refusal
+        if "data" in intent:
+            out["data"] = intent["data"]
+        if invalid:
+            out["expect_error"] = intent["expect_error"]
+        return out
+
+    _enter = _update = _leave = _publish
+
+    def _get(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        form = intent["filter"]
+        known = [c for c in self.cast if c.name in self.ever]
+        target = known[intent.get("target", 0) % len(known)] if known else client
+        if form in ("client_id", "both") and target.client_id is not None:
+            out["client_id"] = target.client_id
+        elif form == "unknown":
+            out["client_id"] = "nobody"
+        if form in ("connection_id", "both"):
+            out["connection_id"] = {"of": target.name}
+        if intent["wait"] != ABSENT:
+            out["wait_for_sync"] = intent["wait"]
+        return out
+
+    def _listener_name(self, client: _Client, channel: str, n: int) -> str:
+        return f"{client.name}-{channel}" + (f"-{n + 1}" if n else "")
+
+    def _subscribe(self, intent: dict[str, Any], client: _Client, channel: str
+                   ) -> dict[str, Any]:
+        name = self._listener_name(client, channel, intent["listener"])
+        out: dict[str, Any] = {"listener": name}
+        actions = intent["actions"]
+        if actions is not None:
+            out["actions"] = actions
+        if _invalid_actions(actions):
+            out["expect_error"] = BAD_ARGUMENT
+        else:
+            known = self.listeners.setdefault((client.name, channel), [])
+            if name not in known:
+                known.append(name)
+        return out
+
+    def _unsubscribe(self, intent: dict[str, Any], client: _Client, channel: str
+                     ) -> dict[str, Any] | None:
+        form = intent["form"]
+        known = self.listeners.get((client.name, channel), [])
+        out: dict[str, Any] = {}
+        if form in ("listener", "action-listener"):
+            if not known:
+                form = "all" if form == "listener" else "action"
+            else:
+                out["listener"] = known[intent["listener"] % len(known)]
+        if form in ("action-listener", "action"):
+            if not self.config.has(Feature.UNSUBSCRIBE_BY_ACTION):
+                return None
+            out["actions"] = intent["actions"]
+            if _invalid_actions(intent["actions"]):
+                out["expect_error"] = BAD_ARGUMENT
+        return out
+
+    def _history(self, intent: dict[str, Any], client: _Client, channel: str
+                 ) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if "inverted" in intent:  # start one ms after end: always refused
+            ref = self.ref(intent["inverted"])
+            if ref is None:
+                return None
+            out["start"] = {**ref, "offset": 1}
+            out["end"] = dict(ref)
+        else:
+            start_form, end_form = intent.get("start", ABSENT), intent.get("end", ABSENT)
+            start = self.ref(intent["start_ref"]) if start_form == "ref" else (
+                0 if start_form == "zero" else None)
+            end = self.ref(intent["end_ref"]) if end_form == "ref" else None
+            if isinstance(start, dict) and isinstance(end, dict) and \
+                    int(start["at"][1:]) > int(end["at"][1:]):
+                start, end = end, start  # a later step's event is never older
+            if start is not None:
+                out["start"] = start
+            if end is not None:
+                out["end"] = end
+        for key in ("limit", "direction"):
+            if intent.get(key, ABSENT) != ABSENT:
+                out[key] = intent[key]
+        if intent.get("pages", 1) != 1:
+            out["pages"] = intent["pages"]
+        if "expect_error" in intent:
+            out["expect_error"] = intent["expect_error"]
+        return out
+
+    def _sync_complete(self, intent: dict[str, Any], client: _Client, channel: str
+                       ) -> dict[str, Any]:
+        return {}
+
+    # top-level steps
+
+    def add(self, intent: dict[str, Any]) -> None:
+        kind = intent["kind"]
+        if not self.live() and kind != "connect":
+            kind = "connect"  # nobody is connected: this step brings someone back instead
+            intent = {**intent, "kind": kind}
+        index = len(self.steps)
+        if kind == "concurrently":
+            step = self._block(intent["steps"])
+        elif kind in ("drop", "close"):
+            client = self.client(intent["who"])
+            step = None if client is None else {kind: {"client": client.name}}
+            if client is not None:
+                self.connected[client.name] = False
+        elif kind == "connect":
+            waiting = [c for c in self.cast if not self.connected[c.name]]
+            client = waiting[intent["who"] % len(waiting)] if waiting else None
+            step = None if client is None else {"connect": {"client": client.name}}
+            if client is not None:
+                self.connected[client.name] = True
+                self.ever.add(client.name)
+                self.steps.append(step)
+                self.watch(client)
+                return
+        else:
+            step = self.op(intent)
+        if step is None:
+            return
+        self.steps.append(step)
+        (step_kind, _), = step.items()
+        if step_kind in (*PUBLISH, "drop", "close"):
+            self.events.append(index)
+
+    def watch(self, client: _Client) -> None:
+        """A watcher's subscriptions, right after it connects (at the start or later)."""
+        for n, channel in enumerate(self.channels):
+            if client.watch >> n & 1:
+                name = self._listener_name(client, channel, 0)
+                self.steps.append({"subscribe": {"client": client.name, "channel": channel,
+                                                 "listener": name}})
+                known = self.listeners.setdefault((client.name, channel), [])
+                if name not in known:
+                    known.append(name)
+
+    def _block(self, intents: list[dict[str, Any]]) -> dict[str, Any] | None:
+        # first decide which operations take part, then compile them (compiling registers
+        # listeners, which only an operation that stays in the block may do)
+        chosen: list[tuple[dict[str, Any], str]] = []
+        pairs: set[tuple[str, str]] = set()
+        for intent in intents:
+            client = self.client(intent["who"])
+            channel = self.channel(intent["chan"])
+            if client is None or (client.name, channel) in pairs:
+                continue  # one operation per member (client and channel) in a block
+            pairs.add((client.name, channel))
+            chosen.append((intent, channel))
+        writes = {channel for intent, channel in chosen if intent["kind"] in PUBLISH}
+        # a read or a listener change racing a write on the same channel has no defined outcome
+        ops = [op for op in (self.op(intent) for intent, channel in chosen
+                             if not (intent["kind"] in READS and channel in writes))
+               if op is not None]
+        if not ops:
+            return None
+        if len(ops) == 1:
+            return ops[0]
+        return {"concurrently": ops}
+
+    def epilogue(self, mask: int) -> None:
+        """Final reads on every channel by the first connected client (see `_EPILOGUE`)."""
+        live = self.live()
+        if not mask or not live:
+            return
+        reader = live[0].name
+        history = self.config.has(Feature.HISTORY)
+        known = [c for c in self.cast if c.name in self.ever]
+        for channel in self.channels:
+            if mask & 1 and history:
+                self.steps.append({"history": {"client": reader, "channel": channel}})
+            if mask & 2:
+                ids = [c.client_id for c in known if c.client_id is not None]
+                if ids:
+                    self.steps.append({"get": {"client": reader, "channel": channel,
+                                               "client_id": ids[-1]}})
+                self.steps.append({"get": {"client": reader, "channel": channel,
+                                           "connection_id": {"of": known[-1].name}}})
+            if mask & 4 and history:
+                self.steps.append({"history": {"client": reader, "channel": channel,
+                                               "direction": "forwards", "limit": 2,
+                                               "pages": "all"}})
+
+    def document(self) -> dict[str, Any]:
+        if not self.steps:  # every intent was skipped: a program still needs one step
+            first = self.live()[0] if self.live() else self.cast[0]
+            if not self.connected[first.name]:
+                self.steps.append({"connect": {"client": first.name}})
+            self.steps.append({"get": {"client": first.name, "channel": self.channels[0]}})
+        for index in sorted(self.refs):
+            (_, body), = self.steps[index].items()
+            body["id"] = f"s{index}"
+        used_clients, used_channels = _used(self.steps)
+        channels = [c for c in self.channels if c in used_channels] or self.channels[:1]
+        clients: dict[str, Any] = {}
+        for client in self.cast:
+            if client.name not in used_clients:
+                continue
+            spec: dict[str, Any] = {}
+            if client.client_id != client.name:
+                spec["client_id"] = client.client_id
+            if client.kind == "late":
+                spec["connect"] = "later"
+            if client.kind == "restricted":  # may subscribe and read history, not enter
+                spec["capability"] = {c: ["subscribe", "history"] for c in channels}
+            clients[client.name] = spec
+        return {
+            "name": "generated",
+            "description": "A program generated by presence-conformance (harness.generation).",
+            "requirements": list(GENERATED_REQUIREMENTS),
+            "clients": clients,
+            "channels": channels,
+            "steps": self.steps,
+        }
+
+
+def _invalid_actions(actions: Any) -> bool:
+    names = actions if isinstance(actions, list) else [actions]
+    return any(a is not None and a not in ACTIONS for a in names)
+
+
+def _used(steps: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    clients: set[str] = set()
+    channels: set[str] = set()
+    for step in steps:
+        (kind, body), = step.items()
+        for inner in body if kind == "concurrently" else [step]:
+            (_, b), = inner.items()
+            clients.add(b["client"])
+            if "channel" in b:
+                channels.add(b["channel"])
+            ref = b.get("connection_id")
+            if isinstance(ref, dict):
+                clients.add(ref["of"])
+    return clients, channels
+
+
+def compile_program(cast: list[_Client], channels: int, intents: list[dict[str, Any]],
+                    epilogue: int = 0, config: GenerationConfig | None = None
+                    ) -> dict[str, Any]:
+    """The scenario document for drawn intents (deterministic: same draws, same program)."""
+    config = config or GenerationConfig()
+    compiler = _Compiler(cast, list(config.channels[:channels]), config)
+    for client in cast:
+        if client.kind != "late":
+            compiler.watch(client)
+    for intent in intents:
+        compiler.add(intent)
+    compiler.epilogue(epilogue)
+    return compiler.document()
