@@ -1,0 +1,136 @@
+"""The base of every mutant: the reference adapter with hooks to break one behaviour.
+
+A mutant is a subclass of `MutantAdapter` with a docstring naming the bug, registered with
+`@mutant(name, *requirement_ids)`. It overrides what it breaks, in one of these places:
+
+- `Presence` (a `ReferencePresence` subclass): one presence operation (`get`, `subscribe`, ...);
+- `Connection` (a `ReferenceConnection` subclass): `close`, `drop`;
+- `Service` (a `PresenceService` subclass): the in-process service itself (synthesized leaves);
+- `on_event` / `on_member` / `on_history`: what listeners receive, what `get()` returns, what
+  history pages hold, one message in, a list of messages out (default: unchanged). `mangle`
+  is the default of all three, for a bug that shows wherever a message is read.
+
+The mutant adapters accept the reference adapter's options (`leave_grace`, `op_delay`).
+
+One difference from the reference that is not a bug: a mutant's service stamps events with a
+clock that ticks at least one millisecond per event (the wall clock, or the last timestamp plus
+one), as events of an implementation behind a network would be. In-process, consecutive events
+often share a millisecond, and history bugs that only show between distinct timestamps (the
+default direction, bounds that exclude their own millisecond) would be invisible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from harness.adapters.reference import (
+    ReferenceAdapter,
+    ReferenceConnection,
+    ReferencePresence,
+)
+from reference_impl.model import PresenceModel
+from reference_impl.service import PresenceService, ServiceConnection
+from reference_impl.types import PresenceMessage
+
+__all__ = ["REGISTRY", "MutantAdapter", "MutantPresence", "mutant"]
+
+REGISTRY: dict[str, type[MutantAdapter]] = {}
+
+
+class _TickingClock:
+    """Milliseconds since the epoch, at least one more than the last value returned."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last = max(int(time.time() * 1000), self.last + 1)
+        return self.last
+
+
+class MutantPresence(ReferencePresence):
+    """A presence object whose events, members and history items pass through the adapter's
+    `on_event`, `on_member` and `on_history` hooks."""
+
+    adapter: MutantAdapter
+
+    @property
+    def service_connection(self) -> ServiceConnection:
+        return self.service_presence._conn
+
+    @property
+    def model(self) -> PresenceModel:
+        assert self.adapter.service is not None
+        return self.adapter.service.model
+
+    def wrap_listener(self, listener: Callable[[PresenceMessage], Any]) -> Callable[[Any], Any]:
+        adapter = self.adapter
+
+        def wrapped(message: PresenceMessage) -> None:
+            for out in adapter.on_event(message, self):
+                listener(out)
+        return wrapped
+
+    async def get(self, client_id: str | None = None, connection_id: str | None = None,
+                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+        members = await super().get(client_id, connection_id, wait_for_sync)
+        return [out for m in members for out in self.adapter.on_member(m, self)]
+
+    def history_items(self, items: list[PresenceMessage]) -> list[PresenceMessage]:
+        return [out for m in items for out in self.adapter.on_history(m, self)]
+
+
+class MutantAdapter(ReferenceAdapter):
+    """The reference adapter with one behaviour broken (see the module docstring)."""
+
+    name: ClassVar[str] = "mutant"
+    requirements: ClassVar[tuple[str, ...]] = ()
+    Presence: ClassVar[type[MutantPresence]] = MutantPresence
+    Connection: ClassVar[type[ReferenceConnection]] = ReferenceConnection
+    Service: ClassVar[type[PresenceService]] = PresenceService
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.connection_class = type(f"{cls.__name__}Connection", (cls.Connection,),
+                                    {"presence_class": cls.Presence})
+
+    async def start(self) -> None:
+        if self.service is None or self.service.closed:
+            self.service = self.Service(clock=_TickingClock(), leave_grace=self.leave_grace)
+
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
+        """The message as the broken implementation shows it (default: unchanged)."""
+        return [message]
+
+    def on_event(self, message: PresenceMessage, presence: MutantPresence
+                 ) -> list[PresenceMessage]:
+        """What a listener receives for one event."""
+        return self.mangle(message, presence)
+
+    def on_member(self, message: PresenceMessage, presence: MutantPresence
+                  ) -> list[PresenceMessage]:
+        """What get() returns for one member."""
+        return self.mangle(message, presence)
+
+    def on_history(self, message: PresenceMessage, presence: MutantPresence
+                   ) -> list[PresenceMessage]:
+        """What a history page holds for one event."""
+        return self.mangle(message, presence)
+
+
+def mutant(name: str, *requirements: str) -> Callable[[type[MutantAdapter]], type[MutantAdapter]]:
+    """Register a mutant class as `mutant:<name>`, violating `requirements` (catalogue IDs)."""
+
+    def register(cls: type[MutantAdapter]) -> type[MutantAdapter]:
+        if name in REGISTRY:
+            raise ValueError(f"mutant {name!r} is registered twice")
+        if not (cls.__doc__ or "").strip():
+            raise ValueError(f"mutant {name!r} needs a docstring naming its bug")
+        cls.name = f"mutant:{name}"
+        cls.requirements = tuple(requirements)
+        REGISTRY[name] = cls
+        return cls
+
+    return register

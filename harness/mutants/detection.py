@@ -1,0 +1,105 @@
+"""Does the suite catch a mutant? Run scenarios, then generated programs, until one fails.
+
+`detect(name)` is what `tests/test_mutants.py` asserts on and what `bench/bench_generation.py`
+measures: the scenarios that concern the mutant's requirements run first (the likeliest to
+catch it), then the others, then the generation profile; it stops at the first case that is
+not a pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.results import CaseResult
+
+__all__ = ["DETECTION_SETTINGS", "Detection", "detect", "order_for"]
+
+
+def _settings() -> Any:
+    from harness.runner import RunSettings
+
+    # in-process implementations answer within microseconds, but a busy CI machine can stall a
+    # process for a few hundred milliseconds: 1 s keeps the reference clear of false alarms
+    # while a mutant's missing events cost at most that per wait
+    return RunSettings(op_timeout=1.0, quiet_period=0.02)
+
+
+DETECTION_SETTINGS = _settings()
+ADAPTER_OPTIONS = {"leave_grace": "0.02"}
+
+
+@dataclass
+class Detection:
+    """How a mutant was (or was not) detected."""
+
+    mutant: str
+    detected_by: str | None = None  # "scenario" or "generation"
+    case: CaseResult | None = None
+    scenarios_run: int = 0
+    programs_run: int = 0
+    elapsed: float = 0.0
+    generation: Any = None  # the GenerationResult, when generation ran
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def detected(self) -> bool:
+        return self.detected_by is not None
+
+
+def order_for(scenarios: Sequence[Any], requirements: Sequence[str]) -> list[Any]:
+    """The scenarios tagged with one of `requirements` first, in their order, then the rest."""
+    wanted = set(requirements)
+
+    def tagged(scenario: Any) -> bool:
+        steps = getattr(scenario, "iter_steps", lambda: [])()
+        step_tags = {r for s in steps for r in getattr(s, "requirements", ())}
+        return bool(wanted & (set(scenario.requirements) | step_tags))
+
+    return [s for s in scenarios if tagged(s)] + [s for s in scenarios if not tagged(s)]
+
+
+def detect(name: str, scenarios: Sequence[Any] = (), *, generation: bool = True,
+           profile: str = "ci", examples: int | None = None, shrink: bool = False,
+           failures_dir: Any = None, settings: Any = None, strict: bool = True,
+           seed: int | None = None) -> Detection:
+    """Run `scenarios` (ordered by `order_for`), then generated programs, against the mutant
+    `name` until a case does not pass (`strict`: a SHOULD violation counts). The adapter runs
+    on one loop (`ConformanceSession`) and is stopped at the end."""
+    from harness.generation import GenerationOptions, is_detection, run_generation
+    from harness.mutants import get_mutant
+    from harness.session import ConformanceSession
+
+    cls = get_mutant(name)
+    session = ConformanceSession(cls(dict(ADAPTER_OPTIONS)), adapter_name=f"mutant:{name}",
+                                 options=dict(ADAPTER_OPTIONS),
+                                 settings=settings or DETECTION_SETTINGS)
+    found = Detection(name)
+    started = time.monotonic()
+    outcomes: dict[str, int] = {}
+    try:
+        for scenario in order_for(scenarios, cls.requirements):
+            case = session.run_case(scenario)
+            found.scenarios_run += 1
+            outcomes[case.outcome.value] = outcomes.get(case.outcome.value, 0) + 1
+            if is_detection(case, strict):
+                found.detected_by, found.case = "scenario", case
+                break
+        if not found.detected and generation:
+            result = run_generation(session, GenerationOptions(
+                profile=profile, examples=examples, shrink=shrink, strict=strict, seed=seed,
+                failures_dir=failures_dir, use_database=False,
+                confirm_replay=failures_dir is not None))
+            found.generation = result
+            found.programs_run = result.programs
+            for outcome, count in result.outcomes.items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + count
+            if result.failed:
+                found.detected_by, found.case = "generation", result.case
+    finally:
+        session.stop()
+    found.outcomes = outcomes
+    found.elapsed = time.monotonic() - started
+    return found
