@@ -91,6 +91,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "at the end of the session")
     group.addoption("--conformance-strict", action="store_true", default=False,
                     help="fail cases that violate only SHOULD requirements (non-strict)")
+    from harness.generation.pytest_items import add_generation_options
+
+    add_generation_options(group)
 
 
 class _State:
@@ -270,6 +273,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     suite = ScenarioSuite.from_parent(session, name=SUITE_NODEID, nodeid=SUITE_NODEID)
     items.extend(session.genitems(suite))
+    from harness.generation.pytest_items import generated_items
+
+    items.extend(generated_items(session, state.session, state.strict))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
