@@ -137,6 +137,19 @@ class Relay {
     }
   }
 
+  // resolves once every relayed connection has ended by itself (the server closes after CLOSED),
+  // or after `ms`: closing the relay before that would lose the client's last frames (its CLOSE)
+  drained(ms) {
+    return new Promise((resolve) => {
+      const deadline = Date.now() + ms;
+      const poll = () => {
+        if (this.pairs.size === 0 || Date.now() >= deadline) resolve();
+        else setTimeout(poll, 5);
+      };
+      poll();
+    });
+  }
+
   close() {
     this.isCut = true;
     this.server.close();
@@ -346,6 +359,7 @@ const ops = {
     const { client, relay } = conn(req);
     client.close();
     await closed(client);
+    await relay.drained(CLOSE_TIMEOUT_MS); // ably-js is 'closed' at once; its CLOSE is still in flight
     relay.close();
     return null;
   },
