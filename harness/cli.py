@@ -5,6 +5,7 @@
                              [--known-failing FILE]
     presence-conformance replay FILE --adapter NAME [--adapter-option K=V]...
     presence-conformance list adapters|scenarios|requirements
+    presence-conformance generate ...     (generated programs; see `generate --help`)
     presence-conformance report ...       (re-render reports, matrix; see `report --help`)
     presence-conformance serve ...        (the reference server; see `serve --help`)
     presence-conformance --version

@@ -2,14 +2,15 @@
 
 pytest loads this module for everyone who has presence-conformance installed (entry point
 `pytest11`), so it does nothing at all until `--adapter` is given: it adds its command-line
-options, defines its fixtures (which skip when asked for without `--adapter`) and stops there;
-importing it imports nothing beyond pytest and the standard library.
+options (with those of the generated item, `harness.generation.pytest_items`), defines its
+fixtures (which skip when asked for without `--adapter`) and stops there.
 
 With `--adapter NAME`:
 
 - every scenario file becomes a test item `scenarios/<case_id>`, marked with its requirement IDs,
   its area and `conformance` (`-m history.limit-default-100`, `-m history`, `-k limit-default`,
-  `-m "not conformance"` all select as expected);
+  `-m "not conformance"` all select as expected); one more item, `generated/<profile>`, runs
+  Hypothesis-generated programs (`--no-generation` leaves it out);
 - the adapter is started once per process, on one asyncio loop in a background thread
   (`harness.session.ConformanceSession`, the same core the CLI uses); every case is bounded by a
   timeout, so a hung adapter fails items instead of hanging pytest;
@@ -213,6 +214,15 @@ class ScenarioSuite(pytest.Collector):
                 for s in state.scenarios]
 
 
+class GeneratedSuite(pytest.Collector):
+    """The collector of the generated item(s) (`harness.generation.pytest_items`)."""
+
+    provide: Callable[[], list[pytest.Item]] = staticmethod(list)
+
+    def collect(self) -> list[pytest.Item]:
+        return list(self.provide())
+
+
 class ScenarioItem(pytest.Item):
     """One scenario run against the session's adapter."""
 
@@ -273,9 +283,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     suite = ScenarioSuite.from_parent(session, name=SUITE_NODEID, nodeid=SUITE_NODEID)
     items.extend(session.genitems(suite))
-    from harness.generation.pytest_items import generated_items
+    from harness.generation.pytest_items import NODEID_PREFIX, generated_items
 
-    items.extend(generated_items(session, state.session, state.strict))
+    generated = GeneratedSuite.from_parent(session, name=NODEID_PREFIX, nodeid=NODEID_PREFIX)
+    generated.provide = lambda: generated_items(session, state.session, state.strict)
+    items.extend(session.genitems(generated))  # collected like any node: counted, hooks fired
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -314,7 +326,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         expected = state.selected_elsewhere
     else:
         expected = len(state.selected)
-    ran = len(state.session.run_result.cases)
+    ran = sum(1 for c in state.session.run_result.cases if c.kind == "scenario")
     if expected is not None and ran < expected and not state.session.run_result.partial:
         state.session.mark_partial(f"{expected - ran} of {expected} selected cases did not run")
     run = state.session.finish()

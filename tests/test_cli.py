@@ -405,6 +405,16 @@ def test_serve_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == [["--port", "0", "--help"]]
 
 
+def test_generate_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.generation.cli
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(harness.generation.cli, "generate_main",
+                        lambda argv: seen.append(argv) or 5)
+    assert main(["generate", "--adapter", "reference", "--examples", "3"]) == 5
+    assert seen == [["--adapter", "reference", "--examples", "3"]]
+
+
 def test_report_delegates(scenarios: Path, tmp_path: Path) -> None:
     assert main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
                  "--report-dir", str(tmp_path / "a")]) == 0
