@@ -126,10 +126,16 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"presence-conformance generate: profile {args.profile}{seed} against adapter "
               f"{args.adapter!r}", file=out, flush=True)
 
-    def progress(number: int, case: Any) -> None:
-        if not quiet and case.outcome.is_failure and number <= 1_000_000:
-            reqs = ", ".join(sorted({v.requirement for v in case.violations})) or case.error
-            print(f"  program {number}: {case.outcome.value} ({reqs})", file=out, flush=True)
+    seen_failure: list[int] = []
+
+    def progress(number: int, document: Any, case: Any) -> None:
+        if seen_failure or not (case.outcome.is_failure
+                                or (args.strict and case.outcome.value == "non-strict")):
+            return
+        seen_failure.append(number)
+        reqs = ", ".join(sorted({v.requirement for v in case.violations})) or case.error
+        print(f"  program {number} ({len(document.get('steps', ()))} steps): "
+              f"{case.outcome.value} ({reqs}); shrinking it...", file=out, flush=True)
 
     try:
         try:

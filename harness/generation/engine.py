@@ -158,12 +158,12 @@ def _run_program(session: Any, scenario: Any) -> CaseResult:
 
 
 def run_generation(session: Any, options: GenerationOptions | None = None,
-                   on_program: Callable[[int, CaseResult], None] | None = None
+                   on_program: Callable[[int, dict[str, Any], CaseResult], None] | None = None
                    ) -> GenerationResult:
     """Generate and run programs against the session's adapter (see the module docstring).
 
     `session` is a `harness.session.ConformanceSession` (started here if needed). `on_program`
-    is called after each program with its number and result. Never raises for a failing
+    is called after each program with its number, its scenario document and its result. Never raises for a failing
     program; raises `HarnessError` when the harness itself breaks (a generated program the
     loader refuses, the adapter's loop blocked).
     """
@@ -202,7 +202,7 @@ def run_generation(session: Any, options: GenerationOptions | None = None,
         event(f"outcome: {case.outcome.value}")
         event(f"steps: {_bucket(_steps(document))}")
         if on_program is not None:
-            on_program(result.programs, case)
+            on_program(result.programs, document, case)
         if is_detection(case, options.strict):
             if result.time_to_first_failure is None:
                 result.time_to_first_failure = time.monotonic() - started
@@ -214,9 +214,9 @@ def run_generation(session: Any, options: GenerationOptions | None = None,
     # the same programs for a given profile and shape, whichever function object runs them
     test.hypothesis.inner_test._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
         f"presence-conformance/{chosen.name}/{config.min_steps}-{config.max_steps}".encode())
-    test = test_settings(test)
-    if run_seed is not None:
+    if run_seed is not None:  # before the settings: `seed` alone would switch the database off
         test = seed(run_seed)(test)
+    test = test_settings(test)
     flaky = False
     stats: list[dict[str, Any]] = []
     try:

@@ -143,13 +143,15 @@ def hypothesis_settings(chosen: Profile, *, namespace: str = "default",
     `namespace` keys the example database (the adapter's name); `database` is its directory
     (default `.hypothesis/presence-conformance`, or `$PRESENCE_GENERATION_DB`); `use_database`
     forces it on (True) or off (False) whatever the profile says. `seed` makes a run
-    reproducible. `shrink=False` stops at the first failing program (used to measure detection).
+    reproducible (and then no database is used unless one is asked for explicitly). `shrink=False` stops at the first failing program (used to measure detection).
     Other keyword arguments are passed on to `hypothesis.settings`.
     """
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
     if shrink:
         phases.append(Phase.shrink)
     db = _database(chosen, database, namespace, use_database)
+    if seed is not None and database is None and not use_database:
+        db = None  # a seed reproduces a run's programs; stored failures would change the run
     derandomize = chosen.derandomize and seed is None
     if derandomize and db is not None:
         derandomize, seed = False, CI_SEED
