@@ -27,6 +27,7 @@ function sdkVersion() {
 const SDK_VERSION = sdkVersion();
 const PAGE_LIMIT = 1000; // history pages kept for history_next (oldest forgotten first)
 const CLOSE_TIMEOUT_MS = 5000;
+const DRAIN_TIMEOUT_MS = 1000; // below the runner's close timeout (2 s)
 
 // stdout is the protocol channel: nothing else may write to it
 console.log = console.error;
@@ -113,8 +114,13 @@ class Relay {
     down.setNoDelay(true); // no Nagle delay on the relay's two hops (the SDK's own socket has none)
     const up = net.connect({ port: this.port, host: this.host, noDelay: true });
     up.on('error', () => down.destroy());
-    const pair = { down, up };
+    const pair = { down, up, rest: false };
     this.pairs.add(pair);
+    // ably-js sends REST (presence history) to the same host and port: tell those connections
+    // (kept alive by its HTTP agent) from the realtime one (the WebSocket upgrade of "/")
+    down.once('data', (chunk) => {
+      pair.rest = !/^GET \/(\?| )/.test(chunk.toString('latin1', 0, 16));
+    });
     down.pipe(up);
     up.pipe(down);
     const forget = () => this.pairs.delete(pair);
@@ -137,13 +143,15 @@ class Relay {
     }
   }
 
-  // resolves once every relayed connection has ended by itself (the server closes after CLOSED),
-  // or after `ms`: closing the relay before that would lose the client's last frames (its CLOSE)
+  // resolves once the realtime connection has ended by itself (the server closes it after
+  // CLOSED), or after `ms`: closing the relay before that would lose the client's last frames
+  // (its CLOSE); REST connections kept alive by the HTTP agent are not waited for
   drained(ms) {
     return new Promise((resolve) => {
       const deadline = Date.now() + ms;
       const poll = () => {
-        if (this.pairs.size === 0 || Date.now() >= deadline) resolve();
+        const open = [...this.pairs].some((pair) => !pair.rest);
+        if (!open || Date.now() >= deadline) resolve();
         else setTimeout(poll, 5);
       };
       poll();
@@ -359,7 +367,7 @@ const ops = {
     const { client, relay } = conn(req);
     client.close();
     await closed(client);
-    await relay.drained(CLOSE_TIMEOUT_MS); // ably-js is 'closed' at once; its CLOSE is still in flight
+    await relay.drained(DRAIN_TIMEOUT_MS); // ably-js is 'closed' at once; its CLOSE is still in flight
     relay.close();
     return null;
   },

@@ -109,6 +109,13 @@ def test_contract_through_ably_js(node_toolchain: None) -> None:
         assert info.value.code == 40160
         wildcard = await adapter.connect("*")
         assert wildcard.client_id == "*"
+        # bob's REST history left a keep-alive HTTP connection in his relay: his close waits for
+        # the realtime connection only, well within the runner's close timeout
+        child = adapter._child
+        started = time.monotonic()
+        await bob.close()
+        assert time.monotonic() - started < 1.0
+        assert adapter._child is child and child.alive
     run(body)
 
 
