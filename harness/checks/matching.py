@@ -129,8 +129,8 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
                 if devs is not None:
                     found = (j, devs)
                     break
-        if found is not None and slots[found[0]].count >= slots[found[0]].min:
-            # that slot already has its copies (a listener registered twice may get 1 or 2): an
+        if found is not None and slots[found[0]].count >= max(slots[found[0]].min, 1):
+            # that slot already had its copy (a listener registered twice may get 1 or 2): an
             # identical later event still waiting for its copy, and already caused when this
             # item was seen, takes the item instead
             for j in range(found[0] + 1, len(slots)):
