@@ -119,6 +119,41 @@ class Alignment:
 
 
 def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> None:
+    """Align one member's items, in order. Identical items are ambiguous (a copy, or the next
+    identical event; an optional event, or a required one reported with the same action): the
+    in-order greedy alignment is kept unless it leaves a required slot unmatched and preferring
+    required slots does better."""
+    start = [slot.count for slot in slots]
+    first = Alignment()
+    _align_member_once(slots, received, first, prefer_required=False)
+    if any(slot.count < slot.min for slot in slots):
+        greedy = [slot.count for slot in slots]
+        for slot, count in zip(slots, start, strict=True):
+            slot.count = count
+        second = Alignment()
+        _align_member_once(slots, received, second, prefer_required=True)
+        if _problems(slots, second) < _problems_at(slots, greedy, first):
+            first = second
+        else:
+            for slot, count in zip(slots, greedy, strict=True):
+                slot.count = count
+    out.matched.extend(first.matched)
+    out.late.extend(first.late)
+    out.extras.extend(first.extras)
+
+
+def _problems(slots: list[Slot], alignment: Alignment) -> int:
+    return (sum(max(0, slot.min - slot.count) for slot in slots) + len(alignment.late)
+            + len(alignment.extras))
+
+
+def _problems_at(slots: list[Slot], counts: list[int], alignment: Alignment) -> int:
+    return (sum(max(0, slot.min - count) for slot, count in zip(slots, counts, strict=True))
+            + len(alignment.late) + len(alignment.extras))
+
+
+def _align_member_once(slots: list[Slot], received: list[Seen], out: Alignment,
+                       prefer_required: bool) -> None:
     position = 0
     for seen in received:
         found = None
@@ -129,10 +164,11 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
                 if devs is not None:
                     found = (j, devs)
                     break
-        if found is not None and slots[found[0]].count >= max(slots[found[0]].min, 1):
-            # that slot already had its copy (a listener registered twice may get 1 or 2): an
-            # identical later event still waiting for its copy, and already caused when this
-            # item was seen, takes the item instead
+        floor = 0 if prefer_required else 1
+        if found is not None and slots[found[0]].count >= max(slots[found[0]].min, floor):
+            # that slot needs no more items (it already had its copy, a listener registered
+            # twice may get 1 or 2; or it is optional): an identical later event still waiting
+            # for its item, and already caused when this item was seen, takes the item instead
             for j in range(found[0] + 1, len(slots)):
                 slot = slots[j]
                 if slot.count < slot.min and _caused_by(slot, seen.step):
