@@ -164,18 +164,24 @@ def _align_member_once(slots: list[Slot], received: list[Seen], out: Alignment,
                 if devs is not None:
                     found = (j, devs)
                     break
-        floor = 0 if prefer_required else 1
-        if found is not None and slots[found[0]].count >= max(slots[found[0]].min, floor):
-            # that slot needs no more items (it already had its copy, a listener registered
-            # twice may get 1 or 2; or it is optional): an identical later event still waiting
-            # for its item, and already caused when this item was seen, takes the item instead
-            for j in range(found[0] + 1, len(slots)):
-                slot = slots[j]
-                if slot.count < slot.min and _caused_by(slot, seen.step):
-                    devs = deviations(seen, slot.event, slot.origin)
-                    if devs is not None:
-                        found = (j, devs)
-                        break
+        if found is not None:
+            current = slots[found[0]]
+            # an identical later event, already caused when this item was seen, takes the item
+            # instead when the slot found already had an item (a second identical item is the
+            # next event rather than a copy, which only a listener registered twice may get),
+            # or, preferring required slots, when the slot found needs no more items
+            taken = current.count >= 1
+            needless = prefer_required and current.count >= current.min
+            if taken or needless:
+                for j in range(found[0] + 1, len(slots)):
+                    slot = slots[j]
+                    wanted = ((taken and slot.count == 0 < slot.max)
+                              or (needless and slot.count < slot.min))
+                    if wanted and _caused_by(slot, seen.step):
+                        devs = deviations(seen, slot.event, slot.origin)
+                        if devs is not None:
+                            found = (j, devs)
+                            break
         if found is not None:
             j, devs = found
             slots[j].count += 1
