@@ -573,7 +573,7 @@ def test_each_broadcast_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None
         for c in clients:
             await c.expect(14)
         actions = [frame["action"] for frame in calls]
-        assert actions == [1, 14]  # one ACK, one broadcast for six subscribers
+        assert actions == [14, 1]  # one broadcast for six subscribers, then the ACK
         for c in clients:
             await c.close()
 

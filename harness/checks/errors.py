@@ -95,6 +95,8 @@ def unexpected_requirement(op: OpRecord) -> str:
     data = args.get("data")
     if kind in ("enter", "update", "leave"):
         special = _data_requirement(data) if data is not None else None
+        if kind == "leave" and not op.was_present:
+            return "leave.when-not-present"  # RTP10d, attached or not
         if op.fresh_attach:
             return special or "enter.implicit-attach"
         if kind == "enter":

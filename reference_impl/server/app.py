@@ -823,12 +823,14 @@ class PresenceServer:
                     event.extra["wire"] = wire
                 events.append(event)
             conn.entered.add(channel)
+        # The broadcast goes out before the ACK, so the sender has heard its own event by the time
+        # its call returns (a listener added right after enter() must not receive it late).
+        self.stats["presence"] += 1
+        self._publish_events(channel, events, conn, serial)
         if failure is not None:
             self._send_error(conn, failure)
         else:
             self._send(conn, {"action": Act.ACK, "msgSerial": serial, "count": 1})
-        self.stats["presence"] += 1
-        self._publish_events(channel, events, conn, serial)
 
     def _prepare_item(self, conn: _Conn, index: int, item: Any
                       ) -> tuple[Action, str, Any, WireData, int]:

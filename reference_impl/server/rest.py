@@ -52,8 +52,12 @@ _HTTP_CODES = {404: errors.NOT_FOUND, 405: 40500, 401: INVALID_CREDENTIALS}
 def error_response(code: int, message: str, status: int | None = None) -> web.Response:
     """A JSON error body `{"error": ErrorInfo}` with the matching HTTP status."""
     info = error_info(code, message, status)
-    return web.Response(status=info["statusCode"], text=dumps({"error": info}),
-                        content_type="application/json")
+    # Exactly `application/json` (no charset): ably-js only parses error bodies of that type.
+    return web.Response(status=info["statusCode"], body=dumps({"error": info}).encode(),
+                        headers={"Content-Type": "application/json",
+                                 "X-Ably-ErrorCode": str(info["code"]),
+                                 "X-Ably-ErrorMessage": info["message"][:200].encode(
+                                     "ascii", "replace").decode()})
 
 
 @web.middleware
