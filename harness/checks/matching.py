@@ -120,26 +120,29 @@ class Alignment:
 
 def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> None:
     """Align one member's items, in order. Identical items are ambiguous (a copy, or the next
-    identical event; an optional event, or a required one reported with the same action): the
-    in-order greedy alignment is kept unless it leaves a required slot unmatched and preferring
-    required slots does better."""
+    identical event; an optional event reported with an alternative action, or the next event
+    with that very action; an optional event, or a required one): a few tie-breaking strategies
+    are tried and the alignment with the fewest problems (missing, late, extra) is kept, the
+    earlier strategy on a tie."""
     start = [slot.count for slot in slots]
-    first = Alignment()
-    _align_member_once(slots, received, first, prefer_required=False)
-    if any(slot.count < slot.min for slot in slots):
-        greedy = [slot.count for slot in slots]
+    best: tuple[int, Alignment, list[int]] | None = None
+    for prefer_exact, prefer_required in ((True, False), (False, False), (False, True)):
         for slot, count in zip(slots, start, strict=True):
             slot.count = count
-        second = Alignment()
-        _align_member_once(slots, received, second, prefer_required=True)
-        if _problems(slots, second) < _problems_at(slots, greedy, first):
-            first = second
-        else:
-            for slot, count in zip(slots, greedy, strict=True):
-                slot.count = count
-    out.matched.extend(first.matched)
-    out.late.extend(first.late)
-    out.extras.extend(first.extras)
+        trial = Alignment()
+        _align_member_once(slots, received, trial, prefer_exact, prefer_required)
+        score = _problems(slots, trial)
+        if best is None or score < best[0]:
+            best = (score, trial, [slot.count for slot in slots])
+        if score == 0:
+            break
+    assert best is not None
+    _, chosen, counts = best
+    for slot, count in zip(slots, counts, strict=True):
+        slot.count = count
+    out.matched.extend(chosen.matched)
+    out.late.extend(chosen.late)
+    out.extras.extend(chosen.extras)
 
 
 def _problems(slots: list[Slot], alignment: Alignment) -> int:
@@ -147,13 +150,8 @@ def _problems(slots: list[Slot], alignment: Alignment) -> int:
             + len(alignment.extras))
 
 
-def _problems_at(slots: list[Slot], counts: list[int], alignment: Alignment) -> int:
-    return (sum(max(0, slot.min - count) for slot, count in zip(slots, counts, strict=True))
-            + len(alignment.late) + len(alignment.extras))
-
-
 def _align_member_once(slots: list[Slot], received: list[Seen], out: Alignment,
-                       prefer_required: bool) -> None:
+                       prefer_exact: bool, prefer_required: bool) -> None:
     position = 0
     for seen in received:
         found = None
@@ -168,20 +166,26 @@ def _align_member_once(slots: list[Slot], received: list[Seen], out: Alignment,
             current = slots[found[0]]
             # an identical later event, already caused when this item was seen, takes the item
             # instead when the slot found already had an item (a second identical item is the
-            # next event rather than a copy, which only a listener registered twice may get),
-            # or, preferring required slots, when the slot found needs no more items
+            # next event rather than a copy, which only a listener registered twice may get);
+            # preferring exact matches, when the slot found would take it only as an allowed
+            # alternative (an enter for an update) and needs no more items; preferring required
+            # slots, when the slot found needs no more items
             taken = current.count >= 1
             needless = prefer_required and current.count >= current.min
-            if taken or needless:
+            inexact = prefer_exact and bool(found[1]) and current.count >= current.min
+            if taken or needless or inexact:
                 for j in range(found[0] + 1, len(slots)):
                     slot = slots[j]
-                    wanted = ((taken and slot.count == 0 < slot.max)
-                              or (needless and slot.count < slot.min))
-                    if wanted and _caused_by(slot, seen.step):
-                        devs = deviations(seen, slot.event, slot.origin)
-                        if devs is not None:
-                            found = (j, devs)
-                            break
+                    if not _caused_by(slot, seen.step):
+                        continue
+                    devs = deviations(seen, slot.event, slot.origin)
+                    if devs is None:
+                        continue
+                    if ((taken and slot.count == 0 < slot.max)
+                            or (needless and slot.count < slot.min)
+                            or (inexact and not devs and slot.count == 0 < slot.max)):
+                        found = (j, devs)
+                        break
         if found is not None:
             j, devs = found
             slots[j].count += 1

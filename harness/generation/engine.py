@@ -18,6 +18,7 @@ which is then
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections import Counter
@@ -149,8 +150,10 @@ def _run_program(session: Any, scenario: Any) -> CaseResult:
     from harness.runner import run_scenario
 
     limit = session.case_timeout(scenario)
+    # a passing program's history is of no use and only weighs on memory (failures keep theirs)
+    settings = dataclasses.replace(session.settings, keep_history=False)
     try:
-        return session.run(run_scenario(scenario, session.adapter, session.settings), limit)
+        return session.run(run_scenario(scenario, session.adapter, settings), limit)
     except TimeoutError:
         return CaseResult(case_id=scenario.case_id, adapter=session.adapter_name,
                           outcome=Outcome.TIMEOUT, kind="generated",

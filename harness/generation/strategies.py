@@ -61,7 +61,7 @@ BAD_DATA = 40013  # errors.INVALID_DATA
 KINDS = ("enter", "subscribe", "get", "update", "leave", "enter", "history", "update",
          "concurrently", "unsubscribe", "drop", "connect", "get", "sync_complete", "close",
          "leave", "history", "enter", "update", "history", "drop", "get", "connect")
-INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!")
+INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!", "history!")
 """Invalid variants of kinds (drawn only when the adapter validates arguments): history with
 limit 0/1001/-1, start after end or an unknown direction; subscribe/unsubscribe with an unknown
 action; enter with a number or a boolean as data."""
@@ -169,7 +169,7 @@ _ONE_ACTION = st.sampled_from(ACTIONS)
 _ACTION_LIST = st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=3, unique=True)
 _GET_FILTERS = st.sampled_from(["none", "client_id", "connection_id", "both", "unknown"])
 _HISTORY_PROBLEMS = st.sampled_from(["limit", "start-after-end", "direction"])
-_BAD_LIMITS = st.sampled_from([0, 1001, -1])
+_BAD_LIMITS = st.sampled_from([1001, 0, -1])
 _BOUNDS = st.sampled_from([(ABSENT, ABSENT), ("ref", ABSENT), ("ref", "ref"), (ABSENT, "ref"),
                            ("zero", ABSENT), ("zero", "ref")])
 _LIMITS = st.sampled_from([ABSENT, 1, 2, 3, 5, 100, 1000])
