@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -45,43 +44,18 @@ from harness.adapter import (
     Listener,
     UsageError,
 )
+from harness.adapters.embedded import (
+    DEFAULT_LEAVE_GRACE,
+    FULL_CAPABILITY,
+    check_endpoint,
+    check_key,
+    parse_float,
+)
 from reference_impl.types import PresenceMessage
 
 __all__ = ["AblyWireAdapter"]
 
-DEFAULT_LEAVE_GRACE = 0.3
 DEFAULT_TIMEOUT = 10.0
-_FULL_CAPABILITY = {"*": ["*"]}
-
-
-def _positive_float(options: Mapping[str, str], name: str, default: float, minimum: float = 0.0
-                    ) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"adapter 'ably-wire': option {name}={raw!r} is not a number") from None
-    if not math.isfinite(value) or value < minimum:
-        raise UsageError(f"adapter 'ably-wire': option {name}={raw!r} must be >= {minimum:g}")
-    return value
-
-
-def _check_endpoint(endpoint: str) -> str:
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"adapter 'ably-wire': endpoint={endpoint!r}: expected HOST:PORT, "
-                         "e.g. 127.0.0.1:8080")
-    return endpoint
-
-
-def _check_key(key: str) -> str:
-    name, sep, secret = key.partition(":")
-    if not sep or not name or not secret:
-        raise UsageError(f"adapter 'ably-wire': key={key!r}: expected NAME:SECRET, "
-                         "e.g. appid.keyid:secret")
-    return key
 
 
 class WireHistoryPage(HistoryPage):
@@ -208,12 +182,12 @@ class AblyWireAdapter(Adapter):
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         super().__init__(options)
         opts = self.option_values
-        self.leave_grace = _positive_float(opts, "leave_grace", DEFAULT_LEAVE_GRACE)
-        self.timeout = _positive_float(opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
+        self.leave_grace = parse_float(self.name, opts, "leave_grace", DEFAULT_LEAVE_GRACE)
+        self.timeout = parse_float(self.name, opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
         self.external = "endpoint" in opts
-        self.endpoint = _check_endpoint(opts["endpoint"]) if self.external else ""
+        self.endpoint = check_endpoint(self.name, opts["endpoint"]) if self.external else ""
         if "key" in opts:
-            self.key = _check_key(opts["key"])
+            self.key = check_key(self.name, opts["key"])
         elif self.external:
             raise UsageError("adapter 'ably-wire': option endpoint needs key=NAME:SECRET too")
         else:
@@ -271,7 +245,7 @@ class AblyWireAdapter(Adapter):
             await server.stop()
 
     def _key_for(self, capability: dict[str, list[str]] | None) -> str:
-        if capability is None or capability == _FULL_CAPABILITY:
+        if capability is None or capability == FULL_CAPABILITY:
             return self.key
         if self.server is None:
             raise NotImplementedError(
