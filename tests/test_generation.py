@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +36,8 @@ from harness.results import Outcome
 from harness.scenario import load_scenario, scenario_from_dict, scenario_to_yaml
 from harness.scenario_yaml import load_yaml
 from harness.session import ConformanceSession
+
+pytest_plugins = ["pytester"]
 
 QUICK = settings(max_examples=150, deadline=None, database=None,
                  suppress_health_check=list(HealthCheck))
@@ -266,7 +269,9 @@ def test_a_failure_is_shrunk_saved_and_replays_to_the_same_failure(tmp_path: Pat
     assert case.kind == "generated" and case.outcome is Outcome.FAIL
     assert case.scenario_file == str(failure.path) and case.replay == failure.replay
     assert FAST_REQUIREMENT in case.requirements and case.violations and case.history
-    assert "passing examples" in result.statistics and "shrink phase" in result.statistics
+    # Hypothesis words its statistics differently across versions ("3 passing examples" /
+    # "3 passing, 0 failing"; "shrink phase" / "Tried 11 shrinks"): check the substance.
+    assert re.search(r"\d+ passing", result.statistics) and "shrink" in result.statistics
 
     saved = load_scenario(failure.path)  # an ordinary scenario file
     assert FAST_REQUIREMENT in saved.requirements
@@ -372,7 +377,7 @@ def test_pytest_collects_the_generated_item(pytester: pytest.Pytester) -> None:
                                            "--generation-examples", "5", "-v",
                                            "--hypothesis-show-statistics")
     result.stdout.fnmatch_lines(["generated/ci PASSED*", "*Hypothesis Statistics*",
-                                 "generated/ci:*", "*5 passing examples*"])
+                                 "generated/ci:*", "*5 passing*"])
     result = pytester.runpytest_inprocess("--adapter=reference", "--no-generation",
                                           "--collect-only", "-q")
     assert not any(line.startswith("generated/") for line in result.outlines)
