@@ -28,3 +28,14 @@ def test_bench_quick_runs_and_prints_the_table() -> None:
                       "get (connectionId)", "history page"):
         assert f"model   {operation}" in table and f"service {operation}" in table
     assert any(line.startswith("verdict:") for line in lines)
+
+
+def test_runner_bench_quick_runs_and_prints_ratios() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_runner.py"), "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "harness ms" in result.stdout and "ratio" in result.stdout
+    assert "whole suite against reference:" in result.stdout
+    assert "(pass " in result.stdout  # the bench's own scenario and the suite ran
