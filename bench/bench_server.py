@@ -331,13 +331,14 @@ async def bench_rtt(server: ServerProcess, report: Report, samples: int, rounds:
             text = presence_frame(channel, serial, 2, "rtt-data")
             started = time.perf_counter()
             await ws.send(text)
+            # the server broadcasts the event (the sender included) before it ACKs
+            await recv_until(ws, '{"action":14,')
             await recv_until(ws, '{"action":1,')
             enter_times.append(time.perf_counter() - started)
-            await recv_until(ws, '{"action":14,')  # its own event, before the next op
             serial += 1
             await ws.send(presence_frame(channel, serial, 3))
-            await recv_until(ws, '{"action":1,')
             await recv_until(ws, '{"action":14,')
+            await recv_until(ws, '{"action":1,')
             serial += 1
 
     async def echoes(count: int) -> None:
