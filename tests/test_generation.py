@@ -393,3 +393,21 @@ def test_pytest_generated_item_fails_with_the_minimal_program(pytester: pytest.P
                                  f"*replay: presence-conformance replay found/*.yaml --adapter "
                                  f"mutant:{FAST_MUTANT}*", "*minimal program*written to found/*"])
     assert len(list((pytester.path / "found").glob("*.yaml"))) == 1
+
+
+# -- the optimisation of the schema check that generation's speed relies on ----------------------
+
+
+def test_message_schema_cache_folds_only_valid_identities() -> None:
+    from harness.checks.messages import _schema_errors, _shape_key
+
+    base = {"action": "enter", "clientId": "a", "connectionId": "c1", "data": None,
+            "timestamp": 5, "id": "c1:0:0"}
+    same = {**base, "clientId": "b", "connectionId": "c2", "timestamp": 9, "id": "c2:3:0"}
+    assert _shape_key(base) == _shape_key(same)
+    for bad in ({"clientId": ""}, {"id": ""}, {"timestamp": -1}, {"timestamp": 1.5},
+                {"timestamp": True}, {"id": None}, {"data": 3}):
+        message = {**base, **bad}
+        assert _shape_key(message) != _shape_key(base)
+        assert _schema_errors(message, {}), bad
+    assert _schema_errors(base, {}) == [] and _schema_errors(same, {}) == []
