@@ -305,9 +305,9 @@ def save_failure(session: Any, failure: GeneratedFailure, options: GenerationOpt
     what = (f"{first.requirement}: {first.message}" if first is not None
             else f"{case.outcome.value}: {case.error or ''}".strip())
     document["name"] = f"generated-{digest}"
-    document["description"] = (f"Found by `presence-conformance generate` (profile "
-                               f"{profile_name}) against adapter {session.adapter_name!r}: "
-                               f"{what}")
+    document["description"] = (f"Found by presence-conformance generate (profile "
+                               f"{profile_name}) against adapter {session.adapter_name}.\n"
+                               f"{what}\n")
     document["requirements"] = requirements
     meta: dict[str, Any] = {
         "generator": "presence-conformance generate",

@@ -8,15 +8,18 @@ How a program is drawn, and why it shrinks well:
 
 1. a *cast*: up to four clients (`alice`, `bob`, `carol`, `dave`), each plain, a second
    connection of an earlier client's clientId (a twin), a late joiner (`connect: later`),
-   anonymous, or without the presence capability; and one or two channels;
+   anonymous, or without the presence capability, some of them *watchers* that subscribe to
+   every action as soon as they connect; and one or two channels;
 2. a *swarm* choice: a random subset of step kinds is switched off for the whole program
    (Hypothesis' swarm testing), so some programs have no leaves, others no history, ...;
 3. a list of *intents*: each names a step kind and small integers for "which client", "which
    channel", "which listener", "which earlier event", plus the arguments (data of every type,
    filters, action lists, history bounds and options, sometimes invalid ones);
-4. `compile_program` turns the intents into a valid scenario, resolving each integer against
-   the state reached so far (clients connected at that point, listeners subscribed, earlier event
-   steps) and skipping an intent that has nothing to act on.
+4. an *epilogue*: final reads on every channel (history, filtered gets), any of them or none;
+5. `compile_program` turns all this into a valid scenario, resolving each integer against the
+   state reached so far (clients connected at that point, listeners subscribed, earlier event
+   steps) and skipping an intent that has nothing to act on; clients and channels no step uses
+   are left out of the document.
 
 Because every intent is interpreted against the state instead of being required to fit it, the
 shrinker can delete any step or simplify any argument and still get a valid program: failures
@@ -70,7 +73,6 @@ BLOCK_KINDS = ("enter", "subscribe", "get", "update", "leave", "history", "unsub
                "sync_complete")
 PUBLISH = ("enter", "update", "leave")
 READS = ("get", "history", "sync_complete", "subscribe", "unsubscribe")
-CLIENT_KINDS = ("plain", "twin", "late", "anonymous", "restricted")
 
 
 @dataclass(frozen=True)
