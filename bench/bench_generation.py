@@ -3,7 +3,7 @@ failure is, and how many generated programs per second run against the reference
 
 Run `python bench/bench_generation.py [--quick] [--mutants GLOB] [--budget N] [--profile]`.
 
-Part 1, per mutant (`harness.mutants`): generation alone (no scenario files), random programs
+Part 1, per mutant (`presence_conformance.harness.mutants`): generation alone (no scenario files), random programs
 of up to 20 steps from a fixed seed (reproducible), until the first failing program; then
 Hypothesis shrinks it and the minimal program is written and replayed from its file. Printed:
 the programs and seconds to the first detection, the violated requirements, the steps of the
@@ -37,13 +37,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.adapters.reference import ReferenceAdapter
-from harness.generation import GenerationConfig, GenerationOptions, programs, run_generation
-from harness.mutants import MUTANTS
-from harness.mutants.detection import ADAPTER_OPTIONS, detect
-from harness.runner import RunSettings, run_scenario
-from harness.scenario import scenario_from_dict
-from harness.session import ConformanceSession
+from presence_conformance.harness.adapters.reference import ReferenceAdapter
+from presence_conformance.harness.generation import (
+    GenerationConfig,
+    GenerationOptions,
+    programs,
+    run_generation,
+)
+from presence_conformance.harness.mutant_detection import ADAPTER_OPTIONS, detect
+from presence_conformance.harness.mutants import MUTANTS
+from presence_conformance.harness.run.runner import RunSettings, run_scenario
+from presence_conformance.harness.scenario import scenario_from_dict
+from presence_conformance.harness.session import ConformanceSession
 
 TARGET_MEDIAN_SECONDS = 5.0
 TARGET_SHORT_STEPS = 8
@@ -55,16 +60,27 @@ def _settings(op_timeout: float) -> RunSettings:
     return RunSettings(op_timeout=op_timeout, quiet_period=0.02)
 
 
-def bench_mutants(names: list[str], budget: int, seed: int, op_timeout: float,
-                  out_dir: Path) -> list[dict[str, Any]]:
+def bench_mutants(
+    names: list[str], budget: int, seed: int, op_timeout: float, out_dir: Path
+) -> list[dict[str, Any]]:
     rows = []
-    header = (f"{'mutant':<36}{'found':>6}{'programs':>9}{'detect s':>9}{'first':>6}"
-              f"{'shrunk':>7}{'shrink s':>9}{'replay':>7}  requirements")
+    header = (
+        f"{'mutant':<36}{'found':>6}{'programs':>9}{'detect s':>9}{'first':>6}"
+        f"{'shrunk':>7}{'shrink s':>9}{'replay':>7}  requirements"
+    )
     print(header)
     print("-" * len(header))
     for name in names:
-        found = detect(name, (), profile="dev", examples=budget, shrink=True, seed=seed,
-                       failures_dir=out_dir / name, settings=_settings(op_timeout))
+        found = detect(
+            name,
+            (),
+            profile="dev",
+            examples=budget,
+            shrink=True,
+            seed=seed,
+            failures_dir=out_dir / name,
+            settings=_settings(op_timeout),
+        )
         gen = found.generation
         failure = gen.failure if gen is not None else None
         row = {
@@ -75,7 +91,8 @@ def bench_mutants(names: list[str], budget: int, seed: int, op_timeout: float,
             "first_steps": failure.first_steps if failure else None,
             "steps": failure.steps if failure else None,
             "shrink_seconds": (gen.elapsed - gen.time_to_first_failure)
-            if failure and gen.time_to_first_failure is not None else None,
+            if failure and gen.time_to_first_failure is not None
+            else None,
             "replayed": failure.replay_confirmed if failure else None,
             "requirements": failure.requirements if failure else [],
             "total_programs": gen.programs if gen else 0,
@@ -86,11 +103,14 @@ def bench_mutants(names: list[str], budget: int, seed: int, op_timeout: float,
             return "-" if value is None else format(value, fmt)
 
         replay = {True: "same", False: "DIFF", None: "-"}[row["replayed"]]
-        print(f"{name:<36}{'yes' if row['detected'] else 'NO':>6}"
-              f"{cell(row['programs'], 'd'):>9}{cell(row['seconds'], '.2f'):>9}"
-              f"{cell(row['first_steps'], 'd'):>6}{cell(row['steps'], 'd'):>7}"
-              f"{cell(row['shrink_seconds'], '.1f'):>9}{replay:>7}  "
-              f"{', '.join(row['requirements'][:3]) or '-'}", flush=True)
+        print(
+            f"{name:<36}{'yes' if row['detected'] else 'NO':>6}"
+            f"{cell(row['programs'], 'd'):>9}{cell(row['seconds'], '.2f'):>9}"
+            f"{cell(row['first_steps'], 'd'):>6}{cell(row['steps'], 'd'):>7}"
+            f"{cell(row['shrink_seconds'], '.1f'):>9}{replay:>7}  "
+            f"{', '.join(row['requirements'][:3]) or '-'}",
+            flush=True,
+        )
     return rows
 
 
@@ -102,11 +122,21 @@ costs the harness's own work, not a grace period (the default 0.2 s would domina
 def bench_throughput(examples: int, op_timeout: float, profile_run: bool) -> dict[str, float]:
     """Generated 20-step programs per second against reference, end to end and by part."""
     config = GenerationConfig(min_steps=20, max_steps=20)
-    options = GenerationOptions(profile="dev", examples=examples, seed=1, min_steps=20,
-                                max_steps=20, use_database=False, failures_dir=None)
-    session = ConformanceSession(ReferenceAdapter(dict(THROUGHPUT_OPTIONS)), "reference",
-                                 options=dict(THROUGHPUT_OPTIONS),
-                                 settings=_settings(op_timeout))
+    options = GenerationOptions(
+        profile="dev",
+        examples=examples,
+        seed=1,
+        min_steps=20,
+        max_steps=20,
+        use_database=False,
+        failures_dir=None,
+    )
+    session = ConformanceSession(
+        ReferenceAdapter(dict(THROUGHPUT_OPTIONS)),
+        "reference",
+        options=dict(THROUGHPUT_OPTIONS),
+        settings=_settings(op_timeout),
+    )
     profiler = cProfile.Profile() if profile_run else None
     started = time.perf_counter()
     if profiler:
@@ -116,16 +146,21 @@ def bench_throughput(examples: int, op_timeout: float, profile_run: bool) -> dic
         profiler.disable()
     end_to_end = time.perf_counter() - started
     session.stop()
-    out = {"programs": result.programs, "end_to_end": end_to_end,
-           "per_second": result.programs / end_to_end, "failures": float(result.failed)}
+    out = {
+        "programs": result.programs,
+        "end_to_end": end_to_end,
+        "per_second": result.programs / end_to_end,
+        "failures": float(result.failed),
+    }
 
     # the parts, each alone, on programs drawn the same way
     from hypothesis import HealthCheck, given, settings
 
     docs: list[dict[str, Any]] = []
 
-    @settings(max_examples=examples, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(programs(config))
     def draw(doc: dict[str, Any]) -> None:
         docs.append(doc)
@@ -158,40 +193,76 @@ def bench_throughput(examples: int, op_timeout: float, profile_run: bool) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 5 mutants, 60 programs for the throughput")
-    parser.add_argument("--mutants", metavar="GLOB", default="*",
-                        help="only mutants whose name matches (fnmatch)")
-    parser.add_argument("--budget", metavar="N", type=int, default=3000,
-                        help="most programs to try per mutant (default 3000)")
-    parser.add_argument("--seed", metavar="N", type=int, default=12345,
-                        help="seed of the generated programs (default 12345)")
-    parser.add_argument("--op-timeout", metavar="S", type=float, default=0.5,
-                        help="seconds an operation may take (default 0.5)")
-    parser.add_argument("--examples", metavar="N", type=int, default=300,
-                        help="20-step programs for the throughput (default 300)")
-    parser.add_argument("--profile", action="store_true",
-                        help="print a cProfile of the end-to-end throughput run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 5 mutants, 60 programs for the throughput",
+    )
+    parser.add_argument(
+        "--mutants", metavar="GLOB", default="*", help="only mutants whose name matches (fnmatch)"
+    )
+    parser.add_argument(
+        "--budget",
+        metavar="N",
+        type=int,
+        default=3000,
+        help="most programs to try per mutant (default 3000)",
+    )
+    parser.add_argument(
+        "--seed",
+        metavar="N",
+        type=int,
+        default=12345,
+        help="seed of the generated programs (default 12345)",
+    )
+    parser.add_argument(
+        "--op-timeout",
+        metavar="S",
+        type=float,
+        default=0.5,
+        help="seconds an operation may take (default 0.5)",
+    )
+    parser.add_argument(
+        "--examples",
+        metavar="N",
+        type=int,
+        default=300,
+        help="20-step programs for the throughput (default 300)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile of the end-to-end throughput run"
+    )
     args = parser.parse_args(argv)
     names = [n for n in MUTANTS if fnmatch.fnmatchcase(n, args.mutants)]
     examples = args.examples
     if args.quick:
         names, examples = names[:5], min(examples, 60)
-    print(f"generation benchmark: {len(names)} mutant(s), budget {args.budget} programs each, "
-          f"seed {args.seed}, op timeout {args.op_timeout:g}s; adapter options {ADAPTER_OPTIONS}\n")
+    print(
+        f"generation benchmark: {len(names)} mutant(s), budget {args.budget} programs each, "
+        f"seed {args.seed}, op timeout {args.op_timeout:g}s; adapter options {ADAPTER_OPTIONS}\n"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-generation-") as tmp:
         rows = bench_mutants(names, args.budget, args.seed, args.op_timeout, Path(tmp))
-    print(f"\nthroughput against reference {THROUGHPUT_OPTIONS} (programs of exactly 20 "
-          "steps):", flush=True)
+    print(
+        f"\nthroughput against reference {THROUGHPUT_OPTIONS} (programs of exactly 20 steps):",
+        flush=True,
+    )
     speed = bench_throughput(examples, args.op_timeout, args.profile)
     parts = speed["draw"] + speed["load"] + speed["run"]
-    print(f"  end to end : {speed['per_second']:7.1f} programs/s  "
-          f"({speed['programs']:.0f} programs in {speed['end_to_end']:.2f}s, "
-          f"{1000 * speed['end_to_end'] / max(speed['programs'], 1):.1f} ms each)")
-    for part, label in (("draw", "draw (Hypothesis + compile)"),
-                        ("load", "load (scenario_from_dict)"), ("run", "run (driver + checks)")):
-        print(f"  {label:<28}: {1000 * speed[part]:6.1f} ms/program "
-              f"({100 * speed[part] / parts:4.1f}% of the parts)")
+    print(
+        f"  end to end : {speed['per_second']:7.1f} programs/s  "
+        f"({speed['programs']:.0f} programs in {speed['end_to_end']:.2f}s, "
+        f"{1000 * speed['end_to_end'] / max(speed['programs'], 1):.1f} ms each)"
+    )
+    for part, label in (
+        ("draw", "draw (Hypothesis + compile)"),
+        ("load", "load (scenario_from_dict)"),
+        ("run", "run (driver + checks)"),
+    ):
+        print(
+            f"  {label:<28}: {1000 * speed[part]:6.1f} ms/program "
+            f"({100 * speed[part] / parts:4.1f}% of the parts)"
+        )
     print(f"  mean steps per program: {speed['steps']:.1f}")
     if "profile" in speed:
         print(speed["profile"])
@@ -208,18 +279,28 @@ def main(argv: list[str] | None = None) -> int:
         return "ok" if ok else "MISSED"
 
     print("\nsummary                                   measured        target")
-    print(f"  mutants detected                        {len(detected):>3}/{len(rows):<3}"
-          f"          all        {verdict(len(detected) == len(rows))}")
-    print(f"  median time to detect                   {median:7.2f} s       < "
-          f"{TARGET_MEDIAN_SECONDS:g} s      {verdict(median < TARGET_MEDIAN_SECONDS)}")
-    print(f"  shrunk to <= {TARGET_SHORT_STEPS} steps                    {100 * share:6.1f} %"
-          f"        >= {100 * TARGET_SHORT_SHARE:g} %     {verdict(share >= TARGET_SHORT_SHARE)}")
-    print(f"  20-step programs/s against reference    {speed['per_second']:7.1f}         >= "
-          f"{TARGET_PROGRAMS_PER_SECOND:g}       "
-          f"{verdict(speed['per_second'] >= TARGET_PROGRAMS_PER_SECOND)}")
+    print(
+        f"  mutants detected                        {len(detected):>3}/{len(rows):<3}"
+        f"          all        {verdict(len(detected) == len(rows))}"
+    )
+    print(
+        f"  median time to detect                   {median:7.2f} s       < "
+        f"{TARGET_MEDIAN_SECONDS:g} s      {verdict(median < TARGET_MEDIAN_SECONDS)}"
+    )
+    print(
+        f"  shrunk to <= {TARGET_SHORT_STEPS} steps                    {100 * share:6.1f} %"
+        f"        >= {100 * TARGET_SHORT_SHARE:g} %     {verdict(share >= TARGET_SHORT_SHARE)}"
+    )
+    print(
+        f"  20-step programs/s against reference    {speed['per_second']:7.1f}         >= "
+        f"{TARGET_PROGRAMS_PER_SECOND:g}       "
+        f"{verdict(speed['per_second'] >= TARGET_PROGRAMS_PER_SECOND)}"
+    )
     if steps:
-        print(f"  shrunk steps: median {statistics.median(steps):g}, max {max(steps)}; "
-              f"saved files replaying to the same failure: {replayed}/{len(detected)}")
+        print(
+            f"  shrunk steps: median {statistics.median(steps):g}, max {max(steps)}; "
+            f"saved files replaying to the same failure: {replayed}/{len(detected)}"
+        )
     return 0
 
 

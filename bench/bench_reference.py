@@ -40,10 +40,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reference_impl.service import PresenceService
+from presence_conformance.reference_impl.service import PresenceService
 
-HEADER = (f"{'impl':<8}{'operation':<22}{'size':>10}{'ops/s':>13}{'baseline ops/s':>16}"
-          f"{'slowdown':>10}{'growth':>11}{'baseline growth':>17}")
+HEADER = (
+    f"{'impl':<8}{'operation':<22}{'size':>10}{'ops/s':>13}{'baseline ops/s':>16}"
+    f"{'slowdown':>10}{'growth':>11}{'baseline growth':>17}"
+)
 GROWTH_LIMIT = 3.0
 VERDICT_OPERATIONS = ("get (clientId)", "get (connectionId)", "history page", "history next page")
 CHANNEL = "bench"
@@ -55,9 +57,14 @@ ROUNDS = 7
 
 # the baseline each operation is compared with
 BASELINE_OF = {
-    "enter": "dict insert", "update": "dict assign", "leave": "dict delete",
-    "get (all)": "list(values)", "get (clientId)": "dict lookup", "get (connectionId)": "dict lookup",
-    "history page": "bisect+slice", "history next page": "bisect+slice",
+    "enter": "dict insert",
+    "update": "dict assign",
+    "leave": "dict delete",
+    "get (all)": "list(values)",
+    "get (clientId)": "dict lookup",
+    "get (connectionId)": "dict lookup",
+    "history page": "bisect+slice",
+    "history next page": "bisect+slice",
 }
 
 Key = tuple[str, str, int]  # (impl, operation, size); impl "baseline" for the baselines
@@ -231,8 +238,10 @@ async def member_measurables(n: int) -> tuple[list[Measurable], PresenceService]
         return len(sample_conns)
 
     measurables = [
-        Measurable((("baseline", "dict insert", n), ("baseline", "dict delete", n)),
-                   (base_enter, base_leave)),
+        Measurable(
+            (("baseline", "dict insert", n), ("baseline", "dict delete", n)),
+            (base_enter, base_leave),
+        ),
         Measurable((("baseline", "dict assign", n),), (base_update,)),
         Measurable((("baseline", "list(values)", n),), (base_get,)),
         Measurable((("baseline", "dict lookup", n),), (base_lookup,)),
@@ -274,23 +283,35 @@ async def history_measurables(events: int) -> tuple[list[Measurable], PresenceSe
             lo = bisect.bisect_left(times, start)
             hi = bisect.bisect_right(times, end)
             if i % 2:
-                log[max(lo, hi - 100):hi][::-1]
+                log[max(lo, hi - 100) : hi][::-1]
             else:
-                log[lo:min(hi, lo + 100)]
+                log[lo : min(hi, lo + 100)]
         return len(windows)
 
     def m_page() -> int:
         for i, (start, end) in enumerate(windows):
-            model.history(HISTORY_CHANNEL, start=start, end=end, limit=100, direction=directions[i % 2])
+            model.history(
+                HISTORY_CHANNEL, start=start, end=end, limit=100, direction=directions[i % 2]
+            )
         return len(windows)
 
-    cursors = [model.history(HISTORY_CHANNEL, start=s, end=e, limit=100, direction=directions[i % 2])
-               .next_cursor for i, (s, e) in enumerate(windows)]
+    cursors = [
+        model.history(
+            HISTORY_CHANNEL, start=s, end=e, limit=100, direction=directions[i % 2]
+        ).next_cursor
+        for i, (s, e) in enumerate(windows)
+    ]
 
     def m_next() -> int:
         for i, (start, end) in enumerate(windows):
-            model.history(HISTORY_CHANNEL, start=start, end=end, limit=100,
-                          direction=directions[i % 2], cursor=cursors[i])
+            model.history(
+                HISTORY_CHANNEL,
+                start=start,
+                end=end,
+                limit=100,
+                direction=directions[i % 2],
+                cursor=cursors[i],
+            )
         return len(windows)
 
     async def s_page() -> int:
@@ -298,8 +319,10 @@ async def history_measurables(events: int) -> tuple[list[Measurable], PresenceSe
             await reader.history(start=start, end=end, limit=100, direction=directions[i % 2])
         return len(windows)
 
-    first_pages = [await reader.history(start=s, end=e, limit=100, direction=directions[i % 2])
-                   for i, (s, e) in enumerate(windows)]
+    first_pages = [
+        await reader.history(start=s, end=e, limit=100, direction=directions[i % 2])
+        for i, (s, e) in enumerate(windows)
+    ]
 
     async def s_next() -> int:
         for page in first_pages:
@@ -333,17 +356,20 @@ def report(rows: list[Row]) -> tuple[list[str], float, float]:
             largest[key] = row
     lines = [HEADER, "-" * len(HEADER)]
     worst = worst_relative = 0.0
-    for row in sorted(rows, key=lambda r: (r.operation.startswith("history"), r.operation,
-                                           r.impl, r.size)):
+    for row in sorted(
+        rows, key=lambda r: (r.operation.startswith("history"), r.operation, r.impl, r.size)
+    ):
         first = smallest[(row.impl, row.operation)]
         growth = first.ops / row.ops  # cost per operation here / at the smallest size
         base_growth = first.baseline_ops / row.baseline_ops
         if row.operation in VERDICT_OPERATIONS and row is largest[(row.impl, row.operation)]:
             worst = max(worst, growth)
             worst_relative = max(worst_relative, growth / base_growth)
-        lines.append(f"{row.impl:<8}{row.operation:<22}{row.size:>10,}{row.ops:>13,.0f}"
-                     f"{row.baseline_ops:>16,.0f}{row.baseline_ops / row.ops:>9.1f}x"
-                     f"{growth:>10.2f}x{base_growth:>16.2f}x")
+        lines.append(
+            f"{row.impl:<8}{row.operation:<22}{row.size:>10,}{row.ops:>13,.0f}"
+            f"{row.baseline_ops:>16,.0f}{row.baseline_ops / row.ops:>9.1f}x"
+            f"{growth:>10.2f}x{base_growth:>16.2f}x"
+        )
     return lines, worst, worst_relative
 
 
@@ -371,12 +397,17 @@ async def main_async(quick: bool) -> int:
         print(f"# round {round_number + 1}/{ROUNDS}", file=sys.stderr, flush=True)
     for service in services:
         await service.close()
-    rows = [Row(impl, op, size, ops, best[("baseline", BASELINE_OF[op], size)])
-            for (impl, op, size), ops in best.items() if impl != "baseline"]
+    rows = [
+        Row(impl, op, size, ops, best[("baseline", BASELINE_OF[op], size)])
+        for (impl, op, size), ops in best.items()
+        if impl != "baseline"
+    ]
     lines, worst, worst_relative = report(rows)
-    print(f"presence reference benchmark ({'quick' if quick else 'full'}): operations per second "
-          f"(best of {ROUNDS} interleaved rounds); slowdown = baseline ops/s / ops/s; "
-          "growth = cost per operation at this size / at the smallest size")
+    print(
+        f"presence reference benchmark ({'quick' if quick else 'full'}): operations per second "
+        f"(best of {ROUNDS} interleaved rounds); slowdown = baseline ops/s / ops/s; "
+        "growth = cost per operation at this size / at the smallest size"
+    )
     print("\n".join(lines))
     if worst < GROWTH_LIMIT:
         verdict = "holds"
@@ -384,18 +415,21 @@ async def main_async(quick: bool) -> int:
         verdict = "holds relative to the baseline"
     else:
         verdict = "DOES NOT HOLD"
-    print(f"verdict: filtered get (clientId, connectionId) and one history page are O(result + log n): "
-          f"{verdict} (worst growth {worst:.2f}x, {worst_relative:.2f}x relative to the baseline's, "
-          f"from {member_sizes[0]:,} to {member_sizes[-1]:,} members and {event_sizes[0]:,} to "
-          f"{event_sizes[-1]:,} events; limit {GROWTH_LIMIT:.0f}x)")
+    print(
+        f"verdict: filtered get (clientId, connectionId) and one history page are O(result + log n): "
+        f"{verdict} (worst growth {worst:.2f}x, {worst_relative:.2f}x relative to the baseline's, "
+        f"from {member_sizes[0]:,} to {member_sizes[-1]:,} members and {event_sizes[0]:,} to "
+        f"{event_sizes[-1]:,} events; limit {GROWTH_LIMIT:.0f}x)"
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and short timings (CI smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and short timings (CI smoke test)"
+    )
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args.quick))
 

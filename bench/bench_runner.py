@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.adapters.reference import ReferenceAdapter  # noqa: E402
-from harness.runner import RunSettings, run_scenario, run_scenarios  # noqa: E402
-from harness.scenario import Scenario, load_scenarios, scenario_from_dict  # noqa: E402
-from reference_impl.service import PresenceService  # noqa: E402
+from presence_conformance.harness.adapters.reference import ReferenceAdapter  # noqa: E402
+from presence_conformance.harness.run.runner import RunSettings, run_scenario, run_scenarios  # noqa: E402
+from presence_conformance.harness.scenario import Scenario, load_scenarios, scenario_from_dict  # noqa: E402
+from presence_conformance.reference_impl.service import PresenceService  # noqa: E402
 
 CLIENTS = ["alice", "bob", "carol"]
 
@@ -46,7 +46,9 @@ def scenario(ops: list[tuple[str, str, object]]) -> dict:
     steps = []
     for op, client, data in ops:
         if op == "subscribe":
-            steps.append({"subscribe": {"client": client, "channel": "room", "listener": f"L-{client}"}})
+            steps.append(
+                {"subscribe": {"client": client, "channel": "room", "listener": f"L-{client}"}}
+            )
         elif op == "get":
             steps.append({"get": {"client": client, "channel": "room"}})
         else:
@@ -54,11 +56,24 @@ def scenario(ops: list[tuple[str, str, object]]) -> dict:
             if data is not None:
                 args["data"] = data
             steps.append({op: args})
-    steps.append({"history": {"client": "alice", "channel": "room", "limit": 1000,
-                              "direction": "forwards", "pages": "all"}})
-    return {"name": "bench", "requirements": ["enter.adds-member"],
-            "clients": {c: {"client_id": c} for c in CLIENTS}, "channels": ["room"],
-            "steps": steps}
+    steps.append(
+        {
+            "history": {
+                "client": "alice",
+                "channel": "room",
+                "limit": 1000,
+                "direction": "forwards",
+                "pages": "all",
+            }
+        }
+    )
+    return {
+        "name": "bench",
+        "requirements": ["enter.adds-member"],
+        "clients": {c: {"client_id": c} for c in CLIENTS},
+        "channels": ["room"],
+        "steps": steps,
+    }
 
 
 async def direct(ops: list[tuple[str, str, object]]) -> float:
@@ -117,9 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (CI smoke)")
     args = parser.parse_args(argv)
     reps = 3 if args.quick else 9
-    print(f"{'steps':>6} {'harness ms':>11} {'direct ms':>10} {'ratio':>7}   (median of {reps}, "
-          "interleaved)")
-    for rounds in ((2, 6) if args.quick else (2, 6, 20)):
+    print(
+        f"{'steps':>6} {'harness ms':>11} {'direct ms':>10} {'ratio':>7}   (median of {reps}, "
+        "interleaved)"
+    )
+    for rounds in (2, 6) if args.quick else (2, 6, 20):
         ops = program(rounds)
         doc = scenario(ops)
         parsed = scenario_from_dict(doc)  # parsing and validating the file is not run time
@@ -132,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     print("target: ratio <= 3x")
     elapsed, count, counts = asyncio.run(whole_suite())
     verdict = "met" if elapsed < 60 else "MISSED"
-    print(f"whole suite against reference: {count} scenarios in {elapsed:.1f} s "
-          f"({', '.join(f'{k} {v}' for k, v in counts.items() if v)}); target < 60 s: {verdict}")
+    print(
+        f"whole suite against reference: {count} scenarios in {elapsed:.1f} s "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items() if v)}); target < 60 s: {verdict}"
+    )
     return 0
 
 

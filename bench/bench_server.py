@@ -19,7 +19,7 @@ WebSocket server can do on this machine, measured side by side (interleaved roun
 (c) a late joiner's SYNC of 100 / 1,000 / 10,000 members (`--quick` 100 / 1,000): time from
     ATTACH to the last SYNC page, and the bytes of ATTACHED + SYNC; bytes/member and
     time/member show that the growth is linear.
-(d) N connections (1,000; `--quick` 100) of the harness's Ably client (`harness.ably_client`)
+(d) N connections (1,000; `--quick` 100) of the harness's Ably client (`presence_conformance.harness.ably_client`)
     enter one channel concurrently: every client's get() (its local presence map) must converge
     to N members and REST history must hold the N enters; the time of each phase is reported.
     All N clients share this process, which reads N * (N + 1) event frames: the CPU of both
@@ -55,8 +55,13 @@ from websockets.asyncio.client import ClientConnection, connect
 
 TARGET_RTT = 2.0
 TARGET_FANOUT = 1.5
-WS_OPTIONS: dict[str, Any] = {"compression": None, "ping_interval": None, "max_size": None,
-                              "open_timeout": 60, "close_timeout": 2}
+WS_OPTIONS: dict[str, Any] = {
+    "compression": None,
+    "ping_interval": None,
+    "max_size": None,
+    "open_timeout": 60,
+    "close_timeout": 2,
+}
 CONNECT_CONCURRENCY = 50
 WAIT = 60.0  # seconds any single wait may take before the bench gives up
 CROWD_WAIT = 900.0  # (d): each client reads every event before its ACK, n^2 frames in all
@@ -118,11 +123,11 @@ def _serve(pipe: Connection, profile: str | None) -> None:
 
 async def _serve_async(pipe: Connection) -> None:
     from aiohttp import web
+    from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 
-    from reference_impl.server import PresenceServer, ServerConfig
-
-    server = PresenceServer(ServerConfig(heartbeat_interval=0, max_idle_interval=0,
-                                         leave_grace=0.5))
+    server = PresenceServer(
+        ServerConfig(heartbeat_interval=0, max_idle_interval=0, leave_grace=0.5)
+    )
     host, port = await server.start("127.0.0.1", 0)
     runner = web.AppRunner(_bare_app(), handle_signals=False, access_log=None)
     await runner.setup()
@@ -236,15 +241,18 @@ async def detach(ws: ClientConnection, channel: str) -> None:
     await recv_until(ws, '{"action":13,')
 
 
-def presence_frame(channel: str, serial: int, action: int, data: Any = None,
-                   client_id: str | None = None) -> str:
+def presence_frame(
+    channel: str, serial: int, action: int, data: Any = None, client_id: str | None = None
+) -> str:
     item: dict[str, Any] = {"action": action}
     if data is not None:
         item["data"] = data
     if client_id is not None:
         item["clientId"] = client_id
-    return json.dumps({"action": 14, "channel": channel, "presence": [item], "msgSerial": serial},
-                      separators=(",", ":"))
+    return json.dumps(
+        {"action": 14, "channel": channel, "presence": [item], "msgSerial": serial},
+        separators=(",", ":"),
+    )
 
 
 async def open_many(urls: list[str]) -> list[ClientConnection]:
@@ -264,6 +272,7 @@ async def close_many(sockets: list[ClientConnection]) -> None:
     async def one(ws: ClientConnection) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), 5)
+
     await asyncio.gather(*(one(ws) for ws in sockets))
 
 
@@ -299,8 +308,10 @@ class Report:
 
     def table(self) -> None:
         header = ("bench", "measure", "presence", "baseline", "ratio", "target", "verdict")
-        rows = [header] + [(r.bench, r.measure, r.presence, r.baseline, r.ratio, r.target,
-                            r.verdict) for r in self.rows]
+        rows = [header] + [
+            (r.bench, r.measure, r.presence, r.baseline, r.ratio, r.target, r.verdict)
+            for r in self.rows
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         print("\n== summary ==")
         for row in rows:
@@ -312,8 +323,10 @@ class Report:
 
 
 async def bench_rtt(server: ServerProcess, report: Report, samples: int, rounds: int) -> None:
-    report.section(f"(a) enter -> ACK round trip vs bare echo (1 client; {rounds} interleaved "
-                   f"rounds x {samples} samples)")
+    report.section(
+        f"(a) enter -> ACK round trip vs bare echo (1 client; {rounds} interleaved "
+        f"rounds x {samples} samples)"
+    )
     channel = "bench-rtt"
     ws = (await open_many([server.url("rtt")]))[0]
     echo = await ws_open(server.bare_url("echo"))
@@ -363,23 +376,44 @@ async def bench_rtt(server: ServerProcess, report: Report, samples: int, rounds:
     await close_many([ws, echo])
     n = samples * rounds
     e50, b50 = pct(enter_times, 0.5), pct(echo_times, 0.5)
-    report.line(f"{'measure':<16}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
-                f"{'server CPU/op us':>18}")
-    for name, values, seconds in (("bare echo", echo_times, cpu["echo"]),
-                                  ("enter -> ACK", enter_times, cpu["enter"])):
-        report.line(f"{name:<16}{pct(values, .5) * 1e3:>10.3f}{pct(values, .9) * 1e3:>10.3f}"
-                    f"{pct(values, .99) * 1e3:>10.3f}{seconds / n * 1e6:>18.1f}")
+    report.line(
+        f"{'measure':<16}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'server CPU/op us':>18}"
+    )
+    for name, values, seconds in (
+        ("bare echo", echo_times, cpu["echo"]),
+        ("enter -> ACK", enter_times, cpu["enter"]),
+    ):
+        report.line(
+            f"{name:<16}{pct(values, 0.5) * 1e3:>10.3f}{pct(values, 0.9) * 1e3:>10.3f}"
+            f"{pct(values, 0.99) * 1e3:>10.3f}{seconds / n * 1e6:>18.1f}"
+        )
     ratio = e50 / b50
     cpu_ratio = cpu["enter"] / cpu["echo"] if cpu["echo"] else float("nan")
-    report.line(f"ratio p50 {ratio:.2f}x (target <= {TARGET_RTT:g}x); server CPU ratio "
-                f"{cpu_ratio:.2f}x")
-    report.rows.append(Summary("(a) enter->ACK RTT", "p50 round trip", f"{e50 * 1e3:.3f} ms",
-                               f"{b50 * 1e3:.3f} ms echo", f"{ratio:.2f}x",
-                               f"<= {TARGET_RTT:g}x", "ok" if ratio <= TARGET_RTT else "MISSED"))
-    report.rows.append(Summary("(a) enter->ACK RTT", "server CPU per op",
-                               f"{cpu['enter'] / n * 1e6:.1f} us",
-                               f"{cpu['echo'] / n * 1e6:.1f} us echo", f"{cpu_ratio:.2f}x",
-                               "-", "info"))
+    report.line(
+        f"ratio p50 {ratio:.2f}x (target <= {TARGET_RTT:g}x); server CPU ratio {cpu_ratio:.2f}x"
+    )
+    report.rows.append(
+        Summary(
+            "(a) enter->ACK RTT",
+            "p50 round trip",
+            f"{e50 * 1e3:.3f} ms",
+            f"{b50 * 1e3:.3f} ms echo",
+            f"{ratio:.2f}x",
+            f"<= {TARGET_RTT:g}x",
+            "ok" if ratio <= TARGET_RTT else "MISSED",
+        )
+    )
+    report.rows.append(
+        Summary(
+            "(a) enter->ACK RTT",
+            "server CPU per op",
+            f"{cpu['enter'] / n * 1e6:.1f} us",
+            f"{cpu['echo'] / n * 1e6:.1f} us echo",
+            f"{cpu_ratio:.2f}x",
+            "-",
+            "info",
+        )
+    )
 
 
 # -- (b) fan-out vs bare broadcast -----------------------------------------------------------------
@@ -413,9 +447,11 @@ class LeanSubscriber(asyncio.Protocol):
     objects on one core. The same class receives from both servers of the ratio."""
 
     def __init__(self, host: str, port: int, path: str, counter: Counter) -> None:
-        self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
         self.counter = counter
         self.buffer = bytearray()
         self.upgraded = False
@@ -440,7 +476,7 @@ class LeanSubscriber(asyncio.Protocol):
             if not buffer.startswith(b"HTTP/1.1 101"):
                 self.opened.set_exception(ConnectionError(bytes(buffer[:200]).decode("latin-1")))
                 return
-            del buffer[:end + 4]
+            del buffer[: end + 4]
             self.upgraded = True
             self.opened.set_result(None)
         prefix = self.counter.prefix
@@ -454,13 +490,13 @@ class LeanSubscriber(asyncio.Protocol):
             if len(buffer) < header + length:
                 return
             if buffer[0] & 0x0F == 1:  # a text frame (the servers send no fragments)
-                payload = buffer[header:header + 6 + len(prefix)]
+                payload = buffer[header : header + 6 + len(prefix)]
                 if payload.startswith(prefix):
                     self.counter.hit()
                 if self.inbox is not None:
-                    self.inbox.append(bytes(buffer[header:header + length]))
+                    self.inbox.append(bytes(buffer[header : header + length]))
                     self._match()
-            del buffer[:header + length]
+            del buffer[: header + length]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -478,7 +514,7 @@ class LeanSubscriber(asyncio.Protocol):
         prefix, future = self.waiting
         for index, frame in enumerate(self.inbox):
             if frame.startswith(prefix):
-                del self.inbox[:index + 1]
+                del self.inbox[: index + 1]
                 self.waiting = None
                 future.set_result(frame)
                 return
@@ -502,7 +538,8 @@ async def lean_open(server: ServerProcess, path: str, counter: Counter) -> LeanS
     loop = asyncio.get_running_loop()
     port = server.port if path.startswith("/?") else server.bare_port
     _, protocol = await loop.create_connection(
-        lambda: LeanSubscriber(server.host, port, path, counter), server.host, port)
+        lambda: LeanSubscriber(server.host, port, path, counter), server.host, port
+    )
     await asyncio.wait_for(protocol.opened, WAIT)
     return protocol
 
@@ -513,10 +550,13 @@ async def drain(ws: ClientConnection) -> None:
             pass
 
 
-async def bench_fanout(server: ServerProcess, report: Report, subscribers: int, events: int
-                       ) -> None:
-    report.section(f"(b) one presence event to {subscribers:,} subscribers vs a bare broadcast "
-                   f"of the same bytes ({events} events each, interleaved)")
+async def bench_fanout(
+    server: ServerProcess, report: Report, subscribers: int, events: int
+) -> None:
+    report.section(
+        f"(b) one presence event to {subscribers:,} subscribers vs a bare broadcast "
+        f"of the same bytes ({events} events each, interleaved)"
+    )
     channel = "bench-fan"
     opened = time.perf_counter()
     counter = Counter(b'{"action":14,')
@@ -543,9 +583,11 @@ async def bench_fanout(server: ServerProcess, report: Report, subscribers: int, 
     sender = (await open_many([server.url("sender")]))[0]
     bare_sender = await ws_open(server.bare_url("fan"))
     await attach(sender, channel)
-    report.line(f"setup: {2 * subscribers + 2:,} connections opened (presence ones attached) in "
-                f"{time.perf_counter() - opened:.2f} s; subscribers are lean raw-socket clients "
-                "that only split and count frames")
+    report.line(
+        f"setup: {2 * subscribers + 2:,} connections opened (presence ones attached) in "
+        f"{time.perf_counter() - opened:.2f} s; subscribers are lean raw-socket clients "
+        "that only split and count frames"
+    )
 
     # one event, to learn the bytes the server broadcasts (the bare server sends the same)
     serial = 0
@@ -570,8 +612,9 @@ async def bench_fanout(server: ServerProcess, report: Report, subscribers: int, 
         counter.reset(subscribers)
         before = server.cpu()
         started = time.perf_counter()
-        await sender.send(presence_frame(channel, serial, action,
-                                         "fan-data" if action == 2 else None))
+        await sender.send(
+            presence_frame(channel, serial, action, "fan-data" if action == 2 else None)
+        )
         await asyncio.wait_for(counter.done.wait(), WAIT)
         presence_times.append(time.perf_counter() - started)
         cpu["presence"] += server.cpu() - before
@@ -604,24 +647,45 @@ async def bench_fanout(server: ServerProcess, report: Report, subscribers: int, 
     await close_many([sender, bare_sender])
     p50, b50 = pct(presence_times, 0.5), pct(bare_times, 0.5)
     report.line(f"event size {len(event_text)} bytes")
-    report.line(f"{'measure':<22}{'p50 ms':>10}{'p90 ms':>10}{'deliveries/s':>15}"
-                f"{'server CPU/event ms':>21}")
-    for name, values, seconds in (("bare broadcast", bare_times, cpu["bare"]),
-                                  ("presence fan-out", presence_times, cpu["presence"])):
-        report.line(f"{name:<22}{pct(values, .5) * 1e3:>10.2f}{pct(values, .9) * 1e3:>10.2f}"
-                    f"{subscribers / pct(values, .5):>15,.0f}{seconds / events * 1e3:>21.2f}")
+    report.line(
+        f"{'measure':<22}{'p50 ms':>10}{'p90 ms':>10}{'deliveries/s':>15}"
+        f"{'server CPU/event ms':>21}"
+    )
+    for name, values, seconds in (
+        ("bare broadcast", bare_times, cpu["bare"]),
+        ("presence fan-out", presence_times, cpu["presence"]),
+    ):
+        report.line(
+            f"{name:<22}{pct(values, 0.5) * 1e3:>10.2f}{pct(values, 0.9) * 1e3:>10.2f}"
+            f"{subscribers / pct(values, 0.5):>15,.0f}{seconds / events * 1e3:>21.2f}"
+        )
     ratio = p50 / b50
     cpu_ratio = cpu["presence"] / cpu["bare"] if cpu["bare"] else float("nan")
-    report.line(f"ratio p50 {ratio:.2f}x (target <= {TARGET_FANOUT:g}x); server CPU ratio "
-                f"{cpu_ratio:.2f}x")
-    report.rows.append(Summary(f"(b) fan-out x{subscribers:,}", "p50 last delivery",
-                               f"{p50 * 1e3:.2f} ms", f"{b50 * 1e3:.2f} ms bare",
-                               f"{ratio:.2f}x", f"<= {TARGET_FANOUT:g}x",
-                               "ok" if ratio <= TARGET_FANOUT else "MISSED"))
-    report.rows.append(Summary(f"(b) fan-out x{subscribers:,}", "server CPU per event",
-                               f"{cpu['presence'] / events * 1e3:.2f} ms",
-                               f"{cpu['bare'] / events * 1e3:.2f} ms bare", f"{cpu_ratio:.2f}x",
-                               "-", "info"))
+    report.line(
+        f"ratio p50 {ratio:.2f}x (target <= {TARGET_FANOUT:g}x); server CPU ratio {cpu_ratio:.2f}x"
+    )
+    report.rows.append(
+        Summary(
+            f"(b) fan-out x{subscribers:,}",
+            "p50 last delivery",
+            f"{p50 * 1e3:.2f} ms",
+            f"{b50 * 1e3:.2f} ms bare",
+            f"{ratio:.2f}x",
+            f"<= {TARGET_FANOUT:g}x",
+            "ok" if ratio <= TARGET_FANOUT else "MISSED",
+        )
+    )
+    report.rows.append(
+        Summary(
+            f"(b) fan-out x{subscribers:,}",
+            "server CPU per event",
+            f"{cpu['presence'] / events * 1e3:.2f} ms",
+            f"{cpu['bare'] / events * 1e3:.2f} ms bare",
+            f"{cpu_ratio:.2f}x",
+            "-",
+            "info",
+        )
+    )
 
 
 # -- (c) SYNC of a late joiner ---------------------------------------------------------------------
@@ -632,16 +696,18 @@ async def populate(ws: ClientConnection, channel: str, members: int, batch: int 
     await attach(ws, channel)
     serial = 0
     for first in range(0, members, batch):
-        items = [{"action": 2, "clientId": f"m{i:05d}", "data": f"member data {i:05d}"}
-                 for i in range(first, min(members, first + batch))]
-        await ws.send(json.dumps({"action": 14, "channel": channel, "presence": items,
-                                  "msgSerial": serial}))
+        items = [
+            {"action": 2, "clientId": f"m{i:05d}", "data": f"member data {i:05d}"}
+            for i in range(first, min(members, first + batch))
+        ]
+        await ws.send(
+            json.dumps({"action": 14, "channel": channel, "presence": items, "msgSerial": serial})
+        )
         await recv_until(ws, '{"action":1,')
         serial += 1
 
 
-async def bench_sync(server: ServerProcess, report: Report, sizes: list[int], repeats: int
-                     ) -> None:
+async def bench_sync(server: ServerProcess, report: Report, sizes: list[int], repeats: int) -> None:
     report.section(f"(c) a late joiner's SYNC ({repeats} attaches per size, median)")
     wildcard = (await open_many([server.url("*")]))[0]
     joiner = (await open_many([server.url("late")]))[0]
@@ -664,12 +730,16 @@ async def bench_sync(server: ServerProcess, report: Report, sizes: list[int], re
         await wildcard.send(json.dumps({"action": 12, "channel": channel}))
         await recv_until(wildcard, '{"action":13,')
     await close_many([wildcard, joiner])
-    report.line(f"{'members':>8}{'time ms':>10}{'frames':>8}{'bytes':>11}{'bytes/member':>14}"
-                f"{'us/member':>11}{'server CPU ms':>15}{'CPU us/member':>15}")
+    report.line(
+        f"{'members':>8}{'time ms':>10}{'frames':>8}{'bytes':>11}{'bytes/member':>14}"
+        f"{'us/member':>11}{'server CPU ms':>15}{'CPU us/member':>15}"
+    )
     for size, seconds, nbytes, frames, cpu in rows:
-        report.line(f"{size:>8,}{seconds * 1e3:>10.2f}{frames:>8}{nbytes:>11,}"
-                    f"{nbytes / size:>14.1f}{seconds / size * 1e6:>11.2f}{cpu * 1e3:>15.2f}"
-                    f"{cpu / size * 1e6:>15.2f}")
+        report.line(
+            f"{size:>8,}{seconds * 1e3:>10.2f}{frames:>8}{nbytes:>11,}"
+            f"{nbytes / size:>14.1f}{seconds / size * 1e6:>11.2f}{cpu * 1e3:>15.2f}"
+            f"{cpu / size * 1e6:>15.2f}"
+        )
     per_member = [s / n for n, s, *_ in rows]
     cpu_per_member = [c / n for n, *_, c in rows]
     byte_rates = [b / n for n, _, b, *_ in rows]
@@ -678,46 +748,64 @@ async def bench_sync(server: ServerProcess, report: Report, sizes: list[int], re
     cpu_growth = cpu_per_member[-1] / cpu_per_member[mid] if cpu_per_member[mid] else 1.0
     byte_spread = max(byte_rates) / min(byte_rates)
     linear = cpu_growth <= 1.5 and byte_spread <= 1.1
-    report.line(f"linear: bytes/member varies {byte_spread:.2f}x over the sizes; from "
-                f"{rows[mid][0]:,} to {rows[-1][0]:,} members the server's CPU per member grows "
-                f"{cpu_growth:.2f}x and the wall-clock time per member {time_growth:.2f}x (wall "
-                "clock includes the joiner's decoding and whatever else the machine runs; the "
-                "smallest size is dominated by the fixed round trip)")
+    report.line(
+        f"linear: bytes/member varies {byte_spread:.2f}x over the sizes; from "
+        f"{rows[mid][0]:,} to {rows[-1][0]:,} members the server's CPU per member grows "
+        f"{cpu_growth:.2f}x and the wall-clock time per member {time_growth:.2f}x (wall "
+        "clock includes the joiner's decoding and whatever else the machine runs; the "
+        "smallest size is dominated by the fixed round trip)"
+    )
     for size, seconds, nbytes, _frames, _cpu in rows:
-        report.rows.append(Summary(f"(c) SYNC {size:,}", "ATTACH -> last SYNC",
-                                   f"{seconds * 1e3:.2f} ms", f"{nbytes:,} B",
-                                   f"{seconds / size * 1e6:.2f} us/m",
-                                   "linear", f"{nbytes / size:.0f} B/member"))
-    report.rows.append(Summary("(c) SYNC growth", "server CPU/member, largest vs mid",
-                               f"{cpu_growth:.2f}x", f"bytes/member {byte_spread:.2f}x",
-                               f"time/m {time_growth:.2f}x", "<= 1.5x",
-                               "ok" if linear else "MISSED"))
+        report.rows.append(
+            Summary(
+                f"(c) SYNC {size:,}",
+                "ATTACH -> last SYNC",
+                f"{seconds * 1e3:.2f} ms",
+                f"{nbytes:,} B",
+                f"{seconds / size * 1e6:.2f} us/m",
+                "linear",
+                f"{nbytes / size:.0f} B/member",
+            )
+        )
+    report.rows.append(
+        Summary(
+            "(c) SYNC growth",
+            "server CPU/member, largest vs mid",
+            f"{cpu_growth:.2f}x",
+            f"bytes/member {byte_spread:.2f}x",
+            f"time/m {time_growth:.2f}x",
+            "<= 1.5x",
+            "ok" if linear else "MISSED",
+        )
+    )
 
 
 # -- (d) N connections enter one channel ---------------------------------------------------------
 
 
 async def bench_crowd(server: ServerProcess, report: Report, connections: int) -> None:
-    from harness.ably_client import RealtimeConnection, RestClient
+    from presence_conformance.harness.ably_client import RealtimeConnection, RestClient
 
-    report.section(f"(d) {connections:,} connections (harness.ably_client) enter one channel "
-                   "concurrently")
+    report.section(
+        f"(d) {connections:,} connections (presence_conformance.harness.ably_client) enter one channel "
+        "concurrently"
+    )
     channel = "bench-crowd"
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     started = time.perf_counter()
 
     async def connect_one(i: int) -> RealtimeConnection:
         async with gate:
-            conn = await RealtimeConnection.connect(server.endpoint, server.key, f"c{i:05d}",
-                                                    timeout=CROWD_WAIT)
+            conn = await RealtimeConnection.connect(
+                server.endpoint, server.key, f"c{i:05d}", timeout=CROWD_WAIT
+            )
             await conn.channel(channel).presence.get()  # attach, empty SYNC
             return conn
 
     conns = list(await asyncio.gather(*(connect_one(i) for i in range(connections))))
     t_connected = time.perf_counter()
     before, client_before = server.cpu(), time.process_time()
-    await asyncio.gather(*(c.channel(channel).presence.enter(f"d{i}")
-                           for i, c in enumerate(conns)))
+    await asyncio.gather(*(c.channel(channel).presence.enter(f"d{i}") for i, c in enumerate(conns)))
     t_acked = time.perf_counter()
 
     def converged() -> int:
@@ -732,8 +820,10 @@ async def bench_crowd(server: ServerProcess, report: Report, connections: int) -
     cpu, client_cpu = server.cpu() - before, time.process_time() - client_before
     gets = await asyncio.gather(*(c.channel(channel).presence.get() for c in conns))
     assert all(len(members) == connections for members in gets)
-    assert all(sorted(m.client_id for m in members) == [f"c{i:05d}" for i in range(connections)]
-               for members in gets[:3])
+    assert all(
+        sorted(m.client_id for m in members) == [f"c{i:05d}" for i in range(connections)]
+        for members in gets[:3]
+    )
     t_gets = time.perf_counter()
     async with RestClient(server.endpoint, server.key, timeout=WAIT) as rest:
         page: Any = await rest.presence_history(channel, limit=1000, direction="forwards")
@@ -746,21 +836,34 @@ async def bench_crowd(server: ServerProcess, report: Report, connections: int) -
     await asyncio.gather(*(c.drop() for c in conns), return_exceptions=True)
     ok = enters == connections
     report.line(f"connect + attach {connections:,}: {t_connected - started:.2f} s")
-    report.line(f"all enters ACKed: {(t_acked - t_connected) * 1e3:.0f} ms after the first was "
-                f"sent")
-    report.line(f"every client's presence map holds {connections:,} members: "
-                f"{(t_converged - t_connected) * 1e3:.0f} ms after the first enter "
-                f"({connections * (connections + 1):,} event deliveries; CPU: server "
-                f"{cpu:.2f} s, the clients' process {client_cpu:.2f} s)")
-    report.line(f"{connections:,} get() calls all return {connections:,} members: "
-                f"{(t_gets - t_converged) * 1e3:.0f} ms")
-    report.line(f"REST history holds {enters:,} enters (expected {connections:,}): "
-                f"{(t_history - t_gets) * 1e3:.0f} ms")
-    report.rows.append(Summary(f"(d) crowd x{connections:,}", "enter -> all maps converged",
-                               f"{(t_converged - t_connected):.2f} s",
-                               f"ACKs {(t_acked - t_connected):.2f} s", "-",
-                               f"history {connections:,}",
-                               "ok" if ok else f"MISSED: {enters} enters"))
+    report.line(
+        f"all enters ACKed: {(t_acked - t_connected) * 1e3:.0f} ms after the first was sent"
+    )
+    report.line(
+        f"every client's presence map holds {connections:,} members: "
+        f"{(t_converged - t_connected) * 1e3:.0f} ms after the first enter "
+        f"({connections * (connections + 1):,} event deliveries; CPU: server "
+        f"{cpu:.2f} s, the clients' process {client_cpu:.2f} s)"
+    )
+    report.line(
+        f"{connections:,} get() calls all return {connections:,} members: "
+        f"{(t_gets - t_converged) * 1e3:.0f} ms"
+    )
+    report.line(
+        f"REST history holds {enters:,} enters (expected {connections:,}): "
+        f"{(t_history - t_gets) * 1e3:.0f} ms"
+    )
+    report.rows.append(
+        Summary(
+            f"(d) crowd x{connections:,}",
+            "enter -> all maps converged",
+            f"{(t_converged - t_connected):.2f} s",
+            f"ACKs {(t_acked - t_connected):.2f} s",
+            "-",
+            f"history {connections:,}",
+            "ok" if ok else f"MISSED: {enters} enters",
+        )
+    )
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -784,8 +887,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a CI smoke run")
     parser.add_argument("--only", default="abcd", help="which benches to run, e.g. 'ab'")
-    parser.add_argument("--profile-server", metavar="FILE",
-                        help="run the server process under cProfile and write the stats here")
+    parser.add_argument(
+        "--profile-server",
+        metavar="FILE",
+        help="run the server process under cProfile and write the stats here",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.rounds = 100, 2
@@ -802,9 +908,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"bench_server: python {sys.version.split()[0]}, {multiprocessing.cpu_count()} CPU(s), "
-          f"{'quick' if args.quick else 'full'} run; server in a child process, clients here",
-          flush=True)
+    print(
+        f"bench_server: python {sys.version.split()[0]}, {multiprocessing.cpu_count()} CPU(s), "
+        f"{'quick' if args.quick else 'full'} run; server in a child process, clients here",
+        flush=True,
+    )
     server = ServerProcess(args.profile_server)
     try:
         report = asyncio.run(run_all(server, args))

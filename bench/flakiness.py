@@ -3,7 +3,7 @@
 Run `python bench/flakiness.py [--runs 20] [--adapter ably-wire] [--keep DIR] [--select PAT]`.
 Each run opens a fresh `ConformanceSession` (the same path as `presence-conformance run`: the
 adapter on its own loop thread, every case bounded), runs every packaged scenario and, when the
-harness has generation (`harness.generation.run_generation`), the `ci` generation profile too
+harness has generation (`presence_conformance.harness.generation.run_generation`), the `ci` generation profile too
 (one more case, `generated/ci`). Per run it prints the outcome counts and the cases that did not
 pass; at the end, the number of runs with any failure (target: zero) and, for each unstable case,
 in which runs it failed and how. `--keep DIR` writes every non-passing case's full result
@@ -27,19 +27,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.registry import parse_options, resolve_adapter
-from harness.results import CaseResult, Outcome, RunResult
-from harness.session import ConformanceSession, load_suite, select_scenarios
+from presence_conformance.harness.adapters.registry import parse_options, resolve_adapter
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
 
 BAD = (Outcome.FAIL, Outcome.NON_STRICT, Outcome.ERROR, Outcome.TIMEOUT)
 
 
-def generation_runner(keep: Path | None
-                      ) -> Callable[[ConformanceSession], list[CaseResult]] | None:
-    """The `ci` generation run (`harness.generation.run_generation`), or None when the harness
+def generation_runner(keep: Path | None) -> Callable[[ConformanceSession], list[CaseResult]] | None:
+    """The `ci` generation run (`presence_conformance.harness.generation.run_generation`), or None when the harness
     has no generation. A failing program is shrunk and, with `keep`, saved there."""
     try:
-        generation = importlib.import_module("harness.generation")
+        generation = importlib.import_module("presence_conformance.harness.generation")
     except ImportError:
         return None
     run_generation = getattr(generation, "run_generation", None)
@@ -55,8 +54,12 @@ def generation_runner(keep: Path | None
     return run
 
 
-def one_run(adapter_name: str, options: dict[str, str], scenarios: list[Any],
-            generation: Callable[[ConformanceSession], list[CaseResult]] | None) -> RunResult:
+def one_run(
+    adapter_name: str,
+    options: dict[str, str],
+    scenarios: list[Any],
+    generation: Callable[[ConformanceSession], list[CaseResult]] | None,
+) -> RunResult:
     adapter = resolve_adapter(adapter_name, options)
     session = ConformanceSession(adapter, adapter_name, options)
     try:
@@ -70,8 +73,11 @@ def one_run(adapter_name: str, options: dict[str, str], scenarios: list[Any],
 
 def counts(run: RunResult) -> dict[str, int]:
     found = collections.Counter(case.outcome.value for case in run.cases)
-    return {outcome.value: found.get(outcome.value, 0) for outcome in Outcome
-            if found.get(outcome.value)}
+    return {
+        outcome.value: found.get(outcome.value, 0)
+        for outcome in Outcome
+        if found.get(outcome.value)
+    }
 
 
 def describe(case: CaseResult) -> str:
@@ -88,19 +94,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20, help="runs in a row (default 20)")
     parser.add_argument("--adapter", default="ably-wire", help="adapter name (default ably-wire)")
     parser.add_argument("--adapter-option", action="append", default=[], metavar="K=V")
-    parser.add_argument("--select", nargs="*", default=None, metavar="PATTERN",
-                        help="only the scenarios matching these patterns")
-    parser.add_argument("--no-generation", action="store_true",
-                        help="scenarios only, even when generation is available")
-    parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="write every non-passing case's result (with history) here")
+    parser.add_argument(
+        "--select",
+        nargs="*",
+        default=None,
+        metavar="PATTERN",
+        help="only the scenarios matching these patterns",
+    )
+    parser.add_argument(
+        "--no-generation",
+        action="store_true",
+        help="scenarios only, even when generation is available",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="write every non-passing case's result (with history) here",
+    )
     args = parser.parse_args(argv)
     options = parse_options(args.adapter_option)
     scenarios = select_scenarios(load_suite(), args.select)
     generation = None if args.no_generation else generation_runner(args.keep)
-    print(f"flakiness: {args.runs} run(s) of {len(scenarios)} scenario(s)"
-          f"{' + ci generation' if generation else ' (no generation available)'} against "
-          f"{args.adapter!r}", flush=True)
+    print(
+        f"flakiness: {args.runs} run(s) of {len(scenarios)} scenario(s)"
+        f"{' + ci generation' if generation else ' (no generation available)'} against "
+        f"{args.adapter!r}",
+        flush=True,
+    )
     failed_runs: list[int] = []
     unstable: dict[str, list[tuple[int, CaseResult]]] = collections.defaultdict(list)
     started = time.monotonic()
@@ -109,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         run = one_run(args.adapter, options, scenarios, generation)
         bad = [case for case in run.cases if case.outcome in BAD]
         summary = ", ".join(f"{k} {v}" for k, v in counts(run).items())
-        print(f"run {number:>3}: {len(run.cases)} cases: {summary}"
-              f"{' PARTIAL: ' + str(run.partial_reason) if run.partial else ''} "
-              f"({time.monotonic() - t0:.1f}s)", flush=True)
+        print(
+            f"run {number:>3}: {len(run.cases)} cases: {summary}"
+            f"{' PARTIAL: ' + str(run.partial_reason) if run.partial else ''} "
+            f"({time.monotonic() - t0:.1f}s)",
+            flush=True,
+        )
         for case in bad:
             print(f"    {describe(case)}", flush=True)
             unstable[case.case_id].append((number, case))
@@ -121,14 +145,18 @@ def main(argv: list[str] | None = None) -> int:
                 (args.keep / name).write_text(json.dumps(case.to_json(), indent=1, default=str))
         if bad or run.partial:
             failed_runs.append(number)
-    print(f"\n{len(failed_runs)} of {args.runs} run(s) had a failure"
-          f"{': runs ' + ', '.join(map(str, failed_runs)) if failed_runs else ''} "
-          f"(target 0; {time.monotonic() - started:.0f}s in all)")
+    print(
+        f"\n{len(failed_runs)} of {args.runs} run(s) had a failure"
+        f"{': runs ' + ', '.join(map(str, failed_runs)) if failed_runs else ''} "
+        f"(target 0; {time.monotonic() - started:.0f}s in all)"
+    )
     for case_id, seen in sorted(unstable.items()):
         outcomes = collections.Counter(case.outcome.value for _, case in seen)
-        print(f"  {case_id}: failed in {len(seen)} run(s) "
-              f"({', '.join(f'{k} x{v}' for k, v in outcomes.items())}): runs "
-              f"{', '.join(str(n) for n, _ in seen)}")
+        print(
+            f"  {case_id}: failed in {len(seen)} run(s) "
+            f"({', '.join(f'{k} x{v}' for k, v in outcomes.items())}): runs "
+            f"{', '.join(str(n) for n, _ in seen)}"
+        )
     return 1 if failed_runs else 0
 
 

@@ -13,7 +13,7 @@ import itertools
 import time
 from typing import Any
 
-from harness.adapter import (
+from presence_conformance.harness.adapter import (
     Adapter,
     AdapterChannel,
     AdapterConnection,
@@ -23,7 +23,7 @@ from harness.adapter import (
     PresenceError,
     PresenceMessage,
 )
-from reference_impl.types import Action
+from presence_conformance.reference_impl.types import Action
 
 
 def now_ms() -> int:
@@ -77,8 +77,12 @@ class MinimalPresence(AdapterPresence):
             if member is None:
                 return  # leaving when not present succeeds and emits nothing
             data = member.data if data is None else data  # a leave carries the member's data
-        conn.hub.publish(self.channel, PresenceMessage(
-            action, conn.client_id, conn.id, data, now_ms(), f"{conn.id}:{next(conn.serials)}:0"))
+        conn.hub.publish(
+            self.channel,
+            PresenceMessage(
+                action, conn.client_id, conn.id, data, now_ms(), f"{conn.id}:{next(conn.serials)}:0"
+            ),
+        )
 
     async def enter(self, data: Any = None) -> None:
         await self._publish(Action.ENTER, data)
@@ -89,20 +93,31 @@ class MinimalPresence(AdapterPresence):
     async def leave(self, data: Any = None) -> None:
         await self._publish(Action.LEAVE, data)
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         self.attach()
-        return [m for m in self.conn.hub.members.get(self.channel, {}).values()
-                if client_id in (None, m.client_id) and connection_id in (None, m.connection_id)]
+        return [
+            m
+            for m in self.conn.hub.members.get(self.channel, {}).values()
+            if client_id in (None, m.client_id) and connection_id in (None, m.connection_id)
+        ]
 
     async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
         self.listeners += [(listener, action) for action in (actions or [None])]
         self.attach()
 
-    async def unsubscribe(self, listener: Listener | None = None,
-                          actions: list[str] | None = None) -> None:
-        self.listeners = [(fn, a) for fn, a in self.listeners
-                          if not (listener in (None, fn) and (actions is None or a in actions))]
+    async def unsubscribe(
+        self, listener: Listener | None = None, actions: list[str] | None = None
+    ) -> None:
+        self.listeners = [
+            (fn, a)
+            for fn, a in self.listeners
+            if not (listener in (None, fn) and (actions is None or a in actions))
+        ]
 
     async def sync_complete(self) -> bool:
         return self.attached
@@ -136,24 +151,40 @@ class MinimalConnection(AdapterConnection):
                 self.hub.attached[name].remove(channel.presence)
             for member in list(self.hub.members.get(name, {}).values()):
                 if member.connection_id == self.id:  # a leave not sent by the client: own id
-                    self.hub.publish(name, PresenceMessage(
-                        Action.LEAVE, member.client_id, self.id, member.data, now_ms(),
-                        f"synthetic-{next(self.hub.ids)}"))
+                    self.hub.publish(
+                        name,
+                        PresenceMessage(
+                            Action.LEAVE,
+                            member.client_id,
+                            self.id,
+                            member.data,
+                            now_ms(),
+                            f"synthetic-{next(self.hub.ids)}",
+                        ),
+                    )
 
 
 class MinimalAdapter(Adapter):
     """A minimal in-memory presence implementation (examples/minimal_adapter.py)."""
 
     name = "minimal"
-    features = frozenset({Feature.MULTIPLE_CONNECTIONS, Feature.ANONYMOUS_CLIENTS,
-                          Feature.BINARY_DATA, Feature.SUBSCRIBE_ACTION_LIST,
-                          Feature.UNSUBSCRIBE_BY_ACTION, Feature.SYNC_COMPLETE})
+    features = frozenset(
+        {
+            Feature.MULTIPLE_CONNECTIONS,
+            Feature.ANONYMOUS_CLIENTS,
+            Feature.BINARY_DATA,
+            Feature.SUBSCRIBE_ACTION_LIST,
+            Feature.UNSUBSCRIBE_BY_ACTION,
+            Feature.SYNC_COMPLETE,
+        }
+    )
 
     async def start(self) -> None:
         self.hub = Hub()
 
-    async def connect(self, client_id: str | None,
-                      capability: dict[str, list[str]] | None = None) -> MinimalConnection:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> MinimalConnection:
         return MinimalConnection(self.hub, client_id)
 
     async def quiesce(self) -> bool:  # events go out with call_soon: one loop turn delivers all

@@ -33,8 +33,8 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from reference_impl.errors import PresenceError
-from reference_impl.types import PresenceMessage
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import PresenceMessage
 
 __all__ = [
     "Adapter",
@@ -104,24 +104,36 @@ class AdapterPresence(abc.ABC):
     async def leave(self, data: Any = None) -> None: ...
 
     @abc.abstractmethod
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]: ...
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]: ...
 
     @abc.abstractmethod
     async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
         """Register `listener` for all actions (None) or the given action names."""
 
     @abc.abstractmethod
-    async def unsubscribe(self, listener: Listener | None = None,
-                          actions: list[str] | None = None) -> None:
+    async def unsubscribe(
+        self, listener: Listener | None = None, actions: list[str] | None = None
+    ) -> None:
         """The four forms: (), (listener), (actions, listener), (actions)."""
 
-    async def history(self, start: int | None = None, end: int | None = None,
-                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+    async def history(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        direction: str | None = None,
+    ) -> HistoryPage:
         raise NotImplementedError("this adapter does not support history (Feature.HISTORY)")
 
     async def sync_complete(self) -> bool:
-        raise NotImplementedError("this adapter does not expose syncComplete (Feature.SYNC_COMPLETE)")
+        raise NotImplementedError(
+            "this adapter does not expose syncComplete (Feature.SYNC_COMPLETE)"
+        )
 
 
 class AdapterChannel(abc.ABC):
@@ -150,7 +162,9 @@ class AdapterConnection(abc.ABC):
 
     async def drop(self) -> None:
         """Disconnect abruptly (no goodbye): members stay for the grace period, then leave."""
-        raise NotImplementedError("this adapter cannot drop connections (Feature.ABRUPT_DISCONNECT)")
+        raise NotImplementedError(
+            "this adapter cannot drop connections (Feature.ABRUPT_DISCONNECT)"
+        )
 
 
 class Adapter(abc.ABC):
@@ -176,8 +190,10 @@ class Adapter(abc.ABC):
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             accepted = ", ".join(sorted(self.options)) or "none"
-            raise UsageError(f"adapter {self.name!r}: unknown option(s) {', '.join(unknown)}; "
-                             f"accepted: {accepted}")
+            raise UsageError(
+                f"adapter {self.name!r}: unknown option(s) {', '.join(unknown)}; "
+                f"accepted: {accepted}"
+            )
         self.option_values: dict[str, str] = options
 
     def supports(self, feature: Feature | str) -> bool:
@@ -190,8 +206,9 @@ class Adapter(abc.ABC):
         """Release everything. Called once at the end, even after failures."""
 
     @abc.abstractmethod
-    async def connect(self, client_id: str | None, capability: dict[str, list[str]] | None = None
-                      ) -> AdapterConnection:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> AdapterConnection:
         """Open a connection identified as `client_id` (None: anonymous) with `capability`
         (Ably capability JSON; None: everything) and wait until it is connected."""
 

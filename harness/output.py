@@ -1,9 +1,9 @@
 """The one seam between a finished (or interrupted) run and the report writers.
 
-`write_run` hands the run to `harness.reports.write_reports` (JSON, JUnit, Markdown, HTML) when
+`write_run` hands the run to `presence_conformance.harness.reports.write_reports` (JSON, JUnit, Markdown, HTML) when
 that package is installed, and otherwise writes `results.json` itself, so a run always leaves a
 machine-readable result behind. `merge_worker_runs` combines the results of pytest-xdist
-workers (`harness.reports.merge_worker_results`).
+workers (`presence_conformance.harness.reports.merge_worker_results`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.results import RunResult
+from presence_conformance.harness.results import RunResult
 
 __all__ = ["RESULTS_FILE", "merge_worker_runs", "write_run"]
 
@@ -22,15 +22,24 @@ RESULTS_FILE = "results.json"
 
 def _reports() -> Any | None:
     try:
-        return importlib.import_module("harness.reports")
+        return importlib.import_module("presence_conformance.harness.reports")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("harness.reports", "harness"):
-            raise  # harness.reports exists but is broken: say so, do not hide it
+        if exc.name not in (
+            "presence_conformance.harness.reports",
+            "presence_conformance.harness",
+            "presence_conformance",
+        ):
+            raise  # presence_conformance.harness.reports exists but is broken: say so, do not hide it
         return None
 
 
-def write_run(run: RunResult, out_dir: Path | str, *, strict: bool = False,
-              stale_errors: list[str] | None = None) -> list[Path]:
+def write_run(
+    run: RunResult,
+    out_dir: Path | str,
+    *,
+    strict: bool = False,
+    stale_errors: list[str] | None = None,
+) -> list[Path]:
     """Write the reports of `run` into `out_dir` (created if needed); return the files written.
 
     `strict` and `stale_errors` (from a known-failing list) only shape the verdict the reports
@@ -40,8 +49,11 @@ def write_run(run: RunResult, out_dir: Path | str, *, strict: bool = False,
     out_dir.mkdir(parents=True, exist_ok=True)
     reports = _reports()
     if reports is not None and hasattr(reports, "write_reports"):
-        return list(reports.write_reports(run, out_dir, strict=strict,
-                                          stale_errors=list(stale_errors or [])))
+        return list(
+            reports.write_reports(
+                run, out_dir, strict=strict, stale_errors=list(stale_errors or [])
+            )
+        )
     path = out_dir / RESULTS_FILE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(run.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
@@ -51,6 +63,6 @@ def write_run(run: RunResult, out_dir: Path | str, *, strict: bool = False,
 
 def merge_worker_runs(runs: list[RunResult]) -> RunResult:
     """One run from the parts several workers of one adapter ran (worst result per case)."""
-    from harness.reports import merge_worker_results
+    from presence_conformance.harness.reports import merge_worker_results
 
     return merge_worker_results(runs)

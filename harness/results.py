@@ -28,8 +28,14 @@ class Outcome(enum.StrEnum):
 
 
 # Worst first: combining outcomes keeps the worst one.
-SEVERITY = [Outcome.ERROR, Outcome.TIMEOUT, Outcome.FAIL, Outcome.NON_STRICT, Outcome.UNSUPPORTED,
-            Outcome.PASS]
+SEVERITY = [
+    Outcome.ERROR,
+    Outcome.TIMEOUT,
+    Outcome.FAIL,
+    Outcome.NON_STRICT,
+    Outcome.UNSUPPORTED,
+    Outcome.PASS,
+]
 
 
 def worst(outcomes: list[Outcome]) -> Outcome:
@@ -73,7 +79,9 @@ class CaseResult:
     error: str | None = None  # for timeout / error: which step, what happened
     scenario_file: str | None = None
     replay: str | None = None  # the command that replays this case
-    history: list[dict] = field(default_factory=list)  # Jepsen-style events (see harness.history)
+    history: list[dict] = field(
+        default_factory=list
+    )  # Jepsen-style events (see presence_conformance.harness.record.history)
     known_failing: bool = False  # matched the adapter's known-failing list
 
     def to_json(self) -> dict:

@@ -6,7 +6,7 @@ it owns what both front ends need to do the same way:
 - start the adapter once, on ONE asyncio loop running in a daemon background thread, so the
   synchronous caller (argparse main, pytest items, Hypothesis rules) bridges into it with
   `run_coroutine_threadsafe`;
-- run each scenario through `harness.runner.run_scenario`, bounded by a wall-clock limit so a
+- run each scenario through `presence_conformance.harness.run.runner.run_scenario`, bounded by a wall-clock limit so a
   hung adapter can never hang the caller (the runner bounds each operation; this is the net
   under it), and detect an adapter that blocks its event loop;
 - fill in what a result needs to be replayed (scenario file, replay command);
@@ -33,8 +33,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.adapter import Adapter
-from harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.adapter import Adapter
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.scenarios import scenarios_root
 
 __all__ = [
     "AdapterLoop",
@@ -51,7 +52,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-RUNNER_INTERNAL_ERROR = "internal error in the runner"  # how harness.runner marks its own bugs
+RUNNER_INTERNAL_ERROR = (
+    "internal error in the runner"  # how presence_conformance.harness.run.runner marks its own bugs
+)
 START_TIMEOUT = 60.0  # seconds adapter.start() may take
 STOP_TIMEOUT = 15.0  # seconds adapter.stop() may take
 PING_TIMEOUT = 2.0  # seconds a healthy loop needs to run a no-op
@@ -74,24 +77,13 @@ def harness_version() -> str:
 
 
 def default_scenarios_root() -> Path:
-    """The scenario files shipped with the package (`scenarios.scenarios_root()`).
-
-    Falls back to the `scenarios/` folder next to `harness/` in a development checkout whose
-    editable install predates the `scenarios` package, and refuses a foreign `scenarios`
-    package (a user's own folder of that name shadowing ours on sys.path).
-    """
-    try:
-        module = importlib.import_module("scenarios")
-    except ImportError:
-        module = None
-    if module is not None and hasattr(module, "scenarios_root"):
-        return Path(module.scenarios_root())
-    return Path(__file__).resolve().parent.parent / "scenarios"
+    """The scenario files shipped with the package (`presence_conformance.scenarios`)."""
+    return scenarios_root()
 
 
 def load_suite(root: Path | str | None = None) -> list[Any]:
     """All scenarios under `root` (default: the packaged ones). Raises `ScenarioError`."""
-    from harness.scenario import load_scenarios
+    from presence_conformance.harness.scenario import load_scenarios
 
     root = Path(root) if root is not None else default_scenarios_root()
     return sorted(load_scenarios(root), key=lambda s: s.case_id)
@@ -106,10 +98,15 @@ def select_scenarios(scenarios: Sequence[Any], patterns: Iterable[str] | None) -
     patterns = [p for p in (patterns or ()) if p]
     if not patterns:
         return list(scenarios)
-    return [s for s in scenarios
-            if any(fnmatch.fnmatchcase(s.case_id, p)
-                   or any(fnmatch.fnmatchcase(r, p) for r in s.requirements)
-                   for p in patterns)]
+    return [
+        s
+        for s in scenarios
+        if any(
+            fnmatch.fnmatchcase(s.case_id, p)
+            or any(fnmatch.fnmatchcase(r, p) for r in s.requirements)
+            for p in patterns
+        )
+    ]
 
 
 def area_of(case_id: str) -> str:
@@ -117,8 +114,9 @@ def area_of(case_id: str) -> str:
     return case_id.split("/", 1)[0] if "/" in case_id else "other"
 
 
-def replay_command(scenario_file: str | Path | None, adapter: str,
-                   options: Mapping[str, str] | None = None) -> str | None:
+def replay_command(
+    scenario_file: str | Path | None, adapter: str, options: Mapping[str, str] | None = None
+) -> str | None:
     """The shell command that replays one scenario file against `adapter`."""
     if scenario_file is None:
         return None
@@ -171,8 +169,9 @@ class AdapterLoop:
         (`TimeoutError`). If the loop does not even run a no-op afterwards, `blocked` is set:
         the adapter blocked its event loop and nothing more can run on it.
         """
-        refusal = self.blocked or (None if self._thread.is_alive()
-                                   else "the adapter event loop has stopped")
+        refusal = self.blocked or (
+            None if self._thread.is_alive() else "the adapter event loop has stopped"
+        )
         if refusal:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # never awaited, on purpose: no "never awaited" warning
@@ -195,8 +194,10 @@ class AdapterLoop:
             probe.result(PING_TIMEOUT)
         except concurrent.futures.TimeoutError:
             probe.cancel()
-            self.blocked = ("the adapter blocked its event loop (a synchronous call inside an "
-                            "async method?); no further case can run")
+            self.blocked = (
+                "the adapter blocked its event loop (a synchronous call inside an "
+                "async method?); no further case can run"
+            )
 
     def close(self, timeout: float = PING_TIMEOUT * 2) -> None:
         """Stop the loop, cancel what is left and join the thread (abandoned if it is stuck)."""
@@ -222,15 +223,23 @@ class ConformanceSession:
     what replay commands and reports carry, because it is what resolves the adapter again.
     """
 
-    def __init__(self, adapter: Adapter, adapter_name: str | None = None,
-                 options: Mapping[str, str] | None = None, settings: Any = None) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        adapter_name: str | None = None,
+        options: Mapping[str, str] | None = None,
+        settings: Any = None,
+    ) -> None:
         self.adapter = adapter
         self.adapter_name = adapter_name or adapter.name
         self.options = dict(options or {})
         self.settings = settings if settings is not None else _default_settings()
-        self.run_result = RunResult(adapter=self.adapter_name, started=time.time(),
-                                    harness_version=harness_version(),
-                                    adapter_options=dict(self.options))
+        self.run_result = RunResult(
+            adapter=self.adapter_name,
+            started=time.time(),
+            harness_version=harness_version(),
+            adapter_options=dict(self.options),
+        )
         self.start_error: str | None = None
         self.harness_error: HarnessError | None = None
         self.internal_errors: list[str] = []  # cases the runner itself failed on (its own bugs)
@@ -259,13 +268,16 @@ class ConformanceSession:
             except TimeoutError:
                 self.start_error = f"adapter.start() did not finish within {START_TIMEOUT:.0f}s"
             except Exception as exc:
-                self.start_error = (f"adapter.start() raised {type(exc).__name__}: {exc}\n"
-                                    + "".join(traceback.format_exception(exc)[-6:]))
+                self.start_error = (
+                    f"adapter.start() raised {type(exc).__name__}: {exc}\n"
+                    + "".join(traceback.format_exception(exc)[-6:])
+                )
             else:
                 self._started = True
 
-    def run(self, awaitable: Awaitable[T] | Callable[[], Awaitable[T]],
-            timeout: float | None = None) -> T:
+    def run(
+        self, awaitable: Awaitable[T] | Callable[[], Awaitable[T]], timeout: float | None = None
+    ) -> T:
         """Run a coroutine (or a coroutine function) on the adapter's loop and return its result.
 
         Used by the pytest fixture `presence_run` for users' own async checks.
@@ -313,12 +325,15 @@ class ConformanceSession:
         self.start()
         started = time.monotonic()
         if self.start_error:
-            return self._record(self._synthetic(scenario, Outcome.ERROR,
-                                                f"adapter failed to start: {self.start_error}"))
+            return self._record(
+                self._synthetic(
+                    scenario, Outcome.ERROR, f"adapter failed to start: {self.start_error}"
+                )
+            )
         assert self._loop is not None
         if self._loop.blocked:
             return self._record(self._synthetic(scenario, Outcome.ERROR, self._loop.blocked))
-        from harness.runner import run_scenario
+        from presence_conformance.harness.run.runner import run_scenario
 
         limit = self.case_timeout(scenario)
         try:
@@ -335,17 +350,22 @@ class ConformanceSession:
             case = self._synthetic(scenario, Outcome.ERROR, f"harness error: {exc!r}\n{text}")
             case.duration = time.monotonic() - started
             self._record(case)
-            raise HarnessError(f"the runner failed on {scenario.case_id}: {exc!r}\n{text}",
-                               case) from exc
+            raise HarnessError(
+                f"the runner failed on {scenario.case_id}: {exc!r}\n{text}", case
+            ) from exc
         if not result.duration:
             result.duration = time.monotonic() - started
         if result.outcome is Outcome.ERROR and (result.error or "").startswith(
-                RUNNER_INTERNAL_ERROR):
+            RUNNER_INTERNAL_ERROR
+        ):
             self.internal_errors.append(result.case_id)
         return self._record(self.complete(result, scenario))
 
-    def run_all(self, scenarios: Sequence[Any],
-                on_result: Callable[[int, int, CaseResult], None] | None = None) -> RunResult:
+    def run_all(
+        self,
+        scenarios: Sequence[Any],
+        on_result: Callable[[int, int, CaseResult], None] | None = None,
+    ) -> RunResult:
         """Run `scenarios` in order; returns the run (partial after Ctrl-C or a harness error).
 
         KeyboardInterrupt is absorbed here and reported as `partial_reason="interrupted"` so
@@ -368,8 +388,11 @@ class ConformanceSession:
 
     def mark_partial(self, reason: str) -> None:
         self.run_result.partial = True
-        self.run_result.partial_reason = (f"{self.run_result.partial_reason}; {reason}"
-                                          if self.run_result.partial_reason else reason)
+        self.run_result.partial_reason = (
+            f"{self.run_result.partial_reason}; {reason}"
+            if self.run_result.partial_reason
+            else reason
+        )
 
     def finish(self) -> RunResult:
         """The run so far, with `finished` stamped (call again later to restamp)."""
@@ -390,16 +413,24 @@ class ConformanceSession:
 
     def _synthetic(self, scenario: Any, outcome: Outcome, error: str) -> CaseResult:
         source = getattr(scenario, "source", None)
-        return self.complete(CaseResult(case_id=scenario.case_id, adapter=self.adapter_name,
-                                        outcome=outcome,
-                                        requirements=list(scenario.requirements),
-                                        error=error,
-                                        scenario_file=str(source) if source else None))
+        return self.complete(
+            CaseResult(
+                case_id=scenario.case_id,
+                adapter=self.adapter_name,
+                outcome=outcome,
+                requirements=list(scenario.requirements),
+                error=error,
+                scenario_file=str(source) if source else None,
+            )
+        )
 
     def complete(self, case: CaseResult, scenario: Any = None) -> CaseResult:
         """Fill in the scenario file and the replay command where the runner left them out."""
-        if case.scenario_file is None and scenario is not None and getattr(scenario, "source",
-                                                                              None):
+        if (
+            case.scenario_file is None
+            and scenario is not None
+            and getattr(scenario, "source", None)
+        ):
             case.scenario_file = str(scenario.source)
         if case.replay is None:
             case.replay = replay_command(case.scenario_file, self.adapter_name, self.options)
@@ -407,7 +438,7 @@ class ConformanceSession:
 
 
 def _default_settings() -> Any:
-    from harness.runner import RunSettings
+    from presence_conformance.harness.run.runner import RunSettings
 
     return RunSettings()
 
@@ -420,30 +451,35 @@ def _short(value: Any, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_history(entries: Sequence[dict], around: int | None = None, before: int = 8,
-                   after: int = 4) -> list[str]:
+def format_history(
+    entries: Sequence[dict], around: int | None = None, before: int = 8, after: int = 4
+) -> list[str]:
     """A few history entries (around `around`, else the last ones) as aligned text lines."""
     if not entries:
         return []
     if around is None:
-        chosen = list(entries[-(before + after):])
+        chosen = list(entries[-(before + after) :])
     else:
         chosen = [e for e in entries if around - before <= e.get("index", 0) <= around + after]
     lines = []
     for e in chosen:
         mark = ">" if around is not None and e.get("index") == around else " "
         step = e.get("step")
-        lines.append(f"{mark}#{e.get('index', '?'):<4} {e.get('time', 0):8.4f}s "
-                     f"{e.get('process', '')!s:<10} {e.get('type', '')!s:<7} "
-                     f"{e.get('f', '')!s:<12} {_short(e.get('value'), 100)}"
-                     + (f"  (step {step})" if step is not None else ""))
+        lines.append(
+            f"{mark}#{e.get('index', '?'):<4} {e.get('time', 0):8.4f}s "
+            f"{e.get('process', '')!s:<10} {e.get('type', '')!s:<7} "
+            f"{e.get('f', '')!s:<12} {_short(e.get('value'), 100)}"
+            + (f"  (step {step})" if step is not None else "")
+        )
     return lines
 
 
 def describe_case(case: CaseResult, *, history: bool = True, max_violations: int = 10) -> str:
     """A readable account of a case that did not pass: outcome, violations, history, replay."""
-    lines = [f"{case.case_id}: {case.outcome.value}"
-             + (f" ({case.duration:.2f}s)" if case.duration else "")]
+    lines = [
+        f"{case.case_id}: {case.outcome.value}"
+        + (f" ({case.duration:.2f}s)" if case.duration else "")
+    ]
     if case.scenario_file:
         lines.append(f"  scenario: {case.scenario_file}")
     if case.error:
@@ -456,8 +492,10 @@ def describe_case(case: CaseResult, *, history: bool = True, max_violations: int
             where.append(f"step {v.step}")
         if v.history_index is not None:
             where.append(f"history #{v.history_index}")
-        lines.append(f"  [{v.level}] {v.requirement}: {v.message}"
-                     + (f" ({', '.join(where)})" if where else ""))
+        lines.append(
+            f"  [{v.level}] {v.requirement}: {v.message}"
+            + (f" ({', '.join(where)})" if where else "")
+        )
         lines.append(f"      expected: {_short(v.expected)}")
         lines.append(f"      observed: {_short(v.observed)}")
         if v.check:
@@ -465,9 +503,12 @@ def describe_case(case: CaseResult, *, history: bool = True, max_violations: int
     if len(case.violations) > max_violations:
         lines.append(f"  … and {len(case.violations) - max_violations} more violation(s)")
     if history and case.history:
-        around = next((v.history_index for v in case.violations if v.history_index is not None),
-                      None)
-        lines.append("  history" + (f" around #{around}:" if around is not None else " (last entries):"))
+        around = next(
+            (v.history_index for v in case.violations if v.history_index is not None), None
+        )
+        lines.append(
+            "  history" + (f" around #{around}:" if around is not None else " (last entries):")
+        )
         lines.extend("    " + line for line in format_history(case.history, around))
     if case.replay:
         lines.append(f"  replay: {case.replay}")

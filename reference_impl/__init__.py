@@ -6,8 +6,8 @@
 - `service`: an asyncio service with the seed's API on top of the model.
 """
 
-from reference_impl.errors import PresenceError
-from reference_impl.model import PresenceModel
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["Action", "PresenceError", "PresenceMessage", "PresenceModel"]

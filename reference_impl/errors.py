@@ -39,8 +39,9 @@ _STATUS = {
 class PresenceError(Exception):
     """An operation was refused. `code` is the Ably error code, `argument` the offending argument."""
 
-    def __init__(self, code: int, message: str, argument: str | None = None,
-                 status_code: int | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, argument: str | None = None, status_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.types import (
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import (
     Action,
     Data,
     PresenceMessage,
@@ -132,8 +132,11 @@ def _check_capability(capability: Capability, channel: str, operation: str) -> b
     if capability is None:
         return True
     for pattern, ops in capability.items():
-        if pattern == "*" or pattern == channel or (
-                pattern.endswith(":*") and channel.startswith(pattern[:-1])):
+        if (
+            pattern == "*"
+            or pattern == channel
+            or (pattern.endswith(":*") and channel.startswith(pattern[:-1]))
+        ):
             if "*" in ops or operation in ops:
                 return True
     return False
@@ -143,9 +146,15 @@ def _grants_anything(capability: Capability, channel: str) -> bool:
     """True when the capability grants at least one operation on `channel` (needed to attach)."""
     if capability is None:
         return True
-    return any(ops and (pattern == "*" or pattern == channel or (
-        pattern.endswith(":*") and channel.startswith(pattern[:-1])))
-        for pattern, ops in capability.items())
+    return any(
+        ops
+        and (
+            pattern == "*"
+            or pattern == channel
+            or (pattern.endswith(":*") and channel.startswith(pattern[:-1]))
+        )
+        for pattern, ops in capability.items()
+    )
 
 
 def message_size(client_id: str | None, data: Data) -> int:
@@ -163,8 +172,12 @@ def message_size(client_id: str | None, data: Data) -> int:
 class PresenceModel:
     """The presence state of every channel, connection and listener, and the history of each channel."""
 
-    def __init__(self, clock: Callable[[], int], ids: Callable[[str], str] | None = None,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], int],
+        ids: Callable[[str], str] | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
         self._clock = clock
         self._ids = ids or IdFactory()
         self.max_message_size = max_message_size
@@ -174,16 +187,24 @@ class PresenceModel:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def open_connection(self, client_id: str | None = None, capability: Capability = None,
-                        connection_id: str | None = None) -> str:
+    def open_connection(
+        self,
+        client_id: str | None = None,
+        capability: Capability = None,
+        connection_id: str | None = None,
+    ) -> str:
         """Open a connection and return its id (the caller may impose one, e.g. the adapter's)."""
-        if client_id is not None and (not isinstance(client_id, str) or not client_id or client_id == "*"):
-            raise PresenceError(errors.INVALID_CLIENT_ID, f"clientId: invalid clientId {client_id!r}",
-                                "clientId")
+        if client_id is not None and (
+            not isinstance(client_id, str) or not client_id or client_id == "*"
+        ):
+            raise PresenceError(
+                errors.INVALID_CLIENT_ID, f"clientId: invalid clientId {client_id!r}", "clientId"
+            )
         cid = connection_id or self._ids("conn")
         if cid in self._connections:
-            raise PresenceError(errors.BAD_REQUEST, f"connectionId: {cid!r} is already in use",
-                                "connectionId")
+            raise PresenceError(
+                errors.BAD_REQUEST, f"connectionId: {cid!r} is already in use", "connectionId"
+            )
         self._connections[cid] = _Connection(cid, client_id, capability)
         return cid
 
@@ -196,7 +217,9 @@ class PresenceModel:
     def close_connection(self, connection_id: str) -> Outcome:
         """A graceful close: every member of the connection leaves at once."""
         conn = self._conn(connection_id)
-        self._detach_all(conn)  # first: the closing connection hears nothing more, not even its leaves
+        self._detach_all(
+            conn
+        )  # first: the closing connection hears nothing more, not even its leaves
         outcome = self._remove_connection_members(conn)
         conn.state = "closed"
         return outcome
@@ -224,8 +247,11 @@ class PresenceModel:
         if channel in conn.attached:
             return outcome
         if not _grants_anything(conn.capability, channel):
-            raise PresenceError(errors.CAPABILITY_DENIED,
-                                f"capability: no capability on channel {channel!r}", "capability")
+            raise PresenceError(
+                errors.CAPABILITY_DENIED,
+                f"capability: no capability on channel {channel!r}",
+                "capability",
+            )
         ch = self._channel(channel)
         conn.attached.add(channel)
         ch.attached.add(conn.id)
@@ -238,9 +264,11 @@ class PresenceModel:
         """Raise 40160 unless the connection's capability grants `operation` on `channel`
         ("presence" for enter/update/leave, RTP8h; "history" for history)."""
         if not _check_capability(self._conn(connection_id).capability, channel, operation):
-            raise PresenceError(errors.CAPABILITY_DENIED,
-                                f"capability: no {operation} capability on channel {channel!r}",
-                                "capability")
+            raise PresenceError(
+                errors.CAPABILITY_DENIED,
+                f"capability: no {operation} capability on channel {channel!r}",
+                "capability",
+            )
 
     def is_attached(self, connection_id: str, channel: str) -> bool:
         return channel in self._conn(connection_id).attached
@@ -249,8 +277,9 @@ class PresenceModel:
         """RTP13: the model's sync is complete as soon as the channel is attached."""
         return self.is_attached(connection_id, channel)
 
-    def subscribe(self, connection_id: str, channel: str, listener: str,
-                  actions: Any = None) -> Outcome:
+    def subscribe(
+        self, connection_id: str, channel: str, listener: str, actions: Any = None
+    ) -> Outcome:
         """Register `listener` for `actions` (None: all, RTP6a; one or a list, RTP6b), then attach (RTP6d)."""
         conn = self._live(connection_id)
         self._check_channel_name(channel)
@@ -267,8 +296,9 @@ class PresenceModel:
         self._channels[channel].listening.add(conn.id)
         return outcome
 
-    def unsubscribe(self, connection_id: str, channel: str, listener: str | None = None,
-                    actions: Any = None) -> None:
+    def unsubscribe(
+        self, connection_id: str, channel: str, listener: str | None = None, actions: Any = None
+    ) -> None:
         """RTP7: no arguments removes every listener (RTP7c); a listener removes it (RTP7a);
         actions with or without a listener remove those actions' registrations (RTP7b)."""
         conn = self._live(connection_id)
@@ -318,45 +348,84 @@ class PresenceModel:
     # clientId when the connection has one (RTP15f). `event_id` imposes the event's id, e.g.
     # `connectionId:msgSerial:index` from the wire (TP3a) or a synthesized id (RTP2b1).
 
-    def enter(self, connection_id: str, channel: str, data: Any = None, *,
-              client_id: str | None = None, event_id: str | None = None) -> Outcome:
+    def enter(
+        self,
+        connection_id: str,
+        channel: str,
+        data: Any = None,
+        *,
+        client_id: str | None = None,
+        event_id: str | None = None,
+    ) -> Outcome:
         """RTP8: enter the connection's clientId with `data`; entering again updates the data."""
         return self._publish(connection_id, channel, Action.ENTER, data, client_id, event_id)
 
-    def update(self, connection_id: str, channel: str, data: Any = None, *,
-               client_id: str | None = None, event_id: str | None = None) -> Outcome:
+    def update(
+        self,
+        connection_id: str,
+        channel: str,
+        data: Any = None,
+        *,
+        client_id: str | None = None,
+        event_id: str | None = None,
+    ) -> Outcome:
         """RTP9: update the member's data; enters it if it is not present (RTP9b)."""
         return self._publish(connection_id, channel, Action.UPDATE, data, client_id, event_id)
 
-    def leave(self, connection_id: str, channel: str, data: Any = None, *,
-              client_id: str | None = None, event_id: str | None = None) -> Outcome:
+    def leave(
+        self,
+        connection_id: str,
+        channel: str,
+        data: Any = None,
+        *,
+        client_id: str | None = None,
+        event_id: str | None = None,
+    ) -> Outcome:
         """RTP10: leave; without data the leave carries the member's data (RTP10a, RTP8e).
         Leaving when not present succeeds and emits nothing (RTP10d, RTP2h)."""
         return self._publish(connection_id, channel, Action.LEAVE, data, client_id, event_id)
 
-    def _publish(self, connection_id: str, channel: str, action: Action, data: Any,
-                 on_behalf_of: str | None = None, event_id: str | None = None) -> Outcome:
+    def _publish(
+        self,
+        connection_id: str,
+        channel: str,
+        action: Action,
+        data: Any,
+        on_behalf_of: str | None = None,
+        event_id: str | None = None,
+    ) -> Outcome:
         conn = self._live(connection_id)
         self._check_channel_name(channel)
         data = validate_data(data)
         client_id = conn.client_id
         if on_behalf_of is not None:
             if not isinstance(on_behalf_of, str) or not on_behalf_of or on_behalf_of == "*":
-                raise PresenceError(errors.INVALID_CLIENT_ID,
-                                    f"clientId: invalid clientId {on_behalf_of!r}", "clientId")
+                raise PresenceError(
+                    errors.INVALID_CLIENT_ID,
+                    f"clientId: invalid clientId {on_behalf_of!r}",
+                    "clientId",
+                )
             if client_id is not None and on_behalf_of != client_id:
-                raise PresenceError(errors.INVALID_CLIENT_ID,
-                                    f"clientId: {on_behalf_of!r} does not match the connection's "
-                                    f"clientId {client_id!r} (RTP15f)", "clientId")
+                raise PresenceError(
+                    errors.INVALID_CLIENT_ID,
+                    f"clientId: {on_behalf_of!r} does not match the connection's "
+                    f"clientId {client_id!r} (RTP15f)",
+                    "clientId",
+                )
             client_id = on_behalf_of
         if client_id is None:
-            raise PresenceError(errors.NO_CLIENT_ID,
-                                f"clientId: cannot {action.value} presence without a clientId "
-                                "(the connection has none)", "clientId")
+            raise PresenceError(
+                errors.NO_CLIENT_ID,
+                f"clientId: cannot {action.value} presence without a clientId "
+                "(the connection has none)",
+                "clientId",
+            )
         if message_size(client_id, data) > self.max_message_size:
-            raise PresenceError(errors.MESSAGE_TOO_LARGE,
-                                f"data: message size exceeds the {self.max_message_size}-byte limit",
-                                "data")
+            raise PresenceError(
+                errors.MESSAGE_TOO_LARGE,
+                f"data: message size exceeds the {self.max_message_size}-byte limit",
+                "data",
+            )
         # A client checks clientId, data and size itself; the capability is the server's to judge,
         # after the implicit attach (RTP8d, then a NACK per RTP8h): the attach stays.
         outcome = self.attach(connection_id, channel)
@@ -371,8 +440,14 @@ class PresenceModel:
                 return outcome  # RTP10d: ACKed, nothing happens
             if data is None:
                 data = existing.data
-        event = PresenceMessage(action=action, client_id=client_id, connection_id=conn.id, data=data,
-                                timestamp=self._now(), id=event_id or f"{conn.id}:{serial}:0")
+        event = PresenceMessage(
+            action=action,
+            client_id=client_id,
+            connection_id=conn.id,
+            data=data,
+            timestamp=self._now(),
+            id=event_id or f"{conn.id}:{serial}:0",
+        )
         outcome.extend(self._apply(ch, event))
         return outcome
 
@@ -404,13 +479,20 @@ class PresenceModel:
             for key in sorted(ch.by_connection.get(conn.id, ())):
                 member = ch.members[key]
                 # Not published by the connection: its id must not start with the connectionId (RTP2b1).
-                leave = PresenceMessage(action=Action.LEAVE, client_id=member.client_id,
-                                        connection_id=member.connection_id, data=member.data,
-                                        timestamp=self._now(), id=self._ids("synthetic"))
+                leave = PresenceMessage(
+                    action=Action.LEAVE,
+                    client_id=member.client_id,
+                    connection_id=member.connection_id,
+                    data=member.data,
+                    timestamp=self._now(),
+                    id=self._ids("synthetic"),
+                )
                 outcome.extend(self._apply(ch, leave))
         return outcome
 
-    def _deliveries_to(self, conn: _Connection, channel: str, event: PresenceMessage) -> list[Delivery]:
+    def _deliveries_to(
+        self, conn: _Connection, channel: str, event: PresenceMessage
+    ) -> list[Delivery]:
         if conn.state != "connected":
             return []
         out = []
@@ -430,14 +512,18 @@ class PresenceModel:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def get(self, channel: str, client_id: str | None = None,
-            connection_id: str | None = None) -> list[PresenceMessage]:
+    def get(
+        self, channel: str, client_id: str | None = None, connection_id: str | None = None
+    ) -> list[PresenceMessage]:
         """RTP11 / RSP3: the members, filtered by clientId (RTP11c2) and connectionId (RTP11c3).
         Cost O(result + log n): the filters use the per-client and per-connection indexes."""
         for name, value in (("clientId", client_id), ("connectionId", connection_id)):
             if value is not None and not isinstance(value, str):
-                raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                    f"{name}: expected a string, got {type(value).__name__}", name)
+                raise PresenceError(
+                    errors.INVALID_PARAMETER_VALUE,
+                    f"{name}: expected a string, got {type(value).__name__}",
+                    name,
+                )
         ch = self._channels.get(channel)
         if ch is None:
             return []
@@ -456,8 +542,15 @@ class PresenceModel:
         ch = self._channels.get(channel)
         return len(ch.members) if ch else 0
 
-    def history(self, channel: str, start: Any = None, end: Any = None, limit: Any = None,
-                direction: Any = None, cursor: str | None = None) -> HistoryPage:
+    def history(
+        self,
+        channel: str,
+        start: Any = None,
+        end: Any = None,
+        limit: Any = None,
+        direction: Any = None,
+        cursor: str | None = None,
+    ) -> HistoryPage:
         """RSP4b / RTP12a: one page of the channel's presence events.
         `start`/`end` are inclusive milliseconds; `limit` defaults to 100 and may not exceed
         1000; `direction` defaults to backwards. Cost O(page + log n)."""
@@ -498,14 +591,20 @@ class PresenceModel:
         try:
             return self._connections[connection_id]
         except KeyError:
-            raise PresenceError(errors.NOT_FOUND, f"connectionId: unknown connection {connection_id!r}",
-                                "connectionId") from None
+            raise PresenceError(
+                errors.NOT_FOUND,
+                f"connectionId: unknown connection {connection_id!r}",
+                "connectionId",
+            ) from None
 
     def _live(self, connection_id: str) -> _Connection:
         conn = self._conn(connection_id)
         if conn.state != "connected":
-            raise PresenceError(errors.CONNECTION_CLOSED,
-                                f"connection {connection_id!r} is {conn.state}", "connection")
+            raise PresenceError(
+                errors.CONNECTION_CLOSED,
+                f"connection {connection_id!r} is {conn.state}",
+                "connection",
+            )
         return conn
 
     def _channel(self, name: str) -> _Channel:
@@ -517,8 +616,11 @@ class PresenceModel:
     @staticmethod
     def _check_channel_name(channel: Any) -> None:
         if not isinstance(channel, str) or not channel:
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"channel: expected a non-empty channel name, got {channel!r}", "channel")
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"channel: expected a non-empty channel name, got {channel!r}",
+                "channel",
+            )
 
     def _detach_all(self, conn: _Connection) -> None:
         for name in conn.attached:
@@ -528,28 +630,43 @@ class PresenceModel:
         conn.listeners.clear()
 
 
-def validate_history_params(start: Any, end: Any, limit: Any, direction: Any
-                            ) -> tuple[int | None, int | None, int, str]:
+def validate_history_params(
+    start: Any, end: Any, limit: Any, direction: Any
+) -> tuple[int | None, int | None, int, str]:
     """Check history options (RSP4b1-3) and apply the defaults; raise 40003 naming the option."""
     for name, value in (("start", start), ("end", end)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"{name}: expected milliseconds since the epoch, got {value!r}", name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"{name}: expected milliseconds since the epoch, got {value!r}",
+                name,
+            )
     if start is not None and end is not None and start > end:
-        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                            f"start: {start} is after end {end} (RSP4b1: start must be <= end)", "start")
+        raise PresenceError(
+            errors.INVALID_PARAMETER_VALUE,
+            f"start: {start} is after end {end} (RSP4b1: start must be <= end)",
+            "start",
+        )
     if limit is None:
         limit = DEFAULT_HISTORY_LIMIT
-    elif isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_LIMIT:
-        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                            f"limit: expected an integer from 1 to {MAX_HISTORY_LIMIT}, got {limit!r}",
-                            "limit")
+    elif (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_LIMIT
+    ):
+        raise PresenceError(
+            errors.INVALID_PARAMETER_VALUE,
+            f"limit: expected an integer from 1 to {MAX_HISTORY_LIMIT}, got {limit!r}",
+            "limit",
+        )
     if direction is None:
         direction = "backwards"
     elif direction not in ("forwards", "backwards"):
-        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                            f"direction: expected 'forwards' or 'backwards', got {direction!r}",
-                            "direction")
+        raise PresenceError(
+            errors.INVALID_PARAMETER_VALUE,
+            f"direction: expected 'forwards' or 'backwards', got {direction!r}",
+            "direction",
+        )
     return start, end, limit, direction
 
 
@@ -558,9 +675,13 @@ def _parse_cursor(cursor: str, direction: str, lo: int, hi: int) -> tuple[int, i
         kind, pos_text = cursor.split(":", 1)
         pos = int(pos_text)
     except (ValueError, AttributeError):
-        raise PresenceError(errors.INVALID_PARAMETER_VALUE, f"cursor: malformed cursor {cursor!r}",
-                            "cursor") from None
+        raise PresenceError(
+            errors.INVALID_PARAMETER_VALUE, f"cursor: malformed cursor {cursor!r}", "cursor"
+        ) from None
     if kind != direction[0] or not lo <= pos <= hi:
-        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                            f"cursor: {cursor!r} does not belong to this query", "cursor")
+        raise PresenceError(
+            errors.INVALID_PARAMETER_VALUE,
+            f"cursor: {cursor!r} does not belong to this query",
+            "cursor",
+        )
     return (pos, hi) if direction == "forwards" else (lo, pos)

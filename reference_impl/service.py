@@ -35,16 +35,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any
 
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.model import (
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Capability,
     HistoryPage,
     Outcome,
     PresenceModel,
 )
-from reference_impl.types import PresenceMessage
+from presence_conformance.reference_impl.types import PresenceMessage
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,22 @@ class PresenceService:
     delay in seconds between an abrupt `drop()` and the synthesized leaves of its members.
     """
 
-    def __init__(self, clock: Callable[[], float] | None = None, leave_grace: float = 15.0,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        if isinstance(leave_grace, bool) or not isinstance(leave_grace, int | float) or leave_grace < 0:
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"leave_grace: expected seconds >= 0, got {leave_grace!r}", "leave_grace")
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        leave_grace: float = 15.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        if (
+            isinstance(leave_grace, bool)
+            or not isinstance(leave_grace, int | float)
+            or leave_grace < 0
+        ):
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"leave_grace: expected seconds >= 0, got {leave_grace!r}",
+                "leave_grace",
+            )
         self.model = PresenceModel(clock or _wall_clock_ms, max_message_size=max_message_size)
         self.leave_grace = float(leave_grace)
         self._connections: dict[str, ServiceConnection] = {}
@@ -102,11 +113,14 @@ class PresenceService:
         """True once `close()` was called."""
         return self._closed
 
-    async def connect(self, client_id: str | None = None,
-                      capability: Capability = None) -> ServiceConnection:
+    async def connect(
+        self, client_id: str | None = None, capability: Capability = None
+    ) -> ServiceConnection:
         """Open a connection for `client_id` (None: anonymous) with `capability` (None: everything)."""
         if self._closed:
-            raise PresenceError(errors.CONNECTION_CLOSED, "service: the service is closed", "service")
+            raise PresenceError(
+                errors.CONNECTION_CLOSED, "service: the service is closed", "service"
+            )
         connection_id = self.model.open_connection(client_id, capability)
         conn = ServiceConnection(self, connection_id, client_id)
         self._connections[connection_id] = conn
@@ -174,9 +188,11 @@ class ServiceChannels:
         channel = self._channels.get(name) if isinstance(name, str) else None
         if channel is None:
             if not isinstance(name, str) or not name:
-                raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                    f"channel: expected a non-empty channel name, got {name!r}",
-                                    "channel")
+                raise PresenceError(
+                    errors.INVALID_PARAMETER_VALUE,
+                    f"channel: expected a non-empty channel name, got {name!r}",
+                    "channel",
+                )
             channel = self._channels[name] = ServiceChannel(self._connection, name)
         return channel
 
@@ -230,11 +246,14 @@ class ServiceConnection:
 
     def _check_live(self) -> None:
         if self._service.closed:
-            raise PresenceError(errors.CONNECTION_CLOSED, "service: the service is closed", "connection")
+            raise PresenceError(
+                errors.CONNECTION_CLOSED, "service: the service is closed", "connection"
+            )
         state = self.state
         if state != "connected":
-            raise PresenceError(errors.CONNECTION_CLOSED, f"connection {self.id!r} is {state}",
-                                "connection")
+            raise PresenceError(
+                errors.CONNECTION_CLOSED, f"connection {self.id!r} is {state}", "connection"
+            )
 
     def _shutdown(self) -> None:
         for channel in self.channels:
@@ -251,7 +270,8 @@ class ServiceConnection:
             if self._service.closed:
                 return
             self._task = asyncio.get_running_loop().create_task(
-                self._pump(), name=f"presence-delivery-{self.id}")
+                self._pump(), name=f"presence-delivery-{self.id}"
+            )
         self._pending += 1
         self._queue.put_nowait((listener, event))
 
@@ -268,8 +288,13 @@ class ServiceConnection:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("presence listener %r raised on %s %s (connection %s)",
-                                 listener, event.action.value, event.id, self.id)
+                logger.exception(
+                    "presence listener %r raised on %s %s (connection %s)",
+                    listener,
+                    event.action.value,
+                    event.id,
+                    self.id,
+                )
             finally:
                 self._pending -= 1
 
@@ -333,20 +358,28 @@ class ServicePresence:
         except PresenceError:
             # refused after the implicit attach (no presence capability: RTP8d, then RTP8h):
             # the attach stays, so the sync completes as for any attach
-            if self._sync_state == "detached" and self._model.is_attached(self._conn.id,
-                                                                          self._channel):
+            if self._sync_state == "detached" and self._model.is_attached(
+                self._conn.id, self._channel
+            ):
                 self._after(Outcome())
             raise
         self._after(outcome)
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         """The members (action `present`), filtered by `client_id` and/or `connection_id`.
         With `wait_for_sync` (default) waits for the sync; without it returns the view so far."""
         self._conn._check_live()
         if not isinstance(wait_for_sync, bool):
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"waitForSync: expected a boolean, got {wait_for_sync!r}", "waitForSync")
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"waitForSync: expected a boolean, got {wait_for_sync!r}",
+                "waitForSync",
+            )
         members = self._model.get(self._channel, client_id, connection_id)  # validates the filters
         if self._sync_state == "synced":
             return members
@@ -362,8 +395,11 @@ class ServicePresence:
         if not callable(listener) and callable(actions):
             listener, actions = actions, listener
         if not callable(listener):
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"listener: expected a callable, got {listener!r}", "listener")
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"listener: expected a callable, got {listener!r}",
+                "listener",
+            )
         self._conn._check_live()
         key = _listener_key(listener)
         name = self._names.get(key)
@@ -391,8 +427,11 @@ class ServicePresence:
             elif callable(actions):
                 listener, actions = actions, listener
             else:
-                raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                    f"listener: expected a callable, got {listener!r}", "listener")
+                raise PresenceError(
+                    errors.INVALID_PARAMETER_VALUE,
+                    f"listener: expected a callable, got {listener!r}",
+                    "listener",
+                )
         self._conn._check_live()
         name = None
         if listener is not None:
@@ -400,8 +439,13 @@ class ServicePresence:
             name = self._names.get(_listener_key(listener), "L-unregistered")
         self._model.unsubscribe(self._conn.id, self._channel, name, actions)
 
-    async def history(self, start: int | None = None, end: int | None = None,
-                      limit: int | None = None, direction: str | None = None) -> ServiceHistoryPage:
+    async def history(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        direction: str | None = None,
+    ) -> ServiceHistoryPage:
         """The first page of presence events: `start`/`end` inclusive ms, `limit` 1..1000
         (default 100), `direction` forwards or backwards (default)."""
         self._conn._check_live()
@@ -422,7 +466,9 @@ class ServicePresence:
     def _complete_sync(self) -> None:
         if self._sync_state != "syncing":
             return
-        if self._conn.state == "connected" and self._model.is_attached(self._conn.id, self._channel):
+        if self._conn.state == "connected" and self._model.is_attached(
+            self._conn.id, self._channel
+        ):
             self._sync_state = "synced"
         else:
             self._sync_state = "detached"

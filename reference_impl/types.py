@@ -16,8 +16,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reference_impl import errors
-from reference_impl.errors import PresenceError
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
 
 Data = str | bytes | dict | list | None
 
@@ -41,8 +41,9 @@ class Action(enum.StrEnum):
         try:
             return _FROM_WIRE[number]
         except (KeyError, TypeError):
-            raise PresenceError(errors.BAD_REQUEST, f"action: unknown presence action number {number!r}",
-                                "action") from None
+            raise PresenceError(
+                errors.BAD_REQUEST, f"action: unknown presence action number {number!r}", "action"
+            ) from None
 
     @classmethod
     def parse(cls, value: Any, argument: str = "action") -> Action:
@@ -55,10 +56,14 @@ class Action(enum.StrEnum):
             raise PresenceError(
                 errors.INVALID_PARAMETER_VALUE,
                 f"{argument}: unknown presence action {value!r}; expected one of enter, leave, update, present",
-                argument)
+                argument,
+            )
         if action is Action.ABSENT:
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"{argument}: 'absent' is never emitted to subscribers", argument)
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"{argument}: 'absent' is never emitted to subscribers",
+                argument,
+            )
         return action
 
 
@@ -75,8 +80,9 @@ def parse_actions(value: Any, argument: str = "action") -> frozenset[Action] | N
         return None
     if isinstance(value, (list, tuple, set, frozenset)):
         if not value:
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE, f"{argument}: empty list of actions",
-                                argument)
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE, f"{argument}: empty list of actions", argument
+            )
         return frozenset(Action.parse(v, argument) for v in value)
     return frozenset({Action.parse(value, argument)})
 
@@ -91,12 +97,16 @@ def validate_data(data: Any, argument: str = "data") -> Data:
         try:
             json.dumps(data, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise PresenceError(errors.INVALID_DATA, f"{argument}: not JSON-encodable ({exc})",
-                                argument) from None
+            raise PresenceError(
+                errors.INVALID_DATA, f"{argument}: not JSON-encodable ({exc})", argument
+            ) from None
         return data
-    raise PresenceError(errors.INVALID_DATA,
-                        f"{argument}: unsupported data type {type(data).__name__}; "
-                        "expected string, JSON object or array, or binary", argument)
+    raise PresenceError(
+        errors.INVALID_DATA,
+        f"{argument}: unsupported data type {type(data).__name__}; "
+        "expected string, JSON object or array, or binary",
+        argument,
+    )
 
 
 def data_to_json(data: Data) -> Any:
@@ -115,9 +125,14 @@ def data_from_json(value: Any) -> Data:
 
 def data_equal(a: Any, b: Any) -> bool:
     """Equality of member data that does not confuse `bytes` with `bytearray` or str with bytes."""
-    if isinstance(a, (bytes, bytearray, memoryview)) or isinstance(b, (bytes, bytearray, memoryview)):
-        return (isinstance(a, (bytes, bytearray, memoryview))
-                and isinstance(b, (bytes, bytearray, memoryview)) and bytes(a) == bytes(b))
+    if isinstance(a, (bytes, bytearray, memoryview)) or isinstance(
+        b, (bytes, bytearray, memoryview)
+    ):
+        return (
+            isinstance(a, (bytes, bytearray, memoryview))
+            and isinstance(b, (bytes, bytearray, memoryview))
+            and bytes(a) == bytes(b)
+        )
     if type(a) is not type(b) and not (isinstance(a, dict) and isinstance(b, dict)):
         return False
     return a == b

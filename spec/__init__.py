@@ -125,15 +125,22 @@ class CatalogueError(ValueError):
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
-        super().__init__(f"{path}: {len(problems)} problem(s) in the requirement catalogue:\n  "
-                         + "\n  ".join(problems))
+        super().__init__(
+            f"{path}: {len(problems)} problem(s) in the requirement catalogue:\n  "
+            + "\n  ".join(problems)
+        )
 
 
 class Catalogue:
     """The requirements in file order, with their areas (area id -> title, in report order)."""
 
-    def __init__(self, requirements: list[Requirement], areas: dict[str, str],
-                 version: int = 1, path: str = "") -> None:
+    def __init__(
+        self,
+        requirements: list[Requirement],
+        areas: dict[str, str],
+        version: int = 1,
+        path: str = "",
+    ) -> None:
         self.requirements = requirements
         self.areas = areas
         self.version = version
@@ -157,8 +164,9 @@ class Catalogue:
                     hint = f"; area {area!r} has: " + ", ".join(r.id for r in self.in_area(area))
                 else:
                     hint = "; known areas: " + ", ".join(self.areas)
-        raise KeyError(f"unknown requirement {requirement_id!r} in {self.path or 'the catalogue'}"
-                       f"{hint}")
+        raise KeyError(
+            f"unknown requirement {requirement_id!r} in {self.path or 'the catalogue'}{hint}"
+        )
 
     def in_area(self, area: str) -> list[Requirement]:
         """The requirements of one area, in file order."""
@@ -208,8 +216,11 @@ def _check_seed(seed: str) -> str | None:
                 known = ", ".join(sorted(SEED_SECTIONS[section])) or "nothing"
                 return f"{ref!r}: the seed's {section} section names {known}, not {name!r}"
         if section not in SEED_SECTIONS:
-            return (f"{ref!r}: {section!r} is not a section of the seed (one of "
-                    + ", ".join(SEED_SECTIONS) + ")")
+            return (
+                f"{ref!r}: {section!r} is not a section of the seed (one of "
+                + ", ".join(SEED_SECTIONS)
+                + ")"
+            )
     return None
 
 
@@ -224,8 +235,10 @@ def check_catalogue(raw: Any) -> list[str]:
     """
     problems: list[str] = []
     if not isinstance(raw, Mapping):
-        return [f"(top level): expected a mapping with {', '.join(sorted(_TOP_KEYS))}, "
-                f"got {type(raw).__name__}"]
+        return [
+            f"(top level): expected a mapping with {', '.join(sorted(_TOP_KEYS))}, "
+            f"got {type(raw).__name__}"
+        ]
     for key in sorted(set(raw) - _TOP_KEYS, key=str):
         problems.append(f"{key}: unknown top-level key (expected {', '.join(sorted(_TOP_KEYS))})")
     if raw.get("version") != 1:
@@ -253,8 +266,9 @@ def check_catalogue(raw: Any) -> list[str]:
             problems.append(f"{name}: expected a mapping, got {type(entry).__name__}")
             continue
         for key in sorted(set(entry) - _ENTRY_KEYS, key=str):
-            problems.append(f"{name}: {key}: unknown field (expected one of "
-                            f"{', '.join(sorted(_ENTRY_KEYS))})")
+            problems.append(
+                f"{name}: {key}: unknown field (expected one of {', '.join(sorted(_ENTRY_KEYS))})"
+            )
         for key in ("id", "level", "text", "sources"):
             if key not in entry:
                 problems.append(f"{name}: {key}: missing")
@@ -310,13 +324,16 @@ def check_catalogue(raw: Any) -> list[str]:
                     ably = []
                 for point in ably:
                     if not isinstance(point, str) or not _ABLY_POINT_RE.match(point):
-                        problems.append(f"{name}: sources.ably: {point!r} is not an Ably spec "
-                                        "point (e.g. RTP8a, RSP4b2, TP3h)")
+                        problems.append(
+                            f"{name}: sources.ably: {point!r} is not an Ably spec "
+                            "point (e.g. RTP8a, RSP4b2, TP3h)"
+                        )
                 if len(set(map(str, ably))) != len(ably):
                     problems.append(f"{name}: sources.ably: duplicate points")
                 if seed is None and not ably and not set(_SOURCE_KEYS) - set(sources):
-                    problems.append(f"{name}: sources: cites nothing (seed is null and ably is "
-                                    "empty)")
+                    problems.append(
+                        f"{name}: sources: cites nothing (seed is null and ably is empty)"
+                    )
 
         if "codes" in entry:
             codes = entry["codes"]
@@ -324,10 +341,14 @@ def check_catalogue(raw: Any) -> list[str]:
                 problems.append(f"{name}: codes: expected a non-empty list of Ably error codes")
             else:
                 for code in codes:
-                    if isinstance(code, bool) or not isinstance(code, int) or not (
-                            10000 <= code <= 99999):
-                        problems.append(f"{name}: codes: {code!r} is not an Ably error code "
-                                        "(a 5-digit integer)")
+                    if (
+                        isinstance(code, bool)
+                        or not isinstance(code, int)
+                        or not (10000 <= code <= 99999)
+                    ):
+                        problems.append(
+                            f"{name}: codes: {code!r} is not an Ably error code (a 5-digit integer)"
+                        )
                 if len(set(map(repr, codes))) != len(codes):
                     problems.append(f"{name}: codes: duplicate codes")
 
@@ -341,15 +362,17 @@ def _catalogue_from(raw: Mapping[str, Any], path: str) -> Catalogue:
     requirements = []
     for entry in raw["requirements"]:
         sources = entry["sources"]
-        requirements.append(Requirement(
-            id=entry["id"],
-            area=entry["id"].partition(".")[0],
-            level=entry["level"],
-            text=entry["text"].strip(),
-            seed=sources["seed"],
-            ably=tuple(sources["ably"]),
-            codes=tuple(entry.get("codes") or ()),
-        ))
+        requirements.append(
+            Requirement(
+                id=entry["id"],
+                area=entry["id"].partition(".")[0],
+                level=entry["level"],
+                text=entry["text"].strip(),
+                seed=sources["seed"],
+                ably=tuple(sources["ably"]),
+                codes=tuple(entry.get("codes") or ()),
+            )
+        )
     return Catalogue(requirements, dict(raw["areas"]), raw["version"], path)
 
 
@@ -408,8 +431,9 @@ def schema(name: str) -> dict:
     try:
         return copy.deepcopy(_schemas()[name])
     except KeyError:
-        raise KeyError(f"unknown schema {name!r}; known schemas: "
-                       + ", ".join(schema_names())) from None
+        raise KeyError(
+            f"unknown schema {name!r}; known schemas: " + ", ".join(schema_names())
+        ) from None
 
 
 @functools.cache
@@ -417,7 +441,9 @@ def _registry() -> Registry:
     resources_ = []
     for name, contents in _schemas().items():
         uri = contents.get("$id") or f"{SCHEMA_BASE}{name}.json"
-        resources_.append((uri, Resource.from_contents(contents, default_specification=DRAFT202012)))
+        resources_.append(
+            (uri, Resource.from_contents(contents, default_specification=DRAFT202012))
+        )
     return Registry().with_resources(resources_)
 
 
@@ -447,12 +473,16 @@ def _format(error: ValidationError) -> list[tuple[list[Any], str]]:
     if error.validator == "required" and isinstance(instance, Mapping):
         missing = [p for p in error.validator_value if p not in instance]
         return [([*path, p], "is a required property") for p in missing]
-    if (error.validator == "additionalProperties" and error.validator_value is False
-            and isinstance(instance, Mapping)):
+    if (
+        error.validator == "additionalProperties"
+        and error.validator_value is False
+        and isinstance(instance, Mapping)
+    ):
         declared = error.schema.get("properties", {})
         patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
-        extra = [k for k in instance
-                 if k not in declared and not any(p.search(k) for p in patterns)]
+        extra = [
+            k for k in instance if k not in declared and not any(p.search(k) for p in patterns)
+        ]
         if extra:
             return [([*path, k], "is not allowed here (unexpected property)") for k in extra]
     return [(path, error.message)]

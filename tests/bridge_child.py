@@ -1,5 +1,5 @@
 """A tiny bridge child for tests/test_bridge.py: the in-process reference service
-(`reference_impl.service.PresenceService`) served over the bridge protocol (docs/bridge.md).
+(`presence_conformance.reference_impl.service.PresenceService`) served over the bridge protocol (docs/bridge.md).
 
     python tests/bridge_child.py [--leave-grace S] [--fault KIND:OP]...
 
@@ -28,14 +28,24 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reference_impl.errors import PresenceError
-from reference_impl.service import PresenceService
-from reference_impl.types import data_from_json
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.service import PresenceService
+from presence_conformance.reference_impl.types import data_from_json
 
-FEATURES = ["history", "binary-data", "abrupt-disconnect", "capabilities", "anonymous-clients",
-            "multiple-connections", "sync-complete", "wait-for-sync-option",
-            "unsubscribe-by-action", "subscribe-action-list", "large-messages",
-            "argument-validation"]
+FEATURES = [
+    "history",
+    "binary-data",
+    "abrupt-disconnect",
+    "capabilities",
+    "anonymous-clients",
+    "multiple-connections",
+    "sync-complete",
+    "wait-for-sync-option",
+    "unsubscribe-by-action",
+    "subscribe-action-list",
+    "large-messages",
+    "argument-validation",
+]
 
 
 def write(obj: Any) -> None:
@@ -79,14 +89,27 @@ class Child:
         try:
             result = await getattr(self, "op_" + op)(req)
         except PresenceError as exc:
-            write({"id": rid, "ok": False,
-                   "error": {"code": exc.code, "statusCode": exc.status_code,
-                             "message": exc.message}})
+            write(
+                {
+                    "id": rid,
+                    "ok": False,
+                    "error": {
+                        "code": exc.code,
+                        "statusCode": exc.status_code,
+                        "message": exc.message,
+                    },
+                }
+            )
         except NotImplementedError as exc:
             write({"id": rid, "ok": False, "error": {"type": "unsupported", "message": str(exc)}})
         except Exception as exc:  # a bug here
-            write({"id": rid, "ok": False,
-                   "error": {"type": "internal", "message": f"{type(exc).__name__}: {exc}"}})
+            write(
+                {
+                    "id": rid,
+                    "ok": False,
+                    "error": {"type": "internal", "message": f"{type(exc).__name__}: {exc}"},
+                }
+            )
         else:
             write({"id": rid, "ok": True, "result": result})
         if op == "shutdown":
@@ -97,13 +120,18 @@ class Child:
         return self.conns[req["connection"]].channels.get(req["channel"]).presence
 
     async def op_hello(self, req: dict) -> dict:
-        return {"protocol": 1, "sdk": "reference-service (tests/bridge_child.py)",
-                "features": FEATURES, "ops": ["quiesce"]}
+        return {
+            "protocol": 1,
+            "sdk": "reference-service (tests/bridge_child.py)",
+            "features": FEATURES,
+            "ops": ["quiesce"],
+        }
 
     async def op_connect(self, req: dict) -> dict:
         client_id = req["clientId"]
-        conn = await self.service.connect(None if client_id == "*" else client_id,
-                                          req.get("capability"))
+        conn = await self.service.connect(
+            None if client_id == "*" else client_id, req.get("capability")
+        )
         self.conns[req["connection"]] = conn
         return {"connectionId": conn.id, "clientId": client_id}
 
@@ -117,8 +145,9 @@ class Child:
         await self.presence(req).leave(data_from_json(req.get("data")))
 
     async def op_get(self, req: dict) -> list:
-        members = await self.presence(req).get(req.get("clientId"), req.get("connectionId"),
-                                                req.get("waitForSync", True))
+        members = await self.presence(req).get(
+            req.get("clientId"), req.get("connectionId"), req.get("waitForSync", True)
+        )
         return [m.to_json() for m in members]
 
     def listener(self, req: dict) -> Any:
@@ -128,8 +157,14 @@ class Child:
             subscription = req["subscription"]
 
             def listener(message: Any) -> None:
-                write({"event": "presence", "subscription": subscription,
-                       "message": message.to_json()})
+                write(
+                    {
+                        "event": "presence",
+                        "subscription": subscription,
+                        "message": message.to_json(),
+                    }
+                )
+
             self.listeners[key] = listener
         return listener
 
@@ -146,12 +181,16 @@ class Child:
             self.page_ids += 1
             handle = f"p{self.page_ids}"
             self.pages[handle] = page
-        return {"items": [m.to_json() for m in page.items], "hasNext": page.has_next(),
-                "page": handle}
+        return {
+            "items": [m.to_json() for m in page.items],
+            "hasNext": page.has_next(),
+            "page": handle,
+        }
 
     async def op_history(self, req: dict) -> dict:
-        page = await self.presence(req).history(req.get("start"), req.get("end"),
-                                                req.get("limit"), req.get("direction"))
+        page = await self.presence(req).history(
+            req.get("start"), req.get("end"), req.get("limit"), req.get("direction")
+        )
         return self.page(page)
 
     async def op_history_next(self, req: dict) -> dict | None:

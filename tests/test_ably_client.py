@@ -11,8 +11,7 @@ import base64
 import json
 
 import pytest
-
-from harness.ably_client import (
+from presence_conformance.harness.ably_client import (
     PresenceEmitter,
     PresenceState,
     decode_data,
@@ -23,18 +22,30 @@ from harness.ably_client import (
     presence_from_wire,
     presence_to_wire,
 )
-from reference_impl.errors import PresenceError
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 NOW = 1_800_000_000_000
 HAS_PRESENCE = 1
 
 
-def item(action: str, client: str, conn: str, serial: int | None = 0, index: int = 0,
-         ts: int = NOW, data: object = None, id_: str | None = None) -> dict:
+def item(
+    action: str,
+    client: str,
+    conn: str,
+    serial: int | None = 0,
+    index: int = 0,
+    ts: int = NOW,
+    data: object = None,
+    id_: str | None = None,
+) -> dict:
     """A wire presence item; `id` is `conn:serial:index` unless given (or serial is None)."""
-    out: dict = {"action": Action(action).wire, "clientId": client, "connectionId": conn,
-                 "timestamp": ts}
+    out: dict = {
+        "action": Action(action).wire,
+        "clientId": client,
+        "connectionId": conn,
+        "timestamp": ts,
+    }
     if id_ is not None:
         out["id"] = id_
     elif serial is not None:
@@ -78,9 +89,13 @@ def attached(rec: Recorder, has_presence: bool = False) -> None:
 
 # -- newness (RTP2b) ---------------------------------------------------------------------------
 
-def msg(id_: str | None, conn: str = "c1", ts: int = NOW, action: str = "present") -> PresenceMessage:
-    return PresenceMessage(action=Action(action), client_id="a", connection_id=conn, timestamp=ts,
-                           id=id_)  # type: ignore[arg-type]
+
+def msg(
+    id_: str | None, conn: str = "c1", ts: int = NOW, action: str = "present"
+) -> PresenceMessage:
+    return PresenceMessage(
+        action=Action(action), client_id="a", connection_id=conn, timestamp=ts, id=id_
+    )  # type: ignore[arg-type]
 
 
 def test_newness_compares_msg_serial_numerically_not_as_text():
@@ -116,14 +131,18 @@ def test_malformed_ids_fall_back_to_timestamps():
 
 # -- PRESENCE frames (RTP2d, RTP2h) ------------------------------------------------------------
 
+
 def test_enter_update_present_are_emitted_with_their_action_and_stored_as_present():
     rec = Recorder()
     attached(rec)
     rec.state.on_presence(presence(item("enter", "a", "c1", 0)))
     rec.state.on_presence(presence(item("update", "a", "c1", 1, data="x")))
     rec.state.on_presence(presence(item("present", "b", "c2", 0)))
-    assert rec.seen() == [("enter", "a", "c1:0:0"), ("update", "a", "c1:1:0"),
-                          ("present", "b", "c2:0:0")]
+    assert rec.seen() == [
+        ("enter", "a", "c1:0:0"),
+        ("update", "a", "c1:1:0"),
+        ("present", "b", "c2:0:0"),
+    ]
     members = rec.state.map.values()
     assert [m.action for m in members] == [Action.PRESENT, Action.PRESENT]
     assert members[0].data == "x"
@@ -179,12 +198,19 @@ def test_synthesized_leave_wins_by_timestamp():
 def test_missing_id_connection_and_timestamp_are_filled_from_the_protocol_message():
     rec = Recorder()
     attached(rec)
-    frame = {"action": 14, "channel": "room", "id": "c9:4", "connectionId": "c9",
-             "timestamp": NOW + 7,
-             "presence": [{"action": 2, "clientId": "a"}, {"action": 2, "clientId": "b"}]}
+    frame = {
+        "action": 14,
+        "channel": "room",
+        "id": "c9:4",
+        "connectionId": "c9",
+        "timestamp": NOW + 7,
+        "presence": [{"action": 2, "clientId": "a"}, {"action": 2, "clientId": "b"}],
+    }
     rec.state.on_presence(frame)
     assert [(e.id, e.connection_id, e.timestamp) for e in rec.events] == [
-        ("c9:4:0", "c9", NOW + 7), ("c9:4:1", "c9", NOW + 7)]
+        ("c9:4:0", "c9", NOW + 7),
+        ("c9:4:1", "c9", NOW + 7),
+    ]
     # the filled ids take part in newness: an older serial for 'a' is ignored
     rec.events.clear()
     rec.state.on_presence(presence(item("update", "a", "c9", 3)))
@@ -200,6 +226,7 @@ def test_several_items_in_one_frame_are_applied_in_order():
 
 
 # -- SYNC (RTP18, RTP19) -------------------------------------------------------------------------
+
 
 def test_attached_with_has_presence_waits_for_sync_end():
     rec = Recorder()
@@ -236,8 +263,9 @@ def test_sync_without_channel_serial_is_complete_in_itself():
 def test_residual_members_get_a_synthesized_leave_at_sync_end():
     rec = Recorder(clock_value=NOW + 999)
     attached(rec)
-    rec.state.on_presence(presence(item("enter", "a", "c1", 0, data="da"),
-                                   item("enter", "b", "c2", 0)))
+    rec.state.on_presence(
+        presence(item("enter", "a", "c1", 0, data="da"), item("enter", "b", "c2", 0))
+    )
     rec.seen()
     # a server-initiated sync (RTP18) that only mentions b
     rec.state.on_sync(sync("s2:more", item("present", "b", "c2", 0)))
@@ -253,8 +281,14 @@ def test_residual_members_get_a_synthesized_leave_at_sync_end():
     rec2.events.clear()
     rec2.state.on_sync(sync(None))
     [leave] = rec2.events
-    assert (leave.action, leave.client_id, leave.connection_id, leave.data, leave.id,
-            leave.timestamp) == (Action.LEAVE, "a", "c1", "da", None, NOW + 999)
+    assert (
+        leave.action,
+        leave.client_id,
+        leave.connection_id,
+        leave.data,
+        leave.id,
+        leave.timestamp,
+    ) == (Action.LEAVE, "a", "c1", "da", None, NOW + 999)
 
 
 def test_a_member_updated_by_presence_during_sync_is_not_residual():
@@ -353,10 +387,12 @@ def test_wait_synced_is_bounded():
         asyncio.get_running_loop().call_later(0.01, rec.state.on_sync, sync("s:"))
         second = await rec.state.wait_synced(1.0)
         return first, second
+
     assert asyncio.run(main()) == (False, True)
 
 
 # -- subscriptions (RTP6, RTP7) --------------------------------------------------------------------
+
 
 def _event(action: str) -> PresenceMessage:
     return PresenceMessage(action=Action(action), client_id="a", connection_id="c1", id="c1:0:0")
@@ -376,8 +412,13 @@ def test_subscribe_filters_and_unsubscribe_forms():
     emitter.subscribe(two, ["enter", "leave"])
     for a in ("enter", "update", "leave"):
         emitter.emit(_event(a))
-    assert got == [("one", "enter"), ("two", "enter"), ("one", "update"), ("one", "leave"),
-                   ("two", "leave")]
+    assert got == [
+        ("one", "enter"),
+        ("two", "enter"),
+        ("one", "update"),
+        ("one", "leave"),
+        ("two", "leave"),
+    ]
     got.clear()
     emitter.unsubscribe(two, ["enter"])  # RTP7b
     emitter.unsubscribe(one, ["update"])  # removes 'update' from an all-actions listener
@@ -415,14 +456,21 @@ def test_subscribe_refuses_unknown_actions_and_survives_raising_listeners():
 
 # -- data encoding (§1.6, RSL4/RSL6) ------------------------------------------------------------------
 
+
 def test_outgoing_data_encoding_and_no_client_id():
-    assert presence_to_wire(Action.ENTER, {"a": 1}) == {"action": 2, "data": '{"a":1}',
-                                                        "encoding": "json"}
+    assert presence_to_wire(Action.ENTER, {"a": 1}) == {
+        "action": 2,
+        "data": '{"a":1}',
+        "encoding": "json",
+    }
     assert presence_to_wire(Action.UPDATE, [1, "x"])["encoding"] == "json"
     assert presence_to_wire(Action.LEAVE, None) == {"action": 3}
     assert presence_to_wire(Action.ENTER, "text") == {"action": 2, "data": "text"}
-    assert presence_to_wire(Action.ENTER, b"\x00\xff") == {"action": 2, "data": "AP8=",
-                                                           "encoding": "base64"}
+    assert presence_to_wire(Action.ENTER, b"\x00\xff") == {
+        "action": 2,
+        "data": "AP8=",
+        "encoding": "base64",
+    }
     assert "clientId" not in presence_to_wire(Action.ENTER, "x")
     assert presence_to_wire(Action.ENTER, "x", client_id="bob")["clientId"] == "bob"
     assert encode_data(5) == (5, None)  # left for the server to refuse (40013)
@@ -442,13 +490,24 @@ def test_incoming_data_decoding():
     assert decode_data("abc", "cipher+aes/base64") == ("abc", "cipher+aes/base64")  # not base64
     assert decode_data("abc", None) == ("abc", None)
     assert decode_data("not json", "json") == ("not json", "json")
-    m = presence_from_wire({"action": 1, "clientId": "a", "connectionId": "c", "id": "c:0:0",
-                            "timestamp": 1, "data": "AQI=", "encoding": "base64"})
+    m = presence_from_wire(
+        {
+            "action": 1,
+            "clientId": "a",
+            "connectionId": "c",
+            "id": "c:0:0",
+            "timestamp": 1,
+            "data": "AQI=",
+            "encoding": "base64",
+        }
+    )
     assert m.data == b"\x01\x02" and m.action is Action.PRESENT
 
 
 def test_link_header_parsing():
-    header = ('<./history?start=0&limit=2&direction=forwards>; rel="first", '
-              '<./history?start=0&limit=2&direction=forwards&cursor=f:2>; rel="next"')
+    header = (
+        '<./history?start=0&limit=2&direction=forwards>; rel="first", '
+        '<./history?start=0&limit=2&direction=forwards&cursor=f:2>; rel="next"'
+    )
     assert parse_links(header)["next"] == "./history?start=0&limit=2&direction=forwards&cursor=f:2"
     assert parse_links(None) == {}

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.adapter import Feature, UsageError
-from harness.adapters.ably_js import AblyJsAdapter, default_node_dir
-from harness.results import Outcome
-from harness.runner import RunSettings
-from harness.session import ConformanceSession, load_suite, select_scenarios
-from reference_impl.errors import PresenceError
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.adapter import Feature, UsageError
+from presence_conformance.harness.adapters.ably_js import AblyJsAdapter, default_node_dir
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run.runner import RunSettings
+from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 NODE_DIR = default_node_dir()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -55,6 +54,7 @@ def run(body: Callable[[AblyJsAdapter], Any], limit: float = 40.0, **options: st
             return await asyncio.wait_for(body(adapter), limit)
         finally:
             await adapter.stop()
+
     return asyncio.run(main())
 
 
@@ -68,8 +68,12 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 def test_contract_through_ably_js(node_toolchain: None) -> None:
     async def body(adapter: AblyJsAdapter) -> None:
         assert adapter.sdk.startswith("ably-js 2.")
-        assert {Feature.HISTORY, Feature.SUBSCRIBE_ACTION_LIST, Feature.UNSUBSCRIBE_BY_ACTION,
-                Feature.WIRE_FRAMES} <= adapter.features
+        assert {
+            Feature.HISTORY,
+            Feature.SUBSCRIBE_ACTION_LIST,
+            Feature.UNSUBSCRIBE_BY_ACTION,
+            Feature.WIRE_FRAMES,
+        } <= adapter.features
         alice = await adapter.connect("alice")
         bob = await adapter.connect("bob")
         seen: list[PresenceMessage] = []
@@ -81,12 +85,15 @@ def test_contract_through_ably_js(node_toolchain: None) -> None:
         await presence.enter({"mood": "happy"})
         await presence.update(b"\x00\xff")
         assert await adapter.quiesce()
-        assert [(m.action, m.data) for m in seen] == [(Action.ENTER, {"mood": "happy"}),
-                                                      (Action.UPDATE, b"\x00\xff")]
+        assert [(m.action, m.data) for m in seen] == [
+            (Action.ENTER, {"mood": "happy"}),
+            (Action.UPDATE, b"\x00\xff"),
+        ]
         assert [m.action for m in joins] == [Action.ENTER]
         members = await room.get(client_id="alice")
         assert [(m.action, m.connection_id, m.id) for m in members] == [
-            (Action.PRESENT, alice.id, f"{alice.id}:1:0")]
+            (Action.PRESENT, alice.id, f"{alice.id}:1:0")
+        ]
         assert await room.get(wait_for_sync=False, connection_id="nobody") == []
         assert await room.sync_complete() is True
         await room.unsubscribe(None, ["leave"])  # the action-only form (ably-js has it)
@@ -104,8 +111,11 @@ def test_contract_through_ably_js(node_toolchain: None) -> None:
         frames = [f for f in adapter.wire_frames(alice.id) if f.get("action") == 14]
         assert frames and not any("clientId" in p for f in frames for p in f["presence"])
         with pytest.raises(PresenceError) as info:
-            await (await adapter.connect("r", {"*": ["subscribe"]})).channel(
-                "room").presence.enter("x")
+            await (
+                (await adapter.connect("r", {"*": ["subscribe"]}))
+                .channel("room")
+                .presence.enter("x")
+            )
         assert info.value.code == 40160
         wildcard = await adapter.connect("*")
         assert wildcard.client_id == "*"
@@ -116,6 +126,7 @@ def test_contract_through_ably_js(node_toolchain: None) -> None:
         await bob.close()
         assert time.monotonic() - started < 1.0
         assert adapter._child is child and child.alive
+
     run(body)
 
 
@@ -146,11 +157,16 @@ def test_drop_without_reconnection_and_close(node_toolchain: None) -> None:
         await asyncio.sleep(0.3)
         assert len(seen) == 4  # nobody came back: neither SDK client reconnected
         assert [m.client_id for m in await bob.channel("room").presence.get()] == []
+
     run(body)
 
 
-CASES = ["enter/adds-member", "subscribe/action-list", "disconnect/leave-synthesized",
-         "history/start-end-inclusive"]
+CASES = [
+    "enter/adds-member",
+    "subscribe/action-list",
+    "disconnect/leave-synthesized",
+    "history/start-end-inclusive",
+]
 
 
 def test_a_few_scenarios_through_node(node_toolchain: None) -> None:
@@ -160,8 +176,11 @@ def test_a_few_scenarios_through_node(node_toolchain: None) -> None:
         result = session.run_all(scenarios)
     finally:
         session.stop()
-    bad = [(c.case_id, c.outcome.value, c.error, [v.requirement for v in c.violations])
-           for c in result.cases if c.outcome not in (Outcome.PASS, Outcome.NON_STRICT)]
+    bad = [
+        (c.case_id, c.outcome.value, c.error, [v.requirement for v in c.violations])
+        for c in result.cases
+        if c.outcome not in (Outcome.PASS, Outcome.NON_STRICT)
+    ]
     assert not bad
 
 

@@ -16,15 +16,19 @@ import pytest
 
 pytest.importorskip("ably", reason="ably-python is in the ably/dev extras: pip install -e '.[dev]'")
 
-from harness.adapter import Feature, UsageError
-from harness.adapters.ably_python import AblyPythonAdapter, SdkError, sdk_message
-from harness.reports.expectations import KnownFailing
-from harness.results import Outcome
-from harness.runner import RunSettings
-from harness.session import ConformanceSession, load_suite, select_scenarios
-from reference_impl.errors import PresenceError
-from reference_impl.server import PresenceServer, ServerConfig
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.adapter import Feature, UsageError
+from presence_conformance.harness.adapters.ably_python import (
+    AblyPythonAdapter,
+    SdkError,
+    sdk_message,
+)
+from presence_conformance.harness.reports.expectations import KnownFailing
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run.runner import RunSettings
+from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 Body = Callable[[AblyPythonAdapter], Awaitable[Any]]
 
@@ -37,6 +41,7 @@ def run(body: Body, limit: float = 30.0, **options: str) -> Any:
             return await asyncio.wait_for(body(adapter), limit)
         finally:
             await adapter.stop()
+
     return asyncio.run(main())
 
 
@@ -65,8 +70,10 @@ def test_enter_update_leave_get_subscribe_history() -> None:
         await presence.enter({"mood": "happy"})
         await presence.update(b"\x00\xff")
         assert await adapter.quiesce()
-        assert brief(seen) == [(Action.ENTER, "alice", {"mood": "happy"}),
-                               (Action.UPDATE, "alice", b"\x00\xff")]
+        assert brief(seen) == [
+            (Action.ENTER, "alice", {"mood": "happy"}),
+            (Action.UPDATE, "alice", b"\x00\xff"),
+        ]
         assert brief(joins) == [(Action.ENTER, "alice", {"mood": "happy"})]
         assert all(isinstance(m.timestamp, int) and m.id.startswith(alice.id) for m in seen)
         members = await room.get(client_id="alice", connection_id=alice.id)
@@ -91,6 +98,7 @@ def test_enter_update_leave_get_subscribe_history() -> None:
         assert [f["presence"][0]["action"] for f in frames] == [2, 4, 3]
         assert frames[0]["presence"][0].get("clientId") == "alice"
         await room.unsubscribe()
+
     run(body)
 
 
@@ -118,6 +126,7 @@ def test_drop_cuts_the_transport_and_the_sdk_does_not_reconnect() -> None:
         assert set(server.connection_ids()) == before - {alice.id}
         assert not any(f.get("action") == 7 for f in server.frames(alice.id))  # no CLOSE
         assert str(alice.client.connection.state).lower().endswith("closed")
+
     run(body)
 
 
@@ -130,6 +139,7 @@ def test_close_makes_members_leave_at_once() -> None:
         await alice.close()
         await until(lambda: any(f.get("action") == 7 for f in adapter.wire_frames(alice.id)))
         assert await bob.channel("room").presence.get() == []
+
     run(body)
 
 
@@ -153,6 +163,7 @@ def test_refusals_carry_the_sdks_codes() -> None:
         with pytest.raises(PresenceError) as info:  # the server refuses the key: FAILED
             await adapter.connect("mallory")
         assert info.value.code == 40400
+
     run(body)
 
 
@@ -168,6 +179,7 @@ def test_forms_the_sdk_lacks_are_not_emulated() -> None:
             await presence.subscribe(lambda m: None, ["enter", "leave"])
         with pytest.raises(NotImplementedError, match="UNSUBSCRIBE_BY_ACTION"):
             await presence.unsubscribe(None, ["enter"])
+
     run(body)
 
 
@@ -182,6 +194,7 @@ def test_an_sdk_bug_is_an_sdk_error_naming_the_call() -> None:
         await presence.subscribe(listener.append, ["enter"])
         with pytest.raises(SdkError, match=r"KeyError in presence.unsubscribe\(\)"):
             await presence.unsubscribe(listener.append)
+
     run(body)
 
 
@@ -190,9 +203,16 @@ def test_sdk_messages_are_converted_field_for_field() -> None:
 
     from ably.types.presence import PresenceMessage as SdkMessage
 
-    message = sdk_message(SdkMessage(id=None, action=3, client_id="a", connection_id="c",
-                                     data=bytearray(b"\x01"),
-                                     timestamp=datetime(2026, 1, 1, tzinfo=UTC)))
+    message = sdk_message(
+        SdkMessage(
+            id=None,
+            action=3,
+            client_id="a",
+            connection_id="c",
+            data=bytearray(b"\x01"),
+            timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
     assert message.action is Action.LEAVE and message.data == b"\x01" and message.id is None
     assert message.timestamp == 1767225600000
     odd = sdk_message(SdkMessage(action=9, client_id="a", connection_id="c"))
@@ -208,8 +228,9 @@ def test_another_server_by_endpoint() -> None:
             assert Feature.HISTORY not in plain.features  # no token: REST history impossible
             assert Feature.CAPABILITIES not in plain.features
             token = server.issue_token()
-            adapter = AblyPythonAdapter({"endpoint": f"{host}:{port}", "key": server.default_key,
-                                         "token": token})
+            adapter = AblyPythonAdapter(
+                {"endpoint": f"{host}:{port}", "key": server.default_key, "token": token}
+            )
             assert Feature.HISTORY in adapter.features
             await adapter.start()
             try:
@@ -224,17 +245,21 @@ def test_another_server_by_endpoint() -> None:
                 await adapter.stop()
         finally:
             await server.stop()
+
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"endpoint": "127.0.0.1:80"}, "needs key"),
-    ({"endpoint": "nowhere", "key": "a.b:c"}, "expected HOST:PORT"),
-    ({"key": "a.b:c"}, "only applies with endpoint"),
-    ({"token": "t"}, "only applies with endpoint"),
-    ({"leave_grace": "-1"}, "must be >="),
-    ({"bogus": "1"}, "unknown option"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"endpoint": "127.0.0.1:80"}, "needs key"),
+        ({"endpoint": "nowhere", "key": "a.b:c"}, "expected HOST:PORT"),
+        ({"key": "a.b:c"}, "only applies with endpoint"),
+        ({"token": "t"}, "only applies with endpoint"),
+        ({"leave_grace": "-1"}, "must be >="),
+        ({"bogus": "1"}, "unknown option"),
+    ],
+)
 def test_usage_errors(options: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         AblyPythonAdapter(options)
@@ -244,14 +269,19 @@ def test_a_clear_usage_error_without_the_sdk(monkeypatch: pytest.MonkeyPatch) ->
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "ably" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ably" else real(name, *a)
+    )
     with pytest.raises(UsageError, match=r"pip install 'presence-conformance\[ably\]'"):
         AblyPythonAdapter({})
 
 
-CASES = ["enter/adds-member", "get/filter-client-id", "disconnect/leave-synthesized",
-         "subscribe/action-list"]
+CASES = [
+    "enter/adds-member",
+    "get/filter-client-id",
+    "disconnect/leave-synthesized",
+    "subscribe/action-list",
+]
 
 
 def test_a_few_scenarios_with_the_known_failing_list() -> None:
@@ -265,10 +295,14 @@ def test_a_few_scenarios_with_the_known_failing_list() -> None:
     outcomes = {c.case_id: c.outcome for c in run_result.cases}
     assert outcomes["subscribe/action-list"] is Outcome.UNSUPPORTED  # a list of actions
     assert not any(c.outcome in (Outcome.ERROR, Outcome.TIMEOUT) for c in run_result.cases), [
-        (c.case_id, c.error) for c in run_result.cases]
+        (c.case_id, c.error) for c in run_result.cases
+    ]
     KnownFailing.for_adapter("ably-python").apply(run_result)
-    unexplained = [(c.case_id, [v.requirement for v in c.violations]) for c in run_result.cases
-                   if c.outcome in (Outcome.FAIL, Outcome.NON_STRICT) and not c.known_failing]
+    unexplained = [
+        (c.case_id, [v.requirement for v in c.violations])
+        for c in run_result.cases
+        if c.outcome in (Outcome.FAIL, Outcome.NON_STRICT) and not c.known_failing
+    ]
     assert not unexplained
     # the deviation the list names is really there: the SDK's clientId on the wire (RTP8c)
     enter = next(c for c in run_result.cases if c.case_id == "enter/adds-member")

@@ -15,17 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_server_quick_runs_and_prints_the_table() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_server.py"), "--quick"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     lines = result.stdout.splitlines()
     assert "== summary ==" in lines, result.stdout
-    summary = lines[lines.index("== summary =="):]
+    summary = lines[lines.index("== summary ==") :]
     header = summary[1]
     for column in ("bench", "measure", "presence", "baseline", "ratio", "target", "verdict"):
         assert column in header
     table = "\n".join(summary)
-    for bench in ("(a) enter->ACK RTT", "(b) fan-out x200", "(c) SYNC 100", "(c) SYNC 1,000",
-                  "(c) SYNC growth", "(d) crowd x100"):
+    for bench in (
+        "(a) enter->ACK RTT",
+        "(b) fan-out x200",
+        "(c) SYNC 100",
+        "(c) SYNC 1,000",
+        "(c) SYNC growth",
+        "(d) crowd x100",
+    ):
         assert bench in table, table
     assert "bytes/member" in result.stdout and "REST history holds 100 enters" in result.stdout

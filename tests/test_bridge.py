@@ -19,26 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.adapter import Feature, UsageError
-from harness.adapters.bridge import (
+from presence_conformance.harness.adapter import Feature, UsageError
+from presence_conformance.harness.adapters.bridge import (
     BridgeAdapter,
     BridgeError,
     message_from_json,
     validate_message,
     validate_result,
 )
-from harness.results import Outcome
-from harness.runner import RunSettings
-from harness.session import ConformanceSession, load_suite, select_scenarios
-from reference_impl.errors import PresenceError
-from reference_impl.types import Action
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run.runner import RunSettings
+from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import Action
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "bridge_child.py"
 DOCS = ROOT / "docs" / "bridge.md"
-GOOD_CASES = ["enter/adds-member", "subscribe/action-list", "history/start-end-inclusive",
-              "disconnect/leave-synthesized"]
+GOOD_CASES = [
+    "enter/adds-member",
+    "subscribe/action-list",
+    "history/start-end-inclusive",
+    "disconnect/leave-synthesized",
+]
 
 
 def command(*faults: str, once: Path | None = None, grandchild: bool = False) -> str:
@@ -52,10 +55,10 @@ def command(*faults: str, once: Path | None = None, grandchild: bool = False) ->
     return shlex.join(words)
 
 
-def adapter(*faults: str, once: Path | None = None, grandchild: bool = False,
-            **options: str) -> BridgeAdapter:
-    return BridgeAdapter({"command": command(*faults, once=once, grandchild=grandchild),
-                          **options})
+def adapter(
+    *faults: str, once: Path | None = None, grandchild: bool = False, **options: str
+) -> BridgeAdapter:
+    return BridgeAdapter({"command": command(*faults, once=once, grandchild=grandchild), **options})
 
 
 def run_cases(bridge: BridgeAdapter, cases: list[str], op_timeout: float = 5.0) -> Any:
@@ -77,6 +80,7 @@ def run(body: Any, bridge: BridgeAdapter, limit: float = 30.0) -> Any:
             return await asyncio.wait_for(body(bridge), limit)
         finally:
             await bridge.stop()
+
     return asyncio.run(main())
 
 
@@ -88,7 +92,8 @@ def test_scenarios_pass_through_the_bridge() -> None:
     outcomes = {c.case_id: c.outcome for c in result.cases}
     assert outcomes == dict.fromkeys(GOOD_CASES, Outcome.PASS), [
         (c.case_id, c.outcome.value, c.error, [v.message for v in c.violations])
-        for c in result.cases]
+        for c in result.cases
+    ]
 
 
 def test_hello_negotiates_features_and_the_contract_round_trips() -> None:
@@ -105,7 +110,9 @@ def test_hello_negotiates_features_and_the_contract_round_trips() -> None:
         await presence.update({"n": [1, 2]})
         assert await bridge.quiesce()
         assert [(m.action, m.client_id, m.data) for m in seen] == [
-            (Action.ENTER, "alice", b"\x00\xff"), (Action.UPDATE, "alice", {"n": [1, 2]})]
+            (Action.ENTER, "alice", b"\x00\xff"),
+            (Action.UPDATE, "alice", {"n": [1, 2]}),
+        ]
         members = await bob.channel("room").presence.get(client_id="alice")
         assert [(m.action, m.connection_id) for m in members] == [(Action.PRESENT, alice.id)]
         assert await bob.channel("room").presence.sync_complete() is True
@@ -120,6 +127,7 @@ def test_hello_negotiates_features_and_the_contract_round_trips() -> None:
         assert info.value.code == 40003
         await alice.drop()
         await bob.close()
+
     run(body, adapter())
 
 
@@ -128,6 +136,7 @@ def test_external_endpoint_drops_capabilities_and_wire_frames() -> None:
         assert Feature.CAPABILITIES not in bridge.features
         assert Feature.WIRE_FRAMES not in bridge.features
         assert not await bridge.quiesce()  # no ordering promise from another server
+
     run(body, adapter(endpoint="127.0.0.1:9", key="a.b:c"))
 
 
@@ -139,10 +148,14 @@ def _case(result: Any, case_id: str) -> Any:
 
 
 def test_a_child_that_never_answers_times_out_naming_the_step_and_the_run_goes_on(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     started = time.monotonic()
-    result = run_cases(adapter("hang:enter", once=tmp_path / "once"),
-                       ["enter/adds-member", "subscribe/action-list"], op_timeout=1.0)
+    result = run_cases(
+        adapter("hang:enter", once=tmp_path / "once"),
+        ["enter/adds-member", "subscribe/action-list"],
+        op_timeout=1.0,
+    )
     first, second = result.cases
     assert first.outcome is Outcome.TIMEOUT
     assert "steps[1]" in first.error and "enter" in first.error, first.error
@@ -151,8 +164,10 @@ def test_a_child_that_never_answers_times_out_naming_the_step_and_the_run_goes_o
 
 
 def test_a_child_that_crashes_is_an_error_with_exit_code_and_stderr(tmp_path: Path) -> None:
-    result = run_cases(adapter("crash:enter", once=tmp_path / "once"),
-                       ["enter/adds-member", "subscribe/action-list"])
+    result = run_cases(
+        adapter("crash:enter", once=tmp_path / "once"),
+        ["enter/adds-member", "subscribe/action-list"],
+    )
     first, second = result.cases
     assert first.outcome is Outcome.ERROR
     assert "steps[1]" in first.error and "enter" in first.error, first.error
@@ -162,8 +177,10 @@ def test_a_child_that_crashes_is_an_error_with_exit_code_and_stderr(tmp_path: Pa
 
 
 def test_a_child_that_writes_garbage_is_an_error_naming_the_line(tmp_path: Path) -> None:
-    result = run_cases(adapter("garbage:get", once=tmp_path / "once"),
-                       ["get/filter-client-id", "enter/adds-member"])
+    result = run_cases(
+        adapter("garbage:get", once=tmp_path / "once"),
+        ["get/filter-client-id", "enter/adds-member"],
+    )
     first, second = result.cases
     assert first.outcome is Outcome.ERROR
     assert "get" in first.error and "'this is not json (get)'" in first.error, first.error
@@ -171,10 +188,13 @@ def test_a_child_that_writes_garbage_is_an_error_naming_the_line(tmp_path: Path)
     assert second.outcome is Outcome.PASS, (second.error, second.violations)
 
 
-@pytest.mark.parametrize(("fault", "words"), [
-    ("badresult:enter", "not of the bridge's form"),
-    ("unknown-id:enter", "answered a request it was not asked"),
-])
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ("badresult:enter", "not of the bridge's form"),
+        ("unknown-id:enter", "answered a request it was not asked"),
+    ],
+)
 def test_protocol_violations_are_errors_and_kill_the_child(fault: str, words: str) -> None:
     async def body(bridge: BridgeAdapter) -> None:
         alice = await bridge.connect("alice")
@@ -184,6 +204,7 @@ def test_protocol_violations_are_errors_and_kill_the_child(fault: str, words: st
             await alice.channel("room").presence.get()
         carol = await bridge.connect("carol")  # a new child
         assert carol.id
+
     run(body, adapter(fault, once=None))
 
 
@@ -204,6 +225,7 @@ def test_a_hung_childs_whole_process_group_is_killed() -> None:
                 break
             await asyncio.sleep(0.01)
         assert not _alive(pid)
+
     run(body, adapter("freeze:enter", grandchild=True, timeout="1"))
 
 
@@ -230,14 +252,17 @@ def test_a_command_that_does_not_exist() -> None:
         asyncio.run(bridge.start())
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({}, "option command is required"),
-    ({"command": "node 'unterminated"}, "command="),
-    ({"command": "x", "cwd": "/nonexistent/dir"}, "is not a directory"),
-    ({"command": "x", "endpoint": "127.0.0.1:80"}, "needs key"),
-    ({"command": "x", "timeout": "0"}, "must be >="),
-    ({"command": "x", "bogus": "1"}, "unknown option"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "option command is required"),
+        ({"command": "node 'unterminated"}, "command="),
+        ({"command": "x", "cwd": "/nonexistent/dir"}, "is not a directory"),
+        ({"command": "x", "endpoint": "127.0.0.1:80"}, "needs key"),
+        ({"command": "x", "timeout": "0"}, "must be >="),
+        ({"command": "x", "bogus": "1"}, "unknown option"),
+    ],
+)
 def test_usage_errors(options: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         BridgeAdapter(options)
@@ -247,8 +272,16 @@ def test_usage_errors(options: dict[str, str], message: str) -> None:
 
 
 def test_message_from_json_keeps_what_it_was_given() -> None:
-    message = message_from_json({"action": "enter", "clientId": "a", "connectionId": "c",
-                                 "data": {"$binary": "AAE="}, "timestamp": 5, "id": "c:0:0"})
+    message = message_from_json(
+        {
+            "action": "enter",
+            "clientId": "a",
+            "connectionId": "c",
+            "data": {"$binary": "AAE="},
+            "timestamp": 5,
+            "id": "c:0:0",
+        }
+    )
     assert (message.action, message.data, message.id) == (Action.ENTER, b"\x00\x01", "c:0:0")
     odd = message_from_json({"action": "bogus"})
     assert odd.action == "bogus" and odd.client_id is None and odd.id is None
@@ -282,7 +315,7 @@ def test_every_example_in_the_docs_is_valid_bridge_protocol() -> None:
 
 def test_the_docs_show_every_operation_and_the_event() -> None:
     lines = _doc_lines()
-    import spec
+    from presence_conformance import spec
 
     documented = {obj["op"] for d, obj in lines if d == "->"}
     schema_ops = set(spec.schema("bridge")["$defs"]["request"]["properties"]["op"]["enum"])
@@ -297,22 +330,28 @@ def test_any_data_reaches_the_child_so_the_sdk_can_refuse_it() -> None:
         assert validate_message(line, outgoing=True) is None
 
 
-@pytest.mark.parametrize("line", [
-    {"id": 0, "op": "hello"},
-    {"id": 1, "op": "enter", "connection": "c1"},
-    {"id": 1, "op": "teleport"},
-    {"id": 1, "op": "subscribe", "connection": "c1", "channel": "r", "subscription": "s1"},
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"id": 0, "op": "hello"},
+        {"id": 1, "op": "enter", "connection": "c1"},
+        {"id": 1, "op": "teleport"},
+        {"id": 1, "op": "subscribe", "connection": "c1", "channel": "r", "subscription": "s1"},
+    ],
+)
 def test_bad_requests_are_refused_by_the_schema(line: dict) -> None:
     assert validate_message(line, outgoing=True) is not None
 
 
-@pytest.mark.parametrize("line", [
-    {"id": 1, "ok": True},
-    {"id": 1, "ok": False},
-    {"id": 1, "ok": False, "error": {"code": 40003}},
-    {"event": "presence", "subscription": "s1"},
-    {"event": "presence", "subscription": "s1", "message": "enter"},
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"id": 1, "ok": True},
+        {"id": 1, "ok": False},
+        {"id": 1, "ok": False, "error": {"code": 40003}},
+        {"event": "presence", "subscription": "s1"},
+        {"event": "presence", "subscription": "s1", "message": "enter"},
+    ],
+)
 def test_bad_responses_and_events_are_refused_by_the_schema(line: dict) -> None:
     assert validate_message(line, outgoing=False) is not None

@@ -10,9 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
+from presence_conformance.spec import (
+    LEVELS,
+    Catalogue,
+    CatalogueError,
+    Requirement,
+    load_requirements,
+)
 
-import spec
-from spec import LEVELS, Catalogue, CatalogueError, Requirement, load_requirements
+from presence_conformance import spec
 
 # Every ID the design card fixes, with its level. IDs are final: this list only ever grows.
 EXPECTED: dict[str, str] = {
@@ -124,8 +130,23 @@ ERROR_CODES: dict[str, set[int]] = {
     "data.size-limit": {40009},
 }
 
-AREAS = ["enter", "update", "leave", "get", "subscribe", "unsubscribe", "history", "sync",
-         "message", "data", "member", "order", "disconnect", "error", "wire"]
+AREAS = [
+    "enter",
+    "update",
+    "leave",
+    "get",
+    "subscribe",
+    "unsubscribe",
+    "history",
+    "sync",
+    "message",
+    "data",
+    "member",
+    "order",
+    "disconnect",
+    "error",
+    "wire",
+]
 
 ID_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\.[a-z0-9]+(-[a-z0-9]+)*$")
 CATALOGUE_FILE = Path(spec.__file__).parent / "requirements.yaml"
@@ -166,8 +187,11 @@ def test_areas_in_report_order(catalogue: Catalogue) -> None:
 def test_every_expected_id_present_with_its_level(catalogue: Catalogue) -> None:
     missing = sorted(set(EXPECTED) - set(catalogue.ids()))
     assert not missing, f"requirement IDs missing from the catalogue: {missing}"
-    wrong = {i: (catalogue.by_id(i).level, level) for i, level in EXPECTED.items()
-             if catalogue.by_id(i).level != level}
+    wrong = {
+        i: (catalogue.by_id(i).level, level)
+        for i, level in EXPECTED.items()
+        if catalogue.by_id(i).level != level
+    }
     assert not wrong, f"levels differ (found, expected): {wrong}"
 
 
@@ -201,18 +225,24 @@ def test_error_requirements_have_codes(catalogue: Catalogue) -> None:
 
 
 def test_codes_match_the_reference_errors(catalogue: Catalogue) -> None:
-    from reference_impl import errors
+    from presence_conformance.reference_impl import errors
 
     known = {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, int)}
     for r in catalogue:
-        assert set(r.codes) <= known, f"{r.id}: codes {r.codes} not all in reference_impl.errors"
+        assert set(r.codes) <= known, (
+            f"{r.id}: codes {r.codes} not all in presence_conformance.reference_impl.errors"
+        )
 
 
 def test_open_behaviours_are_never_must(catalogue: Catalogue) -> None:
     # Where the specification leaves behaviour open, a correct implementation must not fail.
-    for rid in ("enter.when-present", "update.when-not-present-action",
-                "unsubscribe.all-actions-listener-with-action", "sync.complete-before-attach",
-                "disconnect.grace-period"):
+    for rid in (
+        "enter.when-present",
+        "update.when-not-present-action",
+        "unsubscribe.all-actions-listener-with-action",
+        "sync.complete-before-attach",
+        "disconnect.grace-period",
+    ):
         assert catalogue.by_id(rid).level == "INFO", rid
 
 
@@ -282,6 +312,7 @@ def _set(rid: str, field: str, value: Any):
         for p in parents:
             target = target[p]
         target[last] = value
+
     return mutate
 
 
@@ -292,6 +323,7 @@ def _delete(rid: str, field: str):
         for p in parents:
             target = target[p]
         del target[last]
+
     return mutate
 
 
@@ -305,41 +337,81 @@ def _unused_area(raw: dict[str, Any]) -> None:
 
 BROKEN = [
     ("missing level", _delete("enter.data", "level"), ["(enter.data)", "level", "missing"]),
-    ("bad level", _set("leave.data-given", "level", "MAY"), ["(leave.data-given)", "level", "'MAY'"]),
+    (
+        "bad level",
+        _set("leave.data-given", "level", "MAY"),
+        ["(leave.data-given)", "level", "'MAY'"],
+    ),
     ("missing text", _delete("get.filter-both", "text"), ["(get.filter-both)", "text"]),
-    ("two sentences", _set("sync.converges", "text", "It converges. Then it stays."),
-     ["(sync.converges)", "text", "one sentence"]),
-    ("no period", _set("sync.converges", "text", "It converges"),
-     ["(sync.converges)", "text", "period"]),
-    ("missing sources", _delete("history.pagination", "sources"),
-     ["(history.pagination)", "sources", "missing"]),
-    ("cites nothing", _set("order.per-member", "sources", {"seed": None, "ably": []}),
-     ["(order.per-member)", "sources", "cites nothing"]),
-    ("bad ably point", _set("enter.data", "sources.ably", ["RTP8e", "rtp-8"]),
-     ["(enter.data)", "sources.ably", "'rtp-8'"]),
-    ("ably not a list", _set("enter.data", "sources.ably", "RTP8e"),
-     ["(enter.data)", "sources.ably", "list"]),
-    ("unknown seed section", _set("enter.data", "sources.seed", "entrance.data"),
-     ["(enter.data)", "sources.seed", "'entrance'"]),
-    ("unknown seed field", _set("enter.data", "sources.seed", "get.limit"),
-     ["(enter.data)", "sources.seed", "'limit'"]),
-    ("missing seed key", _delete("enter.data", "sources.seed"),
-     ["(enter.data)", "sources.seed", "missing"]),
-    ("codes not ints", _set("data.size-limit", "codes", ["40009"]),
-     ["(data.size-limit)", "codes", "'40009'"]),
+    (
+        "two sentences",
+        _set("sync.converges", "text", "It converges. Then it stays."),
+        ["(sync.converges)", "text", "one sentence"],
+    ),
+    (
+        "no period",
+        _set("sync.converges", "text", "It converges"),
+        ["(sync.converges)", "text", "period"],
+    ),
+    (
+        "missing sources",
+        _delete("history.pagination", "sources"),
+        ["(history.pagination)", "sources", "missing"],
+    ),
+    (
+        "cites nothing",
+        _set("order.per-member", "sources", {"seed": None, "ably": []}),
+        ["(order.per-member)", "sources", "cites nothing"],
+    ),
+    (
+        "bad ably point",
+        _set("enter.data", "sources.ably", ["RTP8e", "rtp-8"]),
+        ["(enter.data)", "sources.ably", "'rtp-8'"],
+    ),
+    (
+        "ably not a list",
+        _set("enter.data", "sources.ably", "RTP8e"),
+        ["(enter.data)", "sources.ably", "list"],
+    ),
+    (
+        "unknown seed section",
+        _set("enter.data", "sources.seed", "entrance.data"),
+        ["(enter.data)", "sources.seed", "'entrance'"],
+    ),
+    (
+        "unknown seed field",
+        _set("enter.data", "sources.seed", "get.limit"),
+        ["(enter.data)", "sources.seed", "'limit'"],
+    ),
+    (
+        "missing seed key",
+        _delete("enter.data", "sources.seed"),
+        ["(enter.data)", "sources.seed", "missing"],
+    ),
+    (
+        "codes not ints",
+        _set("data.size-limit", "codes", ["40009"]),
+        ["(data.size-limit)", "codes", "'40009'"],
+    ),
     ("codes empty", _set("data.size-limit", "codes", []), ["(data.size-limit)", "codes"]),
     ("unknown field", _set("member.key", "levle", "MUST"), ["(member.key)", "levle", "unknown"]),
-    ("bad id form", _set("member.key", "id", "member.Key_1"), ["(member.Key_1)", "id", "area.kebab-slug"]),
+    (
+        "bad id form",
+        _set("member.key", "id", "member.Key_1"),
+        ["(member.Key_1)", "id", "area.kebab-slug"],
+    ),
     ("unknown area", _set("member.key", "id", "members.key"), ["(members.key)", "id", "'members'"]),
     ("duplicate id", _duplicate, ["(get.filter-both)", "id", "duplicate"]),
     ("unused area", _unused_area, ["areas.presence-extras", "no requirement"]),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [(m, e) for _, m, e in BROKEN],
-                         ids=[name for name, _, _ in BROKEN])
-def test_broken_catalogue_is_refused(tmp_path: Path, raw: dict[str, Any], mutate: Any,
-                                     expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [(m, e) for _, m, e in BROKEN], ids=[name for name, _, _ in BROKEN]
+)
+def test_broken_catalogue_is_refused(
+    tmp_path: Path, raw: dict[str, Any], mutate: Any, expected: list[str]
+) -> None:
     mutate(raw)
     path = tmp_path / "requirements.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")

@@ -14,10 +14,9 @@ import types
 from pathlib import Path
 
 import pytest
-
-from harness import session as session_module
-from harness.cli import main
-from harness.results import Outcome
+from presence_conformance.harness import session as session_module
+from presence_conformance.harness.cli import main
+from presence_conformance.harness.results import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = f"{ROOT / 'examples' / 'minimal_adapter.py'}:MinimalAdapter"
@@ -65,7 +64,7 @@ BROKEN = '''
 
 import asyncio
 
-from harness.adapters.reference import ReferenceAdapter, ReferenceConnection, ReferencePresence
+from presence_conformance.harness.adapters.reference import ReferenceAdapter, ReferenceConnection, ReferencePresence
 
 
 class IgnoresClientId(ReferencePresence):
@@ -125,10 +124,13 @@ def _results(out: Path) -> dict:
 # -- run --------------------------------------------------------------------------------------------
 
 
-def test_run_conforming(scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_conforming(
+    scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    code = main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
-                 "--report-dir", str(out)])
+    code = main(
+        ["run", "--adapter", "reference", "--scenarios", str(scenarios), "--report-dir", str(out)]
+    )
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     assert re.search(r"^\[1/3\] pass\s+enter/adds-member  \(\d+\.\d\ds\)$", stdout, re.M)
@@ -140,61 +142,109 @@ def test_run_conforming(scenarios: Path, tmp_path: Path, capsys: pytest.CaptureF
     results = _results(out)
     assert results["adapter"] == "reference" and not results["partial"]
     assert [c["case_id"] for c in results["cases"]] == [
-        "enter/adds-member", "get/filter-client-id", "history/one-event"]
+        "enter/adds-member",
+        "get/filter-client-id",
+        "history/one-event",
+    ]
     assert {p.name for p in out.iterdir()} >= {"results.json"}
 
 
-def test_run_not_conforming_lists_failures(scenarios: Path, tmp_path: Path, broken: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_not_conforming_lists_failures(
+    scenarios: Path, tmp_path: Path, broken: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     adapter = f"{broken}:BrokenAdapter"
-    code = main(["run", "--adapter", adapter, "--scenarios", str(scenarios),
-                 "--report-dir", str(out), "--op-timeout", "0.3"])
+    code = main(
+        [
+            "run",
+            "--adapter",
+            adapter,
+            "--scenarios",
+            str(scenarios),
+            "--report-dir",
+            str(out),
+            "--op-timeout",
+            "0.3",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 1
     assert re.search(r"^\[2/3\] fail\s+get/filter-client-id", stdout, re.M)
-    failures = stdout[stdout.index("Failures (1)"):]
+    failures = stdout[stdout.index("Failures (1)") :]
     assert "[MUST] get.filter-client-id" in failures
     assert "expected:" in failures and "observed:" in failures
-    assert (f"replay: presence-conformance replay {scenarios / 'get' / 'filter-client-id.yaml'} "
-            f"--adapter {adapter}") in failures
+    assert (
+        f"replay: presence-conformance replay {scenarios / 'get' / 'filter-client-id.yaml'} "
+        f"--adapter {adapter}"
+    ) in failures
     assert stdout.rstrip().endswith("NOT CONFORMING")
     outcomes = {c["case_id"]: c["outcome"] for c in _results(out)["cases"]}
-    assert outcomes == {"enter/adds-member": "pass", "get/filter-client-id": "fail",
-                        "history/one-event": "pass"}
+    assert outcomes == {
+        "enter/adds-member": "pass",
+        "get/filter-client-id": "fail",
+        "history/one-event": "pass",
+    }
 
 
-def test_known_failing_list(scenarios: Path, tmp_path: Path, broken: str,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_known_failing_list(
+    scenarios: Path, tmp_path: Path, broken: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     known = tmp_path / "known.txt"
     known.write_text("get/filter-client-id   # the bug under test\n")
-    args = ["run", "--adapter", f"{broken}:BrokenAdapter", "--scenarios", str(scenarios),
-            "--report-dir", str(tmp_path / "out"), "--op-timeout", "0.3"]
+    args = [
+        "run",
+        "--adapter",
+        f"{broken}:BrokenAdapter",
+        "--scenarios",
+        str(scenarios),
+        "--report-dir",
+        str(tmp_path / "out"),
+        "--op-timeout",
+        "0.3",
+    ]
     assert main([*args, "--known-failing", str(known)]) == 0
     known.write_text("get/filter-client-id\nenter/*   # fixed long ago\n")
     assert main([*args, "--known-failing", str(known)]) == 1  # a stale entry fails the run
     assert "stale known-failing entry 'enter/*'" in capsys.readouterr().out
 
 
-def test_select_by_case_id_or_requirement(scenarios: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_select_by_case_id_or_requirement(
+    scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = ["run", "--adapter", "reference", "--scenarios", str(scenarios)]
     assert main([*base, "--report-dir", str(tmp_path / "a"), "--select", "get/*"]) == 0
     assert [c["case_id"] for c in _results(tmp_path / "a")["cases"]] == ["get/filter-client-id"]
-    assert main([*base, "--report-dir", str(tmp_path / "b"), "--select", "enter.data",
-                 "--select", "history/*"]) == 0
+    assert (
+        main(
+            [
+                *base,
+                "--report-dir",
+                str(tmp_path / "b"),
+                "--select",
+                "enter.data",
+                "--select",
+                "history/*",
+            ]
+        )
+        == 0
+    )
     assert [c["case_id"] for c in _results(tmp_path / "b")["cases"]] == [
-        "enter/adds-member", "history/one-event"]
+        "enter/adds-member",
+        "history/one-event",
+    ]
     capsys.readouterr()
     assert main([*base, "--report-dir", str(tmp_path / "c"), "--select", "nothing*"]) == 2
     assert "no scenario matches" in capsys.readouterr().err
 
 
-def test_unsupported_does_not_fail(scenarios: Path, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_unsupported_does_not_fail(
+    scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    assert main(["run", "--adapter", MINIMAL, "--scenarios", str(scenarios),
-                 "--report-dir", str(out)]) == 0
+    assert (
+        main(["run", "--adapter", MINIMAL, "--scenarios", str(scenarios), "--report-dir", str(out)])
+        == 0
+    )
     outcomes = {c["case_id"]: c["outcome"] for c in _results(out)["cases"]}
     assert outcomes["history/one-event"] == "unsupported"
     assert re.search(r"^\[3/3\] unsupported\s+history/one-event", capsys.readouterr().out, re.M)
@@ -203,29 +253,56 @@ def test_unsupported_does_not_fail(scenarios: Path, tmp_path: Path,
 # -- usage errors: exit 2 ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "--adapter", "nope"], r"unknown adapter 'nope'; available adapters: .*reference"),
-    (["run", "--adapter", "reference", "--adapter-option", "grace=1"],
-     r"unknown option\(s\) grace; accepted: leave_grace, op_delay"),
-    (["run", "--adapter", "reference", "--adapter-option", "grace"], r"'grace': expected KEY=VALUE"),
-    (["run", "--adapter", "reference", "--op-timeout", "0"], r"--op-timeout 0.0: must be a positive number"),
-    (["run", "--adapter", "no_such_module_xyz:Adapter"], r"no module named 'no_such_module_xyz'"),
-    (["run"], r"the following arguments are required: --adapter"),
-    (["list", "everything"], r"invalid choice: 'everything'"),
-    (["replay", "missing.yaml", "--adapter", "reference"], r"no such scenario file missing.yaml"),
-    ([], r"usage: presence-conformance"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--adapter", "nope"], r"unknown adapter 'nope'; available adapters: .*reference"),
+        (
+            ["run", "--adapter", "reference", "--adapter-option", "grace=1"],
+            r"unknown option\(s\) grace; accepted: leave_grace, op_delay",
+        ),
+        (
+            ["run", "--adapter", "reference", "--adapter-option", "grace"],
+            r"'grace': expected KEY=VALUE",
+        ),
+        (
+            ["run", "--adapter", "reference", "--op-timeout", "0"],
+            r"--op-timeout 0.0: must be a positive number",
+        ),
+        (
+            ["run", "--adapter", "no_such_module_xyz:Adapter"],
+            r"no module named 'no_such_module_xyz'",
+        ),
+        (["run"], r"the following arguments are required: --adapter"),
+        (["list", "everything"], r"invalid choice: 'everything'"),
+        (
+            ["replay", "missing.yaml", "--adapter", "reference"],
+            r"no such scenario file missing.yaml",
+        ),
+        ([], r"usage: presence-conformance"),
+    ],
+)
 def test_usage_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == 2
     assert re.search(message, capsys.readouterr().err)
 
 
-def test_malformed_scenario_is_a_usage_error(scenarios: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_scenario_is_a_usage_error(
+    scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = scenarios / "get" / "bad.yaml"
     bad.write_text("requirements: [get.filter-client-id]\nclients: {}\nsteps:\n  - jump: {}\n")
-    code = main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
-                 "--report-dir", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            "--adapter",
+            "reference",
+            "--scenarios",
+            str(scenarios),
+            "--report-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "malformed scenario" in err and f"{bad}:4" in err
@@ -236,22 +313,47 @@ def test_malformed_scenario_is_a_usage_error(scenarios: Path, tmp_path: Path,
 # -- adapter trouble: reports are written, the run is not conforming ------------------------------
 
 
-def test_adapter_that_cannot_start(scenarios: Path, tmp_path: Path, broken: str,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_adapter_that_cannot_start(
+    scenarios: Path, tmp_path: Path, broken: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    code = main(["run", "--adapter", f"{broken}:CannotStart", "--scenarios", str(scenarios),
-                 "--report-dir", str(out)])
+    code = main(
+        [
+            "run",
+            "--adapter",
+            f"{broken}:CannotStart",
+            "--scenarios",
+            str(scenarios),
+            "--report-dir",
+            str(out),
+        ]
+    )
     assert code == 1
     cases = _results(out)["cases"]
     assert len(cases) == 3 and {c["outcome"] for c in cases} == {"error"}
-    assert "adapter failed to start: adapter.start() raised ConnectionRefusedError" in cases[0]["error"]
+    assert (
+        "adapter failed to start: adapter.start() raised ConnectionRefusedError"
+        in cases[0]["error"]
+    )
     assert "no server on 127.0.0.1:1" in capsys.readouterr().out
 
 
 def test_adapter_that_crashes(scenarios: Path, tmp_path: Path, broken: str) -> None:
     out = tmp_path / "out"
-    assert main(["run", "--adapter", f"{broken}:CrashesOnConnect", "--scenarios", str(scenarios),
-                 "--report-dir", str(out)]) == 1
+    assert (
+        main(
+            [
+                "run",
+                "--adapter",
+                f"{broken}:CrashesOnConnect",
+                "--scenarios",
+                str(scenarios),
+                "--report-dir",
+                str(out),
+            ]
+        )
+        == 1
+    )
     cases = _results(out)["cases"]
     assert {c["outcome"] for c in cases} == {"error"}
     assert "adapter bug" in cases[0]["error"]
@@ -260,8 +362,24 @@ def test_adapter_that_crashes(scenarios: Path, tmp_path: Path, broken: str) -> N
 def test_hung_adapter_times_out(scenarios: Path, tmp_path: Path, broken: str) -> None:
     out = tmp_path / "out"
     started = time.monotonic()
-    assert main(["run", "--adapter", f"{broken}:HangsOnConnect", "--scenarios", str(scenarios),
-                 "--report-dir", str(out), "--op-timeout", "0.2", "--select", "get/*"]) == 1
+    assert (
+        main(
+            [
+                "run",
+                "--adapter",
+                f"{broken}:HangsOnConnect",
+                "--scenarios",
+                str(scenarios),
+                "--report-dir",
+                str(out),
+                "--op-timeout",
+                "0.2",
+                "--select",
+                "get/*",
+            ]
+        )
+        == 1
+    )
     assert time.monotonic() - started < 15
     assert [c["outcome"] for c in _results(out)["cases"]] == ["timeout"]
 
@@ -285,62 +403,100 @@ def test_adapter_blocking_its_loop_is_bounded(monkeypatch: pytest.MonkeyPatch) -
     loop.close()
 
 
-def test_harness_failure_exits_3_with_a_partial_report(scenarios: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.runner
+def test_harness_failure_exits_3_with_a_partial_report(
+    scenarios: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import presence_conformance.harness.run.runner
 
-    real = harness.runner.run_scenario
+    real = presence_conformance.harness.run.runner.run_scenario
 
     async def flaky_runner(scenario, adapter, settings=None):  # type: ignore[no-untyped-def]
         if scenario.case_id.startswith("get/"):
             raise AssertionError("bug in the runner")
         return await real(scenario, adapter, settings)
 
-    monkeypatch.setattr(harness.runner, "run_scenario", flaky_runner)
+    monkeypatch.setattr(presence_conformance.harness.run.runner, "run_scenario", flaky_runner)
     out = tmp_path / "out"
-    code = main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
-                 "--report-dir", str(out)])
+    code = main(
+        ["run", "--adapter", "reference", "--scenarios", str(scenarios), "--report-dir", str(out)]
+    )
     assert code == 3
     assert "the harness itself failed" in capsys.readouterr().err
     results = _results(out)
     assert results["partial"] and "harness error" in results["partial_reason"]
     assert [(c["case_id"], c["outcome"]) for c in results["cases"]] == [
-        ("enter/adds-member", "pass"), ("get/filter-client-id", "error")]
+        ("enter/adds-member", "pass"),
+        ("get/filter-client-id", "error"),
+    ]
 
 
-def test_internal_runner_error_exits_3_after_the_whole_run(scenarios: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]
-                                                          ) -> None:
-    import harness.runner
+def test_internal_runner_error_exits_3_after_the_whole_run(
+    scenarios: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import presence_conformance.harness.run.runner
 
     def broken_checks(record):  # type: ignore[no-untyped-def]
         raise KeyError("bug in a check")
 
-    monkeypatch.setattr(harness.runner, "run_checks", broken_checks)
+    monkeypatch.setattr(presence_conformance.harness.run.runner, "run_checks", broken_checks)
     out = tmp_path / "out"
-    assert main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
-                 "--report-dir", str(out)]) == 3
+    assert (
+        main(
+            [
+                "run",
+                "--adapter",
+                "reference",
+                "--scenarios",
+                str(scenarios),
+                "--report-dir",
+                str(out),
+            ]
+        )
+        == 3
+    )
     captured = capsys.readouterr()
     assert "internal error in the runner, not the adapter's fault" in captured.err
     assert captured.out.rstrip().endswith("HARNESS FAILURE")
     results = _results(out)
     assert not results["partial"] and len(results["cases"]) == 3
-    assert main(["replay", str(scenarios / "get" / "filter-client-id.yaml"),
-                 "--adapter", "reference"]) == 3
+    assert (
+        main(["replay", str(scenarios / "get" / "filter-client-id.yaml"), "--adapter", "reference"])
+        == 3
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_writes_a_partial_report(scenarios: Path, tmp_path: Path,
-                                           sig: signal.Signals) -> None:
+def test_interrupt_writes_a_partial_report(
+    scenarios: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--adapter", "reference",
-         "--adapter-option", "op_delay=0.4", "--scenarios", str(scenarios),
-         "--report-dir", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "presence_conformance.harness.cli",
+            "run",
+            "--adapter",
+            "reference",
+            "--adapter-option",
+            "op_delay=0.4",
+            "--scenarios",
+            str(scenarios),
+            "--report-dir",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     first = ""
     while not first.startswith("[1/3]"):
@@ -359,20 +515,24 @@ def test_interrupt_writes_a_partial_report(scenarios: Path, tmp_path: Path,
 # -- replay ---------------------------------------------------------------------------------------
 
 
-def test_replay_fixed_and_failed(scenarios: Path, broken: str,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_fixed_and_failed(
+    scenarios: Path, broken: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     file = str(scenarios / "get" / "filter-client-id.yaml")
     assert main(["replay", file, "--adapter", "reference"]) == 0
     assert capsys.readouterr().out.startswith("FIXED: get/filter-client-id passes now")
-    assert main(["replay", file, "--adapter", f"{broken}:BrokenAdapter",
-                 "--op-timeout", "0.3"]) == 1
+    assert (
+        main(["replay", file, "--adapter", f"{broken}:BrokenAdapter", "--op-timeout", "0.3"]) == 1
+    )
     stdout = capsys.readouterr().out
     assert stdout.startswith("FAILED: get/filter-client-id")
     assert "[MUST] get.filter-client-id" in stdout and "history around #" in stdout
 
 
 def test_replay_unsupported(scenarios: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["replay", str(scenarios / "history" / "one-event.yaml"), "--adapter", MINIMAL]) == 1
+    assert (
+        main(["replay", str(scenarios / "history" / "one-event.yaml"), "--adapter", MINIMAL]) == 1
+    )
     assert capsys.readouterr().out.startswith("UNSUPPORTED: history/one-event")
 
 
@@ -398,33 +558,52 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_serve_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
-    fake = types.ModuleType("reference_impl.server")
+    fake = types.ModuleType("presence_conformance.reference_impl.server")
     fake.serve_main = lambda argv: seen.append(argv) or 7  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reference_impl.server", fake)
+    monkeypatch.setitem(sys.modules, "presence_conformance.reference_impl.server", fake)
     assert main(["serve", "--port", "0", "--help"]) == 7
     assert seen == [["--port", "0", "--help"]]
 
 
 def test_generate_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.generation.cli
+    import presence_conformance.harness.cli.generate
 
     seen: list[list[str]] = []
-    monkeypatch.setattr(harness.generation.cli, "generate_main",
-                        lambda argv: seen.append(argv) or 5)
+    monkeypatch.setattr(
+        presence_conformance.harness.cli.generate,
+        "generate_main",
+        lambda argv: seen.append(argv) or 5,
+    )
     assert main(["generate", "--adapter", "reference", "--examples", "3"]) == 5
     assert seen == [["--adapter", "reference", "--examples", "3"]]
 
 
 def test_report_delegates(scenarios: Path, tmp_path: Path) -> None:
-    assert main(["run", "--adapter", "reference", "--scenarios", str(scenarios),
-                 "--report-dir", str(tmp_path / "a")]) == 0
-    assert main(["report", "--from", str(tmp_path / "a" / "results.json"),
-                 "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--adapter",
+                "reference",
+                "--scenarios",
+                str(scenarios),
+                "--report-dir",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            ["report", "--from", str(tmp_path / "a" / "results.json"), "--out", str(tmp_path / "b")]
+        )
+        == 0
+    )
     assert (tmp_path / "b" / "results.json").is_file()
 
 
 def test_outcome_labels_match_results_model() -> None:
-    from harness.cli import OUTCOME_ORDER
+    from presence_conformance.harness.cli import OUTCOME_ORDER
 
     assert set(OUTCOME_ORDER) == set(Outcome)
 

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ReadOnlyDatabase
-
-from harness.adapter import Feature
-from harness.adapters.reference import ReferenceAdapter, ReferenceConnection
-from harness.generation import (
+from presence_conformance.harness.adapter import Feature
+from presence_conformance.harness.adapters.reference import ReferenceAdapter, ReferenceConnection
+from presence_conformance.harness.cli.generate import generate_main
+from presence_conformance.harness.generation import (
     PROFILES,
     GenerationConfig,
     GenerationOptions,
@@ -27,27 +27,32 @@ from harness.generation import (
     programs,
     run_generation,
 )
-from harness.generation.cli import generate_main
-from harness.generation.profiles import CI_SEED, NamespacedDatabase
-from harness.generation.strategies import program_steps
-from harness.mutants import get_mutant
-from harness.mutants.detection import ADAPTER_OPTIONS, DETECTION_SETTINGS
-from harness.results import Outcome
-from harness.scenario import load_scenario, scenario_from_dict, scenario_to_yaml
-from harness.scenario_yaml import load_yaml
-from harness.session import ConformanceSession
+from presence_conformance.harness.generation.profiles import CI_SEED, NamespacedDatabase
+from presence_conformance.harness.generation.strategies import program_steps
+from presence_conformance.harness.mutant_detection import ADAPTER_OPTIONS, DETECTION_SETTINGS
+from presence_conformance.harness.mutants import get_mutant
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.scenario import (
+    load_scenario,
+    scenario_from_dict,
+    scenario_to_yaml,
+)
+from presence_conformance.harness.scenario.yaml_source import load_yaml
+from presence_conformance.harness.session import ConformanceSession
 
 pytest_plugins = ["pytester"]
 
-QUICK = settings(max_examples=150, deadline=None, database=None,
-                 suppress_health_check=list(HealthCheck))
+QUICK = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 # a mutant the ci profile finds within its first programs, and the requirement it breaks
 FAST_MUTANT, FAST_REQUIREMENT = "get-action-not-present", "get.action-present"
 
 
 def session_for(adapter: Any, name: str = "reference") -> ConformanceSession:
-    return ConformanceSession(adapter, adapter_name=name, options=dict(ADAPTER_OPTIONS),
-                              settings=DETECTION_SETTINGS)
+    return ConformanceSession(
+        adapter, adapter_name=name, options=dict(ADAPTER_OPTIONS), settings=DETECTION_SETTINGS
+    )
 
 
 def reference() -> ReferenceAdapter:
@@ -100,7 +105,7 @@ def test_programs_cover_every_operation_and_argument_form() -> None:
     seen: set[str] = set()
 
     def forms(step: dict) -> set[str]:
-        (kind, body), = step.items()
+        ((kind, body),) = step.items()
         if kind == "concurrently":
             return {"concurrently"} | {f for inner in body for f in forms(inner)}
         out = {kind} | {f"{kind}.{key}" for key in body if key not in ("client", "channel")}
@@ -110,8 +115,9 @@ def test_programs_cover_every_operation_and_argument_form() -> None:
         out.add(f"data.{type(data).__name__}")
         return out
 
-    @settings(max_examples=400, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(programs())
     def collect(doc: dict) -> None:
         for step in doc["steps"]:
@@ -119,31 +125,62 @@ def test_programs_cover_every_operation_and_argument_form() -> None:
         seen.update(f"client.{k}" for spec in doc["clients"].values() for k in spec)
 
     collect()
-    wanted = {"enter", "update", "leave", "get", "subscribe", "unsubscribe", "history",
-              "sync_complete", "concurrently", "drop", "close", "connect",
-              "get.client_id", "get.connection_id", "get.wait_for_sync",
-              "subscribe.actions", "subscribe.actions-list", "subscribe.expect_error",
-              "unsubscribe.listener", "unsubscribe.actions", "unsubscribe.expect_error",
-              "history.start", "history.end", "history.limit", "history.direction",
-              "history.pages", "history.expect_error", "enter.expect_error",
-              "data.str", "data.dict", "data.list", "data.bytes", "data.NoneType",
-              "client.client_id", "client.connect", "client.capability"}
+    wanted = {
+        "enter",
+        "update",
+        "leave",
+        "get",
+        "subscribe",
+        "unsubscribe",
+        "history",
+        "sync_complete",
+        "concurrently",
+        "drop",
+        "close",
+        "connect",
+        "get.client_id",
+        "get.connection_id",
+        "get.wait_for_sync",
+        "subscribe.actions",
+        "subscribe.actions-list",
+        "subscribe.expect_error",
+        "unsubscribe.listener",
+        "unsubscribe.actions",
+        "unsubscribe.expect_error",
+        "history.start",
+        "history.end",
+        "history.limit",
+        "history.direction",
+        "history.pages",
+        "history.expect_error",
+        "enter.expect_error",
+        "data.str",
+        "data.dict",
+        "data.list",
+        "data.bytes",
+        "data.NoneType",
+        "client.client_id",
+        "client.connect",
+        "client.capability",
+    }
     assert wanted <= seen, sorted(wanted - seen)
 
 
 def test_compiling_is_deterministic_and_skips_what_cannot_run() -> None:
-    @settings(max_examples=30, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(program_steps(GenerationConfig()))
     def same(drawn: tuple) -> None:
         assert compile_program(*drawn) == compile_program(*drawn)
 
     same()
-    from harness.generation.strategies import _Client
+    from presence_conformance.harness.generation.strategies import _Client
 
     alice = _Client("alice", "alice", "plain")
-    doc = compile_program([alice], 1, [{"kind": "drop", "who": 0, "chan": 0},
-                                       {"kind": "enter", "who": 0, "chan": 0}])
+    doc = compile_program(
+        [alice], 1, [{"kind": "drop", "who": 0, "chan": 0}, {"kind": "enter", "who": 0, "chan": 0}]
+    )
     # after the only client dropped, the next step brings it back instead of acting alone
     assert doc["steps"] == [{"drop": {"client": "alice"}}, {"connect": {"client": "alice"}}]
 
@@ -189,8 +226,11 @@ def test_namespaced_database_keeps_adapters_apart(tmp_path: Path) -> None:
 
 def programs_of(**options: Any) -> list[str]:
     docs: list[str] = []
-    run(session_for(reference()), on_program=lambda n, doc, case: docs.append(
-        scenario_to_yaml(doc)), **options)
+    run(
+        session_for(reference()),
+        on_program=lambda n, doc, case: docs.append(scenario_to_yaml(doc)),
+        **options,
+    )
     return docs
 
 
@@ -234,11 +274,16 @@ def test_one_event_loop_and_fresh_channel_names_per_program() -> None:
         per_program.append(set(_Recording.channels))
         _Recording.channels.clear()
 
-    run(session_for(_Recording(dict(ADAPTER_OPTIONS))), profile="dev", examples=25, seed=11,
-        on_program=note)
+    run(
+        session_for(_Recording(dict(ADAPTER_OPTIONS))),
+        profile="dev",
+        examples=25,
+        seed=11,
+        on_program=note,
+    )
     assert len(_Recording.loops) == 1
     used = [names for names in per_program if names]
-    assert used and all(not (a & b) for i, a in enumerate(used) for b in used[i + 1:])
+    assert used and all(not (a & b) for i, a in enumerate(used) for b in used[i + 1 :])
 
 
 class _NoExtras(ReferenceAdapter):
@@ -256,15 +301,18 @@ def test_an_adapter_with_few_features_gets_no_unsupported_programs() -> None:
 
 
 def test_a_failure_is_shrunk_saved_and_replays_to_the_same_failure(tmp_path: Path) -> None:
-    result = run(mutant(FAST_MUTANT), profile="ci", failures_dir=tmp_path, strict=True,
-                 statistics=True)
+    result = run(
+        mutant(FAST_MUTANT), profile="ci", failures_dir=tmp_path, strict=True, statistics=True
+    )
     failure = result.failure
     assert failure is not None and failure.path is not None and failure.path.parent == tmp_path
     assert failure.steps <= failure.first_steps and failure.steps <= 8
     assert FAST_REQUIREMENT in failure.requirements
     assert failure.replay_confirmed is True
-    assert failure.replay == (f"presence-conformance replay {failure.path} --adapter "
-                              f"mutant:{FAST_MUTANT} --adapter-option leave_grace=0.02")
+    assert failure.replay == (
+        f"presence-conformance replay {failure.path} --adapter "
+        f"mutant:{FAST_MUTANT} --adapter-option leave_grace=0.02"
+    )
     case = result.case
     assert case.kind == "generated" and case.outcome is Outcome.FAIL
     assert case.scenario_file == str(failure.path) and case.replay == failure.replay
@@ -294,8 +342,15 @@ def test_a_failure_is_shrunk_saved_and_replays_to_the_same_failure(tmp_path: Pat
 
 
 def test_the_example_database_tries_a_known_failure_first(tmp_path: Path) -> None:
-    options = {"profile": "dev", "seed": 5, "database": tmp_path / "db", "use_database": True,
-               "shrink": True, "strict": True, "failures_dir": None}
+    options = {
+        "profile": "dev",
+        "seed": 5,
+        "database": tmp_path / "db",
+        "use_database": True,
+        "shrink": True,
+        "strict": True,
+        "failures_dir": None,
+    }
     first = run(mutant("update-as-enter"), **options)
     assert first.failure is not None
     again = run(mutant("update-as-enter"), **{**options, "seed": 99})
@@ -318,53 +373,91 @@ def test_a_broken_adapter_is_an_error_result_not_a_crash() -> None:
 
 
 def test_cli_generate_finds_saves_and_prints_the_replay_command(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = generate_main(["--adapter", f"mutant:{FAST_MUTANT}", "--adapter-option",
-                          "leave_grace=0.02", "--failures-dir", str(tmp_path / "failures"),
-                          "--op-timeout", "1", "--statistics", "--report-dir",
-                          str(tmp_path / "reports")])
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = generate_main(
+        [
+            "--adapter",
+            f"mutant:{FAST_MUTANT}",
+            "--adapter-option",
+            "leave_grace=0.02",
+            "--failures-dir",
+            str(tmp_path / "failures"),
+            "--op-timeout",
+            "1",
+            "--statistics",
+            "--report-dir",
+            str(tmp_path / "reports"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "FAILED" in out and "shrinking it" in out
     files = list((tmp_path / "failures").glob("*.yaml"))
     assert len(files) == 1
-    assert (f"presence-conformance replay {files[0]} --adapter mutant:{FAST_MUTANT} "
-            "--adapter-option leave_grace=0.02") in out
+    assert (
+        f"presence-conformance replay {files[0]} --adapter mutant:{FAST_MUTANT} "
+        "--adapter-option leave_grace=0.02"
+    ) in out
     assert "Stopped because" in out  # --statistics
     results = json.loads((tmp_path / "reports" / "results.json").read_text())
     cases = [c for c in results["cases"] if c["kind"] == "generated"]
     assert [c["case_id"] for c in cases] == ["generated/ci"] and cases[0]["outcome"] == "fail"
 
-    from harness.cli import main
+    from presence_conformance.harness.cli import main
 
-    assert main(["replay", str(files[0]), "--adapter", f"mutant:{FAST_MUTANT}",
-                 "--op-timeout", "1"]) == 1
+    assert (
+        main(["replay", str(files[0]), "--adapter", f"mutant:{FAST_MUTANT}", "--op-timeout", "1"])
+        == 1
+    )
     assert "FAILED" in capsys.readouterr().out
     assert main(["replay", str(files[0]), "--adapter", "reference"]) == 0
     assert "FIXED" in capsys.readouterr().out
 
 
 def test_cli_generate_against_the_reference_appends_to_a_run_report(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli import main
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from presence_conformance.harness.cli import main
 
     reports = tmp_path / "reports"
-    assert main(["run", "--adapter", "reference", "--report-dir", str(reports), "--select",
-                 "enter/*"]) == 0
+    assert (
+        main(["run", "--adapter", "reference", "--report-dir", str(reports), "--select", "enter/*"])
+        == 0
+    )
     before = json.loads((reports / "results.json").read_text())["cases"]
     for _ in range(2):  # a second generate replaces its own case
-        assert main(["generate", "--adapter", "reference", "--examples", "5", "--quiet",
-                     "--report-dir", str(reports), "--failures-dir",
-                     str(tmp_path / "f")]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--adapter",
+                    "reference",
+                    "--examples",
+                    "5",
+                    "--quiet",
+                    "--report-dir",
+                    str(reports),
+                    "--failures-dir",
+                    str(tmp_path / "f"),
+                ]
+            )
+            == 0
+        )
     assert "NO FAILURE FOUND" in capsys.readouterr().out
     after = json.loads((reports / "results.json").read_text())["cases"]
     assert len(after) == len(before) + 1 and after[-1]["kind"] == "generated"
     assert not (tmp_path / "f").exists()
 
 
-@pytest.mark.parametrize("argv", [["--adapter", "reference", "--examples", "0"],
-                                  ["--adapter", "no-such-adapter"],
-                                  ["--adapter", "reference", "--op-timeout", "-1"],
-                                  ["--adapter", "reference", "--profile", "nightly"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--adapter", "reference", "--examples", "0"],
+        ["--adapter", "no-such-adapter"],
+        ["--adapter", "reference", "--op-timeout", "-1"],
+        ["--adapter", "reference", "--profile", "nightly"],
+    ],
+)
 def test_cli_generate_usage_errors(argv: list[str]) -> None:
     assert generate_main(argv) == 2
 
@@ -373,25 +466,46 @@ def test_cli_generate_usage_errors(argv: list[str]) -> None:
 
 
 def test_pytest_collects_the_generated_item(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--adapter=reference", "-k", "generated/",
-                                           "--generation-examples", "5", "-v",
-                                           "--hypothesis-show-statistics")
-    result.stdout.fnmatch_lines(["generated/ci PASSED*", "*Hypothesis Statistics*",
-                                 "generated/ci:*", "*5 passing*"])
-    result = pytester.runpytest_inprocess("--adapter=reference", "--no-generation",
-                                          "--collect-only", "-q")
+    result = pytester.runpytest_subprocess(
+        "--adapter=reference",
+        "-k",
+        "generated/",
+        "--generation-examples",
+        "5",
+        "-v",
+        "--hypothesis-show-statistics",
+    )
+    result.stdout.fnmatch_lines(
+        ["generated/ci PASSED*", "*Hypothesis Statistics*", "generated/ci:*", "*5 passing*"]
+    )
+    result = pytester.runpytest_inprocess(
+        "--adapter=reference", "--no-generation", "--collect-only", "-q"
+    )
     assert not any(line.startswith("generated/") for line in result.outlines)
 
 
 def test_pytest_generated_item_fails_with_the_minimal_program(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
-        f"--adapter=mutant:{FAST_MUTANT}", "-k", "generated/", "--generation-profile", "ci",
-        "--adapter-option", "leave_grace=0.02", "--op-timeout", "1",
-        "--generation-failures-dir", "found")
+        f"--adapter=mutant:{FAST_MUTANT}",
+        "-k",
+        "generated/",
+        "--generation-profile",
+        "ci",
+        "--adapter-option",
+        "leave_grace=0.02",
+        "--op-timeout",
+        "1",
+        "--generation-failures-dir",
+        "found",
+    )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*{FAST_REQUIREMENT}*",
-                                 f"*replay: presence-conformance replay found/*.yaml --adapter "
-                                 f"mutant:{FAST_MUTANT}*", "*minimal program*written to found/*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*{FAST_REQUIREMENT}*",
+            f"*replay: presence-conformance replay found/*.yaml --adapter mutant:{FAST_MUTANT}*",
+            "*minimal program*written to found/*",
+        ]
+    )
     assert len(list((pytester.path / "found").glob("*.yaml"))) == 1
 
 
@@ -399,14 +513,27 @@ def test_pytest_generated_item_fails_with_the_minimal_program(pytester: pytest.P
 
 
 def test_message_schema_cache_folds_only_valid_identities() -> None:
-    from harness.checks.messages import _schema_errors, _shape_key
+    from presence_conformance.harness.checks.messages import _schema_errors, _shape_key
 
-    base = {"action": "enter", "clientId": "a", "connectionId": "c1", "data": None,
-            "timestamp": 5, "id": "c1:0:0"}
+    base = {
+        "action": "enter",
+        "clientId": "a",
+        "connectionId": "c1",
+        "data": None,
+        "timestamp": 5,
+        "id": "c1:0:0",
+    }
     same = {**base, "clientId": "b", "connectionId": "c2", "timestamp": 9, "id": "c2:3:0"}
     assert _shape_key(base) == _shape_key(same)
-    for bad in ({"clientId": ""}, {"id": ""}, {"timestamp": -1}, {"timestamp": 1.5},
-                {"timestamp": True}, {"id": None}, {"data": 3}):
+    for bad in (
+        {"clientId": ""},
+        {"id": ""},
+        {"timestamp": -1},
+        {"timestamp": 1.5},
+        {"timestamp": True},
+        {"id": None},
+        {"data": 3},
+    ):
         message = {**base, **bad}
         assert _shape_key(message) != _shape_key(base)
         assert _schema_errors(message, {}), bad
@@ -419,12 +546,29 @@ def test_bench_generation_runs_and_prints_its_summary() -> None:
 
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
-        [sys.executable, str(root / "bench" / "bench_generation.py"), "--mutants",
-         FAST_MUTANT, "--budget", "50", "--examples", "20"],
-        cwd=root, capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            str(root / "bench" / "bench_generation.py"),
+            "--mutants",
+            FAST_MUTANT,
+            "--budget",
+            "50",
+            "--examples",
+            "20",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert f"{FAST_MUTANT}" in out and "programs/s" in out
-    for line in ("mutants detected", "median time to detect", "shrunk to <= 8 steps",
-                 "20-step programs/s against reference"):
+    for line in (
+        "mutants detected",
+        "median time to detect",
+        "shrunk to <= 8 steps",
+        "20-step programs/s against reference",
+    ):
         assert line in out

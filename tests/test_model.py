@@ -1,20 +1,19 @@
-"""Tests of the pure reference model (`reference_impl.model.PresenceModel`), behaviour by behaviour."""
+"""Tests of the pure reference model (`presence_conformance.reference_impl.model.PresenceModel`), behaviour by behaviour."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.model import (
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import (
     DEFAULT_HISTORY_LIMIT,
     MAX_HISTORY_LIMIT,
     Delivery,
     PresenceModel,
 )
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 CH = "room"
 
@@ -43,8 +42,11 @@ def snapshot(model: PresenceModel, *channels: str) -> list:
 
 
 def deliveries_for(outcome, connection_id: str, listener: str | None = None) -> list[Delivery]:
-    return [d for d in outcome.deliveries if d.connection_id == connection_id
-            and (listener is None or d.listener == listener)]
+    return [
+        d
+        for d in outcome.deliveries
+        if d.connection_id == connection_id and (listener is None or d.listener == listener)
+    ]
 
 
 def actions_of(deliveries: list[Delivery]) -> list[str]:
@@ -172,8 +174,12 @@ def test_bytearray_is_stored_as_bytes() -> None:
 def test_event_ids_are_unique_and_carry_the_message_serial() -> None:
     m = make()
     c = m.open_connection("alice")
-    ids = [m.enter(c, CH, "a").events[0].id, m.update(c, CH, "b").events[0].id,
-           m.leave(c, CH).events[0].id, m.enter(c, "other").events[0].id]
+    ids = [
+        m.enter(c, CH, "a").events[0].id,
+        m.update(c, CH, "b").events[0].id,
+        m.leave(c, CH).events[0].id,
+        m.enter(c, "other").events[0].id,
+    ]
     assert len(set(ids)) == 4
     assert all(i.startswith(f"{c}:") for i in ids)
 
@@ -223,9 +229,13 @@ def test_get_filters_by_client_id_connection_id_and_both() -> None:
     assert all(p.action is Action.PRESENT for p in m.get(CH))
 
 
-@pytest.mark.parametrize(("kwargs", "argument"), [
-    ({"client_id": 5}, "clientId"), ({"connection_id": ["x"]}, "connectionId"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"client_id": 5}, "clientId"),
+        ({"connection_id": ["x"]}, "connectionId"),
+    ],
+)
 def test_get_with_a_bad_filter_raises(kwargs: dict, argument: str) -> None:
     m = make()
     _three_members(m)
@@ -257,11 +267,18 @@ def test_the_publishing_connection_hears_its_own_events() -> None:
     assert actions_of(deliveries_for(m.enter(a, CH), a, "self")) == ["enter"]
 
 
-@pytest.mark.parametrize(("actions", "expected"), [
-    ("enter", ["enter"]), ("update", ["update"]), ("leave", ["leave"]),
-    (["enter", "leave"], ["enter", "leave"]), (("update",), ["update"]),
-    ({"enter", "update", "leave"}, ["enter", "update", "leave"]), (Action.ENTER, ["enter"]),
-])
+@pytest.mark.parametrize(
+    ("actions", "expected"),
+    [
+        ("enter", ["enter"]),
+        ("update", ["update"]),
+        ("leave", ["leave"]),
+        (["enter", "leave"], ["enter", "leave"]),
+        (("update",), ["update"]),
+        ({"enter", "update", "leave"}, ["enter", "update", "leave"]),
+        (Action.ENTER, ["enter"]),
+    ],
+)
 def test_subscribe_with_an_action_filter(actions: Any, expected: list[str]) -> None:
     m = make()
     a = m.open_connection("alice")
@@ -383,7 +400,9 @@ def test_unsubscribe_action_and_listener_removes_that_action_registration() -> N
     m.subscribe(w, CH, "L", ["enter", "leave"])
     m.subscribe(w, CH, "M", "enter")
     m.unsubscribe(w, CH, "L", "enter")
-    assert sorted((d.listener, d.min_count) for d in deliveries_for(m.enter(a, CH), w)) == [("M", 1)]
+    assert sorted((d.listener, d.min_count) for d in deliveries_for(m.enter(a, CH), w)) == [
+        ("M", 1)
+    ]
     assert actions_of(deliveries_for(m.leave(a, CH), w, "L")) == ["leave"]
 
 
@@ -435,7 +454,10 @@ def test_close_makes_every_member_leave_at_once() -> None:
     m.subscribe(w, "r2", "L")
     m.subscribe(a, "r1", "own")
     out = m.close_connection(a)
-    assert sorted((e.action.value, e.data) for e in out.events) == [("leave", "d1"), ("leave", "d2")]
+    assert sorted((e.action.value, e.data) for e in out.events) == [
+        ("leave", "d1"),
+        ("leave", "d2"),
+    ]
     assert all(e.id.startswith(f"{a}:") is False for e in out.events)
     assert sorted(d.channel for d in deliveries_for(out, w)) == ["r1", "r2"]
     assert deliveries_for(out, a) == []  # a closed connection hears nothing, not even its leaves
@@ -458,7 +480,12 @@ def test_drop_keeps_members_until_expire_synthesizes_their_leaves() -> None:
     assert deliveries_for(m.enter(other, CH), a) == []  # the dropped connection hears nothing
     out = m.expire_connection(a)
     (leave,) = out.events
-    assert (leave.action, leave.connection_id, leave.client_id, leave.data) == (Action.LEAVE, a, "alice", "d")
+    assert (leave.action, leave.connection_id, leave.client_id, leave.data) == (
+        Action.LEAVE,
+        a,
+        "alice",
+        "d",
+    )
     assert not leave.id.startswith(a)  # RTP2b1: synthesized
     assert actions_of(deliveries_for(out, w, "L")) == ["leave"]
     assert deliveries_for(out, a) == []
@@ -573,15 +600,29 @@ def test_history_of_an_unknown_channel_is_empty() -> None:
     assert page.items == [] and page.next_cursor is None
 
 
-@pytest.mark.parametrize(("params", "argument"), [
-    ({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"limit": True}, "limit"),
-    ({"limit": "10"}, "limit"), ({"limit": 2.5}, "limit"), ({"limit": -1}, "limit"),
-    ({"start": 50, "end": 40}, "start"), ({"start": -1}, "start"), ({"end": "soon"}, "end"),
-    ({"start": True}, "start"), ({"direction": "sideways"}, "direction"),
-    ({"direction": "Forwards"}, "direction"), ({"cursor": "garbage"}, "cursor"),
-    ({"cursor": "b:3", "direction": "forwards"}, "cursor"), ({"cursor": "f:999"}, "cursor"),
-])
-def test_bad_history_parameters_raise_40003_naming_the_parameter(params: dict, argument: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "argument"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": "10"}, "limit"),
+        ({"limit": 2.5}, "limit"),
+        ({"limit": -1}, "limit"),
+        ({"start": 50, "end": 40}, "start"),
+        ({"start": -1}, "start"),
+        ({"end": "soon"}, "end"),
+        ({"start": True}, "start"),
+        ({"direction": "sideways"}, "direction"),
+        ({"direction": "Forwards"}, "direction"),
+        ({"cursor": "garbage"}, "cursor"),
+        ({"cursor": "b:3", "direction": "forwards"}, "cursor"),
+        ({"cursor": "f:999"}, "cursor"),
+    ],
+)
+def test_bad_history_parameters_raise_40003_naming_the_parameter(
+    params: dict, argument: str
+) -> None:
     m, _ = _log(5)
     before = snapshot(m)
     err = expect_error(errors.INVALID_PARAMETER_VALUE, argument, m.history, CH, **params)
@@ -621,9 +662,15 @@ def test_no_client_id_raises_91000_and_changes_nothing(op: str) -> None:
     assert not m.is_attached(anonymous, CH)
 
 
-@pytest.mark.parametrize("capability", [
-    {}, {"other": ["presence"]}, {CH: ["subscribe", "history"]}, {"lobby:*": ["presence"]},
-])
+@pytest.mark.parametrize(
+    "capability",
+    [
+        {},
+        {"other": ["presence"]},
+        {CH: ["subscribe", "history"]},
+        {"lobby:*": ["presence"]},
+    ],
+)
 def test_no_presence_capability_raises_40160_and_changes_nothing(capability: dict) -> None:
     m, _, _ = _populated()
     limited = m.open_connection("limited", capability)
@@ -634,9 +681,16 @@ def test_no_presence_capability_raises_40160_and_changes_nothing(capability: dic
     assert m.is_attached(limited, CH) == (CH in capability)
 
 
-@pytest.mark.parametrize("capability", [
-    None, {"*": ["*"]}, {CH: ["presence"]}, {"*": ["presence"]}, {CH: ["*"]},
-])
+@pytest.mark.parametrize(
+    "capability",
+    [
+        None,
+        {"*": ["*"]},
+        {CH: ["presence"]},
+        {"*": ["presence"]},
+        {CH: ["*"]},
+    ],
+)
 def test_presence_capability_grants_enter(capability: dict | None) -> None:
     m = make()
     c = m.open_connection("ok", capability)

@@ -13,11 +13,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.model import PresenceModel
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 CLIENTS = ["alice", "alice", "bob", "carol"]  # connection i has clientId CLIENTS[i]
 CHANNELS = ["x", "y", "z"]
@@ -112,7 +111,9 @@ def new_model(steps: list[int]) -> tuple[PresenceModel, list[str]]:
 
 @SETTINGS
 @given(ops=operations, steps=clock_steps)
-def test_presence_set_is_the_fold_of_each_members_operations(ops: list[tuple], steps: list[int]) -> None:
+def test_presence_set_is_the_fold_of_each_members_operations(
+    ops: list[tuple], steps: list[int]
+) -> None:
     model, conns = new_model(steps)
     run_ops(model, conns, ops)
     for channel in CHANNELS:
@@ -127,17 +128,22 @@ def test_presence_set_is_the_fold_of_each_members_operations(ops: list[tuple], s
         assert all(p.action is Action.PRESENT for p in members)
         for client in set(CLIENTS):
             assert sorted(p.connection_id for p in model.get(channel, client_id=client)) == sorted(
-                cid for cid, c in expected if c == client)
+                cid for cid, c in expected if c == client
+            )
         for index, cid in enumerate(conns):
             got = model.get(channel, connection_id=cid)
             assert [(p.client_id, p.data) for p in got] == (
-                [(CLIENTS[index], expected[(cid, CLIENTS[index])])] if (cid, CLIENTS[index]) in expected
-                else [])
+                [(CLIENTS[index], expected[(cid, CLIENTS[index])])]
+                if (cid, CLIENTS[index]) in expected
+                else []
+            )
 
 
 @SETTINGS
 @given(ops=operations, steps=clock_steps)
-def test_history_holds_every_event_once_in_timestamp_order(ops: list[tuple], steps: list[int]) -> None:
+def test_history_holds_every_event_once_in_timestamp_order(
+    ops: list[tuple], steps: list[int]
+) -> None:
     model, conns = new_model(steps)
     emitted = run_ops(model, conns, ops)
     position = {e.id: i for i, e in enumerate(emitted)}
@@ -191,16 +197,20 @@ def test_pages_cover_the_range_exactly_once_in_order(query: tuple) -> None:
     for i in range(count):
         model.update(cid, "h", str(i))
     log = model.history_all("h")
-    expected = [e for e in log if (start is None or e.timestamp >= start)
-                and (end is None or e.timestamp <= end)]
+    expected = [
+        e
+        for e in log
+        if (start is None or e.timestamp >= start) and (end is None or e.timestamp <= end)
+    ]
     if direction == "backwards":
         expected.reverse()
     pages = []
     page = model.history("h", start=start, end=end, limit=limit, direction=direction)
     pages.append(page.items)
     while page.next_cursor is not None:
-        page = model.history("h", start=start, end=end, limit=limit, direction=direction,
-                             cursor=page.next_cursor)
+        page = model.history(
+            "h", start=start, end=end, limit=limit, direction=direction, cursor=page.next_cursor
+        )
         pages.append(page.items)
     assert [e for p in pages for e in p] == expected
     assert all(len(p) == limit for p in pages[:-1])  # every page but the last is full

@@ -1,4 +1,4 @@
-"""The suite catches bugs: every mutant of `harness.mutants` is detected, the reference is not.
+"""The suite catches bugs: every mutant of `presence_conformance.harness.mutants` is detected, the reference is not.
 
 For each mutant (one test each, so `pytest -n auto` spreads them), the scenario files found in
 `scenarios/` at run time run first, those tagged with the mutant's requirements before the
@@ -12,17 +12,27 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from presence_conformance.harness.adapter import Adapter
+from presence_conformance.harness.adapters.reference import ReferenceAdapter
+from presence_conformance.harness.adapters.registry import resolve_adapter
+from presence_conformance.harness.generation import GenerationOptions, run_generation
+from presence_conformance.harness.mutant_detection import (
+    ADAPTER_OPTIONS,
+    DETECTION_SETTINGS,
+    detect,
+    order_for,
+)
+from presence_conformance.harness.mutants import (
+    MUTANTS,
+    get_mutant,
+    list_mutants,
+    mutant_requirements,
+)
+from presence_conformance.harness.mutants.base import MutantAdapter
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.session import ConformanceSession, load_suite
 
-import spec
-from harness.adapter import Adapter
-from harness.adapters.reference import ReferenceAdapter
-from harness.generation import GenerationOptions, run_generation
-from harness.mutants import MUTANTS, get_mutant, list_mutants, mutant_requirements
-from harness.mutants.base import MutantAdapter
-from harness.mutants.detection import ADAPTER_OPTIONS, DETECTION_SETTINGS, detect, order_for
-from harness.registry import resolve_adapter
-from harness.results import Outcome
-from harness.session import ConformanceSession, load_suite
+from presence_conformance import spec
 
 # the bugs the issue asks for by name -> the mutant that has it
 REQUIRED = {
@@ -91,22 +101,34 @@ def test_scenarios_tagged_with_the_requirements_run_first(suite: list[Any]) -> N
 
 
 def test_reference_passes_every_scenario(suite: list[Any]) -> None:
-    session = ConformanceSession(ReferenceAdapter(dict(ADAPTER_OPTIONS)), "reference",
-                                 options=dict(ADAPTER_OPTIONS), settings=DETECTION_SETTINGS)
+    session = ConformanceSession(
+        ReferenceAdapter(dict(ADAPTER_OPTIONS)),
+        "reference",
+        options=dict(ADAPTER_OPTIONS),
+        settings=DETECTION_SETTINGS,
+    )
     try:
-        failed = [(c.case_id, c.outcome.value, [v.requirement for v in c.violations], c.error)
-                  for c in (session.run_case(s) for s in suite) if c.outcome is not Outcome.PASS]
+        failed = [
+            (c.case_id, c.outcome.value, [v.requirement for v in c.violations], c.error)
+            for c in (session.run_case(s) for s in suite)
+            if c.outcome is not Outcome.PASS
+        ]
     finally:
         session.stop()
     assert not failed
 
 
 def test_reference_passes_the_ci_programs() -> None:
-    session = ConformanceSession(ReferenceAdapter(dict(ADAPTER_OPTIONS)), "reference",
-                                 options=dict(ADAPTER_OPTIONS), settings=DETECTION_SETTINGS)
+    session = ConformanceSession(
+        ReferenceAdapter(dict(ADAPTER_OPTIONS)),
+        "reference",
+        options=dict(ADAPTER_OPTIONS),
+        settings=DETECTION_SETTINGS,
+    )
     try:
-        result = run_generation(session, GenerationOptions(profile="ci", strict=True,
-                                                           failures_dir=None))
+        result = run_generation(
+            session, GenerationOptions(profile="ci", strict=True, failures_dir=None)
+        )
     finally:
         session.stop()
     assert result.programs == 60
@@ -118,5 +140,6 @@ def test_mutant_is_detected(name: str, suite: list[Any]) -> None:
     found = detect(name, suite, profile="ci", shrink=False)
     assert found.detected, (
         f"mutant {name!r} ({MUTANTS[name]}) passed {found.scenarios_run} scenario(s) and "
-        f"{found.programs_run} generated program(s): outcomes {found.outcomes}")
+        f"{found.programs_run} generated program(s): outcomes {found.outcomes}"
+    )
     assert found.case is not None and found.case.outcome is not Outcome.PASS

@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from reference_impl.server import PresenceServer, ServerConfig
-from reference_impl.server.testing import RawClient
+from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.server.testing import RawClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "node"
 KEY = "appid.keyid:secret"
 
 
-def run(test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60,
-        **config: Any) -> Any:
+def run(
+    test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60, **config: Any
+) -> Any:
     async def main() -> Any:
         server = PresenceServer(ServerConfig(**config))
         await server.start()
@@ -35,6 +35,7 @@ def run(test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60,
             return await asyncio.wait_for(test(server), timeout)
         finally:
             await server.stop()
+
     return asyncio.run(main())
 
 
@@ -45,8 +46,13 @@ def realtime(server: PresenceServer, **options: Any) -> Any:
     from ably import AblyRealtime
 
     options.setdefault("key", KEY)
-    return AblyRealtime(endpoint=f"127.0.0.1:{server.port}", tls=False,
-                        use_binary_protocol=False, fallback_hosts=[], **options)
+    return AblyRealtime(
+        endpoint=f"127.0.0.1:{server.port}",
+        tls=False,
+        use_binary_protocol=False,
+        fallback_hosts=[],
+        **options,
+    )
 
 
 def connection_id(client: Any) -> str:
@@ -77,19 +83,22 @@ def test_ably_python_realtime_presence() -> None:
             own = await channel.presence.get()
             alice_id = connection_id(alice)
             assert [(m.client_id, m.data, m.id) for m in own] == [
-                ("alice", {"mood": "happy"}, f"{alice_id}:0:0")]
+                ("alice", {"mood": "happy"}, f"{alice_id}:0:0")
+            ]
 
             # four more members from a raw wildcard connection: bob's SYNC has 3 pages of 2
             wild = await RawClient.open(server, client_id="*")
             await wild.attach("room")
-            ack = await wild.presence("room", 0, *[{"action": 2, "clientId": f"u{i}",
-                                                    "data": f"d{i}"} for i in range(4)])
+            ack = await wild.presence(
+                "room", 0, *[{"action": 2, "clientId": f"u{i}", "data": f"d{i}"} for i in range(4)]
+            )
             assert ack["action"] == 1
 
             events: list[tuple] = []
             bob_channel = bob.channels.get("room")
             await bob_channel.presence.subscribe(
-                lambda m: events.append((m.action, m.client_id, m.data, m.id)))
+                lambda m: events.append((m.action, m.client_id, m.data, m.id))
+            )
             members = await bob_channel.presence.get()
             assert sorted(m.client_id for m in members) == ["alice", "u0", "u1", "u2", "u3"]
             assert bob_channel.presence.sync_complete
@@ -100,7 +109,8 @@ def test_ably_python_realtime_presence() -> None:
             assert [e for e in events if e[1] == "alice"] == [
                 (1, "alice", {"mood": "happy"}, f"{alice_id}:0:0"),  # PRESENT from the SYNC
                 (4, "alice", "new-data", f"{alice_id}:1:0"),
-                (3, "alice", "new-data", f"{alice_id}:2:0")]
+                (3, "alice", "new-data", f"{alice_id}:2:0"),
+            ]
 
             assert await alice.connection.ping() >= 0
 
@@ -122,6 +132,7 @@ def test_ably_python_realtime_presence() -> None:
         finally:
             await alice.close()
             await bob.close()
+
     run(test, sync_page_size=2)
 
 
@@ -136,7 +147,8 @@ def test_ably_python_abrupt_disconnect_synthesized_leave_and_reentry() -> None:
             events: list[tuple] = []
             bob_channel = bob.channels.get("room")
             await bob_channel.presence.subscribe(
-                lambda m: events.append((m.action, m.client_id, m.connection_id, m.id)))
+                lambda m: events.append((m.action, m.client_id, m.connection_id, m.id))
+            )
             await bob_channel.presence.get()
             old = connection_id(alice)
             await server.drop(old)
@@ -154,6 +166,7 @@ def test_ably_python_abrupt_disconnect_synthesized_leave_and_reentry() -> None:
         finally:
             await alice.close()
             await bob.close()
+
     run(test, leave_grace=0.3)
 
 
@@ -168,8 +181,13 @@ def test_ably_python_rest_presence_and_history_with_a_token() -> None:
         await client.presence("hist", 0, {"action": 2, "data": '{"a": 1}', "encoding": "json"})
         for serial in range(1, 5):
             await client.presence("hist", serial, {"action": 4, "data": f"v{serial}"})
-        rest = AblyRest(token=server.issue_token(), endpoint="127.0.0.1", port=server.port,
-                        tls=False, use_binary_protocol=False)
+        rest = AblyRest(
+            token=server.issue_token(),
+            endpoint="127.0.0.1",
+            port=server.port,
+            tls=False,
+            use_binary_protocol=False,
+        )
         try:
             presence = rest.channels.get("hist").presence
             members = await presence.get()
@@ -186,8 +204,9 @@ def test_ably_python_rest_presence_and_history_with_a_token() -> None:
         finally:
             await rest.close()
         # documented limitation (research §0 item 1): ably-python refuses Basic auth over http
-        basic = AblyRest(key=KEY, endpoint="127.0.0.1", port=server.port, tls=False,
-                         use_binary_protocol=False)
+        basic = AblyRest(
+            key=KEY, endpoint="127.0.0.1", port=server.port, tls=False, use_binary_protocol=False
+        )
         try:
             with pytest.raises(AblyException) as info:
                 await basic.channels.get("hist").presence.history()
@@ -195,6 +214,7 @@ def test_ably_python_rest_presence_and_history_with_a_token() -> None:
         finally:
             await basic.close()
         await client.close()
+
     run(test)
 
 
@@ -212,9 +232,18 @@ def test_ably_js_smoke() -> None:
         nocap = server.add_key("app.nocap", "s", {"*": ["subscribe", "history"]})
         wildcard = server.issue_token(client_id="*")
         proc = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "sdk_smoke.mjs"), "--port", str(server.port),
-            "--nocap-key", nocap, "--wildcard-token", wildcard,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(NODE_DIR))
+            node,
+            str(NODE_DIR / "sdk_smoke.mjs"),
+            "--port",
+            str(server.port),
+            "--nocap-key",
+            nocap,
+            "--wildcard-token",
+            wildcard,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=str(NODE_DIR),
+        )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), 60)
         except TimeoutError:
@@ -231,13 +260,21 @@ def test_ably_js_smoke() -> None:
     carol = result["connected"]["id"]
     assert result["connected"]["clientId"] == "carol"
     assert result["modes"] == ["presence", "publish", "subscribe", "presence_subscribe"]
-    expected_member = {"action": "present", "clientId": "carol", "connectionId": carol,
-                       "id": f"{carol}:0:0", "data": {"mood": "ok"}}
+    expected_member = {
+        "action": "present",
+        "clientId": "carol",
+        "connectionId": carol,
+        "id": f"{carol}:0:0",
+        "data": {"mood": "ok"},
+    }
     assert result["ownMembers"] == [expected_member]
     assert result["syncMembers"] == [expected_member]
     assert result["syncComplete"] is True
     assert [(e["action"], e["id"]) for e in result["events"][:3]] == [
-        ("present", f"{carol}:0:0"), ("update", f"{carol}:1:0"), ("leave", f"{carol}:2:0")]
+        ("present", f"{carol}:0:0"),
+        ("update", f"{carol}:1:0"),
+        ("leave", f"{carol}:2:0"),
+    ]
     assert result["events"][2]["data"] == "new-data"
     assert result["wildcardClientId"] == "*"
     late = result["lateMembers"]  # five members over three SYNC pages of two
@@ -252,7 +289,10 @@ def test_ably_js_smoke() -> None:
     assert all(len(page) <= 2 for page in result["historyPages"])
     assert len(result["historyPages"]) >= 3  # the Link header was followed
     assert [(m["action"], m["clientId"]) for m in history[:3]] == [
-        ("enter", "carol"), ("update", "carol"), ("leave", "carol")]
+        ("enter", "carol"),
+        ("update", "carol"),
+        ("leave", "carol"),
+    ]
     assert history[0]["data"] == {"mood": "ok"}
     assert len(history) == 3 + 5 + 5
     assert result["nack"] == {"code": 40160, "statusCode": 401}

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from harness import registry
-from harness.adapter import Adapter, UsageError
-from harness.registry import (
+from presence_conformance.harness.adapter import Adapter, UsageError
+from presence_conformance.harness.adapters import registry
+from presence_conformance.harness.adapters.registry import (
     available_adapters,
     parse_options,
     register_adapter,
@@ -21,7 +20,7 @@ from harness.registry import (
 )
 
 ADAPTERS_MODULE = '''
-from harness.adapter import Adapter
+from presence_conformance.harness.adapter import Adapter
 
 
 class GoodAdapter(Adapter):
@@ -80,7 +79,10 @@ def clean_registrations() -> Iterator[None]:
 
 def test_parse_options() -> None:
     assert parse_options(["a=1", "url=ws://h:1/?x=y", "empty="]) == {
-        "a": "1", "url": "ws://h:1/?x=y", "empty": ""}
+        "a": "1",
+        "url": "ws://h:1/?x=y",
+        "empty": "",
+    }
     assert parse_options(["a=1", "a=2"]) == {"a": "2"}
     assert parse_options(None) == {}
 
@@ -101,12 +103,17 @@ def test_reference_is_published_as_an_entry_point() -> None:
     assert "reference" in available_adapters()
 
 
-def test_entry_point_resolution(adapters_module: types.ModuleType,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
-    eps = [importlib.metadata.EntryPoint("good", "regtest_adapters:GoodAdapter",
-                                         registry.ENTRY_POINT_GROUP),
-           importlib.metadata.EntryPoint("broken", "no_such_module_xyz:Thing",
-                                         registry.ENTRY_POINT_GROUP)]
+def test_entry_point_resolution(
+    adapters_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eps = [
+        importlib.metadata.EntryPoint(
+            "good", "regtest_adapters:GoodAdapter", registry.ENTRY_POINT_GROUP
+        ),
+        importlib.metadata.EntryPoint(
+            "broken", "no_such_module_xyz:Thing", registry.ENTRY_POINT_GROUP
+        ),
+    ]
     monkeypatch.setattr(registry, "_entry_points", lambda: eps)
     adapter = resolve_adapter("good", {"speed": "3"})
     assert isinstance(adapter, adapters_module.GoodAdapter)
@@ -147,20 +154,27 @@ def test_module_class(adapters_module: types.ModuleType) -> None:
     assert type(resolve_adapter("regtest_adapters:factory")) is adapters_module.GoodAdapter
 
 
-@pytest.mark.parametrize("target, message", [
-    ("regtest_adapters:Missing", "has no attribute 'Missing'"),
-    ("regtest_adapters:NotAnAdapter", "not a subclass of harness.adapter.Adapter"),
-    ("regtest_adapters:Abstract", "is abstract; implement connect"),
-    ("regtest_adapters:bad_factory", "returned str, not an Adapter"),
-    ("no_such_module_xyz:Thing", "no module named 'no_such_module_xyz'"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("regtest_adapters:Missing", "has no attribute 'Missing'"),
+        (
+            "regtest_adapters:NotAnAdapter",
+            "not a subclass of presence_conformance.harness.adapter.Adapter",
+        ),
+        ("regtest_adapters:Abstract", "is abstract; implement connect"),
+        ("regtest_adapters:bad_factory", "returned str, not an Adapter"),
+        ("no_such_module_xyz:Thing", "no module named 'no_such_module_xyz'"),
+    ],
+)
 def test_module_class_errors(adapters_module: types.ModuleType, target: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         resolve_adapter(target)
 
 
-def test_module_class_from_the_current_directory(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_class_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A console script does not have the current directory on sys.path; the registry adds it.
     (tmp_path / "cwd_adapter_mod.py").write_text(ADAPTERS_MODULE)
     monkeypatch.chdir(tmp_path)
@@ -228,7 +242,7 @@ def test_mutant_without_catalogue(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_mutant_from_catalogue(monkeypatch: pytest.MonkeyPatch) -> None:
     cls = _concrete()
-    fake = types.ModuleType("harness.mutants")
+    fake = types.ModuleType("presence_conformance.harness.mutants")
 
     def get_mutant(name: str) -> type[Adapter]:
         if name != "m1":
@@ -254,4 +268,3 @@ def _concrete() -> type[Adapter]:
             raise NotImplementedError
 
     return Concrete
-

@@ -18,25 +18,35 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from presence_conformance.harness.reports import write_matrix, write_reports
 from test_reports import HOSTILE, fake_catalogue, passing_run, sample_run
-
-from harness.reports import write_matrix, write_reports
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "reports" / "artifacts"
 TIMEOUT = 30
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium() -> str:
     """The Chromium binary; skip (locally) or fail (CI=true) when it is missing."""
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK)
-                                        else None)
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+    )
     if path:
         return path
-    msg = ("Chromium is not installed: the HTML report cannot be checked in a browser. "
-           "Install it with `apt-get install -y chromium` (Debian) — .ci/run does.")
+    msg = (
+        "Chromium is not installed: the HTML report cannot be checked in a browser. "
+        "Install it with `apt-get install -y chromium` (Debian) — .ci/run does."
+    )
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(msg)
     pytest.skip(msg)
@@ -45,8 +55,9 @@ def chromium() -> str:
 def run_chromium(args: list[str], profile: Path) -> str:
     """Run headless Chromium with `args`; return its stdout. Killed after TIMEOUT seconds."""
     cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -58,7 +69,9 @@ def run_chromium(args: list[str], profile: Path) -> str:
         # Chromium leaves helper processes (zygote, GPU, renderer) behind: end its process group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+    assert proc.returncode == 0, (
+        f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+    )
     return out.decode("utf-8")
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
-from harness.reports import (
+from presence_conformance.harness.cli.report import report_main
+from presence_conformance.harness.reports import (
     CONFORMING,
     HARNESS_FAILURE,
     NOT_CONFORMING,
@@ -29,8 +29,7 @@ from harness.reports import (
     write_matrix,
     write_reports,
 )
-from harness.reports.cli import report_main
-from harness.reports.common import (
+from presence_conformance.harness.reports.common import (
     clean_text,
     history_windows,
     load_catalogue,
@@ -38,11 +37,17 @@ from harness.reports.common import (
     verdict,
     write_atomic,
 )
-from harness.reports.json_report import SCHEMA_PATH, load_results, results_schema
-from harness.reports.markdown import render_markdown
-from harness.results import CaseResult, Outcome, RunResult, Violation
+from presence_conformance.harness.reports.json_report import (
+    SCHEMA_PATH,
+    load_results,
+    results_schema,
+)
+from presence_conformance.harness.reports.markdown import render_markdown
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult, Violation
 
-HOSTILE = '</script><img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+HOSTILE = (
+    '</script><img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+)
 CONTROL = "nul\x00 bell\x07 esc\x1b[31m lone-surrogate\ud800 ok"
 
 
@@ -74,30 +79,94 @@ class FakeCatalogue:
 
 def fake_catalogue() -> FakeCatalogue:
     reqs = [
-        FakeRequirement("enter.event-emitted", "enter", "MUST",
-                        "Entering emits an enter event to every subscriber.", "enter", ["RTP8"]),
-        FakeRequirement("enter.binary-data", "enter", "MUST",
-                        "Binary member data round-trips unchanged.", "enter", ["RTP8e", "TP3e"]),
-        FakeRequirement("enter.no-client-id-in-frame", "enter", "SHOULD",
-                        "A client should not send its clientId in its own ENTER.", "", ["RTP8c"]),
-        FakeRequirement("history.limit-default-100", "history", "MUST",
-                        "history() without limit returns at most 100 items.", "history", ["RTP12c"]),
-        FakeRequirement("history.order-backwards", "history", "MUST",
-                        "The default direction is backwards.", "history", ["RSP4b2"]),
-        FakeRequirement("sync.converges", "sync", "MUST",
-                        "Every client's get() converges to the presence set.", "get", ["RTP18"]),
-        FakeRequirement("sync.wait-for-sync", "sync", "SHOULD",
-                        "get(waitForSync) waits for the sync to complete.", "get", ["RTP11c1"]),
-        FakeRequirement("errors.missing-client-id", "errors", "MUST",
-                        "Entering without a clientId is refused with 40012.", "enter", ["RTP8j"],
-                        [40012, 91000]),
-        FakeRequirement("errors.order-of-codes", "errors", "INFO",
-                        "Which code wins when two apply (reference choice).", ""),
-        FakeRequirement("wire.heartbeats", "wire", "MUST",
-                        "Heartbeats keep an idle connection open.", "", ["RTN23"]),
+        FakeRequirement(
+            "enter.event-emitted",
+            "enter",
+            "MUST",
+            "Entering emits an enter event to every subscriber.",
+            "enter",
+            ["RTP8"],
+        ),
+        FakeRequirement(
+            "enter.binary-data",
+            "enter",
+            "MUST",
+            "Binary member data round-trips unchanged.",
+            "enter",
+            ["RTP8e", "TP3e"],
+        ),
+        FakeRequirement(
+            "enter.no-client-id-in-frame",
+            "enter",
+            "SHOULD",
+            "A client should not send its clientId in its own ENTER.",
+            "",
+            ["RTP8c"],
+        ),
+        FakeRequirement(
+            "history.limit-default-100",
+            "history",
+            "MUST",
+            "history() without limit returns at most 100 items.",
+            "history",
+            ["RTP12c"],
+        ),
+        FakeRequirement(
+            "history.order-backwards",
+            "history",
+            "MUST",
+            "The default direction is backwards.",
+            "history",
+            ["RSP4b2"],
+        ),
+        FakeRequirement(
+            "sync.converges",
+            "sync",
+            "MUST",
+            "Every client's get() converges to the presence set.",
+            "get",
+            ["RTP18"],
+        ),
+        FakeRequirement(
+            "sync.wait-for-sync",
+            "sync",
+            "SHOULD",
+            "get(waitForSync) waits for the sync to complete.",
+            "get",
+            ["RTP11c1"],
+        ),
+        FakeRequirement(
+            "errors.missing-client-id",
+            "errors",
+            "MUST",
+            "Entering without a clientId is refused with 40012.",
+            "enter",
+            ["RTP8j"],
+            [40012, 91000],
+        ),
+        FakeRequirement(
+            "errors.order-of-codes",
+            "errors",
+            "INFO",
+            "Which code wins when two apply (reference choice).",
+            "",
+        ),
+        FakeRequirement(
+            "wire.heartbeats",
+            "wire",
+            "MUST",
+            "Heartbeats keep an idle connection open.",
+            "",
+            ["RTN23"],
+        ),
     ]
-    areas = {"enter": "Entering presence", "history": "Presence history", "sync": "Sync and get",
-             "errors": "Errors", "wire": "Wire protocol"}
+    areas = {
+        "enter": "Entering presence",
+        "history": "Presence history",
+        "sync": "Sync and get",
+        "errors": "Errors",
+        "wire": "Wire protocol",
+    }
     return FakeCatalogue(reqs, areas)
 
 
@@ -105,70 +174,166 @@ def _history(n: int, bad: int | None = None) -> list[dict]:
     out = []
     for i in range(n):
         typ = ["invoke", "ok", "event"][i % 3]
-        value = {"action": "enter", "clientId": "alice", "data": {"n": i}} if typ == "event" else None
+        value = (
+            {"action": "enter", "clientId": "alice", "data": {"n": i}} if typ == "event" else None
+        )
         if i == bad:
             value = {"action": "enter", "clientId": "alice", "data": HOSTILE}
-        out.append({"index": i, "time": round(i * 0.0031, 6), "process": "bob" if typ == "event"
-                    else "alice", "type": typ, "f": "enter", "value": value, "step": i // 3})
+        out.append(
+            {
+                "index": i,
+                "time": round(i * 0.0031, 6),
+                "process": "bob" if typ == "event" else "alice",
+                "type": typ,
+                "f": "enter",
+                "value": value,
+                "step": i // 3,
+            }
+        )
     return out
 
 
 def sample_run(adapter: str = "mine", partial: bool = False) -> RunResult:
     """A run with every outcome, binary data and hostile strings."""
     cases = [
-        CaseResult("enter/enter-emits-event", adapter, Outcome.PASS, ["enter.event-emitted"],
-                   duration=0.12, history=_history(6),
-                   infos=[Violation("errors.order-of-codes", "INFO", "error_codes",
-                                    "reference choice: 40012 before 40160")]),
-        CaseResult("enter/binary-data", adapter, Outcome.FAIL, ["enter.binary-data"], duration=0.2,
-                   violations=[Violation("enter.binary-data", "MUST", "member_data",
-                                         "binary data came back as a string",
-                                         expected=b"\x00\x01\xff\xfe<tag>",
-                                         observed={"$binary": "AAH//jx0YWc+"}, step=1,
-                                         history_index=4)],
-                   history=_history(9, bad=4),
-                   replay="presence-conformance replay scenarios/enter/binary-data.yaml --adapter mine",
-                   scenario_file="scenarios/enter/binary-data.yaml"),
-        CaseResult("enter/hostile-" + HOSTILE, adapter, Outcome.FAIL,
-                   ["enter.event-emitted", "enter.no-client-id-in-frame"], duration=0.05,
-                   violations=[
-                       Violation("enter.event-emitted", "MUST", "events_delivered",
-                                 "missing enter event " + HOSTILE + CONTROL,
-                                 expected=[{"action": "enter", "data": HOSTILE}],
-                                 observed=CONTROL, step=2, history_index=2),
-                       Violation("enter.no-client-id-in-frame", "SHOULD", "wire_frames",
-                                 "clientId sent in ENTER", expected=None, observed="alice"),
-                   ],
-                   history=_history(5, bad=2),
-                   replay="presence-conformance replay 'failures/x y.yaml' --adapter mine # `rm -rf` | ```"),
-        CaseResult("sync/wait-for-sync", adapter, Outcome.NON_STRICT, ["sync.wait-for-sync",
-                                                                       "sync.converges"],
-                   duration=0.3,
-                   violations=[Violation("sync.wait-for-sync", "SHOULD", "wait_for_sync",
-                                         "get() returned before the sync completed",
-                                         expected="2 members", observed="0 members", step=3)],
-                   replay="presence-conformance replay scenarios/sync/wait-for-sync.yaml --adapter mine"),
-        CaseResult("history/limit-default-100", adapter, Outcome.UNSUPPORTED,
-                   ["history.limit-default-100"], error="needs feature: history"),
-        CaseResult("history/order-backwards", adapter, Outcome.TIMEOUT, ["history.order-backwards"],
-                   duration=5.0, error="step 2 (history): no answer within 5.0 s",
-                   history=_history(3), replay="presence-conformance replay scenarios/history/"
-                                              "order-backwards.yaml --adapter mine"),
-        CaseResult("errors/missing-client-id", adapter, Outcome.ERROR, ["errors.missing-client-id"],
-                   duration=0.01, error="Traceback (most recent call last):\n  KeyError: 'x'\x00"),
-        CaseResult("generated/1234abcd", adapter, Outcome.PASS, ["sync.converges",
-                                                                 "enter.event-emitted"],
-                   kind="generated", duration=1.5),
+        CaseResult(
+            "enter/enter-emits-event",
+            adapter,
+            Outcome.PASS,
+            ["enter.event-emitted"],
+            duration=0.12,
+            history=_history(6),
+            infos=[
+                Violation(
+                    "errors.order-of-codes",
+                    "INFO",
+                    "error_codes",
+                    "reference choice: 40012 before 40160",
+                )
+            ],
+        ),
+        CaseResult(
+            "enter/binary-data",
+            adapter,
+            Outcome.FAIL,
+            ["enter.binary-data"],
+            duration=0.2,
+            violations=[
+                Violation(
+                    "enter.binary-data",
+                    "MUST",
+                    "member_data",
+                    "binary data came back as a string",
+                    expected=b"\x00\x01\xff\xfe<tag>",
+                    observed={"$binary": "AAH//jx0YWc+"},
+                    step=1,
+                    history_index=4,
+                )
+            ],
+            history=_history(9, bad=4),
+            replay="presence-conformance replay scenarios/enter/binary-data.yaml --adapter mine",
+            scenario_file="scenarios/enter/binary-data.yaml",
+        ),
+        CaseResult(
+            "enter/hostile-" + HOSTILE,
+            adapter,
+            Outcome.FAIL,
+            ["enter.event-emitted", "enter.no-client-id-in-frame"],
+            duration=0.05,
+            violations=[
+                Violation(
+                    "enter.event-emitted",
+                    "MUST",
+                    "events_delivered",
+                    "missing enter event " + HOSTILE + CONTROL,
+                    expected=[{"action": "enter", "data": HOSTILE}],
+                    observed=CONTROL,
+                    step=2,
+                    history_index=2,
+                ),
+                Violation(
+                    "enter.no-client-id-in-frame",
+                    "SHOULD",
+                    "wire_frames",
+                    "clientId sent in ENTER",
+                    expected=None,
+                    observed="alice",
+                ),
+            ],
+            history=_history(5, bad=2),
+            replay="presence-conformance replay 'failures/x y.yaml' --adapter mine # `rm -rf` | ```",
+        ),
+        CaseResult(
+            "sync/wait-for-sync",
+            adapter,
+            Outcome.NON_STRICT,
+            ["sync.wait-for-sync", "sync.converges"],
+            duration=0.3,
+            violations=[
+                Violation(
+                    "sync.wait-for-sync",
+                    "SHOULD",
+                    "wait_for_sync",
+                    "get() returned before the sync completed",
+                    expected="2 members",
+                    observed="0 members",
+                    step=3,
+                )
+            ],
+            replay="presence-conformance replay scenarios/sync/wait-for-sync.yaml --adapter mine",
+        ),
+        CaseResult(
+            "history/limit-default-100",
+            adapter,
+            Outcome.UNSUPPORTED,
+            ["history.limit-default-100"],
+            error="needs feature: history",
+        ),
+        CaseResult(
+            "history/order-backwards",
+            adapter,
+            Outcome.TIMEOUT,
+            ["history.order-backwards"],
+            duration=5.0,
+            error="step 2 (history): no answer within 5.0 s",
+            history=_history(3),
+            replay="presence-conformance replay scenarios/history/"
+            "order-backwards.yaml --adapter mine",
+        ),
+        CaseResult(
+            "errors/missing-client-id",
+            adapter,
+            Outcome.ERROR,
+            ["errors.missing-client-id"],
+            duration=0.01,
+            error="Traceback (most recent call last):\n  KeyError: 'x'\x00",
+        ),
+        CaseResult(
+            "generated/1234abcd",
+            adapter,
+            Outcome.PASS,
+            ["sync.converges", "enter.event-emitted"],
+            kind="generated",
+            duration=1.5,
+        ),
     ]
-    return RunResult(adapter, cases, started=1_790_000_000.0, finished=1_790_000_012.5,
-                     partial=partial, partial_reason="interrupted (SIGINT) after 8 cases"
-                     if partial else None, harness_version="0.1.0",
-                     adapter_options={"endpoint": "127.0.0.1:8080", "token": HOSTILE})
+    return RunResult(
+        adapter,
+        cases,
+        started=1_790_000_000.0,
+        finished=1_790_000_012.5,
+        partial=partial,
+        partial_reason="interrupted (SIGINT) after 8 cases" if partial else None,
+        harness_version="0.1.0",
+        adapter_options={"endpoint": "127.0.0.1:8080", "token": HOSTILE},
+    )
 
 
 def passing_run(adapter: str) -> RunResult:
-    cases = [CaseResult("enter/enter-emits-event", adapter, Outcome.PASS, ["enter.event-emitted"]),
-             CaseResult("sync/converges", adapter, Outcome.PASS, ["sync.converges"])]
+    cases = [
+        CaseResult("enter/enter-emits-event", adapter, Outcome.PASS, ["enter.event-emitted"]),
+        CaseResult("sync/converges", adapter, Outcome.PASS, ["sync.converges"]),
+    ]
     return RunResult(adapter, cases, harness_version="0.1.0")
 
 
@@ -218,7 +383,7 @@ def test_schema_rejects_a_bad_outcome(tmp_path: Path) -> None:
     doc["cases"][0]["outcome"] = "passed"
     p = tmp_path / "bad.json"
     p.write_text(json.dumps(doc, default=str))
-    from harness.reports.json_report import ResultsFileError
+    from presence_conformance.harness.reports.json_report import ResultsFileError
 
     with pytest.raises(ResultsFileError, match=r"cases/0/outcome"):
         load_results(p)
@@ -251,8 +416,13 @@ def _junit(run: RunResult, tmp_path: Path, **kw) -> ET.Element:
 def test_junit_structure(tmp_path: Path) -> None:
     root = _junit(sample_run(), tmp_path)
     suites = {s.get("name"): s for s in root.iter("testsuite")}
-    assert set(suites) == {"presence.enter", "presence.sync", "presence.history",
-                           "presence.errors", "presence.generated"}
+    assert set(suites) == {
+        "presence.enter",
+        "presence.sync",
+        "presence.history",
+        "presence.errors",
+        "presence.generated",
+    }
     enter = suites["presence.enter"]
     assert enter.get("tests") == "3" and enter.get("failures") == "2"
     tc = {t.get("name"): t for t in root.iter("testcase")}
@@ -263,17 +433,27 @@ def test_junit_structure(tmp_path: Path) -> None:
     assert failure is not None
     assert failure.get("message").startswith("[enter.binary-data] binary data came back")
     text = failure.text
-    for needle in ("MUST", "expected:", "observed:", "<binary 9 B: 00 01 ff fe 3c 74 61 67 3e>",
-                   "History (excerpt", "<-- violation",
-                   "Replay: presence-conformance replay scenarios/enter/binary-data.yaml"):
+    for needle in (
+        "MUST",
+        "expected:",
+        "observed:",
+        "<binary 9 B: 00 01 ff fe 3c 74 61 67 3e>",
+        "History (excerpt",
+        "<-- violation",
+        "Replay: presence-conformance replay scenarios/enter/binary-data.yaml",
+    ):
         assert needle in text
     assert tc["history/order-backwards"].find("error").get("type") == "timeout"
     assert tc["errors/missing-client-id"].find("error").get("type") == "error"
     assert tc["history/limit-default-100"].find("skipped") is not None
     assert tc["generated/1234abcd"].get("classname") == "presence.generated"
     totals = root.attrib
-    assert (totals["tests"], totals["failures"], totals["errors"], totals["skipped"]) == \
-        ("8", "2", "2", "1")
+    assert (totals["tests"], totals["failures"], totals["errors"], totals["skipped"]) == (
+        "8",
+        "2",
+        "2",
+        "1",
+    )
 
 
 def test_junit_non_strict_passes_unless_strict(tmp_path: Path) -> None:
@@ -281,8 +461,9 @@ def test_junit_non_strict_passes_unless_strict(tmp_path: Path) -> None:
     ns = tc["sync/wait-for-sync"]
     assert ns.find("failure") is None
     assert "SHOULD" in ns.find("system-out").text and "--strict" in ns.find("system-out").text
-    tc = {t.get("name"): t for t in
-          _junit(sample_run(), tmp_path / "b", strict=True).iter("testcase")}
+    tc = {
+        t.get("name"): t for t in _junit(sample_run(), tmp_path / "b", strict=True).iter("testcase")
+    }
     assert tc["sync/wait-for-sync"].find("failure").get("type") == "non-strict"
 
 
@@ -314,7 +495,9 @@ def test_markdown_summary(tmp_path: Path) -> None:
     md = write_all(sample_run(), tmp_path, formats=("markdown",))["summary.md"].read_text()
     first = md.splitlines()[0]
     assert "NOT CONFORMING" in first and "<code>mine</code>" in first
-    assert "| 2 | 1 | 1 | 2 | 1 | 1 | 0 |" in md  # pass, unsupported, non-strict, fail, timeout, error, known
+    assert (
+        "| 2 | 1 | 1 | 2 | 1 | 1 | 0 |" in md
+    )  # pass, unsupported, non-strict, fail, timeout, error, known
     for rid in [r.id for r in fake_catalogue().requirements]:
         assert f"<code>{rid}</code>" in md
     assert "▫️ not covered" in md  # wire.heartbeats
@@ -351,14 +534,28 @@ def test_markdown_stays_under_the_github_limit() -> None:
     big = run.cases[1]
     many = []
     for i in range(3000):
-        c = CaseResult(f"enter/case-{i}", "mine", Outcome.FAIL, ["enter.binary-data"],
-                       violations=[Violation("enter.binary-data", "MUST", "c", "x" * 400,
-                                             expected="e" * 500, observed="o" * 500)],
-                       replay=big.replay)
+        c = CaseResult(
+            f"enter/case-{i}",
+            "mine",
+            Outcome.FAIL,
+            ["enter.binary-data"],
+            violations=[
+                Violation(
+                    "enter.binary-data",
+                    "MUST",
+                    "c",
+                    "x" * 400,
+                    expected="e" * 500,
+                    observed="o" * 500,
+                )
+            ],
+            replay=big.replay,
+        )
         many.append(c)
     run.cases += many
-    text = render_markdown(run, load_catalogue(fake_catalogue(), [run]), verdict(run),
-                           max_bytes=200_000)
+    text = render_markdown(
+        run, load_catalogue(fake_catalogue(), [run]), verdict(run), max_bytes=200_000
+    )
     assert len(text.encode()) <= 200_000
     assert "Truncated to stay within GitHub's summary size limit" in text
     full = render_markdown(run, load_catalogue(fake_catalogue(), [run]), verdict(run))
@@ -396,30 +593,41 @@ def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
 
 
 def test_history_windows_mark_omitted_stretches() -> None:
-    case = CaseResult("x/y", "mine", Outcome.FAIL, history=_history(100),
-                      violations=[Violation("enter.event-emitted", "MUST", "c", "m",
-                                            history_index=50),
-                                  Violation("enter.event-emitted", "MUST", "c", "m",
-                                            history_index=90)])
+    case = CaseResult(
+        "x/y",
+        "mine",
+        Outcome.FAIL,
+        history=_history(100),
+        violations=[
+            Violation("enter.event-emitted", "MUST", "c", "m", history_index=50),
+            Violation("enter.event-emitted", "MUST", "c", "m", history_index=90),
+        ],
+    )
     rows = history_windows(case, before=2, after=1)
     assert rows == [48, *case.history[48:52], 36, *case.history[88:92], 8]
-    assert history_windows(CaseResult("x/y", "m", Outcome.TIMEOUT, history=_history(30)),
-                           before=2, after=1) == [27, *_history(30)[27:]]
+    assert history_windows(
+        CaseResult("x/y", "m", Outcome.TIMEOUT, history=_history(30)), before=2, after=1
+    ) == [27, *_history(30)[27:]]
 
 
 def test_html_partial_banner_and_verdict(tmp_path: Path) -> None:
-    page = write_all(sample_run(partial=True), tmp_path, formats=("html",))["report.html"].read_text()
+    page = write_all(sample_run(partial=True), tmp_path, formats=("html",))[
+        "report.html"
+    ].read_text()
     assert 'id="partial-banner"' in page and "interrupted (SIGINT)" in page
     assert "NOT CONFORMING (partial run)" in page
 
 
-def test_html_without_catalogue_still_lists_reported_requirements(tmp_path: Path, monkeypatch) -> None:
-    import harness.reports.common as common
+def test_html_without_catalogue_still_lists_reported_requirements(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import presence_conformance.harness.reports.common as common
+    from presence_conformance.spec import CatalogueError
 
     def broken(*a, **k):
-        raise RuntimeError("catalogue missing")
+        raise CatalogueError("requirements.yaml", ["catalogue missing"])
 
-    monkeypatch.setitem(__import__("sys").modules, "spec", type("M", (), {"load_requirements": broken}))
+    monkeypatch.setattr(common, "load_requirements", broken)
     view = common.load_catalogue(None, [sample_run()])
     assert "catalogue missing" in (view.note or "")
     assert "enter.binary-data" in view.by_id and not view.by_id["enter.binary-data"].in_catalogue
@@ -451,23 +659,32 @@ def test_requirement_outcome_is_worst_over_cases(catalogue: FakeCatalogue) -> No
 
 
 def test_known_failing_parse() -> None:
-    kf = KnownFailing.parse("# header\n\nenter/binary-data   # server mangles bytes\n"
-                            "history.*\n  errors/*\t# tabbed\n", "mine.txt")
+    kf = KnownFailing.parse(
+        "# header\n\nenter/binary-data   # server mangles bytes\nhistory.*\n  errors/*\t# tabbed\n",
+        "mine.txt",
+    )
     assert [(e.pattern, e.reason, e.line) for e in kf.entries] == [
-        ("enter/binary-data", "server mangles bytes", 3), ("history.*", "", 4),
-        ("errors/*", "tabbed", 5)]
+        ("enter/binary-data", "server mangles bytes", 3),
+        ("history.*", "", 4),
+        ("errors/*", "tabbed", 5),
+    ]
 
 
 def test_listed_failures_do_not_fail_the_run(tmp_path: Path) -> None:
     run = sample_run()
-    kf = KnownFailing.parse("enter/*\nhistory.order-backwards  # slow server\n"
-                            "errors.missing-client-id\nsync/*\n")
+    kf = KnownFailing.parse(
+        "enter/*\nhistory.order-backwards  # slow server\nerrors.missing-client-id\nsync/*\n"
+    )
     assert kf.apply(run) == []
     assert exit_code(run, strict=False, stale_errors=[]) == CONFORMING
     assert exit_code(run, strict=True, stale_errors=[]) == CONFORMING
     assert {c.case_id for c in run.cases if c.known_failing} == {
-        "enter/binary-data", "enter/hostile-" + HOSTILE, "history/order-backwards",
-        "errors/missing-client-id", "sync/wait-for-sync"}
+        "enter/binary-data",
+        "enter/hostile-" + HOSTILE,
+        "history/order-backwards",
+        "errors/missing-client-id",
+        "sync/wait-for-sync",
+    }
     files = write_all(run, tmp_path)
     assert files["summary.md"].read_text().startswith("## ✅ CONFORMING")
     tc = {t.get("name"): t for t in ET.parse(files["junit.xml"]).getroot().iter("testcase")}
@@ -511,7 +728,9 @@ def test_known_failing_file_and_shipped_lists(tmp_path: Path) -> None:
     p.write_text("enter/*  # reason\n")
     assert KnownFailing.load(p).entries[0].source == str(p)
     assert KnownFailing.for_adapter("no-such-adapter").entries == []
-    assert KnownFailing.for_adapter("reference").entries == []  # the reference has no known failures
+    assert (
+        KnownFailing.for_adapter("reference").entries == []
+    )  # the reference has no known failures
     assert KnownFailing.for_adapter("../../etc/passwd").entries == []
 
 
@@ -550,7 +769,10 @@ def test_matrix_across_three_adapters(tmp_path: Path, catalogue: FakeCatalogue) 
     for r in catalogue.requirements:
         assert f'data-req-id="{r.id}"' in page
     md = paths[1].read_text()
-    assert "| Requirement | Level | <code>alpha</code> | <code>beta</code> | <code>gamma</code> |" in md
+    assert (
+        "| Requirement | Level | <code>alpha</code> | <code>beta</code> | <code>gamma</code> |"
+        in md
+    )
     assert "❌ NOT CONFORMING (partial)" in md
     row = next(line for line in md.splitlines() if line.startswith("| <code>enter.binary-data"))
     assert row.count("❌ fail") == 2 and "▫️ not covered" in row
@@ -563,17 +785,32 @@ def test_matrix_disambiguates_repeated_adapters(catalogue: FakeCatalogue) -> Non
 
 def test_merge_worker_results() -> None:
     full = sample_run()
-    w1 = RunResult("mine", full.cases[:4], started=10.0, finished=20.0, harness_version="0.1.0",
-                   adapter_options={"a": "1"})
-    w2 = RunResult("mine", full.cases[4:], started=11.0, finished=25.0, partial=True,
-                   partial_reason="worker gw1 crashed", adapter_options={"b": "2"})
+    w1 = RunResult(
+        "mine",
+        full.cases[:4],
+        started=10.0,
+        finished=20.0,
+        harness_version="0.1.0",
+        adapter_options={"a": "1"},
+    )
+    w2 = RunResult(
+        "mine",
+        full.cases[4:],
+        started=11.0,
+        finished=25.0,
+        partial=True,
+        partial_reason="worker gw1 crashed",
+        adapter_options={"b": "2"},
+    )
     dup = CaseResult("generated/1234abcd", "mine", Outcome.FAIL, ["sync.converges"])
     w3 = RunResult("mine", [dup], started=12.0, finished=13.0)
     merged = merge_worker_results([w1, w2, w3])
     assert merged.adapter == "mine"
     assert len(merged.cases) == len(full.cases)
     assert [c.case_id for c in merged.cases] == sorted(c.case_id for c in full.cases)
-    assert next(c for c in merged.cases if c.case_id == "generated/1234abcd").outcome is Outcome.FAIL
+    assert (
+        next(c for c in merged.cases if c.case_id == "generated/1234abcd").outcome is Outcome.FAIL
+    )
     assert (merged.started, merged.finished) == (10.0, 25.0)
     assert merged.partial and merged.partial_reason == "worker gw1 crashed"
     assert merged.adapter_options == {"a": "1", "b": "2"}
@@ -596,12 +833,18 @@ def test_report_from_re_renders(tmp_path: Path, capsys) -> None:
     src = _results_file(sample_run(), tmp_path / "run" / "results.json")
     out = tmp_path / "again"
     assert report_main(["--from", str(src), "--out", str(out)]) == NOT_CONFORMING
-    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.html", "results.json",
-                                                     "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "junit.xml",
+        "report.html",
+        "results.json",
+        "summary.md",
+    ]
     assert json.loads((out / "results.json").read_text()) == json.loads(src.read_text())
     ok = _results_file(passing_run("ok"), tmp_path / "ok" / "results.json")
-    assert report_main(["--from", str(ok), "--out", str(tmp_path / "ok2"),
-                        "--format", "markdown"]) == CONFORMING
+    assert (
+        report_main(["--from", str(ok), "--out", str(tmp_path / "ok2"), "--format", "markdown"])
+        == CONFORMING
+    )
     assert [p.name for p in (tmp_path / "ok2").iterdir()] == ["summary.md"]
 
 
@@ -609,7 +852,9 @@ def test_report_from_with_known_failing(tmp_path: Path, capsys) -> None:
     src = _results_file(passing_run("ok"), tmp_path / "run" / "results.json")
     kf = tmp_path / "known.txt"
     kf.write_text("sync/converges  # was broken\n")
-    code = report_main(["--from", str(src), "--out", str(tmp_path / "o"), "--known-failing", str(kf)])
+    code = report_main(
+        ["--from", str(src), "--out", str(tmp_path / "o"), "--known-failing", str(kf)]
+    )
     assert code == NOT_CONFORMING
     assert "stale known-failing entry 'sync/converges'" in capsys.readouterr().err
 
@@ -624,8 +869,10 @@ def test_report_from_workers(tmp_path: Path) -> None:
     full = sample_run()
     a = _results_file(RunResult("mine", full.cases[:3]), tmp_path / "w1" / "results.json")
     b = _results_file(RunResult("mine", full.cases[3:]), tmp_path / "w2" / "results.json")
-    assert report_main(["--from", str(a), str(b), "--out", str(tmp_path / "o"),
-                        "--format", "json"]) == NOT_CONFORMING
+    assert (
+        report_main(["--from", str(a), str(b), "--out", str(tmp_path / "o"), "--format", "json"])
+        == NOT_CONFORMING
+    )
     merged = load_results(tmp_path / "o" / "results.json")
     assert len(merged.cases) == len(full.cases)
 

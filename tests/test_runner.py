@@ -10,22 +10,37 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from presence_conformance.harness.adapter import ALL_FEATURES, Feature
+from presence_conformance.harness.adapters.reference import (
+    ReferenceAdapter,
+    ReferenceConnection,
+    ReferencePresence,
+)
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.run.runner import RunSettings, run_scenario, run_scenarios
+from presence_conformance.harness.scenario import scenario_from_dict
 
-import spec
-from harness.adapter import ALL_FEATURES, Feature
-from harness.adapters.reference import ReferenceAdapter, ReferenceConnection, ReferencePresence
-from harness.results import CaseResult, Outcome, RunResult
-from harness.runner import RunSettings, run_scenario, run_scenarios
-from harness.scenario import scenario_from_dict
+from presence_conformance import spec
 
 FAST = RunSettings(op_timeout=0.3, quiet_period=0.02)
 
 
-def scenario(steps: list[dict], clients: dict | None = None, channels: tuple = ("room", "other"),
-             requirements: tuple = ("enter.adds-member",), case_id: str = "runner/x") -> Any:
-    return scenario_from_dict({"requirements": list(requirements),
-                               "clients": clients or {"alice": {}, "bob": {}},
-                               "channels": list(channels), "steps": steps}, case_id=case_id)
+def scenario(
+    steps: list[dict],
+    clients: dict | None = None,
+    channels: tuple = ("room", "other"),
+    requirements: tuple = ("enter.adds-member",),
+    case_id: str = "runner/x",
+) -> Any:
+    return scenario_from_dict(
+        {
+            "requirements": list(requirements),
+            "clients": clients or {"alice": {}, "bob": {}},
+            "channels": list(channels),
+            "steps": steps,
+        },
+        case_id=case_id,
+    )
 
 
 def op(kind: str, client: str, channel: str = "room", **fields: Any) -> dict:
@@ -46,53 +61,82 @@ def assert_pass(result: CaseResult) -> None:
     assert result.violations == [] and result.infos == []
 
 
-EVERYTHING = scenario([
-    op("subscribe", "bob", listener="all"),
-    op("subscribe", "bob", listener="joins", actions=["enter", "leave"]),
-    op("subscribe", "bob", listener="updates", actions="update"),
-    op("enter", "alice", data={"mood": "happy"}, id="e1"),
-    op("update", "alice", data="typing"),
-    op("update", "alice"),
-    op("get", "bob", client_id="alice", connection_id={"of": "alice"},
-       expect=[{"client": "alice", "data": None}]),
-    op("enter", "alice", data="again"),
-    op("leave", "alice", data="bye", id="left"),
-    op("leave", "alice"),
-    op("update", "alice", data=[1, "two", {"3": None}]),
-    op("enter", "bob", "other", data=b"\x00\x01\xfe"),
-    op("enter", "carol", data="😀 ünïcode"),
-    op("enter", "anon", expect_error=[91000]),
-    op("enter", "reader", expect_error=40160),
-    op("enter", "wild", expect_error=[91000, 40012]),
-    op("enter", "alice", "other", data=42),
-    op("history", "bob", start={"at": "e1"}, end={"at": "left"}, direction="forwards"),
-    op("history", "bob", limit=2, pages="all"),
-    op("history", "bob", limit=0),
-    op("history", "bob", direction="sideways"),
-    op("subscribe", "bob", listener="bad", actions="sideways", expect_error=[40003]),
-    op("unsubscribe", "bob", listener="joins", actions=["leave"]),
-    op("unsubscribe", "bob", actions="update"),
-    op("unsubscribe", "bob", listener="all", actions="present"),
-    op("get", "carol", wait_for_sync=False),
-    op("sync_complete", "carol", "other"),
-    op("sync_complete", "bob", expect=True),
-    {"concurrently": [op("leave", "alice"), op("update", "carol", data="c2"),
-                      op("get", "bob", "other")]},
-    {"drop": {"client": "carol"}},
-    op("get", "bob", expect=[]),
-    {"close": {"client": "bob"}},
-    {"connect": {"client": "late"}},
-    op("get", "late", "other"),
-    {"connect": {"client": "carol"}},
-    op("enter", "carol", data="back"),
-    op("unsubscribe", "alice"),
-    {"expect_events": {"listener": "updates", "events": [
-        {"action": "update", "client": "alice", "data": "typing"},
-        {"action": "update", "client": "alice", "data": None},
-        {"action": ["update", "enter"], "client": "alice", "data": [1, "two", {"3": None}]}]}},
-], clients={"alice": {}, "bob": {}, "carol": {}, "anon": {"client_id": None},
-            "reader": {"capability": {"*": ["subscribe"]}}, "wild": {"client_id": "*"},
-            "late": {"connect": "later"}})
+EVERYTHING = scenario(
+    [
+        op("subscribe", "bob", listener="all"),
+        op("subscribe", "bob", listener="joins", actions=["enter", "leave"]),
+        op("subscribe", "bob", listener="updates", actions="update"),
+        op("enter", "alice", data={"mood": "happy"}, id="e1"),
+        op("update", "alice", data="typing"),
+        op("update", "alice"),
+        op(
+            "get",
+            "bob",
+            client_id="alice",
+            connection_id={"of": "alice"},
+            expect=[{"client": "alice", "data": None}],
+        ),
+        op("enter", "alice", data="again"),
+        op("leave", "alice", data="bye", id="left"),
+        op("leave", "alice"),
+        op("update", "alice", data=[1, "two", {"3": None}]),
+        op("enter", "bob", "other", data=b"\x00\x01\xfe"),
+        op("enter", "carol", data="😀 ünïcode"),
+        op("enter", "anon", expect_error=[91000]),
+        op("enter", "reader", expect_error=40160),
+        op("enter", "wild", expect_error=[91000, 40012]),
+        op("enter", "alice", "other", data=42),
+        op("history", "bob", start={"at": "e1"}, end={"at": "left"}, direction="forwards"),
+        op("history", "bob", limit=2, pages="all"),
+        op("history", "bob", limit=0),
+        op("history", "bob", direction="sideways"),
+        op("subscribe", "bob", listener="bad", actions="sideways", expect_error=[40003]),
+        op("unsubscribe", "bob", listener="joins", actions=["leave"]),
+        op("unsubscribe", "bob", actions="update"),
+        op("unsubscribe", "bob", listener="all", actions="present"),
+        op("get", "carol", wait_for_sync=False),
+        op("sync_complete", "carol", "other"),
+        op("sync_complete", "bob", expect=True),
+        {
+            "concurrently": [
+                op("leave", "alice"),
+                op("update", "carol", data="c2"),
+                op("get", "bob", "other"),
+            ]
+        },
+        {"drop": {"client": "carol"}},
+        op("get", "bob", expect=[]),
+        {"close": {"client": "bob"}},
+        {"connect": {"client": "late"}},
+        op("get", "late", "other"),
+        {"connect": {"client": "carol"}},
+        op("enter", "carol", data="back"),
+        op("unsubscribe", "alice"),
+        {
+            "expect_events": {
+                "listener": "updates",
+                "events": [
+                    {"action": "update", "client": "alice", "data": "typing"},
+                    {"action": "update", "client": "alice", "data": None},
+                    {
+                        "action": ["update", "enter"],
+                        "client": "alice",
+                        "data": [1, "two", {"3": None}],
+                    },
+                ],
+            }
+        },
+    ],
+    clients={
+        "alice": {},
+        "bob": {},
+        "carol": {},
+        "anon": {"client_id": None},
+        "reader": {"capability": {"*": ["subscribe"]}},
+        "wild": {"client_id": "*"},
+        "late": {"connect": "later"},
+    },
+)
 
 
 def test_everything_passes_against_the_reference() -> None:
@@ -103,84 +147,160 @@ def test_everything_passes_against_the_reference() -> None:
 
 
 EDGES = {
-    "subscribed twice": [op("subscribe", "bob", listener="L"), op("subscribe", "bob", listener="L"),
-                         op("enter", "alice"), op("leave", "alice")],
-    "subscribed to all and to enter": [op("subscribe", "bob", listener="L"),
-                                       op("subscribe", "bob", listener="L", actions="enter"),
-                                       op("enter", "alice"), op("update", "alice")],
+    "subscribed twice": [
+        op("subscribe", "bob", listener="L"),
+        op("subscribe", "bob", listener="L"),
+        op("enter", "alice"),
+        op("leave", "alice"),
+    ],
+    "subscribed to all and to enter": [
+        op("subscribe", "bob", listener="L"),
+        op("subscribe", "bob", listener="L", actions="enter"),
+        op("enter", "alice"),
+        op("update", "alice"),
+    ],
     "unsubscribe(action, all-actions listener)": [
         op("subscribe", "bob", listener="L"),
         op("unsubscribe", "bob", listener="L", actions="update"),
-        op("enter", "alice"), op("update", "alice", data="x"), op("leave", "alice")],
-    "unsubscribe(action)": [op("subscribe", "bob", listener="L", actions=["enter", "update"]),
-                            op("subscribe", "bob", listener="M", actions="update"),
-                            op("unsubscribe", "bob", actions="update"), op("enter", "alice"),
-                            op("update", "alice", data="x")],
-    "update while absent": [op("subscribe", "bob", listener="L"),
-                            op("subscribe", "bob", listener="E", actions="enter"),
-                            op("update", "alice", data="x"), op("get", "bob")],
-    "enter while present, filtered": [op("subscribe", "bob", listener="U", actions="update"),
-                                      op("subscribe", "bob", listener="E", actions="enter"),
-                                      op("enter", "alice"), op("enter", "alice", data="y")],
-    "leave while absent": [op("subscribe", "bob", listener="L"), op("leave", "alice"),
-                           op("get", "bob")],
-    "present filter": [op("enter", "alice", data="a"),
-                       op("subscribe", "bob", listener="P", actions="present"),
-                       op("subscribe", "carol", listener="Q", actions=["enter"])],
-    "close, observer without listener": [op("enter", "alice"), op("get", "bob"),
-                                         {"close": {"client": "alice"}},
-                                         op("get", "bob", expect=[])],
-    "close, then a fresh get": [op("enter", "alice"), {"close": {"client": "alice"}},
-                                op("get", "bob", expect=[])],
-    "history pages of one": [*(op("update", "alice", data=str(i)) for i in range(5)),
-                             op("history", "bob", limit=1, pages="all", expect_count=5),
-                             op("history", "bob", limit=2, direction="forwards")],
+        op("enter", "alice"),
+        op("update", "alice", data="x"),
+        op("leave", "alice"),
+    ],
+    "unsubscribe(action)": [
+        op("subscribe", "bob", listener="L", actions=["enter", "update"]),
+        op("subscribe", "bob", listener="M", actions="update"),
+        op("unsubscribe", "bob", actions="update"),
+        op("enter", "alice"),
+        op("update", "alice", data="x"),
+    ],
+    "update while absent": [
+        op("subscribe", "bob", listener="L"),
+        op("subscribe", "bob", listener="E", actions="enter"),
+        op("update", "alice", data="x"),
+        op("get", "bob"),
+    ],
+    "enter while present, filtered": [
+        op("subscribe", "bob", listener="U", actions="update"),
+        op("subscribe", "bob", listener="E", actions="enter"),
+        op("enter", "alice"),
+        op("enter", "alice", data="y"),
+    ],
+    "leave while absent": [
+        op("subscribe", "bob", listener="L"),
+        op("leave", "alice"),
+        op("get", "bob"),
+    ],
+    "present filter": [
+        op("enter", "alice", data="a"),
+        op("subscribe", "bob", listener="P", actions="present"),
+        op("subscribe", "carol", listener="Q", actions=["enter"]),
+    ],
+    "close, observer without listener": [
+        op("enter", "alice"),
+        op("get", "bob"),
+        {"close": {"client": "alice"}},
+        op("get", "bob", expect=[]),
+    ],
+    "close, then a fresh get": [
+        op("enter", "alice"),
+        {"close": {"client": "alice"}},
+        op("get", "bob", expect=[]),
+    ],
+    "history pages of one": [
+        *(op("update", "alice", data=str(i)) for i in range(5)),
+        op("history", "bob", limit=1, pages="all", expect_count=5),
+        op("history", "bob", limit=2, direction="forwards"),
+    ],
     "history of nothing": [op("history", "bob"), op("history", "bob", start=0, end=1)],
-    "own echo": [op("subscribe", "alice", listener="L"), op("enter", "alice"),
-                 op("get", "alice")],
-    "one clientId, two connections": [op("enter", "alice", data="1"),
-                                      op("enter", "alice2", data="2"), op("leave", "alice"),
-                                      op("get", "bob", client_id="alice")],
-    "unsubscribe all": [op("subscribe", "bob", listener="L"), op("subscribe", "bob", listener="M"),
-                        op("unsubscribe", "bob"), op("enter", "alice")],
-    "unsubscribe one of two": [op("subscribe", "bob", listener="L"),
-                               op("subscribe", "bob", listener="M"),
-                               op("unsubscribe", "bob", listener="L"), op("enter", "alice")],
-    "drop on two channels": [op("subscribe", "bob", listener="L"), op("enter", "alice"),
-                             op("enter", "alice", "other"), op("get", "carol", "other"),
-                             {"drop": {"client": "alice"}},
-                             op("get", "carol", "other", expect=[])],
-    "reconnect": [op("enter", "alice"), {"drop": {"client": "alice"}},
-                  {"connect": {"client": "alice"}}, op("subscribe", "alice", listener="L"),
-                  op("enter", "bob")],
-    "wildcard clientId": [op("enter", "wild", expect_error=91000),
-                          op("subscribe", "wild", listener="W"), op("get", "wild"),
-                          op("history", "wild")],
-    "subscribe-only capability": [op("subscribe", "reader", listener="R"), op("enter", "alice"),
-                                  op("enter", "reader", expect_error=40160),
-                                  op("get", "reader")],
-    "syncComplete before attach": [op("sync_complete", "bob"), op("get", "bob"),
-                                   op("sync_complete", "bob", expect=True)],
-    "get without waiting for sync": [op("enter", "alice"),
-                                     op("get", "bob", wait_for_sync=False),
-                                     op("get", "bob", wait_for_sync=False)],
-    "size limit": [op("subscribe", "bob", listener="L"),
-                   op("enter", "alice", data={"$repeat": "x", "times": 60000}),
-                   op("update", "alice", data={"$repeat": "y", "times": 70000},
-                      expect_error=40009)],
-    "numbers and booleans refused": [op("enter", "alice", data=42),
-                                     op("enter", "alice", data=True),
-                                     op("enter", "alice", data=1.5)],
-    "concurrent reads": [op("enter", "alice"),
-                         {"concurrently": [op("get", "bob"), op("get", "carol"),
-                                           op("history", "alice")]}],
-    "concurrent subscribes": [{"concurrently": [op("subscribe", "bob", listener="L"),
-                                                op("subscribe", "carol", listener="M"),
-                                                op("enter", "alice", "other")]},
-                              op("enter", "alice")],
+    "own echo": [op("subscribe", "alice", listener="L"), op("enter", "alice"), op("get", "alice")],
+    "one clientId, two connections": [
+        op("enter", "alice", data="1"),
+        op("enter", "alice2", data="2"),
+        op("leave", "alice"),
+        op("get", "bob", client_id="alice"),
+    ],
+    "unsubscribe all": [
+        op("subscribe", "bob", listener="L"),
+        op("subscribe", "bob", listener="M"),
+        op("unsubscribe", "bob"),
+        op("enter", "alice"),
+    ],
+    "unsubscribe one of two": [
+        op("subscribe", "bob", listener="L"),
+        op("subscribe", "bob", listener="M"),
+        op("unsubscribe", "bob", listener="L"),
+        op("enter", "alice"),
+    ],
+    "drop on two channels": [
+        op("subscribe", "bob", listener="L"),
+        op("enter", "alice"),
+        op("enter", "alice", "other"),
+        op("get", "carol", "other"),
+        {"drop": {"client": "alice"}},
+        op("get", "carol", "other", expect=[]),
+    ],
+    "reconnect": [
+        op("enter", "alice"),
+        {"drop": {"client": "alice"}},
+        {"connect": {"client": "alice"}},
+        op("subscribe", "alice", listener="L"),
+        op("enter", "bob"),
+    ],
+    "wildcard clientId": [
+        op("enter", "wild", expect_error=91000),
+        op("subscribe", "wild", listener="W"),
+        op("get", "wild"),
+        op("history", "wild"),
+    ],
+    "subscribe-only capability": [
+        op("subscribe", "reader", listener="R"),
+        op("enter", "alice"),
+        op("enter", "reader", expect_error=40160),
+        op("get", "reader"),
+    ],
+    "syncComplete before attach": [
+        op("sync_complete", "bob"),
+        op("get", "bob"),
+        op("sync_complete", "bob", expect=True),
+    ],
+    "get without waiting for sync": [
+        op("enter", "alice"),
+        op("get", "bob", wait_for_sync=False),
+        op("get", "bob", wait_for_sync=False),
+    ],
+    "size limit": [
+        op("subscribe", "bob", listener="L"),
+        op("enter", "alice", data={"$repeat": "x", "times": 60000}),
+        op("update", "alice", data={"$repeat": "y", "times": 70000}, expect_error=40009),
+    ],
+    "numbers and booleans refused": [
+        op("enter", "alice", data=42),
+        op("enter", "alice", data=True),
+        op("enter", "alice", data=1.5),
+    ],
+    "concurrent reads": [
+        op("enter", "alice"),
+        {"concurrently": [op("get", "bob"), op("get", "carol"), op("history", "alice")]},
+    ],
+    "concurrent subscribes": [
+        {
+            "concurrently": [
+                op("subscribe", "bob", listener="L"),
+                op("subscribe", "carol", listener="M"),
+                op("enter", "alice", "other"),
+            ]
+        },
+        op("enter", "alice"),
+    ],
 }
-EDGE_CLIENTS = {"alice": {}, "bob": {}, "carol": {}, "alice2": {"client_id": "alice"},
-                "wild": {"client_id": "*"}, "reader": {"capability": {"*": ["subscribe"]}}}
+EDGE_CLIENTS = {
+    "alice": {},
+    "bob": {},
+    "carol": {},
+    "alice2": {"client_id": "alice"},
+    "wild": {"client_id": "*"},
+    "reader": {"capability": {"*": ["subscribe"]}},
+}
 
 
 @pytest.mark.parametrize("name", sorted(EDGES))
@@ -190,16 +310,23 @@ def test_no_false_alarms_on_edge_cases(name: str) -> None:
 
 
 def test_drop_without_listener_waits_by_get() -> None:
-    case = scenario([op("enter", "alice"), op("get", "bob"), {"drop": {"client": "alice"}},
-                     op("get", "bob", expect=[])])
+    case = scenario(
+        [
+            op("enter", "alice"),
+            op("get", "bob"),
+            {"drop": {"client": "alice"}},
+            op("get", "bob", expect=[]),
+        ]
+    )
     result = asyncio.run(run(case, ReferenceAdapter({"leave_grace": "0.05"})))
     assert_pass(result)
     assert any(e["f"] == "get (watch drop)" for e in result.history)
 
 
 def test_drop_nobody_attached_waits_the_grace() -> None:
-    case = scenario([op("enter", "alice"), {"drop": {"client": "alice"}},
-                     op("get", "bob", expect=[])])
+    case = scenario(
+        [op("enter", "alice"), {"drop": {"client": "alice"}}, op("get", "bob", expect=[])]
+    )
     started = time.monotonic()
     result = asyncio.run(run(case, ReferenceAdapter({"leave_grace": "0.05"})))
     assert_pass(result)
@@ -247,8 +374,16 @@ class RaisesOnUpdate(ReferencePresence):
 class MalformedGet(ReferencePresence):
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         members = await super().get(*args, **kwargs)
-        return [{"action": "present", "clientId": m.client_id, "connectionId": m.connection_id,
-                 "data": m.data, "timestamp": "yesterday"} for m in members]
+        return [
+            {
+                "action": "present",
+                "clientId": m.client_id,
+                "connectionId": m.connection_id,
+                "data": m.data,
+                "timestamp": "yesterday",
+            }
+            for m in members
+        ]
 
 
 class CountingConnection(ReferenceConnection):
@@ -259,8 +394,14 @@ class CountingConnection(ReferenceConnection):
         await super().close()
 
 
-CASE = scenario([op("enter", "alice", data="x"), op("update", "alice", data="y"),
-                 op("get", "bob", client_id="alice")], case_id="runner/steps")
+CASE = scenario(
+    [
+        op("enter", "alice", data="x"),
+        op("update", "alice", data="y"),
+        op("get", "bob", client_id="alice"),
+    ],
+    case_id="runner/steps",
+)
 
 
 def test_hanging_adapter_times_out_naming_the_step() -> None:
@@ -282,8 +423,9 @@ def test_run_goes_on_after_a_timeout() -> None:
         adapter = adapter_with(HangsOnGet)
         await adapter.start()
         try:
-            return await run_scenarios([CASE, other], adapter, FAST,
-                                       on_result=lambda c: seen.append(c.case_id))
+            return await run_scenarios(
+                [CASE, other], adapter, FAST, on_result=lambda c: seen.append(c.case_id)
+            )
         finally:
             await adapter.stop()
 
@@ -318,8 +460,9 @@ def test_connections_closed_even_after_an_error() -> None:
 
 
 def test_unsupported_feature() -> None:
-    adapter = type("NoHistory", (ReferenceAdapter,),
-                   {"features": ALL_FEATURES - {Feature.HISTORY}})()
+    adapter = type(
+        "NoHistory", (ReferenceAdapter,), {"features": ALL_FEATURES - {Feature.HISTORY}}
+    )()
     result = asyncio.run(run(scenario([op("history", "bob")]), adapter))
     assert result.outcome is Outcome.UNSUPPORTED
     assert "history" in result.error and result.history == []
@@ -351,11 +494,16 @@ def test_results_written_and_valid(tmp_path: Path) -> None:
 
 
 def test_twenty_steps_are_fast() -> None:
-    steps = [op("subscribe", "bob", listener="L"), op("subscribe", "carol", listener="M",
-                                                      actions=["enter", "leave"])]
+    steps = [
+        op("subscribe", "bob", listener="L"),
+        op("subscribe", "carol", listener="M", actions=["enter", "leave"]),
+    ]
     for n in range(6):
-        steps += [op("enter", "alice", data={"n": n}), op("update", "alice", data=str(n)),
-                  op("leave", "alice")]
+        steps += [
+            op("enter", "alice", data={"n": n}),
+            op("update", "alice", data=str(n)),
+            op("leave", "alice"),
+        ]
     steps += [op("get", "bob"), op("get", "carol")]
     case = scenario(steps, clients={"alice": {}, "bob": {}, "carol": {}})
 

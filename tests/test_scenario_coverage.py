@@ -1,7 +1,7 @@
 """The packaged scenario suite as a whole: it loads, it is large enough, and together with the
 registered checks it covers the requirement catalogue.
 
-- every file under `scenarios/` loads (shape and semantic rules, `harness.scenario`);
+- every file under `scenarios/` loads (shape and semantic rules, `presence_conformance.harness.scenario`);
 - there are at least `MIN_SCENARIOS` of them;
 - every catalogue requirement outside `wire.*` is tagged by at least one scenario (the
   scenarios are what exercises it: a check alone never runs without a case that provokes it);
@@ -19,20 +19,22 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from presence_conformance.harness.checks import CHECKS
+from presence_conformance.harness.scenario import Scenario, load_scenarios
+from presence_conformance.scenarios import scenarios_root
 
-import spec
-from harness.checks import CHECKS
-from harness.scenario import Scenario, load_scenarios
-from scenarios import scenarios_root
+from presence_conformance import spec
 
 MIN_SCENARIOS = 80
 
 WIRE_AREA = "wire"
 
-REGRESSION_FOLDERS = frozenset({
-    "regressions",  # real presence bugs of peer systems (shared/research/presence-peers.md §4)
-    "generated-regressions",  # failures found by `presence-conformance generate`, promoted
-})
+REGRESSION_FOLDERS = frozenset(
+    {
+        "regressions",  # real presence bugs of peer systems (shared/research/presence-peers.md §4)
+        "generated-regressions",  # failures found by `presence-conformance generate`, promoted
+    }
+)
 """Folders that hold regression scenarios rather than one area's scenarios."""
 
 
@@ -61,7 +63,8 @@ def test_every_scenario_loads(suite: list[Scenario]) -> None:
 
 def test_enough_scenarios(suite: list[Scenario]) -> None:
     assert len(suite) >= MIN_SCENARIOS, (
-        f"{len(suite)} scenarios under scenarios/, expected at least {MIN_SCENARIOS}")
+        f"{len(suite)} scenarios under scenarios/, expected at least {MIN_SCENARIOS}"
+    )
 
 
 def test_every_requirement_is_covered(suite: list[Scenario], catalogue: spec.Catalogue) -> None:
@@ -79,13 +82,15 @@ def test_every_requirement_is_covered(suite: list[Scenario], catalogue: spec.Cat
         uncovered.append(rid)
     assert not uncovered, (
         f"{len(uncovered)} requirement(s) tagged by no scenario (nor, for wire.*, enforced by a "
-        "registered check): " + ", ".join(uncovered))
+        "registered check): " + ", ".join(uncovered)
+    )
 
 
 def test_tags_are_catalogue_ids(suite: list[Scenario], catalogue: spec.Catalogue) -> None:
     known = {r.id for r in catalogue.requirements}
-    unknown = sorted({(s.case_id, rid) for s in suite for rid in s.requirements
-                      if rid not in known})
+    unknown = sorted(
+        {(s.case_id, rid) for s in suite for rid in s.requirements if rid not in known}
+    )
     assert not unknown, f"scenarios tag IDs not in the catalogue: {unknown}"
 
 
@@ -98,25 +103,30 @@ def test_case_ids_are_unique(suite: list[Scenario]) -> None:
     assert not clashes, f"case ids that differ only in letter case: {clashes}"
 
 
-def test_area_folders_match_the_catalogue(suite: list[Scenario],
-                                          catalogue: spec.Catalogue) -> None:
+def test_area_folders_match_the_catalogue(suite: list[Scenario], catalogue: spec.Catalogue) -> None:
     areas = set(catalogue.areas)
     misplaced = []
     for scenario in suite:
         folder, sep, _ = scenario.case_id.partition("/")
         if not sep:
             misplaced.append(f"{scenario.case_id} (not in an area folder)")
-        elif "/" in scenario.case_id[len(folder) + 1:]:
+        elif "/" in scenario.case_id[len(folder) + 1 :]:
             misplaced.append(f"{scenario.case_id} (nested below its area folder)")
         elif folder not in areas and folder not in REGRESSION_FOLDERS:
             misplaced.append(f"{scenario.case_id} (folder {folder!r} is no catalogue area)")
     assert not misplaced, (
-        "scenarios outside an area folder (areas: " + ", ".join(sorted(areas))
-        + "; or " + ", ".join(sorted(REGRESSION_FOLDERS)) + "): " + "; ".join(misplaced))
+        "scenarios outside an area folder (areas: "
+        + ", ".join(sorted(areas))
+        + "; or "
+        + ", ".join(sorted(REGRESSION_FOLDERS))
+        + "): "
+        + "; ".join(misplaced)
+    )
 
 
-def test_every_area_but_wire_has_scenarios(suite: list[Scenario],
-                                           catalogue: spec.Catalogue) -> None:
+def test_every_area_but_wire_has_scenarios(
+    suite: list[Scenario], catalogue: spec.Catalogue
+) -> None:
     folders = {s.case_id.partition("/")[0] for s in suite}
     empty = sorted(set(catalogue.areas) - folders - {WIRE_AREA})
     assert not empty, f"catalogue areas without a scenario folder: {empty}"

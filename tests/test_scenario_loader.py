@@ -7,9 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from harness.adapter import Feature
-from harness.scenario import (
+from presence_conformance.harness.adapter import Feature
+from presence_conformance.harness.scenario import (
     ScenarioError,
     dump_scenario,
     load_scenario,
@@ -73,19 +72,28 @@ def test_good_file_loads(tmp_path: Path) -> None:
     assert s.clients["late"].connect == "later"
     assert s.steps[3].args["data"] == b"\x00\x01\x02"
     assert s.steps[4].args["data"] == b"\x00\x01\x02"
-    assert s.steps[1].args == {"listener": "L2", "actions": ["enter", "leave"],
-                               "actions_list": True}
+    assert s.steps[1].args == {
+        "listener": "L2",
+        "actions": ["enter", "leave"],
+        "actions_list": True,
+    }
     assert s.steps[7].args["end"] == {"at": "e2", "offset": 5}
     assert s.steps[8].expect_error == (91000, 40012)
     assert s.steps[12].kind == "concurrently" and len(s.steps[12].steps) == 2
     assert s.steps[12].steps[1].path == "steps[12].concurrently[1]"
     assert s.steps[2].line == 15
     assert s.source == tmp_path / "area/case.yaml"
-    assert s.needed_features() >= {Feature.HISTORY, Feature.BINARY_DATA,
-                                   Feature.ABRUPT_DISCONNECT, Feature.CAPABILITIES,
-                                   Feature.ANONYMOUS_CLIENTS, Feature.MULTIPLE_CONNECTIONS,
-                                   Feature.SYNC_COMPLETE, Feature.UNSUBSCRIBE_BY_ACTION,
-                                   Feature.SUBSCRIBE_ACTION_LIST}
+    assert s.needed_features() >= {
+        Feature.HISTORY,
+        Feature.BINARY_DATA,
+        Feature.ABRUPT_DISCONNECT,
+        Feature.CAPABILITIES,
+        Feature.ANONYMOUS_CLIENTS,
+        Feature.MULTIPLE_CONNECTIONS,
+        Feature.SYNC_COMPLETE,
+        Feature.UNSUBSCRIBE_BY_ACTION,
+        Feature.SUBSCRIBE_ACTION_LIST,
+    }
 
 
 def test_load_scenarios_sorted(tmp_path: Path) -> None:
@@ -101,94 +109,228 @@ def test_shipped_scenarios_load() -> None:
 
 
 def base(steps: str, clients: str = "alice: {}\n  bob: {}", extra: str = "") -> str:
-    return (f"requirements: [enter.adds-member]\n{extra}clients:\n  {clients}\n"
-            f"channels: [room, other]\nsteps:\n{steps}")
+    return (
+        f"requirements: [enter.adds-member]\n{extra}clients:\n  {clients}\n"
+        f"channels: [room, other]\nsteps:\n{steps}"
+    )
 
 
 # (file text, line, field, rule)
 MALFORMED = {
-    "yaml syntax": ("requirements: [enter.adds-member\nclients: {}\n", 2, "(root)",
-                    "yaml-syntax"),
+    "yaml syntax": ("requirements: [enter.adds-member\nclients: {}\n", 2, "(root)", "yaml-syntax"),
     "empty file": ("", 1, "(root)", "yaml-syntax"),
-    "duplicate key": (base("  - enter: {client: alice, channel: room, channel: other}\n"), 7,
-                      "steps[0].enter.channel", "duplicate-key"),
+    "duplicate key": (
+        base("  - enter: {client: alice, channel: room, channel: other}\n"),
+        7,
+        "steps[0].enter.channel",
+        "duplicate-key",
+    ),
     "missing field": (base("  - enter: {client: alice}\n"), 7, "steps[0].enter", "required"),
-    "unknown field": (base("  - enter: {client: alice, channel: room, dat: 1}\n"), 7,
-                      "steps[0].enter.dat", "unknown-field"),
-    "unknown step kind": (base("  - entr: {client: alice, channel: room}\n"), 7,
-                          "steps[0].entr", "step-kind"),
-    "two kinds in a step": (base("  - enter: {client: alice, channel: room}\n"
-                                 "    leave: {client: alice, channel: room}\n"), 7, "steps[0]",
-                            "step-kind"),
-    "wrong type": (base("  - get: {client: alice, channel: room, wait_for_sync: maybe}\n"), 7,
-                   "steps[0].get.wait_for_sync", "type"),
-    "top-level unknown": (base("  - enter: {client: alice, channel: room}\n", extra="colour: 1\n"),
-                          2, "colour", "unknown-field"),
-    "bad base64": (base("  - enter: {client: alice, channel: room, data: {$binary: '%%%'}}\n"),
-                   7, "steps[0].enter.data.$binary", "binary"),
-    "bad !!binary": (base("  - enter:\n      client: alice\n      channel: room\n"
-                          "      data: !!binary '%%%'\n"), 10, "steps[0].enter.data",
-                     "binary"),
-    "unknown tag": (base("  - enter: {client: alice, channel: room, data: !color red}\n"), 7,
-                    "steps[0].enter.data", "yaml-value"),
-    "unknown client": (base("  - enter: {client: zoe, channel: room}\n"), 7,
-                       "steps[0].enter.client", "unknown-client"),
-    "unknown channel": (base("  - enter: {client: alice, channel: hall}\n"), 7,
-                        "steps[0].enter.channel", "unknown-channel"),
-    "unknown listener": (base("  - unsubscribe: {client: alice, channel: room, listener: L9}\n"),
-                         7, "steps[0].unsubscribe.listener", "unknown-listener"),
-    "listener on two channels": (base("  - subscribe: {client: alice, channel: room, listener: L}\n"
-                                      "  - subscribe: {client: alice, channel: other, "
-                                      "listener: L}\n"), 8, "steps[1].subscribe.listener",
-                                 "listener-binding"),
-    "unknown step id": (base("  - history: {client: alice, channel: room, start: {at: nope}}\n"),
-                        7, "steps[0].history.start.at", "unknown-step-id"),
-    "step id of a read": (base("  - get: {client: alice, channel: room, id: g}\n"
-                               "  - history: {client: alice, channel: room, end: {at: g}}\n"), 8,
-                          "steps[1].history.end.at", "step-id-not-event"),
-    "duplicate step id": (base("  - enter: {client: alice, channel: room, id: a}\n"
-                               "  - leave: {client: alice, channel: room, id: a}\n"), 8,
-                          "steps[1].leave.id", "duplicate-step-id"),
-    "same member concurrently": (base("  - concurrently:\n"
-                                      "      - enter: {client: alice, channel: room}\n"
-                                      "      - update: {client: alice, channel: room}\n"), 9,
-                                 "steps[0].concurrently[1].update", "concurrent-same-member"),
-    "nested block": (base("  - concurrently:\n"
-                          "      - enter: {client: alice, channel: room}\n"
-                          "      - concurrently:\n"
-                          "          - enter: {client: bob, channel: room}\n"
-                          "          - enter: {client: bob, channel: other}\n"), 9,
-                     "steps[0].concurrently[1].concurrently", "concurrent-nested"),
-    "read racing a write": (base("  - concurrently:\n"
-                                 "      - enter: {client: alice, channel: room}\n"
-                                 "      - get: {client: bob, channel: room}\n"), 9,
-                            "steps[0].concurrently[1].get", "concurrent-read-write"),
-    "drop in a block": (base("  - concurrently:\n"
-                             "      - enter: {client: alice, channel: room}\n"
-                             "      - drop: {client: bob}\n"), 9,
-                        "steps[0].concurrently[1].drop", "concurrent-kind"),
-    "unknown requirement": (base("  - enter: {client: alice, channel: room}\n").replace(
-        "enter.adds-member", "enter.adds-membr"), 1, "requirements[0]", "unknown-requirement"),
-    "bad requirement id": (base("  - enter: {client: alice, channel: room}\n").replace(
-        "enter.adds-member", "Enter Adds"), 1, "requirements[0]", "pattern"),
-    "unknown feature": (base("  - enter: {client: alice, channel: room}\n",
-                             extra="requires: [histroy]\n"), 2, "requires[0]",
-                        "unknown-feature"),
-    "not connected": (base("  - enter: {client: bob, channel: room}\n",
-                           clients="alice: {}\n  bob: {connect: later}"), 7,
-                      "steps[0].enter.client", "client-not-connected"),
-    "used after drop": (base("  - drop: {client: alice}\n"
-                             "  - enter: {client: alice, channel: room}\n"), 8,
-                        "steps[1].enter.client", "client-not-connected"),
-    "connect twice": (base("  - connect: {client: alice}\n"), 7, "steps[0].connect.client",
-                      "client-connected"),
-    "invalid action": (base("  - subscribe: {client: alice, channel: room, listener: L, "
-                            "actions: entr}\n"), 7, "steps[0].subscribe.actions",
-                       "invalid-action"),
-    "date as data": (base("  - enter: {client: alice, channel: room, data: 2024-01-01}\n"), 7,
-                     "steps[0].enter.data", "data-type"),
-    "non-string key": (base("  - enter: {client: alice, channel: room, data: {1: x}}\n"), 7,
-                       "steps[0].enter.data", "yaml-key"),
+    "unknown field": (
+        base("  - enter: {client: alice, channel: room, dat: 1}\n"),
+        7,
+        "steps[0].enter.dat",
+        "unknown-field",
+    ),
+    "unknown step kind": (
+        base("  - entr: {client: alice, channel: room}\n"),
+        7,
+        "steps[0].entr",
+        "step-kind",
+    ),
+    "two kinds in a step": (
+        base(
+            "  - enter: {client: alice, channel: room}\n    leave: {client: alice, channel: room}\n"
+        ),
+        7,
+        "steps[0]",
+        "step-kind",
+    ),
+    "wrong type": (
+        base("  - get: {client: alice, channel: room, wait_for_sync: maybe}\n"),
+        7,
+        "steps[0].get.wait_for_sync",
+        "type",
+    ),
+    "top-level unknown": (
+        base("  - enter: {client: alice, channel: room}\n", extra="colour: 1\n"),
+        2,
+        "colour",
+        "unknown-field",
+    ),
+    "bad base64": (
+        base("  - enter: {client: alice, channel: room, data: {$binary: '%%%'}}\n"),
+        7,
+        "steps[0].enter.data.$binary",
+        "binary",
+    ),
+    "bad !!binary": (
+        base("  - enter:\n      client: alice\n      channel: room\n      data: !!binary '%%%'\n"),
+        10,
+        "steps[0].enter.data",
+        "binary",
+    ),
+    "unknown tag": (
+        base("  - enter: {client: alice, channel: room, data: !color red}\n"),
+        7,
+        "steps[0].enter.data",
+        "yaml-value",
+    ),
+    "unknown client": (
+        base("  - enter: {client: zoe, channel: room}\n"),
+        7,
+        "steps[0].enter.client",
+        "unknown-client",
+    ),
+    "unknown channel": (
+        base("  - enter: {client: alice, channel: hall}\n"),
+        7,
+        "steps[0].enter.channel",
+        "unknown-channel",
+    ),
+    "unknown listener": (
+        base("  - unsubscribe: {client: alice, channel: room, listener: L9}\n"),
+        7,
+        "steps[0].unsubscribe.listener",
+        "unknown-listener",
+    ),
+    "listener on two channels": (
+        base(
+            "  - subscribe: {client: alice, channel: room, listener: L}\n"
+            "  - subscribe: {client: alice, channel: other, "
+            "listener: L}\n"
+        ),
+        8,
+        "steps[1].subscribe.listener",
+        "listener-binding",
+    ),
+    "unknown step id": (
+        base("  - history: {client: alice, channel: room, start: {at: nope}}\n"),
+        7,
+        "steps[0].history.start.at",
+        "unknown-step-id",
+    ),
+    "step id of a read": (
+        base(
+            "  - get: {client: alice, channel: room, id: g}\n"
+            "  - history: {client: alice, channel: room, end: {at: g}}\n"
+        ),
+        8,
+        "steps[1].history.end.at",
+        "step-id-not-event",
+    ),
+    "duplicate step id": (
+        base(
+            "  - enter: {client: alice, channel: room, id: a}\n"
+            "  - leave: {client: alice, channel: room, id: a}\n"
+        ),
+        8,
+        "steps[1].leave.id",
+        "duplicate-step-id",
+    ),
+    "same member concurrently": (
+        base(
+            "  - concurrently:\n"
+            "      - enter: {client: alice, channel: room}\n"
+            "      - update: {client: alice, channel: room}\n"
+        ),
+        9,
+        "steps[0].concurrently[1].update",
+        "concurrent-same-member",
+    ),
+    "nested block": (
+        base(
+            "  - concurrently:\n"
+            "      - enter: {client: alice, channel: room}\n"
+            "      - concurrently:\n"
+            "          - enter: {client: bob, channel: room}\n"
+            "          - enter: {client: bob, channel: other}\n"
+        ),
+        9,
+        "steps[0].concurrently[1].concurrently",
+        "concurrent-nested",
+    ),
+    "read racing a write": (
+        base(
+            "  - concurrently:\n"
+            "      - enter: {client: alice, channel: room}\n"
+            "      - get: {client: bob, channel: room}\n"
+        ),
+        9,
+        "steps[0].concurrently[1].get",
+        "concurrent-read-write",
+    ),
+    "drop in a block": (
+        base(
+            "  - concurrently:\n"
+            "      - enter: {client: alice, channel: room}\n"
+            "      - drop: {client: bob}\n"
+        ),
+        9,
+        "steps[0].concurrently[1].drop",
+        "concurrent-kind",
+    ),
+    "unknown requirement": (
+        base("  - enter: {client: alice, channel: room}\n").replace(
+            "enter.adds-member", "enter.adds-membr"
+        ),
+        1,
+        "requirements[0]",
+        "unknown-requirement",
+    ),
+    "bad requirement id": (
+        base("  - enter: {client: alice, channel: room}\n").replace(
+            "enter.adds-member", "Enter Adds"
+        ),
+        1,
+        "requirements[0]",
+        "pattern",
+    ),
+    "unknown feature": (
+        base("  - enter: {client: alice, channel: room}\n", extra="requires: [histroy]\n"),
+        2,
+        "requires[0]",
+        "unknown-feature",
+    ),
+    "not connected": (
+        base(
+            "  - enter: {client: bob, channel: room}\n",
+            clients="alice: {}\n  bob: {connect: later}",
+        ),
+        7,
+        "steps[0].enter.client",
+        "client-not-connected",
+    ),
+    "used after drop": (
+        base("  - drop: {client: alice}\n  - enter: {client: alice, channel: room}\n"),
+        8,
+        "steps[1].enter.client",
+        "client-not-connected",
+    ),
+    "connect twice": (
+        base("  - connect: {client: alice}\n"),
+        7,
+        "steps[0].connect.client",
+        "client-connected",
+    ),
+    "invalid action": (
+        base("  - subscribe: {client: alice, channel: room, listener: L, actions: entr}\n"),
+        7,
+        "steps[0].subscribe.actions",
+        "invalid-action",
+    ),
+    "date as data": (
+        base("  - enter: {client: alice, channel: room, data: 2024-01-01}\n"),
+        7,
+        "steps[0].enter.data",
+        "data-type",
+    ),
+    "non-string key": (
+        base("  - enter: {client: alice, channel: room, data: {1: x}}\n"),
+        7,
+        "steps[0].enter.data",
+        "yaml-key",
+    ),
 }
 
 
@@ -211,8 +353,10 @@ def test_unknown_requirement_suggests(tmp_path: Path) -> None:
 
 
 def test_invalid_action_allowed_with_expect_error(tmp_path: Path) -> None:
-    text = base("  - subscribe: {client: alice, channel: room, listener: L, actions: sideways,\n"
-                "                expect_error: 40003}\n")
+    text = base(
+        "  - subscribe: {client: alice, channel: room, listener: L, actions: sideways,\n"
+        "                expect_error: 40003}\n"
+    )
     s = load_scenario(write(tmp_path, text), tmp_path)
     assert Feature.ARGUMENT_VALIDATION in s.needed_features()
 
@@ -227,11 +371,17 @@ def test_load_scenarios_collects_every_file(tmp_path: Path) -> None:
 
 def test_dict_without_lines() -> None:
     with pytest.raises(ScenarioError) as info:
-        scenario_from_dict({"requirements": ["enter.adds-member"], "clients": {"a": {}},
-                            "channels": ["room"], "steps": [{"enter": {"client": "b",
-                                                                       "channel": "room"}}]})
-    assert str(info.value) == ("<inline>: steps[0].enter.client: unknown client 'b' (declared: a)"
-                               " (rule: unknown-client)")
+        scenario_from_dict(
+            {
+                "requirements": ["enter.adds-member"],
+                "clients": {"a": {}},
+                "channels": ["room"],
+                "steps": [{"enter": {"client": "b", "channel": "room"}}],
+            }
+        )
+    assert str(info.value) == (
+        "<inline>: steps[0].enter.client: unknown client 'b' (declared: a) (rule: unknown-client)"
+    )
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -246,20 +396,31 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_round_trip_of_a_dict_with_awkward_data(tmp_path: Path) -> None:
-    data = {"requirements": ["data.binary"], "clients": {"a": {"client_id": "a"}},
-            "channels": ["room"],
-            "steps": [{"enter": {"client": "a", "channel": "room", "data": bytes(range(256))}},
-                      {"update": {"client": "a", "channel": "room", "data": "yes"}},
-                      {"update": {"client": "a", "channel": "room", "data": "12"}},
-                      {"update": {"client": "a", "channel": "room", "data": "multi\nline\n"}},
-                      {"update": {"client": "a", "channel": "room", "data": "😀 ünï"}},
-                      {"update": {"client": "a", "channel": "room", "data": [1, {"x": None}]}},
-                      {"update": {"client": "a", "channel": "room", "data": ""}}],
-            "meta": {"seed": 42}}
+    data = {
+        "requirements": ["data.binary"],
+        "clients": {"a": {"client_id": "a"}},
+        "channels": ["room"],
+        "steps": [
+            {"enter": {"client": "a", "channel": "room", "data": bytes(range(256))}},
+            {"update": {"client": "a", "channel": "room", "data": "yes"}},
+            {"update": {"client": "a", "channel": "room", "data": "12"}},
+            {"update": {"client": "a", "channel": "room", "data": "multi\nline\n"}},
+            {"update": {"client": "a", "channel": "room", "data": "😀 ünï"}},
+            {"update": {"client": "a", "channel": "room", "data": [1, {"x": None}]}},
+            {"update": {"client": "a", "channel": "room", "data": ""}},
+        ],
+        "meta": {"seed": 42},
+    }
     path = dump_scenario(data, tmp_path / "generated" / "x.yaml")
     loaded = load_scenario(path, tmp_path)
-    assert [s.args["data"] for s in loaded.steps] == [bytes(range(256)), "yes", "12",
-                                                      "multi\nline\n", "😀 ünï",
-                                                      [1, {"x": None}], ""]
+    assert [s.args["data"] for s in loaded.steps] == [
+        bytes(range(256)),
+        "yes",
+        "12",
+        "multi\nline\n",
+        "😀 ünï",
+        [1, {"x": None}],
+        "",
+    ]
     assert loaded.meta == {"seed": 42}
     assert loaded.case_id == "generated/x"

@@ -8,12 +8,19 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from presence_conformance.spec import validate
 
-import spec
-from spec import validate
+from presence_conformance import spec
 
-OURS = ["presence-message", "wire-presence-message", "wire-protocol-message", "get-options",
-        "history-options", "history-page", "error-info"]
+OURS = [
+    "presence-message",
+    "wire-presence-message",
+    "wire-protocol-message",
+    "get-options",
+    "history-options",
+    "history-page",
+    "error-info",
+]
 
 MEMBER: dict[str, Any] = {
     "action": "enter",
@@ -111,11 +118,23 @@ def test_validator_is_cached() -> None:
 # -- presence-message (API form) -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [
-    None, "", "text", "emoji \U0001f600 and ünïcödé", {"mood": "happy", "nested": {"a": [1, 2]}},
-    {}, [1, "two", {"three": 3}], [], {"$binary": "AAE="}, {"$binary": ""},
-    {"$binary": "AAECAw=="}, {"$binary": "not base64 but", "other": "key: an ordinary object"},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "",
+        "text",
+        "emoji \U0001f600 and ünïcödé",
+        {"mood": "happy", "nested": {"a": [1, 2]}},
+        {},
+        [1, "two", {"three": 3}],
+        [],
+        {"$binary": "AAE="},
+        {"$binary": ""},
+        {"$binary": "AAECAw=="},
+        {"$binary": "not base64 but", "other": "key: an ordinary object"},
+    ],
+)
 def test_presence_message_data_accepted(data: Any) -> None:
     assert validate("presence-message", {**MEMBER, "data": data}) == []
 
@@ -133,28 +152,31 @@ def test_presence_message_optional_fields() -> None:
     assert validate("presence-message", {**MEMBER, "action": "leave", "id": None}) == []
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"clientId": 5}, "clientId"),
-    ({"clientId": ""}, "clientId"),
-    ({"connectionId": None}, "connectionId"),
-    ({"action": "absent"}, "action"),
-    ({"action": 2}, "action"),
-    ({"timestamp": -1}, "timestamp"),
-    ({"timestamp": 1.5}, "timestamp"),
-    ({"timestamp": "1795877671635"}, "timestamp"),
-    ({"timestamp": True}, "timestamp"),
-    ({"id": ""}, "id"),
-    ({"id": 7}, "id"),
-    ({"id": None}, "id"),  # only a leave may have a null id
-    ({"data": 5}, "data"),
-    ({"data": True}, "data"),
-    ({"data": {"$binary": 5}}, "data.$binary"),
-    ({"data": {"$binary": "AAE"}}, "data.$binary"),
-    ({"data": {"$binary": "not base64!"}}, "data.$binary"),
-    ({"extras": "x"}, "extras"),
-    ({"encoding": "json"}, "encoding"),
-    ({"memberKey": "conn-1:alice"}, "memberKey"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"clientId": 5}, "clientId"),
+        ({"clientId": ""}, "clientId"),
+        ({"connectionId": None}, "connectionId"),
+        ({"action": "absent"}, "action"),
+        ({"action": 2}, "action"),
+        ({"timestamp": -1}, "timestamp"),
+        ({"timestamp": 1.5}, "timestamp"),
+        ({"timestamp": "1795877671635"}, "timestamp"),
+        ({"timestamp": True}, "timestamp"),
+        ({"id": ""}, "id"),
+        ({"id": 7}, "id"),
+        ({"id": None}, "id"),  # only a leave may have a null id
+        ({"data": 5}, "data"),
+        ({"data": True}, "data"),
+        ({"data": {"$binary": 5}}, "data.$binary"),
+        ({"data": {"$binary": "AAE"}}, "data.$binary"),
+        ({"data": {"$binary": "not base64!"}}, "data.$binary"),
+        ({"extras": "x"}, "extras"),
+        ({"encoding": "json"}, "encoding"),
+        ({"memberKey": "conn-1:alice"}, "memberKey"),
+    ],
+)
 def test_presence_message_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
     messages = validate("presence-message", {**MEMBER, **change})
     assert messages, change
@@ -163,7 +185,8 @@ def test_presence_message_refused_naming_the_field(change: dict[str, Any], field
 
 def test_presence_message_example_message() -> None:
     assert validate("presence-message", {**MEMBER, "clientId": 5}) == [
-        "clientId: 5 is not of type 'string'"]
+        "clientId: 5 is not of type 'string'"
+    ]
 
 
 @pytest.mark.parametrize("field", ["action", "clientId", "connectionId", "timestamp", "id"])
@@ -174,16 +197,23 @@ def test_presence_message_required(field: str) -> None:
 
 def test_not_an_object() -> None:
     assert validate("presence-message", [MEMBER]) == [
-        f"(root): {[MEMBER]!r} is not of type 'object'"]
+        f"(root): {[MEMBER]!r} is not of type 'object'"
+    ]
 
 
 def test_reference_model_messages_are_valid() -> None:
-    from reference_impl.types import Action, PresenceMessage
+    from presence_conformance.reference_impl.types import Action, PresenceMessage
 
     for data in (None, "s", {"a": 1}, [1, 2], b"\x00\x01\xff", b""):
         for action in (Action.ENTER, Action.UPDATE, Action.LEAVE, Action.PRESENT):
-            msg = PresenceMessage(action=action, client_id="alice", connection_id="conn-1",
-                                  data=data, timestamp=1, id="conn-1:3:0")
+            msg = PresenceMessage(
+                action=action,
+                client_id="alice",
+                connection_id="conn-1",
+                data=data,
+                timestamp=1,
+                id="conn-1:3:0",
+            )
             assert validate("presence-message", msg.to_json()) == [], (action, data)
             assert validate("presence-message", json.loads(json.dumps(msg.to_json()))) == []
 
@@ -196,25 +226,34 @@ def test_wire_frames_from_the_research_validate(frame: str) -> None:
     assert validate("wire-protocol-message", json.loads(frame)) == []
 
 
-@pytest.mark.parametrize(("frame", "field"), [
-    ({"channel": "room1"}, "action"),
-    ({"action": 22}, "action"),
-    ({"action": "PRESENCE"}, "action"),
-    ({"action": 14, "msgSerial": -1}, "msgSerial"),
-    ({"action": 14, "msgSerial": "0"}, "msgSerial"),
-    ({"action": 14, "presence": {"action": 2}}, "presence"),
-    ({"action": 14, "presence": [{"data": "x"}]}, "presence[0].action"),
-    ({"action": 14, "presence": [{"action": 2}, {"action": 5}]}, "presence[1].action"),
-    ({"action": 14, "presence": [{"action": 2, "clientId": 5}]}, "presence[0].clientId"),
-    ({"action": 14, "presence": [{"action": 2, "timestamp": -5}]}, "presence[0].timestamp"),
-    ({"action": 2, "error": {"code": "40160", "statusCode": 401, "message": "m"}}, "error.code"),
-    ({"action": 2, "error": {"code": 40160, "message": "m"}}, "error.statusCode"),
-    ({"action": 10, "channel": 5}, "channel"),
-    ({"action": 10, "flags": -1}, "flags"),
-    ({"action": 10, "params": {"rewind": 1}}, "params.rewind"),
-    ({"action": 4, "connectionDetails": {"maxMessageSize": "64k"}}, "connectionDetails.maxMessageSize"),
-    ({"action": 4, "connectionDetails": []}, "connectionDetails"),
-])
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [
+        ({"channel": "room1"}, "action"),
+        ({"action": 22}, "action"),
+        ({"action": "PRESENCE"}, "action"),
+        ({"action": 14, "msgSerial": -1}, "msgSerial"),
+        ({"action": 14, "msgSerial": "0"}, "msgSerial"),
+        ({"action": 14, "presence": {"action": 2}}, "presence"),
+        ({"action": 14, "presence": [{"data": "x"}]}, "presence[0].action"),
+        ({"action": 14, "presence": [{"action": 2}, {"action": 5}]}, "presence[1].action"),
+        ({"action": 14, "presence": [{"action": 2, "clientId": 5}]}, "presence[0].clientId"),
+        ({"action": 14, "presence": [{"action": 2, "timestamp": -5}]}, "presence[0].timestamp"),
+        (
+            {"action": 2, "error": {"code": "40160", "statusCode": 401, "message": "m"}},
+            "error.code",
+        ),
+        ({"action": 2, "error": {"code": 40160, "message": "m"}}, "error.statusCode"),
+        ({"action": 10, "channel": 5}, "channel"),
+        ({"action": 10, "flags": -1}, "flags"),
+        ({"action": 10, "params": {"rewind": 1}}, "params.rewind"),
+        (
+            {"action": 4, "connectionDetails": {"maxMessageSize": "64k"}},
+            "connectionDetails.maxMessageSize",
+        ),
+        ({"action": 4, "connectionDetails": []}, "connectionDetails"),
+    ],
+)
 def test_wire_frames_refused_naming_the_field(frame: dict[str, Any], field: str) -> None:
     messages = validate("wire-protocol-message", frame)
     assert messages and _has(messages, f"{field}: "), messages
@@ -227,7 +266,9 @@ def test_wire_allows_unknown_fields() -> None:
 
 def test_wire_presence_message_alone() -> None:
     assert validate("wire-presence-message", {"action": 0}) == []
-    assert validate("wire-presence-message", {"action": 4, "data": {"a": 1}, "encoding": None}) == []
+    assert (
+        validate("wire-presence-message", {"action": 4, "data": {"a": 1}, "encoding": None}) == []
+    )
     assert _has(validate("wire-presence-message", {"action": -1}), "action: ")
     assert _has(validate("wire-presence-message", {"action": 2, "encoding": 1}), "encoding: ")
 
@@ -237,7 +278,9 @@ def test_wire_presence_message_alone() -> None:
 
 def test_get_options() -> None:
     assert validate("get-options", {}) == []
-    assert validate("get-options", {"clientId": "a", "connectionId": "c", "waitForSync": False}) == []
+    assert (
+        validate("get-options", {"clientId": "a", "connectionId": "c", "waitForSync": False}) == []
+    )
     assert _has(validate("get-options", {"waitForSync": "yes"}), "waitForSync: ")
     assert _has(validate("get-options", {"clientId": 1}), "clientId: ")
     assert _has(validate("get-options", {"limit": 10}), "limit: ", "unexpected")
@@ -248,9 +291,15 @@ def test_history_options() -> None:
     ok = {"start": 0, "end": 1795877671635, "limit": 1000, "direction": "forwards"}
     assert validate("history-options", ok) == []
     assert validate("history-options", {"limit": 1, "direction": "backwards"}) == []
-    for bad, field in [({"limit": 1001}, "limit"), ({"limit": 0}, "limit"), ({"limit": 2.5}, "limit"),
-                       ({"direction": "sideways"}, "direction"), ({"start": -1}, "start"),
-                       ({"end": "now"}, "end"), ({"cursor": "x"}, "cursor")]:
+    for bad, field in [
+        ({"limit": 1001}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 2.5}, "limit"),
+        ({"direction": "sideways"}, "direction"),
+        ({"start": -1}, "start"),
+        ({"end": "now"}, "end"),
+        ({"cursor": "x"}, "cursor"),
+    ]:
         assert _has(validate("history-options", bad), f"{field}: "), bad
 
 
@@ -258,21 +307,37 @@ def test_history_page() -> None:
     assert validate("history-page", {"items": [], "hasNext": False}) == []
     assert validate("history-page", {"items": [MEMBER], "hasNext": True, "cursor": "f:1"}) == []
     assert validate("history-page", {"items": [MEMBER], "hasNext": False, "cursor": None}) == []
-    assert _has(validate("history-page", {"items": [{**MEMBER, "clientId": 5}], "hasNext": False}),
-                "items[0].clientId: ")
+    assert _has(
+        validate("history-page", {"items": [{**MEMBER, "clientId": 5}], "hasNext": False}),
+        "items[0].clientId: ",
+    )
     assert _has(validate("history-page", {"items": []}), "hasNext: ", "required")
     assert _has(validate("history-page", {"items": [], "hasNext": 0}), "hasNext: ")
 
 
 def test_error_info() -> None:
-    from reference_impl.errors import PresenceError
+    from presence_conformance.reference_impl.errors import PresenceError
 
     assert validate("error-info", PresenceError(40160, "no presence capability").to_dict()) == []
-    assert validate("error-info", {"code": 40003, "statusCode": 400, "message": "limit",
-                                   "href": "https://help.ably.io/error/40003",
-                                   "cause": {"code": 40000, "statusCode": 400, "message": "m"},
-                                   "detail": {"argument": "limit"}}) == []
+    assert (
+        validate(
+            "error-info",
+            {
+                "code": 40003,
+                "statusCode": 400,
+                "message": "limit",
+                "href": "https://help.ably.io/error/40003",
+                "cause": {"code": 40000, "statusCode": 400, "message": "m"},
+                "detail": {"argument": "limit"},
+            },
+        )
+        == []
+    )
     assert _has(validate("error-info", {"statusCode": 400, "message": "m"}), "code: ", "required")
     assert _has(validate("error-info", {"code": 400, "statusCode": 400, "message": "m"}), "code: ")
-    assert _has(validate("error-info", {"code": 40000, "statusCode": 400, "message": "m",
-                                        "cause": {"code": "x"}}), "cause.code: ")
+    assert _has(
+        validate(
+            "error-info", {"code": 40000, "statusCode": 400, "message": "m", "cause": {"code": "x"}}
+        ),
+        "cause.code: ",
+    )

@@ -11,19 +11,28 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from reference_impl.server import ConfigError, KeySpec, ServerConfig, load_keys_file, serve_main
-from reference_impl.server.cli import build_parser, config_from_args
-from reference_impl.server.testing import RawClient
+from presence_conformance.reference_impl.server import (
+    ConfigError,
+    KeySpec,
+    ServerConfig,
+    load_keys_file,
+    serve_main,
+)
+from presence_conformance.reference_impl.server.cli import build_parser, config_from_args
+from presence_conformance.reference_impl.server.testing import RawClient
 
 
 def test_keys_file_loads_and_checks(tmp_path: Path) -> None:
     good = tmp_path / "keys.json"
-    good.write_text(json.dumps({
-        "app.full": {"secret": "s1", "capability": {"*": ["*"]}},
-        "app.read": {"secret": "s2", "capability": {"room:*": ["subscribe", "history"]}},
-        "app.default": {"secret": "s3"},
-    }))
+    good.write_text(
+        json.dumps(
+            {
+                "app.full": {"secret": "s1", "capability": {"*": ["*"]}},
+                "app.read": {"secret": "s2", "capability": {"room:*": ["subscribe", "history"]}},
+                "app.default": {"secret": "s3"},
+            }
+        )
+    )
     keys = load_keys_file(good)
     assert keys["app.read"] == KeySpec("s2", {"room:*": ["subscribe", "history"]})
     assert keys["app.default"].capability == {"*": ["*"]}
@@ -59,8 +68,9 @@ def test_server_config_defaults_and_checks() -> None:
 def test_parser_options(tmp_path: Path) -> None:
     keys = tmp_path / "k.json"
     keys.write_text(json.dumps({"a.b": {"secret": "z"}}))
-    args = build_parser().parse_args(["--port", "0", "--keys", str(keys), "--leave-grace", "0.5",
-                                      "--sync-page", "7"])
+    args = build_parser().parse_args(
+        ["--port", "0", "--keys", str(keys), "--leave-grace", "0.5", "--sync-page", "7"]
+    )
     config = config_from_args(args)
     assert list(config.keys) == ["a.b"] and config.leave_grace == 0.5
     assert config.sync_page_size == 7
@@ -77,22 +87,37 @@ def test_serve_main_refuses_a_bad_keys_file(tmp_path: Path, capsys: pytest.Captu
 
 def test_serve_runs_prints_where_it_listens_and_stops_on_sigint() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "reference_impl.server", "--port", "0",
-                             "--leave-grace", "0.1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "presence_conformance.reference_impl.server",
+            "--port",
+            "0",
+            "--leave-grace",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("listening on ws://127.0.0.1:"), line
         assert "(REST http://127.0.0.1:" in line and line.rstrip().endswith(
-            "key appid.keyid:secret")
+            "key appid.keyid:secret"
+        )
         port = int(line.split("ws://127.0.0.1:")[1].split()[0])
 
         async def client() -> None:
             c = await RawClient.connect_url(
-                f"ws://127.0.0.1:{port}/?key=appid.keyid:secret&clientId=cli")
+                f"ws://127.0.0.1:{port}/?key=appid.keyid:secret&clientId=cli"
+            )
             await c.attach("room")
             assert (await c.presence("room", 0, {"action": 2}))["action"] == 1
             await c.close()
+
         asyncio.run(client())
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0

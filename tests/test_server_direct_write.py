@@ -1,5 +1,5 @@
 """The reference server writes a frame straight to the transport when nothing is queued before it
-(`reference_impl.server.app._write_now`), and through the connection's writer task otherwise.
+(`presence_conformance.reference_impl.server.app._write_now`), and through the connection's writer task otherwise.
 
 - a subscriber that reads slowly gets every event, in order, while frames switch between the two
   paths (its transport backs up, frames queue, the queue drains, direct writes resume);
@@ -19,16 +19,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.server import app as server_app
+from presence_conformance.reference_impl.server.app import DIRECT_WRITE_LIMIT
+from presence_conformance.reference_impl.server.testing import RawClient
 from websockets.asyncio.client import connect
 
-from reference_impl.server import PresenceServer, ServerConfig
-from reference_impl.server import app as server_app
-from reference_impl.server.app import DIRECT_WRITE_LIMIT
-from reference_impl.server.testing import RawClient
 
-
-def run(test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60, **config: Any
-        ) -> Any:
+def run(
+    test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60, **config: Any
+) -> Any:
     async def main() -> Any:
         server = PresenceServer(ServerConfig(**config))
         await server.start()
@@ -36,6 +36,7 @@ def run(test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60, *
             return await asyncio.wait_for(test(server), timeout)
         finally:
             await server.stop()
+
     return asyncio.run(main())
 
 
@@ -66,9 +67,16 @@ def test_slow_reader_gets_every_event_in_order(monkeypatch: pytest.MonkeyPatch) 
         server_side.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
         transport.pause_reading()
         for serial in range(count):
-            await alice.send({"action": 14, "channel": "room", "msgSerial": serial,
-                              "presence": [{"action": 4 if serial else 2,
-                                            "data": f"{serial:06d}" * (size // 6)}]})
+            await alice.send(
+                {
+                    "action": 14,
+                    "channel": "room",
+                    "msgSerial": serial,
+                    "presence": [
+                        {"action": 4 if serial else 2, "data": f"{serial:06d}" * (size // 6)}
+                    ],
+                }
+            )
             if serial % 40 == 39:  # read a little now and then
                 transport.resume_reading()
                 await asyncio.sleep(0.02)
@@ -94,8 +102,9 @@ def test_a_reader_that_stops_is_cut_off() -> None:
         # no permessage-deflate: aiohttp compresses big queued frames in a background task,
         # which logs an error when the connection is cut in the middle of one
         query = urlencode({"key": server.default_key, "format": "json", "clientId": "bob"})
-        ws = await connect(f"{server.url}?{query}", max_size=None, ping_interval=None,
-                           compression=None)
+        ws = await connect(
+            f"{server.url}?{query}", max_size=None, ping_interval=None, compression=None
+        )
         bob = RawClient(ws)
         bob.connected = await bob.expect(4)
         await bob.attach("room")
@@ -105,15 +114,22 @@ def test_a_reader_that_stops_is_cut_off() -> None:
         data = "x" * 60_000
         serial = 0
         for serial in range(400):  # 24 MB: more than any socket buffer holds
-            await alice.send({"action": 14, "channel": "room", "msgSerial": serial,
-                              "presence": [{"action": 4 if serial else 2, "data": data}]})
+            await alice.send(
+                {
+                    "action": 14,
+                    "channel": "room",
+                    "msgSerial": serial,
+                    "presence": [{"action": 4 if serial else 2, "data": data}],
+                }
+            )
             if bob.connection_id not in server.connection_ids():
                 break
             await asyncio.sleep(0)
         await alice.sync_point(timeout=20)
         assert bob.connection_id not in server.connection_ids(), (
             f"not cut off after {serial + 1} frames of 60 kB (DIRECT_WRITE_LIMIT "
-            f"{DIRECT_WRITE_LIMIT})")
+            f"{DIRECT_WRITE_LIMIT})"
+        )
         assert server.stats["slow_consumers"] == 1
         await alice.close()
         bob.abort()
@@ -127,8 +143,9 @@ def test_direct_frames_reach_a_client_with_permessage_deflate() -> None:
         bob = await RawClient.open(server, client_id="bob")  # websockets offers deflate
         assert bob.ws.protocol.extensions, "permessage-deflate was not negotiated"
         await bob.attach("room")
-        await bob.presence("room", 0, {"action": 2, "data": json.dumps({"a": "b" * 5000}),
-                                       "encoding": "json"})
+        await bob.presence(
+            "room", 0, {"action": 2, "data": json.dumps({"a": "b" * 5000}), "encoding": "json"}
+        )
         event = await bob.expect(14)
         assert json.loads(event["presence"][0]["data"]) == {"a": "b" * 5000}
         await bob.sync_point()

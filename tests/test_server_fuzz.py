@@ -25,64 +25,106 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.server.testing import RawClient
 
-import spec
-from reference_impl.server import PresenceServer, ServerConfig
-from reference_impl.server.testing import RawClient
+from presence_conformance import spec
 
 MIN_FRAMES = 5000
 CHANNELS = ["fz0", "fz1", "fz2"]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
-json_values = st.recursive(scalars, lambda children: st.one_of(
-    st.lists(children, max_size=3), st.dictionaries(st.text(max_size=6), children, max_size=3)),
-    max_leaves=5)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=5,
+)
 
-presence_items = st.fixed_dictionaries({}, optional={
-    "action": st.one_of(st.integers(-1, 6), json_values),
-    "clientId": st.one_of(st.sampled_from(["fuzzer", "other", "*", ""]), json_values),
-    "data": json_values,
-    "encoding": st.one_of(st.sampled_from(["json", "base64", "utf-8/base64", "json/utf-8/base64",
-                                           "cipher+aes-128-cbc/base64", "bogus", ""]),
-                          json_values),
-    "extras": json_values,
-    "id": json_values,
-})
+presence_items = st.fixed_dictionaries(
+    {},
+    optional={
+        "action": st.one_of(st.integers(-1, 6), json_values),
+        "clientId": st.one_of(st.sampled_from(["fuzzer", "other", "*", ""]), json_values),
+        "data": json_values,
+        "encoding": st.one_of(
+            st.sampled_from(
+                [
+                    "json",
+                    "base64",
+                    "utf-8/base64",
+                    "json/utf-8/base64",
+                    "cipher+aes-128-cbc/base64",
+                    "bogus",
+                    "",
+                ]
+            ),
+            json_values,
+        ),
+        "extras": json_values,
+        "id": json_values,
+    },
+)
 
 protocol_messages = st.fixed_dictionaries(
     {"action": st.one_of(st.integers(-3, 25), json_values)},
     optional={
         "channel": st.one_of(st.sampled_from(CHANNELS), json_values),
         "msgSerial": st.one_of(st.integers(-2, 2**40), json_values),
-        "presence": st.one_of(st.lists(st.one_of(presence_items, json_values), max_size=4),
-                              json_values),
+        "presence": st.one_of(
+            st.lists(st.one_of(presence_items, json_values), max_size=4), json_values
+        ),
         "messages": json_values,
         "id": json_values,
         "flags": json_values,
         "params": json_values,
         "channelSerial": json_values,
-    })
+    },
+)
 
 # attach / presence frames that are close to valid, so the deeper checks get exercised
 near_valid = st.one_of(
     st.builds(lambda ch: {"action": 10, "channel": ch}, st.sampled_from(CHANNELS)),
-    st.builds(lambda ch, serial, items: {"action": 14, "channel": ch, "msgSerial": serial,
-                                         "presence": items},
-              st.sampled_from(CHANNELS), st.integers(0, 1000),
-              st.lists(presence_items, min_size=1, max_size=3)),
+    st.builds(
+        lambda ch, serial, items: {
+            "action": 14,
+            "channel": ch,
+            "msgSerial": serial,
+            "presence": items,
+        },
+        st.sampled_from(CHANNELS),
+        st.integers(0, 1000),
+        st.lists(presence_items, min_size=1, max_size=3),
+    ),
     st.builds(lambda ch: {"action": 12, "channel": ch}, st.sampled_from(CHANNELS)),
 )
 
 huge = st.one_of(
-    st.integers(60_000, 700_000).map(lambda n: json.dumps(
-        {"action": 14, "channel": "fz0", "msgSerial": 1,
-         "presence": [{"action": 2, "data": "x" * n}]})),
+    st.integers(60_000, 700_000).map(
+        lambda n: json.dumps(
+            {
+                "action": 14,
+                "channel": "fz0",
+                "msgSerial": 1,
+                "presence": [{"action": 2, "data": "x" * n}],
+            }
+        )
+    ),
     st.integers(60_000, 700_000).map(lambda n: json.dumps({"action": 10, "channel": "y" * n})),
     st.integers(500, 50_000).map(lambda n: "[" * n + "]" * n),
-    st.integers(100, 5_000).map(lambda n: '{"action":14,"channel":"fz1","msgSerial":2,'
-                                          '"presence":[{"action":2,"clientId":"fuzzer","data":'
-                                          + "[" * n + "]" * n + "}]}"),
+    st.integers(100, 5_000).map(
+        lambda n: (
+            '{"action":14,"channel":"fz1","msgSerial":2,'
+            '"presence":[{"action":2,"clientId":"fuzzer","data":' + "[" * n + "]" * n + "}]}"
+        )
+    ),
     st.binary(max_size=64),
 )
 
@@ -95,8 +137,9 @@ frames = st.one_of(
     json_values.map(json.dumps),
     protocol_messages.map(json.dumps),
     near_valid.map(json.dumps),
-    st.builds(truncate, st.one_of(protocol_messages, near_valid).map(json.dumps),
-              st.integers(0, 10**6)),
+    st.builds(
+        truncate, st.one_of(protocol_messages, near_valid).map(json.dumps), st.integers(0, 10**6)
+    ),
     st.text(max_size=40),
     huge,
 )
@@ -181,23 +224,26 @@ class Fuzzer:
             assert isinstance(error["message"], str) and error["message"]
         # nobody else's state changed
         assert [(m.client_id, m.data) for m in self.server.model.get(self.calm)] == [
-            ("bystander", "steady")]
+            ("bystander", "steady")
+        ]
         await self.watcher.sync_point()
-        later = self.watcher.received[self.watcher_seen:]
+        later = self.watcher.received[self.watcher_seen :]
         assert [f for f in later if f.get("action") in (14, 16, 9)] == []
         # and a correct client still gets everything right
         fresh = await RawClient.open(self.server, client_id="after-fuzz")
         channel = f"check-{uuid.uuid4().hex}"
         await fresh.attach(channel)
-        ack = await fresh.presence(channel, 0, {"action": 2, "data": '{"ok": true}',
-                                                "encoding": "json"})
+        ack = await fresh.presence(
+            channel, 0, {"action": 2, "data": '{"ok": true}', "encoding": "json"}
+        )
         assert ack == {"action": 1, "msgSerial": 0, "count": 1}
         echo = await fresh.expect(14)
         assert echo["presence"][0]["id"] == f"{fresh.connection_id}:0:0"
         _, syncs = await fresh.attach(channel)
         members = [p for s in syncs for p in s["presence"]]
         assert [(p["clientId"], p["connectionId"], p["data"]) for p in members] == [
-            ("after-fuzz", fresh.connection_id, '{"ok": true}')]
+            ("after-fuzz", fresh.connection_id, '{"ok": true}')
+        ]
         await fresh.close()
 
     async def stop(self) -> None:
@@ -213,25 +259,35 @@ def test_fuzz_malformed_frames_never_hurt_the_server() -> None:
     try:
         loop.run_until_complete(fuzzer.start())
 
-        @settings(max_examples=50, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(st.lists(frames, min_size=55, max_size=70))
         def fuzz(batch: list[Any]) -> None:
             loop.run_until_complete(fuzzer.batch(batch))
 
         fuzz()
         rng = random.Random(fuzzer.sent)
-        template = json.dumps({"action": 14, "channel": "fz0", "msgSerial": 3,
-                               "presence": [{"action": 2, "data": '{"a": 1}', "encoding": "json"}]})
+        template = json.dumps(
+            {
+                "action": 14,
+                "channel": "fz0",
+                "msgSerial": 3,
+                "presence": [{"action": 2, "data": '{"a": 1}', "encoding": "json"}],
+            }
+        )
         while fuzzer.sent < MIN_FRAMES:  # only if Hypothesis generated unusually few: top up
-            loop.run_until_complete(fuzzer.batch(
-                [template[: rng.randrange(len(template))] for _ in range(100)]))
+            loop.run_until_complete(
+                fuzzer.batch([template[: rng.randrange(len(template))] for _ in range(100)])
+            )
         loop.run_until_complete(fuzzer.final_check())
     finally:
         loop.run_until_complete(fuzzer.stop())
         loop.close()
     elapsed = time.monotonic() - started
-    print(f"fuzz: {fuzzer.sent} frames, {len(fuzzer.replies)} ERROR/NACK replies, "
-          f"{fuzzer.reconnects} reconnects, {elapsed:.1f}s")
+    print(
+        f"fuzz: {fuzzer.sent} frames, {len(fuzzer.replies)} ERROR/NACK replies, "
+        f"{fuzzer.reconnects} reconnects, {elapsed:.1f}s"
+    )
     assert fuzzer.sent >= MIN_FRAMES
     assert elapsed < 120

@@ -14,11 +14,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from presence_conformance.reference_impl.server import KeySpec, PresenceServer, ServerConfig
+from presence_conformance.reference_impl.server import app as server_app
+from presence_conformance.reference_impl.server.testing import RawClient
 
-import spec
-from reference_impl.server import KeySpec, PresenceServer, ServerConfig
-from reference_impl.server import app as server_app
-from reference_impl.server.testing import RawClient
+from presence_conformance import spec
 
 SYNC_ID = re.compile(r"^([\w-]+):(.*)$")  # ably-js realtimepresence.ts setPresence
 
@@ -31,6 +31,7 @@ def run(test: Callable[[PresenceServer], Awaitable[Any]], **config: Any) -> Any:
             return await asyncio.wait_for(test(server), 30)
         finally:
             await server.stop()
+
     return asyncio.run(main())
 
 
@@ -71,23 +72,29 @@ def test_connected_frame_has_the_verified_shape() -> None:
             assert "clientId" not in anon.connected["connectionDetails"]
         async with await RawClient.open(server, client_id="*") as wild:
             assert wild.connected["connectionDetails"]["clientId"] == "*"
+
     run(test)
 
 
-@pytest.mark.parametrize(("query", "code", "status", "words"), [
-    ({"key": "nosuch.key:secret"}, 40400, 404, "unknown key"),
-    ({"key": "appid.keyid:wrong"}, 40101, 401, "wrong secret"),
-    ({"key": "no-colon"}, 40101, 401, "key"),
-    ({}, 40101, 401, "no credentials"),
-    ({"key": "appid.keyid:secret", "format": "msgpack"}, 40000, 400, "msgpack"),
-    ({"accessToken": "nope"}, 40101, 401, "accessToken"),
-    ({"access_token": "nope"}, 40101, 401, "access_token"),
-])
-def test_connect_refused_with_error_then_close(query: dict, code: int, status: int,
-                                                words: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "code", "status", "words"),
+    [
+        ({"key": "nosuch.key:secret"}, 40400, 404, "unknown key"),
+        ({"key": "appid.keyid:wrong"}, 40101, 401, "wrong secret"),
+        ({"key": "no-colon"}, 40101, 401, "key"),
+        ({}, 40101, 401, "no credentials"),
+        ({"key": "appid.keyid:secret", "format": "msgpack"}, 40000, 400, "msgpack"),
+        ({"accessToken": "nope"}, 40101, 401, "accessToken"),
+        ({"access_token": "nope"}, 40101, 401, "access_token"),
+    ],
+)
+def test_connect_refused_with_error_then_close(
+    query: dict, code: int, status: int, words: str
+) -> None:
     async def test(server: PresenceServer) -> None:
-        client = await RawClient.connect_url(f"{server.url}?{urlencode(query)}",
-                                             expect_connected=False)
+        client = await RawClient.connect_url(
+            f"{server.url}?{urlencode(query)}", expect_connected=False
+        )
         frame = await client.recv()
         assert frame["action"] == 9 and "channel" not in frame
         assert frame["error"]["code"] == code and frame["error"]["statusCode"] == status
@@ -95,6 +102,7 @@ def test_connect_refused_with_error_then_close(query: dict, code: int, status: i
         await asyncio.wait_for(client.closed.wait(), 5)
         assert server.connection_ids() == []
         await client.close()
+
     run(test)
 
 
@@ -107,9 +115,11 @@ def test_tokens_on_both_query_spellings_and_token_client_id() -> None:
             await c.close()
         bad = await RawClient.connect_url(
             f"{server.url}?{urlencode({'accessToken': token, 'clientId': 'other'})}",
-            expect_connected=False)
+            expect_connected=False,
+        )
         assert (await bad.recv())["error"]["code"] == 40012
         await bad.close()
+
     run(test)
 
 
@@ -118,6 +128,7 @@ def test_resume_gets_a_new_connection_with_an_error() -> None:
         async with await RawClient.open(server, client_id="a", params={"resume": "k!x"}) as c:
             assert c.connected["error"]["code"] == 80008
             assert c.connection_id != "x"
+
     run(test)
 
 
@@ -131,6 +142,7 @@ def test_heartbeat_echoes_id_and_server_sends_keepalives() -> None:
             assert await c.expect(0, id="pVw7RAZ5") == {"action": 0, "id": "pVw7RAZ5"}
             keepalive = await c.expect(0, 2.0)
             assert keepalive == {"action": 0}
+
     run(test, heartbeat_interval=0.2)
 
 
@@ -153,6 +165,7 @@ def test_attach_empty_channel_has_no_presence_flag_and_no_sync() -> None:
             await c.sync_point()
             assert all(f["action"] != 16 for f in c.received)
             assert_valid_frames(c.received)
+
     run(test)
 
 
@@ -187,6 +200,7 @@ def test_attach_with_members_pages_the_sync() -> None:
         assert SYNC_ID.match(again[0]["channelSerial"]).group(1) != cursors[0].group(1)
         for m in [*members, late]:
             await m.close()
+
     run(test, sync_page_size=2)
 
 
@@ -200,6 +214,7 @@ def test_attach_without_any_capability_on_the_channel_is_a_channel_error() -> No
             assert err["error"]["code"] == 40160
             attached, _ = await c.attach("allowed:x")
             assert attached["flags"] == 983040
+
     run(test)
 
 
@@ -212,7 +227,9 @@ def test_enter_acks_and_broadcasts_to_everyone_with_ids_from_msg_serial() -> Non
         bob = await RawClient.open(server, client_id="bob")
         await alice.attach("room")
         await bob.attach("room")
-        await alice.send({"action": 15, "channel": "room", "msgSerial": 0, "messages": [{"data": "x"}]})
+        await alice.send(
+            {"action": 15, "channel": "room", "msgSerial": 0, "messages": [{"data": "x"}]}
+        )
         assert await alice.expect(1) == {"action": 1, "msgSerial": 0, "count": 1}
         ack = await alice.presence("room", 1, enter('{"mood": "happy"}', encoding="json"))
         assert ack == {"action": 1, "msgSerial": 1, "count": 1}
@@ -232,6 +249,7 @@ def test_enter_acks_and_broadcasts_to_everyone_with_ids_from_msg_serial() -> Non
         assert member.data == {"mood": "happy"}  # decoded for the model
         await alice.close()
         await bob.close()
+
     run(test)
 
 
@@ -244,8 +262,9 @@ def test_update_and_leave_carry_data_and_binary_round_trips() -> None:
         blob = base64.b64encode(b"\x00\x01\xfe").decode()
         assert (await alice.presence("room", 0, enter(blob, encoding="base64")))["action"] == 1
         assert (await alice.presence("room", 1, {"action": 4, "data": "new"}))["action"] == 1
-        assert (await alice.presence("room", 2, {"action": 4, "data": blob,
-                                                  "encoding": "base64"}))["action"] == 1
+        assert (await alice.presence("room", 2, {"action": 4, "data": blob, "encoding": "base64"}))[
+            "action"
+        ] == 1
         assert (await alice.presence("room", 3, {"action": 3}))["action"] == 1
         # RTP10d: leaving when not present is ACKed and emits nothing
         assert (await alice.presence("room", 4, {"action": 3}))["action"] == 1
@@ -261,6 +280,7 @@ def test_update_and_leave_carry_data_and_binary_round_trips() -> None:
         assert history[0].data == b"\x00\x01\xfe"
         await alice.close()
         await bob.close()
+
     run(test)
 
 
@@ -278,12 +298,26 @@ def test_wildcard_connection_enters_several_clients_in_one_frame() -> None:
         assert nack["action"] == 2 and nack["error"]["code"] == 40012
         assert "wildcard" in nack["error"]["message"]
         await wild.close()
+
     run(test)
 
 
-@pytest.mark.parametrize("case", ["capability", "client_id_mismatch", "too_large", "not_attached",
-                                  "anonymous", "anonymous_with_client_id", "present_action",
-                                  "bad_json_data", "bad_base64", "no_items", "too_large_total"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "capability",
+        "client_id_mismatch",
+        "too_large",
+        "not_attached",
+        "anonymous",
+        "anonymous_with_client_id",
+        "present_action",
+        "bad_json_data",
+        "bad_base64",
+        "no_items",
+        "too_large_total",
+    ],
+)
 def test_presence_nacks(case: str) -> None:
     async def test(server: PresenceServer) -> None:
         key = server.add_key("app.nopresence", "s", {"*": ["subscribe", "history"]})
@@ -333,6 +367,7 @@ def test_presence_nacks(case: str) -> None:
         await client.sync_point()
         await client.close()
         await observer.close()
+
     run(test)
 
 
@@ -359,6 +394,7 @@ def test_detach_replies_detached_and_the_members_leave() -> None:
         assert nack["error"]["code"] == 90001
         await alice.close()
         await bob.close()
+
     run(test)
 
 
@@ -382,10 +418,13 @@ def test_close_sends_closed_and_members_leave_at_once() -> None:
             [item] = frame["presence"]
             leaves[frame["channel"]] = item
         assert {ch: (i["action"], i["data"]) for ch, i in leaves.items()} == {
-            "r1": (3, "one"), "r2": (3, "two")}
+            "r1": (3, "one"),
+            "r2": (3, "two"),
+        }
         assert server.model.get("r1") == [] and server.model.get("r2") == []
         assert alice.connection_id not in server.connection_ids()
         await bob.close()
+
     run(test, leave_grace=30.0)
 
 
@@ -407,12 +446,15 @@ def test_abrupt_disconnect_synthesizes_one_leave_per_member_after_the_grace() ->
         assert loop.time() - cut >= 0.2
         items = [p for f in frames for p in f["presence"]]
         assert sorted((p["clientId"], p["action"], p["data"]) for p in items) == [
-            ("m1", 3, "a"), ("m2", 3, "b")]
+            ("m1", 3, "a"),
+            ("m2", 3, "b"),
+        ]
         for p in items:
             assert p["connectionId"] == wild.connection_id
             assert not p["id"].startswith(wild.connection_id)  # RTP2b1: synthesized
         assert server.model.get("room") == []
         await bob.close()
+
     run(test, leave_grace=0.2)
 
 
@@ -441,6 +483,7 @@ def test_many_connections_dropped_at_once_give_exactly_one_leave_per_member() ->
         assert len({p["id"] for p in leaves}) == 20
         assert server.model.get("crowd") == []
         await watcher.close()
+
     run(test, leave_grace=0.2)
 
 
@@ -462,6 +505,7 @@ def test_server_drop_and_expire_now_for_fault_injection() -> None:
         leave = await bob.expect(14, 1.0)
         assert leave["presence"][0]["action"] == 3
         await bob.close()
+
     run(test, leave_grace=60.0)
 
 
@@ -478,18 +522,27 @@ BAD_FRAMES: list[tuple[Any, int, str, str | None]] = [
     ({"action": 10}, 40000, "channel: missing", None),
     ({"action": 10, "channel": 5}, 40010, "channel: expected a string", None),
     ({"action": 10, "channel": "room", "params": [1]}, 40000, "params", "room"),
-    ({"action": 14, "channel": "room", "presence": [{"action": 2}]}, 40000, "msgSerial: missing",
-     "room"),
-    ({"action": 14, "channel": "room", "msgSerial": "0", "presence": []}, 40000, "msgSerial",
-     "room"),
+    (
+        {"action": 14, "channel": "room", "presence": [{"action": 2}]},
+        40000,
+        "msgSerial: missing",
+        "room",
+    ),
+    (
+        {"action": 14, "channel": "room", "msgSerial": "0", "presence": []},
+        40000,
+        "msgSerial",
+        "room",
+    ),
     ({"action": 0, "id": 5}, 40000, "id: expected a string", None),
     ({"action": 17}, 40000, "AUTH", None),
 ]
 
 
 @pytest.mark.parametrize(("frame", "code", "words", "channel"), BAD_FRAMES)
-def test_bad_frames_get_an_error_naming_the_problem(frame: Any, code: int, words: str,
-                                                    channel: str | None) -> None:
+def test_bad_frames_get_an_error_naming_the_problem(
+    frame: Any, code: int, words: str, channel: str | None
+) -> None:
     async def test(server: PresenceServer) -> None:
         alice = await RawClient.open(server, client_id="alice")
         bob = await RawClient.open(server, client_id="bob")
@@ -511,6 +564,7 @@ def test_bad_frames_get_an_error_naming_the_problem(frame: Any, code: int, words
         assert [m.client_id for m in server.model.get("room")] == ["bob"]
         await alice.close()
         await bob.close()
+
     run(test)
 
 
@@ -528,6 +582,7 @@ def test_binary_and_oversized_frames_are_refused_and_the_connection_survives() -
             frames = server.frames(c.connection_id)
             assert frames[0] == {"$binary": 9}
             assert frames[1]["$size"] > 600_000 and "pad" not in frames[1]
+
     run(test)
 
 
@@ -541,8 +596,12 @@ def test_frames_are_recorded_per_connection_and_bounded() -> None:
         await a.sync_point()
         frames = server.frames(a.connection_id)
         assert frames[0] == {"action": 10, "channel": "room"}
-        assert frames[1] == {"action": 14, "channel": "room", "msgSerial": 0,
-                             "presence": [{"action": 2, "data": "x"}]}
+        assert frames[1] == {
+            "action": 14,
+            "channel": "room",
+            "msgSerial": 0,
+            "presence": [{"action": 2, "data": "x"}],
+        }
         assert frames[2]["$malformed"] == "garbage"
         assert server.frames(b.connection_id) == []
         assert server.frames("nope") == []
@@ -553,6 +612,7 @@ def test_frames_are_recorded_per_connection_and_bounded() -> None:
         assert len(frames) == 10 and frames[-1] == {"action": 0, "id": "last"}
         await a.close()
         await b.close()
+
     run(test, frame_log_size=10)
 
 
@@ -596,6 +656,7 @@ def test_slow_consumer_is_cut_off_without_hurting_others() -> None:
         assert [m.client_id for m in server.model.get("room")] == ["alice"]
         await alice.close()
         await bob.close()
+
     run(test, max_outbound_queue=5, leave_grace=0.05)
 
 
@@ -617,4 +678,5 @@ def test_keyspec_capability_per_key() -> None:
             await test(server)
         finally:
             await server.stop()
+
     asyncio.run(main())

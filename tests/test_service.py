@@ -1,4 +1,4 @@
-"""Tests of the asyncio presence service (`reference_impl.service`), each in its own event loop."""
+"""Tests of the asyncio presence service (`presence_conformance.reference_impl.service`), each in its own event loop."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
-
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.service import PresenceService, ServiceConnection, ServicePresence
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.service import (
+    PresenceService,
+    ServiceConnection,
+    ServicePresence,
+)
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 CH = "room"
 
@@ -53,8 +56,9 @@ class Recorder:
         return [(e.action.value, e.client_id, e.data) for e in self.events]
 
 
-async def two_clients(**service_kwargs: Any) -> tuple[PresenceService, ServiceConnection,
-                                                     ServiceConnection]:
+async def two_clients(
+    **service_kwargs: Any,
+) -> tuple[PresenceService, ServiceConnection, ServiceConnection]:
     service = PresenceService(**service_kwargs)
     return service, await service.connect("alice"), await service.connect("bob")
 
@@ -63,8 +67,9 @@ def presence(conn: ServiceConnection, channel: str = CH) -> ServicePresence:
     return conn.channels.get(channel).presence
 
 
-async def expect_error(code: int, argument: str, awaitable: Awaitable[Any] | Callable[[], Any]
-                       ) -> PresenceError:
+async def expect_error(
+    code: int, argument: str, awaitable: Awaitable[Any] | Callable[[], Any]
+) -> PresenceError:
     with pytest.raises(PresenceError) as info:
         if callable(awaitable):
             result = awaitable()
@@ -123,7 +128,9 @@ def test_events_reach_each_listener_in_order() -> None:
         assert [e.data for e in sync_rec.events] == [str(i) for i in range(30)] + ["29"]
         assert sync_rec.actions == ["enter"] + ["update"] * 29 + ["leave"]
         assert slow == [str(i) for i in range(30)] + ["29"]
-        assert [e.timestamp for e in sync_rec.events] == sorted(e.timestamp for e in sync_rec.events)
+        assert [e.timestamp for e in sync_rec.events] == sorted(
+            e.timestamp for e in sync_rec.events
+        )
         await service.close()
 
     run(body)
@@ -203,7 +210,11 @@ def test_unsubscribe_forms() -> None:
         await subscribe_all()
         p.unsubscribe(l1)  # (listener)
         await publish()
-        assert (l1.actions, l2.actions, l3.actions) == ([], ["enter", "update"], ["enter", "update"])
+        assert (l1.actions, l2.actions, l3.actions) == (
+            [],
+            ["enter", "update"],
+            ["enter", "update"],
+        )
 
         p.unsubscribe(l2, "enter")  # (listener, action) in this API's order
         p.unsubscribe("update", l3)  # (action, listener) in the seed's order
@@ -223,6 +234,7 @@ def test_unsubscribe_forms() -> None:
 
 def test_unsubscribe_an_action_from_an_all_actions_listener_removes_that_action() -> None:
     """The choice where RTP7b is open (model min_count 0): the service delivers nothing."""
+
     async def body() -> None:
         service, alice, bob = await two_clients()
         rec = Recorder()
@@ -261,7 +273,7 @@ def test_a_listener_that_raises_does_not_break_delivery(caplog: pytest.LogCaptur
         assert calls == ["enter", "leave"]  # the failing listener still gets later events
         await service.close()
 
-    with caplog.at_level(logging.ERROR, logger="reference_impl.service"):
+    with caplog.at_level(logging.ERROR, logger="presence_conformance.reference_impl.service"):
         run(body)
     assert sum("listener bug" in r.exc_text for r in caplog.records if r.exc_text) == 4
 
@@ -299,7 +311,9 @@ def test_get_waits_for_sync_and_without_waiting_returns_the_view_so_far() -> Non
         q = presence(carol)
         members = await q.get()  # waits for the sync
         assert q.sync_complete
-        assert [(m.action, m.client_id, m.data) for m in members] == [(Action.PRESENT, "alice", "a")]
+        assert [(m.action, m.client_id, m.data) for m in members] == [
+            (Action.PRESENT, "alice", "a")
+        ]
         await service.close()
 
     run(body)
@@ -314,7 +328,9 @@ def test_get_filters() -> None:
         p = presence(b)
         assert {m.connection_id for m in await p.get(client_id="alice")} == {a1.id, a2.id}
         assert [m.client_id for m in await p.get(connection_id=b.id)] == ["bob"]
-        assert [m.connection_id for m in await p.get(client_id="alice", connection_id=a2.id)] == [a2.id]
+        assert [m.connection_id for m in await p.get(client_id="alice", connection_id=a2.id)] == [
+            a2.id
+        ]
         assert await p.get(client_id="nobody") == []
         await service.close()
 
@@ -333,8 +349,11 @@ def test_enter_update_leave_semantics_through_the_service() -> None:
         await p.enter(b"\x01")
         await eventually(lambda: len(rec.events) == 3)
         await settle()
-        assert rec.seen() == [("update", "alice", "u"), ("leave", "alice", "u"),
-                              ("enter", "alice", b"\x01")]
+        assert rec.seen() == [
+            ("update", "alice", "u"),
+            ("leave", "alice", "u"),
+            ("enter", "alice", b"\x01"),
+        ]
         await service.close()
 
     run(body)
@@ -382,8 +401,9 @@ def test_drop_then_grace_delivers_synthesized_leaves_exactly_once() -> None:
         await expect_error(errors.CONNECTION_CLOSED, "connection", presence(alice).update("x"))
         await expect_error(errors.CONNECTION_CLOSED, "connection", presence(alice).get())
         await expect_error(errors.CONNECTION_CLOSED, "connection", presence(alice).history())
-        await expect_error(errors.CONNECTION_CLOSED, "connection",
-                           lambda: presence(alice).unsubscribe())
+        await expect_error(
+            errors.CONNECTION_CLOSED, "connection", lambda: presence(alice).unsubscribe()
+        )
         await eventually(lambda: len(rec.events) == 2)
         await asyncio.sleep(0.1)
         assert rec.actions == ["enter", "leave"]  # exactly once
@@ -480,16 +500,27 @@ def test_bad_input_raises_and_leaves_the_state_unchanged() -> None:
         await expect_error(errors.INVALID_DATA, "data", p.update(True))
         await expect_error(errors.INVALID_DATA, "data", p.leave(1.5))
         await expect_error(errors.INVALID_PARAMETER_VALUE, "clientId", p.get(client_id=5))
-        await expect_error(errors.INVALID_PARAMETER_VALUE, "waitForSync", p.get(wait_for_sync="yes"))
-        for params in ({"limit": 0}, {"limit": 1001}, {"limit": True}, {"start": 5, "end": 1},
-                       {"direction": "up"}):
+        await expect_error(
+            errors.INVALID_PARAMETER_VALUE, "waitForSync", p.get(wait_for_sync="yes")
+        )
+        for params in (
+            {"limit": 0},
+            {"limit": 1001},
+            {"limit": True},
+            {"start": 5, "end": 1},
+            {"direction": "up"},
+        ):
             argument = "start" if "start" in params else next(iter(params))
             await expect_error(errors.INVALID_PARAMETER_VALUE, argument, p.history(**params))
-        await expect_error(errors.INVALID_PARAMETER_VALUE, "action",
-                           presence(bob).subscribe(Recorder(), "bogus"))
+        await expect_error(
+            errors.INVALID_PARAMETER_VALUE, "action", presence(bob).subscribe(Recorder(), "bogus")
+        )
         await expect_error(errors.INVALID_PARAMETER_VALUE, "listener", presence(bob).subscribe(42))
-        await expect_error(errors.INVALID_PARAMETER_VALUE, "action",
-                           lambda: presence(bob).unsubscribe(rec, "bogus"))
+        await expect_error(
+            errors.INVALID_PARAMETER_VALUE,
+            "action",
+            lambda: presence(bob).unsubscribe(rec, "bogus"),
+        )
         with pytest.raises(PresenceError) as info:
             alice.channels.get("")
         assert info.value.code == errors.INVALID_PARAMETER_VALUE and "channel" in info.value.message
@@ -504,8 +535,9 @@ def test_bad_input_raises_and_leaves_the_state_unchanged() -> None:
         assert state() == before
         # a refused get does not attach either
         fresh = await service.connect("fresh")
-        await expect_error(errors.INVALID_PARAMETER_VALUE, "connectionId",
-                           presence(fresh).get(connection_id=1))
+        await expect_error(
+            errors.INVALID_PARAMETER_VALUE, "connectionId", presence(fresh).get(connection_id=1)
+        )
         assert not model.is_attached(fresh.id, CH)
         await settle()
         assert not presence(fresh).sync_complete

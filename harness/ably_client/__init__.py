@@ -3,19 +3,24 @@
 It speaks the subset of the Ably realtime protocol in `research/ably-protocol.md` (JSON only)
 and implements client-side presence per the Ably specification (RTP2 PresenceMap and newness,
 RTP18 SYNC, RTP19 residual leaves, RTP11 get, RTP6/RTP7 subscriptions). It drives an
-Ably-protocol server under test; see `harness.adapters.ably_wire`.
+Ably-protocol server under test; see `presence_conformance.harness.adapters.ably_wire`.
 """
 
-from harness.ably_client.connection import (
+from presence_conformance.harness.ably_client.connection import (
     ChannelState,
     ConnectionState,
     RealtimeChannel,
     RealtimeConnection,
     RealtimePresence,
 )
-from harness.ably_client.emitter import PresenceEmitter
-from harness.ably_client.presence_map import PresenceMap, PresenceState, is_newer, is_synthesized
-from harness.ably_client.protocol import (
+from presence_conformance.harness.ably_client.emitter import PresenceEmitter
+from presence_conformance.harness.ably_client.presence_map import (
+    PresenceMap,
+    PresenceState,
+    is_newer,
+    is_synthesized,
+)
+from presence_conformance.harness.ably_client.protocol import (
     Flag,
     OperationTimeout,
     ProtocolAction,
@@ -25,7 +30,7 @@ from harness.ably_client.protocol import (
     presence_from_wire,
     presence_to_wire,
 )
-from harness.ably_client.rest import PaginatedResult, RestClient, parse_links
+from presence_conformance.harness.ably_client.rest import PaginatedResult, RestClient, parse_links
 
 __all__ = [
     "ChannelState",

@@ -40,13 +40,9 @@ from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-from harness.ably_client.emitter import Listener
-from harness.ably_client.presence_map import PresenceState
-from harness.ably_client.protocol import (
+from presence_conformance.harness.ably_client.emitter import Listener
+from presence_conformance.harness.ably_client.presence_map import PresenceState
+from presence_conformance.harness.ably_client.protocol import (
     PRESENCE_SUBSCRIBE,
     Flag,
     OperationTimeout,
@@ -55,10 +51,13 @@ from harness.ably_client.protocol import (
     error_from_wire,
     presence_to_wire,
 )
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.model import message_size
-from reference_impl.types import Action, PresenceMessage, validate_data
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import message_size
+from presence_conformance.reference_impl.types import Action, PresenceMessage, validate_data
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 __all__ = [
     "ChannelState",
@@ -74,8 +73,13 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = "5"
 CONNECTION_FAILED = 80000  # Connection failed
 CONNECTION_DISCONNECTED = 80003  # Connection disconnected
-_WS_OPTIONS: dict[str, Any] = {"ping_interval": None, "compression": None, "max_size": None,
-                               "open_timeout": None, "close_timeout": 2}
+_WS_OPTIONS: dict[str, Any] = {
+    "ping_interval": None,
+    "compression": None,
+    "max_size": None,
+    "open_timeout": None,
+    "close_timeout": 2,
+}
 if "proxy" in inspect.signature(ws_connect.__init__).parameters:
     _WS_OPTIONS["proxy"] = None  # a local server under test is never reached through a proxy
 
@@ -130,9 +134,17 @@ class RealtimeConnection:
     frames both ways, for debugging), `violations` (protocol violations seen from the server).
     """
 
-    def __init__(self, endpoint: str, key: str, client_id: str | None = None, *,
-                 timeout: float = 10.0, heartbeats: bool = True,
-                 params: dict[str, str] | None = None, frame_log: int = 2000) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        key: str,
+        client_id: str | None = None,
+        *,
+        timeout: float = 10.0,
+        heartbeats: bool = True,
+        params: dict[str, str] | None = None,
+        frame_log: int = 2000,
+    ) -> None:
         self.endpoint = endpoint
         self.api_key = key
         self.client_id = client_id
@@ -144,7 +156,9 @@ class RealtimeConnection:
         self.details: dict[str, Any] = {}
         self.state = ConnectionState.INITIALIZED
         self.error: PresenceError | None = None
-        self.frames: collections.deque[tuple[float, str, dict]] = collections.deque(maxlen=frame_log)
+        self.frames: collections.deque[tuple[float, str, dict]] = collections.deque(
+            maxlen=frame_log
+        )
         self.violations: list[str] = []
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task | None = None
@@ -164,8 +178,15 @@ class RealtimeConnection:
     # -- lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, endpoint: str, key: str, client_id: str | None = None, *,
-                      timeout: float = 10.0, **options: Any) -> RealtimeConnection:
+    async def connect(
+        cls,
+        endpoint: str,
+        key: str,
+        client_id: str | None = None,
+        *,
+        timeout: float = 10.0,
+        **options: Any,
+    ) -> RealtimeConnection:
         """Open a connection and wait (at most `timeout` s in all) for CONNECTED.
 
         Raises PresenceError if the server answers with ERROR (or refuses the upgrade with an
@@ -180,8 +201,13 @@ class RealtimeConnection:
         query: dict[str, str] = {"key": self.api_key}
         if self.client_id is not None:
             query["clientId"] = self.client_id
-        query.update({"format": "json", "heartbeats": "true" if self.heartbeats else "false",
-                      "v": PROTOCOL_VERSION})
+        query.update(
+            {
+                "format": "json",
+                "heartbeats": "true" if self.heartbeats else "false",
+                "v": PROTOCOL_VERSION,
+            }
+        )
         query.update(self.params)
         return f"ws://{self.endpoint}/?{urlencode(query)}"
 
@@ -195,8 +221,9 @@ class RealtimeConnection:
                 self._ws = await ws_connect(self.url, **_WS_OPTIONS)
         except TimeoutError:
             self.state = ConnectionState.FAILED
-            raise OperationTimeout(f"connect to ws://{self.endpoint}: no WebSocket upgrade within "
-                                   f"{self.timeout:g} s") from None
+            raise OperationTimeout(
+                f"connect to ws://{self.endpoint}: no WebSocket upgrade within {self.timeout:g} s"
+            ) from None
         except InvalidStatus as exc:
             self.state = ConnectionState.FAILED
             raise self._handshake_error(exc) from None
@@ -206,8 +233,11 @@ class RealtimeConnection:
         self._last_activity = time.monotonic()
         self._reader = asyncio.create_task(self._read_loop(), name=f"ably-read-{self.endpoint}")
         try:
-            await _bounded(self._connected, max(0.0, deadline - loop.time()),
-                           f"connect to ws://{self.endpoint} (waiting for CONNECTED)")
+            await _bounded(
+                self._connected,
+                max(0.0, deadline - loop.time()),
+                f"connect to ws://{self.endpoint} (waiting for CONNECTED)",
+            )
         except BaseException:
             if self.state in (ConnectionState.CONNECTING, ConnectionState.CONNECTED):
                 self.state = ConnectionState.FAILED
@@ -223,15 +253,20 @@ class RealtimeConnection:
                 err = error_from_wire(error, CONNECTION_FAILED)
                 self.error = err
                 return err
-        return ConnectionError(f"connect to ws://{self.endpoint}: the server refused the WebSocket "
-                               f"upgrade with HTTP {status}: {body[:200]!r}")
+        return ConnectionError(
+            f"connect to ws://{self.endpoint}: the server refused the WebSocket "
+            f"upgrade with HTTP {status}: {body[:200]!r}"
+        )
 
     async def close(self) -> None:
         """Close gracefully: CLOSE, wait for CLOSED (bounded), close the socket.
 
         Raises OperationTimeout if the server never sent CLOSED (the socket is closed anyway)."""
-        if self.state in (ConnectionState.CLOSED, ConnectionState.FAILED,
-                          ConnectionState.DISCONNECTED) or self._ws is None:
+        if (
+            self.state
+            in (ConnectionState.CLOSED, ConnectionState.FAILED, ConnectionState.DISCONNECTED)
+            or self._ws is None
+        ):
             await self._abort()
             return
         self.state = ConnectionState.CLOSING
@@ -252,16 +287,22 @@ class RealtimeConnection:
                 await self._ws.close()
         await self._abort()
         if timed_out:
-            raise OperationTimeout(f"close connection {self.id}: no CLOSED within {self.timeout:g} s")
+            raise OperationTimeout(
+                f"close connection {self.id}: no CLOSED within {self.timeout:g} s"
+            )
 
     async def drop(self) -> None:
         """Abrupt disconnect: abort the TCP transport, no CLOSE frame (fault injection)."""
-        if self._ws is None or self.state in (ConnectionState.CLOSED, ConnectionState.FAILED,
-                                              ConnectionState.DISCONNECTED):
+        if self._ws is None or self.state in (
+            ConnectionState.CLOSED,
+            ConnectionState.FAILED,
+            ConnectionState.DISCONNECTED,
+        ):
             return
         self.state = ConnectionState.DISCONNECTED
-        self.error = PresenceError(errors.CONNECTION_CLOSED,
-                                   f"connection {self.id} was dropped (abrupt disconnect)")
+        self.error = PresenceError(
+            errors.CONNECTION_CLOSED, f"connection {self.id} was dropped (abrupt disconnect)"
+        )
         self._fail_all(self.error)
         await self._abort()
 
@@ -305,8 +346,11 @@ class RealtimeConnection:
         code after ERROR, 80003 after the server went away."""
         if self.state is not ConnectionState.CONNECTED:
             if self.error is not None and self.state is not ConnectionState.CLOSED:
-                raise PresenceError(self.error.code, f"connection is {self.state}: {self.error.message}",
-                                    status_code=self.error.status_code)
+                raise PresenceError(
+                    self.error.code,
+                    f"connection is {self.state}: {self.error.message}",
+                    status_code=self.error.status_code,
+                )
             raise PresenceError(errors.CONNECTION_CLOSED, f"connection is {self.state}")
 
     async def _send(self, frame: dict) -> None:
@@ -317,8 +361,9 @@ class RealtimeConnection:
         try:
             await self._ws.send(text)
         except ConnectionClosed as exc:
-            raise PresenceError(CONNECTION_DISCONNECTED,
-                                f"connection {self.id} lost while sending: {exc}") from None
+            raise PresenceError(
+                CONNECTION_DISCONNECTED, f"connection {self.id} lost while sending: {exc}"
+            ) from None
 
     async def send_acked(self, frame: dict, channel: str | None = None) -> Any:
         """Send a message that needs an ACK (PRESENCE, MESSAGE) and wait for ACK or NACK.
@@ -338,9 +383,11 @@ class RealtimeConnection:
                 self._pending.pop(serial, None)
                 raise
         try:
-            return await _bounded(future, self.timeout,
-                                  f"{ProtocolAction(frame['action']).name} msgSerial {serial} "
-                                  f"(waiting for ACK/NACK)")
+            return await _bounded(
+                future,
+                self.timeout,
+                f"{ProtocolAction(frame['action']).name} msgSerial {serial} (waiting for ACK/NACK)",
+            )
         finally:
             self._pending.pop(serial, None)
 
@@ -369,7 +416,9 @@ class RealtimeConnection:
                 except PresenceError as exc:
                     self._violation(f"{exc.message}: {frame!r}")
         except ConnectionClosed as exc:
-            error = PresenceError(CONNECTION_DISCONNECTED, f"connection {self.id or '(none)'} lost: {exc}")
+            error = PresenceError(
+                CONNECTION_DISCONNECTED, f"connection {self.id or '(none)'} lost: {exc}"
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave waiters hanging
@@ -387,7 +436,9 @@ class RealtimeConnection:
         if self.state in (ConnectionState.CONNECTED, ConnectionState.CONNECTING):
             self.state = ConnectionState.DISCONNECTED
             self.error = error or PresenceError(
-                CONNECTION_DISCONNECTED, f"connection {self.id or '(none)'}: the server closed the socket")
+                CONNECTION_DISCONNECTED,
+                f"connection {self.id or '(none)'}: the server closed the socket",
+            )
         self._fail_all(self.error or PresenceError(errors.CONNECTION_CLOSED, "connection closed"))
 
     def _fail_all(self, exc: PresenceError) -> None:
@@ -410,11 +461,13 @@ class RealtimeConnection:
             limit = idle / 1000 + self.timeout
             silent = time.monotonic() - self._last_activity
             if silent > limit and self.state is ConnectionState.CONNECTED:
-                self._violation(f"no frame from the server for {silent:.1f} s "
-                                f"(maxIdleInterval {idle} ms)")
+                self._violation(
+                    f"no frame from the server for {silent:.1f} s (maxIdleInterval {idle} ms)"
+                )
                 self.state = ConnectionState.DISCONNECTED
-                self.error = PresenceError(CONNECTION_DISCONNECTED,
-                                           f"connection {self.id}: server idle for {silent:.1f} s")
+                self.error = PresenceError(
+                    CONNECTION_DISCONNECTED, f"connection {self.id}: server idle for {silent:.1f} s"
+                )
                 self._fail_all(self.error)
                 if self._ws is not None and self._ws.transport is not None:
                     self._ws.transport.abort()
@@ -432,13 +485,15 @@ class RealtimeConnection:
         elif action == ProtocolAction.ACK:
             self._settle(frame, None)
         elif action == ProtocolAction.NACK:
-            self._settle(frame, error_from_wire(frame.get("error"), errors.BAD_REQUEST,
-                                                "NACK without error"))
+            self._settle(
+                frame, error_from_wire(frame.get("error"), errors.BAD_REQUEST, "NACK without error")
+            )
         elif action == ProtocolAction.CONNECTED:
             self._on_connected(frame)
         elif action == ProtocolAction.DISCONNECTED:
-            err = error_from_wire(frame.get("error"), CONNECTION_DISCONNECTED,
-                                  "the server sent DISCONNECTED")
+            err = error_from_wire(
+                frame.get("error"), CONNECTION_DISCONNECTED, "the server sent DISCONNECTED"
+            )
             self.state = ConnectionState.DISCONNECTED
             self.error = err
             self._fail_all(err)
@@ -446,17 +501,25 @@ class RealtimeConnection:
             _resolve(self._closed)
         elif action == ProtocolAction.ERROR:
             self._on_error(frame)
-        elif action in (ProtocolAction.ATTACHED, ProtocolAction.DETACHED, ProtocolAction.PRESENCE,
-                        ProtocolAction.SYNC):
+        elif action in (
+            ProtocolAction.ATTACHED,
+            ProtocolAction.DETACHED,
+            ProtocolAction.PRESENCE,
+            ProtocolAction.SYNC,
+        ):
             if self.state is ConnectionState.CLOSING:
                 return  # close() was called: the connection hears nothing more
             name = frame.get("channel")
             if not isinstance(name, str) or not name:
-                raise ProtocolViolation(f"{ProtocolAction(action).name} without a channel: {frame!r}")
+                raise ProtocolViolation(
+                    f"{ProtocolAction(action).name} without a channel: {frame!r}"
+                )
             channel = self._channels.get(name)
             if channel is None:
-                raise ProtocolViolation(f"{ProtocolAction(action).name} for channel {name!r} that "
-                                        "this connection never attached")
+                raise ProtocolViolation(
+                    f"{ProtocolAction(action).name} for channel {name!r} that "
+                    "this connection never attached"
+                )
             channel._on_frame(frame)
         elif action in (ProtocolAction.MESSAGE, ProtocolAction.AUTH):
             pass
@@ -477,7 +540,9 @@ class RealtimeConnection:
             return  # the server echoed our answer back: do not ping-pong
         self._answered_ids.add(ping_id)
         # The server pings us: answer with the same id (RTN13 in the other direction).
-        task = asyncio.ensure_future(self._send({"action": ProtocolAction.HEARTBEAT, "id": ping_id}))
+        task = asyncio.ensure_future(
+            self._send({"action": ProtocolAction.HEARTBEAT, "id": ping_id})
+        )
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _on_connected(self, frame: dict) -> None:
@@ -494,8 +559,10 @@ class RealtimeConnection:
         self.key = details.get("connectionKey") or frame.get("connectionKey")
         granted = details.get("clientId")
         if self.client_id is not None and granted not in (None, self.client_id):
-            err = PresenceError(errors.INVALID_CLIENT_ID,
-                                f"CONNECTED for clientId {granted!r}, asked for {self.client_id!r}")
+            err = PresenceError(
+                errors.INVALID_CLIENT_ID,
+                f"CONNECTED for clientId {granted!r}, asked for {self.client_id!r}",
+            )
             self.state = ConnectionState.FAILED
             self.error = err
             self._fail_all(err)
@@ -539,9 +606,14 @@ class RealtimeConnection:
             elif error is None:
                 _resolve(entry[0], frame.get("res"))
             else:
-                _fail(entry[0], PresenceError(error.code, error.message, status_code=error.status_code))
+                _fail(
+                    entry[0],
+                    PresenceError(error.code, error.message, status_code=error.status_code),
+                )
         if unknown:
-            raise ProtocolViolation(f"ACK/NACK for msgSerial(s) {unknown} that are not pending: {frame!r}")
+            raise ProtocolViolation(
+                f"ACK/NACK for msgSerial(s) {unknown} that are not pending: {frame!r}"
+            )
 
 
 class RealtimeChannel:
@@ -560,8 +632,10 @@ class RealtimeChannel:
     @property
     def modes(self) -> Flag:
         """The granted modes from ATTACHED's flags (RTL4m)."""
-        return Flag(self.flags & int(Flag.PRESENCE | Flag.PUBLISH | Flag.SUBSCRIBE
-                                     | Flag.PRESENCE_SUBSCRIBE))
+        return Flag(
+            self.flags
+            & int(Flag.PRESENCE | Flag.PUBLISH | Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE)
+        )
 
     async def attach(self) -> None:
         """ATTACH and wait for ATTACHED (bounded). A second call while attaching waits too."""
@@ -613,7 +687,11 @@ class RealtimeChannel:
             _resolve(self._attaching)
             self._attaching = None
         elif action == ProtocolAction.DETACHED:
-            err = error_from_wire(frame["error"], errors.CHANNEL_STATE) if frame.get("error") else None
+            err = (
+                error_from_wire(frame["error"], errors.CHANNEL_STATE)
+                if frame.get("error")
+                else None
+            )
             previous = self.state
             self.state = ChannelState.DETACHED
             self.presence.state.on_detached()
@@ -622,8 +700,13 @@ class RealtimeChannel:
                 self._detaching = None
             elif previous is ChannelState.ATTACHING:
                 self.error = err
-                _fail(self._attaching, err or PresenceError(
-                    errors.CHANNEL_STATE, f"channel {self.name!r}: DETACHED while attaching"))
+                _fail(
+                    self._attaching,
+                    err
+                    or PresenceError(
+                        errors.CHANNEL_STATE, f"channel {self.name!r}: DETACHED while attaching"
+                    ),
+                )
                 self._attaching = None
             elif previous is ChannelState.ATTACHED:
                 self.error = err
@@ -681,8 +764,9 @@ class RealtimePresence:
         """RTP10: LEAVE with `data` (RTP10c); without data the server supplies the member's."""
         await self._publish(Action.LEAVE, data)
 
-    async def enter_client(self, client_id: str, data: Any = None, action: Action = Action.ENTER
-                           ) -> None:
+    async def enter_client(
+        self, client_id: str, data: Any = None, action: Action = Action.ENTER
+    ) -> None:
         """RTP14/RTP15: publish `action` on behalf of `client_id` (clientId on the wire)."""
         await self._publish(action, data, client_id)
 
@@ -698,28 +782,34 @@ class RealtimePresence:
         item = presence_to_wire(action, data, client_id)
         acting = client_id if client_id is not None else connection.client_id
         if acting is None or acting == "*":  # RTP8j
-            raise PresenceError(errors.NO_CLIENT_ID,
-                                f"clientId: cannot {action.value} presence without a clientId "
-                                f"(the connection's clientId is {connection.client_id!r})",
-                                "clientId")
+            raise PresenceError(
+                errors.NO_CLIENT_ID,
+                f"clientId: cannot {action.value} presence without a clientId "
+                f"(the connection's clientId is {connection.client_id!r})",
+                "clientId",
+            )
         limit = connection.details.get("maxMessageSize")
         if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
             size = message_size(acting, data)
             if size > limit:
-                raise PresenceError(errors.MESSAGE_TOO_LARGE,
-                                    f"data: message size {size} bytes exceeds maxMessageSize "
-                                    f"{limit}", "data")
+                raise PresenceError(
+                    errors.MESSAGE_TOO_LARGE,
+                    f"data: message size {size} bytes exceeds maxMessageSize {limit}",
+                    "data",
+                )
         if channel.state in (ChannelState.DETACHED, ChannelState.FAILED):  # RTP8g
             reason = channel.error if channel.state is ChannelState.FAILED else None
-            raise PresenceError(reason.code if reason else errors.CHANNEL_STATE,
-                                f"cannot {action.value} presence on channel {channel.name!r} "
-                                f"in state {channel.state}"
-                                + (f" ({reason.message})" if reason else ""),
-                                status_code=reason.status_code if reason else None)
+            raise PresenceError(
+                reason.code if reason else errors.CHANNEL_STATE,
+                f"cannot {action.value} presence on channel {channel.name!r} "
+                f"in state {channel.state}" + (f" ({reason.message})" if reason else ""),
+                status_code=reason.status_code if reason else None,
+            )
         await self.ensure_active(wait_for_sync=True, strict=False)
         await connection.send_acked(
             {"action": ProtocolAction.PRESENCE, "channel": channel.name, "presence": [item]},
-            channel.name)
+            channel.name,
+        )
 
     async def ensure_active(self, wait_for_sync: bool = True, strict: bool = False) -> None:
         """Attach if needed (RTL33, RTP8d, RTP11e); then, with `wait_for_sync`, wait for the sync
@@ -728,35 +818,47 @@ class RealtimePresence:
         channel.connection.check_usable()
         if channel.state is ChannelState.FAILED:
             err = channel.error
-            raise PresenceError(err.code if err else errors.CHANNEL_STATE,
-                                f"channel {channel.name!r} is failed"
-                                + (f": {err.message}" if err else ""))
+            raise PresenceError(
+                err.code if err else errors.CHANNEL_STATE,
+                f"channel {channel.name!r} is failed" + (f": {err.message}" if err else ""),
+            )
         if channel.state is not ChannelState.ATTACHED:
             await channel.attach()
         if not wait_for_sync:
             return
         timeout = channel.connection.timeout
         if not await self.state.wait_synced(timeout) and strict:
-            raise OperationTimeout(f"presence sync on channel {channel.name!r} did not complete "
-                                   f"within {timeout:g} s")
+            raise OperationTimeout(
+                f"presence sync on channel {channel.name!r} did not complete within {timeout:g} s"
+            )
         channel.connection.check_usable()
         if strict and channel.state is not ChannelState.ATTACHED:
-            raise PresenceError(errors.CHANNEL_STATE,
-                                f"channel {channel.name!r} is {channel.state}")
+            raise PresenceError(
+                errors.CHANNEL_STATE, f"channel {channel.name!r} is {channel.state}"
+            )
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         """RTP11: the members from the local set, after the sync (RTP11c1). With `wait_for_sync`
         False the set known right now is returned at once; an attach it needs (RTP11e) goes on
         in the background."""
         for name, value in (("clientId", client_id), ("connectionId", connection_id)):
             if value is not None and not isinstance(value, str):
-                raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                    f"{name}: expected a string, got {type(value).__name__}", name)
+                raise PresenceError(
+                    errors.INVALID_PARAMETER_VALUE,
+                    f"{name}: expected a string, got {type(value).__name__}",
+                    name,
+                )
         if not isinstance(wait_for_sync, bool):
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"waitForSync: expected a boolean, got {wait_for_sync!r}",
-                                "waitForSync")
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"waitForSync: expected a boolean, got {wait_for_sync!r}",
+                "waitForSync",
+            )
         channel = self.channel
         if not wait_for_sync:
             channel.connection.check_usable()
@@ -766,7 +868,9 @@ class RealtimePresence:
             return self.state.map.values(client_id, connection_id)
         await self.ensure_active(wait_for_sync=True, strict=True)
         if not channel.flags & PRESENCE_SUBSCRIBE:
-            log.warning("channel %r attached without PRESENCE_SUBSCRIBE mode (RTP11f)", channel.name)
+            log.warning(
+                "channel %r attached without PRESENCE_SUBSCRIBE mode (RTP11f)", channel.name
+            )
         return self.state.map.values(client_id, connection_id)
 
     async def subscribe(self, listener: Listener, actions: Any = None) -> None:

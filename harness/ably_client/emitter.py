@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.types import Action, PresenceMessage, parse_actions
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import Action, PresenceMessage, parse_actions
 
 __all__ = ["PresenceEmitter"]
 
@@ -62,8 +62,11 @@ class PresenceEmitter:
         Raises PresenceError 40003 for an unknown action name or a listener that is not
         callable (nothing is registered then)."""
         if not callable(listener):
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"listener: expected a callable, got {listener!r}", "listener")
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"listener: expected a callable, got {listener!r}",
+                "listener",
+            )
         parsed = parse_actions(actions, "actions")
         if parsed is None:
             self._registrations.append(_Registration(listener, None))
@@ -77,8 +80,11 @@ class PresenceEmitter:
     def unsubscribe(self, listener: Listener | None = None, actions: Any = None) -> None:
         """The four RTP7 forms (see the module docstring)."""
         if listener is not None and not callable(listener):
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                                f"listener: expected a callable, got {listener!r}", "listener")
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"listener: expected a callable, got {listener!r}",
+                "listener",
+            )
         parsed = parse_actions(actions, "actions")
         if parsed is None:
             if listener is None:

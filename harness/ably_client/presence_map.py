@@ -32,9 +32,13 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from harness.ably_client.emitter import PresenceEmitter
-from harness.ably_client.protocol import HAS_PRESENCE, ProtocolViolation, presence_from_wire
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.ably_client.emitter import PresenceEmitter
+from presence_conformance.harness.ably_client.protocol import (
+    HAS_PRESENCE,
+    ProtocolViolation,
+    presence_from_wire,
+)
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["PresenceMap", "PresenceState", "is_newer", "is_synthesized"]
 
@@ -45,7 +49,11 @@ def _now_ms() -> int:
 
 def is_synthesized(message: PresenceMessage) -> bool:
     """RTP2b1: the message was not published by its connection (its id lacks the prefix)."""
-    return not message.id or not message.connection_id or not message.id.startswith(message.connection_id)
+    return (
+        not message.id
+        or not message.connection_id
+        or not message.id.startswith(message.connection_id)
+    )
 
 
 def _serial_index(message_id: str) -> tuple[int, int] | None:
@@ -107,13 +115,17 @@ class PresenceMap:
         del self._map[key]  # RTP2h1b
         return True
 
-    def values(self, client_id: str | None = None,
-               connection_id: str | None = None) -> list[PresenceMessage]:
+    def values(
+        self, client_id: str | None = None, connection_id: str | None = None
+    ) -> list[PresenceMessage]:
         """The PRESENT members, optionally filtered (RTP11c2, RTP11c3), sorted by memberKey."""
-        return [m for _, m in sorted(self._map.items())
-                if m.action is Action.PRESENT
-                and (client_id is None or m.client_id == client_id)
-                and (connection_id is None or m.connection_id == connection_id)]
+        return [
+            m
+            for _, m in sorted(self._map.items())
+            if m.action is Action.PRESENT
+            and (client_id is None or m.client_id == client_id)
+            and (connection_id is None or m.connection_id == connection_id)
+        ]
 
     def start_sync(self, restart: bool = False) -> None:
         """Snapshot the members a sync must confirm (RTP19); `restart` re-snapshots (RTP18a)."""
@@ -144,8 +156,9 @@ class PresenceState:
     """One channel's presence set as seen by one connection: feeds frames into a `PresenceMap`
     and emits the resulting events to a `PresenceEmitter`."""
 
-    def __init__(self, emitter: PresenceEmitter | None = None,
-                 clock: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self, emitter: PresenceEmitter | None = None, clock: Callable[[], int] = _now_ms
+    ) -> None:
         self.map = PresenceMap()
         self.emitter = emitter or PresenceEmitter()
         self._clock = clock

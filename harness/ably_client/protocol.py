@@ -21,9 +21,9 @@ import json
 import math
 from typing import Any
 
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = [
     "HAS_PRESENCE",
@@ -95,8 +95,9 @@ class ProtocolViolation(Exception):
     """
 
 
-def error_from_wire(error: Any, default_code: int = 50000,
-                    default_message: str = "error without details") -> PresenceError:
+def error_from_wire(
+    error: Any, default_code: int = 50000, default_message: str = "error without details"
+) -> PresenceError:
     """An ErrorInfo object from a frame or REST body (`{code, statusCode, message}`) as PresenceError."""
     if not isinstance(error, dict):
         return PresenceError(default_code, default_message)
@@ -127,13 +128,17 @@ def encode_data(data: Any) -> tuple[Any, str | None]:
         try:
             return json.dumps(data, allow_nan=False, separators=(",", ":")), "json"
         except (TypeError, ValueError) as exc:
-            raise PresenceError(errors.INVALID_DATA, f"data: not JSON-encodable ({exc})",
-                                "data") from None
+            raise PresenceError(
+                errors.INVALID_DATA, f"data: not JSON-encodable ({exc})", "data"
+            ) from None
     if isinstance(data, bool | int) or (isinstance(data, float) and math.isfinite(data)):
         return data, None
-    raise PresenceError(errors.INVALID_DATA,
-                        f"data: unsupported data type {type(data).__name__}; "
-                        "expected string, JSON object or array, or binary", "data")
+    raise PresenceError(
+        errors.INVALID_DATA,
+        f"data: unsupported data type {type(data).__name__}; "
+        "expected string, JSON object or array, or binary",
+        "data",
+    )
 
 
 def decode_data(data: Any, encoding: str | None) -> tuple[Any, str | None]:
@@ -158,8 +163,9 @@ def decode_data(data: Any, encoding: str | None) -> tuple[Any, str | None]:
     return data, ("/".join(steps) or None)
 
 
-def presence_to_wire(action: Action, data: Any, client_id: str | None = None,
-                     id_: str | None = None) -> dict:
+def presence_to_wire(
+    action: Action, data: Any, client_id: str | None = None, id_: str | None = None
+) -> dict:
     """A presence item for a client PRESENCE frame. Without `client_id` none is sent (RTP8c)."""
     wire_data, encoding = encode_data(data)
     item: dict[str, Any] = {"action": action.wire}
@@ -202,6 +208,12 @@ def presence_from_wire(item: Any, parent: dict | None = None, index: int = 0) ->
         extra["encoding"] = residual
     if item.get("extras") is not None:
         extra["extras"] = item["extras"]
-    return PresenceMessage(action=action, client_id=item.get("clientId") or "",
-                           connection_id=connection_id, data=data, timestamp=int(timestamp),
-                           id=id_, extra=extra)
+    return PresenceMessage(
+        action=action,
+        client_id=item.get("clientId") or "",
+        connection_id=connection_id,
+        data=data,
+        timestamp=int(timestamp),
+        id=id_,
+        extra=extra,
+    )

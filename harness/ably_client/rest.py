@@ -17,15 +17,14 @@ from typing import Any
 from urllib.parse import quote, urljoin
 
 import aiohttp
-from yarl import URL
-
-from harness.ably_client.protocol import (
+from presence_conformance.harness.ably_client.protocol import (
     OperationTimeout,
     ProtocolViolation,
     error_from_wire,
     presence_from_wire,
 )
-from reference_impl.types import PresenceMessage
+from presence_conformance.reference_impl.types import PresenceMessage
+from yarl import URL
 
 __all__ = ["PaginatedResult", "RestClient", "parse_links"]
 
@@ -45,8 +44,9 @@ def parse_links(header: str | None) -> dict[str, str]:
 class PaginatedResult:
     """One page of a REST listing (TG1): `items`, `has_next()`, `is_last()`, `next()`."""
 
-    def __init__(self, client: RestClient, items: list[PresenceMessage], next_url: URL | None,
-                 url: URL) -> None:
+    def __init__(
+        self, client: RestClient, items: list[PresenceMessage], next_url: URL | None, url: URL
+    ) -> None:
         self._client = client
         self.items = items
         self.url = url
@@ -68,16 +68,25 @@ class PaginatedResult:
 class RestClient:
     """REST presence for one API key against `endpoint` ("host:port", plain http)."""
 
-    def __init__(self, endpoint: str, key: str, *, timeout: float = 10.0,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        key: str,
+        *,
+        timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.key = key
         self.timeout = timeout
         self._session = session
         self._own_session = session is None
         token = base64.b64encode(key.encode()).decode("ascii")
-        self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json",
-                         "X-Ably-Version": "5"}
+        self._headers = {
+            "Authorization": f"Basic {token}",
+            "Accept": "application/json",
+            "X-Ably-Version": "5",
+        }
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -91,25 +100,41 @@ class RestClient:
         await self.close()
 
     def _url(self, path: str, params: dict[str, Any]) -> URL:
-        query = "&".join(f"{k}={quote(_param(v), safe='')}" for k, v in params.items()
-                         if v is not None)
+        query = "&".join(
+            f"{k}={quote(_param(v), safe='')}" for k, v in params.items() if v is not None
+        )
         return URL(f"http://{self.endpoint}{path}" + (f"?{query}" if query else ""), encoded=True)
 
     def _channel_path(self, channel: str, tail: str) -> str:
         return f"/channels/{quote(channel, safe='')}/{tail}"
 
-    async def presence_history(self, channel: str, start: Any = None, end: Any = None,
-                               limit: Any = None, direction: Any = None) -> PaginatedResult:
+    async def presence_history(
+        self,
+        channel: str,
+        start: Any = None,
+        end: Any = None,
+        limit: Any = None,
+        direction: Any = None,
+    ) -> PaginatedResult:
         """RSP4 / RTP12: `GET /channels/{name}/presence/history` (values passed as given)."""
-        url = self._url(self._channel_path(channel, "presence/history"),
-                        {"start": start, "end": end, "limit": limit, "direction": direction})
+        url = self._url(
+            self._channel_path(channel, "presence/history"),
+            {"start": start, "end": end, "limit": limit, "direction": direction},
+        )
         return await self._get_page(url)
 
-    async def presence_get(self, channel: str, limit: Any = None, client_id: str | None = None,
-                           connection_id: str | None = None) -> PaginatedResult:
+    async def presence_get(
+        self,
+        channel: str,
+        limit: Any = None,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> PaginatedResult:
         """RSP3: `GET /channels/{name}/presence`."""
-        url = self._url(self._channel_path(channel, "presence"),
-                        {"limit": limit, "clientId": client_id, "connectionId": connection_id})
+        url = self._url(
+            self._channel_path(channel, "presence"),
+            {"limit": limit, "clientId": client_id, "connectionId": connection_id},
+        )
         return await self._get_page(url)
 
     async def time(self) -> int:
@@ -134,7 +159,10 @@ class RestClient:
         if session is None:
             session = self._session = aiohttp.ClientSession()
         try:
-            async with asyncio.timeout(self.timeout), session.get(url, headers=self._headers) as resp:
+            async with (
+                asyncio.timeout(self.timeout),
+                session.get(url, headers=self._headers) as resp,
+            ):
                 text = await resp.text()
                 status = resp.status
                 headers = resp.headers
@@ -147,13 +175,15 @@ class RestClient:
         except ValueError:
             body = None
             if 200 <= status < 300:
-                raise ProtocolViolation(f"GET {url}: HTTP {status} with a body that is not JSON: "
-                                        f"{text[:200]!r}") from None
+                raise ProtocolViolation(
+                    f"GET {url}: HTTP {status} with a body that is not JSON: {text[:200]!r}"
+                ) from None
         if status >= 400:
             error = body.get("error") if isinstance(body, dict) else None
             if not isinstance(error, dict) or not isinstance(error.get("code"), int):
-                raise ProtocolViolation(f"GET {url}: HTTP {status} without an Ably error body: "
-                                        f"{text[:200]!r}")
+                raise ProtocolViolation(
+                    f"GET {url}: HTTP {status} without an Ably error body: {text[:200]!r}"
+                )
             err = error_from_wire(error, status * 100, f"HTTP {status}")
             if not isinstance(error.get("statusCode"), int):
                 err.status_code = status

@@ -1,5 +1,5 @@
 """`ably-js`: the official Ably JavaScript SDK (the `ably` npm package, 2.x) under node, as the
-implementation under test, through the bridge protocol (`harness.adapters.bridge`).
+implementation under test, through the bridge protocol (`presence_conformance.harness.adapters.bridge`).
 
     (cd node && npm ci)
     presence-conformance run --adapter ably-js
@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from harness.adapter import ALL_FEATURES, Feature, UsageError
-from harness.adapters.bridge import BridgeAdapter
+from presence_conformance.harness.adapter import ALL_FEATURES, Feature, UsageError
+from presence_conformance.harness.adapters.bridge import BridgeAdapter
 
 __all__ = ["AblyJsAdapter", "default_node_dir"]
 
@@ -37,9 +37,9 @@ SCRIPT = "ably_bridge.mjs"
 
 def default_node_dir() -> Path:
     """`node/` next to the `harness` package (the repository's node folder)."""
-    import harness
+    import presence_conformance.harness
 
-    return Path(harness.__file__).resolve().parent.parent / "node"
+    return Path(presence_conformance.harness.__file__).resolve().parent.parent / "node"
 
 
 class AblyJsAdapter(BridgeAdapter):
@@ -52,7 +52,7 @@ class AblyJsAdapter(BridgeAdapter):
         **{k: v for k, v in BridgeAdapter.options.items() if k not in ("command", "cwd")},
         "node": "the node executable (default: `node` on PATH)",
         "node_dir": "the folder with ably_bridge.mjs and node_modules (default: node/ next to "
-                    "the harness package)",
+        "the harness package)",
     }
     quiet_period = 0.2
 
@@ -60,15 +60,21 @@ class AblyJsAdapter(BridgeAdapter):
         node_dir = Path(options.get("node_dir") or default_node_dir())
         script = node_dir / SCRIPT
         if not script.is_file():
-            raise UsageError(f"adapter {NAME!r}: {script} not found; ably-js runs from the "
-                             "repository's node/ folder (or give --adapter-option node_dir=DIR)")
+            raise UsageError(
+                f"adapter {NAME!r}: {script} not found; ably-js runs from the "
+                "repository's node/ folder (or give --adapter-option node_dir=DIR)"
+            )
         if not (node_dir / "node_modules" / "ably" / "package.json").is_file():
-            raise UsageError(f"adapter {NAME!r}: {node_dir / 'node_modules'} has no ably package: "
-                             f"run npm ci in {node_dir}")
+            raise UsageError(
+                f"adapter {NAME!r}: {node_dir / 'node_modules'} has no ably package: "
+                f"run npm ci in {node_dir}"
+            )
         node = options.get("node") or shutil.which("node")
         if not node or not (shutil.which(node) or Path(node).is_file()):
-            raise UsageError(f"adapter {NAME!r}: node is not installed (or not on PATH); install "
-                             "Node.js 18+ or give --adapter-option node=/path/to/node")
+            raise UsageError(
+                f"adapter {NAME!r}: node is not installed (or not on PATH); install "
+                "Node.js 18+ or give --adapter-option node=/path/to/node"
+            )
         self._node_dir = node_dir
         return [node, str(script)]
 

@@ -2,7 +2,7 @@
 
 It tests a *client*: each contract connection is one `AblyRealtime` client of the SDK, unmodified,
 against the embedded reference server (started in-process on a free port, see
-`harness.adapters.embedded`), or against another Ably-protocol server given by
+`presence_conformance.harness.adapters.embedded`), or against another Ably-protocol server given by
 `--adapter-option endpoint=HOST:PORT --adapter-option key=NAME:SECRET`.
 
     pip install 'presence-conformance[ably]'
@@ -40,7 +40,7 @@ server, history needs `--adapter-option token=TOKEN`; without it Feature.HISTORY
 The SDK checks some history arguments itself and raises `ValueError` (limit > 1000, start after
 end): that is a refusal without an Ably error code, reported as `PresenceError` with code None.
 
-`drop()`: every client connects through its own TCP relay (`harness.adapters.relay`); dropping
+`drop()`: every client connects through its own TCP relay (`presence_conformance.harness.adapters.relay`); dropping
 resets the relay's server side (a network failure for the server: no WebSocket close, no Ably
 CLOSE) and stops it from accepting, then closes the client, whose CLOSE frame reaches only the
 relay. The SDK never reconnects, so the server synthesizes the members' leaves after its grace.
@@ -60,7 +60,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from harness.adapter import (
+from presence_conformance.harness.adapter import (
     ALL_FEATURES,
     Adapter,
     AdapterChannel,
@@ -72,15 +72,15 @@ from harness.adapter import (
     PresenceError,
     UsageError,
 )
-from harness.adapters.embedded import (
+from presence_conformance.harness.adapters.embedded import (
     DEFAULT_LEAVE_GRACE,
     FULL_CAPABILITY,
     EmbeddedServer,
     ServerTarget,
     parse_float,
 )
-from harness.adapters.relay import TcpRelay
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.adapters.relay import TcpRelay
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["AblyPythonAdapter", "sdk_message"]
 
@@ -91,7 +91,9 @@ _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 SDK_FEATURES: frozenset[Feature] = (ALL_FEATURES | {Feature.WIRE_FRAMES}) - {
-    Feature.SUBSCRIBE_ACTION_LIST, Feature.UNSUBSCRIBE_BY_ACTION}
+    Feature.SUBSCRIBE_ACTION_LIST,
+    Feature.UNSUBSCRIBE_BY_ACTION,
+}
 
 
 def _ms(value: Any) -> Any:
@@ -117,17 +119,25 @@ def sdk_message(message: Any) -> PresenceMessage:
             action = Action.from_wire(action)
         except PresenceError:
             pass
-    return PresenceMessage(action=action, client_id=message.client_id,
-                           connection_id=message.connection_id, data=_data(message.data),
-                           timestamp=_ms(message.timestamp), id=message.id)
+    return PresenceMessage(
+        action=action,
+        client_id=message.client_id,
+        connection_id=message.connection_id,
+        data=_data(message.data),
+        timestamp=_ms(message.timestamp),
+        id=message.id,
+    )
 
 
 def _sdk_error(exc: BaseException) -> PresenceError:
     code = getattr(exc, "code", None)
     status = getattr(exc, "status_code", None)
     message = getattr(exc, "message", None) or str(exc)
-    return PresenceError(code, f"{message} (ably-python: {type(exc).__name__})",
-                         status_code=status if isinstance(status, int) else None)
+    return PresenceError(
+        code,
+        f"{message} (ably-python: {type(exc).__name__})",
+        status_code=status if isinstance(status, int) else None,
+    )
 
 
 def _ably_exception() -> type[BaseException]:
@@ -151,14 +161,21 @@ class _Translate:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, PresenceError | NotImplementedError | TimeoutError
-                                     | asyncio.CancelledError | GeneratorExit):
+        if exc is None or isinstance(
+            exc,
+            PresenceError
+            | NotImplementedError
+            | TimeoutError
+            | asyncio.CancelledError
+            | GeneratorExit,
+        ):
             return False
         if isinstance(exc, _ably_exception()):
             raise _sdk_error(exc) from exc
         if isinstance(exc, Exception):
-            raise SdkError(f"ably-python raised {type(exc).__name__} in {self.call}: "
-                           f"{exc!r}") from exc
+            raise SdkError(
+                f"ably-python raised {type(exc).__name__} in {self.call}: {exc!r}"
+            ) from exc
         return False
 
 
@@ -190,8 +207,10 @@ class SdkPresence(AdapterPresence):
         """One SDK listener per contract listener (the SDK identifies listeners by object)."""
         wrapper = self._wrappers.get(listener)
         if wrapper is None:
+
             def wrapper(message: Any) -> None:
                 listener(sdk_message(message))
+
             self._wrappers[listener] = wrapper
         return wrapper
 
@@ -207,11 +226,16 @@ class SdkPresence(AdapterPresence):
         with _Translate("presence.leave()"):
             await self._presence.leave(data)
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         with _Translate("presence.get()"):
-            members = await self._presence.get(wait_for_sync=wait_for_sync, client_id=client_id,
-                                               connection_id=connection_id)
+            members = await self._presence.get(
+                wait_for_sync=wait_for_sync, client_id=client_id, connection_id=connection_id
+            )
         return [sdk_message(m) for m in members]
 
     async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
@@ -224,10 +248,12 @@ class SdkPresence(AdapterPresence):
             else:
                 raise NotImplementedError(
                     "ably-python 3.1.4 subscribes a listener to one action at a time; a list of "
-                    "actions is not offered (Feature.SUBSCRIBE_ACTION_LIST is not declared)")
+                    "actions is not offered (Feature.SUBSCRIBE_ACTION_LIST is not declared)"
+                )
 
-    async def unsubscribe(self, listener: Listener | None = None,
-                          actions: list[str] | None = None) -> None:
+    async def unsubscribe(
+        self, listener: Listener | None = None, actions: list[str] | None = None
+    ) -> None:
         with _Translate("presence.unsubscribe()"):
             if listener is None and actions is None:
                 self._presence.unsubscribe()
@@ -236,7 +262,8 @@ class SdkPresence(AdapterPresence):
                 raise NotImplementedError(
                     "ably-python 3.1.4 has unsubscribe(), unsubscribe(listener) and "
                     "unsubscribe(action, listener) only (Feature.UNSUBSCRIBE_BY_ACTION is not "
-                    "declared)")
+                    "declared)"
+                )
             wrapper = self._wrappers.get(listener)
             if wrapper is None:  # never subscribed here: the SDK gets an object it never saw
                 wrapper = self._wrapper(listener)
@@ -245,8 +272,13 @@ class SdkPresence(AdapterPresence):
             else:
                 self._presence.unsubscribe(actions[0], wrapper)
 
-    async def history(self, start: int | None = None, end: int | None = None,
-                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+    async def history(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        direction: str | None = None,
+    ) -> HistoryPage:
         rest = self._channel.connection.rest()
         presence = rest.channels.get(self._channel.name).presence
         try:
@@ -254,8 +286,11 @@ class SdkPresence(AdapterPresence):
         except _ably_exception() as exc:
             raise _sdk_error(exc) from exc
         except ValueError as exc:  # the SDK's own argument checks carry no Ably code
-            raise PresenceError(None, f"ably-python refused the arguments without an Ably "  # type: ignore[arg-type]
-                                f"error code: ValueError: {exc}") from exc
+            raise PresenceError(
+                None,
+                f"ably-python refused the arguments without an Ably "  # type: ignore[arg-type]
+                f"error code: ValueError: {exc}",
+            ) from exc
         return SdkHistoryPage(page)
 
     async def sync_complete(self) -> bool:
@@ -279,8 +314,14 @@ class SdkChannel(AdapterChannel):
 class SdkConnection(AdapterConnection):
     """One `AblyRealtime` client, through its own TCP relay."""
 
-    def __init__(self, adapter: AblyPythonAdapter, client: Any, relay: TcpRelay,
-                 client_id: str | None, rest_token: str | None) -> None:
+    def __init__(
+        self,
+        adapter: AblyPythonAdapter,
+        client: Any,
+        relay: TcpRelay,
+        client_id: str | None,
+        rest_token: str | None,
+    ) -> None:
         self.adapter = adapter
         self.client = client
         self.relay = relay
@@ -304,13 +345,19 @@ class SdkConnection(AdapterConnection):
                 raise NotImplementedError(
                     "ably-python: presence history is REST-only in 3.1.4 and its REST client "
                     "refuses Basic auth over plain http; give --adapter-option token=TOKEN "
-                    "(Feature.HISTORY is not declared without it)")
+                    "(Feature.HISTORY is not declared without it)"
+                )
             from ably import AblyRest
 
             target = self.adapter.target
-            self._rest = AblyRest(token=self._rest_token, endpoint=target.host,
-                                  port=target.port, tls=False, use_binary_protocol=False,
-                                  http_request_timeout=int(self.adapter.timeout * 1000))
+            self._rest = AblyRest(
+                token=self._rest_token,
+                endpoint=target.host,
+                port=target.port,
+                tls=False,
+                use_binary_protocol=False,
+                http_request_timeout=int(self.adapter.timeout * 1000),
+            )
         return self._rest
 
     @property
@@ -353,13 +400,13 @@ class AblyPythonAdapter(Adapter):
     features: frozenset[Feature] = SDK_FEATURES  # type: ignore[misc]
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of another Ably-protocol server (default: start the embedded "
-                    "reference server on a free port)",
+        "reference server on a free port)",
         "key": "API key NAME:SECRET for that server (needed with endpoint)",
         "token": "a token that server accepts on REST, for presence history (ably-python "
-                 "refuses Basic auth over plain http); without it history is unsupported",
+        "refuses Basic auth over plain http); without it history is unsupported",
         "leave_grace": "seconds before a dropped connection's members leave: the embedded "
-                       f"server is started with it; for another server, give its value "
-                       f"(default {DEFAULT_LEAVE_GRACE:g})",
+        f"server is started with it; for another server, give its value "
+        f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds to wait for a connection or a close (default {DEFAULT_TIMEOUT:g})",
     }
     quiet_period = 0.1
@@ -367,16 +414,19 @@ class AblyPythonAdapter(Adapter):
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         super().__init__(options)
         if importlib.util.find_spec("ably") is None:
-            raise UsageError(f"adapter {NAME!r}: the ably package (ably-python) is not "
-                             f"installed: {INSTALL_HINT}")
+            raise UsageError(
+                f"adapter {NAME!r}: the ably package (ably-python) is not installed: {INSTALL_HINT}"
+            )
         opts = self.option_values
         self.leave_grace = parse_float(NAME, opts, "leave_grace", DEFAULT_LEAVE_GRACE)
         self.timeout = parse_float(NAME, opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
         self.target = ServerTarget.from_options(NAME, opts)
         self.rest_token = opts.get("token")
         if self.rest_token is not None and not self.target.external:
-            raise UsageError(f"adapter {NAME!r}: option token only applies with endpoint "
-                             "(the embedded server issues its own tokens)")
+            raise UsageError(
+                f"adapter {NAME!r}: option token only applies with endpoint "
+                "(the embedded server issues its own tokens)"
+            )
         if self.target.external:
             features = set(SDK_FEATURES) - {Feature.CAPABILITIES, Feature.WIRE_FRAMES}
             if self.rest_token is None:
@@ -415,6 +465,7 @@ class AblyPythonAdapter(Adapter):
                 previous(loop, context)
             else:
                 loop.default_exception_handler(context)
+
         loop.set_exception_handler(handler)
         self._restore_handler = (loop, previous)
 
@@ -427,6 +478,7 @@ class AblyPythonAdapter(Adapter):
                 with contextlib.suppress(Exception):
                     await conn.close()
             await conn._release()
+
         await asyncio.gather(*(close(c) for c in connections), return_exceptions=True)
         if self.embedded is not None:
             embedded, self.embedded = self.embedded, None
@@ -439,12 +491,14 @@ class AblyPythonAdapter(Adapter):
         if self.embedded is not None:
             return self.embedded.key_for(capability)
         if capability is not None and capability != FULL_CAPABILITY:
-            raise NotImplementedError(f"{NAME}: capabilities need the embedded server (it mints "
-                                      "a key per capability)")
+            raise NotImplementedError(
+                f"{NAME}: capabilities need the embedded server (it mints a key per capability)"
+            )
         return self.target.key
 
-    async def connect(self, client_id: str | None, capability: dict[str, list[str]] | None = None
-                      ) -> SdkConnection:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> SdkConnection:
         from ably import AblyRealtime
 
         if not self.target.endpoint:
@@ -453,13 +507,19 @@ class AblyPythonAdapter(Adapter):
         token = None if self.embedded is None else self.embedded.token_for(key, client_id)
         relay = TcpRelay(self.target.host, self.target.port)
         await relay.start()
-        common: dict[str, Any] = {"endpoint": relay.endpoint, "tls": False,
-                                  "use_binary_protocol": False, "fallback_hosts": []}
+        common: dict[str, Any] = {
+            "endpoint": relay.endpoint,
+            "tls": False,
+            "use_binary_protocol": False,
+            "fallback_hosts": [],
+        }
         if client_id == "*":
             if token is None:
                 await relay.close()
-                raise NotImplementedError(f"{NAME}: a wildcard clientId needs a token bound to "
-                                          "'*' (the embedded server issues one)")
+                raise NotImplementedError(
+                    f"{NAME}: a wildcard clientId needs a token bound to "
+                    "'*' (the embedded server issues one)"
+                )
             client = AblyRealtime(token=token, **common)
         elif client_id is None:
             client = AblyRealtime(key=key, **common)
@@ -488,8 +548,10 @@ class AblyPythonAdapter(Adapter):
         if self.embedded is None:
             return False
         live = [c for c in self._connections if c.live]
-        await asyncio.gather(*(asyncio.wait_for(c.client.connection.ping(), self.timeout)
-                               for c in live), return_exceptions=True)
+        await asyncio.gather(
+            *(asyncio.wait_for(c.client.connection.ping(), self.timeout) for c in live),
+            return_exceptions=True,
+        )
         await asyncio.sleep(0)
         return True
 
@@ -505,8 +567,12 @@ async def _connected(client: Any) -> None:
     from ably.types.connectionstate import ConnectionState
 
     connection = client.connection
-    failed = (ConnectionState.FAILED, ConnectionState.SUSPENDED, ConnectionState.CLOSED,
-              ConnectionState.DISCONNECTED)
+    failed = (
+        ConnectionState.FAILED,
+        ConnectionState.SUSPENDED,
+        ConnectionState.CLOSED,
+        ConnectionState.DISCONNECTED,
+    )
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 

@@ -1,7 +1,7 @@
 """The `ably-wire` adapter: the harness's own Ably-protocol client against an Ably-protocol server.
 
 It tests a *server*. By default `start()` runs the embedded reference server
-(`reference_impl.server`) in-process on a free port of 127.0.0.1 with a short leave grace, so a
+(`presence_conformance.reference_impl.server`) in-process on a free port of 127.0.0.1 with a short leave grace, so a
 run needs nothing else; with `--adapter-option endpoint=HOST:PORT` (and `key=NAME:SECRET`) it
 drives any other server that speaks the Ably realtime protocol over plain `ws://` with JSON
 and serves REST presence history over plain `http://` on the same port.
@@ -10,7 +10,7 @@ and serves REST presence history over plain `http://` on the same port.
     presence-conformance run --adapter ably-wire --adapter-option endpoint=127.0.0.1:8080 \\
         --adapter-option key=appid.keyid:secret --adapter-option leave_grace=15
 
-Mapping of the contract (`harness.adapter`) onto the protocol (`harness.ably_client`):
+Mapping of the contract (`presence_conformance.harness.adapter`) onto the protocol (`presence_conformance.harness.ably_client`):
 `connect` opens a realtime connection (with a key provisioned for the requested capability on
 the embedded server); `enter`/`update`/`leave` send PRESENCE and wait for ACK (NACK raises
 PresenceError); `get`, `subscribe` and `sync_complete` are answered from the client's own
@@ -30,10 +30,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import aiohttp
-
-from harness.ably_client import ConnectionState, PaginatedResult, RealtimeConnection, RestClient
-from harness.ably_client.connection import RealtimeChannel
-from harness.adapter import (
+from presence_conformance.harness.ably_client import (
+    ConnectionState,
+    PaginatedResult,
+    RealtimeConnection,
+    RestClient,
+)
+from presence_conformance.harness.ably_client.connection import RealtimeChannel
+from presence_conformance.harness.adapter import (
     ALL_FEATURES,
     Adapter,
     AdapterChannel,
@@ -44,14 +48,14 @@ from harness.adapter import (
     Listener,
     UsageError,
 )
-from harness.adapters.embedded import (
+from presence_conformance.harness.adapters.embedded import (
     DEFAULT_LEAVE_GRACE,
     FULL_CAPABILITY,
     check_endpoint,
     check_key,
     parse_float,
 )
-from reference_impl.types import PresenceMessage
+from presence_conformance.reference_impl.types import PresenceMessage
 
 __all__ = ["AblyWireAdapter"]
 
@@ -95,8 +99,12 @@ class WirePresence(AdapterPresence):
     async def leave(self, data: Any = None) -> None:
         await self._presence.leave(data)
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         return await self._presence.get(client_id, connection_id, wait_for_sync)
 
     async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
@@ -104,16 +112,25 @@ class WirePresence(AdapterPresence):
             listener, actions = actions, listener
         await self._presence.subscribe(listener, actions)
 
-    async def unsubscribe(self, listener: Listener | None = None,
-                          actions: list[str] | None = None) -> None:
-        if listener is not None and not callable(listener) and (actions is None
-                                                                 or callable(actions)):
+    async def unsubscribe(
+        self, listener: Listener | None = None, actions: list[str] | None = None
+    ) -> None:
+        if (
+            listener is not None
+            and not callable(listener)
+            and (actions is None or callable(actions))
+        ):
             listener, actions = actions, listener  # the seed's order (actions[, listener])
         self._realtime.check_usable()
         self._presence.unsubscribe(listener, actions)
 
-    async def history(self, start: int | None = None, end: int | None = None,
-                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+    async def history(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        direction: str | None = None,
+    ) -> HistoryPage:
         self._realtime.check_usable()
         rest = self._channel.connection.rest
         page = await rest.presence_history(self._channel.name, start, end, limit, direction)
@@ -145,8 +162,9 @@ class WireConnection(AdapterConnection):
         self.realtime = realtime
         self.id = realtime.id
         self.client_id = realtime.client_id
-        self.rest = RestClient(adapter.endpoint, key, timeout=adapter.timeout,
-                               session=adapter._session)
+        self.rest = RestClient(
+            adapter.endpoint, key, timeout=adapter.timeout, session=adapter._session
+        )
         self._channels: dict[str, WireChannel] = {}
 
     def channel(self, name: str) -> WireChannel:
@@ -169,11 +187,11 @@ class AblyWireAdapter(Adapter):
     features: frozenset[Feature] = ALL_FEATURES | {Feature.WIRE_FRAMES}  # type: ignore[misc]
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
-                    "reference server on a free port)",
+        "reference server on a free port)",
         "key": "API key NAME:SECRET for that server (default: the embedded server's own key)",
         "leave_grace": "seconds before a dropped connection's members leave: the embedded "
-                       f"server is started with it; for another server, give its value "
-                       f"(default {DEFAULT_LEAVE_GRACE:g})",
+        f"server is started with it; for another server, give its value "
+        f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds to wait for any answer from the server (default {DEFAULT_TIMEOUT:g})",
         "sync_page_size": "members per SYNC frame on the embedded server (default: the server's)",
     }
@@ -195,12 +213,14 @@ class AblyWireAdapter(Adapter):
         self.sync_page_size: int | None = None
         if "sync_page_size" in opts:
             if self.external:
-                raise UsageError("adapter 'ably-wire': sync_page_size only applies to the "
-                                 "embedded server")
+                raise UsageError(
+                    "adapter 'ably-wire': sync_page_size only applies to the embedded server"
+                )
             raw = opts["sync_page_size"]
             if not raw.isdigit() or int(raw) < 1:
-                raise UsageError(f"adapter 'ably-wire': sync_page_size={raw!r}: expected an "
-                                 "integer >= 1")
+                raise UsageError(
+                    f"adapter 'ably-wire': sync_page_size={raw!r}: expected an integer >= 1"
+                )
             self.sync_page_size = int(raw)
         if self.external:
             # Another server: no frame log to read, and no way to mint keys with a capability.
@@ -216,7 +236,7 @@ class AblyWireAdapter(Adapter):
         self._session = aiohttp.ClientSession()
         if self.external:
             return
-        from reference_impl.server import PresenceServer, ServerConfig
+        from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 
         config_args: dict[str, Any] = {"leave_grace": self.leave_grace}
         if self.sync_page_size is not None:
@@ -233,9 +253,11 @@ class AblyWireAdapter(Adapter):
         """Close every connection still open (bounded), then stop the server."""
         connections, self._connections = self._connections, []
         if connections:
+
             async def _close(conn: WireConnection) -> None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.realtime.close(), self.timeout)
+
             await asyncio.gather(*(_close(c) for c in connections), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
@@ -250,7 +272,8 @@ class AblyWireAdapter(Adapter):
         if self.server is None:
             raise NotImplementedError(
                 "ably-wire: capabilities need the embedded server (it mints a key per "
-                "capability); another server only gets the one key it was given")
+                "capability); another server only gets the one key it was given"
+            )
         canonical = repr(sorted((k, sorted(v)) for k, v in capability.items()))
         key = self._capability_keys.get(canonical)
         if key is None:
@@ -260,16 +283,19 @@ class AblyWireAdapter(Adapter):
             key = self._capability_keys[canonical] = f"{name}:{secret}"
         return key
 
-    async def connect(self, client_id: str | None, capability: dict[str, list[str]] | None = None
-                      ) -> WireConnection:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> WireConnection:
         if not self.endpoint:
             raise RuntimeError("ably-wire: connect() before start()")
         key = self._key_for(capability)
-        realtime = await RealtimeConnection.connect(self.endpoint, key, client_id,
-                                                    timeout=self.timeout)
+        realtime = await RealtimeConnection.connect(
+            self.endpoint, key, client_id, timeout=self.timeout
+        )
         conn = WireConnection(self, realtime, key)
-        self._connections = [c for c in self._connections
-                             if c.realtime.state is ConnectionState.CONNECTED]
+        self._connections = [
+            c for c in self._connections if c.realtime.state is ConnectionState.CONNECTED
+        ]
         self._connections.append(conn)
         return conn
 
@@ -283,8 +309,9 @@ class AblyWireAdapter(Adapter):
         """
         if self.external or self.server is None:
             return False
-        live = [c.realtime for c in self._connections
-                if c.realtime.state is ConnectionState.CONNECTED]
+        live = [
+            c.realtime for c in self._connections if c.realtime.state is ConnectionState.CONNECTED
+        ]
         await asyncio.gather(*(r.ping() for r in live), return_exceptions=True)
         return True
 

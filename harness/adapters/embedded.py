@@ -1,7 +1,7 @@
 """The embedded reference server, shared by the adapters that test a *client* against it.
 
 `ably-python`, `ably-js` and `bridge` drive an SDK (the implementation under test) against a
-server. By default that server is the reference server (`reference_impl.server`), started
+server. By default that server is the reference server (`presence_conformance.reference_impl.server`), started
 in-process on a free port of 127.0.0.1 with a short leave grace, exactly as `ably-wire` starts
 it; `EmbeddedServer` is that start-up, plus what those adapters need from it:
 
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.adapter import UsageError
+from presence_conformance.harness.adapter import UsageError
 
 __all__ = [
     "DEFAULT_LEAVE_GRACE",
@@ -41,8 +41,9 @@ DEFAULT_LEAVE_GRACE = 0.3
 FULL_CAPABILITY: dict[str, list[str]] = {"*": ["*"]}
 
 
-def parse_float(adapter: str, options: Mapping[str, str], name: str, default: float,
-                minimum: float = 0.0) -> float:
+def parse_float(
+    adapter: str, options: Mapping[str, str], name: str, default: float, minimum: float = 0.0
+) -> float:
     """`options[name]` as a finite float >= `minimum` (`default` when absent); UsageError else."""
     raw = options.get(name)
     if raw is None:
@@ -60,8 +61,9 @@ def check_endpoint(adapter: str, endpoint: str) -> str:
     """`HOST:PORT` with a valid port; UsageError otherwise."""
     host, sep, port = endpoint.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"adapter {adapter!r}: endpoint={endpoint!r}: expected HOST:PORT, "
-                         "e.g. 127.0.0.1:8080")
+        raise UsageError(
+            f"adapter {adapter!r}: endpoint={endpoint!r}: expected HOST:PORT, e.g. 127.0.0.1:8080"
+        )
     return endpoint
 
 
@@ -69,8 +71,9 @@ def check_key(adapter: str, key: str) -> str:
     """`NAME:SECRET`; UsageError otherwise."""
     name, sep, secret = key.partition(":")
     if not sep or not name or not secret:
-        raise UsageError(f"adapter {adapter!r}: key={key!r}: expected NAME:SECRET, "
-                         "e.g. appid.keyid:secret")
+        raise UsageError(
+            f"adapter {adapter!r}: key={key!r}: expected NAME:SECRET, e.g. appid.keyid:secret"
+        )
     return key
 
 
@@ -96,22 +99,27 @@ class ServerTarget:
         if "endpoint" in options:
             if "key" not in options:
                 raise UsageError(f"adapter {adapter!r}: option endpoint needs key=NAME:SECRET too")
-            return cls(check_endpoint(adapter, options["endpoint"]),
-                       check_key(adapter, options["key"]), True)
+            return cls(
+                check_endpoint(adapter, options["endpoint"]),
+                check_key(adapter, options["key"]),
+                True,
+            )
         if "key" in options:
-            raise UsageError(f"adapter {adapter!r}: option key only applies with endpoint=HOST:PORT "
-                             "(the embedded server has its own key)")
+            raise UsageError(
+                f"adapter {adapter!r}: option key only applies with endpoint=HOST:PORT "
+                "(the embedded server has its own key)"
+            )
         return cls("", "", False)
 
 
 class EmbeddedServer:
     """The reference server in-process, with keys minted per capability.
 
-        server = EmbeddedServer(leave_grace=0.3)
-        endpoint = await server.start()          # "127.0.0.1:PORT"
-        key = server.key_for({"room": ["subscribe"]})
-        ...
-        await server.stop()
+    server = EmbeddedServer(leave_grace=0.3)
+    endpoint = await server.start()          # "127.0.0.1:PORT"
+    key = server.key_for({"room": ["subscribe"]})
+    ...
+    await server.stop()
     """
 
     def __init__(self, leave_grace: float = DEFAULT_LEAVE_GRACE, **config: Any) -> None:
@@ -125,7 +133,7 @@ class EmbeddedServer:
 
     async def start(self) -> str:
         """Start the server on a free port of 127.0.0.1; return its endpoint `HOST:PORT`."""
-        from reference_impl.server import PresenceServer, ServerConfig
+        from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 
         config = ServerConfig(**self.config_args)
         server = PresenceServer(config)
@@ -155,15 +163,16 @@ class EmbeddedServer:
         key = self._capability_keys.get(canonical)
         if key is None:
             name = f"harness.cap{next(self._names)}"
-            key = self.server.add_key(name, secrets.token_urlsafe(12),
-                                      {k: list(v) for k, v in capability.items()})
+            key = self.server.add_key(
+                name, secrets.token_urlsafe(12), {k: list(v) for k, v in capability.items()}
+            )
             self._capability_keys[canonical] = key
         return key
 
     def token_for(self, key: str, client_id: str | None = None) -> str | None:
         """A token of `key` (its capability), bound to `client_id` when given (`*`: wildcard);
         None if the server does not know the key."""
-        from reference_impl.server import ConfigError
+        from presence_conformance.reference_impl.server import ConfigError
 
         if self.server is None:
             raise RuntimeError("EmbeddedServer.token_for() before start()")

@@ -1,4 +1,4 @@
-"""`reference`: the in-process reference implementation (`reference_impl.service`) as an adapter.
+"""`reference`: the in-process reference implementation (`presence_conformance.reference_impl.service`) as an adapter.
 
 It supports every feature, answers `quiesce()` precisely (the service's delivery queues are
 empty), and so runs a case at the speed of the event loop. Options:
@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from harness.adapter import (
+from presence_conformance.harness.adapter import (
     ALL_FEATURES,
     Adapter,
     AdapterChannel,
@@ -29,13 +29,13 @@ from harness.adapter import (
     Listener,
     UsageError,
 )
-from reference_impl.service import (
+from presence_conformance.reference_impl.service import (
     PresenceService,
     ServiceConnection,
     ServiceHistoryPage,
     ServicePresence,
 )
-from reference_impl.types import PresenceMessage
+from presence_conformance.reference_impl.types import PresenceMessage
 
 __all__ = ["ReferenceAdapter", "ReferenceConnection", "ReferencePresence"]
 
@@ -96,8 +96,12 @@ class ReferencePresence(AdapterPresence):
         await self.delay()
         await self.service_presence.leave(data)
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         await self.delay()
         return await self.service_presence.get(client_id, connection_id, wait_for_sync)
 
@@ -105,16 +109,22 @@ class ReferencePresence(AdapterPresence):
         await self.delay()
         await self.service_presence.subscribe(self._wrapper(listener), actions)
 
-    async def unsubscribe(self, listener: Listener | None = None,
-                          actions: list[str] | None = None) -> None:
+    async def unsubscribe(
+        self, listener: Listener | None = None, actions: list[str] | None = None
+    ) -> None:
         await self.delay()
         wrapped = None if listener is None else self._wrapped.get(listener, listener)
         result = self.service_presence.unsubscribe(wrapped, actions)
         if inspect.isawaitable(result):
             await result
 
-    async def history(self, start: int | None = None, end: int | None = None,
-                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+    async def history(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        direction: str | None = None,
+    ) -> HistoryPage:
         await self.delay()
         page = await self.service_presence.history(start, end, limit, direction)
         return ReferencePage(page, self)
@@ -150,8 +160,9 @@ class ReferenceConnection(AdapterConnection):
     def channel(self, name: str) -> ReferenceChannel:
         channel = self._channels.get(name)
         if channel is None:
-            presence = self.presence_class(self.adapter,
-                                           self.service_connection.channels.get(name).presence, name)
+            presence = self.presence_class(
+                self.adapter, self.service_connection.channels.get(name).presence, name
+            )
             channel = self._channels[name] = ReferenceChannel(name, presence)
         return channel
 
@@ -201,8 +212,9 @@ class ReferenceAdapter(Adapter):
         if self.service is not None:
             await self.service.close()
 
-    async def connect(self, client_id: str | None,
-                      capability: dict[str, list[str]] | None = None) -> ReferenceConnection:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> ReferenceConnection:
         if self.service is None or self.service.closed:
             await self.start()
         assert self.service is not None

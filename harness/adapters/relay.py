@@ -85,11 +85,18 @@ class TcpRelay:
             writer.transport.abort()
             return
         pair.up = up_writer
-        pair.tasks = [asyncio.create_task(self._pump(reader, up_writer, pair, upstream=True)),
-                      asyncio.create_task(self._pump(up_reader, writer, pair, upstream=False))]
+        pair.tasks = [
+            asyncio.create_task(self._pump(reader, up_writer, pair, upstream=True)),
+            asyncio.create_task(self._pump(up_reader, writer, pair, upstream=False)),
+        ]
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    pair: _Pair, upstream: bool) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        pair: _Pair,
+        upstream: bool,
+    ) -> None:
         try:
             while True:
                 data = await reader.read(_CHUNK)

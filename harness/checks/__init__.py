@@ -9,8 +9,36 @@ name to its requirement IDs; `run_checks(record)` runs them all and returns
 (violations, infos).
 """
 
-from harness.checks import errors, events, filtering, history, messages, sync, wire
-from harness.checks.base import CHECKS, REGISTRY, CheckContext, CheckInfo, check, run_checks
+from presence_conformance.harness.checks import (
+    errors,
+    events,
+    filtering,
+    history,
+    messages,
+    sync,
+    wire,
+)
+from presence_conformance.harness.checks.base import (
+    CHECKS,
+    REGISTRY,
+    CheckContext,
+    CheckInfo,
+    check,
+    run_checks,
+)
 
-__all__ = ["CHECKS", "REGISTRY", "CheckContext", "CheckInfo", "check", "errors", "events",
-           "filtering", "history", "messages", "run_checks", "sync", "wire"]
+__all__ = [
+    "CHECKS",
+    "REGISTRY",
+    "CheckContext",
+    "CheckInfo",
+    "check",
+    "errors",
+    "events",
+    "filtering",
+    "history",
+    "messages",
+    "run_checks",
+    "sync",
+    "wire",
+]

@@ -13,14 +13,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harness.checks.base import CheckContext
-from harness.checks.matching import Alignment, Slot, align, deviations, event_slots
-from harness.record import CanonicalRecord, EventOrigin, ListenerKey, ListenerRecord, OpRecord, Seen
-from reference_impl.types import Action, PresenceMessage, data_equal
+from presence_conformance.harness.checks.base import CheckContext
+from presence_conformance.harness.record.matching import (
+    Alignment,
+    Slot,
+    align,
+    deviations,
+    event_slots,
+)
+from presence_conformance.harness.record.records import (
+    CanonicalRecord,
+    EventOrigin,
+    ListenerKey,
+    ListenerRecord,
+    OpRecord,
+    Seen,
+)
+from presence_conformance.reference_impl.types import Action, PresenceMessage, data_equal
 
-EMITTED = {"enter": "enter.event-emitted", "update": "update.event-emitted",
-           "leave": "leave.event-emitted", "present": "sync.present-on-attach",
-           "drop": "disconnect.leave-synthesized", "close": "disconnect.close-leaves"}
+EMITTED = {
+    "enter": "enter.event-emitted",
+    "update": "update.event-emitted",
+    "leave": "leave.event-emitted",
+    "present": "sync.present-on-attach",
+    "drop": "disconnect.leave-synthesized",
+    "close": "disconnect.close-leaves",
+}
 """The requirement an event of each origin kind is delivered under."""
 
 
@@ -38,11 +56,13 @@ def listener_alignments(ctx: CheckContext) -> dict[ListenerKey, ListenerAnalysis
             slots = [Slot(e.event, e.origin, e.min_count, e.max_count, e) for e in rec.expected]
             out[key] = ListenerAnalysis(rec, slots, align(slots, rec.received))
         return out
+
     return ctx.cached("listener_alignments", compute)
 
 
 def delivered_ids(ctx: CheckContext) -> set[tuple[str, str]]:
     """(model event id, receiving connection id) for every event some listener got, even mangled."""
+
     def compute() -> set[tuple[str, str]]:
         out = set()
         for analysis in listener_alignments(ctx).values():
@@ -51,30 +71,39 @@ def delivered_ids(ctx: CheckContext) -> set[tuple[str, str]]:
             for slot in [m[1] for m in a.matched] + [m[1] for m in a.late] + [n[1] for n in a.near]:
                 out.add((slot.event.id, conn))
         return out
+
     return ctx.cached("delivered_ids", compute)
 
 
 def canonical_alignments(ctx: CheckContext) -> list[tuple[CanonicalRecord, Alignment]]:
     def compute() -> list[tuple[CanonicalRecord, Alignment]]:
-        return [(rec, align(event_slots(rec.expected, ctx.record.origins), rec.observed))
-                for rec in ctx.record.canonicals if rec.observed is not None]
+        return [
+            (rec, align(event_slots(rec.expected, ctx.record.origins), rec.observed))
+            for rec in ctx.record.canonicals
+            if rec.observed is not None
+        ]
+
     return ctx.cached("canonical_alignments", compute)
 
 
 def channel_events(ctx: CheckContext, channel: str) -> list[PresenceMessage]:
     void = ctx.record.void
-    return ctx.cached(f"events:{channel}", lambda: [e for e in ctx.record.model.history_all(channel)
-                                                    if e.id not in void])
+    return ctx.cached(
+        f"events:{channel}",
+        lambda: [e for e in ctx.record.model.history_all(channel) if e.id not in void],
+    )
 
 
 def member_channels(ctx: CheckContext) -> dict[str, set[str]]:
     """Member key -> the channels whose model log has an event of that member."""
+
     def compute() -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
         for channel in ctx.record.scenario.channels:
             for event in channel_events(ctx, channel):
                 out.setdefault(event.member_key, set()).add(channel)
         return out
+
     return ctx.cached("member_channels", compute)
 
 
@@ -94,8 +123,11 @@ def refused_effect(ctx: CheckContext, seen: Seen) -> OpRecord | None:
     """The refused operation whose effect `seen` shows (an event, member or history item that a
     refused enter/update/leave would have produced), if any."""
     for op in ctx.record.ops:
-        if (op.attempted is None or op.channel != seen.channel
-                or seen.history_index < (op.invoke_index or 0)):
+        if (
+            op.attempted is None
+            or op.channel != seen.channel
+            or seen.history_index < (op.invoke_index or 0)
+        ):
             continue
         kind, client_id, connection_id, data = op.attempted
         if seen.connection_id != connection_id:
@@ -115,20 +147,31 @@ def noop_leave(ctx: CheckContext, seen: Seen) -> OpRecord | None:
     if seen.action != "leave":
         return None
     for op in ctx.record.ops:
-        if (op.kind == "leave" and op.status == "ok" and not op.events and op.model_error is None
-                and op.channel == seen.channel and op.connection_id == seen.connection_id):
+        if (
+            op.kind == "leave"
+            and op.status == "ok"
+            and not op.events
+            and op.model_error is None
+            and op.channel == seen.channel
+            and op.connection_id == seen.connection_id
+        ):
             return op
     return None
 
 
-def model_matches(ctx: CheckContext, seen: Seen) -> list[tuple[PresenceMessage, EventOrigin | None]]:
+def model_matches(
+    ctx: CheckContext, seen: Seen
+) -> list[tuple[PresenceMessage, EventOrigin | None]]:
     """Model events of `seen`'s channel that `seen` shows (for a present: the member states)."""
     out = []
     for event in channel_events(ctx, seen.channel):
         origin = ctx.record.origins.get(event.id)
         if seen.action == "present":
-            if (event.action is not Action.LEAVE and event.member_key == seen.member_key
-                    and data_equal(event.data, seen.data)):
+            if (
+                event.action is not Action.LEAVE
+                and event.member_key == seen.member_key
+                and data_equal(event.data, seen.data)
+            ):
                 out.append((event, origin))
         elif deviations(seen, event, origin) is not None:
             out.append((event, origin))
@@ -136,8 +179,11 @@ def model_matches(ctx: CheckContext, seen: Seen) -> list[tuple[PresenceMessage, 
 
 
 def _listeners_on(ctx: CheckContext, rec: ListenerRecord) -> list[ListenerRecord]:
-    return [r for r in ctx.record.listeners.values()
-            if r.connection_id == rec.connection_id and r.channel == rec.channel]
+    return [
+        r
+        for r in ctx.record.listeners.values()
+        if r.connection_id == rec.connection_id and r.channel == rec.channel
+    ]
 
 
 def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
@@ -169,8 +215,10 @@ def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
     if "action" in forms:
         return "unsubscribe.action"
     for other in _listeners_on(ctx, rec):
-        if other is not rec and any(before(s) and form in ("listener", "action-listener")
-                                    for s, form, _ in other.unsubscriptions):
+        if other is not rec and any(
+            before(s) and form in ("listener", "action-listener")
+            for s, form, _ in other.unsubscriptions
+        ):
             return "unsubscribe.others-unaffected"
     if not rec.received and rec.attach_step is not None:
         return "subscribe.implicit-attach"
@@ -207,22 +255,32 @@ def classify_extra(ctx: CheckContext, analysis: ListenerAnalysis, seen: Seen) ->
     if matches:
         _, origin = matches[-1]
         step = origin.step if origin else None
-        covering = [form for s, form, actions in rec.unsubscriptions
-                    if (step is None or s <= step) and (actions is None or seen.action in actions)]
+        covering = [
+            form
+            for s, form, actions in rec.unsubscriptions
+            if (step is None or s <= step) and (actions is None or seen.action in actions)
+        ]
         if covering:
             return f"unsubscribe.{covering[-1]}"
         filters = [actions for s, actions in rec.subscriptions if step is None or s <= step]
         if filters and None not in filters and not any(seen.action in f for f in filters):
-            return ("subscribe.single-action" if all(len(f) == 1 for f in filters)
-                    else "subscribe.action-list")
+            return (
+                "subscribe.single-action"
+                if all(len(f) == 1 for f in filters)
+                else "subscribe.action-list"
+            )
         if seen.action == "present":
             return "sync.no-duplicate-present"
     return "order.exactly-once"
 
 
 def describe_event(event: PresenceMessage) -> dict:
-    return {"action": event.action.value, "clientId": event.client_id,
-            "connectionId": event.connection_id, "data": event.data}
+    return {
+        "action": event.action.value,
+        "clientId": event.client_id,
+        "connectionId": event.connection_id,
+        "data": event.data,
+    }
 
 
 def first_index(items: Iterable[Seen]) -> int | None:

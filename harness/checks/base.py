@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.record import CaseRecord, jsonable
-from harness.results import Violation
+from presence_conformance.harness.record.records import CaseRecord, jsonable
+from presence_conformance.harness.results import Violation
 
 CheckFunction = Callable[["CheckContext"], Iterable[Violation]]
 
@@ -42,8 +42,9 @@ CHECKS: dict[str, tuple[str, ...]] = {}
 """Check name -> the requirement IDs it enforces (empty for explicit-expectation checks)."""
 
 
-def check(*requirements: str, name: str | None = None, explicit: bool = False
-          ) -> Callable[[CheckFunction], CheckFunction]:
+def check(
+    *requirements: str, name: str | None = None, explicit: bool = False
+) -> Callable[[CheckFunction], CheckFunction]:
     """Register a check function under `name` (default: the function's name)."""
 
     def register(function: CheckFunction) -> CheckFunction:
@@ -51,8 +52,14 @@ def check(*requirements: str, name: str | None = None, explicit: bool = False
         if check_name in REGISTRY:
             raise ValueError(f"check {check_name!r} is registered twice")
         family = function.__module__.rsplit(".", 1)[-1]
-        REGISTRY[check_name] = CheckInfo(check_name, family, tuple(requirements), function,
-                                         explicit, (function.__doc__ or "").strip())
+        REGISTRY[check_name] = CheckInfo(
+            check_name,
+            family,
+            tuple(requirements),
+            function,
+            explicit,
+            (function.__doc__ or "").strip(),
+        )
         CHECKS[check_name] = tuple(requirements)
         return function
 
@@ -76,27 +83,42 @@ class CheckContext:
             self.cache[key] = compute()
         return self.cache[key]
 
-    def violation(self, requirement: str, message: str, *, expected: Any = None,
-                  observed: Any = None, step: int | None = None,
-                  history_index: int | None = None) -> Violation:
+    def violation(
+        self,
+        requirement: str,
+        message: str,
+        *,
+        expected: Any = None,
+        observed: Any = None,
+        step: int | None = None,
+        history_index: int | None = None,
+    ) -> Violation:
         info = self.current
         assert info is not None, "violation() called outside a check"
         if not info.explicit and requirement not in info.requirements:
             raise AssertionError(f"check {info.name!r} is not registered for {requirement!r}")
-        return Violation(requirement=requirement, level=self.level(requirement), check=info.name,
-                         message=message, expected=jsonable(expected),
-                         observed=jsonable(observed), step=step, history_index=history_index)
+        return Violation(
+            requirement=requirement,
+            level=self.level(requirement),
+            check=info.name,
+            message=message,
+            expected=jsonable(expected),
+            observed=jsonable(observed),
+            step=step,
+            history_index=history_index,
+        )
 
 
-def run_checks(record: CaseRecord, catalogue: Any = None,
-               only: Iterable[str] | None = None) -> tuple[list[Violation], list[Violation]]:
+def run_checks(
+    record: CaseRecord, catalogue: Any = None, only: Iterable[str] | None = None
+) -> tuple[list[Violation], list[Violation]]:
     """Run every registered check (or those named in `only`) on a case record.
 
     Returns (violations of MUST and SHOULD requirements, INFO notes), each sorted by history
     index, duplicates removed, at most `MAX_PER_REQUIREMENT` per check and requirement.
     """
     if catalogue is None:
-        import spec
+        from presence_conformance import spec
 
         catalogue = spec.load_requirements()
     ctx = CheckContext(record, catalogue)
@@ -113,8 +135,9 @@ def run_checks(record: CaseRecord, catalogue: Any = None,
         unique.setdefault(key, v)
     kept: list[Violation] = []
     counts: dict[tuple[str, str], int] = {}
-    for v in sorted(unique.values(), key=lambda v: (v.history_index is None, v.history_index or 0,
-                                                     v.step or 0)):
+    for v in sorted(
+        unique.values(), key=lambda v: (v.history_index is None, v.history_index or 0, v.step or 0)
+    ):
         key = (v.check, v.requirement)
         counts[key] = counts.get(key, 0) + 1
         if counts[key] <= MAX_PER_REQUIREMENT:
@@ -122,9 +145,15 @@ def run_checks(record: CaseRecord, catalogue: Any = None,
     for (check_name, requirement), count in counts.items():
         if count > MAX_PER_REQUIREMENT:
             first = next(v for v in kept if v.check == check_name and v.requirement == requirement)
-            kept.append(Violation(requirement, first.level, check_name,
-                                  f"... and {count - MAX_PER_REQUIREMENT} more violation(s) of "
-                                  f"{requirement} found by {check_name}"))
+            kept.append(
+                Violation(
+                    requirement,
+                    first.level,
+                    check_name,
+                    f"... and {count - MAX_PER_REQUIREMENT} more violation(s) of "
+                    f"{requirement} found by {check_name}",
+                )
+            )
     violations = [v for v in kept if v.level != "INFO"]
     infos = [v for v in kept if v.level == "INFO"]
     return violations, infos

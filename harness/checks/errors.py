@@ -9,16 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from harness.checks.analysis import canonical_alignments, listener_alignments, refused_effect
-from harness.checks.base import CheckContext, check
-from harness.record import OpRecord, Seen
-from harness.results import Violation
-from reference_impl import errors
+from presence_conformance.harness.checks.analysis import (
+    canonical_alignments,
+    listener_alignments,
+    refused_effect,
+)
+from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.record.records import OpRecord, Seen
+from presence_conformance.harness.results import Violation
+from presence_conformance.reference_impl import errors
 
-REFUSALS = ("enter.requires-client-id", "enter.requires-presence-capability", "data.size-limit",
-            "data.unsupported-type", "subscribe.invalid-action", "history.limit-max-1000",
-            "history.limit-positive", "history.start-after-end", "history.direction-invalid",
-            "error.has-code", "error.capability-denied")
+REFUSALS = (
+    "enter.requires-client-id",
+    "enter.requires-presence-capability",
+    "data.size-limit",
+    "data.unsupported-type",
+    "subscribe.invalid-action",
+    "history.limit-max-1000",
+    "history.limit-positive",
+    "history.start-after-end",
+    "history.direction-invalid",
+    "error.has-code",
+    "error.capability-denied",
+)
 
 
 def refusal_requirement(op: OpRecord) -> str:
@@ -29,8 +42,11 @@ def refusal_requirement(op: OpRecord) -> str:
     if code in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID):
         return "enter.requires-client-id"
     if code == errors.CAPABILITY_DENIED:
-        return ("enter.requires-presence-capability" if op.step.kind in ("enter", "update", "leave")
-                else "error.capability-denied")
+        return (
+            "enter.requires-presence-capability"
+            if op.step.kind in ("enter", "update", "leave")
+            else "error.capability-denied"
+        )
     if code == errors.MESSAGE_TOO_LARGE:
         return "data.size-limit"
     if code == errors.INVALID_DATA:
@@ -39,8 +55,11 @@ def refusal_requirement(op: OpRecord) -> str:
         return "subscribe.invalid-action"
     if argument == "limit":
         limit = op.step.args.get("limit")
-        return ("history.limit-max-1000" if isinstance(limit, int) and limit > 1000
-                else "history.limit-positive")
+        return (
+            "history.limit-max-1000"
+            if isinstance(limit, int) and limit > 1000
+            else "history.limit-positive"
+        )
     if argument == "direction":
         return "history.direction-invalid"
     if argument in ("start", "end"):
@@ -64,19 +83,33 @@ def refusals(ctx: CheckContext) -> Iterator[Violation]:
         requirement = refusal_requirement(op)
         codes = sorted(accepted_codes(ctx, op))
         if op.status == "ok":
-            yield ctx.violation(requirement, f"{op.step.label} succeeded; it must be refused "
-                                f"({op.model_error.message})", expected={"codes": codes},
-                                observed="ok", step=op.index, history_index=op.done_index)
+            yield ctx.violation(
+                requirement,
+                f"{op.step.label} succeeded; it must be refused ({op.model_error.message})",
+                expected={"codes": codes},
+                observed="ok",
+                step=op.index,
+                history_index=op.done_index,
+            )
         elif isinstance(op.error_code, bool) or not isinstance(op.error_code, int):
-            yield ctx.violation("error.has-code", f"{op.step.label} was refused without a "
-                                f"numeric error code (code {op.error_code!r})",
-                                expected={"codes": codes}, observed=op.error_code, step=op.index,
-                                history_index=op.done_index)
+            yield ctx.violation(
+                "error.has-code",
+                f"{op.step.label} was refused without a "
+                f"numeric error code (code {op.error_code!r})",
+                expected={"codes": codes},
+                observed=op.error_code,
+                step=op.index,
+                history_index=op.done_index,
+            )
         elif op.error_code not in codes:
-            yield ctx.violation(requirement, f"{op.step.label} was refused with code "
-                                f"{op.error_code}, not one of {codes}",
-                                expected={"codes": codes}, observed=op.error_code, step=op.index,
-                                history_index=op.done_index)
+            yield ctx.violation(
+                requirement,
+                f"{op.step.label} was refused with code {op.error_code}, not one of {codes}",
+                expected={"codes": codes},
+                observed=op.error_code,
+                step=op.index,
+                history_index=op.done_index,
+            )
 
 
 def _data_requirement(data: object) -> str | None:
@@ -114,15 +147,26 @@ def unexpected_requirement(op: OpRecord) -> str:
         if args.get("wait_for_sync") is False:
             return "get.wait-for-sync-false"
         has_client, has_conn = "client_id" in args, "connection_id" in args
-        return ("get.filter-both" if has_client and has_conn else "get.filter-client-id"
-                if has_client else "get.filter-connection-id" if has_conn
-                else "get.returns-members")
+        return (
+            "get.filter-both"
+            if has_client and has_conn
+            else "get.filter-client-id"
+            if has_client
+            else "get.filter-connection-id"
+            if has_conn
+            else "get.returns-members"
+        )
     if kind == "subscribe":
         actions = args.get("actions")
         if op.fresh_attach:
             return "subscribe.implicit-attach"
-        return ("subscribe.all-actions" if not actions else "subscribe.single-action"
-                if len(actions) == 1 else "subscribe.action-list")
+        return (
+            "subscribe.all-actions"
+            if not actions
+            else "subscribe.single-action"
+            if len(actions) == 1
+            else "subscribe.action-list"
+        )
     if kind == "unsubscribe":
         return f"unsubscribe.{op.form or 'all'}"
     if kind == "history":
@@ -136,26 +180,51 @@ def unexpected_requirement(op: OpRecord) -> str:
     return "sync.complete-after-attach"
 
 
-@check("enter.implicit-attach", "enter.adds-member", "update.when-not-present-enters",
-       "update.null-data", "update.changes-data", "leave.when-not-present", "leave.data-given",
-       "leave.removes-member", "get.implicit-attach", "get.wait-for-sync-false",
-       "get.filter-both", "get.filter-client-id", "get.filter-connection-id",
-       "get.returns-members", "subscribe.implicit-attach", "subscribe.all-actions",
-       "subscribe.single-action", "subscribe.action-list", "unsubscribe.all",
-       "unsubscribe.listener", "unsubscribe.action-listener", "unsubscribe.action",
-       "history.limit-max-1000", "history.direction-forwards", "history.start-end-inclusive",
-       "history.returns-events", "sync.complete-after-attach", "data.binary", "data.json-array",
-       "data.unicode")
+@check(
+    "enter.implicit-attach",
+    "enter.adds-member",
+    "update.when-not-present-enters",
+    "update.null-data",
+    "update.changes-data",
+    "leave.when-not-present",
+    "leave.data-given",
+    "leave.removes-member",
+    "get.implicit-attach",
+    "get.wait-for-sync-false",
+    "get.filter-both",
+    "get.filter-client-id",
+    "get.filter-connection-id",
+    "get.returns-members",
+    "subscribe.implicit-attach",
+    "subscribe.all-actions",
+    "subscribe.single-action",
+    "subscribe.action-list",
+    "unsubscribe.all",
+    "unsubscribe.listener",
+    "unsubscribe.action-listener",
+    "unsubscribe.action",
+    "history.limit-max-1000",
+    "history.direction-forwards",
+    "history.start-end-inclusive",
+    "history.returns-events",
+    "sync.complete-after-attach",
+    "data.binary",
+    "data.json-array",
+    "data.unicode",
+)
 def unexpected_errors(ctx: CheckContext) -> Iterator[Violation]:
     """An operation the model accepts is not refused."""
     for op in ctx.record.ops:
         if op.model_error is not None or op.status != "fail":
             continue
-        yield ctx.violation(unexpected_requirement(op),
-                            f"{op.step.label} was refused with code {op.error_code!r}: "
-                            f"{op.error_message}", expected="ok",
-                            observed={"code": op.error_code, "message": op.error_message},
-                            step=op.index, history_index=op.done_index)
+        yield ctx.violation(
+            unexpected_requirement(op),
+            f"{op.step.label} was refused with code {op.error_code!r}: {op.error_message}",
+            expected="ok",
+            observed={"code": op.error_code, "message": op.error_message},
+            step=op.index,
+            history_index=op.done_index,
+        )
 
 
 def _unexplained(ctx: CheckContext) -> Iterator[Seen]:
@@ -175,13 +244,15 @@ def refused_left_no_trace(ctx: CheckContext) -> Iterator[Violation]:
     for seen in _unexplained(ctx):
         op = refused_effect(ctx, seen)
         if op is not None and op.status == "fail":
-            yield ctx.violation("error.state-unchanged",
-                                f"{op.step.label} was refused, yet {_origin(seen)} shows its "
-                                f"effect: {seen.action} of {seen.client_id!r}",
-                                observed=seen.json, step=op.index,
-                                history_index=seen.history_index)
+            yield ctx.violation(
+                "error.state-unchanged",
+                f"{op.step.label} was refused, yet {_origin(seen)} shows its "
+                f"effect: {seen.action} of {seen.client_id!r}",
+                observed=seen.json,
+                step=op.index,
+                history_index=seen.history_index,
+            )
 
 
 def _origin(seen: Seen) -> str:
-    return {"event": "an event", "get": "get()", "history": "history"}.get(seen.source,
-                                                                          seen.source)
+    return {"event": "an event", "get": "get()", "history": "history"}.get(seen.source, seen.source)

@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from harness.checks.analysis import channel_events, other_channel, refused_effect
-from harness.checks.base import CheckContext, check
-from harness.record import GetRecord, Seen
-from harness.results import Violation
-from reference_impl.types import Action, PresenceMessage, data_equal
+from presence_conformance.harness.checks.analysis import (
+    channel_events,
+    other_channel,
+    refused_effect,
+)
+from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.record.records import GetRecord, Seen
+from presence_conformance.harness.results import Violation
+from presence_conformance.reference_impl.types import Action, PresenceMessage, data_equal
 
 
 def filter_requirement(rec: GetRecord) -> str | None:
@@ -29,26 +33,36 @@ def _member_events(ctx: CheckContext, rec: GetRecord, member_key: str) -> list[P
     out = []
     for event in channel_events(ctx, rec.channel):
         origin = ctx.record.origins.get(event.id)
-        if step is not None and origin is not None and origin.step is not None and \
-                origin.step > step:
+        if (
+            step is not None
+            and origin is not None
+            and origin.step is not None
+            and origin.step > step
+        ):
             continue
         if event.member_key == member_key:
             out.append(event)
     return out
 
 
-def _missing_requirement(ctx: CheckContext, rec: GetRecord, member: PresenceMessage,
-                         observed: list[Seen]) -> str:
+def _missing_requirement(
+    ctx: CheckContext, rec: GetRecord, member: PresenceMessage, observed: list[Seen]
+) -> str:
     if rec.fresh:
         return "get.wait-for-sync-default" if rec.wait_for_sync is None else "sync.late-joiner-get"
     if member.connection_id == rec.connection_id:
         return "enter.echoed-to-own-connection"
     for event in channel_events(ctx, rec.channel):
-        if (event.action is Action.LEAVE and event.client_id == member.client_id
-                and event.connection_id != member.connection_id):
+        if (
+            event.action is Action.LEAVE
+            and event.client_id == member.client_id
+            and event.connection_id != member.connection_id
+        ):
             return "member.independent-leave"
-    if any(s.client_id == member.client_id and s.connection_id != member.connection_id
-           for s in observed):
+    if any(
+        s.client_id == member.client_id and s.connection_id != member.connection_id
+        for s in observed
+    ):
         return "member.key"
     requirement = filter_requirement(rec)
     if requirement:
@@ -64,9 +78,10 @@ def _missing_requirement(ctx: CheckContext, rec: GetRecord, member: PresenceMess
 
 def _extra_requirement(ctx: CheckContext, rec: GetRecord, seen: Seen) -> str:
     requirement = filter_requirement(rec)
-    if requirement and ((rec.client_id_filter is not None and seen.client_id != rec.client_id_filter)
-                        or (rec.connection_id_filter is not None
-                            and seen.connection_id != rec.connection_id_filter)):
+    if requirement and (
+        (rec.client_id_filter is not None and seen.client_id != rec.client_id_filter)
+        or (rec.connection_id_filter is not None and seen.connection_id != rec.connection_id_filter)
+    ):
         return requirement
     if other_channel(ctx, seen) is not None:
         return "order.channel-isolation"
@@ -74,8 +89,9 @@ def _extra_requirement(ctx: CheckContext, rec: GetRecord, seen: Seen) -> str:
     if events and events[-1].action is Action.LEAVE:
         origin = ctx.record.origins.get(events[-1].id)
         kind = origin.kind if origin else "leave"
-        return {"drop": "disconnect.leave-synthesized",
-                "close": "disconnect.close-leaves"}.get(kind, "leave.removes-member")
+        return {"drop": "disconnect.leave-synthesized", "close": "disconnect.close-leaves"}.get(
+            kind, "leave.removes-member"
+        )
     if not rec.expected and requirement is None:
         return "get.empty-channel"
     return requirement or "get.returns-members"
@@ -94,22 +110,36 @@ def diagnose(ctx: CheckContext, rec: GetRecord) -> list[tuple[str, str, Seen | N
             out.append(("get.returns-members", f"member {key} returned {count} times", item))
     for key, member in expected.items():
         if key not in counts:
-            out.append((_missing_requirement(ctx, rec, member, observed),
-                        f"member {member.client_id!r} (connection {member.connection_id}) is "
-                        "missing", None))
+            out.append(
+                (
+                    _missing_requirement(ctx, rec, member, observed),
+                    f"member {member.client_id!r} (connection {member.connection_id}) is missing",
+                    None,
+                )
+            )
     for seen in observed:
         if seen.member_key in expected or refused_effect(ctx, seen) is not None:
             continue
-        out.append((_extra_requirement(ctx, rec, seen),
-                    f"member {seen.client_id!r} (connection {seen.connection_id}) should not be "
-                    "there", seen))
+        out.append(
+            (
+                _extra_requirement(ctx, rec, seen),
+                f"member {seen.client_id!r} (connection {seen.connection_id}) should not be there",
+                seen,
+            )
+        )
     return out
 
 
 def _describe(rec: GetRecord) -> str:
-    filters = [f"{k}={v!r}" for k, v in (("clientId", rec.client_id_filter),
-                                          ("connectionId", rec.connection_id_filter),
-                                          ("waitForSync", rec.wait_for_sync)) if v is not None]
+    filters = [
+        f"{k}={v!r}"
+        for k, v in (
+            ("clientId", rec.client_id_filter),
+            ("connectionId", rec.connection_id_filter),
+            ("waitForSync", rec.wait_for_sync),
+        )
+        if v is not None
+    ]
     return f"get({', '.join(filters)}) by {rec.client!r} on {rec.channel!r}"
 
 
@@ -117,22 +147,38 @@ def members_json(members: list[PresenceMessage]) -> list[dict]:
     return [m.to_json() for m in members]
 
 
-@check("get.returns-members", "get.filter-client-id", "get.filter-connection-id",
-       "get.filter-both", "get.empty-channel", "get.wait-for-sync-default",
-       "sync.late-joiner-get", "enter.adds-member", "enter.echoed-to-own-connection",
-       "update.when-not-present-enters", "leave.removes-member", "member.key",
-       "member.independent-leave", "disconnect.leave-synthesized", "disconnect.close-leaves",
-       "order.channel-isolation")
+@check(
+    "get.returns-members",
+    "get.filter-client-id",
+    "get.filter-connection-id",
+    "get.filter-both",
+    "get.empty-channel",
+    "get.wait-for-sync-default",
+    "sync.late-joiner-get",
+    "enter.adds-member",
+    "enter.echoed-to-own-connection",
+    "update.when-not-present-enters",
+    "leave.removes-member",
+    "member.key",
+    "member.independent-leave",
+    "disconnect.leave-synthesized",
+    "disconnect.close-leaves",
+    "order.channel-isolation",
+)
 def get_members(ctx: CheckContext) -> Iterator[Violation]:
     """A get() step returns exactly the model's members (per the filters used)."""
     for rec in ctx.record.gets:
         if rec.kind != "step" or rec.observed is None or rec.wait_for_sync is False:
             continue
         for requirement, message, item in diagnose(ctx, rec):
-            yield ctx.violation(requirement, f"{_describe(rec)}: {message}",
-                                expected=members_json(rec.expected),
-                                observed=[s.json for s in rec.observed], step=rec.step,
-                                history_index=item.history_index if item else rec.history_index)
+            yield ctx.violation(
+                requirement,
+                f"{_describe(rec)}: {message}",
+                expected=members_json(rec.expected),
+                observed=[s.json for s in rec.observed],
+                step=rec.step,
+                history_index=item.history_index if item else rec.history_index,
+            )
 
 
 @check("get.action-present")
@@ -141,11 +187,15 @@ def get_action_present(ctx: CheckContext) -> Iterator[Violation]:
     for rec in ctx.record.gets:
         for seen in rec.observed or ():
             if seen.action != "present":
-                yield ctx.violation("get.action-present",
-                                    f"{_describe(rec)}: member {seen.client_id!r} has action "
-                                    f"{seen.action if seen.action else seen.json.get('action')!r}",
-                                    expected="present", observed=seen.json, step=rec.step,
-                                    history_index=seen.history_index)
+                yield ctx.violation(
+                    "get.action-present",
+                    f"{_describe(rec)}: member {seen.client_id!r} has action "
+                    f"{seen.action if seen.action else seen.json.get('action')!r}",
+                    expected="present",
+                    observed=seen.json,
+                    step=rec.step,
+                    history_index=seen.history_index,
+                )
 
 
 @check("get.wait-for-sync-false")
@@ -155,13 +205,19 @@ def get_without_sync(ctx: CheckContext) -> Iterator[Violation]:
         if rec.wait_for_sync is not False or rec.observed is None:
             continue
         for seen in rec.observed:
-            if not any(m.member_key == seen.member_key and data_equal(m.data, seen.data)
-                       for m in rec.possible):
-                yield ctx.violation("get.wait-for-sync-false",
-                                    f"{_describe(rec)}: returned {seen.client_id!r} (connection "
-                                    f"{seen.connection_id}), never a member with that data",
-                                    expected=members_json(rec.possible), observed=seen.json,
-                                    step=rec.step, history_index=seen.history_index)
+            if not any(
+                m.member_key == seen.member_key and data_equal(m.data, seen.data)
+                for m in rec.possible
+            ):
+                yield ctx.violation(
+                    "get.wait-for-sync-false",
+                    f"{_describe(rec)}: returned {seen.client_id!r} (connection "
+                    f"{seen.connection_id}), never a member with that data",
+                    expected=members_json(rec.possible),
+                    observed=seen.json,
+                    step=rec.step,
+                    history_index=seen.history_index,
+                )
 
 
 @check(explicit=True)
@@ -173,20 +229,33 @@ def get_expect(ctx: CheckContext) -> Iterator[Violation]:
         remaining = list(rec.observed)
         problems = []
         for client_id, connection_id, has_data, data in rec.expect:
-            found = next((s for s in remaining if s.client_id == client_id
-                          and s.connection_id == connection_id
-                          and (not has_data or data_equal(s.data, data))), None)
+            found = next(
+                (
+                    s
+                    for s in remaining
+                    if s.client_id == client_id
+                    and s.connection_id == connection_id
+                    and (not has_data or data_equal(s.data, data))
+                ),
+                None,
+            )
             if found is None:
-                problems.append(f"no member {client_id!r}"
-                                + (f" with data {data!r}" if has_data else ""))
+                problems.append(
+                    f"no member {client_id!r}" + (f" with data {data!r}" if has_data else "")
+                )
             else:
                 remaining.remove(found)
         problems.extend(f"unexpected member {s.client_id!r}" for s in remaining)
         if problems:
             for requirement in ctx.record.step_requirements(rec.op.step):
-                yield ctx.violation(requirement, f"{rec.op.step.label}: " + "; ".join(problems),
-                                    expected=[{"clientId": c, "connectionId": k,
-                                               **({"data": d} if h else {})}
-                                              for c, k, h, d in rec.expect],
-                                    observed=[s.json for s in rec.observed], step=rec.step,
-                                    history_index=rec.history_index)
+                yield ctx.violation(
+                    requirement,
+                    f"{rec.op.step.label}: " + "; ".join(problems),
+                    expected=[
+                        {"clientId": c, "connectionId": k, **({"data": d} if h else {})}
+                        for c, k, h, d in rec.expect
+                    ],
+                    observed=[s.json for s in rec.observed],
+                    step=rec.step,
+                    history_index=rec.history_index,
+                )

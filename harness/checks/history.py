@@ -17,18 +17,18 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from harness.checks.analysis import (
+from presence_conformance.harness.checks.analysis import (
     canonical_alignments,
     describe_event,
     noop_leave,
     other_channel,
     refused_effect,
 )
-from harness.checks.base import CheckContext, check
-from harness.checks.matching import identity_key
-from harness.record import HistoryQueryRecord, Seen
-from harness.results import Violation
-from reference_impl.model import DEFAULT_HISTORY_LIMIT
+from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.record.matching import identity_key
+from presence_conformance.harness.record.records import HistoryQueryRecord, Seen
+from presence_conformance.harness.results import Violation
+from presence_conformance.reference_impl.model import DEFAULT_HISTORY_LIMIT
 
 _STAMP = "timestamp"
 
@@ -37,32 +37,53 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-@check("history.returns-events", "history.per-member-order", "history.no-present",
-       "history.includes-synthesized-leave", "order.channel-isolation", "leave.when-not-present",
-       "message.client-id", "message.connection-id")
+@check(
+    "history.returns-events",
+    "history.per-member-order",
+    "history.no-present",
+    "history.includes-synthesized-leave",
+    "order.channel-isolation",
+    "leave.when-not-present",
+    "message.client-id",
+    "message.connection-id",
+)
 def history_contents(ctx: CheckContext) -> Iterator[Violation]:
     """The canonical history holds every model event exactly once, each member's in order."""
     for rec in ctx.record.canonicals:
         if rec.error is not None:
-            yield ctx.violation("history.returns-events",
-                                f"reading the whole history of {rec.channel!r} failed: {rec.error}",
-                                step=rec.step, history_index=rec.history_index)
+            yield ctx.violation(
+                "history.returns-events",
+                f"reading the whole history of {rec.channel!r} failed: {rec.error}",
+                step=rec.step,
+                history_index=rec.history_index,
+            )
     synthesized = ctx.record.synthesized
     for rec, alignment in canonical_alignments(ctx):
         where = f"history of {rec.channel!r} (read by {rec.client!r})"
         for slot in alignment.missing:
-            requirement = ("history.includes-synthesized-leave" if slot.event.id in synthesized
-                           else "history.returns-events")
-            yield ctx.violation(requirement, f"{where}: the {slot.event.action.value} of "
-                                f"{slot.event.client_id!r} is missing",
-                                expected=describe_event(slot.event), step=rec.step,
-                                history_index=rec.history_index)
+            requirement = (
+                "history.includes-synthesized-leave"
+                if slot.event.id in synthesized
+                else "history.returns-events"
+            )
+            yield ctx.violation(
+                requirement,
+                f"{where}: the {slot.event.action.value} of {slot.event.client_id!r} is missing",
+                expected=describe_event(slot.event),
+                step=rec.step,
+                history_index=rec.history_index,
+            )
         for seen, slot in alignment.late:
-            yield ctx.violation("history.per-member-order",
-                                f"{where}: the {slot.event.action.value} of "
-                                f"{slot.event.client_id!r} comes after a later event of the same "
-                                "member", expected=describe_event(slot.event), observed=seen.json,
-                                step=rec.step, history_index=rec.history_index)
+            yield ctx.violation(
+                "history.per-member-order",
+                f"{where}: the {slot.event.action.value} of "
+                f"{slot.event.client_id!r} comes after a later event of the same "
+                "member",
+                expected=describe_event(slot.event),
+                observed=seen.json,
+                step=rec.step,
+                history_index=rec.history_index,
+            )
         for seen in alignment.extras:
             if refused_effect(ctx, seen) is not None:
                 continue
@@ -74,19 +95,30 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
                 requirement = "leave.when-not-present"
             else:
                 requirement = "history.returns-events"
-            yield ctx.violation(requirement, f"{where}: unexpected {seen.action} of "
-                                f"{seen.client_id!r} (connection {seen.connection_id})",
-                                observed=seen.json, step=rec.step, history_index=rec.history_index)
+            yield ctx.violation(
+                requirement,
+                f"{where}: unexpected {seen.action} of "
+                f"{seen.client_id!r} (connection {seen.connection_id})",
+                observed=seen.json,
+                step=rec.step,
+                history_index=rec.history_index,
+            )
         for seen, slot, field in alignment.near:
             if field == "data":
                 continue
-            requirement = {"clientId": "message.client-id",
-                           "connectionId": "message.connection-id"}.get(field,
-                                                                        "history.returns-events")
-            yield ctx.violation(requirement, f"{where}: the {slot.event.action.value} of "
-                                f"{slot.event.client_id!r} has a wrong {field}",
-                                expected=describe_event(slot.event), observed=seen.json,
-                                step=rec.step, history_index=rec.history_index)
+            requirement = {
+                "clientId": "message.client-id",
+                "connectionId": "message.connection-id",
+            }.get(field, "history.returns-events")
+            yield ctx.violation(
+                requirement,
+                f"{where}: the {slot.event.action.value} of "
+                f"{slot.event.client_id!r} has a wrong {field}",
+                expected=describe_event(slot.event),
+                observed=seen.json,
+                step=rec.step,
+                history_index=rec.history_index,
+            )
 
 
 @check("history.direction-forwards")
@@ -96,10 +128,12 @@ def history_timestamps(ctx: CheckContext) -> Iterator[Violation]:
         stamps = [s.timestamp for s in _events(rec.observed or ()) if _is_int(s.timestamp)]
         for earlier, later in itertools.pairwise(stamps):
             if later < earlier:
-                yield ctx.violation("history.direction-forwards",
-                                    f"history of {rec.channel!r} forwards: timestamp {later} "
-                                    f"follows {earlier}", step=rec.step,
-                                    history_index=rec.history_index)
+                yield ctx.violation(
+                    "history.direction-forwards",
+                    f"history of {rec.channel!r} forwards: timestamp {later} follows {earlier}",
+                    step=rec.step,
+                    history_index=rec.history_index,
+                )
                 break
 
 
@@ -110,9 +144,13 @@ def _events(items: Iterable[Seen]) -> list[Seen]:
 
 def _expected_range(rec: HistoryQueryRecord) -> list[Seen]:
     canonical = rec.canonical.observed if rec.canonical else None
-    items = [s for s in _events(canonical or ()) if _is_int(s.timestamp)
-             and (rec.start is None or s.timestamp >= rec.start)
-             and (rec.end is None or s.timestamp <= rec.end)]
+    items = [
+        s
+        for s in _events(canonical or ())
+        if _is_int(s.timestamp)
+        and (rec.start is None or s.timestamp >= rec.start)
+        and (rec.end is None or s.timestamp <= rec.end)
+    ]
     if rec.direction != "forwards":
         items.reverse()
     return items
@@ -150,15 +188,24 @@ def _limit_requirement(rec: HistoryQueryRecord) -> str:
 
 
 def _direction_requirement(rec: HistoryQueryRecord) -> str:
-    return ("history.direction-forwards" if rec.direction == "forwards"
-            else "history.direction-default-backwards")
+    return (
+        "history.direction-forwards"
+        if rec.direction == "forwards"
+        else "history.direction-default-backwards"
+    )
 
 
-def _diagnose(rec: HistoryQueryRecord, observed: list[Seen], expected_all: list[Seen],
-              count: int) -> str:
-    if any(_is_int(s.timestamp) and ((rec.start is not None and s.timestamp < rec.start)
-                                     or (rec.end is not None and s.timestamp > rec.end))
-           for s in observed):
+def _diagnose(
+    rec: HistoryQueryRecord, observed: list[Seen], expected_all: list[Seen], count: int
+) -> str:
+    if any(
+        _is_int(s.timestamp)
+        and (
+            (rec.start is not None and s.timestamp < rec.start)
+            or (rec.end is not None and s.timestamp > rec.end)
+        )
+        for s in observed
+    ):
         return "history.start-end-inclusive"
     edge = [s for s in expected_all[:count] if s.timestamp in (rec.start, rec.end)]
     got = Counter(identity_key(s) for s in observed)
@@ -169,23 +216,38 @@ def _diagnose(rec: HistoryQueryRecord, observed: list[Seen], expected_all: list[
         return _direction_requirement(rec)
     if len(observed) != count:
         return _limit_requirement(rec)
-    if Counter(identity_key(s) for s in observed) == Counter(identity_key(s)
-                                                              for s in expected_all[:count]):
+    if Counter(identity_key(s) for s in observed) == Counter(
+        identity_key(s) for s in expected_all[:count]
+    ):
         return _direction_requirement(rec)
-    return "history.returns-events" if rec.start is None and rec.end is None \
+    return (
+        "history.returns-events"
+        if rec.start is None and rec.end is None
         else "history.start-end-inclusive"
+    )
 
 
-@check("history.direction-default-backwards", "history.direction-forwards",
-       "history.limit-default-100", "history.limit-max-1000", "history.start-end-inclusive",
-       "history.pagination", "history.returns-events")
+@check(
+    "history.direction-default-backwards",
+    "history.direction-forwards",
+    "history.limit-default-100",
+    "history.limit-max-1000",
+    "history.start-end-inclusive",
+    "history.pagination",
+    "history.returns-events",
+)
 def history_query(ctx: CheckContext) -> Iterator[Violation]:
     """A history step returns the canonical history's [start, end] range, in its direction,
     limited, and its pages cover the range exactly once."""
     for rec in ctx.record.queries:
         op = rec.op
-        if op.model_error is not None or op.status != "ok" or rec.canonical is None \
-                or rec.canonical.observed is None or rec.malformed is not None:
+        if (
+            op.model_error is not None
+            or op.status != "ok"
+            or rec.canonical is None
+            or rec.canonical.observed is None
+            or rec.malformed is not None
+        ):
             continue
         expected_all = _expected_range(rec)
         limit = rec.limit if rec.limit is not None else DEFAULT_HISTORY_LIMIT
@@ -193,43 +255,59 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
         pages = [_events(page) for page in rec.pages]
         oversized = [n for n, page in enumerate(rec.pages) if len(page) > limit]
         for n in oversized:
-            yield ctx.violation(_limit_requirement(rec) if rec.limit is None or n == 0
-                                else "history.pagination",
-                                f"{label}: page {n + 1} has {len(rec.pages[n])} items, more than "
-                                f"the limit {limit}", step=op.index,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                _limit_requirement(rec) if rec.limit is None or n == 0 else "history.pagination",
+                f"{label}: page {n + 1} has {len(rec.pages[n])} items, more than the limit {limit}",
+                step=op.index,
+                history_index=rec.history_index,
+            )
         if rec.pages_mode == "all":
             observed = [s for page in pages for s in page]
             count = len(expected_all)
             if not matches_range(observed, expected_all, count):
-                yield ctx.violation("history.pagination",
-                                    f"{label}: following the pages returned {len(observed)} "
-                                    f"items, not the {count} events of the range in order",
-                                    expected=[s.json for s in expected_all],
-                                    observed=[s.json for s in observed], step=op.index,
-                                    history_index=rec.history_index)
+                yield ctx.violation(
+                    "history.pagination",
+                    f"{label}: following the pages returned {len(observed)} "
+                    f"items, not the {count} events of the range in order",
+                    expected=[s.json for s in expected_all],
+                    observed=[s.json for s in observed],
+                    step=op.index,
+                    history_index=rec.history_index,
+                )
             continue
         observed = pages[0] if pages else []
         count = min(limit, len(expected_all))
         if not matches_range(observed, expected_all, count):
-            yield ctx.violation(_diagnose(rec, observed, expected_all, count),
-                                f"{label}: returned {len(observed)} items, expected the "
-                                f"{count} {'oldest' if rec.direction == 'forwards' else 'newest'}"
-                                f" of the {len(expected_all)} events in range",
-                                expected=[s.json for s in expected_all[:count]],
-                                observed=[s.json for s in observed], step=op.index,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                _diagnose(rec, observed, expected_all, count),
+                f"{label}: returned {len(observed)} items, expected the "
+                f"{count} {'oldest' if rec.direction == 'forwards' else 'newest'}"
+                f" of the {len(expected_all)} events in range",
+                expected=[s.json for s in expected_all[:count]],
+                observed=[s.json for s in observed],
+                step=op.index,
+                history_index=rec.history_index,
+            )
         elif len(expected_all) > limit and rec.has_next and not rec.has_next[0]:
-            yield ctx.violation("history.pagination",
-                                f"{label}: {len(expected_all)} events match but has_next() is "
-                                f"false after {limit}", step=op.index,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                "history.pagination",
+                f"{label}: {len(expected_all)} events match but has_next() is false after {limit}",
+                step=op.index,
+                history_index=rec.history_index,
+            )
 
 
 def _params(rec: HistoryQueryRecord) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in (("start", rec.start), ("end", rec.end),
-                                                ("limit", rec.limit), ("direction", rec.direction))
-                     if v is not None)
+    return ", ".join(
+        f"{k}={v!r}"
+        for k, v in (
+            ("start", rec.start),
+            ("end", rec.end),
+            ("limit", rec.limit),
+            ("direction", rec.direction),
+        )
+        if v is not None
+    )
 
 
 @check(explicit=True)
@@ -239,10 +317,18 @@ def history_expect_count(ctx: CheckContext) -> Iterator[Violation]:
         wanted = rec.op.step.args.get("expect_count")
         if wanted is None or rec.op.status != "ok":
             continue
-        got = sum(len(p) for p in rec.pages) if rec.pages_mode == "all" else len(
-            rec.pages[0] if rec.pages else [])
+        got = (
+            sum(len(p) for p in rec.pages)
+            if rec.pages_mode == "all"
+            else len(rec.pages[0] if rec.pages else [])
+        )
         if got != wanted:
             for requirement in ctx.record.step_requirements(rec.op.step):
-                yield ctx.violation(requirement, f"{rec.op.step.label}: {got} items, the scenario "
-                                    f"expects {wanted}", expected=wanted, observed=got,
-                                    step=rec.op.index, history_index=rec.history_index)
+                yield ctx.violation(
+                    requirement,
+                    f"{rec.op.step.label}: {got} items, the scenario expects {wanted}",
+                    expected=wanted,
+                    observed=got,
+                    step=rec.op.index,
+                    history_index=rec.history_index,
+                )

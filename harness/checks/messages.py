@@ -9,12 +9,16 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from harness.checks.analysis import canonical_alignments, channel_events, listener_alignments
-from harness.checks.base import CheckContext, check
-from harness.record import EventOrigin, GetRecord, Seen
-from harness.results import Violation
-from harness.scenario import ACTIONS
-from reference_impl.types import PresenceMessage, data_equal
+from presence_conformance.harness.checks.analysis import (
+    canonical_alignments,
+    channel_events,
+    listener_alignments,
+)
+from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.record.records import EventOrigin, GetRecord, Seen
+from presence_conformance.harness.results import Violation
+from presence_conformance.harness.scenario import ACTIONS
+from presence_conformance.reference_impl.types import PresenceMessage, data_equal
 
 _IDENTITY_FIELDS = ("clientId", "connectionId", "id")
 _SHAPES: dict[str, list[str]] = {}  # shape key -> schema errors, shared by every case
@@ -38,7 +42,7 @@ def _shape_key(instance: Any) -> str:
 
 
 def _schema_errors(instance: Any, cache: dict[str, list[str]]) -> list[str]:
-    import spec
+    from presence_conformance import spec
 
     try:
         key = _shape_key(instance)
@@ -48,8 +52,11 @@ def _schema_errors(instance: Any, cache: dict[str, list[str]]) -> list[str]:
         if key not in _SHAPES:
             if len(_SHAPES) >= _MAX_SHAPES:
                 _SHAPES.clear()
-            _SHAPES[key] = [] if spec.validator("presence-message").is_valid(instance) else \
-                spec.validate("presence-message", instance)
+            _SHAPES[key] = (
+                []
+                if spec.validator("presence-message").is_valid(instance)
+                else spec.validate("presence-message", instance)
+            )
         cache[key] = _SHAPES[key]
     return cache[key]
 
@@ -66,27 +73,43 @@ def message_schema(ctx: CheckContext) -> Iterator[Violation]:
     cache: dict[str, list[str]] = {}
     for seen in ctx.record.seen:
         if not seen.container:
-            yield ctx.violation("message.schema", f"{_where(seen)} is not a presence message",
-                                observed=seen.json, step=seen.step,
-                                history_index=seen.history_index)
+            yield ctx.violation(
+                "message.schema",
+                f"{_where(seen)} is not a presence message",
+                observed=seen.json,
+                step=seen.step,
+                history_index=seen.history_index,
+            )
             continue
         errors = _schema_errors(seen.json, cache)
         if errors:
-            yield ctx.violation("message.schema", f"{_where(seen)}: " + "; ".join(errors),
-                                observed=seen.json, step=seen.step,
-                                history_index=seen.history_index)
+            yield ctx.violation(
+                "message.schema",
+                f"{_where(seen)}: " + "; ".join(errors),
+                observed=seen.json,
+                step=seen.step,
+                history_index=seen.history_index,
+            )
     for rec in ctx.record.gets:
         if rec.malformed is not None:
-            yield ctx.violation("message.schema", f"get() by {rec.client!r} returned "
-                                f"{rec.malformed!r}, not a list of presence messages",
-                                observed=rec.malformed, step=rec.step,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                "message.schema",
+                f"get() by {rec.client!r} returned "
+                f"{rec.malformed!r}, not a list of presence messages",
+                observed=rec.malformed,
+                step=rec.step,
+                history_index=rec.history_index,
+            )
     for query in ctx.record.queries:
         if query.malformed is not None:
-            yield ctx.violation("message.schema", f"{query.op.step.label}: the history page's "
-                                f"items are {query.malformed!r}, not a list",
-                                observed=query.malformed, step=query.op.index,
-                                history_index=query.history_index)
+            yield ctx.violation(
+                "message.schema",
+                f"{query.op.step.label}: the history page's "
+                f"items are {query.malformed!r}, not a list",
+                observed=query.malformed,
+                step=query.op.index,
+                history_index=query.history_index,
+            )
 
 
 @check("message.action", "message.timestamp", "message.id")
@@ -97,20 +120,32 @@ def message_fields(ctx: CheckContext) -> Iterator[Violation]:
             continue
         raw_action = seen.json.get("action") if isinstance(seen.json, dict) else None
         if seen.action not in ACTIONS:
-            yield ctx.violation("message.action", f"{_where(seen)} has action {raw_action!r}",
-                                observed=seen.json, step=seen.step,
-                                history_index=seen.history_index)
+            yield ctx.violation(
+                "message.action",
+                f"{_where(seen)} has action {raw_action!r}",
+                observed=seen.json,
+                step=seen.step,
+                history_index=seen.history_index,
+            )
         stamp = seen.timestamp
         if not isinstance(stamp, int) or isinstance(stamp, bool) or stamp < 0:
-            yield ctx.violation("message.timestamp", f"{_where(seen)} has timestamp {stamp!r}, "
-                                "not integer milliseconds since the epoch", observed=seen.json,
-                                step=seen.step, history_index=seen.history_index)
+            yield ctx.violation(
+                "message.timestamp",
+                f"{_where(seen)} has timestamp {stamp!r}, not integer milliseconds since the epoch",
+                observed=seen.json,
+                step=seen.step,
+                history_index=seen.history_index,
+            )
         if seen.source != "get" and seen.action in ("enter", "update", "leave"):
             ok = isinstance(seen.id, str) and seen.id != ""
             if not ok and not (seen.id is None and seen.action == "leave"):
-                yield ctx.violation("message.id", f"{_where(seen)} has id {seen.id!r}, not a "
-                                    "non-empty string", observed=seen.json, step=seen.step,
-                                    history_index=seen.history_index)
+                yield ctx.violation(
+                    "message.id",
+                    f"{_where(seen)} has id {seen.id!r}, not a non-empty string",
+                    observed=seen.json,
+                    step=seen.step,
+                    history_index=seen.history_index,
+                )
 
 
 def _event_matches(ctx: CheckContext) -> list[tuple[Seen, PresenceMessage, EventOrigin | None]]:
@@ -136,10 +171,14 @@ def message_ids_unique(ctx: CheckContext) -> Iterator[Violation]:
         key = (seen.channel, seen.id)
         first = owners.setdefault(key, (event.id, seen))
         if first[0] != event.id:
-            yield ctx.violation("message.id", f"two distinct events on {seen.channel!r} share the "
-                                f"id {seen.id!r}", expected="a unique id per event",
-                                observed=[first[1].json, seen.json], step=seen.step,
-                                history_index=seen.history_index)
+            yield ctx.violation(
+                "message.id",
+                f"two distinct events on {seen.channel!r} share the id {seen.id!r}",
+                expected="a unique id per event",
+                observed=[first[1].json, seen.json],
+                step=seen.step,
+                history_index=seen.history_index,
+            )
 
 
 @check("message.id-format", "disconnect.synthesized-leave-id")
@@ -148,28 +187,38 @@ def message_id_format(ctx: CheckContext) -> Iterator[Violation]:
     synthesized after a drop has an id that does not start with the connectionId."""
     reported: set[str] = set()
     for seen, event, origin in _event_matches(ctx):
-        if not isinstance(seen.id, str) or not isinstance(seen.connection_id, str) \
-                or event.id in reported:
+        if (
+            not isinstance(seen.id, str)
+            or not isinstance(seen.connection_id, str)
+            or event.id in reported
+        ):
             continue
         kind = origin.kind if origin else ""
         if kind == "drop":
             if seen.id.startswith(seen.connection_id):
                 reported.add(event.id)
-                yield ctx.violation("disconnect.synthesized-leave-id",
-                                    f"the leave synthesized for {seen.client_id!r} after its "
-                                    f"connection dropped has id {seen.id!r}, which starts with "
-                                    "the connectionId", observed=seen.json, step=seen.step,
-                                    history_index=seen.history_index)
+                yield ctx.violation(
+                    "disconnect.synthesized-leave-id",
+                    f"the leave synthesized for {seen.client_id!r} after its "
+                    f"connection dropped has id {seen.id!r}, which starts with "
+                    "the connectionId",
+                    observed=seen.json,
+                    step=seen.step,
+                    history_index=seen.history_index,
+                )
         elif kind in ("enter", "update", "leave"):
             pattern = re.escape(seen.connection_id) + r":\d+:\d+"
             if not re.fullmatch(pattern, seen.id):
                 reported.add(event.id)
-                yield ctx.violation("message.id-format",
-                                    f"the {seen.action} of {seen.client_id!r} has id {seen.id!r}, "
-                                    "not connectionId:msgSerial:index",
-                                    expected=f"{seen.connection_id}:<msgSerial>:<index>",
-                                    observed=seen.id, step=seen.step,
-                                    history_index=seen.history_index)
+                yield ctx.violation(
+                    "message.id-format",
+                    f"the {seen.action} of {seen.client_id!r} has id {seen.id!r}, "
+                    "not connectionId:msgSerial:index",
+                    expected=f"{seen.connection_id}:<msgSerial>:<index>",
+                    observed=seen.id,
+                    step=seen.step,
+                    history_index=seen.history_index,
+                )
 
 
 def _non_ascii(data: Any) -> bool:
@@ -190,8 +239,9 @@ def _earlier_data(ctx: CheckContext, seen: Seen, event: PresenceMessage) -> bool
     return False
 
 
-def data_requirement(ctx: CheckContext, seen: Seen, event: PresenceMessage,
-                     origin: EventOrigin | None) -> str:
+def data_requirement(
+    ctx: CheckContext, seen: Seen, event: PresenceMessage, origin: EventOrigin | None
+) -> str:
     """The requirement broken when `seen` carries other data than `event`."""
     kind = origin.kind if origin else ""
     expected, got = event.data, seen.data
@@ -200,13 +250,16 @@ def data_requirement(ctx: CheckContext, seen: Seen, event: PresenceMessage,
     if kind in ("leave", "drop", "close"):
         return "leave.data-defaults-to-member-data"
     if _earlier_data(ctx, seen, event):
-        return {"update": "update.event-emitted" if seen.source == "event"
-                else "update.changes-data"}.get(kind, "enter.data")
+        return {
+            "update": "update.event-emitted" if seen.source == "event" else "update.changes-data"
+        }.get(kind, "enter.data")
     if isinstance(expected, bytes):
         return "data.binary"
     if expected is None:
         return "update.null-data" if kind == "update" else "data.empty"
-    if type(got) is not type(expected) and not (isinstance(got, dict) and isinstance(expected, dict)):
+    if type(got) is not type(expected) and not (
+        isinstance(got, dict) and isinstance(expected, dict)
+    ):
         return "message.data"
     if _non_ascii(expected):
         return "data.unicode"
@@ -225,18 +278,34 @@ def _get_pairs(rec: GetRecord) -> Iterator[tuple[Seen, PresenceMessage]]:
             yield seen, member
 
 
-@check("message.data", "data.string", "data.json-object", "data.binary", "data.json-array",
-       "data.empty", "data.unicode", "enter.data", "update.changes-data", "update.event-emitted",
-       "update.null-data", "leave.data-given", "leave.data-defaults-to-member-data")
+@check(
+    "message.data",
+    "data.string",
+    "data.json-object",
+    "data.binary",
+    "data.json-array",
+    "data.empty",
+    "data.unicode",
+    "enter.data",
+    "update.changes-data",
+    "update.event-emitted",
+    "update.null-data",
+    "leave.data-given",
+    "leave.data-defaults-to-member-data",
+)
 def data_round_trip(ctx: CheckContext) -> Iterator[Violation]:
     """Member data reaches events, get() and history unchanged in type and value."""
     pairs: list[tuple[Seen, PresenceMessage, EventOrigin | None]] = []
     for analysis in listener_alignments(ctx).values():
-        pairs.extend((s, slot.event, slot.origin) for s, slot, field in analysis.alignment.near
-                     if field == "data")
+        pairs.extend(
+            (s, slot.event, slot.origin)
+            for s, slot, field in analysis.alignment.near
+            if field == "data"
+        )
     for _, alignment in canonical_alignments(ctx):
-        pairs.extend((s, slot.event, slot.origin) for s, slot, field in alignment.near
-                     if field == "data")
+        pairs.extend(
+            (s, slot.event, slot.origin) for s, slot, field in alignment.near if field == "data"
+        )
     for rec in ctx.record.gets:
         if rec.kind == "step" and rec.wait_for_sync is not False:
             for seen, member in _get_pairs(rec):
@@ -249,12 +318,16 @@ def data_round_trip(ctx: CheckContext) -> Iterator[Violation]:
         if key in reported:
             continue
         reported.add(key)
-        yield ctx.violation(requirement,
-                            f"{_where(seen)}: the data of {event.client_id!r} is "
-                            f"{type(seen.data).__name__} {seen.data!r}, expected "
-                            f"{type(event.data).__name__} {event.data!r}",
-                            expected=event.data, observed=seen.json, step=seen.step,
-                            history_index=seen.history_index)
+        yield ctx.violation(
+            requirement,
+            f"{_where(seen)}: the data of {event.client_id!r} is "
+            f"{type(seen.data).__name__} {seen.data!r}, expected "
+            f"{type(event.data).__name__} {event.data!r}",
+            expected=event.data,
+            observed=seen.json,
+            step=seen.step,
+            history_index=seen.history_index,
+        )
 
 
 @check("disconnect.reconnect-new-member", "message.connection-id")
@@ -264,14 +337,20 @@ def connection_ids(ctx: CheckContext) -> Iterator[Violation]:
         if rec.connection_id is None:
             continue
         if rec.connection_id in rec.earlier_ids:
-            yield ctx.violation("disconnect.reconnect-new-member",
-                                f"client {rec.client!r} reconnected with the connectionId "
-                                f"{rec.connection_id!r} of its earlier connection",
-                                observed=rec.connection_id, step=rec.step,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                "disconnect.reconnect-new-member",
+                f"client {rec.client!r} reconnected with the connectionId "
+                f"{rec.connection_id!r} of its earlier connection",
+                observed=rec.connection_id,
+                step=rec.step,
+                history_index=rec.history_index,
+            )
         elif rec.connection_id in rec.other_ids:
-            yield ctx.violation("message.connection-id",
-                                f"client {rec.client!r} got the connectionId "
-                                f"{rec.connection_id!r} of another client's connection",
-                                observed=rec.connection_id, step=rec.step,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                "message.connection-id",
+                f"client {rec.client!r} got the connectionId "
+                f"{rec.connection_id!r} of another client's connection",
+                observed=rec.connection_id,
+                step=rec.step,
+                history_index=rec.history_index,
+            )

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from harness.checks.base import CheckContext, check
-from harness.checks.filtering import diagnose, members_json
-from harness.checks.matching import members_equal
-from harness.results import Violation
-from reference_impl.types import data_equal
+from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.checks.filtering import diagnose, members_json
+from presence_conformance.harness.record.matching import members_equal
+from presence_conformance.harness.results import Violation
+from presence_conformance.reference_impl.types import data_equal
 
-_AFTER_ATTACH = {"get": "sync.complete-after-attach", "subscribe": "subscribe.implicit-attach",
-                 "enter": "enter.implicit-attach", "update": "enter.implicit-attach",
-                 "leave": "enter.implicit-attach"}
+_AFTER_ATTACH = {
+    "get": "sync.complete-after-attach",
+    "subscribe": "subscribe.implicit-attach",
+    "enter": "enter.implicit-attach",
+    "update": "enter.implicit-attach",
+    "leave": "enter.implicit-attach",
+}
 
 
 @check("sync.complete-after-attach", "enter.implicit-attach", "subscribe.implicit-attach")
@@ -24,16 +28,26 @@ def sync_complete(ctx: CheckContext) -> Iterator[Violation]:
             continue
         if rec.kind == "wait":
             requirement = _AFTER_ATTACH.get(rec.trigger or "", "sync.complete-after-attach")
-            message = (f"syncComplete of {rec.client!r} on {rec.channel!r} was still "
-                       f"{rec.observed!r} after the {rec.trigger} that attached the channel")
+            message = (
+                f"syncComplete of {rec.client!r} on {rec.channel!r} was still "
+                f"{rec.observed!r} after the {rec.trigger} that attached the channel"
+            )
         elif rec.expected is True:
             requirement = "sync.complete-after-attach"
-            message = (f"syncComplete of {rec.client!r} on the attached channel {rec.channel!r} "
-                       f"is {rec.observed!r}")
+            message = (
+                f"syncComplete of {rec.client!r} on the attached channel {rec.channel!r} "
+                f"is {rec.observed!r}"
+            )
         else:
             continue
-        yield ctx.violation(requirement, message, expected=True, observed=rec.observed,
-                            step=rec.step, history_index=rec.history_index)
+        yield ctx.violation(
+            requirement,
+            message,
+            expected=True,
+            observed=rec.observed,
+            step=rec.step,
+            history_index=rec.history_index,
+        )
 
 
 @check("sync.complete-before-attach")
@@ -41,11 +55,15 @@ def sync_before_attach(ctx: CheckContext) -> Iterator[Violation]:
     """syncComplete before the channel is attached: either value is fine; note a difference."""
     for rec in ctx.record.syncs:
         if rec.kind == "step" and rec.expected is False and rec.observed is not False:
-            yield ctx.violation("sync.complete-before-attach",
-                                f"syncComplete of {rec.client!r} on {rec.channel!r} before any "
-                                f"attach is {rec.observed!r}; the reference says false",
-                                expected=False, observed=rec.observed, step=rec.step,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                "sync.complete-before-attach",
+                f"syncComplete of {rec.client!r} on {rec.channel!r} before any "
+                f"attach is {rec.observed!r}; the reference says false",
+                expected=False,
+                observed=rec.observed,
+                step=rec.step,
+                history_index=rec.history_index,
+            )
 
 
 @check("sync.converges")
@@ -61,16 +79,20 @@ def convergence(ctx: CheckContext) -> Iterator[Violation]:
         else:
             problems = [message for _, message, _ in diagnose(ctx, rec)]
             by_key = {m.member_key: m for m in rec.expected}
-            problems += [f"member {s.client_id!r} has data {s.data!r}, expected "
-                         f"{by_key[s.member_key].data!r}" for s in rec.observed
-                         if s.member_key in by_key and not data_equal(s.data,
-                                                                      by_key[s.member_key].data)]
+            problems += [
+                f"member {s.client_id!r} has data {s.data!r}, expected "
+                f"{by_key[s.member_key].data!r}"
+                for s in rec.observed
+                if s.member_key in by_key and not data_equal(s.data, by_key[s.member_key].data)
+            ]
             detail = "; ".join(problems) or "the members differ"
-        yield ctx.violation("sync.converges",
-                            f"at the end, get() by {rec.client!r} on {rec.channel!r}: {detail}",
-                            expected=members_json(rec.expected),
-                            observed=[s.json for s in rec.observed or ()],
-                            history_index=rec.history_index)
+        yield ctx.violation(
+            "sync.converges",
+            f"at the end, get() by {rec.client!r} on {rec.channel!r}: {detail}",
+            expected=members_json(rec.expected),
+            observed=[s.json for s in rec.observed or ()],
+            history_index=rec.history_index,
+        )
 
 
 @check("disconnect.grace-period")
@@ -79,10 +101,13 @@ def grace_period(ctx: CheckContext) -> Iterator[Violation]:
     once (the period's length is not checked)."""
     for rec in ctx.record.drops:
         if rec.member_gone_at_once:
-            yield ctx.violation("disconnect.grace-period",
-                                f"the members of {rec.client!r} left {rec.channel!r} as soon as it "
-                                "dropped (no grace period)", step=rec.step,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                "disconnect.grace-period",
+                f"the members of {rec.client!r} left {rec.channel!r} as soon as it "
+                "dropped (no grace period)",
+                step=rec.step,
+                history_index=rec.history_index,
+            )
 
 
 @check(explicit=True)
@@ -91,10 +116,21 @@ def sync_expect(ctx: CheckContext) -> Iterator[Violation]:
     for rec in ctx.record.syncs:
         if rec.kind != "step" or rec.explicit is None or rec.observed == rec.explicit:
             continue
-        step = next((op.step for op in ctx.record.ops if op.index == rec.step
-                     and op.kind == "sync_complete" and op.client == rec.client), None)
+        step = next(
+            (
+                op.step
+                for op in ctx.record.ops
+                if op.index == rec.step and op.kind == "sync_complete" and op.client == rec.client
+            ),
+            None,
+        )
         for requirement in ctx.record.step_requirements(step):
-            yield ctx.violation(requirement, f"syncComplete of {rec.client!r} on {rec.channel!r} "
-                                f"is {rec.observed!r}, the scenario expects {rec.explicit!r}",
-                                expected=rec.explicit, observed=rec.observed, step=rec.step,
-                                history_index=rec.history_index)
+            yield ctx.violation(
+                requirement,
+                f"syncComplete of {rec.client!r} on {rec.channel!r} "
+                f"is {rec.observed!r}, the scenario expects {rec.explicit!r}",
+                expected=rec.explicit,
+                observed=rec.observed,
+                step=rec.step,
+                history_index=rec.history_index,
+            )

@@ -36,10 +36,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.adapter import Adapter, Feature
-from harness.checks.base import CheckContext, check
-from harness.record import CaseRecord
-from harness.results import Violation
+from presence_conformance.harness.adapter import Adapter, Feature
+from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.record.records import CaseRecord
+from presence_conformance.harness.results import Violation
 
 __all__ = [
     "ACK_REQUIRED",
@@ -57,8 +57,12 @@ __all__ = [
 ]
 
 HEARTBEAT, ATTACH, DETACH, PRESENCE, MESSAGE, OBJECT, ANNOTATION = 0, 10, 12, 14, 15, 19, 21
-ACK_REQUIRED: dict[int, str] = {PRESENCE: "PRESENCE", MESSAGE: "MESSAGE", OBJECT: "OBJECT",
-                                ANNOTATION: "ANNOTATION"}
+ACK_REQUIRED: dict[int, str] = {
+    PRESENCE: "PRESENCE",
+    MESSAGE: "MESSAGE",
+    OBJECT: "OBJECT",
+    ANNOTATION: "ANNOTATION",
+}
 """Actions of the frames that need an ACK, so carry a msgSerial (TR4j; RTN7b)."""
 
 CLIENT_ID_RULES: dict[int, tuple[str, str, str]] = {
@@ -135,9 +139,15 @@ def collect_wire_frames(record: CaseRecord, adapter: Adapter) -> list[Connection
                 frames = list(adapter.wire_frames(connection_id))
             except NotImplementedError:
                 return []
-            logs.append(ConnectionFrames(
-                connection_id, record.client_ids.get(client), frames, client,
-                truncated=limit is not None and len(frames) >= limit))
+            logs.append(
+                ConnectionFrames(
+                    connection_id,
+                    record.client_ids.get(client),
+                    frames,
+                    client,
+                    truncated=limit is not None and len(frames) >= limit,
+                )
+            )
     set_wire_frames(record, logs)
     return logs
 
@@ -209,11 +219,15 @@ def client_id_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
             name, requirement, point = rule
             own = " (its own clientId)" if item["clientId"] == log.client_id else ""
             yield WireFinding(
-                requirement, log.connection_id, index,
+                requirement,
+                log.connection_id,
+                index,
                 f"{log.label}, frame #{index}: PRESENCE {name} item presence[{position}] carries "
                 f"clientId {item['clientId']!r}{own}; {point}: the clientId must not be present "
                 "in a client's own presence message",
-                shown(frame), expected=f"presence[{position}] without clientId")
+                shown(frame),
+                expected=f"presence[{position}] without clientId",
+            )
 
 
 def _same_message(a: dict, b: dict) -> bool:
@@ -235,9 +249,15 @@ def msg_serial_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
         serial = frame.get("msgSerial")
         where = f"{log.label}, frame #{index}"
         if not _is_int(serial) or serial < 0:
-            yield WireFinding("wire.msg-serial-sequence", log.connection_id, index,
-                              f"{where}: {name} needs an ACK but has msgSerial {serial!r}, not a "
-                              "non-negative integer", shown(frame), expected=expected)
+            yield WireFinding(
+                "wire.msg-serial-sequence",
+                log.connection_id,
+                index,
+                f"{where}: {name} needs an ACK but has msgSerial {serial!r}, not a "
+                "non-negative integer",
+                shown(frame),
+                expected=expected,
+            )
             continue
         if expected is None or serial == expected:
             expected = serial + 1
@@ -247,15 +267,26 @@ def msg_serial_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
         if serial < expected and earlier is not None and _same_message(earlier, frame):
             continue  # resent after a resume with its original msgSerial
         if serial < expected:
-            detail = ("repeats the msgSerial of an earlier frame with different content"
-                      if earlier is not None else "goes back")
+            detail = (
+                "repeats the msgSerial of an earlier frame with different content"
+                if earlier is not None
+                else "goes back"
+            )
         else:
             detail = f"skips {serial - expected} serial(s)"
-        first = " (the first ACK-requiring frame on a connectionId has msgSerial 0)" \
-            if expected == 0 else ""
-        yield WireFinding("wire.msg-serial-sequence", log.connection_id, index,
-                          f"{where}: {name} has msgSerial {serial}, expected {expected}{first}: "
-                          f"it {detail}", shown(frame), expected=expected)
+        first = (
+            " (the first ACK-requiring frame on a connectionId has msgSerial 0)"
+            if expected == 0
+            else ""
+        )
+        yield WireFinding(
+            "wire.msg-serial-sequence",
+            log.connection_id,
+            index,
+            f"{where}: {name} has msgSerial {serial}, expected {expected}{first}: it {detail}",
+            shown(frame),
+            expected=expected,
+        )
         expected = max(expected, serial + 1)
         sent[serial] = frame
 
@@ -277,19 +308,27 @@ def presence_attach_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
             attached.discard(channel)
             detached.add(channel)
         elif action == PRESENCE and channel not in attached:
-            why = ("after its DETACH, without a new ATTACH" if channel in detached
-                   else "without an ATTACH for it before")
-            yield WireFinding("wire.presence-after-attach", log.connection_id, index,
-                              f"{log.label}, frame #{index}: PRESENCE for channel {channel!r} "
-                              f"{why}; presence is sent only once the channel is attached, "
-                              "operations made meanwhile are queued (RTP16b)",
-                              shown(frame), expected=f"ATTACH of {channel!r} first")
+            why = (
+                "after its DETACH, without a new ATTACH"
+                if channel in detached
+                else "without an ATTACH for it before"
+            )
+            yield WireFinding(
+                "wire.presence-after-attach",
+                log.connection_id,
+                index,
+                f"{log.label}, frame #{index}: PRESENCE for channel {channel!r} "
+                f"{why}; presence is sent only once the channel is attached, "
+                "operations made meanwhile are queued (RTP16b)",
+                shown(frame),
+                expected=f"ATTACH of {channel!r} first",
+            )
 
 
 def frame_validity_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
     """TR2 / TR4: every JSON frame is a ProtocolMessage object valid against the
     wire-protocol-message schema. Binary frames are not judged."""
-    import spec
+    from presence_conformance import spec
 
     validator = spec.validator("wire-protocol-message")
     for index, frame in enumerate(log.frames):
@@ -307,15 +346,20 @@ def frame_validity_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
         else:
             if validator.is_valid(frame):
                 continue
-            problem = ("is not a valid ProtocolMessage: "
-                       + "; ".join(spec.validate("wire-protocol-message", frame)))
-        yield WireFinding("wire.json-frames-valid", log.connection_id, index,
-                          f"{where} {problem}", shown(frame),
-                          expected="a ProtocolMessage (spec/schemas/wire-protocol-message.json)")
+            problem = "is not a valid ProtocolMessage: " + "; ".join(
+                spec.validate("wire-protocol-message", frame)
+            )
+        yield WireFinding(
+            "wire.json-frames-valid",
+            log.connection_id,
+            index,
+            f"{where} {problem}",
+            shown(frame),
+            expected="a ProtocolMessage (spec/schemas/wire-protocol-message.json)",
+        )
 
 
-RULES = (client_id_findings, msg_serial_findings, presence_attach_findings,
-         frame_validity_findings)
+RULES = (client_id_findings, msg_serial_findings, presence_attach_findings, frame_validity_findings)
 
 
 def analyse(logs: Iterable[ConnectionFrames]) -> list[WireFinding]:
@@ -334,8 +378,9 @@ def analyse(logs: Iterable[ConnectionFrames]) -> list[WireFinding]:
 
 def _violations(ctx: CheckContext, findings: Iterable[WireFinding]) -> Iterator[Violation]:
     for finding in findings:
-        yield ctx.violation(finding.requirement, finding.message, expected=finding.expected,
-                            observed=finding.frame)
+        yield ctx.violation(
+            finding.requirement, finding.message, expected=finding.expected, observed=finding.frame
+        )
 
 
 @check("wire.enter-no-client-id", "wire.update-no-client-id", "wire.leave-no-client-id")

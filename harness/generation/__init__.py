@@ -2,7 +2,7 @@
 runner runs them like any scenario, and a failure is shrunk and saved as a replayable scenario
 file.
 
-    from harness.generation import GenerationOptions, run_generation
+    from presence_conformance.harness.generation import GenerationOptions, run_generation
     result = run_generation(session, GenerationOptions(profile="ci"))
     result.case                  # a CaseResult of kind "generated" for the reports
     result.failure.path          # failures/<adapter>-<requirement>-<hash>.yaml, if one failed
@@ -13,7 +13,7 @@ save, confirm), `cli` (`presence-conformance generate`), `pytest_items` (the `ge
 test item of the pytest plugin).
 """
 
-from harness.generation.engine import (
+from presence_conformance.harness.generation.engine import (
     DEFAULT_FAILURES_DIR,
     GeneratedFailure,
     GenerationOptions,
@@ -22,8 +22,13 @@ from harness.generation.engine import (
     run_generation,
     save_failure,
 )
-from harness.generation.profiles import PROFILES, Profile, hypothesis_settings, profile
-from harness.generation.strategies import (
+from presence_conformance.harness.generation.profiles import (
+    PROFILES,
+    Profile,
+    hypothesis_settings,
+    profile,
+)
+from presence_conformance.harness.generation.strategies import (
     GENERATED_REQUIREMENTS,
     GenerationConfig,
     compile_program,

@@ -1,8 +1,8 @@
 """Running generated programs: search with Hypothesis, shrink, save the failure, confirm replay.
 
-`run_generation(session, options)` draws programs (`harness.generation.strategies.programs`),
-loads each with `harness.scenario.scenario_from_dict` and runs it with
-`harness.runner.run_scenario` on the session's adapter loop (`ConformanceSession.run`: one event
+`run_generation(session, options)` draws programs (`presence_conformance.harness.generation.strategies.programs`),
+loads each with `presence_conformance.harness.scenario.scenario_from_dict` and runs it with
+`presence_conformance.harness.run.runner.run_scenario` on the session's adapter loop (`ConformanceSession.run`: one event
 loop per adapter, in a background thread; Hypothesis itself runs synchronously in the caller).
 The runner's checks are the invariants. A program whose case fails (a MUST violated, a timeout,
 an adapter error; with `strict`, a SHOULD violated too) is shrunk by Hypothesis to a minimal one,
@@ -29,10 +29,17 @@ from typing import Any
 
 from hypothesis import event, given, seed
 from hypothesis.errors import Flaky
-
-from harness.generation.profiles import DEFAULT_PROFILE, hypothesis_settings, profile
-from harness.generation.strategies import GENERATED_REQUIREMENTS, GenerationConfig, programs
-from harness.results import CaseResult, Outcome
+from presence_conformance.harness.generation.profiles import (
+    DEFAULT_PROFILE,
+    hypothesis_settings,
+    profile,
+)
+from presence_conformance.harness.generation.strategies import (
+    GENERATED_REQUIREMENTS,
+    GenerationConfig,
+    programs,
+)
+from presence_conformance.harness.results import CaseResult, Outcome
 
 __all__ = [
     "DEFAULT_FAILURES_DIR",
@@ -51,7 +58,7 @@ DEFAULT_FAILURES_DIR = Path("failures")
 class GenerationOptions:
     """What to generate and what to do with a failure.
 
-    - `profile`: `ci`, `dev` or `thorough` (`harness.generation.profiles`); `examples` overrides
+    - `profile`: `ci`, `dev` or `thorough` (`presence_conformance.harness.generation.profiles`); `examples` overrides
       its number of programs, `max_steps`/`min_steps` its program length;
     - `seed`: reproduce a run (the same seed, the same programs);
     - `failures_dir`: where minimal failing programs are written (None: not written);
@@ -119,9 +126,11 @@ class ProgramFailed(Exception):
     """Raised inside the Hypothesis test for a failing program (so that Hypothesis shrinks it)."""
 
     def __init__(self, case: CaseResult) -> None:
-        super().__init__(f"{case.outcome.value}: " + ", ".join(
-            sorted({v.requirement for v in case.violations})) if case.violations
-            else f"{case.outcome.value}: {case.error}")
+        super().__init__(
+            f"{case.outcome.value}: " + ", ".join(sorted({v.requirement for v in case.violations}))
+            if case.violations
+            else f"{case.outcome.value}: {case.error}"
+        )
         self.case = case
 
 
@@ -140,14 +149,15 @@ def _config_for(session: Any, options: GenerationOptions) -> GenerationConfig:
     chosen = profile(options.profile, options.examples)
     features = frozenset(getattr(session.adapter, "features", ()))
     max_steps = options.max_steps or chosen.max_steps
-    min_steps = min(options.min_steps if options.min_steps is not None else chosen.min_steps,
-                    max_steps)
+    min_steps = min(
+        options.min_steps if options.min_steps is not None else chosen.min_steps, max_steps
+    )
     return GenerationConfig(min_steps=min_steps, max_steps=max_steps, features=features)
 
 
 def _run_program(session: Any, scenario: Any) -> CaseResult:
     """One program on the session's adapter loop; a hang becomes a timeout result."""
-    from harness.runner import run_scenario
+    from presence_conformance.harness.run.runner import run_scenario
 
     limit = session.case_timeout(scenario)
     # a passing program's history is of no use and only weighs on memory (failures keep theirs)
@@ -155,35 +165,52 @@ def _run_program(session: Any, scenario: Any) -> CaseResult:
     try:
         return session.run(run_scenario(scenario, session.adapter, settings), limit)
     except TimeoutError:
-        return CaseResult(case_id=scenario.case_id, adapter=session.adapter_name,
-                          outcome=Outcome.TIMEOUT, kind="generated",
-                          error=f"the program did not finish within {limit:.0f}s")
+        return CaseResult(
+            case_id=scenario.case_id,
+            adapter=session.adapter_name,
+            outcome=Outcome.TIMEOUT,
+            kind="generated",
+            error=f"the program did not finish within {limit:.0f}s",
+        )
 
 
-def run_generation(session: Any, options: GenerationOptions | None = None,
-                   on_program: Callable[[int, dict[str, Any], CaseResult], None] | None = None
-                   ) -> GenerationResult:
+def run_generation(
+    session: Any,
+    options: GenerationOptions | None = None,
+    on_program: Callable[[int, dict[str, Any], CaseResult], None] | None = None,
+) -> GenerationResult:
     """Generate and run programs against the session's adapter (see the module docstring).
 
-    `session` is a `harness.session.ConformanceSession` (started here if needed). `on_program`
+    `session` is a `presence_conformance.harness.session.ConformanceSession` (started here if needed). `on_program`
     is called after each program with its number, its scenario document and its result. Never raises for a failing
     program; raises `HarnessError` when the harness itself breaks (a generated program the
     loader refuses, the adapter's loop blocked).
     """
-    from harness.scenario import scenario_from_dict
-    from harness.session import HarnessError
+    from presence_conformance.harness.scenario import scenario_from_dict
+    from presence_conformance.harness.session import HarnessError
 
     options = options or GenerationOptions()
     chosen = profile(options.profile, options.examples)
     config = _config_for(session, options)
     test_settings, run_seed = hypothesis_settings(
-        chosen, namespace=session.adapter_name, database=options.database,
-        use_database=options.use_database, seed=options.seed, shrink=options.shrink)
-    result = GenerationResult(case=CaseResult(case_id=f"generated/{chosen.name}",
-                                              adapter=session.adapter_name,
-                                              outcome=Outcome.PASS, kind="generated",
-                                              requirements=list(GENERATED_REQUIREMENTS)),
-                              profile=chosen.name, seed=run_seed)
+        chosen,
+        namespace=session.adapter_name,
+        database=options.database,
+        use_database=options.use_database,
+        seed=options.seed,
+        shrink=options.shrink,
+    )
+    result = GenerationResult(
+        case=CaseResult(
+            case_id=f"generated/{chosen.name}",
+            adapter=session.adapter_name,
+            outcome=Outcome.PASS,
+            kind="generated",
+            requirements=list(GENERATED_REQUIREMENTS),
+        ),
+        profile=chosen.name,
+        seed=run_seed,
+    )
     failures: list[tuple[dict[str, Any], CaseResult]] = []
     broken: list[str] = []
     started = time.monotonic()
@@ -216,7 +243,8 @@ def run_generation(session: Any, options: GenerationOptions | None = None,
     test = given(programs(config))(program)
     # the same programs for a given profile and shape, whichever function object runs them
     test.hypothesis.inner_test._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
-        f"presence-conformance/{chosen.name}/{config.min_steps}-{config.max_steps}".encode())
+        f"presence-conformance/{chosen.name}/{config.min_steps}-{config.max_steps}".encode()
+    )
     if run_seed is not None:  # before the settings: `seed` alone would switch the database off
         test = seed(run_seed)(test)
     test = test_settings(test)
@@ -232,16 +260,18 @@ def run_generation(session: Any, options: GenerationOptions | None = None,
     except Exception as exc:
         if broken:
             return _broken(result, broken[0], started)
-        raise HarnessError(f"generation against {session.adapter_name!r} broke: "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise HarnessError(
+            f"generation against {session.adapter_name!r} broke: {type(exc).__name__}: {exc}"
+        ) from exc
     if stats:
         result.statistics = _describe(stats[-1])
     if broken:
         return _broken(result, broken[0], started)
     if failures:
         document, case = failures[-1]  # the last failure is the minimal one Hypothesis replays
-        failure = GeneratedFailure(document, case, _steps(document), _steps(failures[0][0]),
-                                   _violated(case), flaky=flaky)
+        failure = GeneratedFailure(
+            document, case, _steps(document), _steps(failures[0][0]), _violated(case), flaky=flaky
+        )
         result.failure = failure
         if options.failures_dir is not None:
             save_failure(session, failure, options, chosen.name, run_seed, result)
@@ -275,9 +305,11 @@ def _fill_case(result: GenerationResult, failure: GeneratedFailure, profile_name
     case.history = list(minimal.history)
     case.scenario_file = str(failure.path) if failure.path else None
     case.replay = failure.replay
-    summary = (f"generated program #{result.programs_to_first_failure} of profile "
-               f"{profile_name} failed; shrunk from {failure.first_steps} to {failure.steps} "
-               "step(s)")
+    summary = (
+        f"generated program #{result.programs_to_first_failure} of profile "
+        f"{profile_name} failed; shrunk from {failure.first_steps} to {failure.steps} "
+        "step(s)"
+    )
     if failure.replay_confirmed is False:
         summary += "; the saved file did NOT fail the same way when replayed (flaky?)"
     if failure.flaky:
@@ -287,14 +319,19 @@ def _fill_case(result: GenerationResult, failure: GeneratedFailure, profile_name
     case.error = summary
 
 
-def save_failure(session: Any, failure: GeneratedFailure, options: GenerationOptions,
-                 profile_name: str, run_seed: int | None,
-                 result: GenerationResult | None = None) -> Path:
+def save_failure(
+    session: Any,
+    failure: GeneratedFailure,
+    options: GenerationOptions,
+    profile_name: str,
+    run_seed: int | None,
+    result: GenerationResult | None = None,
+) -> Path:
     """Write the minimal program as a scenario file in `options.failures_dir`, replay it once
     from the file (when `options.confirm_replay`), and fill in `failure.path`, `replay`,
     `replay_confirmed`."""
-    from harness.scenario import dump_scenario, load_scenario, scenario_to_yaml
-    from harness.session import harness_version, replay_command
+    from presence_conformance.harness.scenario import dump_scenario, load_scenario, scenario_to_yaml
+    from presence_conformance.harness.session import harness_version, replay_command
 
     document = dict(failure.document)
     steps_text = scenario_to_yaml({k: document[k] for k in ("clients", "channels", "steps")})
@@ -302,12 +339,17 @@ def save_failure(session: Any, failure: GeneratedFailure, options: GenerationOpt
     case = failure.case
     requirements = failure.requirements or list(GENERATED_REQUIREMENTS)
     first = next(iter(case.violations), None)
-    what = (f"{first.requirement}: {first.message}" if first is not None
-            else f"{case.outcome.value}: {case.error or ''}".strip())
+    what = (
+        f"{first.requirement}: {first.message}"
+        if first is not None
+        else f"{case.outcome.value}: {case.error or ''}".strip()
+    )
     document["name"] = f"generated-{digest}"
-    document["description"] = (f"Found by presence-conformance generate (profile "
-                               f"{profile_name}) against adapter {session.adapter_name}.\n"
-                               f"{what}\n")
+    document["description"] = (
+        f"Found by presence-conformance generate (profile "
+        f"{profile_name}) against adapter {session.adapter_name}.\n"
+        f"{what}\n"
+    )
     document["requirements"] = requirements
     meta: dict[str, Any] = {
         "generator": "presence-conformance generate",
@@ -324,9 +366,12 @@ def save_failure(session: Any, failure: GeneratedFailure, options: GenerationOpt
     if result is not None and result.programs_to_first_failure is not None:
         meta["found_after_programs"] = result.programs_to_first_failure
     document["meta"] = meta
-    label = _safe(f"{session.adapter_name}-{requirements[0] if failure.requirements else case.outcome.value}")
-    path = dump_scenario(document, Path(options.failures_dir or DEFAULT_FAILURES_DIR)
-                         / f"{label}-{digest}.yaml")
+    label = _safe(
+        f"{session.adapter_name}-{requirements[0] if failure.requirements else case.outcome.value}"
+    )
+    path = dump_scenario(
+        document, Path(options.failures_dir or DEFAULT_FAILURES_DIR) / f"{label}-{digest}.yaml"
+    )
     failure.document = document
     failure.path = path
     failure.replay = replay_command(path, session.adapter_name, session.options)
@@ -334,9 +379,11 @@ def save_failure(session: Any, failure: GeneratedFailure, options: GenerationOpt
         scenario = load_scenario(path)
         again = replace(_run_program(session, scenario), kind="generated")
         failure.replay_case = again
-        failure.replay_confirmed = (is_detection(again, options.strict)
-                                    and _violated(again) == failure.requirements
-                                    and again.outcome is case.outcome)
+        failure.replay_confirmed = (
+            is_detection(again, options.strict)
+            and _violated(again) == failure.requirements
+            and again.outcome is case.outcome
+        )
     return path
 
 

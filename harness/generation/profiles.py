@@ -58,12 +58,30 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "ci": Profile("ci", "derandomized, 60 programs of up to 20 steps, database read-only",
-                  max_examples=60, max_steps=20, derandomize=True, database=False),
-    "dev": Profile("dev", "random, 200 programs of up to 20 steps, example database on",
-                   max_examples=200, max_steps=20, derandomize=False, database=True),
-    "thorough": Profile("thorough", "random, 5,000 programs of up to 40 steps, database on",
-                        max_examples=5000, max_steps=40, derandomize=False, database=True),
+    "ci": Profile(
+        "ci",
+        "derandomized, 60 programs of up to 20 steps, database read-only",
+        max_examples=60,
+        max_steps=20,
+        derandomize=True,
+        database=False,
+    ),
+    "dev": Profile(
+        "dev",
+        "random, 200 programs of up to 20 steps, example database on",
+        max_examples=200,
+        max_steps=20,
+        derandomize=False,
+        database=True,
+    ),
+    "thorough": Profile(
+        "thorough",
+        "random, 5,000 programs of up to 40 steps, database on",
+        max_examples=5000,
+        max_steps=40,
+        derandomize=False,
+        database=True,
+    ),
 }
 
 
@@ -72,8 +90,9 @@ def profile(name: str, examples: int | None = None) -> Profile:
     try:
         chosen = PROFILES[name]
     except KeyError:
-        raise ValueError(f"unknown generation profile {name!r}; known: "
-                         f"{', '.join(PROFILES)}") from None
+        raise ValueError(
+            f"unknown generation profile {name!r}; known: {', '.join(PROFILES)}"
+        ) from None
     if examples is not None:
         if examples < 1:
             raise ValueError(f"examples: expected a positive number, got {examples}")
@@ -94,8 +113,11 @@ class NamespacedDatabase(ExampleDatabase):
         return f"NamespacedDatabase({self.inner!r}, {self.prefix[:-1].decode()!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, NamespacedDatabase) and self.inner == other.inner
-                and self.prefix == other.prefix)
+        return (
+            isinstance(other, NamespacedDatabase)
+            and self.inner == other.inner
+            and self.prefix == other.prefix
+        )
 
     def __hash__(self) -> int:
         return hash((self.prefix, id(self.inner)))
@@ -113,8 +135,9 @@ class NamespacedDatabase(ExampleDatabase):
         self.inner.move(self.prefix + src, self.prefix + dest, value)
 
 
-def _database(chosen: Profile, path: str | Path | None, namespace: str,
-              use_database: bool | None) -> ExampleDatabase | None:
+def _database(
+    chosen: Profile, path: str | Path | None, namespace: str, use_database: bool | None
+) -> ExampleDatabase | None:
     if use_database is False:
         return None
     explicit = path is not None or os.environ.get("PRESENCE_GENERATION_DB")
@@ -132,11 +155,17 @@ CI_SEED = 20260101
 (Hypothesis' `derandomize=True` refuses a database; a fixed seed is just as deterministic)."""
 
 
-def hypothesis_settings(chosen: Profile, *, namespace: str = "default",
-                        database: str | Path | None = None, use_database: bool | None = None,
-                        seed: int | None = None, shrink: bool = True,
-                        verbosity: Verbosity = Verbosity.quiet,
-                        **overrides: Any) -> tuple[settings, int | None]:
+def hypothesis_settings(
+    chosen: Profile,
+    *,
+    namespace: str = "default",
+    database: str | Path | None = None,
+    use_database: bool | None = None,
+    seed: int | None = None,
+    shrink: bool = True,
+    verbosity: Verbosity = Verbosity.quiet,
+    **overrides: Any,
+) -> tuple[settings, int | None]:
     """The Hypothesis settings of a profile, and the seed to run them with (None: the
     profile's own randomness).
 

@@ -1,6 +1,6 @@
 """Hypothesis strategies for presence programs, drawn directly as scenario documents.
 
-`programs(config)` draws a dict in exactly the shape `harness.scenario.scenario_from_dict` loads
+`programs(config)` draws a dict in exactly the shape `presence_conformance.harness.scenario.scenario_from_dict` loads
 (docs/scenarios.md), so a generated program runs through the same loader, runner and checks as a
 hand-written scenario, and a failure is saved as an ordinary scenario file.
 
@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
-
-from harness.adapter import ALL_FEATURES, Feature
-from harness.scenario import ACTIONS
+from presence_conformance.harness.adapter import ALL_FEATURES, Feature
+from presence_conformance.harness.scenario import ACTIONS
 
 __all__ = [
     "CHANNELS",
@@ -61,16 +60,46 @@ BAD_DATA = 40013  # errors.INVALID_DATA
 
 # Step kinds, simplest first (a shrunk choice moves towards the front); repeated kinds are
 # drawn more often.
-KINDS = ("enter", "subscribe", "get", "update", "leave", "enter", "history", "update",
-         "concurrently", "unsubscribe", "drop", "connect", "get", "sync_complete", "close",
-         "leave", "history", "enter", "update", "history", "drop", "get", "connect")
+KINDS = (
+    "enter",
+    "subscribe",
+    "get",
+    "update",
+    "leave",
+    "enter",
+    "history",
+    "update",
+    "concurrently",
+    "unsubscribe",
+    "drop",
+    "connect",
+    "get",
+    "sync_complete",
+    "close",
+    "leave",
+    "history",
+    "enter",
+    "update",
+    "history",
+    "drop",
+    "get",
+    "connect",
+)
 INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!", "history!")
 """Invalid variants of kinds (drawn only when the adapter validates arguments): history with
 limit 0/1001/-1, start after end or an unknown direction; subscribe/unsubscribe with an unknown
 action; enter with a number or a boolean as data."""
 SWITCHABLE = tuple(sorted(set(KINDS) - {"enter"}))
-BLOCK_KINDS = ("enter", "subscribe", "get", "update", "leave", "history", "unsubscribe",
-               "sync_complete")
+BLOCK_KINDS = (
+    "enter",
+    "subscribe",
+    "get",
+    "update",
+    "leave",
+    "history",
+    "unsubscribe",
+    "sync_complete",
+)
 PUBLISH = ("enter", "update", "leave")
 READS = ("get", "history", "sync_complete", "subscribe", "unsubscribe")
 
@@ -95,11 +124,14 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_clients <= len(CLIENT_NAMES):
-            raise ValueError(f"max_clients: expected 1..{len(CLIENT_NAMES)}, got "
-                             f"{self.max_clients}")
+            raise ValueError(
+                f"max_clients: expected 1..{len(CLIENT_NAMES)}, got {self.max_clients}"
+            )
         if not 0 <= self.min_steps <= self.max_steps or self.max_steps < 1:
-            raise ValueError(f"steps: expected 0 <= min_steps <= max_steps >= 1, got "
-                             f"{self.min_steps}..{self.max_steps}")
+            raise ValueError(
+                f"steps: expected 0 <= min_steps <= max_steps >= 1, got "
+                f"{self.min_steps}..{self.max_steps}"
+            )
         if not self.channels:
             raise ValueError("channels: at least one channel is needed")
 
@@ -114,17 +146,42 @@ class GenerationConfig:
 # -- member data -------------------------------------------------------------------------------
 
 _KEY = st.text(min_size=1, max_size=6).filter(lambda k: not k.startswith("$") and k != "<<")
-_SCALAR = (st.none() | st.booleans() | st.integers(-(2 ** 53), 2 ** 53)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
-_JSON = st.recursive(_SCALAR, lambda inner: st.lists(inner, max_size=3)
-                     | st.dictionaries(_KEY, inner, max_size=3), max_leaves=6)
+_SCALAR = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+_JSON = st.recursive(
+    _SCALAR,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEY, inner, max_size=3),
+    max_leaves=6,
+)
 
 DATA_CORPUS: tuple[Any, ...] = (
-    "hello", {"mood": "happy"}, ["a", 1], "", None, {}, [], "héllo wörld", "日本語のテキスト",
-    "emoji 😀 and 𝄞 (outside the BMP)", "line\nbreak\ttab", "\x00nul", " ", "null", "123",
-    {"nested": {"list": [1, 2.5, True, None, "x"], "empty": {}}}, [[], {}, [None]],
-    {"ключ": "значение", "数字": -0.5}, {"big": 2 ** 53, "neg": -(2 ** 53), "tiny": 5e-324},
-    [1, "two", {"three": [3]}], {"": ""}, {"a": {"b": {"c": {"d": "deep"}}}},
+    "hello",
+    {"mood": "happy"},
+    ["a", 1],
+    "",
+    None,
+    {},
+    [],
+    "héllo wörld",
+    "日本語のテキスト",
+    "emoji 😀 and 𝄞 (outside the BMP)",
+    "line\nbreak\ttab",
+    "\x00nul",
+    " ",
+    "null",
+    "123",
+    {"nested": {"list": [1, 2.5, True, None, "x"], "empty": {}}},
+    [[], {}, [None]],
+    {"ключ": "значение", "数字": -0.5},
+    {"big": 2**53, "neg": -(2**53), "tiny": 5e-324},
+    [1, "two", {"three": [3]}],
+    {"": ""},
+    {"a": {"b": {"c": {"d": "deep"}}}},
 )
 """Readable values of every data kind, drawn most of the time (one choice each, and a shrunk
 program shows one of them); fully random data is drawn the rest of the time."""
@@ -172,8 +229,16 @@ _ACTION_LIST = st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=3, unique
 _GET_FILTERS = st.sampled_from(["none", "client_id", "connection_id", "both", "unknown"])
 _HISTORY_PROBLEMS = st.sampled_from(["limit", "start-after-end", "direction"])
 _BAD_LIMITS = st.sampled_from([1001, 0, -1])
-_BOUNDS = st.sampled_from([(ABSENT, ABSENT), ("ref", ABSENT), ("ref", "ref"), (ABSENT, "ref"),
-                           ("zero", ABSENT), ("zero", "ref")])
+_BOUNDS = st.sampled_from(
+    [
+        (ABSENT, ABSENT),
+        ("ref", ABSENT),
+        ("ref", "ref"),
+        (ABSENT, "ref"),
+        ("zero", ABSENT),
+        ("zero", "ref"),
+    ]
+)
 _LIMITS = st.sampled_from([ABSENT, 1, 2, 3, 5, 100, 1000])
 _DIRECTIONS = st.sampled_from([ABSENT, "forwards", "backwards"])
 _PAGES = st.sampled_from([1, "all"])
@@ -216,7 +281,8 @@ class _Draws:
         if disabled not in self.by_disabled:
             kinds = KINDS + (INVALID_KINDS if self.config.validation else ())
             self.by_disabled[disabled] = st.composite(
-                lambda draw: self.intent(draw, disabled, kinds))()
+                lambda draw: self.intent(draw, disabled, kinds)
+            )()
         return self.by_disabled[disabled]
 
     def maybe_intents(self, disabled: frozenset[str]) -> st.SearchStrategy[Any]:
@@ -236,19 +302,20 @@ class _Draws:
         """Intents of the operations of a `concurrently` block."""
         if disabled not in self.blocks:
             inner = tuple(k for k in BLOCK_KINDS if k not in disabled) or ("enter",)
-            self.blocks[disabled] = st.composite(
-                lambda draw: self.intent(draw, disabled, inner))()
+            self.blocks[disabled] = st.composite(lambda draw: self.intent(draw, disabled, inner))()
         return self.blocks[disabled]
 
     def kind(self, kinds: tuple[str, ...], disabled: frozenset[str]) -> st.SearchStrategy[str]:
         key = (kinds, disabled)
         if key not in self.kinds:  # the kinds left on, in the same order (one choice, no retry)
             self.kinds[key] = st.sampled_from(
-                tuple(k for k in kinds if k.rstrip("!") not in disabled) or ("enter",))
+                tuple(k for k in kinds if k.rstrip("!") not in disabled) or ("enter",)
+            )
         return self.kinds[key]
 
-    def intent(self, draw: st.DrawFn, disabled: frozenset[str],
-               kinds: tuple[str, ...]) -> dict[str, Any]:
+    def intent(
+        self, draw: st.DrawFn, disabled: frozenset[str], kinds: tuple[str, ...]
+    ) -> dict[str, Any]:
         """One step's raw choices; `compile_program` decides what they mean in context."""
         kind = draw(self.kind(kinds, disabled))
         invalid = kind.endswith("!")
@@ -277,8 +344,7 @@ class _Draws:
         elif kind == "history":
             intent.update(self.history(draw, invalid))
         elif kind == "concurrently":
-            intent["steps"] = draw(st.lists(self.block_intents(disabled), min_size=2,
-                                            max_size=3))
+            intent["steps"] = draw(st.lists(self.block_intents(disabled), min_size=2, max_size=3))
         return intent
 
     @staticmethod
@@ -367,8 +433,9 @@ def _cast(draw: st.DrawFn, config: GenerationConfig) -> list[_Client]:
 
 
 @st.composite
-def program_steps(draw: st.DrawFn, config: GenerationConfig
-                  ) -> tuple[list[_Client], int, list[dict[str, Any]], int]:
+def program_steps(
+    draw: st.DrawFn, config: GenerationConfig
+) -> tuple[list[_Client], int, list[dict[str, Any]], int]:
     """The raw draws of a program: the cast, the number of channels, the intents, the
     epilogue (which final reads to add, a bit mask)."""
     draws = _draws(config)
@@ -400,8 +467,12 @@ def program_steps(draw: st.DrawFn, config: GenerationConfig
 
 
 def _kind_supported(kind: str, config: GenerationConfig) -> bool:
-    needs = {"history": Feature.HISTORY, "drop": Feature.ABRUPT_DISCONNECT,
-             "sync_complete": Feature.SYNC_COMPLETE, "connect": Feature.MULTIPLE_CONNECTIONS}
+    needs = {
+        "history": Feature.HISTORY,
+        "drop": Feature.ABRUPT_DISCONNECT,
+        "sync_complete": Feature.SYNC_COMPLETE,
+        "connect": Feature.MULTIPLE_CONNECTIONS,
+    }
     feature = needs.get(kind)
     return feature is None or config.has(feature)
 
@@ -494,8 +565,7 @@ class _Compiler:
     def _listener_name(self, client: _Client, channel: str, n: int) -> str:
         return f"{client.name}-{channel}" + (f"-{n + 1}" if n else "")
 
-    def _subscribe(self, intent: dict[str, Any], client: _Client, channel: str
-                   ) -> dict[str, Any]:
+    def _subscribe(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
         name = self._listener_name(client, channel, intent["listener"])
         out: dict[str, Any] = {"listener": name}
         actions = intent["actions"]
@@ -509,8 +579,9 @@ class _Compiler:
                 known.append(name)
         return out
 
-    def _unsubscribe(self, intent: dict[str, Any], client: _Client, channel: str
-                     ) -> dict[str, Any] | None:
+    def _unsubscribe(
+        self, intent: dict[str, Any], client: _Client, channel: str
+    ) -> dict[str, Any] | None:
         form = intent["form"]
         known = self.listeners.get((client.name, channel), [])
         out: dict[str, Any] = {}
@@ -527,8 +598,9 @@ class _Compiler:
                 out["expect_error"] = BAD_ARGUMENT
         return out
 
-    def _history(self, intent: dict[str, Any], client: _Client, channel: str
-                 ) -> dict[str, Any] | None:
+    def _history(
+        self, intent: dict[str, Any], client: _Client, channel: str
+    ) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         if "inverted" in intent:  # start one ms after end: always refused
             ref = self.ref(intent["inverted"])
@@ -538,11 +610,17 @@ class _Compiler:
             out["end"] = dict(ref)
         else:
             start_form, end_form = intent.get("start", ABSENT), intent.get("end", ABSENT)
-            start = self.ref(intent["start_ref"]) if start_form == "ref" else (
-                0 if start_form == "zero" else None)
+            start = (
+                self.ref(intent["start_ref"])
+                if start_form == "ref"
+                else (0 if start_form == "zero" else None)
+            )
             end = self.ref(intent["end_ref"]) if end_form == "ref" else None
-            if isinstance(start, dict) and isinstance(end, dict) and \
-                    int(start["at"][1:]) > int(end["at"][1:]):
+            if (
+                isinstance(start, dict)
+                and isinstance(end, dict)
+                and int(start["at"][1:]) > int(end["at"][1:])
+            ):
                 start, end = end, start  # a later step's event is never older
             if start is not None:
                 out["start"] = start
@@ -557,8 +635,9 @@ class _Compiler:
             out["expect_error"] = intent["expect_error"]
         return out
 
-    def _sync_complete(self, intent: dict[str, Any], client: _Client, channel: str
-                       ) -> dict[str, Any]:
+    def _sync_complete(
+        self, intent: dict[str, Any], client: _Client, channel: str
+    ) -> dict[str, Any]:
         return {}
 
     # top-level steps
@@ -591,7 +670,7 @@ class _Compiler:
         if step is None:
             return
         self.steps.append(step)
-        (step_kind, _), = step.items()
+        ((step_kind, _),) = step.items()
         if step_kind in (*PUBLISH, "drop", "close"):
             self.events.append(index)
 
@@ -600,8 +679,9 @@ class _Compiler:
         for n, channel in enumerate(self.channels):
             if client.watch >> n & 1:
                 name = self._listener_name(client, channel, 0)
-                self.steps.append({"subscribe": {"client": client.name, "channel": channel,
-                                                 "listener": name}})
+                self.steps.append(
+                    {"subscribe": {"client": client.name, "channel": channel, "listener": name}}
+                )
                 known = self.listeners.setdefault((client.name, channel), [])
                 if name not in known:
                     known.append(name)
@@ -620,9 +700,15 @@ class _Compiler:
             chosen.append((intent, channel))
         writes = {channel for intent, channel in chosen if intent["kind"] in PUBLISH}
         # a read or a listener change racing a write on the same channel has no defined outcome
-        ops = [op for op in (self.op(intent) for intent, channel in chosen
-                             if not (intent["kind"] in READS and channel in writes))
-               if op is not None]
+        ops = [
+            op
+            for op in (
+                self.op(intent)
+                for intent, channel in chosen
+                if not (intent["kind"] in READS and channel in writes)
+            )
+            if op is not None
+        ]
         if not ops:
             return None
         if len(ops) == 1:
@@ -643,14 +729,30 @@ class _Compiler:
             if mask & 2:
                 ids = [c.client_id for c in known if c.client_id is not None]
                 if ids:
-                    self.steps.append({"get": {"client": reader, "channel": channel,
-                                               "client_id": ids[-1]}})
-                self.steps.append({"get": {"client": reader, "channel": channel,
-                                           "connection_id": {"of": known[-1].name}}})
+                    self.steps.append(
+                        {"get": {"client": reader, "channel": channel, "client_id": ids[-1]}}
+                    )
+                self.steps.append(
+                    {
+                        "get": {
+                            "client": reader,
+                            "channel": channel,
+                            "connection_id": {"of": known[-1].name},
+                        }
+                    }
+                )
             if mask & 4 and history:
-                self.steps.append({"history": {"client": reader, "channel": channel,
-                                               "direction": "forwards", "limit": 2,
-                                               "pages": "all"}})
+                self.steps.append(
+                    {
+                        "history": {
+                            "client": reader,
+                            "channel": channel,
+                            "direction": "forwards",
+                            "limit": 2,
+                            "pages": "all",
+                        }
+                    }
+                )
 
     def document(self) -> dict[str, Any]:
         if not self.steps:  # every intent was skipped: a program still needs one step
@@ -659,7 +761,7 @@ class _Compiler:
                 self.steps.append({"connect": {"client": first.name}})
             self.steps.append({"get": {"client": first.name, "channel": self.channels[0]}})
         for index in sorted(self.refs):
-            (_, body), = self.steps[index].items()
+            ((_, body),) = self.steps[index].items()
             body["id"] = f"s{index}"
         used_clients, used_channels = _used(self.steps)
         channels = [c for c in self.channels if c in used_channels] or self.channels[:1]
@@ -677,7 +779,7 @@ class _Compiler:
             clients[client.name] = spec
         return {
             "name": "generated",
-            "description": "A program generated by presence-conformance (harness.generation).",
+            "description": "A program generated by presence-conformance (presence_conformance.harness.generation).",
             "requirements": list(GENERATED_REQUIREMENTS),
             "clients": clients,
             "channels": channels,
@@ -694,9 +796,9 @@ def _used(steps: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
     clients: set[str] = set()
     channels: set[str] = set()
     for step in steps:
-        (kind, body), = step.items()
+        ((kind, body),) = step.items()
         for inner in body if kind == "concurrently" else [step]:
-            (_, b), = inner.items()
+            ((_, b),) = inner.items()
             clients.add(b["client"])
             if "channel" in b:
                 channels.add(b["channel"])
@@ -706,9 +808,13 @@ def _used(steps: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
     return clients, channels
 
 
-def compile_program(cast: list[_Client], channels: int, intents: list[dict[str, Any]],
-                    epilogue: int = 0, config: GenerationConfig | None = None
-                    ) -> dict[str, Any]:
+def compile_program(
+    cast: list[_Client],
+    channels: int,
+    intents: list[dict[str, Any]],
+    epilogue: int = 0,
+    config: GenerationConfig | None = None,
+) -> dict[str, Any]:
     """The scenario document for drawn intents (deterministic: same draws, same program)."""
     config = config or GenerationConfig()
     compiler = _Compiler(cast, list(config.channels[:channels]), config)

@@ -1,13 +1,13 @@
 """A catalogue of deliberately broken presence implementations that the harness must catch.
 
-Each mutant is the reference adapter with one realistic presence bug (`harness.mutants.base`),
+Each mutant is the reference adapter with one realistic presence bug (`presence_conformance.harness.mutants.base`),
 documented by its docstring and tagged with the requirement IDs it violates. Select one with
 `--adapter mutant:NAME`; `presence-conformance list adapters` lists them.
 
     MUTANTS                      # name -> one-line description of the bug
     get_mutant(name)             # the adapter class (KeyError for an unknown name)
     mutant_requirements(name)    # the requirement IDs it violates
-    list_mutants()               # the same as MUTANTS (what harness.registry calls)
+    list_mutants()               # the same as MUTANTS (what presence_conformance.harness.adapters.registry calls)
 
 `tests/test_mutants.py` runs the scenarios and the `ci` generation profile against every mutant
 and requires each to be detected; `bench/bench_generation.py` measures how fast generation
@@ -16,8 +16,13 @@ alone finds each one.
 
 from __future__ import annotations
 
-from harness.mutants import connections, data, events, history, members  # noqa: F401 (registers)
-from harness.mutants.base import REGISTRY, MutantAdapter, MutantPresence, mutant
+from presence_conformance.harness.mutants import connections, data, events, history, members  # noqa: F401 (registers)
+from presence_conformance.harness.mutants.base import (
+    REGISTRY,
+    MutantAdapter,
+    MutantPresence,
+    mutant,
+)
 
 __all__ = [
     "MUTANTS",
@@ -54,5 +59,5 @@ def mutant_requirements(name: str) -> tuple[str, ...]:
 
 
 def list_mutants() -> dict[str, str]:
-    """Mutant name -> description (`harness.registry` lists them as `mutant:NAME`)."""
+    """Mutant name -> description (`presence_conformance.harness.adapters.registry` lists them as `mutant:NAME`)."""
     return dict(MUTANTS)

@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from harness.adapters.reference import (
+from presence_conformance.harness.adapters.reference import (
     ReferenceAdapter,
     ReferenceConnection,
     ReferencePresence,
 )
-from reference_impl.model import PresenceModel
-from reference_impl.service import PresenceService, ServiceConnection
-from reference_impl.types import PresenceMessage
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.service import PresenceService, ServiceConnection
+from presence_conformance.reference_impl.types import PresenceMessage
 
 __all__ = ["REGISTRY", "MutantAdapter", "MutantPresence", "mutant"]
 
@@ -71,10 +71,15 @@ class MutantPresence(ReferencePresence):
         def wrapped(message: PresenceMessage) -> None:
             for out in adapter.on_event(message, self):
                 listener(out)
+
         return wrapped
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         members = await super().get(client_id, connection_id, wait_for_sync)
         return [out for m in members for out in self.adapter.on_member(m, self)]
 
@@ -93,8 +98,9 @@ class MutantAdapter(ReferenceAdapter):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.connection_class = type(f"{cls.__name__}Connection", (cls.Connection,),
-                                    {"presence_class": cls.Presence})
+        cls.connection_class = type(
+            f"{cls.__name__}Connection", (cls.Connection,), {"presence_class": cls.Presence}
+        )
 
     async def start(self) -> None:
         if self.service is None or self.service.closed:
@@ -104,18 +110,19 @@ class MutantAdapter(ReferenceAdapter):
         """The message as the broken implementation shows it (default: unchanged)."""
         return [message]
 
-    def on_event(self, message: PresenceMessage, presence: MutantPresence
-                 ) -> list[PresenceMessage]:
+    def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         """What a listener receives for one event."""
         return self.mangle(message, presence)
 
-    def on_member(self, message: PresenceMessage, presence: MutantPresence
-                  ) -> list[PresenceMessage]:
+    def on_member(
+        self, message: PresenceMessage, presence: MutantPresence
+    ) -> list[PresenceMessage]:
         """What get() returns for one member."""
         return self.mangle(message, presence)
 
-    def on_history(self, message: PresenceMessage, presence: MutantPresence
-                   ) -> list[PresenceMessage]:
+    def on_history(
+        self, message: PresenceMessage, presence: MutantPresence
+    ) -> list[PresenceMessage]:
         """What a history page holds for one event."""
         return self.mangle(message, presence)
 

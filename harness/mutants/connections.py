@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.adapters.reference import ReferenceConnection
-from harness.mutants.base import MutantAdapter, mutant
+from presence_conformance.harness.adapters.reference import ReferenceConnection
+from presence_conformance.harness.mutants.base import MutantAdapter, mutant
 
 
 def _disconnect_silently(connection: ReferenceConnection) -> None:
@@ -52,8 +52,9 @@ class ReconnectReusesConnectionId(MutantAdapter):
         super().__init__(options)
         self.first_ids: dict[str | None, str] = {}
 
-    async def connect(self, client_id: str | None,
-                      capability: dict[str, list[str]] | None = None) -> ReferenceConnection:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> ReferenceConnection:
         conn = await super().connect(client_id, capability)
         if client_id is not None:
             conn.id = self.first_ids.setdefault(client_id, conn.id)

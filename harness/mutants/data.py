@@ -7,8 +7,8 @@ import dataclasses
 import json
 from typing import Any
 
-from harness.mutants.base import MutantAdapter, MutantPresence, mutant
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 
 def _with_data(message: PresenceMessage, data: Any) -> list[PresenceMessage]:
@@ -20,8 +20,7 @@ class BinaryAsText(MutantAdapter):
     """Binary data returned as text: bytes come back as their base64 string (the encoding is
     applied on the way out but never undone on the way in)."""
 
-    def mangle(self, message: PresenceMessage, presence: MutantPresence
-               ) -> list[PresenceMessage]:
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         if isinstance(message.data, bytes):
             return _with_data(message, base64.b64encode(message.data).decode("ascii"))
         return [message]
@@ -31,8 +30,7 @@ class BinaryAsText(MutantAdapter):
 class JsonObjectAsString(MutantAdapter):
     """JSON object data is returned as its JSON text (encoding `json` never decoded)."""
 
-    def mangle(self, message: PresenceMessage, presence: MutantPresence
-               ) -> list[PresenceMessage]:
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         if isinstance(message.data, dict):
             return _with_data(message, json.dumps(message.data, separators=(",", ":")))
         return [message]
@@ -43,8 +41,7 @@ class UnicodeMangled(MutantAdapter):
     """String data with non-ASCII characters comes back as mojibake (UTF-8 bytes decoded as
     Latin-1)."""
 
-    def mangle(self, message: PresenceMessage, presence: MutantPresence
-               ) -> list[PresenceMessage]:
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         data = message.data
         if isinstance(data, str) and not data.isascii():
             return _with_data(message, data.encode("utf-8").decode("latin-1"))
@@ -55,8 +52,7 @@ class UnicodeMangled(MutantAdapter):
 class EmptyStringAsNull(MutantAdapter):
     """An empty string as data comes back as null (a falsy check, `data or None`)."""
 
-    def mangle(self, message: PresenceMessage, presence: MutantPresence
-               ) -> list[PresenceMessage]:
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         if message.data == "":
             return _with_data(message, None)
         return [message]
@@ -87,8 +83,7 @@ class TimestampsInSeconds(MutantAdapter):
     """Timestamps in seconds, not milliseconds: every message carries `time.time()`-style
     fractional seconds since the epoch."""
 
-    def mangle(self, message: PresenceMessage, presence: MutantPresence
-               ) -> list[PresenceMessage]:
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         return [dataclasses.replace(message, timestamp=message.timestamp / 1000)]  # type: ignore[arg-type]
 
 
@@ -97,10 +92,10 @@ class IdsNotUnique(MutantAdapter):
     """Event ids are not unique: the msgSerial part never increments, so every event of a
     connection has the id `connectionId:0:0`."""
 
-    def mangle(self, message: PresenceMessage, presence: MutantPresence
-               ) -> list[PresenceMessage]:
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         if message.action is not Action.PRESENT and message.id.startswith(
-                message.connection_id + ":"):
+            message.connection_id + ":"
+        ):
             return [dataclasses.replace(message, id=f"{message.connection_id}:0:0")]
         return [message]
 
@@ -123,8 +118,11 @@ class UpdateNullDataKeepsOld(MutantAdapter):
         async def update(self, data: Any = None) -> None:
             if data is None:
                 conn = self.service_connection
-                current = (self.model.get(self.channel_name, conn.client_id, conn.id)
-                           if conn.client_id else [])
+                current = (
+                    self.model.get(self.channel_name, conn.client_id, conn.id)
+                    if conn.client_id
+                    else []
+                )
                 if current:
                     data = current[0].data
             await super().update(data)

@@ -7,10 +7,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from harness.mutants.base import MutantAdapter, MutantPresence, mutant
-from reference_impl.model import Outcome
-from reference_impl.service import PresenceService
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
+from presence_conformance.reference_impl.model import Outcome
+from presence_conformance.reference_impl.service import PresenceService
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 
 @mutant("no-synthesized-leave", "disconnect.leave-synthesized")
@@ -44,8 +44,7 @@ class UpdateAsEnter(MutantAdapter):
     """An update is broadcast with action enter (the server reuses the enter path for
     updates), so subscribers cannot tell a data change from a new member."""
 
-    def on_event(self, message: PresenceMessage, presence: MutantPresence
-                 ) -> list[PresenceMessage]:
+    def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         if message.action is Action.UPDATE:
             return [message.with_action(Action.ENTER)]
         return [message]
@@ -56,8 +55,7 @@ class PresentAsEnter(MutantAdapter):
     """The members already on a channel are announced to a new subscriber as enter events
     instead of present events (the sync replays the members as if they had just joined)."""
 
-    def on_event(self, message: PresenceMessage, presence: MutantPresence
-                 ) -> list[PresenceMessage]:
+    def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         if message.action is Action.PRESENT:
             return [message.with_action(Action.ENTER)]
         return [message]
@@ -68,8 +66,7 @@ class DuplicatePresent(MutantAdapter):
     """Duplicate present during sync: each existing member is sent twice to a new subscriber
     (a periodic sync overlapping the attach sync; ably-go #655, presence-peers §4 invariant 5)."""
 
-    def on_event(self, message: PresenceMessage, presence: MutantPresence
-                 ) -> list[PresenceMessage]:
+    def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         return [message, message] if message.action is Action.PRESENT else [message]
 
 
@@ -79,8 +76,7 @@ class NoPresentOnAttach(MutantAdapter):
     present event for them (the second attach ignored the SYNC; ably-js #284, presence-peers §4
     invariant 2)."""
 
-    def on_event(self, message: PresenceMessage, presence: MutantPresence
-                 ) -> list[PresenceMessage]:
+    def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         return [] if message.action is Action.PRESENT else [message]
 
 
@@ -91,8 +87,7 @@ class MemberEventsReordered(MutantAdapter):
     first), so a subscriber sees update-then-enter or leave-then-enter."""
 
     class Presence(MutantPresence):
-        def wrap_listener(self, listener: Callable[[PresenceMessage], Any]
-                          ) -> Callable[[Any], Any]:
+        def wrap_listener(self, listener: Callable[[PresenceMessage], Any]) -> Callable[[Any], Any]:
             held: dict[str, PresenceMessage] = {}
 
             def wrapped(message: PresenceMessage) -> None:
@@ -104,6 +99,7 @@ class MemberEventsReordered(MutantAdapter):
                     held[key] = message
                 else:
                     listener(message)
+
             return wrapped
 
 
@@ -114,8 +110,9 @@ class CrossChannelLeak(MutantAdapter):
     channel), so it receives the other channels' events."""
 
     class Presence(MutantPresence):
-        async def subscribe(self, listener: Callable[[PresenceMessage], Any],
-                            actions: list[str] | None = None) -> None:
+        async def subscribe(
+            self, listener: Callable[[PresenceMessage], Any], actions: list[str] | None = None
+        ) -> None:
             await super().subscribe(listener, actions)
             for channel in self.service_connection.channels:
                 if channel.name != self.channel_name:
@@ -128,8 +125,9 @@ class SubscribeFilterIgnored(MutantAdapter):
     action."""
 
     class Presence(MutantPresence):
-        async def subscribe(self, listener: Callable[[PresenceMessage], Any],
-                            actions: list[str] | None = None) -> None:
+        async def subscribe(
+            self, listener: Callable[[PresenceMessage], Any], actions: list[str] | None = None
+        ) -> None:
             await super().subscribe(listener, None)
 
 
@@ -139,8 +137,9 @@ class SubscribeListFirstOnly(MutantAdapter):
     as a single action name), so the listener misses the events of the other actions."""
 
     class Presence(MutantPresence):
-        async def subscribe(self, listener: Callable[[PresenceMessage], Any],
-                            actions: list[str] | None = None) -> None:
+        async def subscribe(
+            self, listener: Callable[[PresenceMessage], Any], actions: list[str] | None = None
+        ) -> None:
             if isinstance(actions, list) and len(actions) > 1:
                 actions = actions[:1]
             await super().subscribe(listener, actions)
@@ -152,8 +151,9 @@ class InvalidActionAccepted(MutantAdapter):
     (and subscribes to all actions when none is left)."""
 
     class Presence(MutantPresence):
-        async def subscribe(self, listener: Callable[[PresenceMessage], Any],
-                            actions: list[str] | None = None) -> None:
+        async def subscribe(
+            self, listener: Callable[[PresenceMessage], Any], actions: list[str] | None = None
+        ) -> None:
             known = ("enter", "leave", "update", "present")
             if actions is not None:
                 names = actions if isinstance(actions, list) else [actions]
@@ -167,8 +167,11 @@ class UnsubscribeActionRemovesAll(MutantAdapter):
     actions they subscribed to."""
 
     class Presence(MutantPresence):
-        async def unsubscribe(self, listener: Callable[[PresenceMessage], Any] | None = None,
-                              actions: list[str] | None = None) -> None:
+        async def unsubscribe(
+            self,
+            listener: Callable[[PresenceMessage], Any] | None = None,
+            actions: list[str] | None = None,
+        ) -> None:
             if listener is None and actions is not None:
                 actions = None
             await super().unsubscribe(listener, actions)
@@ -180,8 +183,11 @@ class UnsubscribeListenerNoop(MutantAdapter):
     not the function the caller passes, so nothing matches)."""
 
     class Presence(MutantPresence):
-        async def unsubscribe(self, listener: Callable[[PresenceMessage], Any] | None = None,
-                              actions: list[str] | None = None) -> None:
+        async def unsubscribe(
+            self,
+            listener: Callable[[PresenceMessage], Any] | None = None,
+            actions: list[str] | None = None,
+        ) -> None:
             if listener is not None and actions is None:
                 return
             await super().unsubscribe(listener, actions)
@@ -193,8 +199,11 @@ class UnsubscribeAllNoop(MutantAdapter):
     listener None up and finds no registration, so every listener keeps receiving events."""
 
     class Presence(MutantPresence):
-        async def unsubscribe(self, listener: Callable[[PresenceMessage], Any] | None = None,
-                              actions: list[str] | None = None) -> None:
+        async def unsubscribe(
+            self,
+            listener: Callable[[PresenceMessage], Any] | None = None,
+            actions: list[str] | None = None,
+        ) -> None:
             if listener is None and actions is None:
                 return
             await super().unsubscribe(listener, actions)
@@ -205,8 +214,7 @@ class OwnEventsNotEchoed(MutantAdapter):
     """A connection's listeners never hear the presence events of its own members (echo
     suppressed, as for messages with echoMessages off)."""
 
-    def on_event(self, message: PresenceMessage, presence: MutantPresence
-                 ) -> list[PresenceMessage]:
+    def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         own = presence.service_connection.id
         if message.connection_id == own and message.action is not Action.PRESENT:
             return []
@@ -232,8 +240,7 @@ class LeaveWithoutDataDropsData(MutantAdapter):
         super().__init__(options)
         self.nulled: set[str] = set()
 
-    def mangle(self, message: PresenceMessage, presence: MutantPresence
-               ) -> list[PresenceMessage]:
+    def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         if message.id in self.nulled:
             return [dataclasses.replace(message, data=None)]
         return [message]

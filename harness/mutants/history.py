@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.adapter import HistoryPage
-from harness.adapters.reference import ReferencePage
-from harness.mutants.base import MutantAdapter, MutantPresence, mutant
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.adapter import HistoryPage
+from presence_conformance.harness.adapters.reference import ReferencePage
+from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 
 class _HistoryPresence(MutantPresence):
     """A presence object whose history() arguments pass through `arguments` first."""
 
-    def arguments(self, start: int | None, end: int | None, limit: int | None,
-                  direction: str | None) -> tuple[Any, Any, Any, Any]:
+    def arguments(
+        self, start: int | None, end: int | None, limit: int | None, direction: str | None
+    ) -> tuple[Any, Any, Any, Any]:
         return start, end, limit, direction
 
-    async def history(self, start: int | None = None, end: int | None = None,
-                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+    async def history(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        direction: str | None = None,
+    ) -> HistoryPage:
         return await super().history(*self.arguments(start, end, limit, direction))
 
 
@@ -112,8 +118,9 @@ class HistoryLimitDefault10(MutantAdapter):
 class HistoryMissingLeaves(MutantAdapter):
     """History never holds leave events (only the member-changing actions are stored)."""
 
-    def on_history(self, message: PresenceMessage, presence: MutantPresence
-                   ) -> list[PresenceMessage]:
+    def on_history(
+        self, message: PresenceMessage, presence: MutantPresence
+    ) -> list[PresenceMessage]:
         return [] if message.action is Action.LEAVE else [message]
 
 
@@ -122,10 +129,12 @@ class HistoryNoSynthesizedLeave(MutantAdapter):
     """History holds the leaves clients sent but not those synthesized by the server after an
     abrupt disconnect."""
 
-    def on_history(self, message: PresenceMessage, presence: MutantPresence
-                   ) -> list[PresenceMessage]:
-        synthesized = (message.action is Action.LEAVE
-                       and not message.id.startswith(message.connection_id + ":"))
+    def on_history(
+        self, message: PresenceMessage, presence: MutantPresence
+    ) -> list[PresenceMessage]:
+        synthesized = message.action is Action.LEAVE and not message.id.startswith(
+            message.connection_id + ":"
+        )
         return [] if synthesized else [message]
 
 
@@ -134,8 +143,9 @@ class HistoryDuplicates(MutantAdapter):
     """Every enter is stored twice in history (the event is persisted by the publishing
     node and again by the channel's node)."""
 
-    def on_history(self, message: PresenceMessage, presence: MutantPresence
-                   ) -> list[PresenceMessage]:
+    def on_history(
+        self, message: PresenceMessage, presence: MutantPresence
+    ) -> list[PresenceMessage]:
         return [message, message] if message.action is Action.ENTER else [message]
 
 
@@ -159,8 +169,13 @@ class PaginationSkipsItem(MutantAdapter):
     """Following history pages skips one event at each page boundary (an off-by-one cursor)."""
 
     class Presence(MutantPresence):
-        async def history(self, start: int | None = None, end: int | None = None,
-                          limit: int | None = None, direction: str | None = None) -> HistoryPage:
+        async def history(
+            self,
+            start: int | None = None,
+            end: int | None = None,
+            limit: int | None = None,
+            direction: str | None = None,
+        ) -> HistoryPage:
             await self.delay()
             page = await self.service_presence.history(start, end, limit, direction)
             return _SkippingPage(page, self)

@@ -7,11 +7,11 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from harness.mutants.base import MutantAdapter, MutantPresence, mutant
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.model import _check_capability
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import _check_capability
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 
 @mutant("get-ignores-client-id", "get.filter-client-id")
@@ -20,8 +20,12 @@ class GetIgnoresClientId(MutantAdapter):
     (the filter is applied to the wrong field of the query, so it never matches)."""
 
     class Presence(MutantPresence):
-        async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                      wait_for_sync: bool = True) -> list[PresenceMessage]:
+        async def get(
+            self,
+            client_id: str | None = None,
+            connection_id: str | None = None,
+            wait_for_sync: bool = True,
+        ) -> list[PresenceMessage]:
             return await super().get(None, connection_id, wait_for_sync)
 
 
@@ -31,8 +35,12 @@ class GetIgnoresConnectionId(MutantAdapter):
     connection (only the clientId filter is passed on to the presence map)."""
 
     class Presence(MutantPresence):
-        async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                      wait_for_sync: bool = True) -> list[PresenceMessage]:
+        async def get(
+            self,
+            client_id: str | None = None,
+            connection_id: str | None = None,
+            wait_for_sync: bool = True,
+        ) -> list[PresenceMessage]:
             return await super().get(client_id, None, wait_for_sync)
 
 
@@ -41,8 +49,9 @@ class GetActionNotPresent(MutantAdapter):
     """get() returns each member with the action of its last event (enter or update) instead
     of present (the presence map stores messages as they arrived)."""
 
-    def on_member(self, message: PresenceMessage, presence: MutantPresence
-                  ) -> list[PresenceMessage]:
+    def on_member(
+        self, message: PresenceMessage, presence: MutantPresence
+    ) -> list[PresenceMessage]:
         last = Action.ENTER
         for event in presence.model.history_all(presence.channel_name):
             if event.member_key == message.member_key and event.action is not Action.LEAVE:
@@ -57,8 +66,12 @@ class SyncCompleteTooEarly(MutantAdapter):
     arrive: a late joiner's first get() misses everyone."""
 
     class Presence(MutantPresence):
-        async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                      wait_for_sync: bool = True) -> list[PresenceMessage]:
+        async def get(
+            self,
+            client_id: str | None = None,
+            connection_id: str | None = None,
+            wait_for_sync: bool = True,
+        ) -> list[PresenceMessage]:
             if not self.service_presence.sync_complete:
                 return await super().get(client_id, connection_id, False)
             return await super().get(client_id, connection_id, wait_for_sync)
@@ -74,8 +87,12 @@ class MemberKeyClientIdOnly(MutantAdapter):
     one member in get() (Pusher-style de-duplication by user id)."""
 
     class Presence(MutantPresence):
-        async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                      wait_for_sync: bool = True) -> list[PresenceMessage]:
+        async def get(
+            self,
+            client_id: str | None = None,
+            connection_id: str | None = None,
+            wait_for_sync: bool = True,
+        ) -> list[PresenceMessage]:
             members = await super().get(client_id, connection_id, wait_for_sync)
             by_client: dict[str, PresenceMessage] = {}
             for member in members:
@@ -88,8 +105,9 @@ class StaleDataAfterUpdate(MutantAdapter):
     """get() returns stale data after an update: the presence map keeps the data a member
     entered with and ignores update messages for members it already has."""
 
-    def on_member(self, message: PresenceMessage, presence: MutantPresence
-                  ) -> list[PresenceMessage]:
+    def on_member(
+        self, message: PresenceMessage, presence: MutantPresence
+    ) -> list[PresenceMessage]:
         first: PresenceMessage | None = None  # the first event of the member's current life
         for event in presence.model.history_all(presence.channel_name):
             if event.member_key == message.member_key:
@@ -132,8 +150,9 @@ class EnterWithoutClientIdAccepted(MutantAdapter):
 class CapabilityNotEnforced(MutantAdapter):
     """The presence capability is not enforced: every connection may enter anywhere."""
 
-    async def connect(self, client_id: str | None,
-                      capability: dict[str, list[str]] | None = None) -> Any:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> Any:
         return await super().connect(client_id, None)
 
 
@@ -152,6 +171,8 @@ class RefusedEnterStillBroadcast(MutantAdapter):
             finally:
                 conn.capability = granted
             if not _check_capability(granted, self.channel_name, "presence"):
-                raise PresenceError(errors.CAPABILITY_DENIED,
-                                    f"capability: no presence capability on channel "
-                                    f"{self.channel_name!r}", "capability")
+                raise PresenceError(
+                    errors.CAPABILITY_DENIED,
+                    f"capability: no presence capability on channel {self.channel_name!r}",
+                    "capability",
+                )

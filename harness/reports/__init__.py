@@ -14,8 +14,8 @@ writes, atomically (temporary file + rename):
 
 Across adapters: `write_matrix(runs, out_dir)` (`matrix.html`, `matrix.md`); across pytest-xdist
 workers of one adapter: `merge_worker_results(runs)`. Known-failing lists:
-`harness.reports.expectations`; exit codes: `harness.reports.exit_codes`; the `report` CLI
-subcommand: `harness.reports.cli.report_main`.
+`presence_conformance.harness.reports.expectations`; exit codes: `presence_conformance.harness.reports.exit_codes`; the `report` CLI
+subcommand: `presence_conformance.harness.cli.report.report_main`.
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.reports.common import CatalogueView, Verdict, load_catalogue, verdict
-from harness.reports.exit_codes import (
+from presence_conformance.harness.reports.common import CatalogueView, Verdict, load_catalogue, verdict
+from presence_conformance.harness.reports.exit_codes import (
     CONFORMING,
     HARNESS_FAILURE,
     NOT_CONFORMING,
     USAGE,
     exit_code,
 )
-from harness.reports.expectations import KnownFailing
-from harness.reports.html_report import write_html
-from harness.reports.json_report import load_results, write_json
-from harness.reports.junit import write_junit
-from harness.reports.markdown import write_markdown
-from harness.reports.matrix import Matrix, merge, merge_worker_results, write_matrix
-from harness.results import RunResult
+from presence_conformance.harness.reports.expectations import KnownFailing
+from presence_conformance.harness.reports.html_report import write_html
+from presence_conformance.harness.reports.json_report import load_results, write_json
+from presence_conformance.harness.reports.junit import write_junit
+from presence_conformance.harness.reports.markdown import write_markdown
+from presence_conformance.harness.reports.matrix import Matrix, merge, merge_worker_results, write_matrix
+from presence_conformance.harness.results import RunResult
 
 __all__ = [
     "CONFORMING",

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.reports.exit_codes import exit_code
-from harness.results import SEVERITY, CaseResult, Outcome, RunResult, worst
+from presence_conformance.harness.reports.exit_codes import exit_code
+from presence_conformance.harness.results import SEVERITY, CaseResult, Outcome, RunResult, worst
+from presence_conformance.spec import CatalogueError, load_requirements
 
 NOT_COVERED = "not covered"
 
@@ -225,10 +226,8 @@ def load_catalogue(catalogue: Any = None, runs: Iterable[RunResult] = ()) -> Cat
     note = None
     if catalogue is None:
         try:
-            from spec import load_requirements  # type: ignore[attr-defined]
-
             catalogue = load_requirements()
-        except Exception as exc:  # the report must still be written from the results alone
+        except CatalogueError as exc:  # the report must still be written from the results alone
             note = f"requirement catalogue unavailable ({type(exc).__name__}: {exc})"
             catalogue = None
     view = CatalogueView(note=note)

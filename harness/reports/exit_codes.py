@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.results import RunResult
+    from presence_conformance.harness.results import RunResult
 
 CONFORMING = 0
 NOT_CONFORMING = 1

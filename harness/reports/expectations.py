@@ -27,7 +27,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 

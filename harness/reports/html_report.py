@@ -17,8 +17,8 @@ import html
 from pathlib import Path
 from urllib.parse import quote
 
-from harness.reports.assets import CSS, JS_REPORT, csp
-from harness.reports.common import (
+from presence_conformance.harness.reports.assets import CSS, JS_REPORT, csp
+from presence_conformance.harness.reports.common import (
     NOT_COVERED,
     OUTCOME_ORDER,
     CatalogueView,
@@ -36,7 +36,7 @@ from harness.reports.common import (
     violating_indexes,
     write_atomic,
 )
-from harness.results import CaseResult, Outcome, RunResult, Violation
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult, Violation
 
 PROBLEMS = ("fail", "non-strict", "timeout", "error")
 VALUE_LIMIT = 20_000  # characters of one expected/observed value

@@ -8,8 +8,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness.reports.common import jsonable, write_atomic
-from harness.results import RunResult
+from presence_conformance.harness.reports.common import jsonable, write_atomic
+from presence_conformance.harness.results import RunResult
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "spec" / "schemas" / "results.json"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.reports.common import (
+from presence_conformance.harness.reports.common import (
     area_of_case,
     clean_text,
     iso_time,
@@ -26,7 +26,7 @@ from harness.reports.common import (
     violating_indexes,
     write_atomic,
 )
-from harness.results import CaseResult, Outcome, RunResult, Violation
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult, Violation
 
 MESSAGE_LIMIT = 500  # characters of a failure's `message` attribute
 VALUE_LIMIT = 2000  # characters of one expected / observed value

@@ -13,7 +13,7 @@ import html
 import re
 from pathlib import Path
 
-from harness.reports.common import (
+from presence_conformance.harness.reports.common import (
     NOT_COVERED,
     OUTCOME_ORDER,
     CatalogueView,
@@ -27,7 +27,7 @@ from harness.reports.common import (
     truncate,
     write_atomic,
 )
-from harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 
 MAX_BYTES = 900 * 1024  # GitHub's job summary limit is 1 MiB; keep a margin
 MAX_FAILURE_DETAILS = 50  # failures shown in full; further ones get one line each

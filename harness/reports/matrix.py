@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.reports.common import (
+from presence_conformance.harness.reports.common import (
     OUTCOME_ORDER,
     CatalogueView,
     RequirementStatus,
@@ -25,9 +25,9 @@ from harness.reports.common import (
     verdict,
     write_atomic,
 )
-from harness.reports.html_report import esc, page, slug
-from harness.reports.markdown import EMOJI, MAX_BYTES, md_code, md_text
-from harness.results import SEVERITY, CaseResult, RunResult
+from presence_conformance.harness.reports.html_report import esc, page, slug
+from presence_conformance.harness.reports.markdown import EMOJI, MAX_BYTES, md_code, md_text
+from presence_conformance.harness.results import SEVERITY, CaseResult, RunResult
 
 
 @dataclass

@@ -5,12 +5,12 @@
 - `ServerConfig`, `KeySpec`: keys with capabilities, leave grace, SYNC page size, limits.
 - `load_keys_file(path)`: keys from JSON `{"appid.keyid": {"secret": ..., "capability": ...}}`.
 - `serve_main(argv)`: `presence-conformance serve [--host] [--port] [--keys] [--leave-grace]
-  [--sync-page]`, also `python -m reference_impl.server`.
+  [--sync-page]`, also `python -m presence_conformance.reference_impl.server`.
 """
 
-from reference_impl.server.app import PresenceServer
-from reference_impl.server.cli import serve_main
-from reference_impl.server.config import (
+from presence_conformance.reference_impl.server.app import PresenceServer
+from presence_conformance.reference_impl.server.cli import serve_main
+from presence_conformance.reference_impl.server.config import (
     ConfigError,
     KeySpec,
     ServerConfig,

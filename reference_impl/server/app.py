@@ -1,7 +1,7 @@
 """`PresenceServer`: the reference presence server on the Ably realtime protocol (JSON over ws://).
 
 One aiohttp application on one port: the realtime WebSocket at `/` and the REST presence
-endpoints (`reference_impl.server.rest`). All presence state lives in one `PresenceModel`
+endpoints (`presence_conformance.reference_impl.server.rest`). All presence state lives in one `PresenceModel`
 (the oracle); this module only translates frames to model calls and model outcomes to frames.
 
 Connection life (the protocol subset of `shared/research/ably-protocol.md`):
@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.model import IdFactory, PresenceModel, message_size
-from reference_impl.server import rest
-from reference_impl.server.config import (
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import IdFactory, PresenceModel, message_size
+from presence_conformance.reference_impl.server import rest
+from presence_conformance.reference_impl.server.config import (
     Capability,
     ConfigError,
     KeySpec,
@@ -53,7 +52,7 @@ from reference_impl.server.config import (
     check_key_name,
     new_token,
 )
-from reference_impl.server.wire import (
+from presence_conformance.reference_impl.server.wire import (
     CLIENT_PRESENCE_ACTIONS,
     HAS_PRESENCE,
     INTERNAL_ERROR,
@@ -74,9 +73,9 @@ from reference_impl.server.wire import (
     too_deep,
     wire_presence,
 )
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
-log = logging.getLogger("reference_impl.server")
+log = logging.getLogger("presence_conformance.reference_impl.server")
 
 _HEARTBEAT = dumps({"action": Act.HEARTBEAT})
 _CLOSE = object()  # queue sentinel: flush, then close the socket
@@ -106,19 +105,21 @@ class _Conn:
 class PresenceServer:
     """The reference presence server. In-process use:
 
-        server = PresenceServer(ServerConfig(leave_grace=0.2))
-        host, port = await server.start()
-        ... ws://host:port/?key=appid.keyid:secret&clientId=alice ...
-        await server.stop()
+    server = PresenceServer(ServerConfig(leave_grace=0.2))
+    host, port = await server.start()
+    ... ws://host:port/?key=appid.keyid:secret&clientId=alice ...
+    await server.stop()
     """
 
-    def __init__(self, config: ServerConfig | None = None, *,
-                 clock: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig | None = None, *, clock: Callable[[], int] | None = None
+    ) -> None:
         self.config = config or ServerConfig()
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._ids = IdFactory()
-        self.model = PresenceModel(self._clock, self._ids,
-                                   max_message_size=self.config.max_message_size)
+        self.model = PresenceModel(
+            self._clock, self._ids, max_message_size=self.config.max_message_size
+        )
         self._keys: dict[str, KeySpec] = dict(self.config.keys)
         self._tokens: dict[str, TokenSpec] = {}
         self._conns: dict[str, _Conn] = {}  # open or closing
@@ -176,8 +177,9 @@ class PresenceServer:
             if conn.writer is not None:
                 conn.writer.cancel()
         if conns:
-            await asyncio.gather(*(self._close_ws(c.ws, 1001) for c in conns),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(self._close_ws(c.ws, 1001) for c in conns), return_exceptions=True
+            )
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -229,14 +231,20 @@ class PresenceServer:
         self._keys[name] = KeySpec(secret, cap)
         return f"{name}:{secret}"
 
-    def issue_token(self, key_name: str | None = None, client_id: str | None = None,
-                    capability: Capability | None = None) -> str:
+    def issue_token(
+        self,
+        key_name: str | None = None,
+        client_id: str | None = None,
+        capability: Capability | None = None,
+    ) -> str:
         """An opaque token for `key_name` (default: the first key), usable as `accessToken` /
         `access_token` on the WebSocket and as `Authorization: Bearer base64(token)` on REST."""
         name = key_name or next(iter(self._keys))
         if name not in self._keys:
             raise ConfigError(f"key {name!r}: unknown key")
-        cap = check_capability(capability) if capability is not None else self._keys[name].capability
+        cap = (
+            check_capability(capability) if capability is not None else self._keys[name].capability
+        )
         token = new_token()
         self._tokens[token] = TokenSpec(name, client_id, cap)
         return token
@@ -301,18 +309,23 @@ class PresenceServer:
         """A token issued by `issue_token`; FrameError 40101 naming `param` otherwise."""
         spec = self._tokens.get(token)
         if spec is None or spec.key_name not in self._keys:
-            raise FrameError(INVALID_CREDENTIALS,
-                             f"{param}: unknown token (the reference server only accepts tokens "
-                             "from PresenceServer.issue_token)")
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                f"{param}: unknown token (the reference server only accepts tokens "
+                "from PresenceServer.issue_token)",
+            )
         return spec
 
     def _connect_params(self, query: Any) -> tuple[str, str | None, Capability, FrameError | None]:
         """Check the upgrade query; return (key name, clientId, capability, resume error)."""
         fmt = query.get("format")
         if fmt is not None and fmt != "json":
-            raise FrameError(errors.BAD_REQUEST, f"format: {short(fmt)} is not supported; the "
-                             "reference server speaks JSON only (format=json / useBinaryProtocol "
-                             "false)")
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"format: {short(fmt)} is not supported; the "
+                "reference server speaks JSON only (format=json / useBinaryProtocol "
+                "false)",
+            )
         client_id = query.get("clientId")
         if client_id is not None and not client_id:
             raise FrameError(errors.INVALID_CLIENT_ID, "clientId: empty clientId")
@@ -325,28 +338,37 @@ class PresenceServer:
             key_name, capability = spec.key_name, spec.capability
             if spec.client_id is not None:
                 if client_id is not None and client_id != spec.client_id:
-                    raise FrameError(errors.INVALID_CLIENT_ID,
-                                     f"clientId: {short(client_id)} does not match the token's "
-                                     f"clientId {spec.client_id!r}")
+                    raise FrameError(
+                        errors.INVALID_CLIENT_ID,
+                        f"clientId: {short(client_id)} does not match the token's "
+                        f"clientId {spec.client_id!r}",
+                    )
                 client_id = spec.client_id
         else:
-            raise FrameError(INVALID_CREDENTIALS,
-                             "no credentials: expected key=name:secret (or accessToken) in the query")
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                "no credentials: expected key=name:secret (or accessToken) in the query",
+            )
         resume_error = None
         for param in ("resume", "recover"):
             if query.get(param):
-                resume_error = FrameError(UNABLE_TO_RECOVER, f"{param}: the reference server does "
-                                          "not resume connections; this is a new connection")
+                resume_error = FrameError(
+                    UNABLE_TO_RECOVER,
+                    f"{param}: the reference server does "
+                    "not resume connections; this is a new connection",
+                )
         return key_name, client_id, capability, resume_error
 
     # -- the WebSocket ---------------------------------------------------------------------------
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=max(4 * self.config.max_frame_size, 4 << 20),
-                                   timeout=2.0)
+        ws = web.WebSocketResponse(
+            max_msg_size=max(4 * self.config.max_frame_size, 4 << 20), timeout=2.0
+        )
         if not ws.can_prepare(request).ok:
-            return rest.error_response(errors.BAD_REQUEST,
-                                       "expected a WebSocket upgrade on / (REST is under /channels)")
+            return rest.error_response(
+                errors.BAD_REQUEST, "expected a WebSocket upgrade on / (REST is under /channels)"
+            )
         await ws.prepare(request)
         try:
             key_name, client_id, capability, resume_error = self._connect_params(request.query)
@@ -362,9 +384,18 @@ class PresenceServer:
         except Exception as exc:  # pragma: no cover - nothing in _open is expected to fail
             log.exception("opening a connection failed")
             with contextlib.suppress(Exception):
-                await ws.send_str(dumps({"action": Act.ERROR, "error": {
-                    "code": INTERNAL_ERROR, "statusCode": 500,
-                    "message": f"internal error opening the connection ({type(exc).__name__})"}}))
+                await ws.send_str(
+                    dumps(
+                        {
+                            "action": Act.ERROR,
+                            "error": {
+                                "code": INTERNAL_ERROR,
+                                "statusCode": 500,
+                                "message": f"internal error opening the connection ({type(exc).__name__})",
+                            },
+                        }
+                    )
+                )
             await self._close_ws(ws, 1011)
             return ws
         conn.transport = request.transport
@@ -374,9 +405,14 @@ class PresenceServer:
                     self._on_text(conn, msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     self._record(conn, {"$binary": len(msg.data)})
-                    self._send_error(conn, FrameError(
-                        errors.BAD_REQUEST, f"binary frame ({len(msg.data)} bytes): msgpack is not "
-                        "supported; send JSON text frames (format=json)"))
+                    self._send_error(
+                        conn,
+                        FrameError(
+                            errors.BAD_REQUEST,
+                            f"binary frame ({len(msg.data)} bytes): msgpack is not "
+                            "supported; send JSON text frames (format=json)",
+                        ),
+                    )
                 else:  # ERROR (e.g. beyond the hard size limit): the transport is gone
                     break
         except asyncio.CancelledError:
@@ -387,13 +423,26 @@ class PresenceServer:
             self._transport_closed(conn)
         return ws
 
-    def _open(self, ws: web.WebSocketResponse, key_name: str, client_id: str | None,
-              capability: Capability, resume_error: FrameError | None) -> _Conn:
+    def _open(
+        self,
+        ws: web.WebSocketResponse,
+        key_name: str,
+        client_id: str | None,
+        capability: Capability,
+        resume_error: FrameError | None,
+    ) -> _Conn:
         cid = f"{self._instance}-{next(self._conn_seq)}"
-        conn = _Conn(id=cid, key=f"{secrets.token_hex(4)}!{cid}", key_name=key_name,
-                     client_id=client_id, capability=capability, ws=ws)
-        self.model.open_connection(None if client_id in (None, "*") else client_id,
-                                   capability, connection_id=cid)
+        conn = _Conn(
+            id=cid,
+            key=f"{secrets.token_hex(4)}!{cid}",
+            key_name=key_name,
+            client_id=client_id,
+            capability=capability,
+            ws=ws,
+        )
+        self.model.open_connection(
+            None if client_id in (None, "*") else client_id, capability, connection_id=cid
+        )
         self._conns[cid] = conn
         self._frames[cid] = collections.deque(maxlen=self.config.frame_log_size)
         while len(self._frames) > self.config.frame_log_connections:
@@ -410,8 +459,12 @@ class PresenceServer:
         }
         if client_id is not None:
             details = {"clientId": client_id, **details}
-        connected: dict[str, Any] = {"action": Act.CONNECTED, "connectionId": cid,
-                                     "connectionKey": conn.key, "connectionDetails": details}
+        connected: dict[str, Any] = {
+            "action": Act.CONNECTED,
+            "connectionId": cid,
+            "connectionKey": conn.key,
+            "connectionDetails": details,
+        }
         if resume_error is not None:
             connected["error"] = resume_error.error_info()
         conn.writer = asyncio.create_task(self._writer(conn))
@@ -455,8 +508,11 @@ class PresenceServer:
         if conn.state in ("closed", "dropped"):
             return
         if conn.queue.qsize() >= self.config.max_outbound_queue:
-            log.warning("connection %s: %d frames queued, cutting off a slow client",
-                        conn.id, conn.queue.qsize())
+            log.warning(
+                "connection %s: %d frames queued, cutting off a slow client",
+                conn.id,
+                conn.queue.qsize(),
+            )
             self.stats["slow_consumers"] += 1
             if conn.writer is not None:
                 conn.writer.cancel()
@@ -500,8 +556,12 @@ class PresenceServer:
             if conn.state == "open":
                 reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
                 where = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
-                self._send_error(conn, FrameError(
-                    errors.BAD_REQUEST, f"malformed frame: not valid JSON ({reason}{where})"))
+                self._send_error(
+                    conn,
+                    FrameError(
+                        errors.BAD_REQUEST, f"malformed frame: not valid JSON ({reason}{where})"
+                    ),
+                )
             return
         channel = frame.get("channel") if isinstance(frame, dict) else None
         channel = channel if isinstance(channel, str) and channel else None
@@ -513,9 +573,11 @@ class PresenceServer:
             return
         try:
             if size > self.config.max_frame_size:
-                raise FrameError(errors.MESSAGE_TOO_LARGE,
-                                 f"frame: {size} bytes exceeds maxFrameSize "
-                                 f"{self.config.max_frame_size}", channel=channel)
+                raise FrameError(
+                    errors.MESSAGE_TOO_LARGE,
+                    f"frame: {size} bytes exceeds maxFrameSize {self.config.max_frame_size}",
+                    channel=channel,
+                )
             self._dispatch(conn, frame)
         except FrameError as exc:
             self._send_error(conn, exc)
@@ -524,15 +586,29 @@ class PresenceServer:
         except Exception as exc:
             log.exception("connection %s: internal error on a frame", conn.id)
             self.stats["internal_errors"] += 1
-            self._send_error(conn, FrameError(INTERNAL_ERROR, f"internal error handling the frame "
-                                              f"({type(exc).__name__}); nothing was applied",
-                                              channel=channel, status_code=500))
+            self._send_error(
+                conn,
+                FrameError(
+                    INTERNAL_ERROR,
+                    f"internal error handling the frame "
+                    f"({type(exc).__name__}); nothing was applied",
+                    channel=channel,
+                    status_code=500,
+                ),
+            )
 
     def _send_error(self, conn: _Conn, exc: FrameError) -> None:
         self.stats["errors"] += 1
         if exc.msg_serial is not None:
-            self._send(conn, {"action": Act.NACK, "msgSerial": exc.msg_serial, "count": 1,
-                              "error": exc.error_info()})
+            self._send(
+                conn,
+                {
+                    "action": Act.NACK,
+                    "msgSerial": exc.msg_serial,
+                    "count": 1,
+                    "error": exc.error_info(),
+                },
+            )
             return
         frame: dict[str, Any] = {"action": Act.ERROR, "error": exc.error_info()}
         if exc.channel is not None:
@@ -544,16 +620,21 @@ class PresenceServer:
 
     def _dispatch(self, conn: _Conn, frame: Any) -> None:
         if not isinstance(frame, dict):
-            raise FrameError(errors.BAD_REQUEST,
-                             f"frame: expected a JSON object (ProtocolMessage), got {json_type(frame)}")
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"frame: expected a JSON object (ProtocolMessage), got {json_type(frame)}",
+            )
         action = frame.get("action")
         channel = frame.get("channel")
         scope = channel if isinstance(channel, str) and channel else None
         if "action" not in frame:
             raise FrameError(errors.BAD_REQUEST, "action: missing", channel=scope)
         if not is_int(action):
-            raise FrameError(errors.BAD_REQUEST, f"action: expected an integer, got "
-                             f"{json_type(action)} {short(action)}", channel=scope)
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"action: expected an integer, got {json_type(action)} {short(action)}",
+                channel=scope,
+            )
         if action == Act.HEARTBEAT:
             self._on_heartbeat(conn, frame)
         elif action == Act.ATTACH:
@@ -567,12 +648,25 @@ class PresenceServer:
         elif action == Act.CLOSE:
             self._on_close(conn)
         elif action in SERVER_ONLY_ACTIONS:
-            raise FrameError(errors.BAD_REQUEST, f"action: {action} ({Act(action).name}) is sent "
-                             "by servers, never by clients", channel=scope)
-        elif action in (Act.AUTH, Act.CONNECT, Act.DISCONNECT, Act.ACTIVATE, Act.OBJECT,
-                        Act.OBJECT_SYNC, Act.ANNOTATION):
-            raise FrameError(errors.BAD_REQUEST, f"action: {action} ({Act(action).name}) is not "
-                             "supported by the reference server", channel=scope)
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"action: {action} ({Act(action).name}) is sent by servers, never by clients",
+                channel=scope,
+            )
+        elif action in (
+            Act.AUTH,
+            Act.CONNECT,
+            Act.DISCONNECT,
+            Act.ACTIVATE,
+            Act.OBJECT,
+            Act.OBJECT_SYNC,
+            Act.ANNOTATION,
+        ):
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"action: {action} ({Act(action).name}) is not supported by the reference server",
+                channel=scope,
+            )
         else:
             raise FrameError(errors.BAD_REQUEST, f"action: unknown action {action}", channel=scope)
 
@@ -581,26 +675,41 @@ class PresenceServer:
         if channel is None:
             raise FrameError(errors.BAD_REQUEST, "channel: missing", msg_serial=msg_serial)
         if not isinstance(channel, str):
-            raise FrameError(INVALID_CHANNEL_NAME, f"channel: expected a string, got "
-                             f"{json_type(channel)} {short(channel)}", msg_serial=msg_serial)
+            raise FrameError(
+                INVALID_CHANNEL_NAME,
+                f"channel: expected a string, got {json_type(channel)} {short(channel)}",
+                msg_serial=msg_serial,
+            )
         if not channel:
-            raise FrameError(INVALID_CHANNEL_NAME, "channel: empty channel name",
-                             msg_serial=msg_serial)
+            raise FrameError(
+                INVALID_CHANNEL_NAME, "channel: empty channel name", msg_serial=msg_serial
+            )
         if len(channel) > self.config.max_channel_name_length:
-            raise FrameError(INVALID_CHANNEL_NAME, f"channel: name of {len(channel)} characters "
-                             f"exceeds {self.config.max_channel_name_length}",
-                             channel=channel, msg_serial=msg_serial)
+            raise FrameError(
+                INVALID_CHANNEL_NAME,
+                f"channel: name of {len(channel)} characters "
+                f"exceeds {self.config.max_channel_name_length}",
+                channel=channel,
+                msg_serial=msg_serial,
+            )
         return channel
 
     @staticmethod
     def _msg_serial(frame: dict, action: str, channel: str | None) -> int:
         serial = frame.get("msgSerial")
         if "msgSerial" not in frame or serial is None:
-            raise FrameError(errors.BAD_REQUEST, f"msgSerial: missing ({action} needs one to be "
-                             "ACKed)", channel=channel)
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"msgSerial: missing ({action} needs one to be ACKed)",
+                channel=channel,
+            )
         if not is_int(serial) or serial < 0:
-            raise FrameError(errors.BAD_REQUEST, f"msgSerial: expected a non-negative integer, got "
-                             f"{json_type(serial)} {short(serial)}", channel=channel)
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"msgSerial: expected a non-negative integer, got "
+                f"{json_type(serial)} {short(serial)}",
+                channel=channel,
+            )
         return serial
 
     def _on_heartbeat(self, conn: _Conn, frame: dict) -> None:
@@ -609,33 +718,57 @@ class PresenceServer:
             self._enqueue(conn, _HEARTBEAT)
             return
         if not isinstance(hid, str):
-            raise FrameError(errors.BAD_REQUEST,
-                             f"id: expected a string in HEARTBEAT, got {json_type(hid)}")
+            raise FrameError(
+                errors.BAD_REQUEST, f"id: expected a string in HEARTBEAT, got {json_type(hid)}"
+            )
         self._send(conn, {"action": Act.HEARTBEAT, "id": hid})
 
     def _on_attach(self, conn: _Conn, frame: dict) -> None:
         channel = self._channel(frame)
-        for name, ok in (("params", frame.get("params") is None or (
-                             isinstance(frame.get("params"), dict)
-                             and all(isinstance(v, str) for v in frame["params"].values()))),
-                         ("flags", frame.get("flags") is None or (
-                             is_int(frame.get("flags")) and frame["flags"] >= 0)),
-                         ("channelSerial", frame.get("channelSerial") is None
-                          or isinstance(frame.get("channelSerial"), str))):
+        for name, ok in (
+            (
+                "params",
+                frame.get("params") is None
+                or (
+                    isinstance(frame.get("params"), dict)
+                    and all(isinstance(v, str) for v in frame["params"].values())
+                ),
+            ),
+            (
+                "flags",
+                frame.get("flags") is None or (is_int(frame.get("flags")) and frame["flags"] >= 0),
+            ),
+            (
+                "channelSerial",
+                frame.get("channelSerial") is None or isinstance(frame.get("channelSerial"), str),
+            ),
+        ):
             if not ok:
-                raise FrameError(errors.BAD_REQUEST, f"{name}: wrong type in ATTACH "
-                                 f"({json_type(frame.get(name))} {short(frame.get(name))})",
-                                 channel=channel)
+                raise FrameError(
+                    errors.BAD_REQUEST,
+                    f"{name}: wrong type in ATTACH "
+                    f"({json_type(frame.get(name))} {short(frame.get(name))})",
+                    channel=channel,
+                )
         if not capability_any(conn.capability, channel):
-            raise FrameError(errors.CAPABILITY_DENIED, f"capability: key {conn.key_name!r} grants "
-                             f"nothing on channel {channel!r}", channel=channel)
+            raise FrameError(
+                errors.CAPABILITY_DENIED,
+                f"capability: key {conn.key_name!r} grants nothing on channel {channel!r}",
+                channel=channel,
+            )
         self.model.attach(conn.id, channel)
         conn.attached.add(channel)
         self._subscribers.setdefault(channel, {})[conn.id] = conn
         members = self.model.get(channel)
-        self._send(conn, {"action": Act.ATTACHED, "channel": channel,
-                          "flags": MODE_FLAGS | (HAS_PRESENCE if members else 0),
-                          "channelSerial": self._channel_serial()})
+        self._send(
+            conn,
+            {
+                "action": Act.ATTACHED,
+                "channel": channel,
+                "flags": MODE_FLAGS | (HAS_PRESENCE if members else 0),
+                "channelSerial": self._channel_serial(),
+            },
+        )
         if members:
             self._sync(conn, channel, members)
 
@@ -643,12 +776,18 @@ class PresenceServer:
         """RTP18: SYNC pages `<syncId>:<cursor>`, the last with an empty cursor."""
         sync_id = f"sync{self._instance}x{next(self._sync_seq)}"  # [A-Za-z0-9_-]+ (ably-js)
         size = self.config.sync_page_size
-        pages = [members[i:i + size] for i in range(0, len(members), size)] or [[]]
+        pages = [members[i : i + size] for i in range(0, len(members), size)] or [[]]
         for number, page in enumerate(pages, 1):
             cursor = str(number) if number < len(pages) else ""
-            self._send(conn, {"action": Act.SYNC, "channel": channel,
-                              "channelSerial": f"{sync_id}:{cursor}",
-                              "presence": [wire_presence(m) for m in page]})
+            self._send(
+                conn,
+                {
+                    "action": Act.SYNC,
+                    "channel": channel,
+                    "channelSerial": f"{sync_id}:{cursor}",
+                    "presence": [wire_presence(m) for m in page],
+                },
+            )
 
     def _on_detach(self, conn: _Conn, frame: dict) -> None:
         channel = self._channel(frame)
@@ -670,8 +809,9 @@ class PresenceServer:
         events = []
         for member in self.model.get(channel, connection_id=conn.id):
             try:
-                outcome = self.model.leave(conn.id, channel, client_id=member.client_id,
-                                           event_id=self._ids("synthetic"))
+                outcome = self.model.leave(
+                    conn.id, channel, client_id=member.client_id, event_id=self._ids("synthetic")
+                )
             except PresenceError:  # pragma: no cover - a member could enter, so it can leave
                 log.exception("connection %s: leave on detach refused", conn.id)
                 continue
@@ -736,11 +876,15 @@ class PresenceServer:
         conn.attached.clear()
 
     def _member_pairs(self, conn: _Conn) -> list[tuple[str, PresenceMessage]]:
-        return [(channel, member) for channel in sorted(conn.entered)
-                for member in self.model.get(channel, connection_id=conn.id)]
+        return [
+            (channel, member)
+            for channel in sorted(conn.entered)
+            for member in self.model.get(channel, connection_id=conn.id)
+        ]
 
-    def _publish_leaves(self, pairs: list[tuple[str, PresenceMessage]],
-                        events: Iterable[PresenceMessage]) -> None:
+    def _publish_leaves(
+        self, pairs: list[tuple[str, PresenceMessage]], events: Iterable[PresenceMessage]
+    ) -> None:
         """Route the model's synthesized leaves (channel order, then member key) to channels."""
         queues: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         for channel, member in pairs:
@@ -757,8 +901,13 @@ class PresenceServer:
         for channel, channel_events in by_channel.items():
             self._publish_events(channel, channel_events)
 
-    def _publish_events(self, channel: str, events: list[PresenceMessage],
-                        conn: _Conn | None = None, msg_serial: int | None = None) -> None:
+    def _publish_events(
+        self,
+        channel: str,
+        events: list[PresenceMessage],
+        conn: _Conn | None = None,
+        msg_serial: int | None = None,
+    ) -> None:
         if not events:
             return
         frame: dict[str, Any] = {"action": Act.PRESENCE, "channel": channel}
@@ -781,15 +930,26 @@ class PresenceServer:
         serial = self._msg_serial(frame, "PRESENCE", scope)
         channel = self._channel(frame, serial)
         if channel not in conn.attached:
-            raise FrameError(errors.CHANNEL_STATE, f"channel {channel!r}: not attached; send ATTACH "
-                             "before PRESENCE", msg_serial=serial)
+            raise FrameError(
+                errors.CHANNEL_STATE,
+                f"channel {channel!r}: not attached; send ATTACH before PRESENCE",
+                msg_serial=serial,
+            )
         items = frame.get("presence")
         if not isinstance(items, list) or not items:
-            raise FrameError(errors.BAD_REQUEST, "presence: expected a non-empty array of presence "
-                             f"messages, got {json_type(items)}", msg_serial=serial)
+            raise FrameError(
+                errors.BAD_REQUEST,
+                "presence: expected a non-empty array of presence "
+                f"messages, got {json_type(items)}",
+                msg_serial=serial,
+            )
         if not capability_allows(conn.capability, channel, "presence"):
-            raise FrameError(errors.CAPABILITY_DENIED, f"capability: key {conn.key_name!r} has no "
-                             f"presence capability on channel {channel!r}", msg_serial=serial)
+            raise FrameError(
+                errors.CAPABILITY_DENIED,
+                f"capability: key {conn.key_name!r} has no "
+                f"presence capability on channel {channel!r}",
+                msg_serial=serial,
+            )
         try:
             prepared = [self._prepare_item(conn, index, item) for index, item in enumerate(items)]
         except FrameError as exc:
@@ -797,9 +957,12 @@ class PresenceServer:
             raise
         total = sum(size for *_, size in prepared)
         if total > self.config.max_message_size:
-            raise FrameError(errors.MESSAGE_TOO_LARGE, f"presence: message size {total} bytes "
-                             f"exceeds maxMessageSize {self.config.max_message_size}",
-                             msg_serial=serial)
+            raise FrameError(
+                errors.MESSAGE_TOO_LARGE,
+                f"presence: message size {total} bytes "
+                f"exceeds maxMessageSize {self.config.max_message_size}",
+                msg_serial=serial,
+            )
         events: list[PresenceMessage] = []
         failure: FrameError | None = None
         for index, (action, client_id, data, wire, _size) in enumerate(prepared):
@@ -808,11 +971,15 @@ class PresenceServer:
             if action is Action.LEAVE and wire.data is None:
                 found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
                 previous = found[0] if found else None
-            op = {Action.ENTER: self.model.enter, Action.UPDATE: self.model.update,
-                  Action.LEAVE: self.model.leave}[action]
+            op = {
+                Action.ENTER: self.model.enter,
+                Action.UPDATE: self.model.update,
+                Action.LEAVE: self.model.leave,
+            }[action]
             try:
-                outcome = op(conn.id, channel, data, client_id=behalf,
-                             event_id=f"{conn.id}:{serial}:{index}")
+                outcome = op(
+                    conn.id, channel, data, client_id=behalf, event_id=f"{conn.id}:{serial}:{index}"
+                )
             except PresenceError as exc:  # pragma: no cover - _prepare_item checks first
                 failure = FrameError.from_presence_error(exc, msg_serial=serial)
                 break
@@ -832,41 +999,52 @@ class PresenceServer:
         else:
             self._send(conn, {"action": Act.ACK, "msgSerial": serial, "count": 1})
 
-    def _prepare_item(self, conn: _Conn, index: int, item: Any
-                      ) -> tuple[Action, str, Any, WireData, int]:
+    def _prepare_item(
+        self, conn: _Conn, index: int, item: Any
+    ) -> tuple[Action, str, Any, WireData, int]:
         """Check one presence item completely before anything is applied (a frame is all or
         nothing); return (action, clientId, model data, wire data, size)."""
         where = f"presence[{index}]"
         if not isinstance(item, dict):
-            raise FrameError(errors.BAD_REQUEST,
-                             f"{where}: expected an object, got {json_type(item)}")
+            raise FrameError(
+                errors.BAD_REQUEST, f"{where}: expected an object, got {json_type(item)}"
+            )
         number = item.get("action")
         if not is_int(number) or number not in CLIENT_PRESENCE_ACTIONS:
             hint = ""
             if is_int(number) and number in (0, 1):
                 hint = f" ({Action.from_wire(number).value} is never sent by clients)"
-            raise FrameError(errors.BAD_REQUEST, f"{where}.action: expected 2 (enter), 3 (leave) or "
-                             f"4 (update), got {short(number)}{hint}")
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"{where}.action: expected 2 (enter), 3 (leave) or "
+                f"4 (update), got {short(number)}{hint}",
+            )
         action = CLIENT_PRESENCE_ACTIONS[number]
         client_id = self._item_client_id(conn, item.get("clientId"), where)
         extras = item.get("extras")
         if extras is not None and not isinstance(extras, dict):
-            raise FrameError(errors.BAD_REQUEST,
-                             f"{where}.extras: expected an object, got {json_type(extras)}")
+            raise FrameError(
+                errors.BAD_REQUEST, f"{where}.extras: expected an object, got {json_type(extras)}"
+            )
         if too_deep(extras):
-            raise FrameError(errors.INVALID_DATA,
-                             f"{where}.extras: nested deeper than {MAX_NESTING} levels")
+            raise FrameError(
+                errors.INVALID_DATA, f"{where}.extras: nested deeper than {MAX_NESTING} levels"
+            )
         data = decode_data(item.get("data"), item.get("encoding"), where)
         try:
             extras_size = len(json.dumps(extras, allow_nan=False)) if extras else 0
             json.dumps(item.get("data"), allow_nan=False)
         except (ValueError, TypeError, RecursionError):
-            raise FrameError(errors.INVALID_DATA,
-                             f"{where}: data or extras cannot be re-encoded as JSON") from None
+            raise FrameError(
+                errors.INVALID_DATA, f"{where}: data or extras cannot be re-encoded as JSON"
+            ) from None
         size = message_size(client_id, data) + extras_size
         if size > self.config.max_message_size:
-            raise FrameError(errors.MESSAGE_TOO_LARGE, f"{where}: message size {size} bytes "
-                             f"exceeds maxMessageSize {self.config.max_message_size}")
+            raise FrameError(
+                errors.MESSAGE_TOO_LARGE,
+                f"{where}: message size {size} bytes "
+                f"exceeds maxMessageSize {self.config.max_message_size}",
+            )
         wire = WireData(item.get("data"), item.get("encoding") or None, extras)
         return action, client_id, data, wire, size
 
@@ -874,23 +1052,36 @@ class PresenceServer:
     def _item_client_id(conn: _Conn, value: Any, where: str) -> str:
         """RTP8c / RTP8i / RTP8j / RTP15f: whose presence this item is."""
         if value is not None and (not isinstance(value, str) or not value or value == "*"):
-            raise FrameError(errors.INVALID_CLIENT_ID,
-                             f"{where}.clientId: invalid clientId {short(value)}")
+            raise FrameError(
+                errors.INVALID_CLIENT_ID, f"{where}.clientId: invalid clientId {short(value)}"
+            )
         if conn.client_id == "*":
             if value is None:
-                raise FrameError(errors.INVALID_CLIENT_ID, f"{where}.clientId: missing; a wildcard "
-                                 "(clientId '*') connection must name the clientId of each "
-                                 "presence message (RTP8j, RTP15)")
+                raise FrameError(
+                    errors.INVALID_CLIENT_ID,
+                    f"{where}.clientId: missing; a wildcard "
+                    "(clientId '*') connection must name the clientId of each "
+                    "presence message (RTP8j, RTP15)",
+                )
             return value
         if conn.client_id is None:
             if value is None:
-                raise FrameError(errors.NO_CLIENT_ID, f"{where}: cannot enter presence without a "
-                                 "clientId; the connection is anonymous (RTP8i, RTP8j)")
-            raise FrameError(errors.INVALID_CLIENT_ID, f"{where}.clientId: {short(value)} given on "
-                             "an anonymous connection, which cannot act for a clientId (RTP8j)")
+                raise FrameError(
+                    errors.NO_CLIENT_ID,
+                    f"{where}: cannot enter presence without a "
+                    "clientId; the connection is anonymous (RTP8i, RTP8j)",
+                )
+            raise FrameError(
+                errors.INVALID_CLIENT_ID,
+                f"{where}.clientId: {short(value)} given on "
+                "an anonymous connection, which cannot act for a clientId (RTP8j)",
+            )
         if value is not None and value != conn.client_id:
-            raise FrameError(errors.INVALID_CLIENT_ID, f"{where}.clientId: {short(value)} does not "
-                             f"match the connection's clientId {conn.client_id!r} (RTP15f)")
+            raise FrameError(
+                errors.INVALID_CLIENT_ID,
+                f"{where}.clientId: {short(value)} does not "
+                f"match the connection's clientId {conn.client_id!r} (RTP15f)",
+            )
         return conn.client_id
 
     def _on_message(self, conn: _Conn, frame: dict) -> None:
@@ -901,20 +1092,35 @@ class PresenceServer:
         channel = self._channel(frame, serial)
         messages = frame.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise FrameError(errors.BAD_REQUEST, "messages: expected an array of message objects, "
-                             f"got {json_type(messages)}", msg_serial=serial)
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"messages: expected an array of message objects, got {json_type(messages)}",
+                msg_serial=serial,
+            )
         if not capability_allows(conn.capability, channel, "publish"):
-            raise FrameError(errors.CAPABILITY_DENIED, f"capability: key {conn.key_name!r} has no "
-                             f"publish capability on channel {channel!r}", msg_serial=serial)
+            raise FrameError(
+                errors.CAPABILITY_DENIED,
+                f"capability: key {conn.key_name!r} has no "
+                f"publish capability on channel {channel!r}",
+                msg_serial=serial,
+            )
         try:
-            size = sum(len(json.dumps(m.get("data"))) + len(str(m.get("name") or ""))
-                       for m in messages)
+            size = sum(
+                len(json.dumps(m.get("data"))) + len(str(m.get("name") or "")) for m in messages
+            )
         except (ValueError, TypeError, RecursionError):
-            raise FrameError(errors.INVALID_DATA, "messages: data cannot be re-encoded as JSON",
-                             msg_serial=serial) from None
+            raise FrameError(
+                errors.INVALID_DATA,
+                "messages: data cannot be re-encoded as JSON",
+                msg_serial=serial,
+            ) from None
         if size > self.config.max_message_size:
-            raise FrameError(errors.MESSAGE_TOO_LARGE, f"messages: size {size} bytes exceeds "
-                             f"maxMessageSize {self.config.max_message_size}", msg_serial=serial)
+            raise FrameError(
+                errors.MESSAGE_TOO_LARGE,
+                f"messages: size {size} bytes exceeds "
+                f"maxMessageSize {self.config.max_message_size}",
+                msg_serial=serial,
+            )
         self._send(conn, {"action": Act.ACK, "msgSerial": serial, "count": 1})
 
 
@@ -929,11 +1135,18 @@ def _write_now(conn: _Conn, text: Any) -> bool:
     without permessage-deflate). Anything unusual takes the writer's path, which awaits drain.
     """
     transport = conn.transport
-    if (not isinstance(text, str) or conn.state != "open" or conn.sending
-            or not conn.queue.empty() or conn.writer is None or conn.writer.done()
-            or conn.ws.closed or not isinstance(transport, asyncio.WriteTransport)
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
+    if (
+        not isinstance(text, str)
+        or conn.state != "open"
+        or conn.sending
+        or not conn.queue.empty()
+        or conn.writer is None
+        or conn.writer.done()
+        or conn.ws.closed
+        or not isinstance(transport, asyncio.WriteTransport)
+        or transport.is_closing()
+        or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+    ):
         return False
     payload = text.encode("utf-8")
     size = len(payload)
@@ -958,13 +1171,18 @@ def _summary(frame: Any, size: int) -> dict:
     """An oversized frame as recorded: the top level, with presence items' data left out."""
     if not isinstance(frame, dict):
         return {"$malformed": json_type(frame), "$size": size}
-    out: dict[str, Any] = {k: v for k, v in frame.items()
-                           if k not in ("presence", "messages") and not (
-                               isinstance(v, str) and len(v) > 1024)}
+    out: dict[str, Any] = {
+        k: v
+        for k, v in frame.items()
+        if k not in ("presence", "messages") and not (isinstance(v, str) and len(v) > 1024)
+    }
     items = frame.get("presence")
     if isinstance(items, list):
         out["presence"] = [
             {k: v for k, v in item.items() if k not in ("data", "extras")} | {"data": "$omitted"}
-            if isinstance(item, dict) else "$omitted" for item in items[:100]]
+            if isinstance(item, dict)
+            else "$omitted"
+            for item in items[:100]
+        ]
     out["$size"] = size
     return out

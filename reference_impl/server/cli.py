@@ -16,7 +16,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from reference_impl.server.config import ConfigError, ServerConfig, key_strings, load_keys_file
+from presence_conformance.reference_impl.server.config import (
+    ConfigError,
+    ServerConfig,
+    key_strings,
+    load_keys_file,
+)
 
 
 def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentParser:
@@ -24,18 +29,38 @@ def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentP
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Run the reference presence server: the Ably realtime protocol (JSON over "
-                    "ws://) at / and the REST presence endpoints, on one port.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8080,
-                        help="port to listen on; 0 picks a free one (default %(default)s)")
-    parser.add_argument("--keys", metavar="FILE",
-                        help='JSON keys file: {"appid.keyid": {"secret": "...", "capability": '
-                             '{"*": ["*"]}}}; default: appid.keyid:secret with every capability')
-    parser.add_argument("--leave-grace", type=float, default=15.0, metavar="S",
-                        help="seconds before the members of an abruptly lost connection leave "
-                             "(default %(default)s)")
-    parser.add_argument("--sync-page", type=int, default=100, metavar="N",
-                        help="members per SYNC frame (default %(default)s)")
+        "ws://) at / and the REST presence endpoints, on one port.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="port to listen on; 0 picks a free one (default %(default)s)",
+    )
+    parser.add_argument(
+        "--keys",
+        metavar="FILE",
+        help='JSON keys file: {"appid.keyid": {"secret": "...", "capability": '
+        '{"*": ["*"]}}}; default: appid.keyid:secret with every capability',
+    )
+    parser.add_argument(
+        "--leave-grace",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds before the members of an abruptly lost connection leave "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--sync-page",
+        type=int,
+        default=100,
+        metavar="N",
+        help="members per SYNC frame (default %(default)s)",
+    )
     return parser
 
 
@@ -48,14 +73,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 async def _serve(config: ServerConfig, host: str, port: int) -> None:
-    from reference_impl.server.app import PresenceServer
+    from presence_conformance.reference_impl.server.app import PresenceServer
 
     server = PresenceServer(config)
     bound_host, bound_port = await server.start(host, port)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     keys = " ".join(key_strings(config.keys))
-    print(f"listening on ws://{shown}:{bound_port} (REST http://{shown}:{bound_port}) key {keys}",
-          flush=True)
+    print(
+        f"listening on ws://{shown}:{bound_port} (REST http://{shown}:{bound_port}) key {keys}",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,7 +114,10 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"presence-conformance serve: error: cannot listen on {args.host}:{args.port} "
-              f"({exc.strerror or exc})", file=sys.stderr)
+        print(
+            f"presence-conformance serve: error: cannot listen on {args.host}:{args.port} "
+            f"({exc.strerror or exc})",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -21,10 +21,25 @@ Capability = dict[str, list[str]]
 ALL_CAPABILITIES: Capability = {"*": ["*"]}
 DEFAULT_KEY_NAME = "appid.keyid"
 DEFAULT_KEY_SECRET = "secret"
-OPERATIONS = frozenset({"*", "presence", "subscribe", "publish", "history", "channel-metadata",
-                        "object-subscribe", "object-publish", "annotation-subscribe",
-                        "annotation-publish", "push-subscribe", "push-admin", "stats", "statistics",
-                        "privileged-headers"})
+OPERATIONS = frozenset(
+    {
+        "*",
+        "presence",
+        "subscribe",
+        "publish",
+        "history",
+        "channel-metadata",
+        "object-subscribe",
+        "object-publish",
+        "annotation-subscribe",
+        "annotation-publish",
+        "push-subscribe",
+        "push-admin",
+        "stats",
+        "statistics",
+        "privileged-headers",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -56,8 +71,11 @@ class ServerConfig:
     fields (`max_idle_interval`, `connection_state_ttl`), which go to clients as they are.
     """
 
-    keys: dict[str, KeySpec] = field(default_factory=lambda: {
-        DEFAULT_KEY_NAME: KeySpec(DEFAULT_KEY_SECRET, dict(ALL_CAPABILITIES))})
+    keys: dict[str, KeySpec] = field(
+        default_factory=lambda: {
+            DEFAULT_KEY_NAME: KeySpec(DEFAULT_KEY_SECRET, dict(ALL_CAPABILITIES))
+        }
+    )
     leave_grace: float = 15.0  # abrupt disconnect -> synthesized leaves after this (RTP2b1)
     sync_page_size: int = 100  # members per SYNC frame (RTP18)
     max_message_size: int = 65536  # CD2c / TO3l8: bytes of one ProtocolMessage's payload
@@ -82,11 +100,15 @@ class ServerConfig:
         if self.leave_grace < 0:
             raise ConfigError(f"leave_grace: expected >= 0 seconds, got {self.leave_grace!r}")
         if not isinstance(self.sync_page_size, int) or self.sync_page_size < 1:
-            raise ConfigError(f"sync_page_size: expected an integer >= 1, got {self.sync_page_size!r}")
+            raise ConfigError(
+                f"sync_page_size: expected an integer >= 1, got {self.sync_page_size!r}"
+            )
         if self.max_message_size < 1 or self.max_frame_size < self.max_message_size:
             raise ConfigError("max_frame_size must be at least max_message_size, both positive")
         if self.max_idle_interval < 0:
-            raise ConfigError(f"max_idle_interval: expected >= 0 ms, got {self.max_idle_interval!r}")
+            raise ConfigError(
+                f"max_idle_interval: expected >= 0 ms, got {self.max_idle_interval!r}"
+            )
 
     @property
     def effective_heartbeat_interval(self) -> float:
@@ -113,22 +135,29 @@ def check_capability(capability: Any, where: str = "capability") -> Capability:
             raise ConfigError(f"{where}[{pattern!r}]: expected a list of operation names")
         unknown = [op for op in ops if op not in OPERATIONS]
         if unknown:
-            raise ConfigError(f"{where}[{pattern!r}]: unknown operation(s) {unknown}; "
-                              f"expected some of {sorted(OPERATIONS)}")
+            raise ConfigError(
+                f"{where}[{pattern!r}]: unknown operation(s) {unknown}; "
+                f"expected some of {sorted(OPERATIONS)}"
+            )
     return {str(k): list(v) for k, v in capability.items()}
 
 
 def _pattern_matches(pattern: str, channel: str) -> bool:
-    return pattern == "*" or pattern == channel or (
-        pattern.endswith(":*") and channel.startswith(pattern[:-1]))
+    return (
+        pattern == "*"
+        or pattern == channel
+        or (pattern.endswith(":*") and channel.startswith(pattern[:-1]))
+    )
 
 
 def capability_allows(capability: Capability | None, channel: str, operation: str) -> bool:
     """True if `capability` grants `operation` on `channel` (same rules as the model's)."""
     if capability is None:
         return True
-    return any(_pattern_matches(pattern, channel) and ("*" in ops or operation in ops)
-               for pattern, ops in capability.items())
+    return any(
+        _pattern_matches(pattern, channel) and ("*" in ops or operation in ops)
+        for pattern, ops in capability.items()
+    )
 
 
 def capability_any(capability: Capability | None, channel: str) -> bool:
@@ -157,7 +186,9 @@ def keys_from_json(raw: Any, source: str = "keys") -> dict[str, KeySpec]:
     for name, entry in raw.items():
         check_key_name(name)
         if not isinstance(entry, Mapping):
-            raise ConfigError(f"{source}[{name!r}]: expected an object with 'secret' and 'capability'")
+            raise ConfigError(
+                f"{source}[{name!r}]: expected an object with 'secret' and 'capability'"
+            )
         secret = entry.get("secret")
         if not isinstance(secret, str) or not secret:
             raise ConfigError(f"{source}[{name!r}].secret: expected a non-empty string")

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.model import MAX_HISTORY_LIMIT, validate_history_params
-from reference_impl.server.config import Capability, capability_allows
-from reference_impl.server.wire import (
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import MAX_HISTORY_LIMIT, validate_history_params
+from presence_conformance.reference_impl.server.config import Capability, capability_allows
+from presence_conformance.reference_impl.server.wire import (
     INTERNAL_ERROR,
     INVALID_CREDENTIALS,
     FrameError,
@@ -41,9 +40,9 @@ from reference_impl.server.wire import (
 )
 
 if TYPE_CHECKING:
-    from reference_impl.server.app import PresenceServer
+    from presence_conformance.reference_impl.server.app import PresenceServer
 
-log = logging.getLogger("reference_impl.server.rest")
+log = logging.getLogger("presence_conformance.reference_impl.server.rest")
 
 _INT = re.compile(r"^-?[0-9]{1,18}$")
 _HTTP_CODES = {404: errors.NOT_FOUND, 405: 40500, 401: INVALID_CREDENTIALS}
@@ -53,11 +52,15 @@ def error_response(code: int, message: str, status: int | None = None) -> web.Re
     """A JSON error body `{"error": ErrorInfo}` with the matching HTTP status."""
     info = error_info(code, message, status)
     # Exactly `application/json` (no charset): ably-js only parses error bodies of that type.
-    return web.Response(status=info["statusCode"], body=dumps({"error": info}).encode(),
-                        headers={"Content-Type": "application/json",
-                                 "X-Ably-ErrorCode": str(info["code"]),
-                                 "X-Ably-ErrorMessage": info["message"][:200].encode(
-                                     "ascii", "replace").decode()})
+    return web.Response(
+        status=info["statusCode"],
+        body=dumps({"error": info}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "X-Ably-ErrorCode": str(info["code"]),
+            "X-Ably-ErrorMessage": info["message"][:200].encode("ascii", "replace").decode(),
+        },
+    )
 
 
 @web.middleware
@@ -88,17 +91,25 @@ def add_routes(app: web.Application, server: PresenceServer) -> None:
     async def get_presence(request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
         capability = _authenticate(server, request)
-        if not (capability_allows(capability, channel, "subscribe")
-                or capability_allows(capability, channel, "presence")):
-            raise FrameError(errors.CAPABILITY_DENIED, f"capability: no subscribe capability on "
-                             f"channel {channel!r}", status_code=401)
+        if not (
+            capability_allows(capability, channel, "subscribe")
+            or capability_allows(capability, channel, "presence")
+        ):
+            raise FrameError(
+                errors.CAPABILITY_DENIED,
+                f"capability: no subscribe capability on channel {channel!r}",
+                status_code=401,
+            )
         query = request.query
         limit = _int_param(query, "limit")
         if limit is None:
             limit = 100
         elif not 1 <= limit <= MAX_HISTORY_LIMIT:
-            raise PresenceError(errors.INVALID_PARAMETER_VALUE, f"limit: expected an integer from 1 "
-                                f"to {MAX_HISTORY_LIMIT}, got {limit}", "limit")
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"limit: expected an integer from 1 to {MAX_HISTORY_LIMIT}, got {limit}",
+                "limit",
+            )
         client_id = query.get("clientId")
         connection_id = query.get("connectionId")
         members = server.model.get(channel, client_id or None, connection_id or None)
@@ -111,8 +122,10 @@ def add_routes(app: web.Application, server: PresenceServer) -> None:
             base["clientId"] = client_id
         if connection_id:
             base["connectionId"] = connection_id
-        links = [_link("presence", base, "first"),
-                 _link("presence", {**base, "cursor": cursor} if cursor else base, "current")]
+        links = [
+            _link("presence", base, "first"),
+            _link("presence", {**base, "cursor": cursor} if cursor else base, "current"),
+        ]
         if len(members) > limit:
             links.append(_link("presence", {**base, "cursor": page[-1].member_key}, "next"))
         return _json([wire_presence(m) for m in page], links)
@@ -121,8 +134,11 @@ def add_routes(app: web.Application, server: PresenceServer) -> None:
         channel = request.match_info["channel"]
         capability = _authenticate(server, request)
         if not capability_allows(capability, channel, "history"):
-            raise FrameError(errors.CAPABILITY_DENIED, f"capability: no history capability on "
-                             f"channel {channel!r}", status_code=401)
+            raise FrameError(
+                errors.CAPABILITY_DENIED,
+                f"capability: no history capability on channel {channel!r}",
+                status_code=401,
+            )
         query = request.query
         start, end, limit = (_int_param(query, n) for n in ("start", "end", "limit"))
         direction = query.get("direction")
@@ -136,8 +152,10 @@ def add_routes(app: web.Application, server: PresenceServer) -> None:
             base["end"] = end
         base["limit"] = limit
         base["direction"] = direction
-        links = [_link("history", base, "first"),
-                 _link("history", {**base, "cursor": cursor} if cursor else base, "current")]
+        links = [
+            _link("history", base, "first"),
+            _link("history", {**base, "cursor": cursor} if cursor else base, "current"),
+        ]
         if page.next_cursor is not None:
             links.append(_link("history", {**base, "cursor": page.next_cursor}, "next"))
         return _json([wire_presence(m) for m in page.items], links)
@@ -164,8 +182,9 @@ def _int_param(query: Any, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     if not _INT.match(raw):
-        raise PresenceError(errors.INVALID_PARAMETER_VALUE,
-                            f"{name}: expected an integer, got {short(raw)}", name)
+        raise PresenceError(
+            errors.INVALID_PARAMETER_VALUE, f"{name}: expected an integer, got {short(raw)}", name
+        )
     return int(raw)
 
 
@@ -180,8 +199,11 @@ def _authenticate(server: PresenceServer, request: web.Request) -> Capability:
             try:
                 key = base64.b64decode(value, validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
-                raise FrameError(INVALID_CREDENTIALS, "Authorization: Basic credentials are not "
-                                 "base64 of 'appId.keyId:secret'", status_code=401) from None
+                raise FrameError(
+                    INVALID_CREDENTIALS,
+                    "Authorization: Basic credentials are not base64 of 'appId.keyId:secret'",
+                    status_code=401,
+                ) from None
             return server.authenticate_key(key)[1]
         if scheme.lower() == "bearer":
             token = value
@@ -192,12 +214,18 @@ def _authenticate(server: PresenceServer, request: web.Request) -> Capability:
             if decoded is not None and server.has_token(decoded):
                 token = decoded
             return server.authenticate_token(token, "Authorization: Bearer").capability
-        raise FrameError(INVALID_CREDENTIALS, f"Authorization: unsupported scheme {short(scheme)}; "
-                         "expected Basic or Bearer", status_code=401)
+        raise FrameError(
+            INVALID_CREDENTIALS,
+            f"Authorization: unsupported scheme {short(scheme)}; expected Basic or Bearer",
+            status_code=401,
+        )
     if "key" in query:
         return server.authenticate_key(query["key"])[1]
     for param in ("access_token", "accessToken"):
         if param in query:
             return server.authenticate_token(query[param], param).capability
-    raise FrameError(INVALID_CREDENTIALS, "no credentials: send 'Authorization: Basic "
-                     "base64(key)' or 'Bearer base64(token)'", status_code=401)
+    raise FrameError(
+        INVALID_CREDENTIALS,
+        "no credentials: send 'Authorization: Basic base64(key)' or 'Bearer base64(token)'",
+        status_code=401,
+    )

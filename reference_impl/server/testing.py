@@ -39,9 +39,13 @@ class RawClient:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect_url(cls, url: str, keep_heartbeats: bool = False,
-                          expect_connected: bool = True,
-                          timeout: float = DEFAULT_TIMEOUT) -> RawClient:
+    async def connect_url(
+        cls,
+        url: str,
+        keep_heartbeats: bool = False,
+        expect_connected: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> RawClient:
         ws = await asyncio.wait_for(connect(url, max_size=None, ping_interval=None), timeout)
         client = cls(ws, keep_heartbeats)
         if expect_connected:
@@ -49,8 +53,14 @@ class RawClient:
         return client
 
     @classmethod
-    async def open(cls, server: Any, client_id: str | None = None, key: str | None = None,
-                   params: Mapping[str, str] | None = None, **kwargs: Any) -> RawClient:
+    async def open(
+        cls,
+        server: Any,
+        client_id: str | None = None,
+        key: str | None = None,
+        params: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> RawClient:
         """Connect to a running `PresenceServer` with `key` (default: its first key)."""
         query: dict[str, str] = {"key": key or server.default_key, "format": "json"}
         if client_id is not None:
@@ -67,8 +77,12 @@ class RawClient:
         try:
             async for message in self.ws:
                 frame = json.loads(message)
-                if (not self.keep_heartbeats and isinstance(frame, dict)
-                        and frame.get("action") == 0 and "id" not in frame):
+                if (
+                    not self.keep_heartbeats
+                    and isinstance(frame, dict)
+                    and frame.get("action") == 0
+                    and "id" not in frame
+                ):
                     continue
                 self.received.append(frame)
                 self.frames.put_nowait(frame)
@@ -104,8 +118,10 @@ class RawClient:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimeoutError(f"no frame with action {action} {fields} within {timeout}s; "
-                                   f"held: {self._held[-5:]}")
+                raise TimeoutError(
+                    f"no frame with action {action} {fields} within {timeout}s; "
+                    f"held: {self._held[-5:]}"
+                )
             frame = await asyncio.wait_for(self.frames.get(), remaining)
             if frame is None:
                 self.frames.put_nowait(None)
@@ -132,7 +148,9 @@ class RawClient:
         await self.send({"action": 0, "id": token})
         await self.expect(0, timeout, id=token)
 
-    async def attach(self, channel: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[dict, list[dict]]:
+    async def attach(
+        self, channel: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> tuple[dict, list[dict]]:
         """ATTACH; return ATTACHED and the SYNC frames that followed (until the empty cursor)."""
         await self.send({"action": 10, "channel": channel})
         attached = await self.expect(11, timeout, channel=channel)
@@ -146,11 +164,13 @@ class RawClient:
                     break
         return attached, syncs
 
-    async def presence(self, channel: str, msg_serial: int, *items: dict,
-                       timeout: float = DEFAULT_TIMEOUT) -> dict:
+    async def presence(
+        self, channel: str, msg_serial: int, *items: dict, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict:
         """Send PRESENCE; return the ACK or NACK for `msg_serial`."""
-        await self.send({"action": 14, "channel": channel, "msgSerial": msg_serial,
-                         "presence": list(items)})
+        await self.send(
+            {"action": 14, "channel": channel, "msgSerial": msg_serial, "presence": list(items)}
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -199,5 +219,8 @@ class RawClient:
 
 
 def _matches(frame: dict, action: int, fields: Mapping[str, Any]) -> bool:
-    return (isinstance(frame, dict) and frame.get("action") == action
-            and all(frame.get(k) == v for k, v in fields.items()))
+    return (
+        isinstance(frame, dict)
+        and frame.get("action") == action
+        and all(frame.get(k) == v for k, v in fields.items())
+    )

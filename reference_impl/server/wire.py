@@ -20,9 +20,9 @@ import reprlib
 from dataclasses import dataclass
 from typing import Any
 
-from reference_impl import errors
-from reference_impl.errors import PresenceError
-from reference_impl.types import Action, Data, PresenceMessage, validate_data
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.types import Action, Data, PresenceMessage, validate_data
 
 
 class Act(enum.IntEnum):
@@ -52,8 +52,19 @@ class Act(enum.IntEnum):
     ANNOTATION = 21
 
 
-SERVER_ONLY_ACTIONS = frozenset({Act.ACK, Act.NACK, Act.CONNECTED, Act.DISCONNECTED, Act.CLOSED,
-                                 Act.ERROR, Act.ATTACHED, Act.DETACHED, Act.SYNC})
+SERVER_ONLY_ACTIONS = frozenset(
+    {
+        Act.ACK,
+        Act.NACK,
+        Act.CONNECTED,
+        Act.DISCONNECTED,
+        Act.CLOSED,
+        Act.ERROR,
+        Act.ATTACHED,
+        Act.DETACHED,
+        Act.SYNC,
+    }
+)
 
 # TR3 flags
 HAS_PRESENCE = 1 << 0
@@ -63,22 +74,32 @@ FLAG_SUBSCRIBE = 1 << 18
 FLAG_PRESENCE_SUBSCRIBE = 1 << 19
 MODE_FLAGS = FLAG_PRESENCE | FLAG_PUBLISH | FLAG_SUBSCRIBE | FLAG_PRESENCE_SUBSCRIBE  # 983040
 
-# Ably error codes the server uses beyond reference_impl.errors
+# Ably error codes the server uses beyond presence_conformance.reference_impl.errors
 INVALID_CHANNEL_NAME = 40010
 INVALID_CREDENTIALS = 40101
 INTERNAL_ERROR = 50000
 UNABLE_TO_RECOVER = 80008
 
-CLIENT_PRESENCE_ACTIONS = {Action.ENTER.wire: Action.ENTER, Action.LEAVE.wire: Action.LEAVE,
-                           Action.UPDATE.wire: Action.UPDATE}
+CLIENT_PRESENCE_ACTIONS = {
+    Action.ENTER.wire: Action.ENTER,
+    Action.LEAVE.wire: Action.LEAVE,
+    Action.UPDATE.wire: Action.UPDATE,
+}
 
 
 class FrameError(Exception):
     """A refused frame. Sent as NACK when `msg_serial` is known, else as ERROR (channel-scoped
     when `channel` is set)."""
 
-    def __init__(self, code: int, message: str, *, channel: str | None = None,
-                 msg_serial: int | None = None, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        channel: str | None = None,
+        msg_serial: int | None = None,
+        status_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -87,10 +108,16 @@ class FrameError(Exception):
         self.status_code = status_code if status_code is not None else _status(code)
 
     @classmethod
-    def from_presence_error(cls, exc: PresenceError, *, channel: str | None = None,
-                            msg_serial: int | None = None) -> FrameError:
-        return cls(exc.code, exc.message, channel=channel, msg_serial=msg_serial,
-                   status_code=exc.status_code)
+    def from_presence_error(
+        cls, exc: PresenceError, *, channel: str | None = None, msg_serial: int | None = None
+    ) -> FrameError:
+        return cls(
+            exc.code,
+            exc.message,
+            channel=channel,
+            msg_serial=msg_serial,
+            status_code=exc.status_code,
+        )
 
     def error_info(self) -> dict:
         """Ably ErrorInfo (TI1)."""
@@ -183,55 +210,76 @@ def decode_data(data: Any, encoding: Any, where: str) -> Data:
     far is stored, and the original form is echoed back anyway. Raises `FrameError` 40013.
     """
     if encoding is not None and not isinstance(encoding, str):
-        raise FrameError(errors.INVALID_DATA,
-                         f"{where}.encoding: expected a string, got {json_type(encoding)}")
+        raise FrameError(
+            errors.INVALID_DATA, f"{where}.encoding: expected a string, got {json_type(encoding)}"
+        )
     if too_deep(data):
-        raise FrameError(errors.INVALID_DATA, f"{where}.data: nested deeper than {MAX_NESTING} levels")
+        raise FrameError(
+            errors.INVALID_DATA, f"{where}.data: nested deeper than {MAX_NESTING} levels"
+        )
     value: Any = data
     if encoding:
         for step in reversed(encoding.split("/")):
             if step == "base64":
                 if not isinstance(value, str):
-                    raise FrameError(errors.INVALID_DATA, f"{where}.data: encoding 'base64' needs "
-                                     f"a string, got {json_type(value)}")
+                    raise FrameError(
+                        errors.INVALID_DATA,
+                        f"{where}.data: encoding 'base64' needs a string, got {json_type(value)}",
+                    )
                 try:
                     value = base64.b64decode(value, validate=True)
                 except (binascii.Error, ValueError):
-                    raise FrameError(errors.INVALID_DATA,
-                                     f"{where}.data: not valid base64 (encoding {encoding!r})") from None
+                    raise FrameError(
+                        errors.INVALID_DATA,
+                        f"{where}.data: not valid base64 (encoding {encoding!r})",
+                    ) from None
             elif step == "utf-8":
                 if isinstance(value, bytes):
                     try:
                         value = value.decode("utf-8")
                     except UnicodeDecodeError:
-                        raise FrameError(errors.INVALID_DATA,
-                                         f"{where}.data: not valid UTF-8 (encoding {encoding!r})"
-                                         ) from None
+                        raise FrameError(
+                            errors.INVALID_DATA,
+                            f"{where}.data: not valid UTF-8 (encoding {encoding!r})",
+                        ) from None
                 elif not isinstance(value, str):
-                    raise FrameError(errors.INVALID_DATA, f"{where}.data: encoding 'utf-8' needs "
-                                     f"a string or binary, got {json_type(value)}")
+                    raise FrameError(
+                        errors.INVALID_DATA,
+                        f"{where}.data: encoding 'utf-8' needs "
+                        f"a string or binary, got {json_type(value)}",
+                    )
             elif step == "json":
                 if isinstance(value, bytes):
                     try:
                         value = value.decode("utf-8")
                     except UnicodeDecodeError:
-                        raise FrameError(errors.INVALID_DATA,
-                                         f"{where}.data: not valid UTF-8 JSON") from None
+                        raise FrameError(
+                            errors.INVALID_DATA, f"{where}.data: not valid UTF-8 JSON"
+                        ) from None
                 if not isinstance(value, str):
-                    raise FrameError(errors.INVALID_DATA, f"{where}.data: encoding 'json' needs a "
-                                     f"JSON string, got {json_type(value)}")
+                    raise FrameError(
+                        errors.INVALID_DATA,
+                        f"{where}.data: encoding 'json' needs a "
+                        f"JSON string, got {json_type(value)}",
+                    )
                 try:
                     value = json.loads(value)
                 except (ValueError, RecursionError):
-                    raise FrameError(errors.INVALID_DATA,
-                                     f"{where}.data: encoding 'json' but data is not valid JSON"
-                                     ) from None
+                    raise FrameError(
+                        errors.INVALID_DATA,
+                        f"{where}.data: encoding 'json' but data is not valid JSON",
+                    ) from None
                 if not isinstance(value, (dict, list)):
-                    raise FrameError(errors.INVALID_DATA, f"{where}.data: encoding 'json' must "
-                                     f"hold an object or array, got {json_type(value)}")
+                    raise FrameError(
+                        errors.INVALID_DATA,
+                        f"{where}.data: encoding 'json' must "
+                        f"hold an object or array, got {json_type(value)}",
+                    )
                 if too_deep(value):
-                    raise FrameError(errors.INVALID_DATA,
-                                     f"{where}.data: nested deeper than {MAX_NESTING} levels")
+                    raise FrameError(
+                        errors.INVALID_DATA,
+                        f"{where}.data: nested deeper than {MAX_NESTING} levels",
+                    )
             else:
                 break
     try:
@@ -254,8 +302,13 @@ def encode_data(data: Data) -> tuple[Any, str | None]:
 def wire_presence(msg: PresenceMessage) -> dict:
     """A `PresenceMessage` on the wire (TP3): numeric action, explicit id, clientId,
     connectionId and timestamp; data, encoding and extras as the client sent them."""
-    item: dict[str, Any] = {"id": msg.id, "action": msg.action.wire, "clientId": msg.client_id,
-                            "connectionId": msg.connection_id, "timestamp": msg.timestamp}
+    item: dict[str, Any] = {
+        "id": msg.id,
+        "action": msg.action.wire,
+        "clientId": msg.client_id,
+        "connectionId": msg.connection_id,
+        "timestamp": msg.timestamp,
+    }
     wire = msg.extra.get("wire")
     if isinstance(wire, WireData):
         data, encoding, extras = wire.data, wire.encoding, wire.extras

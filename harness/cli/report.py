@@ -17,11 +17,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.reports import FILENAMES, ReportError, write_reports
-from harness.reports.exit_codes import CONFORMING, HARNESS_FAILURE, USAGE, exit_code
-from harness.reports.expectations import KnownFailing
-from harness.reports.json_report import ResultsFileError, load_results
-from harness.reports.matrix import merge_worker_results, write_matrix
+from presence_conformance.harness.reports import FILENAMES, ReportError, write_reports
+from presence_conformance.harness.reports.exit_codes import (
+    CONFORMING,
+    HARNESS_FAILURE,
+    USAGE,
+    exit_code,
+)
+from presence_conformance.harness.reports.expectations import KnownFailing
+from presence_conformance.harness.reports.json_report import ResultsFileError, load_results
+from presence_conformance.harness.reports.matrix import merge_worker_results, write_matrix
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,22 +34,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="presence-conformance report",
         description="Re-render conformance reports from results.json files, or merge the results "
-                    "of several adapters into a matrix.")
+        "of several adapters into a matrix.",
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from", dest="from_", nargs="+", metavar="RESULTS_JSON", type=Path,
-                     help="results.json of one adapter (several: workers of that adapter, merged)")
-    src.add_argument("--merge", nargs="+", metavar="RESULTS_JSON", type=Path,
-                     help="results.json of several adapters: write matrix.html and matrix.md")
+    src.add_argument(
+        "--from",
+        dest="from_",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        type=Path,
+        help="results.json of one adapter (several: workers of that adapter, merged)",
+    )
+    src.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        type=Path,
+        help="results.json of several adapters: write matrix.html and matrix.md",
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write into")
-    p.add_argument("--format", dest="formats", default=",".join(FILENAMES),
-                   help=f"comma-separated formats for --from (default: {','.join(FILENAMES)})")
-    p.add_argument("--strict", action="store_true",
-                   help="SHOULD violations (non-strict) fail the run")
+    p.add_argument(
+        "--format",
+        dest="formats",
+        default=",".join(FILENAMES),
+        help=f"comma-separated formats for --from (default: {','.join(FILENAMES)})",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="SHOULD violations (non-strict) fail the run"
+    )
     kf = p.add_mutually_exclusive_group()
-    kf.add_argument("--known-failing", type=Path, metavar="FILE",
-                    help="apply this known-failing list (stale entries fail the run)")
-    kf.add_argument("--adapter-known-failing", action="store_true",
-                    help="apply the list shipped for the adapter (harness/expectations/<adapter>.txt)")
+    kf.add_argument(
+        "--known-failing",
+        type=Path,
+        metavar="FILE",
+        help="apply this known-failing list (stale entries fail the run)",
+    )
+    kf.add_argument(
+        "--adapter-known-failing",
+        action="store_true",
+        help="apply the list shipped for the adapter (harness/expectations/<adapter>.txt)",
+    )
     return p
 
 
@@ -83,8 +112,11 @@ def report_main(argv: Sequence[str] | None = None) -> int:
         stale: list[str] = []
         if args.known_failing or args.adapter_known_failing:
             try:
-                known = (KnownFailing.load(args.known_failing) if args.known_failing
-                         else KnownFailing.for_adapter(run.adapter))
+                known = (
+                    KnownFailing.load(args.known_failing)
+                    if args.known_failing
+                    else KnownFailing.for_adapter(run.adapter)
+                )
             except OSError as exc:
                 _err(f"cannot read the known-failing list: {exc}")
                 return USAGE

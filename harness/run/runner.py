@@ -1,6 +1,6 @@
 """Running scenarios against an adapter: `run_scenario` for one case, `run_scenarios` for a run.
 
-The runner drives and records (`harness.driver`), the checks judge (`harness.checks`). A case
+The runner drives and records (`presence_conformance.harness.run.driver`), the checks judge (`presence_conformance.harness.checks`). A case
 never raises: whatever happens it returns a `CaseResult` with the history, and the adapter's
 connections are closed at the end (bounded) even when the case failed.
 
@@ -19,12 +19,12 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from harness.adapter import Adapter
-from harness.checks import run_checks
-from harness.checks.wire import collect_wire_frames
-from harness.driver import Abort, CaseDriver, Stop
-from harness.results import CaseResult, Outcome, RunResult
-from harness.scenario import Scenario
+from presence_conformance.harness.adapter import Adapter
+from presence_conformance.harness.checks import run_checks
+from presence_conformance.harness.checks.wire import collect_wire_frames
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.run.driver import Abort, CaseDriver, Stop
+from presence_conformance.harness.scenario import Scenario
 
 __all__ = ["RunSettings", "judge", "run_scenario", "run_scenarios"]
 
@@ -67,15 +67,20 @@ def judge(violations: list, infos: list) -> Outcome:
     return Outcome.PASS
 
 
-async def run_scenario(scenario: Scenario, adapter: Adapter,
-                       settings: RunSettings | None = None) -> CaseResult:
+async def run_scenario(
+    scenario: Scenario, adapter: Adapter, settings: RunSettings | None = None
+) -> CaseResult:
     """Run one scenario against a started adapter and judge it. Never raises (except
     cancellation)."""
     settings = settings or RunSettings()
     started = time.monotonic()
-    result = CaseResult(case_id=scenario.case_id, adapter=adapter.name, outcome=Outcome.PASS,
-                        requirements=list(scenario.requirements),
-                        scenario_file=str(scenario.source) if scenario.source else None)
+    result = CaseResult(
+        case_id=scenario.case_id,
+        adapter=adapter.name,
+        outcome=Outcome.PASS,
+        requirements=list(scenario.requirements),
+        scenario_file=str(scenario.source) if scenario.source else None,
+    )
     missing = sorted(f.value for f in scenario.needed_features() if not adapter.supports(f))
     if missing:
         result.outcome = Outcome.UNSUPPORTED
@@ -103,8 +108,9 @@ async def run_scenario(scenario: Scenario, adapter: Adapter,
         raise
     except Exception as exc:  # a bug in the harness: report it, never raise out of the case
         result.outcome = Outcome.ERROR
-        result.error = ("internal error in the runner: "
-                        + "".join(traceback.format_exception(exc)[-4:]).strip())
+        result.error = (
+            "internal error in the runner: " + "".join(traceback.format_exception(exc)[-4:]).strip()
+        )
     if driver is not None and (settings.keep_history or result.outcome.is_failure):
         result.history = driver.history.entries
     result.duration = time.monotonic() - started
@@ -118,13 +124,19 @@ async def _close(driver: CaseDriver) -> None:
         pass
 
 
-async def run_scenarios(scenarios: Iterable[Scenario], adapter: Adapter,
-                        settings: RunSettings | None = None,
-                        on_result: Callable[[CaseResult], None] | None = None) -> RunResult:
+async def run_scenarios(
+    scenarios: Iterable[Scenario],
+    adapter: Adapter,
+    settings: RunSettings | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> RunResult:
     """Run scenarios one after the other against a started adapter; `on_result` is called after
     each case."""
-    run = RunResult(adapter=adapter.name, started=time.time(),
-                    adapter_options=dict(getattr(adapter, "option_values", {}) or {}))
+    run = RunResult(
+        adapter=adapter.name,
+        started=time.time(),
+        adapter_options=dict(getattr(adapter, "option_values", {}) or {}),
+    )
     for scenario in scenarios:
         case = await run_scenario(scenario, adapter, settings)
         run.cases.append(case)

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.record import EventOrigin, Seen
-from reference_impl.types import Action, PresenceMessage, data_equal
+from presence_conformance.harness.record.records import EventOrigin, Seen
+from presence_conformance.reference_impl.types import Action, PresenceMessage, data_equal
 
 ACTION_DEVIATION = {"enter": "enter.when-present", "update": "update.when-not-present-action"}
 LEAVE_DATA_DEVIATION = "leave.data-defaults-to-member-data"
@@ -41,14 +41,18 @@ def accepted_actions(event: PresenceMessage, origin: EventOrigin | None) -> tupl
 
 def accepted_data(event: PresenceMessage, origin: EventOrigin | None) -> tuple[Any, ...]:
     """The data an implementation may report for `event`, the reference's first."""
-    if (event.action is Action.LEAVE and event.data is not None
-            and (origin is None or not origin.data_given)):
+    if (
+        event.action is Action.LEAVE
+        and event.data is not None
+        and (origin is None or not origin.data_given)
+    ):
         return (event.data, None)
     return (event.data,)
 
 
-def deviations(seen: Seen, event: PresenceMessage, origin: EventOrigin | None
-               ) -> tuple[str, ...] | None:
+def deviations(
+    seen: Seen, event: PresenceMessage, origin: EventOrigin | None
+) -> tuple[str, ...] | None:
     """None if `seen` is not `event`; else the requirement IDs of the open variants it used."""
     if seen.client_id != event.client_id or seen.connection_id != event.connection_id:
         return None
@@ -146,12 +150,20 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
 
 
 def _problems(slots: list[Slot], alignment: Alignment) -> int:
-    return (sum(max(0, slot.min - slot.count) for slot in slots) + len(alignment.late)
-            + len(alignment.extras))
+    return (
+        sum(max(0, slot.min - slot.count) for slot in slots)
+        + len(alignment.late)
+        + len(alignment.extras)
+    )
 
 
-def _align_member_once(slots: list[Slot], received: list[Seen], out: Alignment,
-                       prefer_exact: bool, prefer_required: bool) -> None:
+def _align_member_once(
+    slots: list[Slot],
+    received: list[Seen],
+    out: Alignment,
+    prefer_exact: bool,
+    prefer_required: bool,
+) -> None:
     position = 0
     for seen in received:
         found = None
@@ -181,9 +193,11 @@ def _align_member_once(slots: list[Slot], received: list[Seen], out: Alignment,
                     devs = deviations(seen, slot.event, slot.origin)
                     if devs is None:
                         continue
-                    if ((taken and slot.count == 0 < slot.max)
-                            or (needless and slot.count < slot.min)
-                            or (inexact and not devs and slot.count == 0 < slot.max)):
+                    if (
+                        (taken and slot.count == 0 < slot.max)
+                        or (needless and slot.count < slot.min)
+                        or (inexact and not devs and slot.count == 0 < slot.max)
+                    ):
                         found = (j, devs)
                         break
         if found is not None:
@@ -270,8 +284,9 @@ def event_slots(events: Iterable[PresenceMessage], origins: dict[str, EventOrigi
     return [Slot(e, origins.get(e.id)) for e in events]
 
 
-def history_consistent(expected: list[PresenceMessage], origins: dict[str, EventOrigin],
-                       observed: list[Seen] | None) -> bool:
+def history_consistent(
+    expected: list[PresenceMessage], origins: dict[str, EventOrigin], observed: list[Seen] | None
+) -> bool:
     """True if a canonical history holds every model event exactly once, in member order."""
     if observed is None or len(observed) != len(expected):
         return False

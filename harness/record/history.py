@@ -20,17 +20,26 @@ class History:
         self._t0 = time.monotonic()
         self.entries: list[dict] = []
 
-    def record(self, type_: str, process: str, f: str, value: Any = None,
-               step: int | None = None) -> int:
+    def record(
+        self, type_: str, process: str, f: str, value: Any = None, step: int | None = None
+    ) -> int:
         """Append an entry and return its index."""
         index = len(self.entries)
-        self.entries.append({"index": index, "time": round(time.monotonic() - self._t0, 6),
-                             "process": process, "type": type_, "f": f, "value": value,
-                             "step": step})
+        self.entries.append(
+            {
+                "index": index,
+                "time": round(time.monotonic() - self._t0, 6),
+                "process": process,
+                "type": type_,
+                "f": f,
+                "value": value,
+                "step": step,
+            }
+        )
         return index
 
     def excerpt(self, around: int | None, before: int = 8, after: int = 4) -> list[dict]:
         """The entries near `around` (all of them, up to a limit, when None)."""
         if around is None:
-            return self.entries[-(before + after):]
-        return self.entries[max(0, around - before): around + after + 1]
+            return self.entries[-(before + after) :]
+        return self.entries[max(0, around - before) : around + after + 1]

@@ -16,7 +16,7 @@ malformed scenario file), 3 the harness itself failed, or the run is partial (in
 found no failure so far. A report is written by every `run` that got as far as running cases,
 also after Ctrl-C (or SIGTERM) and when the adapter crashes.
 
-The CLI is a thin front end over `harness.session.ConformanceSession`, the core the pytest plugin
+The CLI is a thin front end over `presence_conformance.harness.session.ConformanceSession`, the core the pytest plugin
 uses too.
 """
 
@@ -32,8 +32,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.adapter import UsageError
-from harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.adapter import UsageError
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 
 __all__ = ["main"]
 
@@ -42,8 +42,14 @@ EXIT_NOT_CONFORMING = 1
 EXIT_USAGE = 2
 EXIT_HARNESS = 3
 
-OUTCOME_ORDER = [Outcome.PASS, Outcome.NON_STRICT, Outcome.FAIL, Outcome.UNSUPPORTED,
-                 Outcome.TIMEOUT, Outcome.ERROR]
+OUTCOME_ORDER = [
+    Outcome.PASS,
+    Outcome.NON_STRICT,
+    Outcome.FAIL,
+    Outcome.UNSUPPORTED,
+    Outcome.TIMEOUT,
+    Outcome.ERROR,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["report"]:
         return _report(argv[1:])
     if argv[:1] == ["generate"]:
-        from harness.generation.cli import generate_main
+        from presence_conformance.harness.cli.generate import generate_main
 
         return generate_main(argv[1:])
     parser = _parser()
@@ -77,8 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _is_scenario_error(exc):
             _err(f"error: malformed scenario: {exc}")
             return EXIT_USAGE
-        _err("presence-conformance: internal error (please report it):\n"
-             + "".join(traceback.format_exception(exc)))
+        _err(
+            "presence-conformance: internal error (please report it):\n"
+            + "".join(traceback.format_exception(exc))
+        )
         return EXIT_HARNESS
 
 
@@ -86,93 +94,156 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from harness.session import harness_version
+    from presence_conformance.harness.session import harness_version
 
     parser = argparse.ArgumentParser(
         prog="presence-conformance",
         description="Conformance test harness for realtime presence.",
         epilog="Exit codes: 0 conforming, 1 not conforming, 2 usage error, 3 harness failure "
-               "or partial run.")
-    parser.add_argument("--version", action="version",
-                        version=f"presence-conformance {harness_version()}")
+        "or partial run.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"presence-conformance {harness_version()}"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the conformance suite against an adapter",
-                         description="Run the scenarios against an adapter, print a summary, "
-                                     "write the reports.")
+    run = sub.add_parser(
+        "run",
+        help="run the conformance suite against an adapter",
+        description="Run the scenarios against an adapter, print a summary, write the reports.",
+    )
     _adapter_arguments(run)
-    run.add_argument("--report-dir", metavar="DIR", type=Path, default=None,
-                     help="where to write the reports (default: reports/<adapter>)")
-    run.add_argument("--select", metavar="PATTERN", action="append", default=[],
-                     help="only cases whose ID or one of whose requirement IDs matches this "
-                          "fnmatch pattern (repeatable: the union), e.g. 'history/*' or "
-                          "'leave.*'")
-    run.add_argument("--known-failing", metavar="FILE", type=Path, default=None,
-                     help="known-failing list (default: the list shipped for the adapter, if any)")
+    run.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="where to write the reports (default: reports/<adapter>)",
+    )
+    run.add_argument(
+        "--select",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        help="only cases whose ID or one of whose requirement IDs matches this "
+        "fnmatch pattern (repeatable: the union), e.g. 'history/*' or "
+        "'leave.*'",
+    )
+    run.add_argument(
+        "--known-failing",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="known-failing list (default: the list shipped for the adapter, if any)",
+    )
     run.set_defaults(func=_cmd_run)
 
-    replay = sub.add_parser("replay", help="run one scenario file (e.g. a saved failure)",
-                            description="Run one scenario file; print FIXED if it passes now, "
-                                        "FAILED with the violations otherwise.")
+    replay = sub.add_parser(
+        "replay",
+        help="run one scenario file (e.g. a saved failure)",
+        description="Run one scenario file; print FIXED if it passes now, "
+        "FAILED with the violations otherwise.",
+    )
     replay.add_argument("file", type=Path, help="the scenario file")
     _adapter_arguments(replay, scenarios=False)
     replay.set_defaults(func=_cmd_replay)
 
     lst = sub.add_parser("list", help="list adapters, scenarios or requirements")
     lst.add_argument("what", choices=["adapters", "scenarios", "requirements"])
-    lst.add_argument("--scenarios", metavar="DIR", type=Path, default=None,
-                     help="folder of scenario files (default: the packaged scenarios)")
+    lst.add_argument(
+        "--scenarios",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="folder of scenario files (default: the packaged scenarios)",
+    )
     lst.set_defaults(func=_cmd_list)
 
-    sub.add_parser("report", add_help=False,
-                   help="re-render reports from results.json, or build a matrix across adapters "
-                        "(see `report --help`)")
-    sub.add_parser("serve", add_help=False,
-                   help="run the reference presence server (see `serve --help`)")
-    sub.add_parser("generate", add_help=False,
-                   help="run generated programs, shrink a failure to a replayable scenario "
-                        "(see `generate --help`)")
+    sub.add_parser(
+        "report",
+        add_help=False,
+        help="re-render reports from results.json, or build a matrix across adapters "
+        "(see `report --help`)",
+    )
+    sub.add_parser(
+        "serve", add_help=False, help="run the reference presence server (see `serve --help`)"
+    )
+    sub.add_parser(
+        "generate",
+        add_help=False,
+        help="run generated programs, shrink a failure to a replayable scenario "
+        "(see `generate --help`)",
+    )
     return parser
 
 
 def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> None:
-    p.add_argument("--adapter", metavar="NAME", required=True,
-                   help="adapter name (see `list adapters`), module:Class, path/file.py:Class "
-                        "or mutant:NAME")
-    p.add_argument("--adapter-option", metavar="KEY=VALUE", action="append", default=[],
-                   help="an option for the adapter (repeatable)")
-    p.add_argument("--op-timeout", metavar="S", type=float, default=None,
-                   help="seconds an adapter operation may take (default: the runner's)")
-    p.add_argument("--strict", action="store_true",
-                   help="SHOULD violations (non-strict) fail the run too")
+    p.add_argument(
+        "--adapter",
+        metavar="NAME",
+        required=True,
+        help="adapter name (see `list adapters`), module:Class, path/file.py:Class or mutant:NAME",
+    )
+    p.add_argument(
+        "--adapter-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="an option for the adapter (repeatable)",
+    )
+    p.add_argument(
+        "--op-timeout",
+        metavar="S",
+        type=float,
+        default=None,
+        help="seconds an adapter operation may take (default: the runner's)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="SHOULD violations (non-strict) fail the run too"
+    )
     if scenarios:
-        p.add_argument("--scenarios", metavar="DIR", type=Path, default=None,
-                       help="folder of scenario files (default: the packaged scenarios)")
+        p.add_argument(
+            "--scenarios",
+            metavar="DIR",
+            type=Path,
+            default=None,
+            help="folder of scenario files (default: the packaged scenarios)",
+        )
 
 
 # -- commands -------------------------------------------------------------------------------------
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.output import write_run
-    from harness.session import load_suite, select_scenarios
+    from presence_conformance.harness.output import write_run
+    from presence_conformance.harness.session import load_suite, select_scenarios
 
     session = _open_session(args)
     scenarios = select_scenarios(load_suite(args.scenarios), args.select)
     if not scenarios:
-        raise UsageError(f"--select {' '.join(args.select)}: no scenario matches "
-                         "(see `presence-conformance list scenarios`)")
+        raise UsageError(
+            f"--select {' '.join(args.select)}: no scenario matches "
+            "(see `presence-conformance list scenarios`)"
+        )
     known_failing = _known_failing(args)
     report_dir = args.report_dir or Path("reports") / _safe(args.adapter)
     out = sys.stdout
-    print(f"presence-conformance {session.run_result.harness_version}: {len(scenarios)} "
-          f"case(s) against adapter {args.adapter!r}", file=out, flush=True)
+    print(
+        f"presence-conformance {session.run_result.harness_version}: {len(scenarios)} "
+        f"case(s) against adapter {args.adapter!r}",
+        file=out,
+        flush=True,
+    )
 
     width = len(str(len(scenarios)))
 
     def progress(index: int, total: int, case: CaseResult) -> None:
-        print(f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
-              f"({case.duration:.2f}s)", file=out, flush=True)
+        print(
+            f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
+            f"({case.duration:.2f}s)",
+            file=out,
+            flush=True,
+        )
 
     with _sigterm_as_interrupt():
         try:
@@ -184,21 +255,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         written = write_run(run, report_dir, strict=args.strict, stale_errors=stale)
     except Exception as exc:
-        _err(f"error: the report could not be written to {report_dir}: "
-             f"{type(exc).__name__}: {exc}")
+        _err(f"error: the report could not be written to {report_dir}: {type(exc).__name__}: {exc}")
         written = []
     _print_summary(run, args.strict, stale, out)
     for path in written:
         print(f"report: {path}", file=out)
     code = _exit_code(run, args.strict, stale)
     if session.harness_error is not None:
-        _err("presence-conformance: the harness itself failed (please report it):\n"
-             + str(session.harness_error))
+        _err(
+            "presence-conformance: the harness itself failed (please report it):\n"
+            + str(session.harness_error)
+        )
         code = EXIT_HARNESS
     elif session.internal_errors:
-        _err("presence-conformance: the harness itself failed on "
-             f"{', '.join(session.internal_errors)} (an internal error in the runner, not the "
-             "adapter's fault; please report it)")
+        _err(
+            "presence-conformance: the harness itself failed on "
+            f"{', '.join(session.internal_errors)} (an internal error in the runner, not the "
+            "adapter's fault; please report it)"
+        )
         code = EXIT_HARNESS
     elif not written and code == EXIT_CONFORMING:
         code = EXIT_HARNESS  # a run without its report is not a verdict anyone can use
@@ -215,8 +289,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from harness.scenario import load_scenario
-    from harness.session import HarnessError, describe_case
+    from presence_conformance.harness.scenario import load_scenario
+    from presence_conformance.harness.session import HarnessError, describe_case
 
     if not args.file.is_file():
         raise UsageError(f"replay: no such scenario file {args.file}")
@@ -240,8 +314,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             print(describe_case(case, history=False))
         return EXIT_CONFORMING
     if case.outcome is Outcome.UNSUPPORTED:
-        print(f"UNSUPPORTED: {case.case_id} cannot run on adapter {args.adapter!r}: "
-              f"{case.error or 'a required feature is missing'}")
+        print(
+            f"UNSUPPORTED: {case.case_id} cannot run on adapter {args.adapter!r}: "
+            f"{case.error or 'a required feature is missing'}"
+        )
         return EXIT_NOT_CONFORMING
     print(f"FAILED: {case.case_id}")
     print(describe_case(case))
@@ -250,35 +326,44 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "adapters":
-        from harness.registry import available_adapters
+        from presence_conformance.harness.adapters.registry import available_adapters
 
-        _table([(name, desc) for name, desc in available_adapters().items()], ("ADAPTER", "DESCRIPTION"))
+        _table(
+            [(name, desc) for name, desc in available_adapters().items()],
+            ("ADAPTER", "DESCRIPTION"),
+        )
     elif args.what == "scenarios":
-        from harness.session import load_suite
+        from presence_conformance.harness.session import load_suite
 
-        _table([(s.case_id, ", ".join(s.requirements)) for s in load_suite(args.scenarios)],
-               ("SCENARIO", "REQUIREMENTS"))
+        _table(
+            [(s.case_id, ", ".join(s.requirements)) for s in load_suite(args.scenarios)],
+            ("SCENARIO", "REQUIREMENTS"),
+        )
     else:
-        from spec import load_requirements
+        from presence_conformance.spec import load_requirements
 
-        _table([(r.id, r.level, r.text) for r in load_requirements().requirements],
-               ("REQUIREMENT", "LEVEL", "TEXT"))
+        _table(
+            [(r.id, r.level, r.text) for r in load_requirements().requirements],
+            ("REQUIREMENT", "LEVEL", "TEXT"),
+        )
     return EXIT_CONFORMING
 
 
 def _report(argv: list[str]) -> int:
-    from harness.reports.cli import report_main
+    from presence_conformance.harness.cli.report import report_main
 
     return int(report_main(argv))
 
 
 def _serve(argv: list[str]) -> int:
     try:
-        server = importlib.import_module("reference_impl.server")
+        server = importlib.import_module("presence_conformance.reference_impl.server")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("reference_impl"):
-            _err("presence-conformance serve: the reference server (reference_impl.server) "
-                 "is not installed")
+            _err(
+                "presence-conformance serve: the reference server (presence_conformance.reference_impl.server) "
+                "is not installed"
+            )
             return EXIT_HARNESS
         raise
     try:
@@ -293,38 +378,43 @@ def _serve(argv: list[str]) -> int:
 
 def _open_session(args: argparse.Namespace) -> Any:
     """Resolve the adapter and settings into a (not yet started) ConformanceSession."""
-    from harness.registry import parse_options, resolve_adapter
-    from harness.runner import RunSettings
-    from harness.session import ConformanceSession
+    from presence_conformance.harness.adapters.registry import parse_options, resolve_adapter
+    from presence_conformance.harness.run.runner import RunSettings
+    from presence_conformance.harness.session import ConformanceSession
 
     options = parse_options(args.adapter_option)
     adapter = resolve_adapter(args.adapter, options)
     if args.op_timeout is not None and args.op_timeout <= 0:
         raise UsageError(f"--op-timeout {args.op_timeout}: must be a positive number of seconds")
     settings = RunSettings() if args.op_timeout is None else RunSettings(op_timeout=args.op_timeout)
-    return ConformanceSession(adapter, adapter_name=args.adapter, options=options,
-                              settings=settings)
+    return ConformanceSession(
+        adapter, adapter_name=args.adapter, options=options, settings=settings
+    )
 
 
 def _known_failing(args: argparse.Namespace) -> Any | None:
     """The known-failing list to apply (None when the reports package is not installed)."""
     try:
-        from harness.reports.expectations import KnownFailing
+        from presence_conformance.harness.reports.expectations import KnownFailing
     except ModuleNotFoundError:
         if args.known_failing is not None:
-            raise UsageError("--known-failing needs harness.reports, which is not installed") from None
+            raise UsageError(
+                "--known-failing needs presence_conformance.harness.reports, which is not installed"
+            ) from None
         return None
     if args.known_failing is not None:
         try:
             return KnownFailing.load(args.known_failing)
         except OSError as exc:
-            raise UsageError(f"--known-failing {args.known_failing}: {exc.strerror or exc}") from None
+            raise UsageError(
+                f"--known-failing {args.known_failing}: {exc.strerror or exc}"
+            ) from None
     return KnownFailing.for_adapter(args.adapter)
 
 
 def _exit_code(run: RunResult, strict: bool, stale: list[str]) -> int:
     try:
-        from harness.reports.exit_codes import exit_code
+        from presence_conformance.harness.reports.exit_codes import exit_code
     except ModuleNotFoundError:
         if not run.conforming(strict=strict) or stale:
             return EXIT_NOT_CONFORMING
@@ -333,24 +423,32 @@ def _exit_code(run: RunResult, strict: bool, stale: list[str]) -> int:
 
 
 def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) -> None:
-    from harness.session import area_of, describe_case
+    from presence_conformance.harness.session import area_of, describe_case
 
     counts = run.counts()
     print("\nOutcomes", file=out)
-    _table([(o.value, str(counts.get(o.value, 0))) for o in OUTCOME_ORDER], ("OUTCOME", "CASES"),
-           out=out, right={1})
+    _table(
+        [(o.value, str(counts.get(o.value, 0))) for o in OUTCOME_ORDER],
+        ("OUTCOME", "CASES"),
+        out=out,
+        right={1},
+    )
     areas: dict[str, dict[str, int]] = {}
     for case in run.cases:
         row = areas.setdefault(area_of(case.case_id), {o.value: 0 for o in OUTCOME_ORDER})
         row[case.outcome.value] += 1
     if areas:
         print("\nBy area", file=out)
-        _table([(area, *(str(row[o.value]) for o in OUTCOME_ORDER))
-                for area, row in sorted(areas.items())],
-               ("AREA", *(o.value for o in OUTCOME_ORDER)), out=out,
-               right=set(range(1, len(OUTCOME_ORDER) + 1)))
-    failing = [c for c in run.cases
-               if c.outcome.is_failure or (c.outcome is Outcome.NON_STRICT)]
+        _table(
+            [
+                (area, *(str(row[o.value]) for o in OUTCOME_ORDER))
+                for area, row in sorted(areas.items())
+            ],
+            ("AREA", *(o.value for o in OUTCOME_ORDER)),
+            out=out,
+            right=set(range(1, len(OUTCOME_ORDER) + 1)),
+        )
+    failing = [c for c in run.cases if c.outcome.is_failure or (c.outcome is Outcome.NON_STRICT)]
     if failing:
         print(f"\nFailures ({len(failing)})", file=out)
         for case in failing:
@@ -364,8 +462,12 @@ def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) 
         print(f"\nPARTIAL RUN: {run.partial_reason} ({len(run.cases)} case(s) ran)", file=out)
 
 
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...], out: TextIO | None = None,
-           right: set[int] | None = None) -> None:
+def _table(
+    rows: list[tuple[str, ...]],
+    header: tuple[str, ...],
+    out: TextIO | None = None,
+    right: set[int] | None = None,
+) -> None:
     out = out or sys.stdout
     right = right or set()
     all_rows = [header, *rows]
@@ -386,7 +488,7 @@ def _err(message: str) -> None:
 
 def _is_scenario_error(exc: BaseException) -> bool:
     try:
-        from harness.scenario import ScenarioError
+        from presence_conformance.harness.scenario import ScenarioError
     except ImportError:
         return False
     return isinstance(exc, ScenarioError)
@@ -395,6 +497,7 @@ def _is_scenario_error(exc: BaseException) -> bool:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (a cancelled CI job) like Ctrl-C, so the partial report is still written."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 

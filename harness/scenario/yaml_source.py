@@ -46,46 +46,65 @@ class _Builder:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, MappingNode):
             if node.tag != _MAP_TAG:
-                raise YamlProblem(node.start_mark.line + 1, path,
-                                  f"unsupported YAML tag {node.tag!r} on a mapping", "yaml-tag")
+                raise YamlProblem(
+                    node.start_mark.line + 1,
+                    path,
+                    f"unsupported YAML tag {node.tag!r} on a mapping",
+                    "yaml-tag",
+                )
             self.loader.flatten_mapping(node)  # `<<` merge keys
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 key_line = key_node.start_mark.line + 1
                 key = self._scalar(key_node, path)
                 if not isinstance(key, str):
-                    raise YamlProblem(key_line, path,
-                                      f"mapping key {key!r} is not a string (quote it)", "yaml-key")
+                    raise YamlProblem(
+                        key_line,
+                        path,
+                        f"mapping key {key!r} is not a string (quote it)",
+                        "yaml-key",
+                    )
                 if key in out:
-                    raise YamlProblem(key_line, (*path, key),
-                                      f"duplicate key {key!r} (first on line "
-                                      f"{self.lines.get((*path, key), '?')})", "duplicate-key")
+                    raise YamlProblem(
+                        key_line,
+                        (*path, key),
+                        f"duplicate key {key!r} (first on line "
+                        f"{self.lines.get((*path, key), '?')})",
+                        "duplicate-key",
+                    )
                 self.lines[(*path, key)] = key_line
                 out[key] = self.build(value_node, (*path, key))
             return out
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ_TAG:
-                raise YamlProblem(node.start_mark.line + 1, path,
-                                  f"unsupported YAML tag {node.tag!r} on a sequence", "yaml-tag")
+                raise YamlProblem(
+                    node.start_mark.line + 1,
+                    path,
+                    f"unsupported YAML tag {node.tag!r} on a sequence",
+                    "yaml-tag",
+                )
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._scalar(node, path)
 
     def _scalar(self, node: Node, path: Path) -> Any:
         if not isinstance(node, ScalarNode):
-            raise YamlProblem(node.start_mark.line + 1, path, "a mapping key must be a scalar",
-                              "yaml-key")
+            raise YamlProblem(
+                node.start_mark.line + 1, path, "a mapping key must be a scalar", "yaml-key"
+            )
         if node.tag == _BINARY_TAG:  # PyYAML skips characters that are not base64
             try:
                 base64.b64decode("".join(node.value.split()), validate=True)
             except (binascii.Error, ValueError):
-                raise YamlProblem(node.start_mark.line + 1, path, "!!binary: not valid base64",
-                                  "binary") from None
+                raise YamlProblem(
+                    node.start_mark.line + 1, path, "!!binary: not valid base64", "binary"
+                ) from None
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
-            raise YamlProblem(node.start_mark.line + 1, path, f"cannot read value: {problem}",
-                              "yaml-value") from None
+            raise YamlProblem(
+                node.start_mark.line + 1, path, f"cannot read value: {problem}", "yaml-value"
+            ) from None
 
 
 def load_yaml(text: str) -> tuple[Any, dict[Path, int]]:
@@ -95,8 +114,9 @@ def load_yaml(text: str) -> tuple[Any, dict[Path, int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlProblem(mark.line + 1 if mark else None, (), f"not valid YAML: {problem}",
-                          "yaml-syntax") from None
+        raise YamlProblem(
+            mark.line + 1 if mark else None, (), f"not valid YAML: {problem}", "yaml-syntax"
+        ) from None
     if node is None:
         raise YamlProblem(1, (), "the file is empty", "yaml-syntax")
     builder = _Builder()
@@ -113,7 +133,7 @@ class _Dumper(yaml.SafeDumper):
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     if "\x85" in value:  # NEL: PyYAML writes it unescaped except in double quotes, and the
-        style = '"'      # reader takes an unescaped NEL for a line break
+        style = '"'  # reader takes an unescaped NEL for a line break
     else:
         style = "|" if "\n" in value and len(value) > 40 else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
@@ -124,5 +144,11 @@ _Dumper.add_representer(str, _represent_str)
 
 def dump_yaml(value: Any) -> str:
     """YAML text that `load_yaml` reads back to a value equal to `value`."""
-    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=None, width=100)
+    return yaml.dump(
+        value,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=None,
+        width=100,
+    )

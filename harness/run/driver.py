@@ -21,14 +21,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.adapter import Adapter, AdapterConnection, AdapterPresence, Feature, PresenceError
-from harness.checks.matching import members_equal
-from harness.driver_common import Abort, Stop, items_json, summary
-from harness.driver_connections import ConnectionSteps
-from harness.driver_history import HistorySteps
-from harness.history import History
-from harness.oracle import listener_state, open_action_outcome, restore_listener_state
-from harness.record import (
+from presence_conformance.harness.adapter import (
+    Adapter,
+    AdapterConnection,
+    AdapterPresence,
+    Feature,
+    PresenceError,
+)
+from presence_conformance.harness.record.history import History
+from presence_conformance.harness.record.matching import members_equal
+from presence_conformance.harness.record.records import (
     CaseRecord,
     EventOrigin,
     Expected,
@@ -41,16 +43,24 @@ from harness.record import (
     SyncRecord,
     jsonable,
 )
-from harness.results import Outcome
-from harness.scenario import ClientSpec, Scenario, Step
-from reference_impl.model import Outcome as ModelOutcome
-from reference_impl.model import PresenceModel
-from reference_impl.types import Action, PresenceMessage
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run.connection_steps import ConnectionSteps
+from presence_conformance.harness.run.history_steps import HistorySteps
+from presence_conformance.harness.run.oracle import (
+    listener_state,
+    open_action_outcome,
+    restore_listener_state,
+)
+from presence_conformance.harness.run.stops import Abort, Stop, items_json, summary
+from presence_conformance.harness.scenario import ClientSpec, Scenario, Step
+from presence_conformance.reference_impl.model import Outcome as ModelOutcome
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["Abort", "CaseDriver", "ClientState", "Stop"]
 
 if TYPE_CHECKING:
-    from harness.runner import RunSettings
+    from presence_conformance.harness.run.runner import RunSettings
 
 CANONICAL_LIMIT = 1000
 MAX_PAGES = 1000
@@ -87,8 +97,12 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         clock = itertools.count(1)
         self.model = PresenceModel(lambda: next(clock))
         self.history = History()
-        self.record = CaseRecord(scenario=scenario, history=self.history, model=self.model,
-                                 channels={c: prefix + c for c in scenario.channels})
+        self.record = CaseRecord(
+            scenario=scenario,
+            history=self.history,
+            model=self.model,
+            channels={c: prefix + c for c in scenario.channels},
+        )
         self.clients = {name: ClientState(spec) for name, spec in scenario.clients.items()}
         self.record.client_ids = {n: s.client_id for n, s in scenario.clients.items()}
         self.op_timeout = settings.op_timeout
@@ -130,8 +144,9 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             try:
                 await asyncio.wait_for(state.conn.close(), self.settings.close_timeout)
             except Exception as exc:  # the case is over: keep a note only
-                self.history.record("info", state.spec.name, "close",
-                                    {"error": f"{type(exc).__name__}: {exc}"})
+                self.history.record(
+                    "info", state.spec.name, "close", {"error": f"{type(exc).__name__}: {exc}"}
+                )
             state.connected = False
 
         await asyncio.gather(*(close(c) for c in conns))
@@ -162,36 +177,47 @@ class CaseDriver(HistorySteps, ConnectionSteps):
 
     async def _after_ops(self, ops: list[OpRecord]) -> None:
         for op in ops:
-            if op.fresh_attach and (op.status == "ok" or (op.status == "fail"
-                                                          and op.model_error is not None)):
+            if op.fresh_attach and (
+                op.status == "ok" or (op.status == "fail" and op.model_error is not None)
+            ):
                 await self._wait_sync(op)
         await self._wait_deliveries(self.op_timeout)
 
     def _plan(self, step: Step) -> tuple[OpRecord, Callable[[], Awaitable[None]] | None]:
         state = self.clients[step.client]
-        op = OpRecord(step=step, client=step.client, channel=step.channel,
-                      connection_id=state.connection_id)
+        op = OpRecord(
+            step=step, client=step.client, channel=step.channel, connection_id=state.connection_id
+        )
         self.record.ops.append(op)
         call = getattr(self, f"_plan_{step.kind}")(op, state)
         if step.expect_error is not None and op.model_error is None and step.kind != "history":
-            raise Abort(Outcome.ERROR, f"{step.label}: the scenario expects an error "
-                        f"{list(step.expect_error)}, but the reference model accepts the operation "
-                        "(a mistake in the scenario)")
+            raise Abort(
+                Outcome.ERROR,
+                f"{step.label}: the scenario expects an error "
+                f"{list(step.expect_error)}, but the reference model accepts the operation "
+                "(a mistake in the scenario)",
+            )
         return op, call
 
     def _presence(self, state: ClientState, channel: str) -> AdapterPresence:
         assert state.conn is not None
         return state.conn.channel(self.record.channels[channel]).presence
 
-    def _invoker(self, op: OpRecord, state: ClientState, f: str,
-                 factory: Callable[[AdapterPresence], Awaitable[Any]],
-                 done: Callable[[Any], None] | None = None) -> Callable[[], Awaitable[None]]:
+    def _invoker(
+        self,
+        op: OpRecord,
+        state: ClientState,
+        f: str,
+        factory: Callable[[AdapterPresence], Awaitable[Any]],
+        done: Callable[[Any], None] | None = None,
+    ) -> Callable[[], Awaitable[None]]:
         async def call() -> None:
             result = await self._call(op, state, f, factory)
             if op.status == "ok" and done is not None:
                 done(result)
             elif op.status in ("fail", "skipped") and op.model_error is None:
                 self._follow_refusal(op)
+
         return call
 
     def _follow_refusal(self, op: OpRecord) -> None:
@@ -207,8 +233,9 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         self.record.void.update(void)
         dropped = self._op_expected.pop(id(op), [])
         dropped_ids = {id(e) for e in dropped}
-        dropped += [e for e in self.record.expected if e.event.id in void
-                    and id(e) not in dropped_ids]
+        dropped += [
+            e for e in self.record.expected if e.event.id in void and id(e) not in dropped_ids
+        ]
         if not dropped:
             return
         gone = {id(e) for e in dropped}
@@ -222,25 +249,41 @@ class CaseDriver(HistorySteps, ConnectionSteps):
                 if self.got[pair] + self.waived[pair] >= self.required[pair]:
                     self.unsatisfied.discard(pair)
 
-    async def _call(self, op: OpRecord, state: ClientState, f: str,
-                    factory: Callable[[AdapterPresence], Awaitable[Any]], record: bool = True,
-                    params: Any = None) -> Any:
+    async def _call(
+        self,
+        op: OpRecord,
+        state: ClientState,
+        f: str,
+        factory: Callable[[AdapterPresence], Awaitable[Any]],
+        record: bool = True,
+        params: Any = None,
+    ) -> Any:
         """One adapter call under the operation timeout, recorded as invoke + ok/fail/timeout."""
         process = state.spec.name
         step = op.index
-        op.invoke_index = self.history.record("invoke", process, f,
-                                              op.params if params is None else params, step)
+        op.invoke_index = self.history.record(
+            "invoke", process, f, op.params if params is None else params, step
+        )
         if state.refused is not None:
             err = state.refused
             if op.model_error is None and state.refusal_allowed:
                 op.status = "skipped"
-                op.done_index = self.history.record("info", process, f, {
-                    "skipped": f"the connection was refused ({err.code}), as the model allows"},
-                    step)
+                op.done_index = self.history.record(
+                    "info",
+                    process,
+                    f,
+                    {"skipped": f"the connection was refused ({err.code}), as the model allows"},
+                    step,
+                )
                 return None
             op.status, op.error_code, op.error_message = "fail", err.code, err.message
-            op.done_index = self.history.record("fail", process, f, {
-                "code": err.code, "message": f"connection refused: {err.message}"}, step)
+            op.done_index = self.history.record(
+                "fail",
+                process,
+                f,
+                {"code": err.code, "message": f"connection refused: {err.message}"},
+                step,
+            )
             return None
         try:
             async with asyncio.timeout(self.op_timeout):
@@ -248,20 +291,25 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         except TimeoutError:
             op.status = "timeout"
             op.done_index = self.history.record("timeout", process, f, None, step)
-            raise Abort(Outcome.TIMEOUT, f"{op.step.label}: {f} did not complete within "
-                        f"{self.op_timeout:g}s") from None
+            raise Abort(
+                Outcome.TIMEOUT,
+                f"{op.step.label}: {f} did not complete within {self.op_timeout:g}s",
+            ) from None
         except PresenceError as exc:
             op.status, op.error_code, op.error_message = "fail", exc.code, str(exc)
-            op.done_index = self.history.record("fail", process, f,
-                                                {"code": jsonable(exc.code), "message": str(exc)},
-                                                step)
+            op.done_index = self.history.record(
+                "fail", process, f, {"code": jsonable(exc.code), "message": str(exc)}, step
+            )
             return None
         except Exception as exc:
             op.status, op.error_message = "error", f"{type(exc).__name__}: {exc}"
-            op.done_index = self.history.record("fail", process, f,
-                                                {"exception": op.error_message}, step)
-            raise Abort(Outcome.ERROR, f"{op.step.label}: the adapter raised "
-                        f"{type(exc).__name__} in {f}: {exc}") from exc
+            op.done_index = self.history.record(
+                "fail", process, f, {"exception": op.error_message}, step
+            )
+            raise Abort(
+                Outcome.ERROR,
+                f"{op.step.label}: the adapter raised {type(exc).__name__} in {f}: {exc}",
+            ) from exc
         op.status = "ok"
         if record:
             op.done_index = self.history.record("ok", process, f, summary(result), step)
@@ -292,8 +340,11 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             origin = EventOrigin(kind, step.index, channel, was_present, data is not None)
             for event in outcome.events:
                 self.record.origins[event.id] = origin
-            alternative = {"enter": "update", "update": "enter"}[kind] if (
-                kind in ("enter", "update") and was_present == (kind == "enter")) else None
+            alternative = (
+                {"enter": "update", "update": "enter"}[kind]
+                if (kind in ("enter", "update") and was_present == (kind == "enter"))
+                else None
+            )
             if alternative and outcome.events:
                 outcome = open_action_outcome(model, channel, outcome, alternative)
             self._expect(outcome, step.index, op)
@@ -306,6 +357,7 @@ class CaseDriver(HistorySteps, ConnectionSteps):
                 if not now:
                     return model.enter(cid, channel, prior[0].data)
                 return model.update(cid, channel, prior[0].data)
+
             self._undo[id(op)] = undo
         return self._invoker(op, state, kind, lambda p: getattr(p, kind)(data))
 
@@ -338,8 +390,17 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         op.params = dict(kwargs)
         cid = state.connection_id
         attached = model.is_attached(cid, channel)
-        rec = GetRecord("step", op, state.spec.name, channel, cid, client_id, connection_id, wait,
-                        fresh=not attached)
+        rec = GetRecord(
+            "step",
+            op,
+            state.spec.name,
+            channel,
+            cid,
+            client_id,
+            connection_id,
+            wait,
+            fresh=not attached,
+        )
         try:
             model.get(channel, client_id, connection_id)
             outcome = model.attach(cid, channel)  # may be refused: no capability (RTP11e)
@@ -351,14 +412,21 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         rec.expected = model.get(channel, client_id, connection_id)
         rec.possible = self._possible_members(channel)
         if "expect" in step.args:
-            rec.expect = [(self.clients[m["client"]].model_client_id,
-                           self.clients[m["client"]].connection_id, "data" in m, m.get("data"))
-                          for m in step.args["expect"]]
+            rec.expect = [
+                (
+                    self.clients[m["client"]].model_client_id,
+                    self.clients[m["client"]].connection_id,
+                    "data" in m,
+                    m.get("data"),
+                )
+                for m in step.args["expect"]
+            ]
         self.record.gets.append(rec)
         poll = not rec.fresh and wait is not False
 
         async def call() -> None:
             await self._read_members(op, state, rec, kwargs, poll)
+
         return call
 
     def _possible_members(self, channel: str) -> list[PresenceMessage]:
@@ -368,29 +436,36 @@ class CaseDriver(HistorySteps, ConnectionSteps):
                 members.setdefault((event.member_key, repr(event.data)), event)
         return list(members.values())
 
-    async def _read_members(self, op: OpRecord, state: ClientState, rec: GetRecord,
-                            kwargs: dict[str, Any], poll: bool) -> None:
+    async def _read_members(
+        self, op: OpRecord, state: ClientState, rec: GetRecord, kwargs: dict[str, Any], poll: bool
+    ) -> None:
         deadline = self.loop.time() + self.op_timeout
         delay = 0.0
         while True:
             rec.attempts += 1
             f = "get" if rec.attempts == 1 else "get (again)"
-            result = await self._call(op, state, f, lambda p: p.get(**kwargs), record=False,
-                                      params=kwargs)
+            result = await self._call(
+                op, state, f, lambda p: p.get(**kwargs), record=False, params=kwargs
+            )
             if op.status != "ok":
                 return
             rec.observed, rec.malformed = self._read_items(result, "get", op.index, rec.channel)
             rec.history_index = op.done_index = self.history.record(
-                "ok", state.spec.name, f, items_json(rec.observed, rec.malformed), op.index)
-            if (not poll or members_equal(rec.expected, rec.observed)
-                    or self.loop.time() >= deadline):
+                "ok", state.spec.name, f, items_json(rec.observed, rec.malformed), op.index
+            )
+            if (
+                not poll
+                or members_equal(rec.expected, rec.observed)
+                or self.loop.time() >= deadline
+            ):
                 break
             await asyncio.sleep(delay)
             delay = min(max(delay * 2, 0.0005), self.settings.poll_interval)
         self._keep(rec.observed)
 
-    def _read_items(self, result: Any, source: str, step: int | None, channel: str
-                    ) -> tuple[list[Seen] | None, Any]:
+    def _read_items(
+        self, result: Any, source: str, step: int | None, channel: str
+    ) -> tuple[list[Seen] | None, Any]:
         if not isinstance(result, list | tuple):
             return None, jsonable(result)
         index = len(self.history.entries)  # the entry about to be recorded
@@ -429,10 +504,12 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             self.record.seen.append(seen)
             pair = (rec.key, seen.member_key)
             self.got[pair] += 1
-            if pair in self.unsatisfied and (self.got[pair] + self.waived[pair]
-                                             >= self.required[pair]):
+            if pair in self.unsatisfied and (
+                self.got[pair] + self.waived[pair] >= self.required[pair]
+            ):
                 self.unsatisfied.discard(pair)
             self.wakeup.set()
+
         return listener
 
     def _plan_subscribe(self, op: OpRecord, state: ClientState) -> Callable[[], Awaitable[None]]:
@@ -458,16 +535,28 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             def undo() -> None:
                 restore_listener_state(model, state.connection_id, channel, saved)
                 rec.subscriptions.remove(entry)
+
             self._undo[id(op)] = undo
         callback = rec.callback
-        return self._invoker(op, state, "subscribe",
-                             lambda p: p.subscribe(callback, list(actions) if actions else None))
+        return self._invoker(
+            op,
+            state,
+            "subscribe",
+            lambda p: p.subscribe(callback, list(actions) if actions else None),
+        )
 
     def _plan_unsubscribe(self, op: OpRecord, state: ClientState) -> Callable[[], Awaitable[None]]:
         step, channel = op.step, op.step.channel
         name, actions = step.args.get("listener"), step.args.get("actions")
-        op.form = ("all" if not name and not actions else "listener" if not actions
-                   else "action-listener" if name else "action")
+        op.form = (
+            "all"
+            if not name and not actions
+            else "listener"
+            if not actions
+            else "action-listener"
+            if name
+            else "action"
+        )
         op.params = {"listener": name, "actions": actions}
         saved = listener_state(self.model, state.connection_id, channel)
         try:
@@ -476,8 +565,11 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             op.model_error = exc
         else:
             entry = (step.index, op.form, tuple(actions) if actions else None)
-            affected = [rec for (ch, lname), rec in state.listeners.items()
-                        if ch == channel and (name is None or lname == name)]
+            affected = [
+                rec
+                for (ch, lname), rec in state.listeners.items()
+                if ch == channel and (name is None or lname == name)
+            ]
             for rec in affected:
                 rec.unsubscriptions.append(entry)
 
@@ -485,23 +577,40 @@ class CaseDriver(HistorySteps, ConnectionSteps):
                 restore_listener_state(self.model, state.connection_id, channel, saved)
                 for rec in affected:
                     rec.unsubscriptions.remove(entry)
+
             self._undo[id(op)] = undo
         callback = self._listener(state, channel, name).callback if name else None
-        return self._invoker(op, state, "unsubscribe",
-                             lambda p: p.unsubscribe(callback, list(actions) if actions else None))
+        return self._invoker(
+            op,
+            state,
+            "unsubscribe",
+            lambda p: p.unsubscribe(callback, list(actions) if actions else None),
+        )
 
     # -- sync_complete -------------------------------------------------------------------------
 
-    def _plan_sync_complete(self, op: OpRecord, state: ClientState
-                            ) -> Callable[[], Awaitable[None]]:
+    def _plan_sync_complete(
+        self, op: OpRecord, state: ClientState
+    ) -> Callable[[], Awaitable[None]]:
         channel = op.channel
         expected = self.model.sync_complete(state.connection_id, channel)
 
         def done(value: Any) -> None:
-            self.record.syncs.append(SyncRecord("step", op.index, state.spec.name, channel, None,
-                                                expected, jsonable(value),
-                                                op.step.args.get("expect"), op.done_index,
-                                                op.step.requirements))
+            self.record.syncs.append(
+                SyncRecord(
+                    "step",
+                    op.index,
+                    state.spec.name,
+                    channel,
+                    None,
+                    expected,
+                    jsonable(value),
+                    op.step.args.get("expect"),
+                    op.done_index,
+                    op.step.requirements,
+                )
+            )
+
         return self._invoker(op, state, "sync_complete", lambda p: p.sync_complete(), done)
 
     async def _wait_sync(self, op: OpRecord) -> None:
@@ -513,17 +622,42 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         delay, value, polls = 0.0, None, 0
         while True:
             polls += 1
-            value = await self._call(probe, state, "sync_complete", lambda p: p.sync_complete(),
-                                     record=False, params={}) if polls == 1 else \
-                await self._quiet_call(probe, state)
+            value = (
+                await self._call(
+                    probe,
+                    state,
+                    "sync_complete",
+                    lambda p: p.sync_complete(),
+                    record=False,
+                    params={},
+                )
+                if polls == 1
+                else await self._quiet_call(probe, state)
+            )
             if value is True or probe.status != "ok" or self.loop.time() >= deadline:
                 break
             await asyncio.sleep(delay)
             delay = min(max(delay * 2, 0.0005), self.settings.poll_interval)
-        index = self.history.record("info", state.spec.name, "sync_complete (after attach)",
-                                    {"value": jsonable(value), "polls": polls}, op.index)
-        self.record.syncs.append(SyncRecord("wait", op.index, state.spec.name, op.channel,
-                                            op.kind, True, jsonable(value), None, index))
+        index = self.history.record(
+            "info",
+            state.spec.name,
+            "sync_complete (after attach)",
+            {"value": jsonable(value), "polls": polls},
+            op.index,
+        )
+        self.record.syncs.append(
+            SyncRecord(
+                "wait",
+                op.index,
+                state.spec.name,
+                op.channel,
+                op.kind,
+                True,
+                jsonable(value),
+                None,
+                index,
+            )
+        )
 
     async def _quiet_call(self, probe: OpRecord, state: ClientState) -> Any:
         """A repeated poll: not recorded unless it fails."""
@@ -531,21 +665,25 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             async with asyncio.timeout(self.op_timeout):
                 return await self._presence(state, probe.channel).sync_complete()
         except TimeoutError:
-            raise Abort(Outcome.TIMEOUT, f"{probe.step.label}: sync_complete did not answer "
-                        f"within {self.op_timeout:g}s") from None
+            raise Abort(
+                Outcome.TIMEOUT,
+                f"{probe.step.label}: sync_complete did not answer within {self.op_timeout:g}s",
+            ) from None
         except PresenceError as exc:
             probe.status = "fail"
-            self.history.record("fail", state.spec.name, "sync_complete", {"code": exc.code},
-                                probe.index)
+            self.history.record(
+                "fail", state.spec.name, "sync_complete", {"code": exc.code}, probe.index
+            )
             return None
         except Exception as exc:
-            raise Abort(Outcome.ERROR, f"{probe.step.label}: sync_complete raised "
-                        f"{type(exc).__name__}: {exc}") from exc
+            raise Abort(
+                Outcome.ERROR,
+                f"{probe.step.label}: sync_complete raised {type(exc).__name__}: {exc}",
+            ) from exc
 
     # -- waiting -------------------------------------------------------------------------------
 
-    def _expect(self, outcome: ModelOutcome, step: int | None, op: OpRecord | None = None
-                ) -> None:
+    def _expect(self, outcome: ModelOutcome, step: int | None, op: OpRecord | None = None) -> None:
         added = self._op_expected.setdefault(id(op), []) if op is not None else []
         for delivery in outcome.deliveries:
             event = delivery.event
@@ -553,10 +691,12 @@ class CaseDriver(HistorySteps, ConnectionSteps):
                 origin = EventOrigin("present", step, delivery.channel)
             else:
                 origin = self.record.origins.get(event.id) or EventOrigin(
-                    event.action.value, step, delivery.channel)
+                    event.action.value, step, delivery.channel
+                )
             key = (delivery.connection_id, delivery.listener)
-            expected = Expected(event, origin, key, delivery.channel, delivery.min_count,
-                                delivery.max_count, step)
+            expected = Expected(
+                event, origin, key, delivery.channel, delivery.min_count, delivery.max_count, step
+            )
             self.record.expected.append(expected)
             added.append(expected)
             listener = self.record.listeners.get(key)
@@ -596,8 +736,13 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             self.waived[pair] += short
             missing.append({"listener": list(pair[0]), "member": pair[1], "missing": short})
         self.unsatisfied.clear()
-        self.history.record("info", "runner", "wait", {"gave_up_after": timeout,
-                                                       "missing": missing}, self.current_step)
+        self.history.record(
+            "info",
+            "runner",
+            "wait",
+            {"gave_up_after": timeout, "missing": missing},
+            self.current_step,
+        )
 
     async def _expect_events(self, step: Step) -> None:
         name = step.args["listener"]
@@ -605,17 +750,29 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         # connection that client had
         records = [r for r in self.record.listeners.values() if r.name == name]
         wanted = len(step.args["events"])
-        await self._wait_until(lambda: sum(len(r.received) for r in records) >= wanted,
-                               self.op_timeout)
+        await self._wait_until(
+            lambda: sum(len(r.received) for r in records) >= wanted, self.op_timeout
+        )
         observed = [s for r in records for s in r.received]
         expected = []
         for event in step.args["events"]:
             client = event["client"]
-            expected.append((tuple(event["action"]), self.clients[client].model_client_id,
-                             frozenset(self.record.client_connections.get(client, [])),
-                             "data" in event, event.get("data")))
-        index = self.history.record("info", "runner", "expect_events",
-                                    {"listener": name, "count": len(observed)}, step.index)
+            expected.append(
+                (
+                    tuple(event["action"]),
+                    self.clients[client].model_client_id,
+                    frozenset(self.record.client_connections.get(client, [])),
+                    "data" in event,
+                    event.get("data"),
+                )
+            )
+        index = self.history.record(
+            "info",
+            "runner",
+            "expect_events",
+            {"listener": name, "count": len(observed)},
+            step.index,
+        )
         self.record.expectations.append(ExpectEventsRecord(step, name, expected, observed, index))
 
     # -- the end -------------------------------------------------------------------------------
@@ -629,8 +786,11 @@ class CaseDriver(HistorySteps, ConnectionSteps):
         except Exception:  # an adapter that cannot quiesce gets the quiet period
             quiet = False
         if not quiet:
-            period = (self.settings.quiet_period if self.settings.quiet_period is not None
-                      else self.adapter.quiet_period)
+            period = (
+                self.settings.quiet_period
+                if self.settings.quiet_period is not None
+                else self.adapter.quiet_period
+            )
             await asyncio.sleep(period)
         for name, state in self.clients.items():
             if not state.connected or state.refused is not None:
@@ -638,10 +798,20 @@ class CaseDriver(HistorySteps, ConnectionSteps):
             for channel in self.scenario.channels:
                 if not self.model.is_attached(state.connection_id, channel):
                     continue
-                op = OpRecord(Step("converge", len(self.scenario.steps), "(end of case)"), name,
-                              channel, state.connection_id)
-                rec = GetRecord("converge", None, name, channel, state.connection_id,
-                                expected=self.model.get(channel))
+                op = OpRecord(
+                    Step("converge", len(self.scenario.steps), "(end of case)"),
+                    name,
+                    channel,
+                    state.connection_id,
+                )
+                rec = GetRecord(
+                    "converge",
+                    None,
+                    name,
+                    channel,
+                    state.connection_id,
+                    expected=self.model.get(channel),
+                )
                 self.record.gets.append(rec)
                 await self._read_members(op, state, rec, {}, poll=True)
         self.recording = False

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.record import Seen, jsonable
-from harness.results import Outcome
+from presence_conformance.harness.record.records import Seen, jsonable
+from presence_conformance.harness.results import Outcome
 
 __all__ = ["Abort", "Stop", "items_json", "summary"]
 

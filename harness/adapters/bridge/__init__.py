@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.adapter import (
+from presence_conformance.harness.adapter import (
     ALL_FEATURES,
     Adapter,
     AdapterChannel,
@@ -49,14 +49,19 @@ from harness.adapter import (
     PresenceError,
     UsageError,
 )
-from harness.adapters.embedded import (
+from presence_conformance.harness.adapters.embedded import (
     DEFAULT_LEAVE_GRACE,
     FULL_CAPABILITY,
     EmbeddedServer,
     ServerTarget,
     parse_float,
 )
-from reference_impl.types import Action, PresenceMessage, data_from_json, data_to_json
+from presence_conformance.reference_impl.types import (
+    Action,
+    PresenceMessage,
+    data_from_json,
+    data_to_json,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -97,7 +102,7 @@ class _Schemas:
         if validator is None:
             from jsonschema import Draft202012Validator
 
-            import spec
+            from presence_conformance import spec
 
             root = spec.schema("bridge")
             sub = {"$schema": root["$schema"], "$defs": root["$defs"], "$ref": f"#/$defs/{pointer}"}
@@ -140,10 +145,14 @@ def message_from_json(obj: Mapping[str, Any]) -> PresenceMessage:
     action: Any = obj.get("action")
     if isinstance(action, str) and action in Action._value2member_map_:
         action = Action(action)
-    return PresenceMessage(action=action, client_id=obj.get("clientId"),
-                           connection_id=obj.get("connectionId"),
-                           data=data_from_json(obj.get("data")), timestamp=obj.get("timestamp"),
-                           id=obj.get("id"))
+    return PresenceMessage(
+        action=action,
+        client_id=obj.get("clientId"),
+        connection_id=obj.get("connectionId"),
+        data=data_from_json(obj.get("data")),
+        timestamp=obj.get("timestamp"),
+        id=obj.get("id"),
+    )
 
 
 # -- the child process ----------------------------------------------------------------------------
@@ -181,24 +190,36 @@ class BridgeChild:
         adapter = self.adapter
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *adapter.command, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                cwd=adapter.cwd, start_new_session=True, limit=LINE_LIMIT,
-                env=adapter.child_env())
+                *adapter.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=adapter.cwd,
+                start_new_session=True,
+                limit=LINE_LIMIT,
+                env=adapter.child_env(),
+            )
         except OSError as exc:
-            raise BridgeError(f"bridge: cannot start {shlex.join(adapter.command)!r}"
-                              f"{f' in {adapter.cwd}' if adapter.cwd else ''}: {exc}") from exc
-        self._tasks = [asyncio.create_task(self._read_stdout()),
-                       asyncio.create_task(self._read_stderr())]
+            raise BridgeError(
+                f"bridge: cannot start {shlex.join(adapter.command)!r}"
+                f"{f' in {adapter.cwd}' if adapter.cwd else ''}: {exc}"
+            ) from exc
+        self._tasks = [
+            asyncio.create_task(self._read_stdout()),
+            asyncio.create_task(self._read_stderr()),
+        ]
 
     # requests
 
-    async def request(self, op: str, args: Mapping[str, Any] | None = None,
-                      timeout: float | None = None) -> Any:
+    async def request(
+        self, op: str, args: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> Any:
         """Send `op`, wait (bounded) for its response; return the result or raise."""
         if not self.alive:
-            raise BridgeError(f"bridge child is gone ({self.dead or self._killing}); cannot run {op}"
-                              f"{self._stderr_tail()}")
+            raise BridgeError(
+                f"bridge child is gone ({self.dead or self._killing}); cannot run {op}"
+                f"{self._stderr_tail()}"
+            )
         assert self.proc is not None and self.proc.stdin is not None
         rid = next(self.ids)
         message = {"id": rid, "op": op, **(args or {})}
@@ -225,15 +246,21 @@ class BridgeChild:
                 self.abandoned.add(rid)
                 raise
             await self.kill(f"it did not answer {op} (request {rid}) within {limit:g}s")
-            raise TimeoutError(f"bridge child did not answer {op} (request {rid}) within "
-                               f"{limit:g}s; it was killed{self._stderr_tail()}") from None
+            raise TimeoutError(
+                f"bridge child did not answer {op} (request {rid}) within "
+                f"{limit:g}s; it was killed{self._stderr_tail()}"
+            ) from None
         except asyncio.CancelledError:
             if self.pending.pop(rid, None) is not None:
                 if op == "quiesce":
                     self.abandoned.add(rid)
                 else:  # the caller gave up waiting: the child is not trusted any more
-                    await asyncio.shield(self.kill(f"{op} (request {rid}) was abandoned "
-                                                   "unanswered (the operation timed out)"))
+                    await asyncio.shield(
+                        self.kill(
+                            f"{op} (request {rid}) was abandoned "
+                            "unanswered (the operation timed out)"
+                        )
+                    )
             raise
         finally:
             self.pending.pop(rid, None)
@@ -269,8 +296,10 @@ class BridgeChild:
             return False
         problem = validate_message(obj, outgoing=False)
         if problem is not None:
-            self._condemn(f"it wrote a line that is not bridge protocol on stdout: "
-                          f"{_short(text)!r} ({problem})")
+            self._condemn(
+                f"it wrote a line that is not bridge protocol on stdout: "
+                f"{_short(text)!r} ({problem})"
+            )
             return False
         if "event" in obj:
             self.adapter.dispatch(self, obj["subscription"], obj["message"])
@@ -289,11 +318,16 @@ class BridgeChild:
             result = obj.get("result")
             problem = validate_result(pending.op, result)
             if problem is not None:
-                reason = (f"its result for {pending.op} (request {rid}) is not of the bridge's "
-                          f"form: {_short(text)!r} ({problem})")
-                pending.future.set_exception(BridgeProtocolError(
-                    f"bridge child failed while the harness waited for {pending.op} (request "
-                    f"{rid}): {reason}"))
+                reason = (
+                    f"its result for {pending.op} (request {rid}) is not of the bridge's "
+                    f"form: {_short(text)!r} ({problem})"
+                )
+                pending.future.set_exception(
+                    BridgeProtocolError(
+                        f"bridge child failed while the harness waited for {pending.op} (request "
+                        f"{rid}): {reason}"
+                    )
+                )
                 self._condemn(reason)
                 return False
             pending.future.set_result(result)
@@ -338,8 +372,9 @@ class BridgeChild:
             return
         code = await self._returncode()
         await self._settle_stderr()
-        await self._died(f"it exited with code {code}" if code is not None
-                         else "it closed its stdout")
+        await self._died(
+            f"it exited with code {code}" if code is not None else "it closed its stdout"
+        )
 
     async def _returncode(self) -> int | None:
         if self.proc is None:
@@ -364,9 +399,12 @@ class BridgeChild:
         for rid, pending in waiting:
             if not pending.future.done():
                 cls = BridgeProtocolError if protocol else BridgeError
-                pending.future.set_exception(cls(
-                    f"bridge child failed while the harness waited for {pending.op} "
-                    f"(request {rid}): {reason}{tail}"))
+                pending.future.set_exception(
+                    cls(
+                        f"bridge child failed while the harness waited for {pending.op} "
+                        f"(request {rid}): {reason}{tail}"
+                    )
+                )
         self._kill_group()
         self.adapter.child_died(self)
 
@@ -462,8 +500,12 @@ class BridgePresence(AdapterPresence):
     async def leave(self, data: Any = None) -> None:
         await self._publish("leave", data)
 
-    async def get(self, client_id: str | None = None, connection_id: str | None = None,
-                  wait_for_sync: bool = True) -> list[PresenceMessage]:
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
         args = self._where()
         if client_id is not None:
             args["clientId"] = client_id
@@ -478,26 +520,43 @@ class BridgePresence(AdapterPresence):
         handle = self._subscriptions.get(listener)
         if handle is None:
             handle = self._subscriptions[listener] = self._conn.adapter.new_subscription(
-                listener, self._conn)
+                listener, self._conn
+            )
         return handle
 
     async def subscribe(self, listener: Listener, actions: list[str] | None = None) -> None:
-        args = {**self._where(), "subscription": self._handle(listener),
-                "actions": None if actions is None else list(actions)}
+        args = {
+            **self._where(),
+            "subscription": self._handle(listener),
+            "actions": None if actions is None else list(actions),
+        }
         await self._conn.request("subscribe", args)
 
-    async def unsubscribe(self, listener: Listener | None = None,
-                          actions: list[str] | None = None) -> None:
+    async def unsubscribe(
+        self, listener: Listener | None = None, actions: list[str] | None = None
+    ) -> None:
         handle = None if listener is None else self._handle(listener)
-        args = {**self._where(), "subscription": handle,
-                "actions": None if actions is None else list(actions)}
+        args = {
+            **self._where(),
+            "subscription": handle,
+            "actions": None if actions is None else list(actions),
+        }
         await self._conn.request("unsubscribe", args)
 
-    async def history(self, start: int | None = None, end: int | None = None,
-                      limit: int | None = None, direction: str | None = None) -> HistoryPage:
+    async def history(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        direction: str | None = None,
+    ) -> HistoryPage:
         args = self._where()
-        for key, value in (("start", start), ("end", end), ("limit", limit),
-                           ("direction", direction)):
+        for key, value in (
+            ("start", start),
+            ("end", end),
+            ("limit", limit),
+            ("direction", direction),
+        ):
             if value is not None:
                 args[key] = value
         result = await self._conn.request("history", args)
@@ -523,8 +582,14 @@ class BridgeChannel(AdapterChannel):
 class BridgeConnection(AdapterConnection):
     """A connection held by the child under the handle `c<n>`."""
 
-    def __init__(self, adapter: BridgeAdapter, child: BridgeChild, handle: str,
-                 connection_id: str, client_id: str | None) -> None:
+    def __init__(
+        self,
+        adapter: BridgeAdapter,
+        child: BridgeChild,
+        handle: str,
+        connection_id: str,
+        client_id: str | None,
+    ) -> None:
         self.adapter = adapter
         self.child = child
         self.handle = handle
@@ -560,16 +625,16 @@ class BridgeAdapter(Adapter):
     name: ClassVar[str] = "bridge"
     features: frozenset[Feature] = frozenset()  # type: ignore[misc]  (set by hello)
     options: ClassVar[Mapping[str, str]] = {
-        "command": "the child's command line (shell words, e.g. \"node bridge.mjs\"); required",
+        "command": 'the child\'s command line (shell words, e.g. "node bridge.mjs"); required',
         "cwd": "working directory of the child (default: the current one)",
         "endpoint": "HOST:PORT of another Ably-protocol server, passed to the child (default: "
-                    "start the embedded reference server on a free port)",
+        "start the embedded reference server on a free port)",
         "key": "API key NAME:SECRET for that server (needed with endpoint)",
         "leave_grace": "seconds before a dropped connection's members leave: the embedded "
-                       f"server is started with it; for another server, give its value "
-                       f"(default {DEFAULT_LEAVE_GRACE:g})",
+        f"server is started with it; for another server, give its value "
+        f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds the child may take to answer one request (default "
-                   f"{DEFAULT_TIMEOUT:g}); it is killed after that",
+        f"{DEFAULT_TIMEOUT:g}); it is killed after that",
     }
     quiet_period = 0.2
 
@@ -601,8 +666,10 @@ class BridgeAdapter(Adapter):
         """The child's argv, from the `command` option."""
         raw = options.get("command")
         if not raw or not raw.strip():
-            raise UsageError(f"adapter {self.name!r}: option command is required, e.g. "
-                             "--adapter-option command='node my_bridge.mjs' (see docs/bridge.md)")
+            raise UsageError(
+                f"adapter {self.name!r}: option command is required, e.g. "
+                "--adapter-option command='node my_bridge.mjs' (see docs/bridge.md)"
+            )
         try:
             argv = shlex.split(raw)
         except ValueError as exc:
@@ -650,14 +717,23 @@ class BridgeAdapter(Adapter):
             child = BridgeChild(self, next(self._generations))
             await child.spawn()
             try:
-                hello = await child.request("hello", {
-                    "protocol": PROTOCOL_VERSION, "harness": _harness_version(),
-                    "server": {"endpoint": self.target.endpoint, "key": self.target.key,
-                               "embedded": self.embedded is not None}})
+                hello = await child.request(
+                    "hello",
+                    {
+                        "protocol": PROTOCOL_VERSION,
+                        "harness": _harness_version(),
+                        "server": {
+                            "endpoint": self.target.endpoint,
+                            "key": self.target.key,
+                            "embedded": self.embedded is not None,
+                        },
+                    },
+                )
             except BaseException as exc:
                 await child.kill(f"hello failed: {exc}")
-                raise BridgeError(f"bridge child {shlex.join(self.command)!r} failed to start: "
-                                  f"{exc}") from exc
+                raise BridgeError(
+                    f"bridge child {shlex.join(self.command)!r} failed to start: {exc}"
+                ) from exc
             self._apply_hello(child, hello)
             self._child = child
             return child
@@ -683,23 +759,31 @@ class BridgeAdapter(Adapter):
         if self.embedded is not None:
             return self.embedded.key_for(capability)
         if capability is not None and capability != FULL_CAPABILITY:
-            raise NotImplementedError(f"{self.name}: capabilities need the embedded server (it "
-                                      "mints a key per capability)")
+            raise NotImplementedError(
+                f"{self.name}: capabilities need the embedded server (it "
+                "mints a key per capability)"
+            )
         return self.target.key
 
-    async def connect(self, client_id: str | None, capability: dict[str, list[str]] | None = None
-                      ) -> BridgeConnection:
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> BridgeConnection:
         child = await self._ensure_child()
         key = self._key_for(capability)
         handle = f"c{next(self._handles)}"
-        args: dict[str, Any] = {"connection": handle, "clientId": client_id,
-                                "endpoint": self.target.endpoint, "key": key,
-                                "capability": capability}
+        args: dict[str, Any] = {
+            "connection": handle,
+            "clientId": client_id,
+            "endpoint": self.target.endpoint,
+            "key": key,
+            "capability": capability,
+        }
         if self.embedded is not None:
             args["token"] = self.embedded.token_for(key, client_id)
         result = await child.request("connect", args)
-        conn = BridgeConnection(self, child, handle, result["connectionId"],
-                                result.get("clientId", client_id))
+        conn = BridgeConnection(
+            self, child, handle, result["connectionId"], result.get("clientId", client_id)
+        )
         self._connections = [c for c in self._connections if not c.closed and c.child.alive]
         self._connections.append(conn)
         return conn
@@ -727,14 +811,21 @@ class BridgeAdapter(Adapter):
         if kind == "internal":
             return BridgeError(f"the bridge child failed in {op}{sdk}: {message}")
         status = error.get("statusCode")
-        return PresenceError(error.get("code"), message,  # type: ignore[arg-type]
-                             status_code=status if isinstance(status, int) else None)
+        return PresenceError(
+            error.get("code"),
+            message,  # type: ignore[arg-type]
+            status_code=status if isinstance(status, int) else None,
+        )
 
     async def quiesce(self) -> bool:
         """With the embedded server and a child that implements `quiesce`: ask it (bounded)."""
         child = self._child
-        if (self.embedded is None or child is None or not child.alive
-                or "quiesce" not in self.child_ops):
+        if (
+            self.embedded is None
+            or child is None
+            or not child.alive
+            or "quiesce" not in self.child_ops
+        ):
             return False
         try:
             return bool(await child.request("quiesce", timeout=QUIESCE_TIMEOUT))
@@ -749,7 +840,7 @@ class BridgeAdapter(Adapter):
 
 
 def _harness_version() -> str:
-    from harness.session import harness_version
+    from presence_conformance.harness.session import harness_version
 
     return f"presence-conformance {harness_version()}"
 

@@ -14,11 +14,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.history import History
-from harness.scenario import Scenario, Step
-from reference_impl.errors import PresenceError
-from reference_impl.model import PresenceModel
-from reference_impl.types import Action, PresenceMessage, data_from_json, data_to_json
+from presence_conformance.harness.record.history import History
+from presence_conformance.harness.scenario import Scenario, Step
+from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.types import (
+    Action,
+    PresenceMessage,
+    data_from_json,
+    data_to_json,
+)
 
 ListenerKey = tuple[str, str]  # (connection id, listener name)
 
@@ -55,23 +60,43 @@ def read_message(raw: Any) -> dict[str, Any]:
     """
     if isinstance(raw, PresenceMessage):
         action = raw.action.value if isinstance(raw.action, Action) else raw.action
-        values = {"action": action, "clientId": raw.client_id, "connectionId": raw.connection_id,
-                  "data": raw.data, "timestamp": raw.timestamp, "id": raw.id}
+        values = {
+            "action": action,
+            "clientId": raw.client_id,
+            "connectionId": raw.connection_id,
+            "data": raw.data,
+            "timestamp": raw.timestamp,
+            "id": raw.id,
+        }
         data = raw.data
     elif isinstance(raw, Mapping):
+
         def pick(*names: str) -> Any:
             return next((raw[n] for n in names if n in raw), _MISSING)
 
         action = pick("action")
         if isinstance(action, Action):
             action = action.value
-        values = {"action": action, "clientId": pick("clientId", "client_id"),
-                  "connectionId": pick("connectionId", "connection_id"), "data": pick("data"),
-                  "timestamp": pick("timestamp"), "id": pick("id")}
+        values = {
+            "action": action,
+            "clientId": pick("clientId", "client_id"),
+            "connectionId": pick("connectionId", "connection_id"),
+            "data": pick("data"),
+            "timestamp": pick("timestamp"),
+            "id": pick("id"),
+        }
         data = data_from_json(values["data"]) if values["data"] is not _MISSING else None
     else:
-        return {"action": None, "client_id": None, "connection_id": None, "data": None,
-                "timestamp": None, "id": None, "json": jsonable(raw), "container": False}
+        return {
+            "action": None,
+            "client_id": None,
+            "connection_id": None,
+            "data": None,
+            "timestamp": None,
+            "id": None,
+            "json": jsonable(raw),
+            "container": False,
+        }
     json_form: dict[str, Any] = {}
     for key, value in values.items():
         if value is _MISSING:
@@ -82,9 +107,16 @@ def read_message(raw: Any) -> dict[str, Any]:
         value = values[key]
         return None if value is _MISSING else value
 
-    return {"action": get("action") if isinstance(get("action"), str) else None,
-            "client_id": get("clientId"), "connection_id": get("connectionId"), "data": data,
-            "timestamp": get("timestamp"), "id": get("id"), "json": json_form, "container": True}
+    return {
+        "action": get("action") if isinstance(get("action"), str) else None,
+        "client_id": get("clientId"),
+        "connection_id": get("connectionId"),
+        "data": data,
+        "timestamp": get("timestamp"),
+        "id": get("id"),
+        "json": json_form,
+        "container": True,
+    }
 
 
 @dataclass(eq=False)
@@ -111,11 +143,25 @@ class Seen:
     listener: ListenerKey | None = None
 
     @classmethod
-    def read(cls, raw: Any, source: str, history_index: int, step: int | None, channel: str,
-             listener: ListenerKey | None = None) -> Seen:
+    def read(
+        cls,
+        raw: Any,
+        source: str,
+        history_index: int,
+        step: int | None,
+        channel: str,
+        listener: ListenerKey | None = None,
+    ) -> Seen:
         fields = read_message(raw)
-        return cls(source=source, raw=raw, history_index=history_index, step=step,
-                   channel=channel, listener=listener, **fields)
+        return cls(
+            source=source,
+            raw=raw,
+            history_index=history_index,
+            step=step,
+            channel=channel,
+            listener=listener,
+            **fields,
+        )
 
     @property
     def member_key(self) -> str:

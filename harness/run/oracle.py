@@ -16,15 +16,16 @@ import copy
 import dataclasses
 from typing import Any
 
-from reference_impl.model import Outcome as ModelOutcome
-from reference_impl.model import PresenceModel
-from reference_impl.types import Action
+from presence_conformance.reference_impl.model import Outcome as ModelOutcome
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.types import Action
 
 __all__ = ["listener_state", "open_action_outcome", "restore_listener_state"]
 
 
-def open_action_outcome(model: PresenceModel, channel: str, outcome: ModelOutcome,
-                         alternative: str) -> ModelOutcome:
+def open_action_outcome(
+    model: PresenceModel, channel: str, outcome: ModelOutcome, alternative: str
+) -> ModelOutcome:
     """The deliveries of an event the implementation may report with either of two actions
     (enter while present, update while absent): a listener whose filter takes only one of them
     may or may not get it (min 0); one that takes both must get it once."""
@@ -43,9 +44,13 @@ def open_action_outcome(model: PresenceModel, channel: str, outcome: ModelOutcom
     for key in sorted(mine.keys() | other.keys()):
         a, b = mine.get(key), other.get(key)
         base = a or b
-        deliveries.append(dataclasses.replace(
-            base, min_count=min(a.min_count if a else 0, b.min_count if b else 0),
-            max_count=max(a.max_count if a else 0, b.max_count if b else 0)))
+        deliveries.append(
+            dataclasses.replace(
+                base,
+                min_count=min(a.min_count if a else 0, b.min_count if b else 0),
+                max_count=max(a.max_count if a else 0, b.max_count if b else 0),
+            )
+        )
     return ModelOutcome(events=list(outcome.events), deliveries=deliveries)
 
 
@@ -56,8 +61,9 @@ def listener_state(model: PresenceModel, connection_id: str, channel: str) -> An
     return copy.deepcopy(conn.listeners.get(channel, {}))
 
 
-def restore_listener_state(model: PresenceModel, connection_id: str, channel: str,
-                            saved: Any) -> None:
+def restore_listener_state(
+    model: PresenceModel, connection_id: str, channel: str, saved: Any
+) -> None:
     conn = model._connections[connection_id]
     conn.listeners[channel] = saved
     ch = model._channels.get(channel)

@@ -8,12 +8,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.adapter import Feature
-from reference_impl.model import DEFAULT_MAX_MESSAGE_SIZE, message_size
+from presence_conformance.harness.adapter import Feature
+from presence_conformance.reference_impl.model import DEFAULT_MAX_MESSAGE_SIZE, message_size
 
-__all__ = ["ACTIONS", "CONNECTION_STEPS", "EVENT_STEPS", "OPERATION_STEPS", "PUBLISH_STEPS",
-           "READ_STEPS", "ClientSpec", "Problem", "Scenario", "ScenarioError", "Step",
-           "format_path"]
+__all__ = [
+    "ACTIONS",
+    "CONNECTION_STEPS",
+    "EVENT_STEPS",
+    "OPERATION_STEPS",
+    "PUBLISH_STEPS",
+    "READ_STEPS",
+    "ClientSpec",
+    "Problem",
+    "Scenario",
+    "ScenarioError",
+    "Step",
+    "format_path",
+]
 
 ACTIONS = ("enter", "leave", "update", "present")
 PUBLISH_STEPS = ("enter", "update", "leave")
@@ -153,16 +164,19 @@ class Step:
             if key == "actions" and value is not None and not self.args.get("actions_list"):
                 value = value[0]
             if key == "events":
-                value = [{**e, "action": e["action"] if len(e["action"]) > 1 else e["action"][0]}
-                         for e in value]
+                value = [
+                    {**e, "action": e["action"] if len(e["action"]) > 1 else e["action"][0]}
+                    for e in value
+                ]
             body[key] = value
         if self.id is not None:
             body["id"] = self.id
         if self.requirements:
             body["requirements"] = list(self.requirements)
         if self.expect_error is not None:
-            body["expect_error"] = (self.expect_error[0] if len(self.expect_error) == 1
-                                    else list(self.expect_error))
+            body["expect_error"] = (
+                self.expect_error[0] if len(self.expect_error) == 1 else list(self.expect_error)
+            )
         return {self.kind: body}
 
 
@@ -222,7 +236,9 @@ def _all_data(scenario: Scenario) -> list[tuple[str | None, Any]]:
         client_id = client.client_id if client else None
         if "data" in step.args:
             out.append((client_id, step.args["data"]))
-        for item in step.args.get("expect", ()) if isinstance(step.args.get("expect"), list) else ():
+        for item in (
+            step.args.get("expect", ()) if isinstance(step.args.get("expect"), list) else ()
+        ):
             if "data" in item:
                 out.append((client_id, item["data"]))
         for event in step.args.get("events", ()):
@@ -256,10 +272,13 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.HISTORY)
             limit, direction = args.get("limit"), args.get("direction")
             start, end = args.get("start"), args.get("end")
-            if ((limit is not None and not 1 <= limit <= 1000)
-                    or (direction is not None and direction not in ("forwards", "backwards"))
-                    or (isinstance(start, int) and isinstance(end, int) and start > end)
-                    or (isinstance(start, int) and start < 0) or (isinstance(end, int) and end < 0)):
+            if (
+                (limit is not None and not 1 <= limit <= 1000)
+                or (direction is not None and direction not in ("forwards", "backwards"))
+                or (isinstance(start, int) and isinstance(end, int) and start > end)
+                or (isinstance(start, int) and start < 0)
+                or (isinstance(end, int) and end < 0)
+            ):
                 needed.add(Feature.ARGUMENT_VALIDATION)
         elif kind == "get" and args.get("wait_for_sync") is False:
             needed.add(Feature.WAIT_FOR_SYNC_OPTION)

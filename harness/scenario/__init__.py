@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.scenario_model import (
+from presence_conformance.harness.scenario.model import (
     ACTIONS,
     CONNECTION_STEPS,
     EVENT_STEPS,
@@ -37,9 +37,9 @@ from harness.scenario_model import (
     Step,
     format_path,
 )
-from harness.scenario_rules import build_scenario
-from harness.scenario_yaml import Path as FieldPath
-from harness.scenario_yaml import YamlProblem, dump_yaml, load_yaml
+from presence_conformance.harness.scenario.rules import build_scenario
+from presence_conformance.harness.scenario.yaml_source import Path as FieldPath
+from presence_conformance.harness.scenario.yaml_source import YamlProblem, dump_yaml, load_yaml
 
 __all__ = [
     "ACTIONS",
@@ -77,15 +77,18 @@ def load_scenario(path: str | Path, root: str | Path | None = None) -> Scenario:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem(file, None, "(root)", f"cannot read the file: {exc}",
-                                     "file")]) from None
+        raise ScenarioError(
+            [Problem(file, None, "(root)", f"cannot read the file: {exc}", "file")]
+        ) from None
     try:
         obj, lines = load_yaml(text)
     except YamlProblem as exc:
-        raise ScenarioError([Problem(file, exc.line, format_path(exc.path), exc.message,
-                                     exc.rule)]) from None
-    return scenario_from_dict(obj, case_id=case_id, source=path, lines=lines, file=file,
-                              default_name=path.stem)
+        raise ScenarioError(
+            [Problem(file, exc.line, format_path(exc.path), exc.message, exc.rule)]
+        ) from None
+    return scenario_from_dict(
+        obj, case_id=case_id, source=path, lines=lines, file=file, default_name=path.stem
+    )
 
 
 def load_scenarios(root: str | Path) -> list[Scenario]:
@@ -104,13 +107,23 @@ def load_scenarios(root: str | Path) -> list[Scenario]:
     return sorted(scenarios, key=lambda s: s.case_id)
 
 
-def scenario_from_dict(obj: Any, case_id: str = "inline", source: Path | None = None,
-                       lines: Mapping[FieldPath, int] | None = None, file: str | None = None,
-                       default_name: str | None = None) -> Scenario:
+def scenario_from_dict(
+    obj: Any,
+    case_id: str = "inline",
+    source: Path | None = None,
+    lines: Mapping[FieldPath, int] | None = None,
+    file: str | None = None,
+    default_name: str | None = None,
+) -> Scenario:
     """Validate and normalise a scenario given as a dict (the parsed YAML)."""
-    return build_scenario(obj, case_id, source, lines,
-                          file or (str(source) if source else f"<{case_id}>"),
-                          default_name or case_id.rsplit("/")[-1])
+    return build_scenario(
+        obj,
+        case_id,
+        source,
+        lines,
+        file or (str(source) if source else f"<{case_id}>"),
+        default_name or case_id.rsplit("/")[-1],
+    )
 
 
 # -- writing ---------------------------------------------------------------------------------------

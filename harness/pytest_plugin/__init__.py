@@ -2,7 +2,7 @@
 
 pytest loads this module for everyone who has presence-conformance installed (entry point
 `pytest11`), so it does nothing at all until `--adapter` is given: it adds its command-line
-options (with those of the generated item, `harness.generation.pytest_items`), defines its
+options (with those of the generated item, `presence_conformance.harness.pytest_plugin.generated`), defines its
 fixtures (which skip when asked for without `--adapter`) and stops there.
 
 With `--adapter NAME`:
@@ -12,7 +12,7 @@ With `--adapter NAME`:
   `-m "not conformance"` all select as expected); one more item, `generated/<profile>`, runs
   Hypothesis-generated programs (`--no-generation` leaves it out);
 - the adapter is started once per process, on one asyncio loop in a background thread
-  (`harness.session.ConformanceSession`, the same core the CLI uses); every case is bounded by a
+  (`presence_conformance.harness.session.ConformanceSession`, the same core the CLI uses); every case is bounded by a
   timeout, so a hung adapter fails items instead of hanging pytest;
 - an item fails with the case's outcome, its violations, a history excerpt and the replay
   command; `unsupported` is skipped with the reason; `non-strict` passes with a warning unless
@@ -22,7 +22,7 @@ With `--adapter NAME`:
 - fixtures for users' own tests: `presence_adapter` (the started adapter), `presence_run` (run a
   coroutine on the adapter's loop) and `conformance_run` (the results so far).
 
-Users register their own adapters from a conftest.py with `harness.registry.register_adapter`, or
+Users register their own adapters from a conftest.py with `presence_conformance.harness.adapters.registry.register_adapter`, or
 by implementing the hook `pytest_presence_conformance_adapters(config)`.
 
 (pytest itself owns `--strict`, so the strictness flag of this plugin is `--conformance-strict`.)
@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from harness.adapter import Adapter
-    from harness.results import CaseResult, RunResult
-    from harness.session import ConformanceSession
+    from presence_conformance.harness.adapter import Adapter
+    from presence_conformance.harness.results import CaseResult, RunResult
+    from presence_conformance.harness.session import ConformanceSession
 
 WORKER_OUTPUT_KEY = "presence_conformance"
 SUITE_NODEID = "scenarios"
@@ -78,21 +78,47 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("presence-conformance", "presence conformance suite")
-    group.addoption("--adapter", metavar="NAME", default=None,
-                    help="run the presence conformance suite against this adapter (a name from "
-                         "`presence-conformance list adapters`, module:Class or mutant:NAME)")
-    group.addoption("--adapter-option", metavar="KEY=VALUE", action="append", default=[],
-                    help="an option for the adapter (repeatable)")
-    group.addoption("--scenarios", metavar="DIR", default=None,
-                    help="folder of scenario files (default: the scenarios shipped with the package)")
-    group.addoption("--op-timeout", metavar="S", type=float, default=None,
-                    help="seconds an adapter operation may take before the case times out")
-    group.addoption("--conformance-report", metavar="DIR", default=None,
-                    help="write the conformance reports (JSON, JUnit, Markdown, HTML) into DIR "
-                         "at the end of the session")
-    group.addoption("--conformance-strict", action="store_true", default=False,
-                    help="fail cases that violate only SHOULD requirements (non-strict)")
-    from harness.generation.pytest_items import add_generation_options
+    group.addoption(
+        "--adapter",
+        metavar="NAME",
+        default=None,
+        help="run the presence conformance suite against this adapter (a name from "
+        "`presence-conformance list adapters`, module:Class or mutant:NAME)",
+    )
+    group.addoption(
+        "--adapter-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="an option for the adapter (repeatable)",
+    )
+    group.addoption(
+        "--scenarios",
+        metavar="DIR",
+        default=None,
+        help="folder of scenario files (default: the scenarios shipped with the package)",
+    )
+    group.addoption(
+        "--op-timeout",
+        metavar="S",
+        type=float,
+        default=None,
+        help="seconds an adapter operation may take before the case times out",
+    )
+    group.addoption(
+        "--conformance-report",
+        metavar="DIR",
+        default=None,
+        help="write the conformance reports (JSON, JUnit, Markdown, HTML) into DIR "
+        "at the end of the session",
+    )
+    group.addoption(
+        "--conformance-strict",
+        action="store_true",
+        default=False,
+        help="fail cases that violate only SHOULD requirements (non-strict)",
+    )
+    from presence_conformance.harness.pytest_plugin.generated import add_generation_options
 
     add_generation_options(group)
 
@@ -100,8 +126,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class _State:
     """Everything the plugin keeps for one pytest session (in `config.stash`, never global)."""
 
-    def __init__(self, config: pytest.Config, session: ConformanceSession,
-                 scenarios: list[Any]) -> None:
+    def __init__(
+        self, config: pytest.Config, session: ConformanceSession, scenarios: list[Any]
+    ) -> None:
         self.config = config
         self.session = session
         self.scenarios = scenarios
@@ -126,8 +153,7 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
-    return (not _is_xdist_worker(config)
-            and config.pluginmanager.getplugin("dsession") is not None)
+    return not _is_xdist_worker(config) and config.pluginmanager.getplugin("dsession") is not None
 
 
 @pytest.hookimpl(trylast=True)
@@ -135,10 +161,14 @@ def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("adapter", None)
     if not name:
         return
-    from harness.adapter import UsageError
-    from harness.registry import parse_options, register_adapter, resolve_adapter
-    from harness.scenario import ScenarioError
-    from harness.session import ConformanceSession, load_suite
+    from presence_conformance.harness.adapter import UsageError
+    from presence_conformance.harness.adapters.registry import (
+        parse_options,
+        register_adapter,
+        resolve_adapter,
+    )
+    from presence_conformance.harness.scenario import ScenarioError
+    from presence_conformance.harness.session import ConformanceSession, load_suite
 
     try:
         for registered in config.hook.pytest_presence_conformance_adapters(config=config):
@@ -151,20 +181,22 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(f"presence-conformance: {exc}") from None
     except ScenarioError as exc:
-        raise pytest.UsageError(f"presence-conformance: malformed scenario file(s):\n{exc}") from None
+        raise pytest.UsageError(
+            f"presence-conformance: malformed scenario file(s):\n{exc}"
+        ) from None
     session = ConformanceSession(adapter, adapter_name=name, options=options, settings=settings)
     config.stash[STATE_KEY] = _State(config, session, scenarios)
     _register_markers(config, scenarios)
 
 
 def _settings(config: pytest.Config) -> Any:
-    from harness.runner import RunSettings
+    from presence_conformance.harness.run.runner import RunSettings
 
     op_timeout = config.getoption("op_timeout")
     if op_timeout is None:
         return RunSettings()
     if op_timeout <= 0:
-        from harness.adapter import UsageError
+        from presence_conformance.harness.adapter import UsageError
 
         raise UsageError(f"--op-timeout {op_timeout}: must be a positive number of seconds")
     return RunSettings(op_timeout=op_timeout)
@@ -174,7 +206,7 @@ def _register_markers(config: pytest.Config, scenarios: list[Any]) -> None:
     """Declare every requirement ID and area as a marker, so `-m` selects without warnings."""
     texts: dict[str, str] = {}
     try:
-        from spec import load_requirements
+        from presence_conformance.spec import load_requirements
 
         catalogue = load_requirements()
         for area, title in catalogue.areas.items():
@@ -183,7 +215,7 @@ def _register_markers(config: pytest.Config, scenarios: list[Any]) -> None:
             texts[req.id] = f"[{req.level}] {req.text}"
     except Exception:  # the catalogue is documentation here: scenarios still carry their IDs
         pass
-    from harness.session import area_of
+    from presence_conformance.harness.session import area_of
 
     for scenario in scenarios:
         texts.setdefault(area_of(scenario.case_id), "presence conformance area")
@@ -209,13 +241,16 @@ class ScenarioSuite(pytest.Collector):
     def collect(self) -> list[ScenarioItem]:
         state = _state(self.config)
         assert state is not None
-        return [ScenarioItem.from_parent(self, name=s.case_id, nodeid=f"{SUITE_NODEID}/{s.case_id}",
-                                         scenario=s)
-                for s in state.scenarios]
+        return [
+            ScenarioItem.from_parent(
+                self, name=s.case_id, nodeid=f"{SUITE_NODEID}/{s.case_id}", scenario=s
+            )
+            for s in state.scenarios
+        ]
 
 
 class GeneratedSuite(pytest.Collector):
-    """The collector of the generated item(s) (`harness.generation.pytest_items`)."""
+    """The collector of the generated item(s) (`presence_conformance.harness.pytest_plugin.generated`)."""
 
     provide: Callable[[], list[pytest.Item]] = staticmethod(list)
 
@@ -228,7 +263,7 @@ class ScenarioItem(pytest.Item):
 
     def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from harness.session import area_of
+        from presence_conformance.harness.session import area_of
 
         self.scenario = scenario
         self.case: CaseResult | None = None
@@ -239,7 +274,7 @@ class ScenarioItem(pytest.Item):
         self.user_properties.append(("requirements", " ".join(scenario.requirements)))
 
     def runtest(self) -> None:
-        from harness.results import Outcome
+        from presence_conformance.harness.results import Outcome
 
         state = _state(self.config)
         assert state is not None
@@ -255,16 +290,17 @@ class ScenarioItem(pytest.Item):
         if case.known_failing and (case.outcome.is_failure or case.outcome is Outcome.NON_STRICT):
             pytest.xfail(f"known failing: {case.outcome.value}")
         if case.outcome is Outcome.NON_STRICT and not state.strict:
-            from harness.session import describe_case
+            from presence_conformance.harness.session import describe_case
 
             warnings.warn(NonStrictWarning(describe_case(case, history=False)), stacklevel=1)
             return
         raise ConformanceFailure(case)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str | Any:
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | Any:
         if isinstance(excinfo.value, ConformanceFailure):
-            from harness.session import describe_case
+            from presence_conformance.harness.session import describe_case
 
             return describe_case(excinfo.value.case)
         return super().repr_failure(excinfo, style=style)
@@ -275,15 +311,16 @@ class ScenarioItem(pytest.Item):
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     # tryfirst: the scenario items must be in `items` before -m/-k/--deselect filter them.
     state = _state(config)
     if state is None:
         return
     suite = ScenarioSuite.from_parent(session, name=SUITE_NODEID, nodeid=SUITE_NODEID)
     items.extend(session.genitems(suite))
-    from harness.generation.pytest_items import NODEID_PREFIX, generated_items
+    from presence_conformance.harness.pytest_plugin.generated import NODEID_PREFIX, generated_items
 
     generated = GeneratedSuite.from_parent(session, name=NODEID_PREFIX, nodeid=NODEID_PREFIX)
     generated.provide = lambda: generated_items(session, state.session, state.strict)
@@ -293,8 +330,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None:
-        state.selected = [item.scenario.case_id for item in session.items
-                          if isinstance(item, ScenarioItem)]
+        state.selected = [
+            item.scenario.case_id for item in session.items if isinstance(item, ScenarioItem)
+        ]
 
 
 # -- the end of the session: workers hand over, the controller (or the only process) writes -------
@@ -311,14 +349,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.session.mark_partial("interrupted")
     if _is_xdist_worker(config):
-        config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps({  # type: ignore[attr-defined]
-            "run": state.session.finish().to_json(),
-            "selected": len(state.selected),
-        }, default=str)
+        config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps(
+            {  # type: ignore[attr-defined]
+                "run": state.session.finish().to_json(),
+                "selected": len(state.selected),
+            },
+            default=str,
+        )
         return
     controller = _is_xdist_controller(config)
     if controller:
-        from harness.output import merge_worker_runs
+        from presence_conformance.harness.output import merge_worker_runs
 
         parts = [*state.worker_runs, state.session.finish()]
         run = merge_worker_runs(parts)
@@ -331,7 +372,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.session.mark_partial(f"{expected - ran} of {expected} selected cases did not run")
     run = state.session.finish()
     if state.report_dir:
-        from harness.output import write_run
+        from presence_conformance.harness.output import write_run
 
         try:
             state.written = write_run(run, Path(state.report_dir), strict=state.strict)
@@ -351,7 +392,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
             worker = getattr(getattr(node, "gateway", None), "id", "?")
             state.session.mark_partial(f"worker {worker} went down without results: {error}")
         return
-    from harness.results import RunResult
+    from presence_conformance.harness.results import RunResult
 
     data = json.loads(raw)
     state.worker_runs.append(RunResult.from_json(data["run"]))
@@ -368,8 +409,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.section(f"presence conformance: {state.session.adapter_name}")
     verdict = "conforming" if run.conforming(strict=state.strict) else "NOT conforming"
     summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no cases ran"
-    tr.write_line(f"{len(run.cases)} case(s): {summary} -> {verdict}"
-                  + (f" (partial: {run.partial_reason})" if run.partial else ""))
+    tr.write_line(
+        f"{len(run.cases)} case(s): {summary} -> {verdict}"
+        + (f" (partial: {run.partial_reason})" if run.partial else "")
+    )
     for path in state.written:
         tr.write_line(f"report: {path}")
     if state.report_error:
@@ -392,14 +435,15 @@ def presence_adapter(request: pytest.FixtureRequest) -> Adapter:
     state = _require_state(request)
     state.session.start()
     if state.session.start_error:
-        pytest.fail(f"adapter {state.session.adapter_name!r} did not start: "
-                    f"{state.session.start_error}", pytrace=False)
+        pytest.fail(
+            f"adapter {state.session.adapter_name!r} did not start: {state.session.start_error}",
+            pytrace=False,
+        )
     return state.session.adapter
 
 
 @pytest.fixture(scope="session")
-def presence_run(request: pytest.FixtureRequest,
-                 presence_adapter: Adapter) -> Callable[..., Any]:
+def presence_run(request: pytest.FixtureRequest, presence_adapter: Adapter) -> Callable[..., Any]:
     """`presence_run(coro, timeout=None)`: run a coroutine on the adapter's event loop.
 
     Adapter objects belong to that loop: await their methods only through this function.

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.results import CaseResult
+from presence_conformance.harness.results import CaseResult
 
 __all__ = ["DETECTION_SETTINGS", "Detection", "detect", "order_for"]
 
 
 def _settings() -> Any:
-    from harness.runner import RunSettings
+    from presence_conformance.harness.run.runner import RunSettings
 
     # in-process implementations answer within microseconds, but a busy CI machine can stall a
     # process for a few hundred milliseconds: 1 s keeps the reference clear of false alarms
@@ -61,21 +61,37 @@ def order_for(scenarios: Sequence[Any], requirements: Sequence[str]) -> list[Any
     return [s for s in scenarios if tagged(s)] + [s for s in scenarios if not tagged(s)]
 
 
-def detect(name: str, scenarios: Sequence[Any] = (), *, generation: bool = True,
-           profile: str = "ci", examples: int | None = None, shrink: bool = False,
-           failures_dir: Any = None, settings: Any = None, strict: bool = True,
-           seed: int | None = None) -> Detection:
+def detect(
+    name: str,
+    scenarios: Sequence[Any] = (),
+    *,
+    generation: bool = True,
+    profile: str = "ci",
+    examples: int | None = None,
+    shrink: bool = False,
+    failures_dir: Any = None,
+    settings: Any = None,
+    strict: bool = True,
+    seed: int | None = None,
+) -> Detection:
     """Run `scenarios` (ordered by `order_for`), then generated programs, against the mutant
     `name` until a case does not pass (`strict`: a SHOULD violation counts). The adapter runs
     on one loop (`ConformanceSession`) and is stopped at the end."""
-    from harness.generation import GenerationOptions, is_detection, run_generation
-    from harness.mutants import get_mutant
-    from harness.session import ConformanceSession
+    from presence_conformance.harness.generation import (
+        GenerationOptions,
+        is_detection,
+        run_generation,
+    )
+    from presence_conformance.harness.mutants import get_mutant
+    from presence_conformance.harness.session import ConformanceSession
 
     cls = get_mutant(name)
-    session = ConformanceSession(cls(dict(ADAPTER_OPTIONS)), adapter_name=f"mutant:{name}",
-                                 options=dict(ADAPTER_OPTIONS),
-                                 settings=settings or DETECTION_SETTINGS)
+    session = ConformanceSession(
+        cls(dict(ADAPTER_OPTIONS)),
+        adapter_name=f"mutant:{name}",
+        options=dict(ADAPTER_OPTIONS),
+        settings=settings or DETECTION_SETTINGS,
+    )
     found = Detection(name)
     started = time.monotonic()
     outcomes: dict[str, int] = {}
@@ -88,10 +104,19 @@ def detect(name: str, scenarios: Sequence[Any] = (), *, generation: bool = True,
                 found.detected_by, found.case = "scenario", case
                 break
         if not found.detected and generation:
-            result = run_generation(session, GenerationOptions(
-                profile=profile, examples=examples, shrink=shrink, strict=strict, seed=seed,
-                failures_dir=failures_dir, use_database=False,
-                confirm_replay=failures_dir is not None))
+            result = run_generation(
+                session,
+                GenerationOptions(
+                    profile=profile,
+                    examples=examples,
+                    shrink=shrink,
+                    strict=strict,
+                    seed=seed,
+                    failures_dir=failures_dir,
+                    use_database=False,
+                    confirm_replay=failures_dir is not None,
+                ),
+            )
             found.generation = result
             found.programs_run = result.programs
             for outcome, count in result.outcomes.items():

@@ -22,8 +22,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness.adapter import Feature
-from harness.scenario_model import (
+from presence_conformance.harness.adapter import Feature
+from presence_conformance.harness.scenario.model import (
     ACTIONS,
     CONNECTION_STEPS,
     EVENT_STEPS,
@@ -37,7 +37,7 @@ from harness.scenario_model import (
     Step,
     format_path,
 )
-from harness.scenario_yaml import Path as FieldPath
+from presence_conformance.harness.scenario.yaml_source import Path as FieldPath
 
 __all__ = ["build_scenario"]
 
@@ -60,12 +60,13 @@ class _Reporter:
             path = path[:-1]
 
     def add(self, path: FieldPath, message: str, rule: str) -> None:
-        self.problems.append(Problem(self.file, self.line_of(path), format_path(path), message,
-                                     rule))
+        self.problems.append(
+            Problem(self.file, self.line_of(path), format_path(path), message, rule)
+        )
 
     def raise_if_any(self) -> None:
         if self.problems:
-            self.problems.sort(key=lambda p: (p.line or 0))
+            self.problems.sort(key=lambda p: p.line or 0)
             raise ScenarioError(list(self.problems))
 
 
@@ -74,15 +75,22 @@ class _Reporter:
 
 @cache
 def _validator() -> Any:
-    import spec
+    from presence_conformance import spec
 
     return spec.validator("scenario")
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null", bytes: "binary data"}.get(type(value),
-                                                                            type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+        bytes: "binary data",
+    }.get(type(value), type(value).__name__)
 
 
 def _schema_problems(obj: Any, report: _Reporter) -> None:
@@ -97,8 +105,11 @@ def _schema_problems(obj: Any, report: _Reporter) -> None:
         value = error.instance
         validator = error.validator
         if "propertyNames" in error.schema_path:
-            report.add((*path, value), _property_name_message(path, value), "step-kind"
-                       if path and path[0] == "steps" else "name")
+            report.add(
+                (*path, value),
+                _property_name_message(path, value),
+                "step-kind" if path and path[0] == "steps" else "name",
+            )
         elif validator == "required":
             missing = [k for k in error.validator_value if k not in value]
             report.add(path, f"missing required field {', '.join(map(repr, missing))}", "required")
@@ -119,8 +130,11 @@ def _schema_problems(obj: Any, report: _Reporter) -> None:
         elif validator == "pattern":
             report.add(path, f"{value!r} is not a valid {_pattern_name(path)}", "pattern")
         elif validator == "enum":
-            report.add(path, f"{value!r} is not one of {', '.join(map(str, error.validator_value))}",
-                       "enum")
+            report.add(
+                path,
+                f"{value!r} is not one of {', '.join(map(str, error.validator_value))}",
+                "enum",
+            )
         elif validator == "uniqueItems":
             report.add(path, "has duplicate items", "unique")
         elif validator == "minItems":
@@ -138,9 +152,14 @@ def _property_name_message(path: FieldPath, key: Any) -> str:
 
 def _pattern_name(path: FieldPath) -> str:
     last = next((p for p in reversed(path) if isinstance(p, str)), "")
-    return {"requirements": "requirement ID (area.kebab-slug)", "requires": "feature name",
-            "channels": "channel name", "channel": "channel name", "id": "step id",
-            "at": "step id"}.get(last, "name")
+    return {
+        "requirements": "requirement ID (area.kebab-slug)",
+        "requires": "feature name",
+        "channels": "channel name",
+        "channel": "channel name",
+        "id": "step id",
+        "at": "step id",
+    }.get(last, "name")
 
 
 # -- pass 2: semantics and normalisation -----------------------------------------------------------
@@ -148,7 +167,7 @@ def _pattern_name(path: FieldPath) -> str:
 
 @cache
 def _catalogue() -> Any:
-    import spec
+    from presence_conformance import spec
 
     return spec.load_requirements()
 
@@ -163,8 +182,9 @@ class _Normaliser:
     """Pass 2: builds the `Scenario`, checking every cross-reference as it goes (in step order,
     so that 'not connected here' and 'listener not subscribed yet' are decided where they occur)."""
 
-    def __init__(self, obj: dict, report: _Reporter, case_id: str, source: Path | None,
-                 default_name: str) -> None:
+    def __init__(
+        self, obj: dict, report: _Reporter, case_id: str, source: Path | None, default_name: str
+    ) -> None:
         self.obj = obj
         self.report = report
         self.case_id = case_id
@@ -185,16 +205,27 @@ class _Normaliser:
         features = [f.value for f in Feature]
         for i, name in enumerate(requires):
             if name not in features:
-                self.report.add(("requires", i), f"unknown feature {name!r} (known: "
-                                f"{', '.join(features)}){_suggest(name, features)}",
-                                "unknown-feature")
+                self.report.add(
+                    ("requires", i),
+                    f"unknown feature {name!r} (known: "
+                    f"{', '.join(features)}){_suggest(name, features)}",
+                    "unknown-feature",
+                )
         for name, raw in obj["clients"].items():
             self.clients[name] = self._client(name, raw)
         steps = [self._step(("steps", i), raw, i) for i, raw in enumerate(obj["steps"])]
-        return Scenario(case_id=self.case_id, name=obj.get("name", self.default_name),
-                        description=obj.get("description", ""), requirements=requirements,
-                        requires=requires, clients=self.clients, channels=self.channels,
-                        steps=steps, source=self.source, meta=dict(obj.get("meta", {})))
+        return Scenario(
+            case_id=self.case_id,
+            name=obj.get("name", self.default_name),
+            description=obj.get("description", ""),
+            requirements=requirements,
+            requires=requires,
+            clients=self.clients,
+            channels=self.channels,
+            steps=steps,
+            source=self.source,
+            meta=dict(obj.get("meta", {})),
+        )
 
     # clients
 
@@ -207,54 +238,83 @@ class _Normaliser:
         if capability is not None:
             for pattern in capability:
                 base = pattern[:-2] if pattern.endswith(":*") else pattern
-                if pattern != "*" and base not in self.channels and not any(
-                        c.startswith(base + ":") for c in self.channels):
-                    self.report.add(("clients", name, "capability", pattern),
-                                    f"pattern {pattern!r} matches none of the channels "
-                                    f"({', '.join(self.channels)})", "unknown-channel")
+                if (
+                    pattern != "*"
+                    and base not in self.channels
+                    and not any(c.startswith(base + ":") for c in self.channels)
+                ):
+                    self.report.add(
+                        ("clients", name, "capability", pattern),
+                        f"pattern {pattern!r} matches none of the channels "
+                        f"({', '.join(self.channels)})",
+                        "unknown-channel",
+                    )
         return ClientSpec(name, client_id, capability, connect, given)
 
     # steps
 
     def _step(self, path: FieldPath, raw: dict, index: int, sub: int | None = None) -> Step:
-        (kind, body), = raw.items()
+        ((kind, body),) = raw.items()
         line = self.report.line_of(path) or 0
         where = format_path(path)
         if kind == "concurrently":
             if sub is not None:
-                self.report.add((*path, kind), "a concurrently block cannot contain another one",
-                                "concurrent-nested")
+                self.report.add(
+                    (*path, kind),
+                    "a concurrently block cannot contain another one",
+                    "concurrent-nested",
+                )
                 return Step(kind, index, where, line, sub)
             inner = [self._step((*path, kind, j), item, index, j) for j, item in enumerate(body)]
             self._check_block(path, inner)
             return Step(kind, index, where, line, sub, steps=tuple(inner))
         if sub is not None and kind not in OPERATION_STEPS:
-            self.report.add((*path, kind), f"{kind!r} cannot run inside concurrently (only "
-                            f"{', '.join(OPERATION_STEPS)})", "concurrent-kind")
+            self.report.add(
+                (*path, kind),
+                f"{kind!r} cannot run inside concurrently (only {', '.join(OPERATION_STEPS)})",
+                "concurrent-kind",
+            )
         bpath = (*path, kind)
         client = body.get("client")
         channel = body.get("channel")
         if client is not None:
             self._check_client(bpath, client, kind)
         if channel is not None and channel not in self.channels:
-            self.report.add((*bpath, "channel"), f"unknown channel {channel!r} (declared: "
-                            f"{', '.join(self.channels)}){_suggest(channel, self.channels)}",
-                            "unknown-channel")
+            self.report.add(
+                (*bpath, "channel"),
+                f"unknown channel {channel!r} (declared: "
+                f"{', '.join(self.channels)}){_suggest(channel, self.channels)}",
+                "unknown-channel",
+            )
         requirements = tuple(body.get("requirements", ()))
         for i, rid in enumerate(requirements):
             self._check_requirement((*bpath, "requirements", i), rid)
         expect_error = body.get("expect_error")
         if expect_error is not None:
-            expect_error = tuple(expect_error) if isinstance(expect_error, list) else (expect_error,)
+            expect_error = (
+                tuple(expect_error) if isinstance(expect_error, list) else (expect_error,)
+            )
         step_id = body.get("id")
         if step_id is not None:
             if step_id in self.step_ids:
-                self.report.add((*bpath, "id"), f"step id {step_id!r} is used twice",
-                                "duplicate-step-id")
+                self.report.add(
+                    (*bpath, "id"), f"step id {step_id!r} is used twice", "duplicate-step-id"
+                )
             self.step_ids[step_id] = kind
         args = getattr(self, f"_args_{kind}")(bpath, body, client, channel, expect_error)
-        return Step(kind, index, where, line, sub, client, channel, args, step_id, requirements,
-                    expect_error)
+        return Step(
+            kind,
+            index,
+            where,
+            line,
+            sub,
+            client,
+            channel,
+            args,
+            step_id,
+            requirements,
+            expect_error,
+        )
 
     def _check_requirement(self, path: FieldPath, rid: str) -> None:
         catalogue = _catalogue()
@@ -267,20 +327,30 @@ class _Normaliser:
 
     def _check_client(self, path: FieldPath, client: str, kind: str) -> None:
         if client not in self.clients:
-            self.report.add((*path, "client"), f"unknown client {client!r} (declared: "
-                            f"{', '.join(self.clients)}){_suggest(client, list(self.clients))}",
-                            "unknown-client")
+            self.report.add(
+                (*path, "client"),
+                f"unknown client {client!r} (declared: "
+                f"{', '.join(self.clients)}){_suggest(client, list(self.clients))}",
+                "unknown-client",
+            )
             return
         connected = self.connected[client]
         if kind == "connect":
             if connected:
-                self.report.add((*path, "client"), f"client {client!r} is already connected here",
-                                "client-connected")
+                self.report.add(
+                    (*path, "client"),
+                    f"client {client!r} is already connected here",
+                    "client-connected",
+                )
             self.connected[client] = True
         elif not connected:
-            self.report.add((*path, "client"), f"client {client!r} is not connected at this step "
-                            "(declare it `connect: later` and add a connect step, or reconnect "
-                            "it after drop/close)", "client-not-connected")
+            self.report.add(
+                (*path, "client"),
+                f"client {client!r} is not connected at this step "
+                "(declare it `connect: later` and add a connect step, or reconnect "
+                "it after drop/close)",
+                "client-not-connected",
+            )
         elif kind in ("drop", "close"):
             self.connected[client] = False
 
@@ -291,10 +361,12 @@ class _Normaliser:
     def _check_actions(self, path: FieldPath, actions: list[str], may_fail: bool) -> None:
         for i, action in enumerate(actions):
             if action not in ACTIONS and not may_fail:
-                self.report.add((*path, i) if len(actions) > 1 or path[-1] == "events" else path,
-                                f"{action!r} is not a presence action ({', '.join(ACTIONS)}); "
-                                "a step that tests an invalid action needs expect_error",
-                                "invalid-action")
+                self.report.add(
+                    (*path, i) if len(actions) > 1 or path[-1] == "events" else path,
+                    f"{action!r} is not a presence action ({', '.join(ACTIONS)}); "
+                    "a step that tests an invalid action needs expect_error",
+                    "invalid-action",
+                )
 
     def _data(self, path: FieldPath, value: Any, top: bool = True) -> Any:
         if isinstance(value, dict) and "$binary" in value and top:
@@ -307,21 +379,30 @@ class _Normaliser:
                 self.report.add((*path, "$binary"), "not valid base64", "binary")
                 return None
         if isinstance(value, dict) and "$repeat" in value and top:
-            if (set(value) != {"$repeat", "times"} or not isinstance(value["$repeat"], str)
-                    or isinstance(value.get("times"), bool) or not isinstance(value.get("times"), int)
-                    or value["times"] < 0):
-                self.report.add(path, "{$repeat: STRING, times: N} takes a string and a count >= 0",
-                                "repeat")
+            if (
+                set(value) != {"$repeat", "times"}
+                or not isinstance(value["$repeat"], str)
+                or isinstance(value.get("times"), bool)
+                or not isinstance(value.get("times"), int)
+                or value["times"] < 0
+            ):
+                self.report.add(
+                    path, "{$repeat: STRING, times: N} takes a string and a count >= 0", "repeat"
+                )
                 return None
             return value["$repeat"] * value["times"]
         if isinstance(value, bytes):
             if not top:
-                self.report.add(path, "binary data is only allowed as the whole data value",
-                                "data-type")
+                self.report.add(
+                    path, "binary data is only allowed as the whole data value", "data-type"
+                )
             return value
         if isinstance(value, (datetime.date, datetime.datetime)):
-            self.report.add(path, f"{value!r} is read by YAML as a date; quote it to make it a "
-                            "string", "data-type")
+            self.report.add(
+                path,
+                f"{value!r} is read by YAML as a date; quote it to make it a string",
+                "data-type",
+            )
             return None
         if isinstance(value, float) and not math.isfinite(value):
             self.report.add(path, f"{value!r} is not a JSON number", "data-type")
@@ -351,8 +432,11 @@ class _Normaliser:
             expect = []
             for i, member in enumerate(body["expect"]):
                 if member["client"] not in self.clients:
-                    self.report.add((*path, "expect", i, "client"),
-                                    f"unknown client {member['client']!r}", "unknown-client")
+                    self.report.add(
+                        (*path, "expect", i, "client"),
+                        f"unknown client {member['client']!r}",
+                        "unknown-client",
+                    )
                 item = {"client": member["client"]}
                 if "data" in member:
                     item["data"] = self._data((*path, "expect", i, "data"), member["data"])
@@ -363,8 +447,12 @@ class _Normaliser:
     def _bind_listener(self, path: FieldPath, name: str, client: str, channel: str) -> None:
         bound = self.listeners.setdefault(name, (client, channel))
         if bound != (client, channel):
-            self.report.add(path, f"listener {name!r} belongs to client {bound[0]!r} on channel "
-                            f"{bound[1]!r}; use another name here", "listener-binding")
+            self.report.add(
+                path,
+                f"listener {name!r} belongs to client {bound[0]!r} on channel "
+                f"{bound[1]!r}; use another name here",
+                "listener-binding",
+            )
 
     def _actions(self, path: FieldPath, body: dict, may_fail: bool) -> dict:
         if "actions" not in body:
@@ -374,19 +462,24 @@ class _Normaliser:
         self._check_actions((*path, "actions"), actions, may_fail)
         return {"actions": actions, "actions_list": isinstance(raw, list)}
 
-    def _args_subscribe(self, path: FieldPath, body: dict, client: str, channel: str,
-                        expect_error: Any) -> dict:
+    def _args_subscribe(
+        self, path: FieldPath, body: dict, client: str, channel: str, expect_error: Any
+    ) -> dict:
         self._bind_listener((*path, "listener"), body["listener"], client, channel)
         return {"listener": body["listener"], **self._actions(path, body, expect_error is not None)}
 
-    def _args_unsubscribe(self, path: FieldPath, body: dict, client: str, channel: str,
-                          expect_error: Any) -> dict:
+    def _args_unsubscribe(
+        self, path: FieldPath, body: dict, client: str, channel: str, expect_error: Any
+    ) -> dict:
         args: dict[str, Any] = {}
         if "listener" in body:
             name = body["listener"]
             if name not in self.listeners:
-                self.report.add((*path, "listener"), f"listener {name!r} was never subscribed "
-                                "before this step", "unknown-listener")
+                self.report.add(
+                    (*path, "listener"),
+                    f"listener {name!r} was never subscribed before this step",
+                    "unknown-listener",
+                )
             else:
                 self._bind_listener((*path, "listener"), name, client, channel)
             args["listener"] = name
@@ -402,12 +495,17 @@ class _Normaliser:
             if isinstance(bound, dict):
                 ref = bound["at"]
                 if ref not in self.step_ids:
-                    self.report.add((*path, key, "at"), f"no earlier step has id {ref!r}",
-                                    "unknown-step-id")
+                    self.report.add(
+                        (*path, key, "at"), f"no earlier step has id {ref!r}", "unknown-step-id"
+                    )
                 elif self.step_ids[ref] not in EVENT_STEPS:
-                    self.report.add((*path, key, "at"), f"step {ref!r} is a "
-                                    f"{self.step_ids[ref]} step, which produces no event "
-                                    f"(use one of {', '.join(EVENT_STEPS)})", "step-id-not-event")
+                    self.report.add(
+                        (*path, key, "at"),
+                        f"step {ref!r} is a "
+                        f"{self.step_ids[ref]} step, which produces no event "
+                        f"(use one of {', '.join(EVENT_STEPS)})",
+                        "step-id-not-event",
+                    )
                 bound = {"at": ref, "offset": bound.get("offset", 0)}
             args[key] = bound
         for key in ("limit", "direction", "pages", "expect_count"):
@@ -426,16 +524,20 @@ class _Normaliser:
     def _args_expect_events(self, path: FieldPath, body: dict, *_: Any) -> dict:
         name = body["listener"]
         if name not in self.listeners:
-            self.report.add((*path, "listener"), f"listener {name!r} was never subscribed before "
-                            "this step", "unknown-listener")
+            self.report.add(
+                (*path, "listener"),
+                f"listener {name!r} was never subscribed before this step",
+                "unknown-listener",
+            )
         events = []
         for i, raw in enumerate(body["events"]):
             epath = (*path, "events", i)
             actions = list(raw["action"]) if isinstance(raw["action"], list) else [raw["action"]]
             self._check_actions((*epath, "action"), actions, False)
             if raw["client"] not in self.clients:
-                self.report.add((*epath, "client"), f"unknown client {raw['client']!r}",
-                                "unknown-client")
+                self.report.add(
+                    (*epath, "client"), f"unknown client {raw['client']!r}", "unknown-client"
+                )
             event: dict[str, Any] = {"action": actions, "client": raw["client"]}
             if "data" in raw:
                 event["data"] = self._data((*epath, "data"), raw["data"])
@@ -453,19 +555,31 @@ class _Normaliser:
             key = (step.client, step.channel)
             spath = (*path, "concurrently", step.sub or 0, step.kind)
             if key in seen:
-                self.report.add(spath, f"{seen[key].path} and this step both act on client "
-                                f"{step.client!r} on channel {step.channel!r}: operations on one "
-                                "member must be separate steps", "concurrent-same-member")
+                self.report.add(
+                    spath,
+                    f"{seen[key].path} and this step both act on client "
+                    f"{step.client!r} on channel {step.channel!r}: operations on one "
+                    "member must be separate steps",
+                    "concurrent-same-member",
+                )
             seen[key] = step
             if step.kind in READ_STEPS and step.channel in writes:
-                self.report.add(spath, f"a {step.kind} racing an enter/update/leave on channel "
-                                f"{step.channel!r} has no defined outcome: make it a separate step",
-                                "concurrent-read-write")
+                self.report.add(
+                    spath,
+                    f"a {step.kind} racing an enter/update/leave on channel "
+                    f"{step.channel!r} has no defined outcome: make it a separate step",
+                    "concurrent-read-write",
+                )
 
 
-def build_scenario(obj: Any, case_id: str, source: Path | None,
-                   lines: Mapping[FieldPath, int] | None, file: str, default_name: str
-                   ) -> Scenario:
+def build_scenario(
+    obj: Any,
+    case_id: str,
+    source: Path | None,
+    lines: Mapping[FieldPath, int] | None,
+    file: str,
+    default_name: str,
+) -> Scenario:
     """Validate a parsed scenario (both passes) and return its normalised form; raise
     `ScenarioError` listing every problem, first by line."""
     report = _Reporter(file, lines)

@@ -2,7 +2,7 @@
 
 An `--adapter NAME` is resolved, in this order:
 
-1. `mutant:NAME`: a deliberately broken implementation from `harness.mutants`;
+1. `mutant:NAME`: a deliberately broken implementation from `presence_conformance.harness.mutants`;
 2. a name registered at run time with `register_adapter(name, cls)` (typically from a
    `conftest.py`) or returned by the pytest hook `pytest_presence_conformance_adapters`;
 3. a name published by an installed package in the entry-point group
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.adapter import Adapter, UsageError
+from presence_conformance.harness.adapter import Adapter, UsageError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -97,7 +97,7 @@ def available_adapters() -> dict[str, str]:
     """Every adapter name that `resolve_adapter` accepts, with a one-line description.
 
     Entry points that fail to load are listed with the error instead of a description.
-    Mutants appear as `mutant:NAME` when `harness.mutants` is installed.
+    Mutants appear as `mutant:NAME` when `presence_conformance.harness.mutants` is installed.
     """
     out: dict[str, str] = {}
     for ep in _entry_points():
@@ -124,7 +124,7 @@ def adapter_factory(name: str) -> AdapterFactory:
     if not name:
         raise UsageError("--adapter: empty adapter name" + _known_suffix())
     if name.startswith(MUTANT_PREFIX):
-        return _mutant_factory(name[len(MUTANT_PREFIX):])
+        return _mutant_factory(name[len(MUTANT_PREFIX) :])
     if name in _registered:
         registered = _registered[name]
         return _import_target(registered) if isinstance(registered, str) else registered
@@ -135,8 +135,10 @@ def adapter_factory(name: str) -> AdapterFactory:
             except UsageError:
                 raise
             except Exception as exc:
-                raise UsageError(f"adapter {name!r}: entry point {ep.value} failed to load: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                raise UsageError(
+                    f"adapter {name!r}: entry point {ep.value} failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
     if ":" in name:
         return _import_target(name)
     raise UsageError(f"unknown adapter {name!r}" + _known_suffix())
@@ -157,8 +159,10 @@ def resolve_adapter(name: str, options: Mapping[str, str] | None = None) -> Adap
     except (TypeError, ValueError) as exc:
         raise UsageError(f"adapter {name!r}: {exc}") from exc
     if not isinstance(adapter, Adapter):
-        raise UsageError(f"adapter {name!r}: {_describe_target(factory)} returned "
-                         f"{type(adapter).__name__}, not an Adapter")
+        raise UsageError(
+            f"adapter {name!r}: {_describe_target(factory)} returned "
+            f"{type(adapter).__name__}, not an Adapter"
+        )
     return adapter
 
 
@@ -177,8 +181,10 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
 
 def _known_suffix() -> str:
     names = ", ".join(available_adapters()) or "none"
-    return (f"; available adapters: {names} (or module:Class, path/to/file.py:Class, "
-            f"{MUTANT_PREFIX}NAME; see `presence-conformance list adapters`)")
+    return (
+        f"; available adapters: {names} (or module:Class, path/to/file.py:Class, "
+        f"{MUTANT_PREFIX}NAME; see `presence-conformance list adapters`)"
+    )
 
 
 def _description(factory: Any) -> str:
@@ -198,8 +204,10 @@ def _describe_target(factory: Any) -> str:
 def _check_factory(obj: Any, where: str) -> AdapterFactory:
     if inspect.isclass(obj):
         if not issubclass(obj, Adapter):
-            raise UsageError(f"{where}: {_describe_target(obj)} is not a subclass of "
-                             "harness.adapter.Adapter")
+            raise UsageError(
+                f"{where}: {_describe_target(obj)} is not a subclass of "
+                "presence_conformance.harness.adapter.Adapter"
+            )
         if inspect.isabstract(obj):
             missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
             raise UsageError(f"{where}: {_describe_target(obj)} is abstract; implement {missing}")
@@ -223,8 +231,9 @@ def _import_target(spec: str) -> AdapterFactory:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise UsageError(f"adapter {spec!r}: module {module.__name__} has no attribute "
-                             f"{attr!r}") from None
+            raise UsageError(
+                f"adapter {spec!r}: module {module.__name__} has no attribute {attr!r}"
+            ) from None
     return _check_factory(obj, f"adapter {spec!r}")
 
 
@@ -237,12 +246,15 @@ def _import_module(spec: str, module_name: str) -> Any:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise UsageError(f"adapter {spec!r}: no module named {exc.name!r} (looked in the "
-                             f"current directory and sys.path)" + _known_suffix()) from exc
+            raise UsageError(
+                f"adapter {spec!r}: no module named {exc.name!r} (looked in the "
+                f"current directory and sys.path)" + _known_suffix()
+            ) from exc
         raise UsageError(f"adapter {spec!r}: importing {module_name} failed: {exc}") from exc
     except Exception as exc:
-        raise UsageError(f"adapter {spec!r}: importing {module_name} failed: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise UsageError(
+            f"adapter {spec!r}: importing {module_name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     finally:
         if added:
             sys.path.remove(cwd)
@@ -264,22 +276,27 @@ def _import_file(spec: str, path: Path) -> Any:
         file_spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise UsageError(f"adapter {spec!r}: importing {path} failed: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise UsageError(
+            f"adapter {spec!r}: importing {path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     return module
 
 
 def _mutants_module() -> Any | None:
     try:
-        return importlib.import_module("harness.mutants")
+        return importlib.import_module("presence_conformance.harness.mutants")
     except ModuleNotFoundError as exc:
-        if exc.name in ("harness.mutants", "harness"):
+        if exc.name in (
+            "presence_conformance.harness.mutants",
+            "presence_conformance.harness",
+            "presence_conformance",
+        ):
             return None
         raise
 
 
 def _mutants() -> dict[str, str]:
-    """Mutant name -> description, from `harness.mutants.list_mutants()` when it exists."""
+    """Mutant name -> description, from `presence_conformance.harness.mutants.list_mutants()` when it exists."""
     module = _mutants_module()
     lister = getattr(module, "list_mutants", None) if module else None
     if lister is None:
@@ -299,8 +316,10 @@ def _as_description(value: Any) -> str:
 def _mutant_factory(mutant: str) -> AdapterFactory:
     module = _mutants_module()
     if module is None or not hasattr(module, "get_mutant"):
-        raise UsageError(f"adapter {MUTANT_PREFIX}{mutant}: the mutant catalogue "
-                         "(harness.mutants) is not installed")
+        raise UsageError(
+            f"adapter {MUTANT_PREFIX}{mutant}: the mutant catalogue "
+            "(presence_conformance.harness.mutants) is not installed"
+        )
     try:
         obj = module.get_mutant(mutant)
     except UsageError:
@@ -309,9 +328,11 @@ def _mutant_factory(mutant: str) -> AdapterFactory:
         names = ", ".join(_mutants()) or "none"
         raise UsageError(f"unknown mutant {mutant!r}; available mutants: {names}") from exc
     if isinstance(obj, Adapter):  # a ready instance: options cannot be applied to it
+
         def factory(options: dict[str, str]) -> Adapter:
             if options:
                 raise UsageError(f"adapter {MUTANT_PREFIX}{mutant}: takes no options")
             return obj
+
         return factory
     return _check_factory(obj, f"adapter {MUTANT_PREFIX}{mutant}")

@@ -13,15 +13,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.adapter import PresenceError
-from harness.checks.matching import align, event_slots, history_consistent
-from harness.driver_common import Abort, items_json
-from harness.record import CanonicalRecord, HistoryQueryRecord, OpRecord, Seen, jsonable
-from harness.results import Outcome
-from reference_impl.model import validate_history_params
+from presence_conformance.harness.adapter import PresenceError
+from presence_conformance.harness.record.matching import align, event_slots, history_consistent
+from presence_conformance.harness.record.records import (
+    CanonicalRecord,
+    HistoryQueryRecord,
+    OpRecord,
+    Seen,
+    jsonable,
+)
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run.stops import Abort, items_json
+from presence_conformance.reference_impl.model import validate_history_params
 
 if TYPE_CHECKING:
-    from harness.driver import ClientState
+    from presence_conformance.harness.run.driver import ClientState
 
 CANONICAL_LIMIT = 1000
 MAX_PAGES = 1000
@@ -39,19 +45,23 @@ class _Pages:
 class HistorySteps:
     """Mixed into `CaseDriver`: the `history` step."""
 
-
     def _plan_history(self, op: OpRecord, state: ClientState) -> Callable[[], Awaitable[None]]:
         async def call() -> None:
             await self._history(op, state)
+
         return call
 
     async def _history(self, op: OpRecord, state: ClientState) -> None:
         step = op.step
         args = step.args
         needs_refs = any(isinstance(args.get(k), dict) for k in ("start", "end"))
-        rec = HistoryQueryRecord(op, None, limit=args.get("limit"),
-                                 direction=args.get("direction"),
-                                 pages_mode=args.get("pages", 1))
+        rec = HistoryQueryRecord(
+            op,
+            None,
+            limit=args.get("limit"),
+            direction=args.get("direction"),
+            pages_mode=args.get("pages", 1),
+        )
         raw_start = args.get("start") if not isinstance(args.get("start"), dict) else None
         raw_end = args.get("end") if not isinstance(args.get("end"), dict) else None
         static_error = None
@@ -75,8 +85,10 @@ class HistorySteps:
             elif isinstance(value, dict):
                 stamp = self._stamp_of(value["at"], rec.canonical)
                 if stamp is None:
-                    rec.unresolved = (f"{key}: the event of step {value['at']!r} is not in the "
-                                      "implementation's history")
+                    rec.unresolved = (
+                        f"{key}: the event of step {value['at']!r} is not in the "
+                        "implementation's history"
+                    )
                     value = None
                 else:
                     value = stamp + value.get("offset", 0)
@@ -87,17 +99,29 @@ class HistorySteps:
         except PresenceError as exc:
             op.model_error = exc
         if step.expect_error is not None and op.model_error is None and rec.unresolved is None:
-            raise Abort(Outcome.ERROR, f"{step.label}: the scenario expects an error "
-                        f"{list(step.expect_error)}, but the reference model accepts the query "
-                        "(a mistake in the scenario)")
+            raise Abort(
+                Outcome.ERROR,
+                f"{step.label}: the scenario expects an error "
+                f"{list(step.expect_error)}, but the reference model accepts the query "
+                "(a mistake in the scenario)",
+            )
         self.record.queries.append(rec)
         if rec.unresolved:
             op.status = "skipped"
-            self.history.record("info", state.spec.name, "history", {"skipped": rec.unresolved},
-                                op.index)
+            self.history.record(
+                "info", state.spec.name, "history", {"skipped": rec.unresolved}, op.index
+            )
             return
-        params = {k: v for k, v in (("start", rec.start), ("end", rec.end), ("limit", rec.limit),
-                                    ("direction", rec.direction)) if v is not None}
+        params = {
+            k: v
+            for k, v in (
+                ("start", rec.start),
+                ("end", rec.end),
+                ("limit", rec.limit),
+                ("direction", rec.direction),
+            )
+            if v is not None
+        }
         op.params = params
         page = await self._call(op, state, "history", lambda p: p.history(**params), record=False)
         if op.status != "ok":
@@ -105,8 +129,9 @@ class HistorySteps:
         await self._read_pages(op, state, rec, page, all_pages=rec.pages_mode == "all")
         rec.history_index = op.done_index
 
-    async def _read_pages(self, op: OpRecord, state: ClientState, rec: Any, page: Any,
-                          all_pages: bool) -> None:
+    async def _read_pages(
+        self, op: OpRecord, state: ClientState, rec: Any, page: Any, all_pages: bool
+    ) -> None:
         """Read `page` (and, with `all_pages`, the pages after it) into `rec.pages`."""
         count = 0
         while True:
@@ -117,12 +142,16 @@ class HistorySteps:
             try:
                 has_next = bool(page.has_next())
             except Exception as exc:
-                raise Abort(Outcome.ERROR, f"{op.step.label}: has_next() raised "
-                            f"{type(exc).__name__}: {exc}") from exc
-            entry = self.history.record("ok", state.spec.name,
-                                        "history" if count == 0 else "history (next page)",
-                                        {"items": items_json(observed, malformed),
-                                         "has_next": has_next}, op.index)
+                raise Abort(
+                    Outcome.ERROR, f"{op.step.label}: has_next() raised {type(exc).__name__}: {exc}"
+                ) from exc
+            entry = self.history.record(
+                "ok",
+                state.spec.name,
+                "history" if count == 0 else "history (next page)",
+                {"items": items_json(observed, malformed), "has_next": has_next},
+                op.index,
+            )
             if count == 0:
                 op.done_index = entry
             rec.pages.append(observed or [])
@@ -131,16 +160,20 @@ class HistorySteps:
             count += 1
             if not (all_pages and has_next) or count >= MAX_PAGES or observed is None:
                 return
-            page = await self._call(op, state, "history.next", lambda p, pg=page: pg.next(),
-                                    record=False, params={})
+            page = await self._call(
+                op, state, "history.next", lambda p, pg=page: pg.next(), record=False, params={}
+            )
             if op.status != "ok" or page is None:
                 return
 
     async def _canonical(self, op: OpRecord, state: ClientState) -> CanonicalRecord:
         channel = op.channel
-        rec = CanonicalRecord(op.index, state.spec.name, channel,
-                              [e for e in self.model.history_all(channel)
-                               if e.id not in self.record.void])
+        rec = CanonicalRecord(
+            op.index,
+            state.spec.name,
+            channel,
+            [e for e in self.model.history_all(channel) if e.id not in self.record.void],
+        )
         self.record.canonicals.append(rec)
         deadline = self.loop.time() + self.op_timeout
         delay = 0.0
@@ -148,8 +181,9 @@ class HistorySteps:
         while True:
             rec.attempts += 1
             probe = OpRecord(op.step, op.client, op.channel, op.connection_id, params)
-            page = await self._call(probe, state, "history (canonical)",
-                                    lambda p: p.history(**params), record=False)
+            page = await self._call(
+                probe, state, "history (canonical)", lambda p: p.history(**params), record=False
+            )
             if probe.status == "skipped":
                 return rec
             if probe.status != "ok":
@@ -166,8 +200,10 @@ class HistorySteps:
                 return rec
             rec.observed = [s for page_items in pages.pages for s in page_items]
             rec.history_index = probe.done_index
-            if (history_consistent(rec.expected, self.record.origins, rec.observed)
-                    or self.loop.time() >= deadline):
+            if (
+                history_consistent(rec.expected, self.record.origins, rec.observed)
+                or self.loop.time() >= deadline
+            ):
                 return rec
             await asyncio.sleep(delay)
             delay = min(max(delay * 2, 0.0005), self.settings.poll_interval)
