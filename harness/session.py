@@ -21,11 +21,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import fnmatch
-import importlib
-import importlib.metadata
 import inspect
 import json
-import shlex
 import threading
 import time
 import traceback
@@ -35,6 +32,9 @@ from typing import Any, TypeVar
 
 from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
+from presence_conformance.harness.run.replay import replay_command
+from presence_conformance.harness.run.stops import HarnessError
+from presence_conformance.harness.version import harness_version
 from presence_conformance.scenarios import scenarios_root
 
 __all__ = [
@@ -58,22 +58,6 @@ RUNNER_INTERNAL_ERROR = (
 START_TIMEOUT = 60.0  # seconds adapter.start() may take
 STOP_TIMEOUT = 15.0  # seconds adapter.stop() may take
 PING_TIMEOUT = 2.0  # seconds a healthy loop needs to run a no-op
-
-
-class HarnessError(Exception):
-    """The harness itself failed (a bug in the runner or checks, not in the adapter). Exit 3."""
-
-    def __init__(self, message: str, case: CaseResult | None = None) -> None:
-        super().__init__(message)
-        self.case = case
-
-
-def harness_version() -> str:
-    """The installed version of presence-conformance ("unknown" from a bare checkout)."""
-    try:
-        return importlib.metadata.version("presence-conformance")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def default_scenarios_root() -> Path:
@@ -112,18 +96,6 @@ def select_scenarios(scenarios: Sequence[Any], patterns: Iterable[str] | None) -
 def area_of(case_id: str) -> str:
     """The area of a case: the folder of its scenario file (`history/limit-default-100`)."""
     return case_id.split("/", 1)[0] if "/" in case_id else "other"
-
-
-def replay_command(
-    scenario_file: str | Path | None, adapter: str, options: Mapping[str, str] | None = None
-) -> str | None:
-    """The shell command that replays one scenario file against `adapter`."""
-    if scenario_file is None:
-        return None
-    parts = ["presence-conformance", "replay", str(scenario_file), "--adapter", adapter]
-    for key, value in (options or {}).items():
-        parts += ["--adapter-option", f"{key}={value}"]
-    return shlex.join(parts)
 
 
 # -- the loop thread -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ Every refused call raises `PresenceError` before it changes anything.
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 import json
 from collections.abc import Callable, Iterable
@@ -113,6 +114,10 @@ class _Connection:
     attached: set[str] = field(default_factory=set)
     # channel -> listener name -> registrations (a multiset: subscribing twice registers twice)
     listeners: dict[str, dict[str, list[_Registration]]] = field(default_factory=dict)
+
+
+# one connection's listener registrations on one channel: listener name -> registrations
+ListenerState = dict[str, list[_Registration]]
 
 
 @dataclass(slots=True)
@@ -213,6 +218,12 @@ class PresenceModel:
 
     def connection_state(self, connection_id: str) -> str:
         return self._conn(connection_id).state
+
+    def replace_capability(self, connection_id: str, capability: Capability) -> Capability:
+        """Give the connection another capability; returns the one it had."""
+        conn = self._conn(connection_id)
+        previous, conn.capability = conn.capability, capability
+        return previous
 
     def close_connection(self, connection_id: str) -> Outcome:
         """A graceful close: every member of the connection leaves at once."""
@@ -339,6 +350,35 @@ class PresenceModel:
 
     def listeners(self, connection_id: str, channel: str) -> list[str]:
         return sorted(self._conn(connection_id).listeners.get(channel, {}))
+
+    def listener_state(self, connection_id: str, channel: str) -> ListenerState:
+        """A copy of the connection's listener registrations on `channel`, to hand back to
+        `restore_listener_state` (e.g. when an implementation refused a subscribe or an
+        unsubscribe that the model accepted)."""
+        return copy.deepcopy(self._conn(connection_id).listeners.get(channel, {}))
+
+    def restore_listener_state(
+        self, connection_id: str, channel: str, saved: ListenerState
+    ) -> None:
+        """Put back registrations taken by `listener_state` (attachment is left as it is)."""
+        self._conn(connection_id).listeners[channel] = saved
+        ch = self._channels.get(channel)
+        if ch is not None:
+            if saved:
+                ch.listening.add(connection_id)
+            else:
+                ch.listening.discard(connection_id)
+
+    def deliveries_for(self, channel: str, event: PresenceMessage) -> list[Delivery]:
+        """Who would receive `event` on `channel` now (every attached connection's listeners),
+        without changing anything: e.g. the deliveries of an event with another action."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return []
+        out: list[Delivery] = []
+        for cid in sorted(ch.attached):
+            out.extend(self._deliveries_to(self._connections[cid], channel, event))
+        return out
 
     # -- presence operations -------------------------------------------------------------------
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from presence_conformance.harness.record.records import CaseRecord, jsonable
 from presence_conformance.harness.results import Violation
 
+if TYPE_CHECKING:  # the catalogue is loaded on first use (run_checks)
+    from presence_conformance.spec import Catalogue
+
 CheckFunction = Callable[["CheckContext"], Iterable[Violation]]
+T = TypeVar("T")
 
 MAX_PER_REQUIREMENT = 10
 """Violations kept per (check, requirement) in one case; the rest are counted in a summary."""
@@ -69,7 +73,7 @@ def check(
 class CheckContext:
     """What a check sees: the case record, the catalogue, and a cache shared by the checks."""
 
-    def __init__(self, record: CaseRecord, catalogue: Any) -> None:
+    def __init__(self, record: CaseRecord, catalogue: Catalogue) -> None:
         self.record = record
         self.catalogue = catalogue
         self.cache: dict[str, Any] = {}
@@ -78,10 +82,11 @@ class CheckContext:
     def level(self, requirement: str) -> str:
         return self.catalogue.by_id(requirement).level
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: str, compute: Callable[[], T]) -> T:
         if key not in self.cache:
             self.cache[key] = compute()
-        return self.cache[key]
+        value: T = self.cache[key]
+        return value
 
     def violation(
         self,
@@ -110,7 +115,7 @@ class CheckContext:
 
 
 def run_checks(
-    record: CaseRecord, catalogue: Any = None, only: Iterable[str] | None = None
+    record: CaseRecord, catalogue: Catalogue | None = None, only: Iterable[str] | None = None
 ) -> tuple[list[Violation], list[Violation]]:
     """Run every registered check (or those named in `only`) on a case record.
 
@@ -129,7 +134,7 @@ def run_checks(
         ctx.current = info
         found.extend(info.function(ctx))
     ctx.current = None
-    unique: dict[tuple, Violation] = {}
+    unique: dict[tuple[str, str, str, int | None], Violation] = {}
     for v in found:
         key = (v.requirement, v.check, v.message, v.step)
         unique.setdefault(key, v)
@@ -138,9 +143,9 @@ def run_checks(
     for v in sorted(
         unique.values(), key=lambda v: (v.history_index is None, v.history_index or 0, v.step or 0)
     ):
-        key = (v.check, v.requirement)
-        counts[key] = counts.get(key, 0) + 1
-        if counts[key] <= MAX_PER_REQUIREMENT:
+        pair = (v.check, v.requirement)
+        counts[pair] = counts.get(pair, 0) + 1
+        if counts[pair] <= MAX_PER_REQUIREMENT:
             kept.append(v)
     for (check_name, requirement), count in counts.items():
         if count > MAX_PER_REQUIREMENT:

@@ -22,13 +22,14 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from hypothesis import event, given, seed
 from hypothesis.errors import Flaky
+from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.generation.profiles import (
     DEFAULT_PROFILE,
     hypothesis_settings,
@@ -40,18 +41,52 @@ from presence_conformance.harness.generation.strategies import (
     programs,
 )
 from presence_conformance.harness.results import CaseResult, Outcome
+from presence_conformance.harness.run.replay import replay_command
+from presence_conformance.harness.run.settings import RunSettings
+from presence_conformance.harness.run.stops import HarnessError
+from presence_conformance.harness.scenario import Scenario
+from presence_conformance.harness.version import harness_version
 
 __all__ = [
     "DEFAULT_FAILURES_DIR",
     "GeneratedFailure",
     "GenerationOptions",
     "GenerationResult",
+    "GenerationSession",
     "is_detection",
     "run_generation",
     "save_failure",
 ]
 
 DEFAULT_FAILURES_DIR = Path("failures")
+
+T = TypeVar("T")
+
+
+class GenerationSession(Protocol):
+    """What generation needs of a session: an adapter on its own event loop
+    (`presence_conformance.harness.session.ConformanceSession` is one)."""
+
+    @property
+    def adapter(self) -> Adapter: ...
+
+    @property
+    def adapter_name(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, str]: ...
+
+    @property
+    def settings(self) -> RunSettings: ...
+
+    @property
+    def start_error(self) -> str | None: ...
+
+    def start(self) -> None: ...
+
+    def case_timeout(self, scenario: Scenario) -> float: ...
+
+    def run(self, awaitable: Awaitable[T], timeout: float | None = None) -> T: ...
 
 
 @dataclass
@@ -143,7 +178,7 @@ def _steps(document: dict[str, Any]) -> int:
     return len(document.get("steps", ()))
 
 
-def _config_for(session: Any, options: GenerationOptions) -> GenerationConfig:
+def _config_for(session: GenerationSession, options: GenerationOptions) -> GenerationConfig:
     if options.config is not None:
         return options.config
     chosen = profile(options.profile, options.examples)
@@ -155,7 +190,7 @@ def _config_for(session: Any, options: GenerationOptions) -> GenerationConfig:
     return GenerationConfig(min_steps=min_steps, max_steps=max_steps, features=features)
 
 
-def _run_program(session: Any, scenario: Any) -> CaseResult:
+def _run_program(session: GenerationSession, scenario: Scenario) -> CaseResult:
     """One program on the session's adapter loop; a hang becomes a timeout result."""
     from presence_conformance.harness.run.runner import run_scenario
 
@@ -175,19 +210,18 @@ def _run_program(session: Any, scenario: Any) -> CaseResult:
 
 
 def run_generation(
-    session: Any,
+    session: GenerationSession,
     options: GenerationOptions | None = None,
     on_program: Callable[[int, dict[str, Any], CaseResult], None] | None = None,
 ) -> GenerationResult:
     """Generate and run programs against the session's adapter (see the module docstring).
 
-    `session` is a `presence_conformance.harness.session.ConformanceSession` (started here if needed). `on_program`
-    is called after each program with its number, its scenario document and its result. Never raises for a failing
-    program; raises `HarnessError` when the harness itself breaks (a generated program the
+    `session` is a `presence_conformance.harness.session.ConformanceSession` (started here if
+    needed). `on_program` is called after each program with its number, its scenario document
+    and its result. Never raises for a failing program; raises `HarnessError` when the harness itself breaks (a generated program the
     loader refuses, the adapter's loop blocked).
     """
     from presence_conformance.harness.scenario import scenario_from_dict
-    from presence_conformance.harness.session import HarnessError
 
     options = options or GenerationOptions()
     chosen = profile(options.profile, options.examples)
@@ -320,7 +354,7 @@ def _fill_case(result: GenerationResult, failure: GeneratedFailure, profile_name
 
 
 def save_failure(
-    session: Any,
+    session: GenerationSession,
     failure: GeneratedFailure,
     options: GenerationOptions,
     profile_name: str,
@@ -331,7 +365,6 @@ def save_failure(
     from the file (when `options.confirm_replay`), and fill in `failure.path`, `replay`,
     `replay_confirmed`."""
     from presence_conformance.harness.scenario import dump_scenario, load_scenario, scenario_to_yaml
-    from presence_conformance.harness.session import harness_version, replay_command
 
     document = dict(failure.document)
     steps_text = scenario_to_yaml({k: document[k] for k in ("clients", "channels", "steps")})
@@ -405,7 +438,8 @@ class _statistics_collector:
             from hypothesis.statistics import collector
         except ImportError:  # pragma: no cover - a Hypothesis without the collector
             return
-        self.context = collector.with_value(self.sink.append)
+        # the collector is typed for Hypothesis' own use (a None default); it takes any callable
+        self.context = cast(Any, collector).with_value(self.sink.append)
         self.context.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
@@ -420,4 +454,4 @@ def _describe(stats: dict[str, Any]) -> str:
         return repr(stats)
     stats = dict(stats)
     stats.setdefault("nodeid", "presence-conformance generate")
-    return describe_statistics(stats)
+    return describe_statistics(cast(Any, stats))  # a dict of Hypothesis' StatisticsDict shape

@@ -10,7 +10,6 @@ from typing import Any
 from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
-from presence_conformance.reference_impl.model import _check_capability
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 
@@ -163,16 +162,10 @@ class RefusedEnterStillBroadcast(MutantAdapter):
 
     class Presence(MutantPresence):
         async def enter(self, data: Any = None) -> None:
-            conn = self.model._connections[self.service_connection.id]
-            granted = conn.capability
-            conn.capability = None
+            model, cid = self.model, self.service_connection.id
+            granted = model.replace_capability(cid, None)
             try:
                 await super().enter(data)
             finally:
-                conn.capability = granted
-            if not _check_capability(granted, self.channel_name, "presence"):
-                raise PresenceError(
-                    errors.CAPABILITY_DENIED,
-                    f"capability: no presence capability on channel {self.channel_name!r}",
-                    "capability",
-                )
+                model.replace_capability(cid, granted)
+            model.check_capability(cid, self.channel_name, "presence")

@@ -60,7 +60,7 @@ def read_message(raw: Any) -> dict[str, Any]:
     """
     if isinstance(raw, PresenceMessage):
         action = raw.action.value if isinstance(raw.action, Action) else raw.action
-        values = {
+        values: dict[str, Any] = {
             "action": action,
             "clientId": raw.client_id,
             "connectionId": raw.connection_id,

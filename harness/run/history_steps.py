@@ -8,12 +8,11 @@ step's query, following the pages with `pages: all`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from presence_conformance.harness.adapter import PresenceError
+from presence_conformance.harness.adapter import AdapterPresence, PresenceError
 from presence_conformance.harness.record.matching import align, event_slots, history_consistent
 from presence_conformance.harness.record.records import (
     CanonicalRecord,
@@ -23,11 +22,14 @@ from presence_conformance.harness.record.records import (
     jsonable,
 )
 from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run.calls import Call, Calls
+from presence_conformance.harness.run.clients import ClientState
+from presence_conformance.harness.run.poll import poll_until
+from presence_conformance.harness.run.state import CaseState, channel_of
 from presence_conformance.harness.run.stops import Abort, items_json
 from presence_conformance.reference_impl.model import validate_history_params
 
-if TYPE_CHECKING:
-    from presence_conformance.harness.run.driver import ClientState
+__all__ = ["CANONICAL_LIMIT", "MAX_PAGES", "HistorySteps"]
 
 CANONICAL_LIMIT = 1000
 MAX_PAGES = 1000
@@ -43,9 +45,13 @@ class _Pages:
 
 
 class HistorySteps:
-    """Mixed into `CaseDriver`: the `history` step."""
+    """The `history` step."""
 
-    def _plan_history(self, op: OpRecord, state: ClientState) -> Callable[[], Awaitable[None]]:
+    def __init__(self, case: CaseState, calls: Calls) -> None:
+        self.case = case
+        self.calls = calls
+
+    def plan_history(self, op: OpRecord, state: ClientState) -> Call:
         async def call() -> None:
             await self._history(op, state)
 
@@ -66,7 +72,7 @@ class HistorySteps:
         raw_end = args.get("end") if not isinstance(args.get("end"), dict) else None
         static_error = None
         try:  # the history capability is judged before anything else
-            self.model.check_capability(op.connection_id, op.channel, "history")
+            self.case.model.check_capability(state.cid, channel_of(step), "history")
         except PresenceError as exc:
             static_error = op.model_error = exc
         if static_error is None and not needs_refs:
@@ -105,10 +111,10 @@ class HistorySteps:
                 f"{list(step.expect_error)}, but the reference model accepts the query "
                 "(a mistake in the scenario)",
             )
-        self.record.queries.append(rec)
+        self.case.record.queries.append(rec)
         if rec.unresolved:
             op.status = "skipped"
-            self.history.record(
+            self.case.history.record(
                 "info", state.spec.name, "history", {"skipped": rec.unresolved}, op.index
             )
             return
@@ -123,20 +129,29 @@ class HistorySteps:
             if v is not None
         }
         op.params = params
-        page = await self._call(op, state, "history", lambda p: p.history(**params), record=False)
+        page = await self.calls.call(
+            op, state, "history", lambda p: p.history(**params), record=False
+        )
         if op.status != "ok":
             return
         await self._read_pages(op, state, rec, page, all_pages=rec.pages_mode == "all")
         rec.history_index = op.done_index
 
     async def _read_pages(
-        self, op: OpRecord, state: ClientState, rec: Any, page: Any, all_pages: bool
+        self,
+        op: OpRecord,
+        state: ClientState,
+        rec: HistoryQueryRecord | _Pages,
+        page: Any,
+        all_pages: bool,
     ) -> None:
         """Read `page` (and, with `all_pages`, the pages after it) into `rec.pages`."""
         count = 0
         while True:
             items = getattr(page, "items", None)
-            observed, malformed = self._read_items(items, "history", op.index, op.channel)
+            observed, malformed = self.calls.read_items(
+                items, "history", op.index, channel_of(op.step)
+            )
             if observed is None:
                 rec.malformed = malformed if items is not None else jsonable(page)
             try:
@@ -145,7 +160,7 @@ class HistorySteps:
                 raise Abort(
                     Outcome.ERROR, f"{op.step.label}: has_next() raised {type(exc).__name__}: {exc}"
                 ) from exc
-            entry = self.history.record(
+            entry = self.case.history.record(
                 "ok",
                 state.spec.name,
                 "history" if count == 0 else "history (next page)",
@@ -156,70 +171,79 @@ class HistorySteps:
                 op.done_index = entry
             rec.pages.append(observed or [])
             rec.has_next.append(has_next)
-            self._keep(observed)
+            self.calls.keep(observed)
             count += 1
             if not (all_pages and has_next) or count >= MAX_PAGES or observed is None:
                 return
-            page = await self._call(
-                op, state, "history.next", lambda p, pg=page: pg.next(), record=False, params={}
+            page = await self.calls.call(
+                op, state, "history.next", _next_page(page), record=False, params={}
             )
             if op.status != "ok" or page is None:
                 return
 
     async def _canonical(self, op: OpRecord, state: ClientState) -> CanonicalRecord:
-        channel = op.channel
+        """Read the implementation's whole history of the channel, again (bounded) until it
+        holds the model's log."""
+        case = self.case
+        channel = channel_of(op.step)
         rec = CanonicalRecord(
             op.index,
             state.spec.name,
             channel,
-            [e for e in self.model.history_all(channel) if e.id not in self.record.void],
+            [e for e in case.model.history_all(channel) if e.id not in case.record.void],
         )
-        self.record.canonicals.append(rec)
-        deadline = self.loop.time() + self.op_timeout
-        delay = 0.0
-        params = {"limit": CANONICAL_LIMIT, "direction": "forwards"}
-        while True:
+        case.record.canonicals.append(rec)
+        params: dict[str, Any] = {"limit": CANONICAL_LIMIT, "direction": "forwards"}
+
+        async def attempt() -> bool:
             rec.attempts += 1
             probe = OpRecord(op.step, op.client, op.channel, op.connection_id, params)
-            page = await self._call(
+            page = await self.calls.call(
                 probe, state, "history (canonical)", lambda p: p.history(**params), record=False
             )
             if probe.status == "skipped":
-                return rec
+                return True
             if probe.status != "ok":
                 rec.error = f"code {probe.error_code}: {probe.error_message}"
-                return rec
-
+                return True
             pages = _Pages()
             await self._read_pages(probe, state, pages, page, all_pages=True)
             if probe.status != "ok":
                 rec.error = f"code {probe.error_code}: {probe.error_message}"
-                return rec
+                return True
             if pages.malformed is not None:
                 rec.error = f"malformed history page: {pages.malformed!r}"
-                return rec
+                return True
             rec.observed = [s for page_items in pages.pages for s in page_items]
             rec.history_index = probe.done_index
-            if (
-                history_consistent(rec.expected, self.record.origins, rec.observed)
-                or self.loop.time() >= deadline
-            ):
-                return rec
-            await asyncio.sleep(delay)
-            delay = min(max(delay * 2, 0.0005), self.settings.poll_interval)
+            return history_consistent(rec.expected, case.record.origins, rec.observed)
+
+        await poll_until(attempt, case.deadline(case.op_timeout), case.settings.poll_interval)
+        return rec
 
     def _stamp_of(self, step_id: str, canonical: CanonicalRecord | None) -> int | None:
         """The implementation's timestamp of the first event the step `step_id` produced."""
         if canonical is None or canonical.observed is None:
             return None
-        op = next((o for o in self.record.ops if o.step.id == step_id and o.events), None)
+        op = next((o for o in self.case.record.ops if o.step.id == step_id and o.events), None)
         if op is None:
             return None
         target = op.events[0]
 
-        alignment = align(event_slots(canonical.expected, self.record.origins), canonical.observed)
+        alignment = align(
+            event_slots(canonical.expected, self.case.record.origins), canonical.observed
+        )
         for seen, slot, _ in alignment.matched:
             if slot.event.id == target.id:
                 stamp = seen.timestamp
                 return stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None
         return None
+
+
+def _next_page(page: Any) -> Callable[[AdapterPresence], Awaitable[Any]]:
+    """The call that fetches the page after `page` (the presence object is not needed)."""
+
+    def fetch(_presence: AdapterPresence) -> Awaitable[Any]:
+        return page.next()
+
+    return fetch

@@ -1,7 +1,7 @@
 """Running scenarios against an adapter: `run_scenario` for one case, `run_scenarios` for a run.
 
-The runner drives and records (`presence_conformance.harness.run.driver`), the checks judge (`presence_conformance.harness.checks`). A case
-never raises: whatever happens it returns a `CaseResult` with the history, and the adapter's
+The driver drives and records (`presence_conformance.harness.run.driver`), the checks judge
+(`presence_conformance.harness.checks`). A case never raises: whatever happens it returns a `CaseResult` with the history, and the adapter's
 connections are closed at the end (bounded) even when the case failed.
 
 Outcome of a case, worst first: `error` (the adapter raised something other than
@@ -17,47 +17,20 @@ import asyncio
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.checks import run_checks
 from presence_conformance.harness.checks.wire import collect_wire_frames
-from presence_conformance.harness.results import CaseResult, Outcome, RunResult
-from presence_conformance.harness.run.driver import Abort, CaseDriver, Stop
+from presence_conformance.harness.results import CaseResult, Outcome, RunResult, Violation
+from presence_conformance.harness.run.driver import CaseDriver
+from presence_conformance.harness.run.settings import RunSettings
+from presence_conformance.harness.run.stops import Abort, Stop
 from presence_conformance.harness.scenario import Scenario
 
 __all__ = ["RunSettings", "judge", "run_scenario", "run_scenarios"]
 
 
-@dataclass
-class RunSettings:
-    """How the runner waits.
-
-    - `op_timeout`: seconds one adapter call may take, and the bound of every model-driven wait
-      (events a listener must receive, `sync_complete()` after an attach, a `get` or history
-      converging);
-    - `quiet_period`: seconds to watch for extra events at the end of a case when the adapter
-      cannot `quiesce()` (None: the adapter's `quiet_period`);
-    - `leave_grace`: seconds a dropped connection's members may stay (None: the adapter's);
-    - `sync_wait`: after a step attaches a channel, wait until `sync_complete()` is true (only
-      with `Feature.SYNC_COMPLETE`);
-    - `poll_interval`: the longest pause between two polls (`get`, history, `sync_complete`);
-    - `close_timeout`: seconds each connection may take to close at the end of a case;
-    - `channel_prefix`: the prefix added to channel names (None: a random one per case);
-    - `keep_history`: put the history in the `CaseResult` (always kept for failures).
-    """
-
-    op_timeout: float = 5.0
-    quiet_period: float | None = None
-    leave_grace: float | None = None
-    sync_wait: bool = True
-    poll_interval: float = 0.01
-    close_timeout: float = 2.0
-    channel_prefix: str | None = None
-    keep_history: bool = True
-
-
-def judge(violations: list, infos: list) -> Outcome:
+def judge(violations: list[Violation], infos: list[Violation]) -> Outcome:
     """The outcome of a case that ran to the end: fail on a MUST, non-strict on a SHOULD."""
     levels = {v.level for v in violations}
     if "MUST" in levels:

@@ -1,14 +1,14 @@
-"""What the parts of the case driver share: the exceptions that stop a case, and the JSON forms
-of results recorded in the history."""
+"""The exceptions that stop a case (`Abort`, `Stop`) or a run (`HarnessError`), and the JSON
+forms of results recorded in the history."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from presence_conformance.harness.record.records import Seen, jsonable
-from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.results import CaseResult, Outcome
 
-__all__ = ["Abort", "Stop", "items_json", "summary"]
+__all__ = ["Abort", "HarnessError", "Stop", "items_json", "summary"]
 
 
 class Abort(Exception):
@@ -25,11 +25,21 @@ class Stop(Exception):
     connectionId the model cannot represent)."""
 
 
+class HarnessError(Exception):
+    """The harness itself failed (a bug in the runner or checks, not in the adapter). Exit 3."""
+
+    def __init__(self, message: str, case: CaseResult | None = None) -> None:
+        super().__init__(message)
+        self.case = case
+
+
 def summary(result: Any) -> Any:
+    """The JSON form of an adapter call's result, for the history."""
     return None if result is None else jsonable(result)
 
 
 def items_json(items: list[Seen] | None, malformed: Any) -> Any:
+    """The JSON form of members or events read (or of a result that was not a list)."""
     if items is None:
         return {"malformed": malformed}
     return [s.json for s in items]

@@ -840,7 +840,7 @@ class BridgeAdapter(Adapter):
 
 
 def _harness_version() -> str:
-    from presence_conformance.harness.session import harness_version
+    from presence_conformance.harness.version import harness_version
 
     return f"presence-conformance {harness_version()}"
 

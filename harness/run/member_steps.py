@@ -1,0 +1,232 @@
+"""Member steps of the case driver: `enter`, `update`, `leave` and `get`, and the end-of-case
+convergence read.
+
+The model goes first (its error, its events, who must receive them); then the adapter call. A
+`get` on an attached channel is repeated (bounded) until it returns the model's members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from presence_conformance.harness.adapter import AdapterPresence, PresenceError
+from presence_conformance.harness.record.matching import members_equal
+from presence_conformance.harness.record.records import EventOrigin, GetRecord, OpRecord, jsonable
+from presence_conformance.harness.run.calls import Call, Calls, Refusals
+from presence_conformance.harness.run.clients import ClientState
+from presence_conformance.harness.run.deliveries import Deliveries
+from presence_conformance.harness.run.oracle import open_action_outcome
+from presence_conformance.harness.run.poll import poll_until
+from presence_conformance.harness.run.state import CaseState, channel_of
+from presence_conformance.harness.run.stops import items_json
+from presence_conformance.harness.scenario import Step
+from presence_conformance.reference_impl.model import Outcome as ModelOutcome
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.types import Action, Data, PresenceMessage
+
+__all__ = ["MemberSteps"]
+
+# the operation in the model and in the adapter, by step kind
+_MODEL_OPS: dict[str, Callable[[PresenceModel, str, str, Data], ModelOutcome]] = {
+    "enter": lambda model, cid, channel, data: model.enter(cid, channel, data),
+    "update": lambda model, cid, channel, data: model.update(cid, channel, data),
+    "leave": lambda model, cid, channel, data: model.leave(cid, channel, data),
+}
+_ADAPTER_OPS: dict[str, Callable[[AdapterPresence, Data], Awaitable[None]]] = {
+    "enter": lambda presence, data: presence.enter(data),
+    "update": lambda presence, data: presence.update(data),
+    "leave": lambda presence, data: presence.leave(data),
+}
+# enter while present and update while absent: the implementation may report either action
+_ALTERNATIVE = {"enter": "update", "update": "enter"}
+
+
+class MemberSteps:
+    """The `enter`, `update`, `leave` and `get` steps."""
+
+    def __init__(
+        self, case: CaseState, calls: Calls, deliveries: Deliveries, refusals: Refusals
+    ) -> None:
+        self.case = case
+        self.calls = calls
+        self.deliveries = deliveries
+        self.refusals = refusals
+
+    # -- enter / update / leave ----------------------------------------------------------------
+
+    def plan_publish(self, op: OpRecord, state: ClientState) -> Call:
+        """`enter`, `update` or `leave` (the step's kind)."""
+        step, model, record = op.step, self.case.model, self.case.record
+        kind, channel = step.kind, channel_of(step)
+        data = step.args.get("data")
+        if "data" in step.args:
+            op.params = {"data": jsonable(data)}
+        cid, client_id = state.cid, state.model_client_id
+        was_present = bool(client_id is not None and model.get(channel, client_id, cid))
+        op.was_present = was_present
+        attached = model.is_attached(cid, channel)
+        prior = model.get(channel, client_id, cid) if client_id is not None else []
+        try:
+            outcome = _MODEL_OPS[kind](model, cid, channel, data)
+        except PresenceError as exc:
+            op.model_error = exc
+            op.attempted = (kind, client_id, cid, data)
+            # refused after the implicit attach (no presence capability: RTP8d, then RTP8h)
+            op.fresh_attach = not attached and model.is_attached(cid, channel)
+        else:
+            op.events = list(outcome.events)
+            origin = EventOrigin(kind, step.index, channel, was_present, data is not None)
+            for event in outcome.events:
+                record.origins[event.id] = origin
+            alternative = (
+                _ALTERNATIVE[kind]
+                if (kind in _ALTERNATIVE and was_present == (kind == "enter"))
+                else None
+            )
+            if alternative and outcome.events:
+                outcome = open_action_outcome(model, channel, outcome, alternative)
+            self.deliveries.expect(outcome, step.index, op)
+            op.fresh_attach = not attached and model.is_attached(cid, channel)
+
+            def undo() -> ModelOutcome | None:
+                now = model.get(channel, client_id, cid)
+                if not prior:
+                    return model.leave(cid, channel) if now else None
+                if not now:
+                    return model.enter(cid, channel, prior[0].data)
+                return model.update(cid, channel, prior[0].data)
+
+            self.refusals.on_refusal(op, undo)
+        operation = _ADAPTER_OPS[kind]
+        return self.calls.invoker(op, state, kind, lambda p: operation(p, data))
+
+    # -- get -----------------------------------------------------------------------------------
+
+    def _resolve_client_id(self, value: Any) -> str | None:
+        if isinstance(value, dict):
+            return self.case.clients[value["of"]].model_client_id
+        return value
+
+    def _resolve_connection_id(self, value: Any) -> str | None:
+        if isinstance(value, dict):
+            return self.case.clients[value["of"]].connection_id
+        return value
+
+    def plan_get(self, op: OpRecord, state: ClientState) -> Call:
+        step, model, channel = op.step, self.case.model, channel_of(op.step)
+        clients = self.case.clients
+        client_id = self._resolve_client_id(step.args.get("client_id"))
+        connection_id = self._resolve_connection_id(step.args.get("connection_id"))
+        wait = step.args.get("wait_for_sync")
+        kwargs: dict[str, Any] = {}
+        if client_id is not None:
+            kwargs["client_id"] = client_id
+        if connection_id is not None:
+            kwargs["connection_id"] = connection_id
+        if wait is not None:
+            kwargs["wait_for_sync"] = wait
+        op.params = dict(kwargs)
+        cid = state.cid
+        attached = model.is_attached(cid, channel)
+        rec = GetRecord(
+            "step",
+            op,
+            state.spec.name,
+            channel,
+            cid,
+            client_id,
+            connection_id,
+            wait,
+            fresh=not attached,
+        )
+        try:
+            model.get(channel, client_id, connection_id)
+            outcome = model.attach(cid, channel)  # may be refused: no capability (RTP11e)
+        except PresenceError as exc:
+            op.model_error = exc
+            return self.calls.invoker(op, state, "get", lambda p: p.get(**kwargs))
+        self.deliveries.expect(outcome, step.index)
+        op.fresh_attach = not attached
+        rec.expected = model.get(channel, client_id, connection_id)
+        rec.possible = self._possible_members(channel)
+        if "expect" in step.args:
+            rec.expect = [
+                (
+                    clients[m["client"]].model_client_id,
+                    clients[m["client"]].connection_id,
+                    "data" in m,
+                    m.get("data"),
+                )
+                for m in step.args["expect"]
+            ]
+        self.case.record.gets.append(rec)
+        poll = not rec.fresh and wait is not False
+
+        async def call() -> None:
+            await self.read_members(op, state, rec, kwargs, poll)
+
+        return call
+
+    def _possible_members(self, channel: str) -> list[PresenceMessage]:
+        model = self.case.model
+        members = {(m.member_key, repr(m.data)): m for m in model.get(channel)}
+        for event in model.history_all(channel):
+            if event.action is not Action.LEAVE:
+                members.setdefault((event.member_key, repr(event.data)), event)
+        return list(members.values())
+
+    async def read_members(
+        self, op: OpRecord, state: ClientState, rec: GetRecord, kwargs: dict[str, Any], poll: bool
+    ) -> None:
+        """get() into `rec`; with `poll`, again (bounded) until it returns the model's members."""
+        history = self.case.history
+
+        async def attempt() -> bool:
+            rec.attempts += 1
+            f = "get" if rec.attempts == 1 else "get (again)"
+            result = await self.calls.call(
+                op, state, f, lambda p: p.get(**kwargs), record=False, params=kwargs
+            )
+            if op.status != "ok":
+                return True
+            rec.observed, rec.malformed = self.calls.read_items(
+                result, "get", op.index, rec.channel
+            )
+            rec.history_index = op.done_index = history.record(
+                "ok", state.spec.name, f, items_json(rec.observed, rec.malformed), op.index
+            )
+            return not poll or members_equal(rec.expected, rec.observed)
+
+        deadline = self.case.deadline(self.case.op_timeout)
+        await poll_until(attempt, deadline, self.case.settings.poll_interval)
+        if op.status != "ok":
+            return
+        self.calls.keep(rec.observed)
+
+    async def converge(self) -> None:
+        """At the end of the case: every connected client reads the members of each channel it
+        is attached to, until they are the model's (bounded)."""
+        case = self.case
+        for name, state in case.clients.items():
+            if not state.connected or state.refused is not None:
+                continue
+            for channel in case.scenario.channels:
+                if not case.model.is_attached(state.cid, channel):
+                    continue
+                op = OpRecord(
+                    Step("converge", len(case.scenario.steps), "(end of case)"),
+                    name,
+                    channel,
+                    state.connection_id,
+                )
+                rec = GetRecord(
+                    "converge",
+                    None,
+                    name,
+                    channel,
+                    state.cid,
+                    expected=case.model.get(channel),
+                )
+                case.record.gets.append(rec)
+                await self.read_members(op, state, rec, {}, poll=True)

@@ -1,0 +1,71 @@
+"""`CaseState`: what every part of the case driver shares for one case (the scenario, the
+adapter, the settings, the reference model, the history and record, the clients, the loop and
+the timeouts), built once per case and handed to each collaborator."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import threading
+
+from presence_conformance.harness.adapter import Adapter, AdapterPresence
+from presence_conformance.harness.record.history import History
+from presence_conformance.harness.record.records import CaseRecord
+from presence_conformance.harness.run.clients import ClientState
+from presence_conformance.harness.run.settings import RunSettings
+from presence_conformance.harness.scenario import Scenario, Step
+from presence_conformance.reference_impl.model import PresenceModel
+
+__all__ = ["CaseState", "channel_of"]
+
+
+class CaseState:
+    """The shared state of one case. Built inside the running event loop (`loop` and `thread`
+    are where listener callbacks are brought back to)."""
+
+    def __init__(self, scenario: Scenario, adapter: Adapter, settings: RunSettings) -> None:
+        self.scenario = scenario
+        self.adapter = adapter
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.prefix = prefix = settings.channel_prefix or f"pc{secrets.token_hex(4)}-"
+        clock = itertools.count(1)
+        self.model = PresenceModel(lambda: next(clock))
+        self.history = History()
+        self.record = CaseRecord(
+            scenario=scenario,
+            history=self.history,
+            model=self.model,
+            channels={c: prefix + c for c in scenario.channels},
+        )
+        self.clients = {name: ClientState(spec) for name, spec in scenario.clients.items()}
+        self.record.client_ids = {n: s.client_id for n, s in scenario.clients.items()}
+        self.op_timeout = settings.op_timeout
+        grace = settings.leave_grace if settings.leave_grace is not None else adapter.leave_grace
+        self.leave_grace = float(grace or 0.0)
+        self.recording = True  # listener callbacks record events until the case is over
+        self.current_step: int | None = None
+
+    def client(self, step: Step) -> ClientState:
+        """The client a step acts as (the loader gives every operation step one)."""
+        if step.client is None:
+            raise RuntimeError(f"{step.label}: the step has no client")
+        return self.clients[step.client]
+
+    def presence(self, state: ClientState, channel: str) -> AdapterPresence:
+        """The adapter's presence object of `state`'s connection on the logical `channel`."""
+        assert state.conn is not None
+        return state.conn.channel(self.record.channels[channel]).presence
+
+    def deadline(self, timeout: float) -> float:
+        """The loop time `timeout` seconds from now."""
+        return self.loop.time() + timeout
+
+
+def channel_of(step: Step) -> str:
+    """The channel a step acts on (the loader gives every channel operation one)."""
+    if step.channel is None:
+        raise RuntimeError(f"{step.label}: the step has no channel")
+    return step.channel
