@@ -5,22 +5,11 @@ No timing is asserted: the figures depend on the machine (and on what else it is
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import run_bench
 
 
 def test_bench_server_quick_runs_and_prints_the_table() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_server.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_bench("bench_server.py", "--quick", timeout=600)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     lines = result.stdout.splitlines()
     assert "== summary ==" in lines, result.stdout

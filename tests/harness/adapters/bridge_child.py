@@ -1,7 +1,7 @@
-"""A tiny bridge child for tests/test_bridge.py: the in-process reference service
+"""A tiny bridge child for tests/harness/adapters/test_bridge.py: the in-process reference service
 (`presence_conformance.reference_impl.service.PresenceService`) served over the bridge protocol (docs/bridge.md).
 
-    python tests/bridge_child.py [--leave-grace S] [--fault KIND:OP]...
+    python tests/harness/adapters/bridge_child.py [--leave-grace S] [--fault KIND:OP]...
 
 Faults, to test how the adapter copes (KIND:OP, OP an operation name or `*`):
 - `hang:OP`     never answer OP (keeps reading and answering nothing more for it)
@@ -25,8 +25,6 @@ import os
 import sys
 import time
 from typing import Any
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.service import PresenceService
@@ -122,7 +120,7 @@ class Child:
     async def op_hello(self, req: dict) -> dict:
         return {
             "protocol": 1,
-            "sdk": "reference-service (tests/bridge_child.py)",
+            "sdk": "reference-service (tests/harness/adapters/bridge_child.py)",
             "features": FEATURES,
             "ops": ["quiesce"],
         }

@@ -2,7 +2,7 @@
 scenarios, and children that hang, crash or write garbage give `timeout`/`error` outcomes that
 name the step, have their process group killed, and leave the run going.
 
-The child is `tests/bridge_child.py`; its `--fault KIND:OP` makes it misbehave on one operation
+The child is `tests/harness/adapters/bridge_child.py`; its `--fault KIND:OP` makes it misbehave on one operation
 and `--once PATH` only the first time (the child started after the kill behaves).
 """
 
@@ -32,8 +32,8 @@ from presence_conformance.harness.run.runner import RunSettings
 from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "bridge_child.py"
 DOCS = ROOT / "docs" / "bridge.md"
 GOOD_CASES = [
@@ -98,7 +98,7 @@ def test_scenarios_pass_through_the_bridge() -> None:
 
 def test_hello_negotiates_features_and_the_contract_round_trips() -> None:
     async def body(bridge: BridgeAdapter) -> None:
-        assert bridge.sdk == "reference-service (tests/bridge_child.py)"
+        assert bridge.sdk == "reference-service (tests/harness/adapters/bridge_child.py)"
         assert Feature.HISTORY in bridge.features and Feature.WIRE_FRAMES in bridge.features
         assert "quiesce" in bridge.child_ops
         alice = await bridge.connect("alice")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,9 +23,10 @@ from presence_conformance.harness.adapters.reference import (
 from presence_conformance.harness.checks import CHECKS, REGISTRY
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
-from presence_conformance.harness.scenario import load_scenarios, scenario_from_dict
+from presence_conformance.harness.scenario import load_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
+from support import ROOT, make_scenario, op, run_case
 
 from presence_conformance import spec
 
@@ -335,26 +337,7 @@ class ReusesConnectionIds(ReferenceAdapter):
 # -- scenarios -------------------------------------------------------------------------------------
 
 
-def scenario(
-    steps: list[dict],
-    clients: dict | None = None,
-    channels: tuple = ("room",),
-    requirements: tuple = ("order.exactly-once",),
-    case_id: str = "checks/x",
-) -> Any:
-    return scenario_from_dict(
-        {
-            "requirements": list(requirements),
-            "clients": clients or {"alice": {}, "bob": {}},
-            "channels": list(channels),
-            "steps": steps,
-        },
-        case_id=case_id,
-    )
-
-
-def op(kind: str, client: str, channel: str = "room", **fields: Any) -> dict:
-    return {kind: {"client": client, "channel": channel, **fields}}
+scenario = partial(make_scenario, requirements=("order.exactly-once",), case_id="checks/x")
 
 
 WATCH = op("subscribe", "bob", listener="L")
@@ -698,12 +681,7 @@ async def run(
     timed = any(step.kind == "history" for step in case.iter_steps())
     # distinct timestamps, so that the order of history items is defined
     options = {"leave_grace": "0.02", **({"op_delay": "0.002"} if timed else {}), **(options or {})}
-    adapter = adapter_cls(options)
-    await adapter.start()
-    try:
-        return await run_scenario(case, adapter, SETTINGS)
-    finally:
-        await adapter.stop()
+    return await run_case(case, adapter_cls(options), SETTINGS)
 
 
 def found(result: CaseResult) -> set[tuple[str, str]]:
@@ -711,7 +689,7 @@ def found(result: CaseResult) -> set[tuple[str, str]]:
 
 
 def test_every_check_has_a_case() -> None:
-    """Every check outside the wire family (tests/test_wire_checks.py) has a mutant here."""
+    """Every check outside the wire family (tests/harness/checks/test_wire_checks.py) has a mutant here."""
     assert set(CASES) == {name for name, info in REGISTRY.items() if info.family != "wire"}
 
 
@@ -725,9 +703,7 @@ def test_checks_cover_the_catalogue() -> None:
 
 
 def spec_root() -> Any:
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent.parent / "scenarios"
+    return ROOT / "scenarios"
 
 
 @pytest.mark.parametrize("check", sorted(CASES))

@@ -13,7 +13,6 @@ registry path over a case record, and end to end with the `ably-wire` adapter.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,10 +32,10 @@ from presence_conformance.harness.run.driver import CaseDriver
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import load_scenarios, scenario_from_dict
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from support import ROOT
 
 from presence_conformance import spec
 
-ROOT = Path(__file__).resolve().parent.parent
 WIRE_CHECKS = sorted(name for name, info in REGISTRY.items() if info.family == "wire")
 WIRE_REQUIREMENTS = {
     "wire.enter-no-client-id",

@@ -538,37 +538,3 @@ def test_message_schema_cache_folds_only_valid_identities() -> None:
         assert _shape_key(message) != _shape_key(base)
         assert _schema_errors(message, {}), bad
     assert _schema_errors(base, {}) == [] and _schema_errors(same, {}) == []
-
-
-def test_bench_generation_runs_and_prints_its_summary() -> None:
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(root / "bench" / "bench_generation.py"),
-            "--mutants",
-            FAST_MUTANT,
-            "--budget",
-            "50",
-            "--examples",
-            "20",
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = result.stdout
-    assert f"{FAST_MUTANT}" in out and "programs/s" in out
-    for line in (
-        "mutants detected",
-        "median time to detect",
-        "shrunk to <= 8 steps",
-        "20-step programs/s against reference",
-    ):
-        assert line in out

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from presence_conformance.harness.session import load_suite
-from test_cli import BROKEN, SCENARIOS  # the same small scenario set and broken adapters
+from sample_project import BROKEN, SCENARIOS  # the CLI tests' scenario set and broken adapters
+from support import ROOT, write_files
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parent.parent
 MINIMAL_SOURCE = (ROOT / "examples" / "minimal_adapter.py").read_text()
 
 
@@ -31,10 +30,7 @@ def only_scenario_items(pytester: pytest.Pytester, pytestconfig: pytest.Config) 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A user project: a scenarios folder, the minimal adapter and broken adapters as modules."""
-    for name, text in SCENARIOS.items():
-        path = pytester.path / "my_scenarios" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    write_files(pytester.path / "my_scenarios", SCENARIOS)
     pytester.makepyfile(my_adapter=MINIMAL_SOURCE, broken_adapters=BROKEN)
     return pytester
 

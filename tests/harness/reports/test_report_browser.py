@@ -21,7 +21,8 @@ import pytest
 from presence_conformance.harness.reports import write_matrix, write_reports
 from test_reports import HOSTILE, fake_catalogue, passing_run, sample_run
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 ARTIFACTS = ROOT / "reports" / "artifacts"
 TIMEOUT = 30
 FLAGS = [

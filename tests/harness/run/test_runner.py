@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,42 +19,18 @@ from presence_conformance.harness.adapters.reference import (
 )
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 from presence_conformance.harness.run.runner import RunSettings, run_scenario, run_scenarios
-from presence_conformance.harness.scenario import scenario_from_dict
+from support import make_scenario, op, run_case
 
 from presence_conformance import spec
 
 FAST = RunSettings(op_timeout=0.3, quiet_period=0.02)
 
 
-def scenario(
-    steps: list[dict],
-    clients: dict | None = None,
-    channels: tuple = ("room", "other"),
-    requirements: tuple = ("enter.adds-member",),
-    case_id: str = "runner/x",
-) -> Any:
-    return scenario_from_dict(
-        {
-            "requirements": list(requirements),
-            "clients": clients or {"alice": {}, "bob": {}},
-            "channels": list(channels),
-            "steps": steps,
-        },
-        case_id=case_id,
-    )
-
-
-def op(kind: str, client: str, channel: str = "room", **fields: Any) -> dict:
-    return {kind: {"client": client, "channel": channel, **fields}}
+scenario = partial(make_scenario, channels=("room", "other"), case_id="runner/x")
 
 
 async def run(case: Any, adapter: Any = None, settings: RunSettings = FAST) -> CaseResult:
-    adapter = adapter or ReferenceAdapter({"leave_grace": "0.02"})
-    await adapter.start()
-    try:
-        return await run_scenario(case, adapter, settings)
-    finally:
-        await adapter.stop()
+    return await run_case(case, adapter or ReferenceAdapter({"leave_grace": "0.02"}), settings)
 
 
 def assert_pass(result: CaseResult) -> None:

@@ -15,8 +15,8 @@ from presence_conformance.harness.scenario import (
     load_scenarios,
     scenario_from_dict,
 )
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 GOOD = """\
 name: good
 description: Everything the format has.

@@ -13,14 +13,13 @@ import asyncio
 import json
 import shutil
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 from presence_conformance.reference_impl.server.testing import RawClient
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "node"
 KEY = "appid.keyid:secret"
 
