@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from presence_conformance.reference_impl.service import (
     ServicePresence,
 )
 from presence_conformance.reference_impl.types import Action, PresenceMessage
+from support import until
 
 CH = "room"
 
@@ -31,12 +33,8 @@ async def settle(hops: int = 10) -> None:
         await asyncio.sleep(0)
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.001)
+# the service answers within a few turns of the event loop: a short bound, a tight poll
+eventually = partial(until, timeout=2.0, interval=0.001)
 
 
 class Recorder:

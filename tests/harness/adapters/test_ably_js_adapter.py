@@ -22,6 +22,7 @@ from presence_conformance.harness.run.runner import RunSettings
 from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
+from support import run_adapter, until
 
 NODE_DIR = default_node_dir()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -47,22 +48,7 @@ def node_toolchain() -> None:
 
 
 def run(body: Callable[[AblyJsAdapter], Any], limit: float = 40.0, **options: str) -> Any:
-    async def main() -> Any:
-        adapter = AblyJsAdapter(options)
-        await adapter.start()
-        try:
-            return await asyncio.wait_for(body(adapter), limit)
-        finally:
-            await adapter.stop()
-
-    return asyncio.run(main())
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+    return run_adapter(AblyJsAdapter(options), body, limit)
 
 
 def test_contract_through_ably_js(node_toolchain: None) -> None:

@@ -29,27 +29,14 @@ from presence_conformance.harness.session import ConformanceSession, load_suite,
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 from presence_conformance.reference_impl.types import Action, PresenceMessage
+from support import run_adapter, until
 
 Body = Callable[[AblyPythonAdapter], Awaitable[Any]]
 
 
 def run(body: Body, limit: float = 30.0, **options: str) -> Any:
-    async def main() -> Any:
-        adapter = AblyPythonAdapter(options)
-        await adapter.start()
-        try:
-            return await asyncio.wait_for(body(adapter), limit)
-        finally:
-            await adapter.stop()
-
-    return asyncio.run(main())
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+    """Start an adapter with `options`, run `body(adapter)` (bounded), stop the adapter."""
+    return run_adapter(AblyPythonAdapter(options), body, limit)
 
 
 def brief(messages: list[PresenceMessage]) -> list[tuple[Any, ...]]:

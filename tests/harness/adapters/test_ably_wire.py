@@ -18,6 +18,7 @@ from presence_conformance.harness.adapter import Feature
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
+from support import run_adapter, until
 from websockets.asyncio.server import serve
 
 Body = Callable[[AblyWireAdapter], Awaitable[Any]]
@@ -25,26 +26,7 @@ Body = Callable[[AblyWireAdapter], Awaitable[Any]]
 
 def run(body: Body, limit: float = 30.0, **options: str) -> Any:
     """Start an adapter with `options`, run `body(adapter)` (bounded), stop the adapter."""
-
-    async def main() -> Any:
-        adapter = AblyWireAdapter(options)
-        await adapter.start()
-        try:
-            return await asyncio.wait_for(body(adapter), limit)
-        finally:
-            await adapter.stop()
-
-    return asyncio.run(main())
-
-
-async def until(
-    predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+    return run_adapter(AblyWireAdapter(options), body, limit)
 
 
 def brief(events: list[PresenceMessage]) -> list[tuple[str, str, Any]]:

@@ -32,7 +32,7 @@ from presence_conformance.harness.run.runner import RunSettings
 from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action
-from support import ROOT
+from support import ROOT, run_adapter, until
 
 CHILD = Path(__file__).resolve().parent / "bridge_child.py"
 DOCS = ROOT / "docs" / "bridge.md"
@@ -71,17 +71,6 @@ def run_cases(bridge: BridgeAdapter, cases: list[str], op_timeout: float = 5.0) 
         return session.run_all(scenarios)
     finally:
         session.stop()
-
-
-def run(body: Any, bridge: BridgeAdapter, limit: float = 30.0) -> Any:
-    async def main() -> Any:
-        await bridge.start()
-        try:
-            return await asyncio.wait_for(body(bridge), limit)
-        finally:
-            await bridge.stop()
-
-    return asyncio.run(main())
 
 
 # -- a well-behaved child -------------------------------------------------------------------------
@@ -128,7 +117,7 @@ def test_hello_negotiates_features_and_the_contract_round_trips() -> None:
         await alice.drop()
         await bob.close()
 
-    run(body, adapter())
+    run_adapter(adapter(), body)
 
 
 def test_external_endpoint_drops_capabilities_and_wire_frames() -> None:
@@ -137,7 +126,7 @@ def test_external_endpoint_drops_capabilities_and_wire_frames() -> None:
         assert Feature.WIRE_FRAMES not in bridge.features
         assert not await bridge.quiesce()  # no ordering promise from another server
 
-    run(body, adapter(endpoint="127.0.0.1:9", key="a.b:c"))
+    run_adapter(adapter(endpoint="127.0.0.1:9", key="a.b:c"), body)
 
 
 # -- faults ---------------------------------------------------------------------------------------
@@ -205,28 +194,21 @@ def test_protocol_violations_are_errors_and_kill_the_child(fault: str, words: st
         carol = await bridge.connect("carol")  # a new child
         assert carol.id
 
-    run(body, adapter(fault, once=None))
+    run_adapter(adapter(fault, once=None), body)
 
 
 def test_a_hung_childs_whole_process_group_is_killed() -> None:
     async def body(bridge: BridgeAdapter) -> None:
         child = bridge._child
         assert child is not None
-        for _ in range(200):
-            if any("grandchild pid" in line for line in child.stderr):
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: any("grandchild pid" in line for line in child.stderr), 2.0, "its pid")
         pid = int(next(line for line in child.stderr if "grandchild pid" in line).split()[-1])
         alice = await bridge.connect("alice")
         with pytest.raises(TimeoutError, match="did not answer enter"):
             await alice.channel("room").presence.enter("x")
-        for _ in range(200):
-            if not _alive(pid):
-                break
-            await asyncio.sleep(0.01)
-        assert not _alive(pid)
+        await until(lambda: not _alive(pid), 2.0, "the grandchild to be killed")
 
-    run(body, adapter("freeze:enter", grandchild=True, timeout="1"))
+    run_adapter(adapter("freeze:enter", grandchild=True, timeout="1"), body)
 
 
 def _alive(pid: int) -> bool:

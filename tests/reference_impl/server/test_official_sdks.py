@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.server import PresenceServer
 from presence_conformance.reference_impl.server.testing import RawClient
-from support import ROOT
+from support import ROOT, run_server, until
 
 NODE_DIR = ROOT / "node"
 KEY = "appid.keyid:secret"
@@ -27,15 +27,7 @@ KEY = "appid.keyid:secret"
 def run(
     test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60, **config: Any
 ) -> Any:
-    async def main() -> Any:
-        server = PresenceServer(ServerConfig(**config))
-        await server.start()
-        try:
-            return await asyncio.wait_for(test(server), timeout)
-        finally:
-            await server.stop()
-
-    return asyncio.run(main())
+    return run_server(test, timeout, **config)
 
 
 # -- ably-python ---------------------------------------------------------------------------------
@@ -56,14 +48,6 @@ def realtime(server: PresenceServer, **options: Any) -> Any:
 
 def connection_id(client: Any) -> str:
     return client.connection.connection_manager.connection_id
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def test_ably_python_realtime_presence() -> None:

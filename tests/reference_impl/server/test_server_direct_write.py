@@ -19,25 +19,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.server import PresenceServer
 from presence_conformance.reference_impl.server import app as server_app
 from presence_conformance.reference_impl.server.app import DIRECT_WRITE_LIMIT
 from presence_conformance.reference_impl.server.testing import RawClient
+from support import run_server
 from websockets.asyncio.client import connect
 
 
 def run(
     test: Callable[[PresenceServer], Awaitable[Any]], timeout: float = 60, **config: Any
 ) -> Any:
-    async def main() -> Any:
-        server = PresenceServer(ServerConfig(**config))
-        await server.start()
-        try:
-            return await asyncio.wait_for(test(server), timeout)
-        finally:
-            await server.stop()
-
-    return asyncio.run(main())
+    return run_server(test, timeout, **config)
 
 
 def test_slow_reader_gets_every_event_in_order(monkeypatch: pytest.MonkeyPatch) -> None:

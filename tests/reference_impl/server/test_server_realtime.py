@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,22 +16,11 @@ import pytest
 from presence_conformance.reference_impl.server import KeySpec, PresenceServer, ServerConfig
 from presence_conformance.reference_impl.server import app as server_app
 from presence_conformance.reference_impl.server.testing import RawClient
+from support import run_server
 
 from presence_conformance import spec
 
 SYNC_ID = re.compile(r"^([\w-]+):(.*)$")  # ably-js realtimepresence.ts setPresence
-
-
-def run(test: Callable[[PresenceServer], Awaitable[Any]], **config: Any) -> Any:
-    async def main() -> Any:
-        server = PresenceServer(ServerConfig(**config))
-        await server.start()
-        try:
-            return await asyncio.wait_for(test(server), 30)
-        finally:
-            await server.stop()
-
-    return asyncio.run(main())
 
 
 def assert_valid_frames(frames: list[dict]) -> None:
@@ -73,7 +61,7 @@ def test_connected_frame_has_the_verified_shape() -> None:
         async with await RawClient.open(server, client_id="*") as wild:
             assert wild.connected["connectionDetails"]["clientId"] == "*"
 
-    run(test)
+    run_server(test)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +91,7 @@ def test_connect_refused_with_error_then_close(
         assert server.connection_ids() == []
         await client.close()
 
-    run(test)
+    run_server(test)
 
 
 def test_tokens_on_both_query_spellings_and_token_client_id() -> None:
@@ -120,7 +108,7 @@ def test_tokens_on_both_query_spellings_and_token_client_id() -> None:
         assert (await bad.recv())["error"]["code"] == 40012
         await bad.close()
 
-    run(test)
+    run_server(test)
 
 
 def test_resume_gets_a_new_connection_with_an_error() -> None:
@@ -129,7 +117,7 @@ def test_resume_gets_a_new_connection_with_an_error() -> None:
             assert c.connected["error"]["code"] == 80008
             assert c.connection_id != "x"
 
-    run(test)
+    run_server(test)
 
 
 # -- heartbeats --------------------------------------------------------------------------------------
@@ -143,7 +131,7 @@ def test_heartbeat_echoes_id_and_server_sends_keepalives() -> None:
             keepalive = await c.expect(0, 2.0)
             assert keepalive == {"action": 0}
 
-    run(test, heartbeat_interval=0.2)
+    run_server(test, heartbeat_interval=0.2)
 
 
 def test_default_heartbeat_interval_is_below_max_idle_interval() -> None:
@@ -166,7 +154,7 @@ def test_attach_empty_channel_has_no_presence_flag_and_no_sync() -> None:
             assert all(f["action"] != 16 for f in c.received)
             assert_valid_frames(c.received)
 
-    run(test)
+    run_server(test)
 
 
 def test_attach_with_members_pages_the_sync() -> None:
@@ -201,7 +189,7 @@ def test_attach_with_members_pages_the_sync() -> None:
         for m in [*members, late]:
             await m.close()
 
-    run(test, sync_page_size=2)
+    run_server(test, sync_page_size=2)
 
 
 def test_attach_without_any_capability_on_the_channel_is_a_channel_error() -> None:
@@ -215,7 +203,7 @@ def test_attach_without_any_capability_on_the_channel_is_a_channel_error() -> No
             attached, _ = await c.attach("allowed:x")
             assert attached["flags"] == 983040
 
-    run(test)
+    run_server(test)
 
 
 # -- presence -----------------------------------------------------------------------------------------
@@ -250,7 +238,7 @@ def test_enter_acks_and_broadcasts_to_everyone_with_ids_from_msg_serial() -> Non
         await alice.close()
         await bob.close()
 
-    run(test)
+    run_server(test)
 
 
 def test_update_and_leave_carry_data_and_binary_round_trips() -> None:
@@ -281,7 +269,7 @@ def test_update_and_leave_carry_data_and_binary_round_trips() -> None:
         await alice.close()
         await bob.close()
 
-    run(test)
+    run_server(test)
 
 
 def test_wildcard_connection_enters_several_clients_in_one_frame() -> None:
@@ -299,7 +287,7 @@ def test_wildcard_connection_enters_several_clients_in_one_frame() -> None:
         assert "wildcard" in nack["error"]["message"]
         await wild.close()
 
-    run(test)
+    run_server(test)
 
 
 @pytest.mark.parametrize(
@@ -368,7 +356,7 @@ def test_presence_nacks(case: str) -> None:
         await client.close()
         await observer.close()
 
-    run(test)
+    run_server(test)
 
 
 # -- detach, close, disconnect ----------------------------------------------------------------------
@@ -395,7 +383,7 @@ def test_detach_replies_detached_and_the_members_leave() -> None:
         await alice.close()
         await bob.close()
 
-    run(test)
+    run_server(test)
 
 
 def test_close_sends_closed_and_members_leave_at_once() -> None:
@@ -425,7 +413,7 @@ def test_close_sends_closed_and_members_leave_at_once() -> None:
         assert alice.connection_id not in server.connection_ids()
         await bob.close()
 
-    run(test, leave_grace=30.0)
+    run_server(test, leave_grace=30.0)
 
 
 def test_abrupt_disconnect_synthesizes_one_leave_per_member_after_the_grace() -> None:
@@ -455,7 +443,7 @@ def test_abrupt_disconnect_synthesizes_one_leave_per_member_after_the_grace() ->
         assert server.model.get("room") == []
         await bob.close()
 
-    run(test, leave_grace=0.2)
+    run_server(test, leave_grace=0.2)
 
 
 def test_many_connections_dropped_at_once_give_exactly_one_leave_per_member() -> None:
@@ -484,7 +472,7 @@ def test_many_connections_dropped_at_once_give_exactly_one_leave_per_member() ->
         assert server.model.get("crowd") == []
         await watcher.close()
 
-    run(test, leave_grace=0.2)
+    run_server(test, leave_grace=0.2)
 
 
 def test_server_drop_and_expire_now_for_fault_injection() -> None:
@@ -506,7 +494,7 @@ def test_server_drop_and_expire_now_for_fault_injection() -> None:
         assert leave["presence"][0]["action"] == 3
         await bob.close()
 
-    run(test, leave_grace=60.0)
+    run_server(test, leave_grace=60.0)
 
 
 # -- bad frames ---------------------------------------------------------------------------------------
@@ -565,7 +553,7 @@ def test_bad_frames_get_an_error_naming_the_problem(
         await alice.close()
         await bob.close()
 
-    run(test)
+    run_server(test)
 
 
 def test_binary_and_oversized_frames_are_refused_and_the_connection_survives() -> None:
@@ -583,7 +571,7 @@ def test_binary_and_oversized_frames_are_refused_and_the_connection_survives() -
             assert frames[0] == {"$binary": 9}
             assert frames[1]["$size"] > 600_000 and "pad" not in frames[1]
 
-    run(test)
+    run_server(test)
 
 
 def test_frames_are_recorded_per_connection_and_bounded() -> None:
@@ -613,7 +601,7 @@ def test_frames_are_recorded_per_connection_and_bounded() -> None:
         await a.close()
         await b.close()
 
-    run(test, frame_log_size=10)
+    run_server(test, frame_log_size=10)
 
 
 def test_each_broadcast_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -638,7 +626,7 @@ def test_each_broadcast_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None
             await c.close()
 
     monkeypatch.setattr(server_app, "dumps", counting)
-    run(test)
+    run_server(test)
 
 
 def test_slow_consumer_is_cut_off_without_hurting_others() -> None:
@@ -657,7 +645,7 @@ def test_slow_consumer_is_cut_off_without_hurting_others() -> None:
         await alice.close()
         await bob.close()
 
-    run(test, max_outbound_queue=5, leave_grace=0.05)
+    run_server(test, max_outbound_queue=5, leave_grace=0.05)
 
 
 def test_keyspec_capability_per_key() -> None:

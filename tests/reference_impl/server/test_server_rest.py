@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 from collections.abc import Awaitable, Callable
@@ -11,8 +10,9 @@ from urllib.parse import parse_qsl, quote
 
 import aiohttp
 import pytest
-from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.server import PresenceServer
 from presence_conformance.reference_impl.server.testing import RawClient
+from support import run_server
 
 from presence_conformance import spec
 
@@ -25,16 +25,13 @@ REL_PARAMS = re.compile(r"^\./(\w+)\?(.*)$")
 def run(
     test: Callable[[PresenceServer, aiohttp.ClientSession], Awaitable[Any]], **config: Any
 ) -> Any:
-    async def main() -> Any:
-        server = PresenceServer(ServerConfig(**config))
-        await server.start()
-        try:
-            async with aiohttp.ClientSession() as http:
-                return await asyncio.wait_for(test(server, http), 30)
-        finally:
-            await server.stop()
+    """Run `test(server, http)` against a fresh reference server, with an HTTP client session."""
 
-    return asyncio.run(main())
+    async def with_http(server: PresenceServer) -> Any:
+        async with aiohttp.ClientSession() as http:
+            return await test(server, http)
+
+    return run_server(with_http, **config)
 
 
 def links(response: aiohttp.ClientResponse) -> dict[str, tuple[str, dict[str, str]]]:
