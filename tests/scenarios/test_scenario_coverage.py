@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from presence_conformance.harness.checks import CHECKS
-from presence_conformance.harness.scenario import Scenario, load_scenarios
+from presence_conformance.harness.scenario import Scenario
 from presence_conformance.scenarios import scenarios_root
 
 from presence_conformance import spec
@@ -36,17 +35,6 @@ REGRESSION_FOLDERS = frozenset(
     }
 )
 """Folders that hold regression scenarios rather than one area's scenarios."""
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> spec.Catalogue:
-    return spec.load_requirements()
-
-
-@pytest.fixture(scope="module")
-def suite() -> list[Scenario]:
-    # load_scenarios raises one ScenarioError listing every problem of every file
-    return load_scenarios(scenarios_root())
 
 
 def _area(requirement_id: str) -> str:

@@ -152,11 +152,6 @@ ID_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\.[a-z0-9]+(-[a-z0-9]+)*$")
 CATALOGUE_FILE = Path(spec.__file__).parent / "requirements.yaml"
 
 
-@pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return load_requirements()
-
-
 @pytest.fixture
 def raw() -> dict[str, Any]:
     """The catalogue file as a plain document, to break in tests."""

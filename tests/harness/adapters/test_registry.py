@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,11 +56,9 @@ def bad_factory(options):
 
 
 @pytest.fixture
-def adapters_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+def adapters_module(module_on_path: Callable[[str, str], str]) -> types.ModuleType:
     """A module `regtest_adapters` on sys.path with a few adapter classes."""
-    (tmp_path / "regtest_adapters.py").write_text(ADAPTERS_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "regtest_adapters", raising=False)
+    module_on_path("regtest_adapters", ADAPTERS_MODULE)
     import regtest_adapters
 
     return regtest_adapters

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,12 +30,9 @@ def scenarios(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def broken(module_on_path: Callable[[str, str], str]) -> str:
     """The name of a module with broken adapters, importable for this test."""
-    (tmp_path / "cli_broken_adapters.py").write_text(BROKEN)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "cli_broken_adapters", raising=False)
-    return "cli_broken_adapters"
+    return module_on_path("cli_broken_adapters", BROKEN)
 
 
 def _results(out: Path) -> dict:

@@ -30,7 +30,7 @@ from presence_conformance.harness.mutants import (
 )
 from presence_conformance.harness.mutants.base import MutantAdapter
 from presence_conformance.harness.results import Outcome
-from presence_conformance.harness.session import ConformanceSession, load_suite
+from presence_conformance.harness.session import ConformanceSession
 
 from presence_conformance import spec
 
@@ -49,11 +49,6 @@ REQUIRED = {
     "events leaking across channels": "cross-channel-leak",
     "one member's events reordered": "member-events-reordered",
 }
-
-
-@pytest.fixture(scope="module")
-def suite() -> list[Any]:
-    return load_suite()
 
 
 # -- the catalogue ---------------------------------------------------------------------------------
