@@ -24,6 +24,20 @@ from support import ROOT, write_files
 MINIMAL = f"{ROOT / 'examples' / 'minimal_adapter.py'}:MinimalAdapter"
 
 
+def run_argv(adapter: str, scenarios: Path, out: Path, *more: str) -> list[str]:
+    """The arguments of `presence-conformance run` on `adapter` over `scenarios`, reports in `out`."""
+    return [
+        "run",
+        "--adapter",
+        adapter,
+        "--scenarios",
+        str(scenarios),
+        "--report-dir",
+        str(out),
+        *more,
+    ]
+
+
 @pytest.fixture
 def scenarios(tmp_path: Path) -> Path:
     return write_files(tmp_path / "scenarios", SCENARIOS)
@@ -46,9 +60,7 @@ def test_run_conforming(
     scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    code = main(
-        ["run", "--adapter", "reference", "--scenarios", str(scenarios), "--report-dir", str(out)]
-    )
+    code = main(run_argv("reference", scenarios, out))
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     assert re.search(r"^\[1/3\] pass\s+enter/adds-member  \(\d+\.\d\ds\)$", stdout, re.M)
@@ -72,19 +84,7 @@ def test_run_not_conforming_lists_failures(
 ) -> None:
     out = tmp_path / "out"
     adapter = f"{broken}:BrokenAdapter"
-    code = main(
-        [
-            "run",
-            "--adapter",
-            adapter,
-            "--scenarios",
-            str(scenarios),
-            "--report-dir",
-            str(out),
-            "--op-timeout",
-            "0.3",
-        ]
-    )
+    code = main(run_argv(adapter, scenarios, out, "--op-timeout", "0.3"))
     stdout = capsys.readouterr().out
     assert code == 1
     assert re.search(r"^\[2/3\] fail\s+get/filter-client-id", stdout, re.M)
@@ -109,17 +109,7 @@ def test_known_failing_list(
 ) -> None:
     known = tmp_path / "known.txt"
     known.write_text("get/filter-client-id   # the bug under test\n")
-    args = [
-        "run",
-        "--adapter",
-        f"{broken}:BrokenAdapter",
-        "--scenarios",
-        str(scenarios),
-        "--report-dir",
-        str(tmp_path / "out"),
-        "--op-timeout",
-        "0.3",
-    ]
+    args = run_argv(f"{broken}:BrokenAdapter", scenarios, tmp_path / "out", "--op-timeout", "0.3")
     assert main([*args, "--known-failing", str(known)]) == 0
     known.write_text("get/filter-client-id\nenter/*   # fixed long ago\n")
     assert main([*args, "--known-failing", str(known)]) == 1  # a stale entry fails the run
@@ -159,10 +149,7 @@ def test_unsupported_does_not_fail(
     scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    assert (
-        main(["run", "--adapter", MINIMAL, "--scenarios", str(scenarios), "--report-dir", str(out)])
-        == 0
-    )
+    assert main(run_argv(MINIMAL, scenarios, out)) == 0
     outcomes = {c["case_id"]: c["outcome"] for c in _results(out)["cases"]}
     assert outcomes["history/one-event"] == "unsupported"
     assert re.search(r"^\[3/3\] unsupported\s+history/one-event", capsys.readouterr().out, re.M)
@@ -210,17 +197,7 @@ def test_malformed_scenario_is_a_usage_error(
 ) -> None:
     bad = scenarios / "get" / "bad.yaml"
     bad.write_text("requirements: [get.filter-client-id]\nclients: {}\nsteps:\n  - jump: {}\n")
-    code = main(
-        [
-            "run",
-            "--adapter",
-            "reference",
-            "--scenarios",
-            str(scenarios),
-            "--report-dir",
-            str(tmp_path / "out"),
-        ]
-    )
+    code = main(run_argv("reference", scenarios, tmp_path / "out"))
     err = capsys.readouterr().err
     assert code == 2
     assert "malformed scenario" in err and f"{bad}:4" in err
@@ -235,17 +212,7 @@ def test_adapter_that_cannot_start(
     scenarios: Path, tmp_path: Path, broken: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    code = main(
-        [
-            "run",
-            "--adapter",
-            f"{broken}:CannotStart",
-            "--scenarios",
-            str(scenarios),
-            "--report-dir",
-            str(out),
-        ]
-    )
+    code = main(run_argv(f"{broken}:CannotStart", scenarios, out))
     assert code == 1
     cases = _results(out)["cases"]
     assert len(cases) == 3 and {c["outcome"] for c in cases} == {"error"}
@@ -258,20 +225,7 @@ def test_adapter_that_cannot_start(
 
 def test_adapter_that_crashes(scenarios: Path, tmp_path: Path, broken: str) -> None:
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "run",
-                "--adapter",
-                f"{broken}:CrashesOnConnect",
-                "--scenarios",
-                str(scenarios),
-                "--report-dir",
-                str(out),
-            ]
-        )
-        == 1
-    )
+    assert main(run_argv(f"{broken}:CrashesOnConnect", scenarios, out)) == 1
     cases = _results(out)["cases"]
     assert {c["outcome"] for c in cases} == {"error"}
     assert "adapter bug" in cases[0]["error"]
@@ -282,19 +236,15 @@ def test_hung_adapter_times_out(scenarios: Path, tmp_path: Path, broken: str) ->
     started = time.monotonic()
     assert (
         main(
-            [
-                "run",
-                "--adapter",
+            run_argv(
                 f"{broken}:HangsOnConnect",
-                "--scenarios",
-                str(scenarios),
-                "--report-dir",
-                str(out),
+                scenarios,
+                out,
                 "--op-timeout",
                 "0.2",
                 "--select",
                 "get/*",
-            ]
+            )
         )
         == 1
     )
@@ -338,9 +288,7 @@ def test_harness_failure_exits_3_with_a_partial_report(
 
     monkeypatch.setattr(presence_conformance.harness.run.runner, "run_scenario", flaky_runner)
     out = tmp_path / "out"
-    code = main(
-        ["run", "--adapter", "reference", "--scenarios", str(scenarios), "--report-dir", str(out)]
-    )
+    code = main(run_argv("reference", scenarios, out))
     assert code == 3
     assert "the harness itself failed" in capsys.readouterr().err
     results = _results(out)
@@ -364,20 +312,7 @@ def test_internal_runner_error_exits_3_after_the_whole_run(
 
     monkeypatch.setattr(presence_conformance.harness.run.runner, "run_checks", broken_checks)
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "run",
-                "--adapter",
-                "reference",
-                "--scenarios",
-                str(scenarios),
-                "--report-dir",
-                str(out),
-            ]
-        )
-        == 3
-    )
+    assert main(run_argv("reference", scenarios, out)) == 3
     captured = capsys.readouterr()
     assert "internal error in the runner, not the adapter's fault" in captured.err
     assert captured.out.rstrip().endswith("HARNESS FAILURE")
@@ -497,20 +432,7 @@ def test_generate_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_report_delegates(scenarios: Path, tmp_path: Path) -> None:
-    assert (
-        main(
-            [
-                "run",
-                "--adapter",
-                "reference",
-                "--scenarios",
-                str(scenarios),
-                "--report-dir",
-                str(tmp_path / "a"),
-            ]
-        )
-        == 0
-    )
+    assert main(run_argv("reference", scenarios, tmp_path / "a")) == 0
     assert (
         main(
             ["report", "--from", str(tmp_path / "a" / "results.json"), "--out", str(tmp_path / "b")]

@@ -95,13 +95,18 @@ def test_scenarios_tagged_with_the_requirements_run_first(suite: list[Any]) -> N
 # -- the reference passes, every mutant is caught --------------------------------------------------
 
 
-def test_reference_passes_every_scenario(suite: list[Any]) -> None:
-    session = ConformanceSession(
+def reference_session() -> ConformanceSession:
+    """A session on the reference with the settings mutant detection uses."""
+    return ConformanceSession(
         ReferenceAdapter(dict(ADAPTER_OPTIONS)),
         "reference",
         options=dict(ADAPTER_OPTIONS),
         settings=DETECTION_SETTINGS,
     )
+
+
+def test_reference_passes_every_scenario(suite: list[Any]) -> None:
+    session = reference_session()
     try:
         failed = [
             (c.case_id, c.outcome.value, [v.requirement for v in c.violations], c.error)
@@ -114,12 +119,7 @@ def test_reference_passes_every_scenario(suite: list[Any]) -> None:
 
 
 def test_reference_passes_the_ci_programs() -> None:
-    session = ConformanceSession(
-        ReferenceAdapter(dict(ADAPTER_OPTIONS)),
-        "reference",
-        options=dict(ADAPTER_OPTIONS),
-        settings=DETECTION_SETTINGS,
-    )
+    session = reference_session()
     try:
         result = run_generation(
             session, GenerationOptions(profile="ci", strict=True, failures_dir=None)

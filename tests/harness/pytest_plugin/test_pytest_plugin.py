@@ -17,6 +17,15 @@ from support import ROOT, write_files
 pytest_plugins = ["pytester"]
 
 MINIMAL_SOURCE = (ROOT / "examples" / "minimal_adapter.py").read_text()
+# the arguments of a run of the sample project's scenarios on the reference, on a broken adapter
+ON_REFERENCE = ("--adapter=reference", "--scenarios", "my_scenarios")
+ON_BROKEN = (
+    "--adapter=broken_adapters:BrokenAdapter",
+    "--scenarios",
+    "my_scenarios",
+    "--op-timeout",
+    "0.3",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -69,9 +78,7 @@ def test_reference_runs_every_packaged_scenario(pytester: pytest.Pytester) -> No
 
 def test_select_by_requirement_marker(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess(
-        "--adapter=reference",
-        "--scenarios",
-        "my_scenarios",
+        *ON_REFERENCE,
         "-m",
         "enter.data",
         "-v",
@@ -81,24 +88,18 @@ def test_select_by_requirement_marker(project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, deselected=2)
     result.stdout.fnmatch_lines(["scenarios/enter/adds-member PASSED*"])
     result = project.runpytest_subprocess(
-        "--adapter=reference",
-        "--scenarios",
-        "my_scenarios",
+        *ON_REFERENCE,
         "-m",
         "history or get.filter-client-id",
         "-q",
     )
     result.assert_outcomes(passed=2, deselected=1)
-    result = project.runpytest_subprocess(
-        "--adapter=reference", "--scenarios", "my_scenarios", "-k", "filter-client", "-q"
-    )
+    result = project.runpytest_subprocess(*ON_REFERENCE, "-k", "filter-client", "-q")
     result.assert_outcomes(passed=1, deselected=2)
 
 
 def test_markers_are_registered(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess(
-        "--adapter=reference", "--scenarios", "my_scenarios", "--markers"
-    )
+    result = project.runpytest_subprocess(*ON_REFERENCE, "--markers")
     result.stdout.fnmatch_lines(
         [
             "@pytest.mark.conformance: *",
@@ -106,9 +107,7 @@ def test_markers_are_registered(project: pytest.Pytester) -> None:
             "@pytest.mark.get.filter-client-id: [[]MUST[]] *",
         ]
     )
-    result = project.runpytest_subprocess(
-        "--adapter=reference", "--scenarios", "my_scenarios", "--strict-markers", "-q"
-    )
+    result = project.runpytest_subprocess(*ON_REFERENCE, "--strict-markers", "-q")
     result.assert_outcomes(passed=3)
 
 
@@ -145,11 +144,7 @@ def test_user_adapter_from_the_hook(project: pytest.Pytester) -> None:
 
 def test_broken_adapter_fails_the_right_items(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess(
-        "--adapter=broken_adapters:BrokenAdapter",
-        "--scenarios",
-        "my_scenarios",
-        "--op-timeout",
-        "0.3",
+        *ON_BROKEN,
         "-rA",
     )
     assert _outcomes(result) == {
@@ -198,7 +193,7 @@ def test_unknown_adapter_is_a_usage_error(project: pytest.Pytester) -> None:
 
 def test_malformed_scenario_is_a_usage_error(project: pytest.Pytester) -> None:
     (project.path / "my_scenarios" / "get" / "bad.yaml").write_text("steps: 3\n")
-    result = project.runpytest_subprocess("--adapter=reference", "--scenarios", "my_scenarios")
+    result = project.runpytest_subprocess(*ON_REFERENCE)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: presence-conformance: malformed scenario file(s):", "*bad.yaml*"]
@@ -222,11 +217,10 @@ def test_non_strict_passes_with_a_warning_unless_strict(project: pytest.Pytester
 
         presence_conformance.harness.run.runner.run_scenario = should_only
     """)
-    args = ["--adapter=reference", "--scenarios", "my_scenarios"]
-    result = project.runpytest_subprocess(*args, "-q")
+    result = project.runpytest_subprocess(*ON_REFERENCE, "-q")
     result.assert_outcomes(passed=3, warnings=1)
     result.stdout.fnmatch_lines(["*NonStrictWarning: enter/adds-member: non-strict*"])
-    result = project.runpytest_subprocess(*args, "-q", "--conformance-strict")
+    result = project.runpytest_subprocess(*ON_REFERENCE, "-q", "--conformance-strict")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["  [[]SHOULD[]] enter.data: a SHOULD slip*"])
 
@@ -254,9 +248,7 @@ def test_presence_adapter_fixture(project: pytest.Pytester) -> None:
             assert presence_adapter.name == "reference"
     """
     )
-    result = project.runpytest_subprocess(
-        "--adapter=reference", "--scenarios", "my_scenarios", "-m", "not conformance", "-v"
-    )
+    result = project.runpytest_subprocess(*ON_REFERENCE, "-m", "not conformance", "-v")
     result.assert_outcomes(passed=2, deselected=3)
     result.stdout.fnmatch_lines(["test_mine.py::test_enter_then_get PASSED*"])
 
@@ -282,9 +274,7 @@ def test_xdist_writes_one_merged_report(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess(
         "-n",
         "2",
-        "--adapter=reference",
-        "--scenarios",
-        "my_scenarios",
+        *ON_REFERENCE,
         "--conformance-report",
         "out",
     )
@@ -307,11 +297,7 @@ def test_xdist_merged_report_with_failures(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess(
         "-n",
         "2",
-        "--adapter=broken_adapters:BrokenAdapter",
-        "--scenarios",
-        "my_scenarios",
-        "--op-timeout",
-        "0.3",
+        *ON_BROKEN,
         "--conformance-report",
         "out",
     )
@@ -334,9 +320,7 @@ def test_interrupted_session_writes_a_partial_report(project: pytest.Pytester) -
             if item.name == "get/filter-client-id":
                 raise KeyboardInterrupt
     """)
-    result = project.runpytest_subprocess(
-        "--adapter=reference", "--scenarios", "my_scenarios", "--conformance-report", "out"
-    )
+    result = project.runpytest_subprocess(*ON_REFERENCE, "--conformance-report", "out")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     results = json.loads((project.path / "out" / "results.json").read_text())
     assert results["partial"] and results["partial_reason"] == "interrupted"
@@ -345,11 +329,7 @@ def test_interrupted_session_writes_a_partial_report(project: pytest.Pytester) -
 
 def test_stopping_early_marks_the_report_partial(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess(
-        "--adapter=broken_adapters:BrokenAdapter",
-        "--scenarios",
-        "my_scenarios",
-        "--op-timeout",
-        "0.3",
+        *ON_BROKEN,
         "-x",
         "--conformance-report",
         "out",
@@ -392,9 +372,7 @@ def test_collect_only_lists_items_and_writes_nothing(
     project: pytest.Pytester, pytestconfig: pytest.Config
 ) -> None:
     result = project.runpytest_subprocess(
-        "--adapter=reference",
-        "--scenarios",
-        "my_scenarios",
+        *ON_REFERENCE,
         "--collect-only",
         "-q",
         "--conformance-report",
@@ -412,9 +390,7 @@ def test_collect_only_lists_items_and_writes_nothing(
     if pytestconfig.getoption("no_generation", None) is not None:
         # the generated item is collected like the scenarios: listed and counted
         (project.path / "pytest.ini").unlink()
-        result = project.runpytest_subprocess(
-            "--adapter=reference", "--scenarios", "my_scenarios", "--collect-only", "-q"
-        )
+        result = project.runpytest_subprocess(*ON_REFERENCE, "--collect-only", "-q")
         result.stdout.fnmatch_lines(
             ["scenarios/history/one-event", "generated/*", "4 tests collected*"]
         )
