@@ -1,6 +1,10 @@
 """Fixtures shared by the test folders: the shipped catalogue and scenario suite (loaded once a
 module), and a module written for one test that `import` and `module:Class` specs can find.
 
+The folders mirror the packages: the tests of `harness/run/` are in `tests/harness/run/`, those of
+`reference_impl/server/` in `tests/reference_impl/server/`, the benchmarks' smoke tests in
+`tests/bench/`. The folders have no `__init__.py`, so each test module's name must be unique.
+
 Plain helpers (bounded runs around an adapter or the server, polling, scenario builders) are in
 `tests/support.py`.
 """
