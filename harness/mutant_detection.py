@@ -1,7 +1,7 @@
 """Does the suite catch a mutant? Run scenarios, then generated programs, until one fails.
 
-`detect(name)` is what `tests/test_mutants.py` asserts on and what `bench/bench_generation.py`
-measures: the scenarios that concern the mutant's requirements run first (the likeliest to
+`detect(name)` is what `tests/harness/mutants/test_mutants.py` asserts on and what
+`bench/bench_generation.py` measures: the scenarios that concern the mutant's requirements run first (the likeliest to
 catch it), then the others, then the generation profile; it stops at the first case that is
 not a pass.
 """

@@ -9,8 +9,8 @@ documented by its docstring and tagged with the requirement IDs it violates. Sel
     mutant_requirements(name)    # the requirement IDs it violates
     list_mutants()               # the same as MUTANTS (what presence_conformance.harness.adapters.registry calls)
 
-`tests/test_mutants.py` runs the scenarios and the `ci` generation profile against every mutant
-and requires each to be detected; `bench/bench_generation.py` measures how fast generation
+`tests/harness/mutants/test_mutants.py` runs the scenarios and the `ci` generation profile
+against every mutant and requires each to be detected; `bench/bench_generation.py` measures how fast generation
 alone finds each one.
 """
 

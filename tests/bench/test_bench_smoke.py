@@ -1,0 +1,57 @@
+"""Smoke tests of the benchmarks: `bench/bench_reference.py --quick` prints its table,
+`bench/bench_runner.py --quick` its ratios, `bench/bench_generation.py` its summary.
+
+No timing is asserted: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+from support import run_bench
+
+FAST_MUTANT = "get-action-not-present"  # the generation tests' quickly detected mutant
+
+
+def test_bench_quick_runs_and_prints_the_table() -> None:
+    result = run_bench("bench_reference.py", "--quick")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    header = next((line for line in lines if line.startswith("impl")), None)
+    assert header is not None, result.stdout
+    for column in ("operation", "size", "ops/s", "baseline ops/s", "slowdown", "growth"):
+        assert column in header
+    table = "\n".join(lines)
+    for operation in (
+        "enter",
+        "update",
+        "leave",
+        "get (all)",
+        "get (clientId)",
+        "get (connectionId)",
+        "history page",
+    ):
+        assert f"model   {operation}" in table and f"service {operation}" in table
+    assert any(line.startswith("verdict:") for line in lines)
+
+
+def test_runner_bench_quick_runs_and_prints_ratios() -> None:
+    result = run_bench("bench_runner.py", "--quick")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "harness ms" in result.stdout and "ratio" in result.stdout
+    assert "whole suite against reference:" in result.stdout
+    assert "(pass " in result.stdout  # the bench's own scenario and the suite ran
+
+
+def test_bench_generation_runs_and_prints_its_summary() -> None:
+    result = run_bench(
+        "bench_generation.py", "--mutants", FAST_MUTANT, "--budget", "50", "--examples", "20"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert f"{FAST_MUTANT}" in out and "programs/s" in out
+    for line in (
+        "mutants detected",
+        "median time to detect",
+        "shrunk to <= 8 steps",
+        "20-step programs/s against reference",
+    ):
+        assert line in out
