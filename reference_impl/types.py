@@ -18,6 +18,7 @@ from typing import Any
 
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.protocol import PresenceAction
 
 Data = str | bytes | dict | list | None
 
@@ -67,7 +68,7 @@ class Action(enum.StrEnum):
         return action
 
 
-_WIRE = {Action.ABSENT: 0, Action.PRESENT: 1, Action.ENTER: 2, Action.LEAVE: 3, Action.UPDATE: 4}
+_WIRE = {action: int(PresenceAction[action.name]) for action in Action}  # numbers: protocol.py
 _FROM_WIRE = {v: k for k, v in _WIRE.items()}
 _BY_NAME = {a.value: a for a in Action}
 

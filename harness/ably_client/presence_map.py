@@ -33,11 +33,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from presence_conformance.harness.ably_client.emitter import PresenceEmitter
-from presence_conformance.harness.ably_client.protocol import (
-    HAS_PRESENCE,
-    ProtocolViolation,
-    presence_from_wire,
-)
+from presence_conformance.harness.ably_client.protocol import ProtocolViolation, presence_from_wire
+from presence_conformance.reference_impl.protocol import HAS_PRESENCE
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["PresenceMap", "PresenceState", "is_newer", "is_synthesized"]
