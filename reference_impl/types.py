@@ -38,7 +38,8 @@ class Action(enum.StrEnum):
         return _WIRE[self]
 
     @classmethod
-    def from_wire(cls, number: int) -> Action:
+    def from_wire(cls, number: object) -> Action:
+        """The action numbered `number` on the wire (any decoded JSON value); 40000 otherwise."""
         try:
             return _FROM_WIRE[number]
         except (KeyError, TypeError):
@@ -69,7 +70,7 @@ class Action(enum.StrEnum):
 
 
 _WIRE = {action: int(PresenceAction[action.name]) for action in Action}  # numbers: protocol.py
-_FROM_WIRE = {v: k for k, v in _WIRE.items()}
+_FROM_WIRE: dict[object, Action] = {v: k for k, v in _WIRE.items()}
 _BY_NAME = {a.value: a for a in Action}
 
 SUBSCRIBABLE = frozenset({Action.ENTER, Action.LEAVE, Action.UPDATE, Action.PRESENT})
