@@ -154,7 +154,7 @@ class PresenceMessage:
     connection_id: str
     data: Data = None
     timestamp: int = 0
-    id: str = ""
+    id: str | None = ""  # None only on a leave a client synthesizes itself (RTP19)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -53,7 +53,9 @@ def is_synthesized(message: PresenceMessage) -> bool:
     )
 
 
-def _serial_index(message_id: str) -> tuple[int, int] | None:
+def _serial_index(message_id: str | None) -> tuple[int, int] | None:
+    if not message_id:
+        return None
     parts = message_id.rsplit(":", 2)
     if len(parts) != 3:
         return None
