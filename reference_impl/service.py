@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 Listener = Callable[[PresenceMessage], Any]
 """A presence listener: called with each `PresenceMessage`; may return an awaitable."""
 
+# history(start, end, limit, direction), kept to fetch the next pages with the same query
+_HistoryParams = tuple[int | None, int | None, int | None, str | None]
+
 _STOP = object()  # queue sentinel: deliver what is queued, then stop
 
 
@@ -88,7 +91,7 @@ class PresenceService:
 
     def __init__(
         self,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], int] | None = None,
         leave_grace: float = 15.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
@@ -404,7 +407,7 @@ class ServicePresence:
         key = _listener_key(listener)
         name = self._names.get(key)
         fresh = name is None
-        if fresh:
+        if name is None:
             name = f"L{next(self._ids)}"
             self._names[key] = name
             self._by_name[name] = listener
@@ -450,7 +453,7 @@ class ServicePresence:
         (default 100), `direction` forwards or backwards (default)."""
         self._conn._check_live()
         self._model.check_capability(self._conn.id, self._channel, "history")
-        params = (start, end, limit, direction)
+        params: _HistoryParams = (start, end, limit, direction)
         page = self._model.history(self._channel, *params)
         return ServiceHistoryPage(self, params, page)
 
@@ -483,7 +486,7 @@ class ServicePresence:
         self._sync_state = "detached"
         self._synced.set()
 
-    def _page(self, params: tuple, cursor: str) -> HistoryPage:
+    def _page(self, params: _HistoryParams, cursor: str) -> HistoryPage:
         self._conn._check_live()
         return self._model.history(self._channel, *params, cursor=cursor)
 
@@ -491,7 +494,9 @@ class ServicePresence:
 class ServiceHistoryPage:
     """One page of history: `items`, `has_next()`, `is_last()`, `await next()` (None after the last)."""
 
-    def __init__(self, presence: ServicePresence, params: tuple, page: HistoryPage) -> None:
+    def __init__(
+        self, presence: ServicePresence, params: _HistoryParams, page: HistoryPage
+    ) -> None:
         self._presence = presence
         self._params = params
         self._cursor = page.next_cursor

@@ -18,6 +18,7 @@ from typing import Any
 
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.protocol import PresenceAction
 
 Data = str | bytes | dict | list | None
 
@@ -37,7 +38,8 @@ class Action(enum.StrEnum):
         return _WIRE[self]
 
     @classmethod
-    def from_wire(cls, number: int) -> Action:
+    def from_wire(cls, number: object) -> Action:
+        """The action numbered `number` on the wire (any decoded JSON value); 40000 otherwise."""
         try:
             return _FROM_WIRE[number]
         except (KeyError, TypeError):
@@ -67,8 +69,8 @@ class Action(enum.StrEnum):
         return action
 
 
-_WIRE = {Action.ABSENT: 0, Action.PRESENT: 1, Action.ENTER: 2, Action.LEAVE: 3, Action.UPDATE: 4}
-_FROM_WIRE = {v: k for k, v in _WIRE.items()}
+_WIRE = {action: int(PresenceAction[action.name]) for action in Action}  # numbers: protocol.py
+_FROM_WIRE: dict[object, Action] = {v: k for k, v in _WIRE.items()}
 _BY_NAME = {a.value: a for a in Action}
 
 SUBSCRIBABLE = frozenset({Action.ENTER, Action.LEAVE, Action.UPDATE, Action.PRESENT})
@@ -152,7 +154,7 @@ class PresenceMessage:
     connection_id: str
     data: Data = None
     timestamp: int = 0
-    id: str = ""
+    id: str | None = ""  # None only on a leave a client synthesizes itself (RTP19)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property

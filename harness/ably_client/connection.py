@@ -7,7 +7,7 @@
     members = await channel.presence.get()
     await conn.close()                          # or: await conn.drop() (abrupt)
 
-What the client does (`research/ably-protocol.md`):
+What the client does (the protocol subset of `docs/protocol.md`):
 
 - connect: `GET /?key=...&clientId=...&format=json&heartbeats=true&v=5`, then waits for
   CONNECTED (connectionId, connectionDetails) or ERROR (raised as PresenceError);
@@ -43,10 +43,7 @@ from urllib.parse import urlencode
 from presence_conformance.harness.ably_client.emitter import Listener
 from presence_conformance.harness.ably_client.presence_map import PresenceState
 from presence_conformance.harness.ably_client.protocol import (
-    PRESENCE_SUBSCRIBE,
-    Flag,
     OperationTimeout,
-    ProtocolAction,
     ProtocolViolation,
     error_from_wire,
     presence_to_wire,
@@ -54,6 +51,7 @@ from presence_conformance.harness.ably_client.protocol import (
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.model import message_size
+from presence_conformance.reference_impl.protocol import PRESENCE_SUBSCRIBE, Flag, ProtocolAction
 from presence_conformance.reference_impl.types import Action, PresenceMessage, validate_data
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect

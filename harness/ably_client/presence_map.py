@@ -33,11 +33,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from presence_conformance.harness.ably_client.emitter import PresenceEmitter
-from presence_conformance.harness.ably_client.protocol import (
-    HAS_PRESENCE,
-    ProtocolViolation,
-    presence_from_wire,
-)
+from presence_conformance.harness.ably_client.protocol import ProtocolViolation, presence_from_wire
+from presence_conformance.reference_impl.protocol import HAS_PRESENCE
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["PresenceMap", "PresenceState", "is_newer", "is_synthesized"]
@@ -56,7 +53,9 @@ def is_synthesized(message: PresenceMessage) -> bool:
     )
 
 
-def _serial_index(message_id: str) -> tuple[int, int] | None:
+def _serial_index(message_id: str | None) -> tuple[int, int] | None:
+    if not message_id:
+        return None
     parts = message_id.rsplit(":", 2)
     if len(parts) != 3:
         return None

@@ -1,9 +1,11 @@
-"""Ably realtime protocol constants and PresenceMessage encoding (TR2, TR3, TP2-TP3, RSL4/RSL6).
+"""The client's side of the Ably wire form: errors, and PresenceMessage encoding (TP3, RSL4/RSL6).
 
-Only the subset in `research/ably-protocol.md` is covered: ProtocolMessage action numbers, channel
-flags, and converting presence items between the wire form and `PresenceMessage`:
+Only the subset in `docs/protocol.md` is covered. The protocol's numbers (ProtocolMessage
+actions, flags) come from the table shared with the reference server,
+`presence_conformance.reference_impl.protocol`, and are re-exported here. Presence items are
+converted between the wire form and `PresenceMessage`:
 
-- outgoing data (§1.6): a string is sent as is; a JSON object or array as a JSON string with
+- outgoing data: a string is sent as is; a JSON object or array as a JSON string with
   `encoding: "json"`; binary as base64 with `encoding: "base64"`;
 - incoming data is decoded by its `encoding`, a `/`-separated chain applied right to left
   (`json`, `base64`, `utf-8`); anything not understood stays encoded and the residual encoding
@@ -16,13 +18,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import json
 import math
 from typing import Any
 
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.protocol import (
+    HAS_PRESENCE,
+    PRESENCE_SUBSCRIBE,
+    RESUMED,
+    Flag,
+    ProtocolAction,
+)
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = [
@@ -39,48 +47,6 @@ __all__ = [
     "presence_from_wire",
     "presence_to_wire",
 ]
-
-
-class ProtocolAction(enum.IntEnum):
-    """ProtocolMessage actions (TR2)."""
-
-    HEARTBEAT = 0
-    ACK = 1
-    NACK = 2
-    CONNECT = 3
-    CONNECTED = 4
-    DISCONNECT = 5
-    DISCONNECTED = 6
-    CLOSE = 7
-    CLOSED = 8
-    ERROR = 9
-    ATTACH = 10
-    ATTACHED = 11
-    DETACH = 12
-    DETACHED = 13
-    PRESENCE = 14
-    MESSAGE = 15
-    SYNC = 16
-    AUTH = 17
-
-
-class Flag(enum.IntFlag):
-    """ProtocolMessage flags (TR3)."""
-
-    HAS_PRESENCE = 1 << 0
-    HAS_BACKLOG = 1 << 1
-    RESUMED = 1 << 2
-    TRANSIENT = 1 << 4
-    ATTACH_RESUME = 1 << 5
-    PRESENCE = 1 << 16
-    PUBLISH = 1 << 17
-    SUBSCRIBE = 1 << 18
-    PRESENCE_SUBSCRIBE = 1 << 19
-
-
-HAS_PRESENCE = int(Flag.HAS_PRESENCE)
-RESUMED = int(Flag.RESUMED)
-PRESENCE_SUBSCRIBE = int(Flag.PRESENCE_SUBSCRIBE)
 
 
 class OperationTimeout(TimeoutError):
@@ -114,7 +80,7 @@ def error_from_wire(
 
 
 def encode_data(data: Any) -> tuple[Any, str | None]:
-    """Member data as the (`data`, `encoding`) pair sent on the wire (§1.6).
+    """Member data as the (`data`, `encoding`) pair sent on the wire.
 
     Values that are not presence data but are JSON values (numbers, booleans) are sent as they
     are, so that the server's own validation (40013) is what the harness observes. Values that

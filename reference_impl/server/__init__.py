@@ -6,6 +6,12 @@
 - `load_keys_file(path)`: keys from JSON `{"appid.keyid": {"secret": ..., "capability": ...}}`.
 - `serve_main(argv)`: `presence-conformance serve [--host] [--port] [--keys] [--leave-grace]
   [--sync-page]`, also `python -m presence_conformance.reference_impl.server`.
+
+Inside, one module per job (`app.py` assembles them): `auth` (keys, tokens, capabilities),
+`transport` (WebSockets, frames in and out), `realtime` (the connection and channel protocol),
+`rest` (REST endpoints), `inspection` (what tests read, faults they inject); `wire` (frame
+errors, data encodings, the wire form of presence messages), `config`, `cli`, and `testing`
+(a raw protocol client for tests of the server).
 """
 
 from presence_conformance.reference_impl.server.app import PresenceServer

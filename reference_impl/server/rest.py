@@ -7,28 +7,35 @@
   events (RSP4b: start/end inclusive ms, direction backwards by default).
 
 Pages link to each other with `Link` headers of exactly the form ably-js parses
-(`<./NAME?query>; rel="next"`, see shared/research/ably-protocol.md §3), with `first` and
-`current` as well; no `next` link means the last page.
+(`<./NAME?query>; rel="next"`, see `docs/protocol.md`), with `first` and `current` as well; no
+`next` link means the last page.
 
-Auth: `Authorization: Basic base64(name:secret)` or `Bearer base64(token)` (a token from
-`PresenceServer.issue_token`), or a `key` / `access_token` query parameter. Errors are JSON
-`{"error": {"code", "statusCode", "message"}}` with the matching HTTP status.
+Auth (`auth.Authenticator.authenticate_request`): `Authorization: Basic base64(name:secret)` or
+`Bearer base64(token)` (a token from `PresenceServer.issue_token`), or a `key` / `access_token`
+query parameter. Errors are JSON `{"error": {"code", "statusCode", "message"}}` with the
+matching HTTP status.
+
+The handlers get what they use, nothing more: the model (read only), the authenticator and the
+server's clock (`add_routes`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
-from presence_conformance.reference_impl.model import MAX_HISTORY_LIMIT, validate_history_params
-from presence_conformance.reference_impl.server.config import Capability, capability_allows
+from presence_conformance.reference_impl.model import (
+    MAX_HISTORY_LIMIT,
+    PresenceModel,
+    validate_history_params,
+)
+from presence_conformance.reference_impl.server.auth import Authenticator, require_rest_operation
 from presence_conformance.reference_impl.server.wire import (
     INTERNAL_ERROR,
     INVALID_CREDENTIALS,
@@ -39,10 +46,7 @@ from presence_conformance.reference_impl.server.wire import (
     wire_presence,
 )
 
-if TYPE_CHECKING:
-    from presence_conformance.reference_impl.server.app import PresenceServer
-
-log = logging.getLogger("presence_conformance.reference_impl.server.rest")
+log = logging.getLogger(__name__)
 
 _INT = re.compile(r"^-?[0-9]{1,18}$")
 _HTTP_CODES = {404: errors.NOT_FOUND, 405: 40500, 401: INVALID_CREDENTIALS}
@@ -64,7 +68,9 @@ def error_response(code: int, message: str, status: int | None = None) -> web.Re
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Every refusal as an Ably error body; nothing escapes as a bare HTML page or a crash."""
     try:
         return await handler(request)
@@ -82,24 +88,23 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(INTERNAL_ERROR, f"internal error ({type(exc).__name__})", 500)
 
 
-def add_routes(app: web.Application, server: PresenceServer) -> None:
-    """Register the REST routes of `server` on `app`."""
+def add_routes(
+    app: web.Application,
+    *,
+    model: PresenceModel,
+    auth: Authenticator,
+    now: Callable[[], int],
+) -> None:
+    """Register the REST routes on `app`: they read `model`, check credentials with `auth`
+    and tell the time by `now` (ms since the epoch)."""
 
     async def get_time(request: web.Request) -> web.Response:
-        return _json([server.now()])
+        return _json([now()])
 
     async def get_presence(request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
-        capability = _authenticate(server, request)
-        if not (
-            capability_allows(capability, channel, "subscribe")
-            or capability_allows(capability, channel, "presence")
-        ):
-            raise FrameError(
-                errors.CAPABILITY_DENIED,
-                f"capability: no subscribe capability on channel {channel!r}",
-                status_code=401,
-            )
+        capability = auth.authenticate_request(request.headers, request.query)
+        require_rest_operation(capability, channel, ("subscribe", "presence"), "subscribe")
         query = request.query
         limit = _int_param(query, "limit")
         if limit is None:
@@ -112,7 +117,7 @@ def add_routes(app: web.Application, server: PresenceServer) -> None:
             )
         client_id = query.get("clientId")
         connection_id = query.get("connectionId")
-        members = server.model.get(channel, client_id or None, connection_id or None)
+        members = model.get(channel, client_id or None, connection_id or None)
         cursor = query.get("cursor")
         if cursor:
             members = [m for m in members if m.member_key > cursor]
@@ -132,19 +137,14 @@ def add_routes(app: web.Application, server: PresenceServer) -> None:
 
     async def get_history(request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
-        capability = _authenticate(server, request)
-        if not capability_allows(capability, channel, "history"):
-            raise FrameError(
-                errors.CAPABILITY_DENIED,
-                f"capability: no history capability on channel {channel!r}",
-                status_code=401,
-            )
+        capability = auth.authenticate_request(request.headers, request.query)
+        require_rest_operation(capability, channel, ("history",), "history")
         query = request.query
         start, end, limit = (_int_param(query, n) for n in ("start", "end", "limit"))
         direction = query.get("direction")
         start, end, limit, direction = validate_history_params(start, end, limit, direction)
         cursor = query.get("cursor")
-        page = server.model.history(channel, start, end, limit, direction, cursor or None)
+        page = model.history(channel, start, end, limit, direction, cursor or None)
         base: dict[str, Any] = {}
         if start is not None:
             base["start"] = start
@@ -177,7 +177,7 @@ def _link(name: str, params: dict[str, Any], rel: str) -> str:
     return f'<./{name}?{query}>; rel="{rel}"'
 
 
-def _int_param(query: Any, name: str) -> int | None:
+def _int_param(query: Mapping[str, str], name: str) -> int | None:
     raw = query.get(name)
     if raw is None or raw == "":
         return None
@@ -186,46 +186,3 @@ def _int_param(query: Any, name: str) -> int | None:
             errors.INVALID_PARAMETER_VALUE, f"{name}: expected an integer, got {short(raw)}", name
         )
     return int(raw)
-
-
-def _authenticate(server: PresenceServer, request: web.Request) -> Capability:
-    """The capability of the request's credentials; FrameError 40101 (401) / 40400 otherwise."""
-    header = request.headers.get("Authorization")
-    query = request.query
-    if header:
-        scheme, _, value = header.strip().partition(" ")
-        value = value.strip()
-        if scheme.lower() == "basic":
-            try:
-                key = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, ValueError):
-                raise FrameError(
-                    INVALID_CREDENTIALS,
-                    "Authorization: Basic credentials are not base64 of 'appId.keyId:secret'",
-                    status_code=401,
-                ) from None
-            return server.authenticate_key(key)[1]
-        if scheme.lower() == "bearer":
-            token = value
-            try:
-                decoded = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, ValueError):
-                decoded = None
-            if decoded is not None and server.has_token(decoded):
-                token = decoded
-            return server.authenticate_token(token, "Authorization: Bearer").capability
-        raise FrameError(
-            INVALID_CREDENTIALS,
-            f"Authorization: unsupported scheme {short(scheme)}; expected Basic or Bearer",
-            status_code=401,
-        )
-    if "key" in query:
-        return server.authenticate_key(query["key"])[1]
-    for param in ("access_token", "accessToken"):
-        if param in query:
-            return server.authenticate_token(query[param], param).capability
-    raise FrameError(
-        INVALID_CREDENTIALS,
-        "no credentials: send 'Authorization: Basic base64(key)' or 'Bearer base64(token)'",
-        status_code=401,
-    )

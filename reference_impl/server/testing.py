@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from presence_conformance.reference_impl.protocol import HAS_PRESENCE, ProtocolAction
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -49,7 +50,7 @@ class RawClient:
         ws = await asyncio.wait_for(connect(url, max_size=None, ping_interval=None), timeout)
         client = cls(ws, keep_heartbeats)
         if expect_connected:
-            client.connected = await client.expect(4, timeout)
+            client.connected = await client.expect(ProtocolAction.CONNECTED, timeout)
         return client
 
     @classmethod
@@ -80,7 +81,7 @@ class RawClient:
                 if (
                     not self.keep_heartbeats
                     and isinstance(frame, dict)
-                    and frame.get("action") == 0
+                    and frame.get("action") == ProtocolAction.HEARTBEAT
                     and "id" not in frame
                 ):
                     continue
@@ -112,8 +113,8 @@ class RawClient:
         for later `recv`/`expect` calls."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        for index, frame in enumerate(self._held):
-            if _matches(frame, action, fields):
+        for index, held in enumerate(self._held):
+            if _matches(held, action, fields):
                 return self._held.pop(index)
         while True:
             remaining = deadline - loop.time()
@@ -136,28 +137,29 @@ class RawClient:
         got: list[dict] = []
         while True:
             try:
-                got.append(self.frames.get_nowait())
+                frame = self.frames.get_nowait()
             except asyncio.QueueEmpty:
                 break
-        got = [f for f in got if f is not None]
+            if frame is not None:
+                got.append(frame)
         self._held.extend(got)
         return [f for f in got if action is None or f.get("action") == action]
 
     async def sync_point(self, token: str = "sync-point", timeout: float = DEFAULT_TIMEOUT) -> None:
         """Send a HEARTBEAT with an id and wait for its echo: every earlier frame is handled."""
-        await self.send({"action": 0, "id": token})
-        await self.expect(0, timeout, id=token)
+        await self.send({"action": ProtocolAction.HEARTBEAT, "id": token})
+        await self.expect(ProtocolAction.HEARTBEAT, timeout, id=token)
 
     async def attach(
         self, channel: str, timeout: float = DEFAULT_TIMEOUT
     ) -> tuple[dict, list[dict]]:
         """ATTACH; return ATTACHED and the SYNC frames that followed (until the empty cursor)."""
-        await self.send({"action": 10, "channel": channel})
-        attached = await self.expect(11, timeout, channel=channel)
+        await self.send({"action": ProtocolAction.ATTACH, "channel": channel})
+        attached = await self.expect(ProtocolAction.ATTACHED, timeout, channel=channel)
         syncs: list[dict] = []
-        if attached.get("flags", 0) & 1:
+        if attached.get("flags", 0) & HAS_PRESENCE:
             while True:
-                sync = await self.expect(16, timeout, channel=channel)
+                sync = await self.expect(ProtocolAction.SYNC, timeout, channel=channel)
                 syncs.append(sync)
                 serial = sync.get("channelSerial")
                 if serial is None or serial.split(":", 1)[1] == "":
@@ -169,12 +171,19 @@ class RawClient:
     ) -> dict:
         """Send PRESENCE; return the ACK or NACK for `msg_serial`."""
         await self.send(
-            {"action": 14, "channel": channel, "msgSerial": msg_serial, "presence": list(items)}
+            {
+                "action": ProtocolAction.PRESENCE,
+                "channel": channel,
+                "msgSerial": msg_serial,
+                "presence": list(items),
+            }
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            frame = await self.expect_any((1, 2), max(0.0, deadline - loop.time()))
+            frame = await self.expect_any(
+                (ProtocolAction.ACK, ProtocolAction.NACK), max(0.0, deadline - loop.time())
+            )
             if frame.get("msgSerial") == msg_serial:
                 return frame
             self._held.append(frame)
@@ -182,8 +191,8 @@ class RawClient:
     async def expect_any(self, actions: tuple[int, ...], timeout: float = DEFAULT_TIMEOUT) -> dict:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        for index, frame in enumerate(self._held):
-            if frame.get("action") in actions:
+        for index, held in enumerate(self._held):
+            if held.get("action") in actions:
                 return self._held.pop(index)
         while True:
             remaining = deadline - loop.time()

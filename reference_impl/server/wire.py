@@ -1,8 +1,10 @@
 """The Ably realtime wire protocol subset the reference server speaks (JSON only).
 
-Actions (TR2), flags (TR3), the `FrameError` every refused frame turns into, the decoding of a
-client's presence `data` + `encoding` (TP3e, TP3f, RSL4) for the model, and the wire form of a
-`PresenceMessage` (TP3, numeric actions) for SYNC, PRESENCE broadcasts and REST answers.
+The `FrameError` every refused frame turns into, the error codes the server uses beyond
+`presence_conformance.reference_impl.errors`, the decoding of a client's presence `data` +
+`encoding` (TP3e, TP3f, RSL4) for the model, and the wire form of a `PresenceMessage` (TP3,
+numeric actions) for SYNC, PRESENCE broadcasts and REST answers. The protocol's numbers
+(actions, flags) are in `presence_conformance.reference_impl.protocol`.
 
 Member data keeps the exact `data`, `encoding` and `extras` a client sent: they ride along the
 model's `PresenceMessage.extra["wire"]` and are echoed back unchanged, so a JSON object sent as
@@ -14,65 +16,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import json
 import reprlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, Data, PresenceMessage, validate_data
-
-
-class Act(enum.IntEnum):
-    """ProtocolMessage actions (TR2)."""
-
-    HEARTBEAT = 0
-    ACK = 1
-    NACK = 2
-    CONNECT = 3
-    CONNECTED = 4
-    DISCONNECT = 5
-    DISCONNECTED = 6
-    CLOSE = 7
-    CLOSED = 8
-    ERROR = 9
-    ATTACH = 10
-    ATTACHED = 11
-    DETACH = 12
-    DETACHED = 13
-    PRESENCE = 14
-    MESSAGE = 15
-    SYNC = 16
-    AUTH = 17
-    ACTIVATE = 18
-    OBJECT = 19
-    OBJECT_SYNC = 20
-    ANNOTATION = 21
-
-
-SERVER_ONLY_ACTIONS = frozenset(
-    {
-        Act.ACK,
-        Act.NACK,
-        Act.CONNECTED,
-        Act.DISCONNECTED,
-        Act.CLOSED,
-        Act.ERROR,
-        Act.ATTACHED,
-        Act.DETACHED,
-        Act.SYNC,
-    }
-)
-
-# TR3 flags
-HAS_PRESENCE = 1 << 0
-FLAG_PRESENCE = 1 << 16
-FLAG_PUBLISH = 1 << 17
-FLAG_SUBSCRIBE = 1 << 18
-FLAG_PRESENCE_SUBSCRIBE = 1 << 19
-MODE_FLAGS = FLAG_PRESENCE | FLAG_PUBLISH | FLAG_SUBSCRIBE | FLAG_PRESENCE_SUBSCRIBE  # 983040
 
 # Ably error codes the server uses beyond presence_conformance.reference_impl.errors
 INVALID_CHANNEL_NAME = 40010
@@ -172,6 +124,7 @@ def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

@@ -1,5 +1,5 @@
 """The reference server writes a frame straight to the transport when nothing is queued before it
-(`presence_conformance.reference_impl.server.app._write_now`), and through the connection's writer task otherwise.
+(`presence_conformance.reference_impl.server.transport._write_now`), and through the connection's writer task otherwise.
 
 - a subscriber that reads slowly gets every event, in order, while frames switch between the two
   paths (its transport backs up, frames queue, the queue drains, direct writes resume);
@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 
 import pytest
 from presence_conformance.reference_impl.server import PresenceServer
-from presence_conformance.reference_impl.server import app as server_app
-from presence_conformance.reference_impl.server.app import DIRECT_WRITE_LIMIT
+from presence_conformance.reference_impl.server import transport as server_app
 from presence_conformance.reference_impl.server.testing import RawClient
+from presence_conformance.reference_impl.server.transport import DIRECT_WRITE_LIMIT
 from support import run_server
 from websockets.asyncio.client import connect
 
@@ -56,7 +56,7 @@ def test_slow_reader_gets_every_event_in_order(monkeypatch: pytest.MonkeyPatch) 
         transport = bob.ws.transport
         # small socket buffers on both ends, so that the server's transport backs up quickly
         transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        server_side = server._conns[bob.connection_id].transport
+        server_side = server.realtime.connections[bob.connection_id].transport
         server_side.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
         transport.pause_reading()
         for serial in range(count):

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 from presence_conformance.reference_impl.server import KeySpec, PresenceServer, ServerConfig
-from presence_conformance.reference_impl.server import app as server_app
+from presence_conformance.reference_impl.server import transport as server_app
 from presence_conformance.reference_impl.server.testing import RawClient
 from support import run_server
 
@@ -633,7 +633,7 @@ def test_slow_consumer_is_cut_off_without_hurting_others() -> None:
     async def test(server: PresenceServer) -> None:
         bob = await RawClient.open(server, client_id="bob")
         await bob.attach("room")
-        conn = server._conns[bob.connection_id]  # white-box: block its writer
+        conn = server.realtime.connections[bob.connection_id]  # white-box: block its writer
         conn.writer.cancel()
         alice = await RawClient.open(server, client_id="alice")
         await alice.attach("room")

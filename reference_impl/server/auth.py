@@ -1,0 +1,243 @@
+"""Authentication of the reference server: API keys, tokens, and what a credential may do.
+
+- `Authenticator` holds the keys (from `ServerConfig.keys`, more with `add_key`) and the tokens
+  it issued (`issue_token`). It checks the credentials of a WebSocket upgrade (`connect`: key or
+  token, clientId, format, resume/recover) and of a REST request (`authenticate_request`:
+  `Authorization: Basic`/`Bearer` or a `key` / `access_token` query parameter).
+- `require_attach`, `require_operation` and `require_rest_operation` apply a credential's
+  capability to a channel (config.py says how patterns match) and refuse with 40160.
+
+Every refusal is a `FrameError` carrying the Ably error code: the realtime side sends it as
+ERROR or NACK, the REST side as an error body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.server.config import (
+    Capability,
+    ConfigError,
+    KeySpec,
+    TokenSpec,
+    capability_allows,
+    capability_any,
+    check_capability,
+    check_key_name,
+    new_token,
+)
+from presence_conformance.reference_impl.server.wire import (
+    INVALID_CREDENTIALS,
+    UNABLE_TO_RECOVER,
+    FrameError,
+    short,
+)
+
+
+@dataclass(frozen=True)
+class ConnectGrant:
+    """What an accepted WebSocket upgrade may do: its key, clientId and capability.
+
+    `resume_error` is set when the client asked to resume or recover: the connection is still
+    accepted (as a new one), and CONNECTED carries the error."""
+
+    key_name: str
+    client_id: str | None  # None: anonymous; "*": wildcard
+    capability: Capability
+    resume_error: FrameError | None = None
+
+
+class Authenticator:
+    """The keys and tokens of one server, and the checks of credentials against them."""
+
+    def __init__(self, keys: Mapping[str, KeySpec]) -> None:
+        self._keys: dict[str, KeySpec] = dict(keys)
+        self._tokens: dict[str, TokenSpec] = {}
+
+    @property
+    def default_key(self) -> str:
+        """`name:secret` of the first key."""
+        name, spec = next(iter(self._keys.items()))
+        return f"{name}:{spec.secret}"
+
+    def add_key(self, name: str, secret: str, capability: Capability | None = None) -> str:
+        """Add (or replace) an API key; returns `name:secret`. Raises `ConfigError`."""
+        check_key_name(name)
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError(f"key {name!r}: empty secret")
+        cap = check_capability(capability if capability is not None else {"*": ["*"]})
+        self._keys[name] = KeySpec(secret, cap)
+        return f"{name}:{secret}"
+
+    def issue_token(
+        self,
+        key_name: str | None = None,
+        client_id: str | None = None,
+        capability: Capability | None = None,
+    ) -> str:
+        """An opaque token for `key_name` (default: the first key), with that key's capability
+        unless `capability` narrows it. Raises `ConfigError` for an unknown key."""
+        name = key_name or next(iter(self._keys))
+        if name not in self._keys:
+            raise ConfigError(f"key {name!r}: unknown key")
+        cap = (
+            check_capability(capability) if capability is not None else self._keys[name].capability
+        )
+        token = new_token()
+        self._tokens[token] = TokenSpec(name, client_id, cap)
+        return token
+
+    def has_token(self, token: str) -> bool:
+        """True if `token` was issued here."""
+        return token in self._tokens
+
+    def authenticate_key(self, key: str) -> tuple[str, Capability]:
+        """`name:secret` -> (key name, capability); FrameError 40101 / 40400 otherwise."""
+        if ":" not in key:
+            raise FrameError(INVALID_CREDENTIALS, "key: expected 'appId.keyId:secret'")
+        name, secret = key.split(":", 1)
+        spec = self._keys.get(name)
+        if spec is None:
+            raise FrameError(errors.NOT_FOUND, f"key: unknown key name {short(name)}")
+        if not secrets.compare_digest(secret.encode(), spec.secret.encode()):
+            raise FrameError(INVALID_CREDENTIALS, f"key: wrong secret for key {name!r}")
+        return name, spec.capability
+
+    def authenticate_token(self, token: str, param: str) -> TokenSpec:
+        """A token issued by `issue_token`; FrameError 40101 naming `param` otherwise."""
+        spec = self._tokens.get(token)
+        if spec is None or spec.key_name not in self._keys:
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                f"{param}: unknown token (the reference server only accepts tokens "
+                "from PresenceServer.issue_token)",
+            )
+        return spec
+
+    def connect(self, query: Mapping[str, str]) -> ConnectGrant:
+        """Check the query of a WebSocket upgrade (format, clientId, key or token, resume);
+        FrameError if the connection is refused."""
+        fmt = query.get("format")
+        if fmt is not None and fmt != "json":
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"format: {short(fmt)} is not supported; the "
+                "reference server speaks JSON only (format=json / useBinaryProtocol "
+                "false)",
+            )
+        client_id = query.get("clientId")
+        if client_id is not None and not client_id:
+            raise FrameError(errors.INVALID_CLIENT_ID, "clientId: empty clientId")
+        key = query.get("key")
+        token_param = next((p for p in ("accessToken", "access_token") if p in query), None)
+        if key is not None:
+            key_name, capability = self.authenticate_key(key)
+        elif token_param is not None:
+            spec = self.authenticate_token(query[token_param], token_param)
+            key_name, capability = spec.key_name, spec.capability
+            if spec.client_id is not None:
+                if client_id is not None and client_id != spec.client_id:
+                    raise FrameError(
+                        errors.INVALID_CLIENT_ID,
+                        f"clientId: {short(client_id)} does not match the token's "
+                        f"clientId {spec.client_id!r}",
+                    )
+                client_id = spec.client_id
+        else:
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                "no credentials: expected key=name:secret (or accessToken) in the query",
+            )
+        resume_error = None
+        for param in ("resume", "recover"):
+            if query.get(param):
+                resume_error = FrameError(
+                    UNABLE_TO_RECOVER,
+                    f"{param}: the reference server does "
+                    "not resume connections; this is a new connection",
+                )
+        return ConnectGrant(key_name, client_id, capability, resume_error)
+
+    def authenticate_request(
+        self, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> Capability:
+        """The capability of a REST request's credentials; FrameError 40101 (401) / 40400
+        otherwise."""
+        header = headers.get("Authorization")
+        if header:
+            scheme, _, value = header.strip().partition(" ")
+            value = value.strip()
+            if scheme.lower() == "basic":
+                try:
+                    key = base64.b64decode(value, validate=True).decode("utf-8")
+                except (binascii.Error, ValueError):
+                    raise FrameError(
+                        INVALID_CREDENTIALS,
+                        "Authorization: Basic credentials are not base64 of 'appId.keyId:secret'",
+                        status_code=401,
+                    ) from None
+                return self.authenticate_key(key)[1]
+            if scheme.lower() == "bearer":
+                token = value
+                try:
+                    decoded: str | None = base64.b64decode(value, validate=True).decode("utf-8")
+                except (binascii.Error, ValueError):
+                    decoded = None
+                if decoded is not None and self.has_token(decoded):
+                    token = decoded
+                return self.authenticate_token(token, "Authorization: Bearer").capability
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                f"Authorization: unsupported scheme {short(scheme)}; expected Basic or Bearer",
+                status_code=401,
+            )
+        if "key" in query:
+            return self.authenticate_key(query["key"])[1]
+        for param in ("access_token", "accessToken"):
+            if param in query:
+                return self.authenticate_token(query[param], param).capability
+        raise FrameError(
+            INVALID_CREDENTIALS,
+            "no credentials: send 'Authorization: Basic base64(key)' or 'Bearer base64(token)'",
+            status_code=401,
+        )
+
+
+def require_attach(capability: Capability, key_name: str, channel: str) -> None:
+    """A connection may attach to `channel` if its capability grants anything there."""
+    if not capability_any(capability, channel):
+        raise FrameError(
+            errors.CAPABILITY_DENIED,
+            f"capability: key {key_name!r} grants nothing on channel {channel!r}",
+            channel=channel,
+        )
+
+
+def require_operation(
+    capability: Capability, key_name: str, channel: str, operation: str, msg_serial: int
+) -> None:
+    """A connection's frame (`msg_serial`) needs `operation` (`presence`, `publish`) on
+    `channel`; refused with a NACK otherwise."""
+    if not capability_allows(capability, channel, operation):
+        raise FrameError(
+            errors.CAPABILITY_DENIED,
+            f"capability: key {key_name!r} has no {operation} capability on channel {channel!r}",
+            msg_serial=msg_serial,
+        )
+
+
+def require_rest_operation(
+    capability: Capability, channel: str, operations: Sequence[str], named: str
+) -> None:
+    """A REST request needs one of `operations` on `channel`; refused (401) naming `named`."""
+    if not any(capability_allows(capability, channel, op) for op in operations):
+        raise FrameError(
+            errors.CAPABILITY_DENIED,
+            f"capability: no {named} capability on channel {channel!r}",
+            status_code=401,
+        )

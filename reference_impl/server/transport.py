@@ -1,0 +1,242 @@
+"""The transport of the reference server: the WebSocket of each realtime connection (aiohttp).
+
+- `Transport.handle` is the `/` route: it upgrades the request, has the frame handler (the
+  state machine in `realtime.py`) check the credentials and open the connection, hands it every
+  text frame received, and tells it when the transport is gone. A refused upgrade gets one
+  ERROR frame and a close.
+- Frames out: `send` encodes a frame, `broadcast` encodes one frame once for many connections,
+  `enqueue` queues encoded text. Each connection has a writer task that drains its queue; a
+  frame is written straight to the socket instead when nothing waits before it
+  (`_write_now`, the direct-write path). A client that lets `max_outbound_queue` frames pile up
+  is cut off as a slow consumer: its transport is aborted and the handler loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.protocol import ProtocolAction
+from presence_conformance.reference_impl.server.auth import ConnectGrant
+from presence_conformance.reference_impl.server.config import ServerConfig
+from presence_conformance.reference_impl.server.connection import Connection
+from presence_conformance.reference_impl.server.rest import error_response
+from presence_conformance.reference_impl.server.wire import INTERNAL_ERROR, FrameError, dumps
+
+log = logging.getLogger(__name__)
+
+DIRECT_WRITE_LIMIT = 65536  # bytes already buffered in the transport before frames are queued
+
+
+class FrameHandler(Protocol):
+    """What the transport needs from the realtime protocol above it."""
+
+    def authenticate(self, query: Mapping[str, str]) -> ConnectGrant:
+        """Check an upgrade's credentials; raise `FrameError` to refuse the connection."""
+        ...
+
+    def open(self, ws: web.WebSocketResponse, grant: ConnectGrant) -> Connection:
+        """Open an accepted connection (CONNECTED is sent from here)."""
+        ...
+
+    def on_text(self, conn: Connection, text: str) -> None:
+        """One text frame received."""
+        ...
+
+    def on_binary(self, conn: Connection, size: int) -> None:
+        """One binary frame of `size` bytes received."""
+        ...
+
+    def transport_closed(self, conn: Connection) -> None:
+        """The WebSocket is gone (closed by either side, or lost)."""
+        ...
+
+    def lose(self, conn: Connection) -> None:
+        """The transport cut the connection off (slow consumer); it was open until now."""
+        ...
+
+
+class Transport:
+    """The WebSockets of one server: accepting them, reading frames, writing frames."""
+
+    def __init__(self, config: ServerConfig, stats: Counter[str], handler: FrameHandler) -> None:
+        self.config = config
+        self.stats = stats
+        self.handler = handler
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The `/` route: one realtime connection, from upgrade to close."""
+        ws = web.WebSocketResponse(
+            max_msg_size=max(4 * self.config.max_frame_size, 4 << 20), timeout=2.0
+        )
+        if not ws.can_prepare(request).ok:
+            return error_response(
+                errors.BAD_REQUEST, "expected a WebSocket upgrade on / (REST is under /channels)"
+            )
+        await ws.prepare(request)
+        try:
+            grant = self.handler.authenticate(request.query)
+        except FrameError as exc:
+            self.stats["auth_refused"] += 1
+            try:
+                await ws.send_str(
+                    dumps({"action": ProtocolAction.ERROR, "error": exc.error_info()})
+                )
+            finally:
+                await close_ws(ws, 1000)
+            return ws
+        try:
+            conn = self.handler.open(ws, grant)
+        except Exception as exc:  # pragma: no cover - nothing in open is expected to fail
+            log.exception("opening a connection failed")
+            with contextlib.suppress(Exception):
+                await ws.send_str(
+                    dumps(
+                        {
+                            "action": ProtocolAction.ERROR,
+                            "error": {
+                                "code": INTERNAL_ERROR,
+                                "statusCode": 500,
+                                "message": f"internal error opening the connection ({type(exc).__name__})",
+                            },
+                        }
+                    )
+                )
+            await close_ws(ws, 1011)
+            return ws
+        conn.transport = request.transport
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self.handler.on_text(conn, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    self.handler.on_binary(conn, len(msg.data))
+                else:  # ERROR (e.g. beyond the hard size limit): the transport is gone
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # pragma: no cover - aiohttp transport failures
+            log.exception("connection %s: transport failure", conn.id)
+        finally:
+            self.handler.transport_closed(conn)
+        return ws
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def start_writer(self, conn: Connection) -> None:
+        """Start the task that writes `conn`'s queued frames."""
+        conn.writer = asyncio.create_task(self._writer(conn))
+
+    async def _writer(self, conn: Connection) -> None:
+        ws = conn.ws
+        try:
+            while True:
+                item = await conn.queue.get()
+                if item is None:  # close_after_flush
+                    await close_ws(ws, 1000)
+                    return
+                conn.sending = True
+                try:
+                    await ws.send_str(item)
+                finally:
+                    conn.sending = False
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the peer went away; the reader notices and cleans up
+            return
+
+    def enqueue(self, conn: Connection, text: str | None) -> None:
+        """Send encoded `text` to `conn` after everything sent before it (None: close the
+        WebSocket once everything before it is out)."""
+        if conn.state in ("closed", "dropped"):
+            return
+        if conn.queue.qsize() >= self.config.max_outbound_queue:
+            log.warning(
+                "connection %s: %d frames queued, cutting off a slow client",
+                conn.id,
+                conn.queue.qsize(),
+            )
+            self.stats["slow_consumers"] += 1
+            if conn.writer is not None:
+                conn.writer.cancel()
+            if isinstance(conn.transport, asyncio.Transport):
+                conn.transport.abort()
+            if conn.state == "open":
+                self.handler.lose(conn)
+            return
+        if not _write_now(conn, text):
+            conn.queue.put_nowait(text)
+
+    def close_after_flush(self, conn: Connection) -> None:
+        """Close `conn`'s WebSocket once the frames queued so far are out."""
+        self.enqueue(conn, None)
+
+    def send(self, conn: Connection, frame: dict[str, Any]) -> None:
+        """Encode `frame` and send it to `conn`."""
+        self.enqueue(conn, dumps(frame))
+
+    def broadcast(self, conns: Iterable[Connection], frame: dict[str, Any]) -> None:
+        """Encode `frame` once; queue the same text for every connection of `conns`."""
+        text = dumps(frame)
+        for conn in conns:
+            self.enqueue(conn, text)
+
+    async def drop(self, conn: Connection) -> None:
+        """Cut `conn`'s transport as a network failure would (no CLOSE, no WebSocket close)."""
+        transport = conn.transport
+        if isinstance(transport, asyncio.Transport) and not transport.is_closing():
+            transport.abort()
+        else:
+            await close_ws(conn.ws, 1006)
+
+
+async def close_ws(ws: web.WebSocketResponse, code: int) -> None:
+    """Close a WebSocket with `code`, bounded in time; failures are ignored (the peer is gone)."""
+    try:
+        await asyncio.wait_for(ws.close(code=code), 2.0)
+    except Exception:
+        pass
+
+
+def _write_now(conn: Connection, text: str | None) -> bool:
+    """Write a text frame straight to the transport when nothing is waiting to go out before it
+    (the queue is empty and the writer is idle) and the transport is not backed up; return False
+    to leave it to the writer task.
+
+    This saves a wake-up of the connection's writer task per frame, which is most of the cost of
+    a fan-out (each event goes to every subscriber) and a step on the way of every ACK. The frame
+    is a plain RFC 6455 server frame (FIN, text, unmasked; RSV1 clear, so it is valid with or
+    without permessage-deflate). Anything unusual takes the writer's path, which awaits drain.
+    """
+    transport = conn.transport
+    if (
+        not isinstance(text, str)
+        or conn.state != "open"
+        or conn.sending
+        or not conn.queue.empty()
+        or conn.writer is None
+        or conn.writer.done()
+        or conn.ws.closed
+        or not isinstance(transport, asyncio.WriteTransport)
+        or transport.is_closing()
+        or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+    ):
+        return False
+    payload = text.encode("utf-8")
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    transport.write(header + payload)
+    return True
