@@ -8,7 +8,7 @@ against the embedded reference server (started in-process on a free port, see
     pip install 'presence-conformance[ably]'
     presence-conformance run --adapter ably-python
 
-Client options (shared/research/ably-protocol.md §1.8): `endpoint="127.0.0.1:PORT"` (the realtime
+Client options (docs/protocol.md §1.1): `endpoint="127.0.0.1:PORT"` (the realtime
 client ignores `port`), `tls=False`, `use_binary_protocol=False` (the reference server speaks JSON),
 `fallback_hosts=[]`. A wildcard client (`client_id="*"`) connects with a token bound to `*`.
 
