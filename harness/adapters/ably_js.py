@@ -44,9 +44,8 @@ from presence_conformance.harness.adapters.bridge import BridgeAdapter
 __all__ = ["NODE_DIR_ENV", "NODE_FILES", "AblyJsAdapter", "copy_node_files", "default_node_dir"]
 
 NAME = "ably-js"
-MODULE = (
-    "presence_conformance.harness.adapters.ably_js"  # for `python -m` (there __name__ is __main__)
-)
+# this module's name for messages (under `python -m`, __name__ is "__main__")
+MODULE = "presence_conformance.harness.adapters.ably_js"
 SCRIPT = "ably_bridge.mjs"
 NODE_DIR_ENV = "PRESENCE_CONFORMANCE_NODE_DIR"
 NODE_FILES = (SCRIPT, "sdk_smoke.mjs", "package.json", "package-lock.json")
