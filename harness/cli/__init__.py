@@ -4,7 +4,7 @@
                              [--select PATTERN]... [--op-timeout S] [--strict] [--scenarios DIR]
                              [--known-failing FILE]
     presence-conformance replay FILE --adapter NAME [--adapter-option K=V]...
-    presence-conformance list adapters|scenarios|requirements
+    presence-conformance list adapters|scenarios|requirements|checks
     presence-conformance generate ...     (generated programs; see `generate --help`)
     presence-conformance report ...       (re-render reports, matrix; see `report --help`)
     presence-conformance serve ...        (the reference server; see `serve --help`)
@@ -148,8 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     _adapter_arguments(replay, scenarios=False)
     replay.set_defaults(func=_cmd_replay)
 
-    lst = sub.add_parser("list", help="list adapters, scenarios or requirements")
-    lst.add_argument("what", choices=["adapters", "scenarios", "requirements"])
+    lst = sub.add_parser("list", help="list adapters, scenarios, requirements or checks")
+    lst.add_argument("what", choices=["adapters", "scenarios", "requirements", "checks"])
     lst.add_argument(
         "--scenarios",
         metavar="DIR",
@@ -339,6 +339,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             [(s.case_id, ", ".join(s.requirements)) for s in load_suite(args.scenarios)],
             ("SCENARIO", "REQUIREMENTS"),
         )
+    elif args.what == "checks":
+        _list_checks(sys.stdout)
     else:
         from presence_conformance.spec import load_requirements
 
@@ -347,6 +349,36 @@ def _cmd_list(args: argparse.Namespace) -> int:
             ("REQUIREMENT", "LEVEL", "TEXT"),
         )
     return EXIT_CONFORMING
+
+
+def _list_checks(out: TextIO) -> None:
+    """Each registered check: its family, the sentence it enforces (its docstring) and the
+    requirement IDs it may report, with their levels from the catalogue."""
+    import textwrap
+
+    from presence_conformance.harness.checks import REGISTRY
+    from presence_conformance.spec import load_requirements
+
+    catalogue = load_requirements()
+    levels = {r.id: r.level for r in catalogue.requirements}
+    for index, info in enumerate(REGISTRY.values()):
+        if index:
+            print(file=out)
+        print(f"{info.name} ({info.family})", file=out)
+        sentence = " ".join(info.doc.split()) or "(no description)"
+        print(textwrap.fill(sentence, 100, initial_indent="  ", subsequent_indent="  "), file=out)
+        if info.explicit:
+            items = ["the requirements the scenario or step is tagged with (explicit expectations)"]
+        else:
+            items = [f"{r} ({levels.get(r, '?')})" for r in info.requirements]
+        line = "  may report:"
+        for n, item in enumerate(items):
+            item += "," if n < len(items) - 1 else ""
+            if len(line) + 1 + len(item) > 100:
+                print(line, file=out)
+                line = "   "
+            line += " " + item
+        print(line, file=out)
 
 
 def _report(argv: list[str]) -> int:

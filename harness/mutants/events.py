@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
 from presence_conformance.reference_impl.model import Outcome
@@ -234,7 +234,7 @@ class LeaveWithoutDataDropsData(MutantAdapter):
             if data is None:
                 for event in model.history_all(self.channel_name)[before:]:
                     if event.action is Action.LEAVE:
-                        self.adapter.nulled.add(event.id)
+                        cast("LeaveWithoutDataDropsData", self.adapter).nulled.add(event.id)
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)

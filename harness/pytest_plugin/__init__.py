@@ -349,8 +349,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.session.mark_partial("interrupted")
     if _is_xdist_worker(config):
-        config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps(
-            {  # type: ignore[attr-defined]
+        config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps(  # type: ignore[attr-defined]
+            {
                 "run": state.session.finish().to_json(),
                 "selected": len(state.selected),
             },

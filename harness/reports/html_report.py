@@ -275,7 +275,7 @@ def _spec_points(req: Requirement) -> str:
 
 
 def _case_links(status: RequirementStatus, problem_ids: set[str], limit: int = 12) -> str:
-    links = []
+    links: list[str] = []
     seen: set[str] = set()
     for cid, o in status.cases:
         if cid in seen:

@@ -171,7 +171,7 @@ def _requirements(run: RunResult, view: CatalogueView, out: _Budget) -> int:
         block = head + "\n" + "\n".join(rows) + tail
         if out.add(block):
             continue
-        kept = []  # fit as many rows as possible, then close the table properly
+        kept: list[str] = []  # fit as many rows as possible, then close the table properly
         for row in rows:
             if not out.fits(head + "\n" + "\n".join([*kept, row]) + tail + " " * 200):
                 break

@@ -132,6 +132,7 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style: str | None
     if "\x85" in value:  # NEL: PyYAML writes it unescaped except in double quotes, and the
         style = '"'  # reader takes an unescaped NEL for a line break
     else:

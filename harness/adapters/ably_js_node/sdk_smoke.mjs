@@ -1,9 +1,9 @@
 // ably-js smoke test against the presence-conformance reference server.
 //
-//   node node/sdk_smoke.mjs --port PORT [--key appid.keyid:secret] [--nocap-key NAME:SECRET]
-//                           [--wildcard-token TOKEN] [--channel NAME]
+//   node sdk_smoke.mjs --port PORT [--key appid.keyid:secret] [--nocap-key NAME:SECRET]
+//                      [--wildcard-token TOKEN] [--channel NAME]      (in the node folder)
 //
-// Connects with the options of shared/research/ably-protocol.md §1.8 (plain ws, JSON, web_socket
+// Connects with the options of docs/protocol.md §1.3 (plain ws, JSON, web_socket
 // transport only, no fallback hosts), enters, gets the members by SYNC on a second client
 // (including a multi-page SYNC), subscribes, updates and leaves, sees the leaves of a closed
 // connection, pings, reads presence history
