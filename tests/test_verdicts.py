@@ -464,3 +464,56 @@ def test_pytest_replay_hint_for_a_conftest_adapter_is_a_command_that_works(
     )
     again.assert_outcomes(failed=1, deselected=1)
     again.stdout.fnmatch_lines([f"*{hint}*"])
+
+
+# -- a listener subscribed twice may get each event twice ------------------------------------------
+
+TWICE = """
+from presence_conformance.harness.adapters.reference import (
+    ReferenceAdapter,
+    ReferenceConnection,
+    ReferencePresence,
+)
+
+
+class TwicePresence(ReferencePresence):
+    async def subscribe(self, listener, actions=None):
+        # a new callable per registration: the service calls the listener once per registration,
+        # as the emitters of ably-js and ably-python do
+        await self.service_presence.subscribe(lambda m, _l=listener: _l(m), actions)
+
+
+class Connection(ReferenceConnection):
+    presence_class = TwicePresence
+
+
+class Twice(ReferenceAdapter):
+    connection_class = Connection
+"""
+
+TWICE_SCENARIOS = [
+    "subscribe/same-listener-subscribed-twice",
+    "generated-regressions/repeated-enters-not-copies",
+    "generated-regressions/listener-twice-repeated-enter",
+]
+
+
+@pytest.mark.parametrize("adapter", ["twice", "reference", "mutant:ids-not-unique"])
+def test_a_listener_subscribed_twice_may_get_each_event_once_or_twice(
+    adapter: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if adapter == "twice":
+        (tmp_path / "twice.py").write_text(TWICE)
+        adapter = f"{tmp_path / 'twice.py'}:Twice"
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    codes = {}
+    for case_id in TWICE_SCENARIOS:
+        codes[case_id] = main(
+            ["replay", str(root / f"{case_id}.yaml"), "--adapter", adapter, "--repeat", "2"]
+        )
+    out = capsys.readouterr().out
+    if adapter.startswith("mutant:"):  # one id for every event: still caught (history)
+        assert codes[TWICE_SCENARIOS[0]] == codes[TWICE_SCENARIOS[1]] == 1, out
+        assert "message.id" in out
+    else:  # once (reference) or twice (the SDKs' emitters): both allowed
+        assert set(codes.values()) == {0}, out
