@@ -517,3 +517,28 @@ def test_a_listener_subscribed_twice_may_get_each_event_once_or_twice(
         assert "message.id" in out
     else:  # once (reference) or twice (the SDKs' emitters): both allowed
         assert set(codes.values()) == {0}, out
+
+
+# -- consistent feature gating of refusals of bad arguments ----------------------------------------
+
+BAD_ARGUMENT_CODES = {40003, 40000, 40013}  # invalid parameter / bad request / unsupported data
+
+
+def test_every_case_expecting_a_bad_argument_refused_needs_argument_validation() -> None:
+    from presence_conformance.harness.adapter import Feature
+    from presence_conformance.harness.session import load_suite
+
+    gated, ungated = [], []
+    for scenario in load_suite():
+        refusals = [
+            step
+            for step in scenario.iter_steps()
+            if set(getattr(step, "expect_error", None) or ()) & BAD_ARGUMENT_CODES
+        ]
+        needs = Feature.ARGUMENT_VALIDATION in scenario.needed_features()
+        if refusals and not needs:
+            ungated.append(scenario.case_id)
+        if needs and not refusals:
+            gated.append(scenario.case_id)
+    assert ungated == [], "expect a bad argument refused without argument-validation"
+    assert gated == [], "need argument-validation without expecting a refusal"
