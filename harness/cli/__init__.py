@@ -15,8 +15,10 @@ Exit codes (`run`; the same as the reports' and the pytest route's, see docs/ci.
 0 conforming, 1 not conforming, 2 usage or configuration error (unknown adapter or option,
 malformed scenario file), 3 the harness itself failed, or the run is partial (interrupted) and
 found no failure so far. `replay` runs a file `--repeat` times (default 5) and exits 0 FIXED
-(every run passed), 1 FAILED (every run failed), 4 FLAKY (some passed, some failed). A report is written by every `run` that got as far as running cases,
-also after Ctrl-C (or SIGTERM) and when the adapter crashes.
+(every run passed), 1 FAILED (every run failed), 4 FLAKY (some passed, some failed). A report
+is written by every `run` that got as far as running cases, also after Ctrl-C (or SIGTERM) and
+when the adapter crashes. A run whose failing cases are all on the known-failing list exits 0
+and ends with CONFORMING EXCEPT KNOWN DEVIATIONS (n requirements).
 
 The CLI is a thin front end over `presence_conformance.harness.session.ConformanceSession`, the core the pytest plugin
 uses too.
