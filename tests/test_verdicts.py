@@ -415,6 +415,37 @@ def test_replay_accepts_a_conftest_that_registers_the_adapter(
     assert "FAILED: get/filter-client-id (2 of 2 runs failed)" in capsys.readouterr().out
 
 
+def test_replay_finds_a_name_registered_in_the_local_conftest(
+    adapters: Path,
+    scenario_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    here = tmp_path / "project"
+    here.mkdir()
+    (here / "conftest.py").write_text(CONFTEST.format(folder=str(adapters)))
+    monkeypatch.chdir(here)
+    try:
+        code = main(
+            [
+                "replay",
+                str(scenario_file),
+                "--adapter",
+                "mine",
+                "--repeat",
+                "1",
+                "--op-timeout",
+                "0.2",
+            ]
+        )
+    finally:
+        registry.unregister_adapter("mine")
+    captured = capsys.readouterr()
+    assert code == 1 and "FAILED: get/filter-client-id (1 of 1 runs failed)" in captured.out
+    assert "taken from" in captured.err and "conftest.py" in captured.err
+
+
 def test_replay_conftest_hook_form(tmp_path: Path, scenario_file: Path) -> None:
     conftest = tmp_path / "hooked" / "conftest.py"
     conftest.parent.mkdir()

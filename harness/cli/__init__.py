@@ -320,10 +320,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"replay: no such scenario file {args.file}")
     if args.repeat < 1:
         raise UsageError(f"--repeat {args.repeat}: must be at least 1")
-    if args.conftest is not None:
-        from presence_conformance.harness.adapters.registry import load_conftest
-
-        load_conftest(args.conftest)
+    _load_conftest_for(args)
     scenario = load_scenario(args.file)
     session = _open_session(args)
     cases: list[CaseResult] = []
@@ -384,6 +381,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     )
     print(describe_case(failed[0]))
     return EXIT_FLAKY
+
+
+def _load_conftest_for(args: argparse.Namespace) -> None:
+    """Import `--conftest PATH`; without it, when the adapter name resolves nowhere else, the
+    `conftest.py` of the current directory (the name may be registered there, as for pytest)."""
+    from presence_conformance.harness.adapters.registry import adapter_factory, load_conftest
+
+    if args.conftest is not None:
+        load_conftest(args.conftest)
+        return
+    local = Path("conftest.py")
+    if ":" in args.adapter or not local.is_file():
+        return
+    try:
+        adapter_factory(args.adapter)
+    except UsageError:
+        load_conftest(local)
+        _err(f"note: adapter {args.adapter!r} taken from {local.resolve()} (as pytest would)")
 
 
 def _replay_passes(case: CaseResult, strict: bool) -> bool:
