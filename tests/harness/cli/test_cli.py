@@ -373,12 +373,14 @@ def test_replay_fixed_and_failed(
 ) -> None:
     file = str(scenarios / "get" / "filter-client-id.yaml")
     assert main(["replay", file, "--adapter", "reference"]) == 0
-    assert capsys.readouterr().out.startswith("FIXED: get/filter-client-id passes now")
+    out = capsys.readouterr().out
+    assert re.search(r"^run 5/5: pass ", out, re.M)
+    assert out.splitlines()[-1] == "FIXED: get/filter-client-id passes now (5 of 5 runs passed)"
     assert (
         main(["replay", file, "--adapter", f"{broken}:BrokenAdapter", "--op-timeout", "0.3"]) == 1
     )
     stdout = capsys.readouterr().out
-    assert stdout.startswith("FAILED: get/filter-client-id")
+    assert "\nFAILED: get/filter-client-id (5 of 5 runs failed)\n" in stdout
     assert "[MUST] get.filter-client-id" in stdout and "history around #" in stdout
 
 
@@ -386,7 +388,7 @@ def test_replay_unsupported(scenarios: Path, capsys: pytest.CaptureFixture[str])
     assert (
         main(["replay", str(scenarios / "history" / "one-event.yaml"), "--adapter", MINIMAL]) == 1
     )
-    assert capsys.readouterr().out.startswith("UNSUPPORTED: history/one-event")
+    assert "\nUNSUPPORTED: history/one-event" in capsys.readouterr().out
 
 
 # -- list, version, delegation ---------------------------------------------------------------------
