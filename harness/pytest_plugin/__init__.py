@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from presence_conformance.harness.pytest_plugin.hints import replay_hint
 
 if TYPE_CHECKING:
     from presence_conformance.harness.adapter import Adapter
@@ -151,24 +152,6 @@ class _State:
         self.written: list[Path] = []
         self.report_error: str | None = None
         self.replay: str | None = config.getoption("replay", None)
-
-
-def replay_hint(session: ConformanceSession, scenario_file: str | None) -> str | None:
-    """The command that replays `scenario_file` with the adapter of this pytest session.
-
-    A name registered in this process (a conftest.py: `register_adapter` or the hook) exists only
-    inside pytest, so its replay command is `pytest --adapter=NAME --replay FILE`; any other name
-    keeps the `presence-conformance replay` command the session made.
-    """
-    import shlex
-
-    from presence_conformance.harness.adapters.registry import is_registered
-
-    if scenario_file is None or not is_registered(session.adapter_name):
-        return None
-    parts = ["pytest", f"--adapter={session.adapter_name}", "--replay", str(scenario_file)]
-    parts += [f"--adapter-option={k}={v}" for k, v in session.options.items()]
-    return shlex.join(parts)
 
 
 STATE_KEY = pytest.StashKey[_State]()

@@ -109,7 +109,7 @@ class GeneratedItem(pytest.Item):
             statistics=True,
         )
         result = self.result = run_generation(self.conformance, options)
-        from presence_conformance.harness.pytest_plugin import replay_hint
+        from presence_conformance.harness.pytest_plugin.hints import replay_hint
 
         hint = replay_hint(self.conformance, result.case.scenario_file)
         if hint is not None:  # a conftest adapter: the CLI cannot resolve its name

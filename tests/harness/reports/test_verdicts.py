@@ -34,6 +34,7 @@ from presence_conformance.harness.reports.matrix import (
 )
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult, Violation
 from presence_conformance.harness.session import ConformanceSession
+from support import ROOT
 
 pytest_plugins = ["pytester"]
 
@@ -536,7 +537,7 @@ def test_a_listener_subscribed_twice_may_get_each_event_once_or_twice(
     if adapter == "twice":
         (tmp_path / "twice.py").write_text(TWICE)
         adapter = f"{tmp_path / 'twice.py'}:Twice"
-    root = Path(__file__).resolve().parent.parent / "scenarios"
+    root = ROOT / "scenarios"
     codes = {}
     for case_id in TWICE_SCENARIOS:
         codes[case_id] = main(
