@@ -3,7 +3,7 @@
 Synchronous and deterministic: time comes from an injected clock (milliseconds) and identifiers
 from an injected factory. Nothing here does I/O or knows about asyncio.
 
-What it models, per the seed (`presence-api.txt`) and the Ably specification where it is silent:
+What it models, per the seed (`spec/presence-api.md`) and the Ably specification where it is silent:
 - connections, each with an optional clientId and capabilities (seed: enter requirements);
 - channels whose presence set is keyed by member key `connectionId:clientId` (TP3h), each member
   stored with action `present` (RTP2d2);

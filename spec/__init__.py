@@ -2,7 +2,7 @@
 
 - `requirements.yaml` lists every requirement with a stable ID (`area.kebab-slug`), a level
   (MUST, SHOULD, INFO), one testable sentence, and its sources: the seed's section
-  (`presence-api.txt`) and the Ably specification points (RTP*, RSP*, TP*, TR*, ...).
+  (`presence-api.md`, shipped beside the catalogue) and the Ably specification points (RTP*, RSP*, TP*, TR*, ...).
   `load_requirements()` parses and checks it and returns a `Catalogue`.
 - `schemas/*.json` are JSON Schema 2020-12 documents for the API-form `PresenceMessage`,
   the Ably wire forms (`ProtocolMessage`, wire `PresenceMessage`), `get`/`history` options,

@@ -1,8 +1,8 @@
 """The official Ably SDKs, unmodified, against the reference server.
 
 - ably-python 3.1.4 (the project's dev extra), in-process: realtime with the options of
-  shared/research/ably-protocol.md §1.8; REST through a separate `AblyRest` with a token,
-  because ably-python refuses Basic auth over plain http (§0 items 1-2).
+  docs/protocol.md §1.1; REST through a separate `AblyRest` with a token,
+  because ably-python refuses Basic auth over plain http (docs/protocol.md §1.2).
 - ably-js 2.x under node: the packaged `sdk_smoke.mjs` (harness/adapters/ably_js_node/) against
   an in-process server on a free port. Skipped only when `node` or the node folder's
   `node_modules` is missing (CI installs both).
@@ -188,7 +188,7 @@ def test_ably_python_rest_presence_and_history_with_a_token() -> None:
             assert seen == [(2, {"a": 1}), (4, "v1"), (4, "v2"), (4, "v3"), (4, "v4")]
         finally:
             await rest.close()
-        # documented limitation (research §0 item 1): ably-python refuses Basic auth over http
+        # documented limitation (docs/protocol.md §1.2): ably-python refuses Basic auth over http
         basic = AblyRest(
             key=KEY, endpoint="127.0.0.1", port=server.port, tls=False, use_binary_protocol=False
         )
