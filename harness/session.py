@@ -25,6 +25,7 @@ import importlib
 import importlib.metadata
 import inspect
 import json
+import re
 import shlex
 import threading
 import time
@@ -38,6 +39,7 @@ from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 from presence_conformance.scenarios import scenarios_root
 
 __all__ = [
+    "AdapterEscape",
     "AdapterLoop",
     "ConformanceSession",
     "HarnessError",
@@ -46,6 +48,7 @@ __all__ = [
     "describe_case",
     "harness_version",
     "load_suite",
+    "printable",
     "replay_command",
     "select_scenarios",
 ]
@@ -66,6 +69,33 @@ class HarnessError(Exception):
     def __init__(self, message: str, case: CaseResult | None = None) -> None:
         super().__init__(message)
         self.case = case
+
+
+class AdapterEscape(Exception):
+    """Adapter code raised a `BaseException` the harness did not cause.
+
+    `SystemExit`, `KeyboardInterrupt` (raised on the adapter's loop thread, so not a Ctrl-C of
+    the harness), `GeneratorExit`, or a `CancelledError` while nobody cancelled the call: an
+    adapter must not end the run with them. The loop bridge turns them into this exception, so
+    they end the call that raised them (the case is an `error`, `start()` a start error) and
+    the session goes on. `original` is the exception raised.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(escape_message(original))
+        self.original = original
+
+
+def escape_message(exc: BaseException) -> str:
+    """How a case's error names a `BaseException` raised by adapter code."""
+    return (
+        f"the adapter raised {type(exc).__name__}({_exc_args(exc)}), a BaseException an "
+        "adapter must not raise; it ends this case only (docs/adapters.md)"
+    )
+
+
+def _exc_args(exc: BaseException) -> str:
+    return ", ".join(_short(repr(a), 200) for a in exc.args)
 
 
 def harness_version() -> str:
@@ -135,8 +165,10 @@ class AdapterLoop:
     def __init__(self, name: str = "presence-adapter-loop") -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
         self.blocked: str | None = None  # why the loop is considered unusable
+        # BaseExceptions that adapter tasks or callbacks let out of the loop (it keeps running)
+        self.escaped: list[BaseException] = []
+        self._thread.start()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -145,7 +177,16 @@ class AdapterLoop:
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_forever()
+            while True:
+                try:
+                    self._loop.run_forever()
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    # asyncio re-raises these out of run_forever when a task or a callback
+                    # raises them; on this thread they can only come from adapter code (signals
+                    # go to the main thread). Keep the loop alive; the session reports them.
+                    self.escaped.append(exc)
+                    continue
+                break  # stopped by close()
         finally:
             self._drain()
 
@@ -210,7 +251,18 @@ class AdapterLoop:
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+    """Await `awaitable` on the loop; a BaseException the harness did not cause becomes
+    `AdapterEscape` (an `Exception`), so it neither stops the loop thread nor reaches the caller
+    as if the harness itself were exiting or interrupted."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the bridge cancelled it (timeout, Ctrl-C): a real cancellation
+        raise AdapterEscape(exc) from exc
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+        raise AdapterEscape(exc) from exc
 
 
 # -- the session ---------------------------------------------------------------------------------
@@ -267,6 +319,8 @@ class ConformanceSession:
                 self._loop.run(self.adapter.start(), START_TIMEOUT)
             except TimeoutError:
                 self.start_error = f"adapter.start() did not finish within {START_TIMEOUT:.0f}s"
+            except AdapterEscape as exc:
+                self.start_error = f"adapter.start(): {exc}"
             except Exception as exc:
                 self.start_error = (
                     f"adapter.start() raised {type(exc).__name__}: {exc}\n"
@@ -336,8 +390,11 @@ class ConformanceSession:
         from presence_conformance.harness.run.runner import run_scenario
 
         limit = self.case_timeout(scenario)
+        escaped = len(self._loop.escaped)
         try:
             result = self._loop.run(run_scenario(scenario, self.adapter, self.settings), limit)
+        except AdapterEscape as exc:
+            result = self._synthetic(scenario, Outcome.ERROR, str(exc))
         except TimeoutError:
             message = f"the case did not finish within {limit:.0f}s"
             if self._loop.blocked:
@@ -353,6 +410,14 @@ class ConformanceSession:
             raise HarnessError(
                 f"the runner failed on {scenario.case_id}: {exc!r}\n{text}", case
             ) from exc
+        stray = self._loop.escaped[escaped:]
+        if stray and result.outcome is not Outcome.ERROR:
+            result.outcome = Outcome.ERROR
+            result.error = (
+                f"{escape_message(stray[0])}; it came from a task or callback of the adapter"
+                + (f" (and {len(stray) - 1} more)" if len(stray) > 1 else "")
+                + (f"\n{result.error}" if result.error else "")
+            )
         if not result.duration:
             result.duration = time.monotonic() - started
         if result.outcome is Outcome.ERROR and (result.error or "").startswith(
@@ -445,6 +510,21 @@ def _default_settings() -> Any:
 
 # -- text shared by the CLI and the pytest plugin -------------------------------------------------
 
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides/isolates
+# that reorder what a terminal shows: an implementation's text must not drive the terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes (`\\x1b`, `\\u202e`); tab and newline
+    kept. Everything the front ends print that may carry an implementation's text passes here."""
+    return _CONTROL.sub(_escape_control, text)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 def _short(value: Any, width: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
@@ -512,4 +592,4 @@ def describe_case(case: CaseResult, *, history: bool = True, max_violations: int
         lines.extend("    " + line for line in format_history(case.history, around))
     if case.replay:
         lines.append(f"  replay: {case.replay}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))

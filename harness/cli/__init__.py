@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import traceback
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from presence_conformance.harness.adapter import UsageError
+from presence_conformance.harness.cli import supervise
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 
 __all__ = ["main"]
@@ -53,8 +55,28 @@ OUTCOME_ORDER = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code.
+
+    Without `argv` the command line is the process's own (the console script, `python -m`):
+    then `run`, `replay` and `generate` run in a child process whose verdict this process
+    returns, so adapter code that ends the process cannot make it exit 0
+    (`presence_conformance.harness.cli.supervise`).
+    """
+    verdict_file = None
+    if argv is None:
+        argv = sys.argv[1:]
+        verdict_file = os.environ.pop(supervise.VERDICT_ENV, None)
+        if verdict_file is None and supervise.wants_supervisor(argv):
+            return supervise.supervise(argv)
+        if verdict_file is not None:
+            supervise.watch_parent()
+    code = _main(list(argv))
+    if verdict_file is not None:
+        supervise.write_verdict(verdict_file, code)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         return _serve(argv[1:])
     if argv[:1] == ["report"]:
@@ -78,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted")
+        return EXIT_HARNESS
+    except (SystemExit, GeneratorExit) as exc:
+        # outside a case (the adapter's module or constructor): never a verdict, never exit 0
+        _err(
+            f"presence-conformance: {type(exc).__name__}{_args(exc)} was raised outside a case "
+            "(by the adapter's module or constructor?); the command did not finish"
+        )
         return EXIT_HARNESS
     except Exception as exc:
         if _is_scenario_error(exc):
@@ -216,7 +245,7 @@ def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> No
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from presence_conformance.harness.output import write_run
-    from presence_conformance.harness.session import load_suite, select_scenarios
+    from presence_conformance.harness.session import load_suite, printable, select_scenarios
 
     session = _open_session(args)
     scenarios = select_scenarios(load_suite(args.scenarios), args.select)
@@ -239,12 +268,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def progress(index: int, total: int, case: CaseResult) -> None:
         print(
-            f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
-            f"({case.duration:.2f}s)",
+            printable(
+                f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
+                f"({case.duration:.2f}s)"
+            ),
             file=out,
             flush=True,
         )
 
+    _write_unfinished(session.run_result, report_dir)
     with _sigterm_as_interrupt():
         try:
             run = session.run_all(scenarios, on_result=progress)
@@ -281,16 +313,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif code == EXIT_NOT_CONFORMING:
         verdict = "NOT CONFORMING"
     elif run.partial:
-        verdict = f"INCOMPLETE ({run.partial_reason})"
+        verdict = f"INCOMPLETE ({printable(run.partial_reason or '')})"
     else:
         verdict = "HARNESS FAILURE"
     print(f"\n{verdict}", file=out)
     return code
 
 
+UNFINISHED = (
+    "unfinished: the run has not ended; if this stays, its process ended before the harness "
+    "wrote the report (the adapter ended the process? out of memory?)"
+)
+
+
+def _write_unfinished(started: RunResult, report_dir: Path) -> None:
+    """Replace the reports in `report_dir` by a partial, empty run before any case runs.
+
+    The run's report overwrites it at the end; a process that ends before that leaves a report
+    saying "partial, unfinished" instead of an older run's verdict (docs/ci.md).
+    """
+    from presence_conformance.harness.output import write_run
+
+    placeholder = RunResult(
+        adapter=started.adapter,
+        started=started.started,
+        partial=True,
+        partial_reason=UNFINISHED,
+        harness_version=started.harness_version,
+        adapter_options=dict(started.adapter_options),
+    )
+    try:
+        write_run(placeholder, report_dir)
+    except Exception as exc:
+        raise UsageError(
+            f"--report-dir {report_dir}: cannot write there: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from presence_conformance.harness.scenario import load_scenario
-    from presence_conformance.harness.session import HarnessError, describe_case
+    from presence_conformance.harness.session import HarnessError, describe_case, printable
 
     if not args.file.is_file():
         raise UsageError(f"replay: no such scenario file {args.file}")
@@ -308,18 +370,20 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         _err(f"presence-conformance: the harness itself failed (please report it):\n{case.error}")
         return EXIT_HARNESS
     if case.outcome is Outcome.PASS or (case.outcome is Outcome.NON_STRICT and not args.strict):
-        print(f"FIXED: {case.case_id} passes now ({case.duration:.2f}s)")
+        print(printable(f"FIXED: {case.case_id} passes now ({case.duration:.2f}s)"))
         if case.outcome is Outcome.NON_STRICT:
             print("  (SHOULD requirements are still violated; --strict would fail it)")
             print(describe_case(case, history=False))
         return EXIT_CONFORMING
     if case.outcome is Outcome.UNSUPPORTED:
         print(
-            f"UNSUPPORTED: {case.case_id} cannot run on adapter {args.adapter!r}: "
-            f"{case.error or 'a required feature is missing'}"
+            printable(
+                f"UNSUPPORTED: {case.case_id} cannot run on adapter {args.adapter!r}: "
+                f"{case.error or 'a required feature is missing'}"
+            )
         )
         return EXIT_NOT_CONFORMING
-    print(f"FAILED: {case.case_id}")
+    print(printable(f"FAILED: {case.case_id}"))
     print(describe_case(case))
     return EXIT_NOT_CONFORMING
 
@@ -423,7 +487,7 @@ def _exit_code(run: RunResult, strict: bool, stale: list[str]) -> int:
 
 
 def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) -> None:
-    from presence_conformance.harness.session import area_of, describe_case
+    from presence_conformance.harness.session import area_of, describe_case, printable
 
     counts = run.counts()
     print("\nOutcomes", file=out)
@@ -457,9 +521,12 @@ def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) 
                 tag += " [SHOULD only: does not fail the run without --strict]"
             print("\n" + describe_case(case, history=False) + tag, file=out)
     for problem in stale:
-        print(f"\n{problem}", file=out)
+        print(printable(f"\n{problem}"), file=out)
     if run.partial:
-        print(f"\nPARTIAL RUN: {run.partial_reason} ({len(run.cases)} case(s) ran)", file=out)
+        print(
+            printable(f"\nPARTIAL RUN: {run.partial_reason} ({len(run.cases)} case(s) ran)"),
+            file=out,
+        )
 
 
 def _table(
@@ -475,7 +542,7 @@ def _table(
     for row in all_rows:
         cells = [row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)]
         last = row[-1].rjust(len(header[-1])) if len(header) - 1 in right else row[-1]
-        print("  ".join([*cells, last]).rstrip(), file=out)
+        print(_printable("  ".join([*cells, last]).rstrip()), file=out)
 
 
 def _safe(name: str) -> str:
@@ -483,7 +550,17 @@ def _safe(name: str) -> str:
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(_printable(message), file=sys.stderr, flush=True)
+
+
+def _printable(text: str) -> str:
+    from presence_conformance.harness.session import printable
+
+    return printable(text)
+
+
+def _args(exc: BaseException) -> str:
+    return "(" + ", ".join(repr(a)[:200] for a in exc.args) + ")"
 
 
 def _is_scenario_error(exc: BaseException) -> bool:
