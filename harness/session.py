@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from presence_conformance.harness.adapter import Adapter
+from presence_conformance.harness.record.bounds import bounded_text
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 from presence_conformance.scenarios import scenarios_root
 
@@ -61,6 +62,8 @@ RUNNER_INTERNAL_ERROR = (
 START_TIMEOUT = 60.0  # seconds adapter.start() may take
 STOP_TIMEOUT = 15.0  # seconds adapter.stop() may take
 PING_TIMEOUT = 2.0  # seconds a healthy loop needs to run a no-op
+MAX_ERROR_CHARS = 8_000  # of a case's error text (tracebacks fit; an adapter's megabyte does not)
+MAX_MESSAGE_CHARS = 2_000  # of a violation's message
 
 
 class HarnessError(Exception):
@@ -472,6 +475,13 @@ class ConformanceSession:
     # helpers
 
     def _record(self, case: CaseResult) -> CaseResult:
+        # what an implementation returned can reach these texts (an adapter's 1 MB exception
+        # message, a 100 KB clientId quoted by a check): keep the report small
+        if case.error and len(case.error) > MAX_ERROR_CHARS:
+            case.error = bounded_text(case.error, MAX_ERROR_CHARS)
+        for violation in (*case.violations, *case.infos):
+            if len(violation.message) > MAX_MESSAGE_CHARS:
+                violation.message = bounded_text(violation.message, MAX_MESSAGE_CHARS)
         with self._lock:
             self.run_result.cases.append(case)
         return case
