@@ -11,7 +11,11 @@ it owns what both front ends need to do the same way:
   under it), and detect an adapter that blocks its event loop;
 - fill in what a result needs to be replayed (scenario file, replay command);
 - collect the `CaseResult`s into a `RunResult` that can be written at any moment, also after an
-  interrupt (`partial`).
+  interrupt (`partial`);
+- keep adapter code from ending the run: a `BaseException` it raises on the loop (SystemExit,
+  KeyboardInterrupt, GeneratorExit, a CancelledError nobody asked for) becomes `AdapterEscape`,
+  the case's `error`, and the loop thread outlives the ones its own tasks let out;
+- keep what is recorded small (case errors and violation messages cut with a marker).
 
 Text shared by both front ends (a failure's description, the replay command) lives here too.
 """
@@ -85,11 +89,11 @@ class AdapterEscape(Exception):
     """
 
     def __init__(self, original: BaseException) -> None:
-        super().__init__(escape_message(original))
+        super().__init__(_escape_message(original))
         self.original = original
 
 
-def escape_message(exc: BaseException) -> str:
+def _escape_message(exc: BaseException) -> str:
     """How a case's error names a `BaseException` raised by adapter code."""
     return (
         f"the adapter raised {type(exc).__name__}({_exc_args(exc)}), a BaseException an "
@@ -417,7 +421,7 @@ class ConformanceSession:
         if stray and result.outcome is not Outcome.ERROR:
             result.outcome = Outcome.ERROR
             result.error = (
-                f"{escape_message(stray[0])}; it came from a task or callback of the adapter"
+                f"{_escape_message(stray[0])}; it came from a task or callback of the adapter"
                 + (f" (and {len(stray) - 1} more)" if len(stray) > 1 else "")
                 + (f"\n{result.error}" if result.error else "")
             )

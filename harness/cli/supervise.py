@@ -66,7 +66,9 @@ def supervise(argv: Sequence[str]) -> int:
     env = {**os.environ, VERDICT_ENV: name}
     command = [sys.executable, "-m", "presence_conformance.harness.cli", *argv]
     try:
-        child = subprocess.Popen(command, env=env, process_group=0)
+        # its own process group: a Ctrl-C in a terminal reaches it once, through `forward`;
+        # no terminal input, which a background process group could not read anyway
+        child = subprocess.Popen(command, env=env, process_group=0, stdin=subprocess.DEVNULL)
     except OSError as exc:
         verdict.unlink(missing_ok=True)
         print(f"presence-conformance: cannot start the run: {exc}", file=sys.stderr)
