@@ -38,6 +38,8 @@ from presence_conformance.harness.session import ConformanceSession
 # depth mismatch"
 _PREIMPORTED = (presence_conformance.harness.adapters.registry, presence_conformance.harness.output)
 
+pytest_plugins = ["pytester"]
+
 ESCAPES: dict[str, Callable[[], BaseException]] = {
     "SystemExit(0)": lambda: SystemExit(0),
     "SystemExit(3)": lambda: SystemExit(3),
@@ -290,3 +292,26 @@ def test_supervised_command_keeps_its_verdicts(module: Path, tmp_path: Path) -> 
         "--adapter", f"{module}:ProcessExit", cwd=tmp_path,
     )  # fmt: skip
     assert replay.returncode == 3 and "did not finish" in replay.stderr
+
+
+# -- through the pytest plugin -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ["ExitsOnStart", "ExitsOnConnect"])
+def test_pytest_route_system_exit_0_fails_the_items(pytester: pytest.Pytester, cls: str) -> None:
+    pytester.makepyfile(escaping_adapters=MODULE)
+    folder = pytester.path / "my_scenarios" / "enter"
+    folder.mkdir(parents=True)
+    (folder / "adds-member.yaml").write_text(json.dumps(SCENARIO))
+    (pytester.path / "pytest.ini").write_text("[pytest]\naddopts = --no-generation\n")
+    result = pytester.runpytest_subprocess(
+        f"--adapter=escaping_adapters:{cls}",
+        "--scenarios",
+        "my_scenarios",
+        "--conformance-report",
+        "out",
+    )
+    assert result.ret == 1, result.stdout.str()
+    results = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert [c["outcome"] for c in results["cases"]] == ["error"]
+    assert "SystemExit" in results["cases"][0]["error"]
