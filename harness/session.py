@@ -175,6 +175,7 @@ class AdapterLoop:
         self.blocked: str | None = None  # why the loop is considered unusable
         # BaseExceptions that adapter tasks or callbacks let out of the loop (it keeps running)
         self.escaped: list[BaseException] = []
+        self._loop.set_exception_handler(self._exception_handler)
         self._thread.start()
 
     @property
@@ -196,6 +197,12 @@ class AdapterLoop:
                 break  # stopped by close()
         finally:
             self._drain()
+
+    @staticmethod
+    def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), SystemExit | KeyboardInterrupt):
+            return  # in `escaped` already, and the case's error says so: no "never retrieved" log
+        loop.default_exception_handler(context)
 
     def _drain(self) -> None:
         try:
