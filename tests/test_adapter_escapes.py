@@ -315,3 +315,22 @@ def test_pytest_route_system_exit_0_fails_the_items(pytester: pytest.Pytester, c
     results = json.loads((pytester.path / "out" / "results.json").read_text())
     assert [c["outcome"] for c in results["cases"]] == ["error"]
     assert "SystemExit" in results["cases"][0]["error"]
+
+
+def test_pytest_route_process_exit_leaves_an_unfinished_report(pytester: pytest.Pytester) -> None:
+    """pytest's exit code is the adapter's here (no parent process): the report says it."""
+    pytester.makepyfile(escaping_adapters=MODULE)
+    folder = pytester.path / "my_scenarios" / "enter"
+    folder.mkdir(parents=True)
+    (folder / "adds-member.yaml").write_text(json.dumps(SCENARIO))
+    (pytester.path / "pytest.ini").write_text("[pytest]\naddopts = --no-generation\n")
+    out = pytester.path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"stale": "a green report of an earlier run"}')
+    result = pytester.runpytest_subprocess(
+        "--adapter=escaping_adapters:ProcessExit", "--scenarios", "my_scenarios",
+        "--conformance-report", "out",
+    )  # fmt: skip
+    assert result.ret == 0  # what os._exit(0) chose
+    results = json.loads((out / "results.json").read_text())
+    assert results["partial"] and results["partial_reason"].startswith("unfinished")

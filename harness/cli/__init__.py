@@ -320,30 +320,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-UNFINISHED = (
-    "unfinished: the run has not ended; if this stays, its process ended before the harness "
-    "wrote the report (the adapter ended the process? out of memory?)"
-)
-
-
 def _write_unfinished(started: RunResult, report_dir: Path) -> None:
-    """Replace the reports in `report_dir` by a partial, empty run before any case runs.
+    """Mark the reports in `report_dir` unfinished until the run writes its own (docs/ci.md)."""
+    from presence_conformance.harness.output import write_unfinished
 
-    The run's report overwrites it at the end; a process that ends before that leaves a report
-    saying "partial, unfinished" instead of an older run's verdict (docs/ci.md).
-    """
-    from presence_conformance.harness.output import write_run
-
-    placeholder = RunResult(
-        adapter=started.adapter,
-        started=started.started,
-        partial=True,
-        partial_reason=UNFINISHED,
-        harness_version=started.harness_version,
-        adapter_options=dict(started.adapter_options),
-    )
     try:
-        write_run(placeholder, report_dir)
+        write_unfinished(started, report_dir)
     except Exception as exc:
         raise UsageError(
             f"--report-dir {report_dir}: cannot write there: {type(exc).__name__}: {exc}"
