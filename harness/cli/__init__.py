@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import time
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from presence_conformance.harness.adapter import UsageError
+from presence_conformance.harness.cli import supervise
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 
 __all__ = ["main"]
@@ -61,8 +63,28 @@ OUTCOME_ORDER = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code.
+
+    Without `argv` the command line is the process's own (the console script, `python -m`):
+    then `run`, `replay` and `generate` run in a child process whose verdict this process
+    returns, so adapter code that ends the process cannot make it exit 0
+    (`presence_conformance.harness.cli.supervise`).
+    """
+    verdict_file = None
+    if argv is None:
+        argv = sys.argv[1:]
+        verdict_file = os.environ.pop(supervise.VERDICT_ENV, None)
+        if verdict_file is None and supervise.wants_supervisor(argv):
+            return supervise.supervise(argv)
+        if verdict_file is not None:
+            supervise.watch_parent()
+    code = _main(list(argv))
+    if verdict_file is not None:
+        supervise.write_verdict(verdict_file, code)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         return _serve(argv[1:])
     if argv[:1] == ["report"]:
@@ -86,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted")
+        return EXIT_HARNESS
+    except (SystemExit, GeneratorExit) as exc:
+        # outside a case (the adapter's module or constructor): never a verdict, never exit 0
+        _err(
+            f"presence-conformance: {type(exc).__name__}{_args(exc)} was raised outside a case "
+            "(by the adapter's module or constructor?); the command did not finish"
+        )
         return EXIT_HARNESS
     except Exception as exc:
         if _is_scenario_error(exc):
@@ -240,7 +269,7 @@ def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> No
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from presence_conformance.harness.output import write_run
-    from presence_conformance.harness.session import load_suite, select_scenarios
+    from presence_conformance.harness.session import load_suite, printable, select_scenarios
 
     session = _open_session(args)
     scenarios = select_scenarios(load_suite(args.scenarios), args.select)
@@ -263,12 +292,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def progress(index: int, total: int, case: CaseResult) -> None:
         print(
-            f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
-            f"({case.duration:.2f}s)",
+            printable(
+                f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
+                f"({case.duration:.2f}s)"
+            ),
             file=out,
             flush=True,
         )
 
+    _write_unfinished(session.run_result, report_dir)
     with _sigterm_as_interrupt():
         try:
             run = session.run_all(scenarios, on_result=progress)
@@ -305,16 +337,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif code == EXIT_NOT_CONFORMING:
         verdict = "NOT CONFORMING"
     elif run.partial:
-        verdict = f"INCOMPLETE ({run.partial_reason})"
+        verdict = f"INCOMPLETE ({printable(run.partial_reason or '')})"
     else:
         verdict = "HARNESS FAILURE"
     print(f"\n{verdict}", file=out)
     return code
 
 
+def _write_unfinished(started: RunResult, report_dir: Path) -> None:
+    """Mark the reports in `report_dir` unfinished until the run writes its own (docs/ci.md)."""
+    from presence_conformance.harness.output import write_unfinished
+
+    try:
+        write_unfinished(started, report_dir)
+    except Exception as exc:
+        raise UsageError(
+            f"--report-dir {report_dir}: cannot write there: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from presence_conformance.harness.scenario import load_scenario
-    from presence_conformance.harness.session import HarnessError, describe_case
+    from presence_conformance.harness.session import HarnessError, describe_case, printable
 
     if not args.file.is_file():
         raise UsageError(f"replay: no such scenario file {args.file}")
@@ -358,26 +402,30 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     case_id = cases[0].case_id
     if cases[-1].outcome is Outcome.UNSUPPORTED:
         print(
-            f"UNSUPPORTED: {case_id} cannot run on adapter {args.adapter!r}: "
-            f"{cases[-1].error or 'a required feature is missing'}"
+            printable(
+                f"UNSUPPORTED: {case_id} cannot run on adapter {args.adapter!r}: "
+                f"{cases[-1].error or 'a required feature is missing'}"
+            )
         )
         return EXIT_NOT_CONFORMING
     failed = [c for c in cases if not _replay_passes(c, args.strict)]
     total = len(cases)
     if not failed:
-        print(f"FIXED: {case_id} passes now ({total} of {total} runs passed)")
+        print(printable(f"FIXED: {case_id} passes now ({total} of {total} runs passed)"))
         should = next((c for c in cases if c.outcome is Outcome.NON_STRICT), None)
         if should is not None:
             print("  (SHOULD requirements are still violated; --strict would fail it)")
             print(describe_case(should, history=False))
         return EXIT_CONFORMING
     if len(failed) == total:
-        print(f"FAILED: {case_id} ({total} of {total} runs failed)")
+        print(printable(f"FAILED: {case_id} ({total} of {total} runs failed)"))
         print(describe_case(failed[0]))
         return EXIT_NOT_CONFORMING
     print(
-        f"FLAKY: {case_id} failed {len(failed)} of {total} runs and passed the others; "
-        "the bug is not fixed, and its failure depends on timing"
+        printable(
+            f"FLAKY: {case_id} failed {len(failed)} of {total} runs and passed the others; "
+            "the bug is not fixed, and its failure depends on timing"
+        )
     )
     print(describe_case(failed[0]))
     return EXIT_FLAKY
@@ -538,16 +586,13 @@ def _exit_code(run: RunResult, strict: bool, stale: list[str]) -> int:
 def _conforming_headline(run: RunResult, strict: bool, stale: list[str]) -> str:
     """CONFORMING, or CONFORMING EXCEPT KNOWN DEVIATIONS (n requirements) when cases failed
     that the known-failing list excuses (the exit code is 0 either way)."""
-    try:
-        from presence_conformance.harness.reports.common import verdict
-    except ModuleNotFoundError:
-        known = [c for c in run.cases if c.known_failing and c.outcome.is_failure]
-        return f"CONFORMING EXCEPT KNOWN DEVIATIONS ({len(known)} cases)" if known else "CONFORMING"
+    from presence_conformance.harness.reports.common import verdict
+
     return verdict(run, strict=strict, stale_errors=stale).headline
 
 
 def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) -> None:
-    from presence_conformance.harness.session import area_of, describe_case
+    from presence_conformance.harness.session import area_of, describe_case, printable
 
     counts = run.counts()
     print("\nOutcomes", file=out)
@@ -581,9 +626,12 @@ def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) 
                 tag += " [SHOULD only: does not fail the run without --strict]"
             print("\n" + describe_case(case, history=False) + tag, file=out)
     for problem in stale:
-        print(f"\n{problem}", file=out)
+        print(printable(f"\n{problem}"), file=out)
     if run.partial:
-        print(f"\nPARTIAL RUN: {run.partial_reason} ({len(run.cases)} case(s) ran)", file=out)
+        print(
+            printable(f"\nPARTIAL RUN: {run.partial_reason} ({len(run.cases)} case(s) ran)"),
+            file=out,
+        )
 
 
 def _table(
@@ -599,7 +647,7 @@ def _table(
     for row in all_rows:
         cells = [row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)]
         last = row[-1].rjust(len(header[-1])) if len(header) - 1 in right else row[-1]
-        print("  ".join([*cells, last]).rstrip(), file=out)
+        print(_printable("  ".join([*cells, last]).rstrip()), file=out)
 
 
 def _safe(name: str) -> str:
@@ -607,7 +655,17 @@ def _safe(name: str) -> str:
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(_printable(message), file=sys.stderr, flush=True)
+
+
+def _printable(text: str) -> str:
+    from presence_conformance.harness.session import printable
+
+    return printable(text)
+
+
+def _args(exc: BaseException) -> str:
+    return "(" + ", ".join(repr(a)[:200] for a in exc.args) + ")"
 
 
 def _is_scenario_error(exc: BaseException) -> bool:

@@ -365,6 +365,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         ]
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Mark the report folder unfinished until this session writes its report (docs/ci.md)."""
+    config = session.config
+    state = _state(config)
+    if state is None or not state.report_dir or _is_xdist_worker(config):
+        return
+    if config.option.collectonly:
+        return
+    from presence_conformance.harness.output import write_unfinished
+
+    try:
+        write_unfinished(state.session.run_result, Path(state.report_dir))
+    except Exception:  # the final write will fail the same way and say so in the summary
+        pass
+
+
 # -- the end of the session: workers hand over, the controller (or the only process) writes -------
 
 

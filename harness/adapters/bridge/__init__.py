@@ -288,7 +288,15 @@ class BridgeChild:
             text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if not text.strip():
                 continue
-            if not self._handle(text):
+            try:
+                handled = self._handle(text)
+            except Exception as exc:  # e.g. RecursionError: a line nested 100k deep
+                await self._violation(
+                    f"its stdout line could not be read ({type(exc).__name__}: "
+                    f"{_short(str(exc), 200)}): {_short(text)!r}"
+                )
+                return
+            if not handled:
                 return
 
     def _handle(self, text: str) -> bool:
