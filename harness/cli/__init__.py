@@ -383,13 +383,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 if not why and case.error and case.outcome is not Outcome.PASS:
                     why = f"  {case.error.splitlines()[0] if case.error.strip() else ''}"
                 print(
-                    f"run {n:>{width}}/{args.repeat}: {case.outcome.value:<11} ({took:.2f}s){why}",
+                    printable(
+                        f"run {n:>{width}}/{args.repeat}: {case.outcome.value:<11} "
+                        f"({took:.2f}s){why}"
+                    ),
                     flush=True,
                 )
                 if case.outcome is Outcome.UNSUPPORTED:
                     break  # the same on every run: nothing to repeat
         except HarnessError as exc:
-            _err(f"presence-conformance: the harness itself failed:\n{exc}")
+            _err(printable(f"presence-conformance: the harness itself failed:\n{exc}"))
             return EXIT_HARNESS
         finally:
             session.stop()
