@@ -96,6 +96,7 @@ def test_serve_runs_prints_where_it_listens_and_stops_on_sigint() -> None:
             "0",
             "--leave-grace",
             "0.1",
+            "--show-keys",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -119,6 +120,26 @@ def test_serve_runs_prints_where_it_listens_and_stops_on_sigint() -> None:
             await c.close()
 
         asyncio.run(client())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_prints_key_names_but_no_secret_unless_asked() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "presence_conformance.reference_impl.server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.rstrip().endswith("key appid.keyid"), line
+        assert "secret" not in line
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
