@@ -275,6 +275,7 @@ class PresenceModel:
         """Apply the history retention to every channel and free the channels left with no
         members, no attached connection and no retained history; returns how many were freed."""
         freed = 0
+        self._now()  # the retention's age is judged at the clock's time now
         for name in list(self._channels):
             self._retain(self._channels[name])
             freed += self._free_if_idle(name)
@@ -663,6 +664,7 @@ class PresenceModel:
         start, end, limit, direction = validate_history_params(start, end, limit, direction)
         ch = self._channels.get(channel)
         if ch is not None and self.history_max_age_ms is not None:
+            self._now()
             self._retain(ch)
         times = ch.log_times if ch else []
         base = ch.log_base if ch else 0
