@@ -87,7 +87,8 @@ class PresenceServer:
         """Listen on `host:port` (0: a free port); return the address actually bound."""
         if self._runner is not None:
             raise RuntimeError("PresenceServer already started")
-        app = web.Application(middlewares=[rest.error_middleware])
+        guard = HandshakeGuard(self.config.handshake_timeout, self.stats)
+        app = web.Application(middlewares=[guard.middleware, rest.error_middleware])
         app.router.add_get("/", self.realtime.transport.handle)
         rest.add_routes(
             app,
@@ -105,8 +106,9 @@ class PresenceServer:
         )
         await runner.setup()
         install_log_limits(self.config.log_rate, self.config.log_rate_period)
-        self._guard = HandshakeGuard(runner, self.config.handshake_timeout, self.stats)
-        site = GuardedSite(runner, self._guard, host, port)
+        guard.runner = runner
+        self._guard = guard
+        site = GuardedSite(runner, guard, host, port)
         try:
             await site.start()
         except BaseException:
@@ -118,7 +120,10 @@ class PresenceServer:
         interval = self.config.effective_heartbeat_interval
         if interval > 0:
             self._heartbeat_task = asyncio.create_task(self.realtime.heartbeats(interval))
-        self._sweep_task = asyncio.create_task(self._sweeps(self.config.sweep_interval))
+        sweep = self.config.sweep_interval
+        if self.config.history_max_age is not None:  # history expires at most half late
+            sweep = min(sweep, self.config.history_max_age / 2)
+        self._sweep_task = asyncio.create_task(self._sweeps(sweep))
         log.info("reference server listening on %s", self.url)
         return self._host, self._port
 
@@ -129,6 +134,8 @@ class PresenceServer:
                 task.cancel()
         self._heartbeat_task = self._sweep_task = None
         await self.realtime.shutdown()
+        if self._guard is not None:
+            self._guard.cancel_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

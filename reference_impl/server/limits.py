@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -39,26 +40,52 @@ LIMITED_LOGGERS = (
 
 class HandshakeGuard:
     """Wraps the runner's protocol factory: each new connection must complete its first
-    HTTP request within `timeout` seconds or be aborted."""
+    HTTP request within `timeout` seconds or be aborted. `middleware` (first in the app) ends
+    the wait when a request arrives, so a served connection is not held by its timer."""
 
-    def __init__(self, runner: web.AppRunner, timeout: float, stats: Counter[str]) -> None:
-        self._runner = runner
+    def __init__(self, timeout: float, stats: Counter[str]) -> None:
+        self.runner: web.AppRunner | None = None  # set once the runner is set up
         self._timeout = timeout
         self._stats = stats
+        self._timers: dict[int, asyncio.TimerHandle] = {}
 
     def __call__(self) -> Any:
-        server = self._runner.server
-        assert server is not None
+        assert self.runner is not None and self.runner.server is not None
+        server = self.runner.server
         protocol = server()
-        asyncio.get_running_loop().call_later(self._timeout, self._check, protocol)
+        key = id(protocol)
+        self._timers[key] = asyncio.get_running_loop().call_later(
+            self._timeout, self._check, key, protocol
+        )
         return protocol
 
-    def _check(self, protocol: Any) -> None:
+    def served(self, protocol: Any) -> None:
+        """A request arrived on `protocol`'s connection: stop waiting for it."""
+        timer = self._timers.pop(id(protocol), None)
+        if timer is not None:
+            timer.cancel()  # drops the timer's reference to the protocol
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Every request ends its connection's handshake wait."""
+        self.served(request.protocol)
+        return await handler(request)
+
+    def _check(self, key: int, protocol: Any) -> None:
+        self._timers.pop(key, None)
         transport = getattr(protocol, "transport", None)
         if getattr(protocol, "_request_count", 1) == 0 and transport is not None:
             if not transport.is_closing():
                 self._stats["handshake_timeouts"] += 1
                 transport.abort()
+
+    def cancel_all(self) -> None:
+        """Stop every timer (the server stops)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
 
 
 class GuardedSite(web.TCPSite):

@@ -142,6 +142,7 @@ class Transport:
             log.exception("connection %s: transport failure", conn.id)
         finally:
             self.handler.transport_closed(conn)
+            release_heartbeat(ws)
         return ws
 
     # -- writing ---------------------------------------------------------------------------------
@@ -211,6 +212,18 @@ class Transport:
             transport.abort()
         else:
             await close_ws(conn.ws, 1006)
+
+
+def release_heartbeat(ws: web.WebSocketResponse) -> None:
+    """Stop the WebSocket ping timer of a finished connection at once. aiohttp re-arms it from
+    data received just before the close, and the armed timer keeps the whole WebSocket (with
+    its compression buffers, ~35 KB) alive for up to an idle interval: with many short
+    connections that was most of the server's memory. Private aiohttp attributes, guarded."""
+    if hasattr(ws, "_heartbeat"):
+        ws._heartbeat = None  # _reset_heartbeat returns early from now on
+    cancel = getattr(ws, "_cancel_heartbeat", None)
+    if callable(cancel):
+        cancel()
 
 
 def origin_refusal(request: web.Request, allowed: tuple[str, ...]) -> str | None:
