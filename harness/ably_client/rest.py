@@ -157,7 +157,9 @@ class RestClient:
         if client_id is not None:
             params["clientId"] = client_id
         url = self._url(f"/keys/{quote(key_name, safe='')}/requestToken", {})
-        body, _ = await self._request(url, method="POST", json_body=params, headers=self._basic)
+        body, _ = await self._request(
+            url, method="POST", json_body=params, send_headers=self._basic
+        )
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):
             raise ProtocolViolation(f"POST {url} answered {body!r}, expected TokenDetails")
         return body
@@ -185,7 +187,7 @@ class RestClient:
         *,
         method: str = "GET",
         json_body: Any = None,
-        headers: dict[str, str] | None = None,
+        send_headers: dict[str, str] | None = None,
     ) -> tuple[Any, Any]:
         session = self._session
         if session is None:
@@ -194,7 +196,7 @@ class RestClient:
             async with (
                 asyncio.timeout(self.timeout),
                 session.request(
-                    method, url, headers=headers or self._headers, json=json_body
+                    method, url, headers=send_headers or self._headers, json=json_body
                 ) as resp,
             ):
                 text = await resp.text()

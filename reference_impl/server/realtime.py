@@ -837,14 +837,11 @@ def _oversized(frame: Any, size: int, limit: int, channel: str | None) -> FrameE
     MESSAGE with a usable msgSerial (the sender's channel and members stay as they were), a
     channel ERROR otherwise."""
     message = f"frame: {size} bytes exceeds maxFrameSize {limit}"
-    serial = frame.get("msgSerial") if isinstance(frame, dict) else None
+    serial: Any = frame.get("msgSerial") if isinstance(frame, dict) else None
     action = frame.get("action") if isinstance(frame, dict) else None
-    if (
-        action in (ProtocolAction.PRESENCE, ProtocolAction.MESSAGE)
-        and is_int(serial)
-        and serial >= 0
-    ):
-        return FrameError(errors.MESSAGE_TOO_LARGE, message, msg_serial=int(serial))
+    if action in (ProtocolAction.PRESENCE, ProtocolAction.MESSAGE) and is_int(serial):
+        if serial >= 0:
+            return FrameError(errors.MESSAGE_TOO_LARGE, message, msg_serial=int(serial))
     return FrameError(errors.MESSAGE_TOO_LARGE, message, channel=channel)
 
 
