@@ -121,8 +121,9 @@ def add_routes(
     async def request_token(request: web.Request) -> web.Response:
         key_name = request.match_info["key_name"]
         auth_key_name = auth.authenticate_key_request(request.headers)
-        raw = await request.content.read(MAX_TOKEN_REQUEST + 1)
-        if len(raw) > MAX_TOKEN_REQUEST:
+        too_large = (request.content_length or 0) > MAX_TOKEN_REQUEST
+        raw = b"" if too_large else await request.read()  # aiohttp bounds it (client_max_size)
+        if too_large or len(raw) > MAX_TOKEN_REQUEST:
             raise FrameError(
                 errors.MESSAGE_TOO_LARGE, f"requestToken: body above {MAX_TOKEN_REQUEST} bytes"
             )
