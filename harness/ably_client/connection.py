@@ -142,9 +142,11 @@ class RealtimeConnection:
         heartbeats: bool = True,
         params: dict[str, str] | None = None,
         frame_log: int = 2000,
+        token: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.api_key = key
+        self.token = token  # an Ably token string: sent as accessToken instead of the key
         self.client_id = client_id
         self.timeout = timeout
         self.heartbeats = heartbeats
@@ -196,7 +198,7 @@ class RealtimeConnection:
 
     @property
     def url(self) -> str:
-        query: dict[str, str] = {"key": self.api_key}
+        query: dict[str, str] = {"accessToken": self.token} if self.token else {"key": self.api_key}
         if self.client_id is not None:
             query["clientId"] = self.client_id
         query.update(
