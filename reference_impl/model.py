@@ -216,6 +216,9 @@ class PresenceModel:
     def connection_client_id(self, connection_id: str) -> str | None:
         return self._conn(connection_id).client_id
 
+    def connection_capability(self, connection_id: str) -> Capability:
+        return self._conn(connection_id).capability
+
     def connection_state(self, connection_id: str) -> str:
         return self._conn(connection_id).state
 

@@ -31,7 +31,9 @@ REFUSALS = (
     "history.direction-invalid",
     "error.has-code",
     "error.capability-denied",
+    "enter.client-id-mismatch",
 )
+_CLIENT_PUBLISH = ("enter_client", "update_client", "leave_client")
 
 
 def refusal_requirement(op: OpRecord) -> str:
@@ -39,6 +41,8 @@ def refusal_requirement(op: OpRecord) -> str:
     error = op.model_error
     assert error is not None
     code, argument = error.code, error.argument
+    if code == errors.INVALID_CLIENT_ID and op.step.kind in _CLIENT_PUBLISH:
+        return "enter.client-id-mismatch"  # RTP15f
     if code in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID):
         return "enter.requires-client-id"
     if code == errors.CAPABILITY_DENIED:
@@ -126,6 +130,10 @@ def unexpected_requirement(op: OpRecord) -> str:
     """The requirement broken when the implementation refuses `op`, which the model accepts."""
     kind, args = op.kind, op.step.args
     data = args.get("data")
+    if kind in _CLIENT_PUBLISH:
+        return "enter.client-on-behalf"
+    if kind == "rest_get":
+        return "get.rest-members"
     if kind in ("enter", "update", "leave"):
         special = _data_requirement(data) if data is not None else None
         if kind == "leave" and not op.was_present:
@@ -211,6 +219,8 @@ def unexpected_requirement(op: OpRecord) -> str:
     "data.binary",
     "data.json-array",
     "data.unicode",
+    "enter.client-on-behalf",
+    "get.rest-members",
 )
 def unexpected_errors(ctx: CheckContext) -> Iterator[Violation]:
     """An operation the model accepts is not refused."""

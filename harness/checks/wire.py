@@ -386,9 +386,14 @@ def _violations(ctx: CheckContext, findings: Iterable[WireFinding]) -> Iterator[
 @check("wire.enter-no-client-id", "wire.update-no-client-id", "wire.leave-no-client-id")
 def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
     """A client's own PRESENCE ENTER / UPDATE / LEAVE items carry no clientId (RTP8c, RTP9d,
-    RTP10c)."""
+    RTP10c). The re-entry after a refused resume is exempt: RTP17g publishes it with the
+    clientId."""
+    reentering = {i.new_id for i in ctx.record.interrupts if not i.resume and i.reentered}
     for log in wire_frames_of(ctx.record):
-        yield from _violations(ctx, client_id_findings(log))
+        findings = client_id_findings(log)
+        if log.connection_id in reentering:
+            findings = (f for f in findings if f.requirement != "wire.enter-no-client-id")
+        yield from _violations(ctx, findings)
 
 
 @check("wire.msg-serial-sequence")
