@@ -133,7 +133,11 @@ class PresenceService:
             raise PresenceError(
                 errors.CONNECTION_CLOSED, "service: the service is closed", "service"
             )
-        connection_id = self.model.open_connection(client_id, capability)
+        # the wildcard clientId '*' (RTP14, RTP15) has no clientId of its own: it acts only
+        # through enterClient and friends
+        connection_id = self.model.open_connection(
+            None if client_id == "*" else client_id, capability
+        )
         conn = ServiceConnection(self, connection_id, client_id)
         self._connections[connection_id] = conn
         return conn
