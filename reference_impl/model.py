@@ -244,6 +244,18 @@ class PresenceModel:
         self._detach_all(conn)
         conn.state = "dropped"
 
+    def resume_connection(self, connection_id: str) -> None:
+        """A dropped connection is resumed (RTN15c6): connected again with its members; it
+        attaches its channels again itself."""
+        conn = self._conn(connection_id)
+        if conn.state != "dropped":
+            raise PresenceError(
+                errors.CONNECTION_CLOSED,
+                f"connection {connection_id!r} is {conn.state}, not dropped",
+                "connection",
+            )
+        conn.state = "connected"
+
     def expire_connection(self, connection_id: str) -> Outcome:
         """The grace after an abrupt disconnect is over: synthesize a leave for each member."""
         conn = self._conn(connection_id)
