@@ -21,6 +21,8 @@ Rules, each bound to its requirement:
   for, and not after a DETACH without a new ATTACH. The log holds only client frames, so "after
   ATTACHED was received" is judged as "after ATTACH was sent": a client that sends PRESENCE between
   its ATTACH and the ATTACHED is not caught.
+- `wire.reenter-no-old-id` (RTP17g1): after a refused resume (an `interrupt` step), no
+  ENTER item the client sends on its new connection carries an id of the old connection.
 - `wire.json-frames-valid` (TR2, TR4): every frame is a JSON object valid against
   `spec/schemas/wire-protocol-message.json`. Binary (msgpack) frames are not JSON frames and are
   not judged.
@@ -415,3 +417,35 @@ def wire_frames_valid(ctx: CheckContext) -> Iterator[Violation]:
     """Every frame is valid JSON and a valid ProtocolMessage."""
     for log in wire_frames_of(ctx.record):
         yield from _violations(ctx, frame_validity_findings(log))
+
+
+@check("wire.reenter-no-old-id")
+def reentry_id_omitted(ctx: CheckContext) -> Iterator[Violation]:
+    """The re-entry on a new connection carries no id of the old one (RTP17g1): no ENTER item
+    sent on the connection that replaced a connection whose resume was refused carries an id
+    starting with the old connectionId."""
+    logs = {log.connection_id: log for log in wire_frames_of(ctx.record)}
+    for rec in ctx.record.interrupts:
+        if rec.resume or rec.new_id is None or rec.new_id == rec.old_id:
+            continue
+        log = logs.get(rec.new_id)
+        if log is None:
+            continue
+        for index, frame in enumerate(log.frames):
+            if not isinstance(frame, dict) or frame.get("action") != PRESENCE:
+                continue
+            items = frame.get("presence")
+            for position, item in enumerate(items if isinstance(items, list) else ()):
+                if not isinstance(item, dict) or item.get("action") != 2:
+                    continue
+                item_id = item.get("id")
+                if isinstance(item_id, str) and item_id.startswith(rec.old_id + ":"):
+                    yield ctx.violation(
+                        "wire.reenter-no-old-id",
+                        f"{log.label}, frame #{index}: the ENTER item presence[{position}] sent "
+                        f"on the new connection {rec.new_id!r} carries id {item_id!r} of the "
+                        f"old connection {rec.old_id!r}; RTP17g1: it must have no id",
+                        expected=f"presence[{position}] without id",
+                        observed=shown(frame),
+                        step=rec.step,
+                    )
