@@ -53,7 +53,6 @@ from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.model import message_size
 from presence_conformance.reference_impl.protocol import (
     PRESENCE_SUBSCRIBE,
-    RESUMED,
     Flag,
     ProtocolAction,
 )
@@ -332,9 +331,9 @@ class RealtimeConnection:
     async def interrupt(self, seconds: float, resume_key: str | None = None) -> None:
         """A transient disconnect (RTN15): cut the transport now, without CLOSE; after `seconds`
         reconnect with `resume` = the connectionKey (or `resume_key` when given, e.g. one the
-        server cannot know), attach every channel again (RTL3d) and, unless the channel's
-        ATTACHED has the RESUMED flag, re-enter this connection's own members (RTP17i, RTP17g;
-        no id when the connectionId changed, RTP17g1). Returns at once; `reconnected()` waits."""
+        server cannot know), attach every channel again (RTL3d) and
+        re-enter this connection's own members (RTP17i, RTP17g; no id when the connectionId
+        changed, RTP17g1). Returns at once; `reconnected()` waits."""
         if self._ws is None or self.state is not ConnectionState.CONNECTED:
             raise PresenceError(errors.CONNECTION_CLOSED, f"connection is {self.state}")
         self._online.clear()
@@ -381,9 +380,10 @@ class RealtimeConnection:
             for ch in channels:  # RTL3d
                 ch.state = ChannelState.DETACHED
                 await ch.attach()
+            # RTP17i: re-enter on every ATTACHED but that of a channel already attached: after
+            # RTL3d the channels were attaching, so also after a resume (with the members' ids,
+            # RTP17g, by which the server knows them for what they are)
             for ch in channels:
-                if ch.flags & RESUMED and self.resumed:
-                    continue  # RTP17i: a resumed attach keeps the members
                 for member in own.get(ch.name, ()):
                     item = presence_to_wire(
                         Action.ENTER,

@@ -388,14 +388,41 @@ def _violations(ctx: CheckContext, findings: Iterable[WireFinding]) -> Iterator[
 @check("wire.enter-no-client-id", "wire.update-no-client-id", "wire.leave-no-client-id")
 def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
     """A client's own PRESENCE ENTER / UPDATE / LEAVE items carry no clientId (RTP8c, RTP9d,
-    RTP10c). The re-entry after a refused resume is exempt: RTP17g publishes it with the
-    clientId."""
-    reentering = {i.new_id for i in ctx.record.interrupts if not i.resume and i.reentered}
+    RTP10c). Automatic re-entries are exempt: RTP17g publishes them with the clientId. They are
+    the ENTER items of a connection that replaced one whose resume was refused, and those of a
+    resumed connection sent after it attached the channel again (RTL3d)."""
+    replacing = {i.new_id for i in ctx.record.interrupts if not i.resume and i.reentered}
+    resumed = {i.old_id for i in ctx.record.interrupts if i.resume}
     for log in wire_frames_of(ctx.record):
         findings = client_id_findings(log)
-        if log.connection_id in reentering:
+        if log.connection_id in replacing:
             findings = (f for f in findings if f.requirement != "wire.enter-no-client-id")
+        elif log.connection_id in resumed:
+            reattached = _reattach_indexes(log)
+            findings = (
+                f
+                for f in findings
+                if f.requirement != "wire.enter-no-client-id"
+                or not _after_reattach(log.frames[f.index], f.index, reattached)
+            )
         yield from _violations(ctx, findings)
+
+
+def _reattach_indexes(log: ConnectionFrames) -> dict[str, int]:
+    """Channel -> index of the first ATTACH for a channel attached before (RTL3d)."""
+    attached: set[str] = set()
+    out: dict[str, int] = {}
+    for index, frame in enumerate(log.frames):
+        if _action(frame) == ATTACH and isinstance(frame.get("channel"), str):
+            if frame["channel"] in attached:
+                out.setdefault(frame["channel"], index)
+            attached.add(frame["channel"])
+    return out
+
+
+def _after_reattach(frame: Any, index: int, reattached: dict[str, int]) -> bool:
+    channel = frame.get("channel") if isinstance(frame, dict) else None
+    return isinstance(channel, str) and channel in reattached and index > reattached[channel]
 
 
 @check("wire.msg-serial-sequence")

@@ -74,7 +74,7 @@ from presence_conformance.reference_impl.server.wire import (
     too_deep,
     wire_presence,
 )
-from presence_conformance.reference_impl.types import Action, Data, PresenceMessage
+from presence_conformance.reference_impl.types import Action, Data, PresenceMessage, data_equal
 
 log = logging.getLogger(__name__)
 
@@ -745,6 +745,11 @@ class RealtimeProtocol:
         failure: FrameError | None = None
         for index, (action, client_id, data, wire, _size) in enumerate(prepared):
             behalf = client_id if conn.client_id == "*" else None
+            if action is Action.ENTER and _reenters_present_member(
+                self.model, channel, conn.id, client_id, data, items[index]
+            ):
+                conn.entered.add(channel)
+                continue  # RTP17g: nothing changes, nobody hears it
             previous = None
             if action is Action.LEAVE and wire.data is None:
                 found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
@@ -894,6 +899,19 @@ class RealtimeProtocol:
                 msg_serial=serial,
             )
         self._send(conn, {"action": ProtocolAction.ACK, "msgSerial": serial, "count": 1})
+
+
+def _reenters_present_member(
+    model: PresenceModel, channel: str, connection_id: str, client_id: str, data: Data, item: Any
+) -> bool:
+    """True for the automatic re-entry (RTP17i, RTP17g) of a member that is still present: an
+    ENTER carrying the id and the data of the member it enters again, as a client sends after a
+    resume (RTL3d attaches its channels again). It is acknowledged and changes nothing."""
+    item_id = item.get("id") if isinstance(item, dict) else None
+    if not isinstance(item_id, str):
+        return False
+    found = model.get(channel, client_id=client_id, connection_id=connection_id)
+    return bool(found) and found[0].id == item_id and data_equal(found[0].data, data)
 
 
 def _set_member_wire(event: PresenceMessage, member: PresenceMessage | None) -> None:
