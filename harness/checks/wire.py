@@ -388,13 +388,23 @@ def _violations(ctx: CheckContext, findings: Iterable[WireFinding]) -> Iterator[
 @check("wire.enter-no-client-id", "wire.update-no-client-id", "wire.leave-no-client-id")
 def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
     """A client's own PRESENCE ENTER / UPDATE / LEAVE items carry no clientId (RTP8c, RTP9d,
-    RTP10c). Automatic re-entries are exempt: RTP17g publishes them with the clientId. They are
+    RTP10c). Items naming a clientId the scenario entered, updated or left with enterClient and
+    friends on that connection are exempt (RTP15a), and so are automatic re-entries: RTP17g
+    publishes them with the clientId. They are
     the ENTER items of a connection that replaced one whose resume was refused, and those of a
     resumed connection sent after it attached the channel again (RTL3d)."""
     replacing = {i.new_id for i in ctx.record.interrupts if not i.resume and i.reentered}
     resumed = {i.old_id for i in ctx.record.interrupts if i.resume}
+    # enterClient / updateClient / leaveClient name their clientId (RTP15a) on any connection
+    on_behalf: dict[str, set[str]] = {}
+    for op in ctx.record.ops:
+        if op.kind.endswith("_client") and op.connection_id and "client_id" in op.step.args:
+            on_behalf.setdefault(op.connection_id, set()).add(op.step.args["client_id"])
     for log in wire_frames_of(ctx.record):
         findings = client_id_findings(log)
+        named = on_behalf.get(log.connection_id)
+        if named:
+            findings = (f for f in findings if not _names_only(log.frames[f.index], named))
         if log.connection_id in replacing:
             findings = (f for f in findings if f.requirement != "wire.enter-no-client-id")
         elif log.connection_id in resumed:
@@ -406,6 +416,13 @@ def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
                 or not _after_reattach(log.frames[f.index], f.index, reattached)
             )
         yield from _violations(ctx, findings)
+
+
+def _names_only(frame: Any, client_ids: set[str]) -> bool:
+    """True if every clientId the frame's presence items carry is one of `client_ids`."""
+    items = frame.get("presence") if isinstance(frame, dict) else None
+    named = [i.get("clientId") for i in items or () if isinstance(i, dict) and i.get("clientId")]
+    return bool(named) and all(c in client_ids for c in named)
 
 
 def _reattach_indexes(log: ConnectionFrames) -> dict[str, int]:

@@ -74,7 +74,7 @@ from presence_conformance.reference_impl.server.wire import (
     too_deep,
     wire_presence,
 )
-from presence_conformance.reference_impl.types import Action, Data, PresenceMessage, data_equal
+from presence_conformance.reference_impl.types import Action, Data, PresenceMessage
 
 log = logging.getLogger(__name__)
 
@@ -904,14 +904,30 @@ class RealtimeProtocol:
 def _reenters_present_member(
     model: PresenceModel, channel: str, connection_id: str, client_id: str, data: Data, item: Any
 ) -> bool:
-    """True for the automatic re-entry (RTP17i, RTP17g) of a member that is still present: an
-    ENTER carrying the id and the data of the member it enters again, as a client sends after a
-    resume (RTL3d attaches its channels again). It is acknowledged and changes nothing."""
+    """True for an automatic re-entry (RTP17i, RTP17g) that brings nothing new: an ENTER that
+    carries the id of a message this connection published, no newer (RTP2b2: msgSerial, then
+    index) than the member still present: as a client sends after a resume (RTL3d attaches its
+    channels again), possibly after a queued update that already changed the member. It is
+    acknowledged and changes nothing."""
     item_id = item.get("id") if isinstance(item, dict) else None
     if not isinstance(item_id, str):
         return False
     found = model.get(channel, client_id=client_id, connection_id=connection_id)
-    return bool(found) and found[0].id == item_id and data_equal(found[0].data, data)
+    if not found or not isinstance(found[0].id, str):
+        return False
+    if found[0].id == item_id:
+        return True
+    mine, theirs = _serial_index(item_id, connection_id), _serial_index(found[0].id, connection_id)
+    return mine is not None and theirs is not None and mine <= theirs
+
+
+def _serial_index(message_id: str, connection_id: str) -> tuple[int, int] | None:
+    """(msgSerial, index) of an id `connectionId:msgSerial:index` of this connection."""
+    prefix, _, rest = message_id.rpartition(":")
+    conn, _, serial = prefix.rpartition(":")
+    if conn != connection_id or not serial.isdigit() or not rest.isdigit():
+        return None
+    return int(serial), int(rest)
 
 
 def _set_member_wire(event: PresenceMessage, member: PresenceMessage | None) -> None:
