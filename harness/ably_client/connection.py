@@ -343,6 +343,7 @@ class RealtimeConnection:
             for name, ch in self._channels.items()
         }
         self.state = ConnectionState.DISCONNECTED
+        back_at = asyncio.get_running_loop().time() + seconds
         if self._ws.transport is not None:
             self._ws.transport.abort()
         for task in (self._watchdog, self._reader):
@@ -351,7 +352,7 @@ class RealtimeConnection:
                     await asyncio.wait_for(asyncio.shield(task), 1.0)
         self._watchdog = self._reader = None
         self._reconnect_task = asyncio.ensure_future(
-            self._come_back(seconds, resume_key or self.key, old_id, own)
+            self._come_back(back_at, resume_key or self.key, old_id, own)
         )
 
     async def reconnected(self) -> None:
@@ -361,10 +362,10 @@ class RealtimeConnection:
             await task
 
     async def _come_back(
-        self, seconds: float, key: str | None, old_id: str, own: dict[str, list[PresenceMessage]]
+        self, back_at: float, key: str | None, old_id: str, own: dict[str, list[PresenceMessage]]
     ) -> None:
         try:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(max(0.0, back_at - asyncio.get_running_loop().time()))
             self.resume_key = key
             self.error = None
             try:

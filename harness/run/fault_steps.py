@@ -63,8 +63,8 @@ class FaultSteps:
         if resume and case.leave_grace > 0:
             # a resume after the grace finds the members gone (the server may refuse it, or
             # resume without them and the client re-enters, RTP17i): another scenario. Stay
-            # away for at most half the grace.
-            seconds = min(seconds, case.leave_grace / 2)
+            # away for at most a third of the grace (the reconnection itself takes time too).
+            seconds = min(seconds, case.leave_grace / 3)
         if state.refused is not None or state.conn is None:
             raise Stop(f"{step.label}: client {name!r} has no connection to interrupt")
         old = state.cid
