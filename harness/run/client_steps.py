@@ -83,7 +83,8 @@ class ClientSteps:
             action = kind.removesuffix("_client")
             origin = EventOrigin(action, step.index, channel, was_present, data is not None)
             for event in outcome.events:
-                record.origins[event.id] = origin
+                if event.id is not None:
+                    record.origins[event.id] = origin
             alternative = (
                 _ALTERNATIVE[kind]
                 if kind in _ALTERNATIVE and was_present == (kind == "enter_client")

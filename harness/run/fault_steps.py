@@ -139,21 +139,24 @@ class FaultSteps:
                 outcome = model.enter(new, channel, member.data, client_id=member.client_id)
                 origin = EventOrigin("enter", step.index, channel, False, member.data is not None)
                 for event in outcome.events:
-                    record.origins[event.id] = origin
+                    if event.id is not None:
+                        record.origins[event.id] = origin
                 op.events.extend(outcome.events)
                 self.deliveries.expect(outcome, step.index)
                 rec.reentered.append((channel, member.client_id))
         outcome = model.expire_connection(old)
-        record.synthesized.update(e.id for e in outcome.events)
+        record.synthesized.update(e.id for e in outcome.events if e.id is not None)
         channel_of: dict[str, str] = {}
         if outcome.events:
             for channel in case.scenario.channels:
                 for event in model.history_all(channel)[-len(outcome.events) :]:
-                    channel_of[event.id] = channel
+                    if event.id is not None:
+                        channel_of[event.id] = channel
         for event in outcome.events:
-            record.origins[event.id] = EventOrigin(
-                "drop", step.index, channel_of[event.id], True, False
-            )
+            if event.id is not None:
+                record.origins[event.id] = EventOrigin(
+                    "drop", step.index, channel_of[event.id], True, False
+                )
         op.events.extend(outcome.events)
         self.deliveries.expect(outcome, step.index)
 

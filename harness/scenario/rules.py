@@ -303,9 +303,9 @@ class _Normaliser:
                 )
             self.step_ids[step_id] = kind
         args = getattr(self, f"_args_{kind}")(bpath, body, client, channel, expect_error)
-        inner: tuple[Step, ...] = ()
+        during: tuple[Step, ...] = ()
         if kind == "interrupt":
-            inner = self._during(bpath, body, client, args, index)
+            during = self._during(bpath, body, client, args, index)
         return Step(
             kind,
             index,
@@ -318,7 +318,7 @@ class _Normaliser:
             step_id,
             requirements,
             expect_error,
-            inner,
+            during,
         )
 
     def _during(
@@ -337,7 +337,7 @@ class _Normaliser:
                     "from another client",
                     "interrupt-listeners",
                 )
-        inner = []
+        inner: list[Step] = []
         for j, raw in enumerate(body.get("during", ())):
             step = self._step((*path, "during", j), raw, index, j)
             if step.client == client and not args["resume"]:
