@@ -125,3 +125,56 @@ class RestGetIgnoresFilters(MutantAdapter):
             connection_id: str | None = None,
         ) -> list[PresenceMessage]:
             return await super().rest_get(limit)
+
+
+class _NoOwnEventsWithoutSubscribe(PresenceService):
+    """Delivers nothing to a connection without the subscribe capability on the channel."""
+
+    def _dispatch(self, outcome: Outcome) -> None:
+        kept = []
+        for delivery in outcome.deliveries:
+            conn = self._connections.get(delivery.connection_id)
+            capability = None if conn is None else self.model.connection_capability(conn.id)
+            if capability is None or any(
+                "*" in ops or "subscribe" in ops for ops in capability.values()
+            ):
+                kept.append(delivery)
+        super()._dispatch(Outcome(outcome.events, kept))
+
+
+@mutant("own-events-need-subscribe", "enter.own-members-without-subscribe")
+class OwnEventsNeedSubscribe(MutantAdapter):
+    """A connection without the subscribe capability hears nothing, not even the events of its
+    own members (RTP17a: those are always published to it)."""
+
+    Service = _NoOwnEventsWithoutSubscribe
+
+
+@mutant("get-stops-at-100-members", "enter.client-many-members")
+class GetStopsAt100Members(MutantAdapter):
+    """get() returns at most 100 members: a sync that stops after its first page of 100."""
+
+    class Presence(MutantPresence):
+        async def get(
+            self,
+            client_id: str | None = None,
+            connection_id: str | None = None,
+            wait_for_sync: bool = True,
+        ) -> list[PresenceMessage]:
+            return (await super().get(client_id, connection_id, wait_for_sync))[:100]
+
+
+@mutant("leave-client-leaves-everywhere", "enter.client-no-side-effects")
+class LeaveClientLeavesEverywhere(MutantAdapter):
+    """leaveClient(X) removes every member with clientId X on the channel, those entered by
+    other connections with enter() too (RTP15c: no side effects on them)."""
+
+    class Presence(MutantPresence):
+        async def leave_client(self, client_id: str, data: Any = None) -> None:
+            await super().leave_client(client_id, data)
+            service = self.adapter.service
+            assert service is not None
+            for member in self.model.get(self.channel_name, client_id):
+                if member.connection_id != self.service_connection.id:
+                    outcome = self.model.leave(member.connection_id, self.channel_name)
+                    service._dispatch(outcome)
