@@ -272,6 +272,11 @@ class RealtimeConnection:
         """Close gracefully: CLOSE, wait for CLOSED (bounded), close the socket.
 
         Raises OperationTimeout if the server never sent CLOSED (the socket is closed anyway)."""
+        reconnect = getattr(self, "_reconnect_task", None)
+        if reconnect is not None and not reconnect.done():  # closed during an interrupt
+            reconnect.cancel()
+            with contextlib.suppress(BaseException):
+                await reconnect
         if (
             self.state
             in (ConnectionState.CLOSED, ConnectionState.FAILED, ConnectionState.DISCONNECTED)
