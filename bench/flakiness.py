@@ -10,7 +10,13 @@ in which runs it failed and how. `--keep DIR` writes every non-passing case's fu
 (violations and history) as JSON there, and shrunk generated failures under DIR/generated, as
 evidence for the analysis.
 
-Exit status: 0 when no run had a failure, 1 otherwise.
+`--faults` runs only the transient-disconnect scenarios (those with an `interrupt` step), without
+generation: `python bench/flakiness.py --faults --runs 20 --adapter reference`. With an adapter
+that has a known-failing list (`harness/expectations/<adapter>.txt`), a case failing as the list
+says is expected, not a false failure; a case whose violated requirements differ from one run to
+the next is unstable, which is a false failure too.
+
+Exit status: 0 when no run had a false failure, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from presence_conformance.harness.adapters.registry import parse_options, resolve_adapter
+from presence_conformance.harness.reports.expectations import KnownFailing
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
 
@@ -102,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only the scenarios matching these patterns",
     )
     parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="only the transient-disconnect scenarios (an `interrupt` step), no generation",
+    )
+    parser.add_argument(
         "--no-generation",
         action="store_true",
         help="scenarios only, even when generation is available",
@@ -115,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = parse_options(args.adapter_option)
     scenarios = select_scenarios(load_suite(), args.select)
-    generation = None if args.no_generation else generation_runner(args.keep)
+    if args.faults:
+        scenarios = [
+            s for s in scenarios if any(step.kind == "interrupt" for step in s.iter_steps())
+        ]
+    known = KnownFailing.for_adapter(args.adapter)
+    signatures: dict[str, tuple[str, frozenset[str]]] = {}
+    generation = None if (args.no_generation or args.faults) else generation_runner(args.keep)
     print(
         f"flakiness: {args.runs} run(s) of {len(scenarios)} scenario(s)"
         f"{' + ci generation' if generation else ' (no generation available)'} against "
@@ -128,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     for number in range(1, args.runs + 1):
         t0 = time.monotonic()
         run = one_run(args.adapter, options, scenarios, generation)
-        bad = [case for case in run.cases if case.outcome in BAD]
+        bad = []
+        for case in run.cases:
+            signature = (case.outcome.value, frozenset(v.requirement for v in case.violations))
+            first = signatures.setdefault(case.case_id, signature)
+            expected = case.outcome in BAD and known.reason_for(case) is not None
+            if (case.outcome in BAD and not expected) or signature != first:
+                bad.append(case)
         summary = ", ".join(f"{k} {v}" for k, v in counts(run).items())
         print(
             f"run {number:>3}: {len(run.cases)} cases: {summary}"
@@ -146,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if bad or run.partial:
             failed_runs.append(number)
     print(
-        f"\n{len(failed_runs)} of {args.runs} run(s) had a failure"
+        f"\n{len(failed_runs)} of {args.runs} run(s) had a false failure"
         f"{': runs ' + ', '.join(map(str, failed_runs)) if failed_runs else ''} "
         f"(target 0; {time.monotonic() - started:.0f}s in all)"
     )

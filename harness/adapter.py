@@ -14,6 +14,10 @@ An adapter mirrors the seed's Presence API (`spec/presence-api.md`) in async Pyt
     page = await presence.history(start=None, end=None, limit=None, direction=None)
     await presence.sync_complete()          # the seed's `syncComplete` property
     await conn.close(); await conn.drop()   # graceful close; abrupt disconnect (fault injection)
+    await conn.interrupt(seconds, resume=True)  # transient disconnect: cut now, back after `seconds`
+    await conn.reconnected()                # wait until connected again; `conn.id` is then current
+    await presence.enter_client(client_id, data)  # update_client, leave_client (RTP14, RTP15)
+    await presence.rest_get(limit=None, client_id=None, connection_id=None)  # REST (RSP3)
     await adapter.quiesce()                 # optional: True once all events are delivered
     await adapter.stop()
 
@@ -68,6 +72,9 @@ class Feature(enum.StrEnum):
     LARGE_MESSAGES = "large-messages"  # a 64 KiB message limit is enforced (40009)
     ARGUMENT_VALIDATION = "argument-validation"  # bad options are refused by the implementation
     WIRE_FRAMES = "wire-frames"  # the adapter exposes client frames seen by the reference server
+    TRANSIENT_DISCONNECT = "transient-disconnect"  # conn.interrupt() / conn.reconnected()
+    ENTER_CLIENT = "enter-client"  # presence.enter_client / update_client / leave_client
+    REST_PRESENCE = "rest-presence"  # presence.rest_get() (RSP3)
 
 
 ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {Feature.WIRE_FRAMES}
@@ -135,6 +142,30 @@ class AdapterPresence(abc.ABC):
             "this adapter does not expose syncComplete (Feature.SYNC_COMPLETE)"
         )
 
+    async def enter_client(self, client_id: str, data: Any = None) -> None:
+        """Enter on behalf of `client_id` (RTP14, RTP15a): the connection has the wildcard
+        clientId or none of its own, or `client_id` is its own (RTP15f refuses any other)."""
+        raise NotImplementedError("this adapter has no enterClient (Feature.ENTER_CLIENT)")
+
+    async def update_client(self, client_id: str, data: Any = None) -> None:
+        """Update the data of the member `client_id` of this connection (RTP15a)."""
+        raise NotImplementedError("this adapter has no updateClient (Feature.ENTER_CLIENT)")
+
+    async def leave_client(self, client_id: str, data: Any = None) -> None:
+        """Leave on behalf of `client_id` (RTP15a)."""
+        raise NotImplementedError("this adapter has no leaveClient (Feature.ENTER_CLIENT)")
+
+    async def rest_get(
+        self,
+        limit: int | None = None,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> list[PresenceMessage]:
+        """The channel's members read over REST (RSP3: `RestPresence#get`), first page only:
+        at most `limit` members (RSP3a1), filtered by `client_id` (RSP3a2) and `connection_id`
+        (RSP3a3). Needs no realtime attach."""
+        raise NotImplementedError("this adapter has no REST presence get (Feature.REST_PRESENCE)")
+
 
 class AdapterChannel(abc.ABC):
     """A channel on one connection."""
@@ -164,6 +195,24 @@ class AdapterConnection(abc.ABC):
         """Disconnect abruptly (no goodbye): members stay for the grace period, then leave."""
         raise NotImplementedError(
             "this adapter cannot drop connections (Feature.ABRUPT_DISCONNECT)"
+        )
+
+    async def interrupt(self, seconds: float, resume: bool = True) -> None:
+        """A transient disconnect (RTN15): cut the transport abruptly now (no CLOSE) and let the
+        client reconnect by itself after `seconds`. With `resume` the server accepts the client's
+        resume (RTN15c6: same connectionId, the messages sent meanwhile are delivered); without,
+        it refuses it (RTN15c7: a new connectionId with an error), so the client re-enters its
+        members (RTP17i). Returns once the transport is cut; presence calls made meanwhile are
+        queued by the client until it is connected and attached again (RTP16)."""
+        raise NotImplementedError(
+            "this adapter cannot interrupt connections (Feature.TRANSIENT_DISCONNECT)"
+        )
+
+    async def reconnected(self) -> None:
+        """After `interrupt`: wait until the client is connected again and its channels are
+        attached again; `id` is then the connectionId of the connection now in use."""
+        raise NotImplementedError(
+            "this adapter cannot interrupt connections (Feature.TRANSIENT_DISCONNECT)"
         )
 
 

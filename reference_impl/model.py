@@ -220,6 +220,9 @@ class PresenceModel:
     def connection_client_id(self, connection_id: str) -> str | None:
         return self._conn(connection_id).client_id
 
+    def connection_capability(self, connection_id: str) -> Capability:
+        return self._conn(connection_id).capability
+
     def connection_state(self, connection_id: str) -> str:
         return self._conn(connection_id).state
 
@@ -244,6 +247,18 @@ class PresenceModel:
         conn = self._conn(connection_id)
         self._detach_all(conn)
         conn.state = "dropped"
+
+    def resume_connection(self, connection_id: str) -> None:
+        """A dropped connection is resumed (RTN15c6): connected again with its members; it
+        attaches its channels again itself."""
+        conn = self._conn(connection_id)
+        if conn.state != "dropped":
+            raise PresenceError(
+                errors.CONNECTION_CLOSED,
+                f"connection {connection_id!r} is {conn.state}, not dropped",
+                "connection",
+            )
+        conn.state = "connected"
 
     def expire_connection(self, connection_id: str) -> Outcome:
         """The grace after an abrupt disconnect is over: synthesize a leave for each member."""

@@ -19,6 +19,14 @@ The service is the model plus what a network adds: time passing between a call a
 - `close()` is graceful (the connection's members leave at once); `drop()` is abrupt (the members
   stay for `leave_grace` seconds, then the service synthesizes their leaves, RTP2b1). After
   either, every presence call on the connection raises `PresenceError` 80017.
+- `interrupt(seconds, resume)` is a transient disconnect (RTN15): for `seconds` nothing is
+  delivered to the connection and its presence calls wait (queued, RTP16). Resumed (RTN15c6), the
+  connection keeps its id and gets what was sent meanwhile. Not resumed (RTN15c7), the old
+  connection is dropped (its members leave after the grace), a new one with a new id takes its
+  place, re-attaches its channels with the same listeners and re-enters the members the old
+  one had (RTP17i, RTP17g: enter, same clientId and data).
+- `enter_client` / `update_client` / `leave_client` act for another clientId (RTP14, RTP15);
+  `rest_get` is the REST read of the members (RSP3: first page, `limit`, filters).
 
 Listener callables are mapped to model listener names `L1`, `L2`, … per channel, keyed by the
 callable itself (so two accesses to the same bound method are one listener).
@@ -38,6 +46,7 @@ from typing import Any
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.model import (
+    DEFAULT_HISTORY_LIMIT,
     DEFAULT_MAX_MESSAGE_SIZE,
     Capability,
     HistoryPage,
@@ -124,7 +133,11 @@ class PresenceService:
             raise PresenceError(
                 errors.CONNECTION_CLOSED, "service: the service is closed", "service"
             )
-        connection_id = self.model.open_connection(client_id, capability)
+        # the wildcard clientId '*' (RTP14, RTP15) has no clientId of its own: it acts only
+        # through enterClient and friends
+        connection_id = self.model.open_connection(
+            None if client_id == "*" else client_id, capability
+        )
         conn = ServiceConnection(self, connection_id, client_id)
         self._connections[connection_id] = conn
         return conn
@@ -218,15 +231,72 @@ class ServiceConnection:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._pending = 0  # events queued or being delivered
+        self._online = asyncio.Event()  # cleared during an interrupt (transient disconnect)
+        self._online.set()
+        self._reconnect: asyncio.TimerHandle | None = None
+        self.previous_ids: list[str] = []  # ids of connections this one replaced (RTN15c7)
 
     @property
     def state(self) -> str:
         """`connected`, `dropped` or `closed` (the model's view)."""
         return self._service.model.connection_state(self.id)
 
+    @property
+    def interrupted(self) -> bool:
+        """True between `interrupt()` and the reconnection."""
+        return not self._online.is_set()
+
+    def interrupt(self, seconds: float, resume: bool = True) -> None:
+        """A transient disconnect (RTN15, see the module doc); the connection is back after
+        `seconds` (resumed or not). Interrupting an interrupted or ended connection does nothing."""
+        if self.state != "connected" or self.interrupted:
+            return
+        self._online.clear()
+        saved: dict[str, tuple[Any, list[PresenceMessage]]] = {}
+        if not resume:
+            model = self._service.model
+            for channel in self.channels:
+                name = channel.name
+                if model.is_attached(self.id, name):
+                    saved[name] = (
+                        model.listener_state(self.id, name),
+                        model.get(name, connection_id=self.id),
+                    )
+            model.drop_connection(self.id)
+            if not self._service.closed:
+                self._service._schedule_expiry(self.id)
+        loop = asyncio.get_running_loop()
+        self._reconnect = loop.call_later(seconds, self._come_back, resume, saved)
+
+    def _come_back(self, resume: bool, saved: dict[str, tuple[Any, list[PresenceMessage]]]) -> None:
+        self._reconnect = None
+        service = self._service
+        if not resume and not service.closed:
+            model = service.model
+            old = self.id
+            new = model.open_connection(
+                model.connection_client_id(old), model.connection_capability(old)
+            )
+            self.previous_ids.append(old)
+            self.id = new
+            service._connections[new] = self
+            for name, (listeners, members) in saved.items():
+                model.restore_listener_state(new, name, listeners)
+                service._dispatch(model.attach(new, name))
+                for member in members:  # RTP17i, RTP17g: re-enter, same clientId and data
+                    service._dispatch(
+                        model.enter(new, name, member.data, client_id=member.client_id)
+                    )
+        self._online.set()
+
+    async def reconnected(self) -> None:
+        """Wait until an interrupted connection is back."""
+        await self._online.wait()
+
     async def close(self) -> None:
         """Graceful close: the connection's members leave at once; other connections hear it.
         Closing a connection that is already closed or dropped does nothing."""
+        await self._online.wait()
         if self.state != "connected":
             return
         outcome = self._service.model.close_connection(self.id)
@@ -259,6 +329,10 @@ class ServiceConnection:
             )
 
     def _shutdown(self) -> None:
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            self._reconnect = None
+        self._online.set()
         for channel in self.channels:
             channel.presence._release()
         if self._task is not None:
@@ -283,6 +357,7 @@ class ServiceConnection:
             item = await self._queue.get()
             if item is _STOP:
                 return
+            await self._online.wait()  # what is sent during an interrupt arrives after it
             listener, event = item
             try:
                 result = listener(event)
@@ -344,20 +419,62 @@ class ServicePresence:
 
     async def enter(self, data: Any = None) -> None:
         """Enter the presence set with `data` (string, JSON object or array, binary, or None)."""
+        await self._conn._online.wait()  # queued during an interrupt (RTP16)
         self._publish(self._model.enter, data)
 
     async def update(self, data: Any = None) -> None:
         """Update this member's data; enters it if it is not present (RTP9b)."""
+        await self._conn._online.wait()
         self._publish(self._model.update, data)
 
     async def leave(self, data: Any = None) -> None:
         """Leave the presence set; without `data` the leave carries the member's data."""
+        await self._conn._online.wait()
         self._publish(self._model.leave, data)
 
-    def _publish(self, method: Callable[..., Outcome], data: Any) -> None:
+    async def enter_client(self, client_id: str, data: Any = None) -> None:
+        """Enter on behalf of `client_id` (RTP14, RTP15a; RTP15f: it must be the connection's
+        own clientId when it has one)."""
+        await self._conn._online.wait()
+        self._publish(self._model.enter, data, client_id)
+
+    async def update_client(self, client_id: str, data: Any = None) -> None:
+        """Update the member `client_id` of this connection (RTP15a)."""
+        await self._conn._online.wait()
+        self._publish(self._model.update, data, client_id)
+
+    async def leave_client(self, client_id: str, data: Any = None) -> None:
+        """Leave on behalf of `client_id` (RTP15a)."""
+        await self._conn._online.wait()
+        self._publish(self._model.leave, data, client_id)
+
+    async def rest_get(
+        self,
+        limit: int | None = None,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> list[PresenceMessage]:
+        """RSP3: the first page of members over REST (no attach): at most `limit` (1..1000,
+        default 100, RSP3a1), filtered by clientId (RSP3a2) and connectionId (RSP3a3)."""
+        if limit is None:
+            limit = DEFAULT_HISTORY_LIMIT
+        elif isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise PresenceError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"limit: expected an integer from 1 to 1000, got {limit!r}",
+                "limit",
+            )
+        return self._model.get(self._channel, client_id, connection_id)[:limit]
+
+    def _publish(
+        self, method: Callable[..., Outcome], data: Any, client_id: str | None = None
+    ) -> None:
         self._conn._check_live()
         try:
-            outcome = method(self._conn.id, self._channel, data)
+            if client_id is None:
+                outcome = method(self._conn.id, self._channel, data)
+            else:
+                outcome = method(self._conn.id, self._channel, data, client_id=client_id)
         except PresenceError:
             # refused after the implicit attach (no presence capability: RTP8d, then RTP8h):
             # the attach stays, so the sync completes as for any attach
@@ -376,6 +493,7 @@ class ServicePresence:
     ) -> list[PresenceMessage]:
         """The members (action `present`), filtered by `client_id` and/or `connection_id`.
         With `wait_for_sync` (default) waits for the sync; without it returns the view so far."""
+        await self._conn._online.wait()
         self._conn._check_live()
         if not isinstance(wait_for_sync, bool):
             raise PresenceError(

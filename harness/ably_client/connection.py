@@ -51,7 +51,11 @@ from presence_conformance.harness.ably_client.protocol import (
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.model import message_size
-from presence_conformance.reference_impl.protocol import PRESENCE_SUBSCRIBE, Flag, ProtocolAction
+from presence_conformance.reference_impl.protocol import (
+    PRESENCE_SUBSCRIBE,
+    Flag,
+    ProtocolAction,
+)
 from presence_conformance.reference_impl.types import Action, PresenceMessage, validate_data
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -174,6 +178,12 @@ class RealtimeConnection:
         self._closed: asyncio.Future | None = None
         self._channels: dict[str, RealtimeChannel] = {}
         self._last_activity = time.monotonic()
+        # a transient disconnect (`interrupt`): cleared until connected and re-attached again
+        self._online = asyncio.Event()
+        self._online.set()
+        self.resume_key: str | None = None  # sent as `resume` on the next connect (RTN15b1)
+        self.resumed: bool | None = None  # after a reconnect: did the server resume (RTN15c6)?
+        self.reentry_errors: list[PresenceError] = []  # RTP17e: automatic re-entries refused
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -209,6 +219,8 @@ class RealtimeConnection:
             }
         )
         query.update(self.params)
+        if self.resume_key is not None:
+            query["resume"] = self.resume_key
         return f"ws://{self.endpoint}/?{urlencode(query)}"
 
     async def _open(self) -> None:
@@ -262,6 +274,11 @@ class RealtimeConnection:
         """Close gracefully: CLOSE, wait for CLOSED (bounded), close the socket.
 
         Raises OperationTimeout if the server never sent CLOSED (the socket is closed anyway)."""
+        reconnect = getattr(self, "_reconnect_task", None)
+        if reconnect is not None and not reconnect.done():  # closed during an interrupt
+            reconnect.cancel()
+            with contextlib.suppress(BaseException):
+                await reconnect
         if (
             self.state
             in (ConnectionState.CLOSED, ConnectionState.FAILED, ConnectionState.DISCONNECTED)
@@ -305,6 +322,97 @@ class RealtimeConnection:
         )
         self._fail_all(self.error)
         await self._abort()
+
+    @property
+    def reconnecting(self) -> bool:
+        """True during a transient disconnect (`interrupt`), until re-attached."""
+        return not self._online.is_set()
+
+    async def wait_usable(self) -> None:
+        """During a transient disconnect wait (bounded) until the connection is back: presence
+        operations made meanwhile are queued (RTP16a, RTP16b, RTL3d2)."""
+        if self._online.is_set():
+            return
+        await _bounded(self._online.wait(), self.timeout, f"reconnect of connection {self.id}")
+
+    async def interrupt(self, seconds: float, resume_key: str | None = None) -> None:
+        """A transient disconnect (RTN15): cut the transport now, without CLOSE; after `seconds`
+        reconnect with `resume` = the connectionKey (or `resume_key` when given, e.g. one the
+        server cannot know), attach every channel again (RTL3d) and
+        re-enter this connection's own members (RTP17i, RTP17g; no id when the connectionId
+        changed, RTP17g1). Returns at once; `reconnected()` waits."""
+        if self._ws is None or self.state is not ConnectionState.CONNECTED:
+            raise PresenceError(errors.CONNECTION_CLOSED, f"connection is {self.state}")
+        self._online.clear()
+        old_id = self.id
+        own: dict[str, list[PresenceMessage]] = {  # the RTP17 map, by channel
+            name: [m for m in ch.presence.state.map.values() if m.connection_id == old_id]
+            for name, ch in self._channels.items()
+        }
+        self.state = ConnectionState.DISCONNECTED
+        back_at = asyncio.get_running_loop().time() + seconds
+        if self._ws.transport is not None:
+            self._ws.transport.abort()
+        for task in (self._watchdog, self._reader):
+            if task is not None and not task.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(task), 1.0)
+        self._watchdog = self._reader = None
+        self._reconnect_task = asyncio.ensure_future(
+            self._come_back(back_at, resume_key or self.key, old_id, own)
+        )
+
+    async def reconnected(self) -> None:
+        """Wait until the connection is back after `interrupt` (raises if it could not be)."""
+        task = getattr(self, "_reconnect_task", None)
+        if task is not None:
+            await task
+
+    async def _come_back(
+        self, back_at: float, key: str | None, old_id: str, own: dict[str, list[PresenceMessage]]
+    ) -> None:
+        try:
+            await asyncio.sleep(max(0.0, back_at - asyncio.get_running_loop().time()))
+            self.resume_key = key
+            self.error = None
+            try:
+                await self._open()
+            finally:
+                self.resume_key = None
+            self.resumed = self.id == old_id
+            channels = [
+                ch
+                for ch in self._channels.values()
+                if ch.state in (ChannelState.ATTACHED, ChannelState.ATTACHING)
+            ]
+            for ch in channels:  # RTL3d
+                ch.state = ChannelState.DETACHED
+                await ch.attach()
+            # RTP17i: re-enter on every ATTACHED but that of a channel already attached: after
+            # RTL3d the channels were attaching, so also after a resume (with the members' ids,
+            # RTP17g, by which the server knows them for what they are)
+            for ch in channels:
+                for member in own.get(ch.name, ()):
+                    item = presence_to_wire(
+                        Action.ENTER,
+                        member.data,
+                        member.client_id,
+                        member.id if member.connection_id == self.id else None,  # RTP17g1
+                    )
+                    try:
+                        await self.send_acked(
+                            {
+                                "action": ProtocolAction.PRESENCE,
+                                "channel": ch.name,
+                                "presence": [item],
+                            },
+                            ch.name,
+                        )
+                    except PresenceError as exc:  # RTP17e
+                        log.warning("automatic re-entry of %r failed: %s", member.client_id, exc)
+                        self.reentry_errors.append(exc)
+        finally:
+            self._online.set()
 
     async def _abort(self) -> None:
         if self._ws is not None and self._ws.transport is not None:
@@ -767,7 +875,20 @@ class RealtimePresence:
     async def enter_client(
         self, client_id: str, data: Any = None, action: Action = Action.ENTER
     ) -> None:
-        """RTP14/RTP15: publish `action` on behalf of `client_id` (clientId on the wire)."""
+        """RTP14/RTP15: publish `action` on behalf of `client_id` (clientId on the wire). On a
+        connection with a clientId of its own, another clientId is refused (RTP15f, 40012) and
+        its own is an ordinary enter / update / leave (no clientId on the wire, RTP8c)."""
+        own = self.channel.connection.client_id
+        if own is not None and own != "*":
+            if client_id != own:
+                raise PresenceError(
+                    errors.INVALID_CLIENT_ID,
+                    f"clientId: {client_id!r} does not match the connection's clientId {own!r}"
+                    " (RTP15f)",
+                    "clientId",
+                )
+            await self._publish(action, data)
+            return
         await self._publish(action, data, client_id)
 
     async def _publish(self, action: Action, data: Any, client_id: str | None = None) -> None:
@@ -777,6 +898,7 @@ class RealtimePresence:
         detached; when failed, the code of the error that failed it)."""
         channel = self.channel
         connection = channel.connection
+        await connection.wait_usable()
         connection.check_usable()
         data = validate_data(data)
         item = presence_to_wire(action, data, client_id)
@@ -815,6 +937,7 @@ class RealtimePresence:
         """Attach if needed (RTL33, RTP8d, RTP11e); then, with `wait_for_sync`, wait for the sync
         to end: bounded, and with `strict` a sync that does not end raises OperationTimeout."""
         channel = self.channel
+        await channel.connection.wait_usable()
         channel.connection.check_usable()
         if channel.state is ChannelState.FAILED:
             err = channel.error
@@ -860,6 +983,7 @@ class RealtimePresence:
                 "waitForSync",
             )
         channel = self.channel
+        await channel.connection.wait_usable()
         if not wait_for_sync:
             channel.connection.check_usable()
             if channel.state in (ChannelState.INITIALIZED, ChannelState.DETACHED):

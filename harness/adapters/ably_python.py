@@ -295,6 +295,42 @@ class SdkPresence(AdapterPresence):
     async def sync_complete(self) -> bool:
         return self._presence.sync_complete
 
+    async def enter_client(self, client_id: str, data: Any = None) -> None:
+        with _Translate("presence.enter_client()"):
+            await self._presence.enter_client(client_id, data)
+
+    async def update_client(self, client_id: str, data: Any = None) -> None:
+        with _Translate("presence.update_client()"):
+            await self._presence.update_client(client_id, data)
+
+    async def leave_client(self, client_id: str, data: Any = None) -> None:
+        with _Translate("presence.leave_client()"):
+            await self._presence.leave_client(client_id, data)
+
+    async def rest_get(
+        self,
+        limit: int | None = None,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> list[PresenceMessage]:
+        if client_id is not None or connection_id is not None:
+            raise NotImplementedError(
+                "ably-python 3.1.4's REST Presence.get(limit=None) takes no clientId or "
+                "connectionId filter (RSP3a2, RSP3a3 are not implemented)"
+            )
+        rest = self._channel.connection.rest()
+        presence = rest.channels.get(self._channel.name).presence
+        try:
+            page = await presence.get(limit=limit)
+        except _ably_exception() as exc:
+            raise _sdk_error(exc) from exc
+        except ValueError as exc:  # the SDK's own argument check carries no Ably code
+            raise PresenceError(
+                None,  # type: ignore[arg-type]
+                f"ably-python refused the arguments without an Ably error code: {exc}",
+            ) from exc
+        return [sdk_message(m) for m in page.items]
+
 
 class SdkChannel(AdapterChannel):
     """`client.channels.get(name)` of one SDK client."""
@@ -384,6 +420,40 @@ class SdkConnection(AdapterConnection):
         finally:
             await self._release()
 
+    async def interrupt(self, seconds: float, resume: bool = True) -> None:
+        """A transient disconnect through the relay (see `TcpRelay.interrupt`); without
+        `resume` the embedded server refuses the SDK's resume (RTN15c7)."""
+        if not resume:
+            if self.adapter.embedded is None:
+                raise NotImplementedError(
+                    f"{NAME}: a refused resume needs the embedded server (refuse_resume)"
+                )
+            self.adapter.embedded.server.refuse_resume(self.id)
+        self._accepted_before = self.relay.accepted
+        self.relay.interrupt(seconds)
+
+    async def reconnected(self) -> None:
+        """Wait until the SDK reconnected through the relay and its channels are attached."""
+        from ably.types.channelstate import ChannelState
+        from ably.types.connectionstate import ConnectionState
+
+        connection = self.client.connection
+        while not (
+            self.relay.accepted > getattr(self, "_accepted_before", self.relay.accepted - 1)
+            and connection.state == ConnectionState.CONNECTED
+            and all(
+                c.sdk.state == ChannelState.ATTACHED
+                for c in self._channels.values()
+                if c.sdk.state in (ChannelState.ATTACHING, ChannelState.ATTACHED)
+            )
+        ):
+            if connection.state in (ConnectionState.FAILED, ConnectionState.CLOSED):
+                raise PresenceError(
+                    errors_connection_failed(connection), f"{NAME}: connection {connection.state}"
+                )
+            await asyncio.sleep(0.01)
+        self.id = connection.connection_manager.connection_id
+
     async def _release(self) -> None:
         await self.relay.close()
         rest, self._rest = self._rest, None
@@ -430,6 +500,7 @@ class AblyPythonAdapter(Adapter):
             features = set(SDK_FEATURES) - {Feature.CAPABILITIES, Feature.WIRE_FRAMES}
             if self.rest_token is None:
                 features.discard(Feature.HISTORY)
+                features.discard(Feature.REST_PRESENCE)
             self.features = frozenset(features)
         self.embedded: EmbeddedServer | None = None
         self._connections: list[SdkConnection] = []
@@ -519,7 +590,11 @@ class AblyPythonAdapter(Adapter):
                     f"{NAME}: a wildcard clientId needs a token bound to "
                     "'*' (the embedded server issues one)"
                 )
-            client = AblyRealtime(token=token, **common)
+            # with clientId '*' in the options too: from the token alone, 3.1.4's realtime Auth
+            # takes the '*' of CONNECTED for "no clientId" (Auth.__init__ leaves client_id None
+            # for realtime clients, Auth._configure_client_id keeps None) and then refuses every
+            # enterClient with 40012 (Auth.can_assume_client_id)
+            client = AblyRealtime(token=token, client_id="*", **common)
         elif client_id is None:
             client = AblyRealtime(key=key, **common)
         else:
@@ -559,6 +634,13 @@ class AblyPythonAdapter(Adapter):
         if self.embedded is None:
             raise NotImplementedError(f"{NAME}: wire frames need the embedded server")
         return self.embedded.frames(connection_id)
+
+
+def errors_connection_failed(connection: Any) -> int:
+    """The code of the SDK connection's error reason (80000 without one)."""
+    reason = connection.error_reason
+    code = getattr(reason, "code", None)
+    return code if isinstance(code, int) else 80000
 
 
 async def _connected(client: Any) -> None:

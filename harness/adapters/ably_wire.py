@@ -56,7 +56,7 @@ from presence_conformance.harness.adapters.embedded import (
     parse_float,
 )
 from presence_conformance.reference_impl.errors import PresenceError
-from presence_conformance.reference_impl.types import PresenceMessage
+from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["AblyWireAdapter"]
 
@@ -140,6 +140,25 @@ class WirePresence(AdapterPresence):
     async def sync_complete(self) -> bool:
         return self._presence.sync_complete
 
+    async def enter_client(self, client_id: str, data: Any = None) -> None:
+        await self._presence.enter_client(client_id, data, Action.ENTER)
+
+    async def update_client(self, client_id: str, data: Any = None) -> None:
+        await self._presence.enter_client(client_id, data, Action.UPDATE)
+
+    async def leave_client(self, client_id: str, data: Any = None) -> None:
+        await self._presence.enter_client(client_id, data, Action.LEAVE)
+
+    async def rest_get(
+        self,
+        limit: int | None = None,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> list[PresenceMessage]:
+        rest = self._channel.connection.rest
+        page = await rest.presence_get(self._channel.name, limit, client_id, connection_id)
+        return list(page.items)
+
 
 class WireChannel(AdapterChannel):
     """A channel on one wire connection."""
@@ -185,6 +204,23 @@ class WireConnection(AdapterConnection):
 
     async def drop(self) -> None:
         await self.realtime.drop()
+
+    async def interrupt(self, seconds: float, resume: bool = True) -> None:
+        """RTN15: cut the transport; the client resumes after `seconds`. Without `resume` the
+        embedded server is told to refuse the resume (RTN15c7); another server is sent a
+        connectionKey it cannot know."""
+        key = None
+        if not resume:
+            server = self.adapter.server
+            if server is not None:
+                server.refuse_resume(self.realtime.id)
+            else:
+                key = f"{self.realtime.key or 'none'}-not-a-key"
+        await self.realtime.interrupt(seconds, key)
+
+    async def reconnected(self) -> None:
+        await self.realtime.reconnected()
+        self.id = self.realtime.id
 
 
 class AblyWireAdapter(Adapter):

@@ -134,6 +134,27 @@ class ReferencePresence(AdapterPresence):
     async def sync_complete(self) -> bool:
         return self.service_presence.sync_complete
 
+    async def enter_client(self, client_id: str, data: Any = None) -> None:
+        await self.delay()
+        await self.service_presence.enter_client(client_id, data)
+
+    async def update_client(self, client_id: str, data: Any = None) -> None:
+        await self.delay()
+        await self.service_presence.update_client(client_id, data)
+
+    async def leave_client(self, client_id: str, data: Any = None) -> None:
+        await self.delay()
+        await self.service_presence.leave_client(client_id, data)
+
+    async def rest_get(
+        self,
+        limit: int | None = None,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> list[PresenceMessage]:
+        await self.delay()
+        return await self.service_presence.rest_get(limit, client_id, connection_id)
+
 
 class ReferenceChannel(AdapterChannel):
     """A channel of one reference connection."""
@@ -173,6 +194,13 @@ class ReferenceConnection(AdapterConnection):
 
     async def drop(self) -> None:
         await self.service_connection.drop()
+
+    async def interrupt(self, seconds: float, resume: bool = True) -> None:
+        self.service_connection.interrupt(seconds, resume)
+
+    async def reconnected(self) -> None:
+        await self.service_connection.reconnected()
+        self.id = self.service_connection.id
 
 
 def _seconds(options: Mapping[str, str], key: str, default: float) -> float:

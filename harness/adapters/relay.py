@@ -14,6 +14,13 @@ to the server), and `cut()`:
 
 The adapter then closes the SDK client: it goes to CLOSED without ever reconnecting, and the
 server synthesizes the member's leave after its grace period. No SDK internals are touched.
+
+`interrupt(seconds)` is the transient disconnect (RTN15): every connection is reset on both
+sides (the server sees a network failure, the SDK loses its transport at once and reconnects by
+itself), and a connection accepted in the next `seconds` is held: it is forwarded upstream only
+when they have passed, so the SDK's immediate reconnection attempt (RTN15a) waits instead of
+failing (a failed attempt would put it to sleep for its `disconnectedRetryTimeout`).
+`accepted` counts the connections accepted so far, so that the adapter can tell a reconnection.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class TcpRelay:
         self._server: asyncio.Server | None = None
         self._pairs: set[_Pair] = set()
         self.is_cut = False
+        self.accepted = 0
+        self._held_until = 0.0  # loop time before which accepted connections wait
 
     @property
     def endpoint(self) -> str:
@@ -71,8 +80,12 @@ class TcpRelay:
         if self.is_cut:
             writer.transport.abort()
             return
+        self.accepted += 1
         pair = _Pair(writer)
         self._pairs.add(pair)
+        wait = self._held_until - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -132,6 +145,18 @@ class TcpRelay:
                 _reset(pair.up)
             for task in pair.tasks[1:]:  # server -> client: nothing more is forwarded
                 task.cancel()
+
+    def interrupt(self, seconds: float) -> None:
+        """Reset every connection on both sides; hold new ones for `seconds` (module doc)."""
+        self._held_until = asyncio.get_running_loop().time() + seconds
+        for pair in list(self._pairs):
+            pair.cut = True
+            if pair.up is not None:
+                _reset(pair.up)
+            for task in pair.tasks:
+                task.cancel()
+            _reset(pair.down)
+            self._pairs.discard(pair)
 
     async def close(self) -> None:
         """Close everything (idempotent)."""

@@ -15,6 +15,8 @@ from presence_conformance.harness.checks import (
     filtering,
     history,
     messages,
+    rest,
+    resume,
     sync,
     wire,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "filtering",
     "history",
     "messages",
+    "rest",
+    "resume",
     "run_checks",
     "sync",
     "wire",

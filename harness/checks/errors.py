@@ -23,6 +23,7 @@ Rule = tuple[str, Callable[[OpRecord], bool]]
 """A row of a requirement table: the requirement, and when an operation concerns it."""
 
 MEMBER_OPS = ("enter", "update", "leave")
+CLIENT_PUBLISH = ("enter_client", "update_client", "leave_client")  # RTP15
 
 
 def requirements_of(table: Sequence[Rule]) -> tuple[str, ...]:
@@ -53,6 +54,10 @@ def _limit_over_1000(op: OpRecord) -> bool:
 
 REFUSAL_TABLE: tuple[Rule, ...] = (
     # by the model's error code
+    (
+        "enter.client-id-mismatch",  # RTP15f
+        lambda op: _code(op) == errors.INVALID_CLIENT_ID and op.step.kind in CLIENT_PUBLISH,
+    ),
     (
         "enter.requires-client-id",
         lambda op: _code(op) in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID),
@@ -160,6 +165,9 @@ def _kind(*kinds: str) -> Callable[[OpRecord], bool]:
 
 
 UNEXPECTED_TABLE: tuple[Rule, ...] = (
+    # on behalf of other clients (RTP15), REST presence (RSP3)
+    ("enter.client-on-behalf", _kind(*CLIENT_PUBLISH)),
+    ("get.rest-members", _kind("rest_get")),
     # enter, update, leave
     ("leave.when-not-present", lambda op: op.kind == "leave" and not op.was_present),  # RTP10d
     (

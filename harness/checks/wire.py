@@ -21,6 +21,8 @@ Rules, each bound to its requirement:
   for, and not after a DETACH without a new ATTACH. The log holds only client frames, so "after
   ATTACHED was received" is judged as "after ATTACH was sent": a client that sends PRESENCE between
   its ATTACH and the ATTACHED is not caught.
+- `wire.reenter-no-old-id` (RTP17g1): after a refused resume (an `interrupt` step), no
+  ENTER item the client sends on its new connection carries an id of the old connection.
 - `wire.json-frames-valid` (TR2, TR4): every frame is a JSON object valid against
   `spec/schemas/wire-protocol-message.json`. Binary (msgpack) frames are not JSON frames and are
   not judged.
@@ -387,9 +389,58 @@ def _violations(ctx: CheckContext, findings: Iterable[WireFinding]) -> Iterator[
 @check("wire.enter-no-client-id", "wire.update-no-client-id", "wire.leave-no-client-id")
 def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
     """A client's own PRESENCE ENTER / UPDATE / LEAVE items carry no clientId (RTP8c, RTP9d,
-    RTP10c)."""
+    RTP10c). Items naming a clientId the scenario entered, updated or left with enterClient and
+    friends on that connection are exempt (RTP15a), and so are automatic re-entries: RTP17g
+    publishes them with the clientId. They are
+    the ENTER items of a connection that replaced one whose resume was refused, and those of a
+    resumed connection sent after it attached the channel again (RTL3d)."""
+    replacing = {i.new_id for i in ctx.record.interrupts if not i.resume and i.reentered}
+    resumed = {i.old_id for i in ctx.record.interrupts if i.resume}
+    # enterClient / updateClient / leaveClient name their clientId (RTP15a) on any connection
+    on_behalf: dict[str, set[str]] = {}
+    for op in ctx.record.ops:
+        if op.kind.endswith("_client") and op.connection_id and "client_id" in op.step.args:
+            on_behalf.setdefault(op.connection_id, set()).add(op.step.args["client_id"])
     for log in wire_frames_of(ctx.record):
-        yield from _violations(ctx, client_id_findings(log))
+        findings = client_id_findings(log)
+        named = on_behalf.get(log.connection_id)
+        if named:
+            findings = (f for f in findings if not _names_only(log.frames[f.index], named))
+        if log.connection_id in replacing:
+            findings = (f for f in findings if f.requirement != "wire.enter-no-client-id")
+        elif log.connection_id in resumed:
+            reattached = _reattach_indexes(log)
+            findings = (
+                f
+                for f in findings
+                if f.requirement != "wire.enter-no-client-id"
+                or not _after_reattach(log.frames[f.index], f.index, reattached)
+            )
+        yield from _violations(ctx, findings)
+
+
+def _names_only(frame: Any, client_ids: set[str]) -> bool:
+    """True if every clientId the frame's presence items carry is one of `client_ids`."""
+    items = frame.get("presence") if isinstance(frame, dict) else None
+    named = [i.get("clientId") for i in items or () if isinstance(i, dict) and i.get("clientId")]
+    return bool(named) and all(c in client_ids for c in named)
+
+
+def _reattach_indexes(log: ConnectionFrames) -> dict[str, int]:
+    """Channel -> index of the first ATTACH for a channel attached before (RTL3d)."""
+    attached: set[str] = set()
+    out: dict[str, int] = {}
+    for index, frame in enumerate(log.frames):
+        if _action(frame) == ATTACH and isinstance(frame.get("channel"), str):
+            if frame["channel"] in attached:
+                out.setdefault(frame["channel"], index)
+            attached.add(frame["channel"])
+    return out
+
+
+def _after_reattach(frame: Any, index: int, reattached: dict[str, int]) -> bool:
+    channel = frame.get("channel") if isinstance(frame, dict) else None
+    return isinstance(channel, str) and channel in reattached and index > reattached[channel]
 
 
 @check("wire.msg-serial-sequence")
@@ -411,3 +462,35 @@ def wire_frames_valid(ctx: CheckContext) -> Iterator[Violation]:
     """Every frame is valid JSON and a valid ProtocolMessage."""
     for log in wire_frames_of(ctx.record):
         yield from _violations(ctx, frame_validity_findings(log))
+
+
+@check("wire.reenter-no-old-id")
+def reentry_id_omitted(ctx: CheckContext) -> Iterator[Violation]:
+    """The re-entry on a new connection carries no id of the old one (RTP17g1): no ENTER item
+    sent on the connection that replaced a connection whose resume was refused carries an id
+    starting with the old connectionId."""
+    logs = {log.connection_id: log for log in wire_frames_of(ctx.record)}
+    for rec in ctx.record.interrupts:
+        if rec.resume or rec.new_id is None or rec.new_id == rec.old_id:
+            continue
+        log = logs.get(rec.new_id)
+        if log is None:
+            continue
+        for index, frame in enumerate(log.frames):
+            if not isinstance(frame, dict) or frame.get("action") != PRESENCE:
+                continue
+            items = frame.get("presence")
+            for position, item in enumerate(items if isinstance(items, list) else ()):
+                if not isinstance(item, dict) or item.get("action") != 2:
+                    continue
+                item_id = item.get("id")
+                if isinstance(item_id, str) and item_id.startswith(rec.old_id + ":"):
+                    yield ctx.violation(
+                        "wire.reenter-no-old-id",
+                        f"{log.label}, frame #{index}: the ENTER item presence[{position}] sent "
+                        f"on the new connection {rec.new_id!r} carries id {item_id!r} of the "
+                        f"old connection {rec.old_id!r}; RTP17g1: it must have no id",
+                        expected=f"presence[{position}] without id",
+                        observed=shown(frame),
+                        step=rec.step,
+                    )

@@ -357,6 +357,36 @@ class DropRecord:
 
 
 @dataclass(eq=False)
+class InterruptRecord:
+    """An `interrupt` step (a transient disconnect, RTN15): the connectionId before and after."""
+
+    client: str
+    step: int
+    resume: bool
+    old_id: str
+    new_id: str | None = None  # None: the client never came back
+    reentered: list[tuple[str, str | None]] = field(default_factory=list)  # (channel, clientId)
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
+class RestGetRecord:
+    """A `rest_get` step (RestPresence#get, RSP3): the model's members and the first page read."""
+
+    op: OpRecord
+    client: str
+    channel: str
+    limit: int | None = None
+    client_id_filter: str | None = None
+    connection_id_filter: str | None = None
+    expected: list[PresenceMessage] = field(default_factory=list)
+    observed: list[Seen] | None = None
+    malformed: Any = None
+    attempts: int = 0
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
 class ExpectEventsRecord:
     """An `expect_events` step: the events written in the scenario and what the listener had."""
 
@@ -385,6 +415,8 @@ class CaseRecord:
     syncs: list[SyncRecord] = field(default_factory=list)
     connects: list[ConnectRecord] = field(default_factory=list)
     drops: list[DropRecord] = field(default_factory=list)
+    interrupts: list[InterruptRecord] = field(default_factory=list)
+    rest_gets: list[RestGetRecord] = field(default_factory=list)
     expectations: list[ExpectEventsRecord] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     synthesized: set[str] = field(default_factory=set)  # model ids of leaves after a drop

@@ -26,9 +26,11 @@ from presence_conformance.harness.record.history import History
 from presence_conformance.harness.record.records import CaseRecord, OpRecord
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.calls import Call, Calls, Refusals
+from presence_conformance.harness.run.client_steps import ClientSteps
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.connection_steps import ConnectionSteps
 from presence_conformance.harness.run.deliveries import Deliveries
+from presence_conformance.harness.run.fault_steps import FaultSteps
 from presence_conformance.harness.run.history_steps import HistorySteps
 from presence_conformance.harness.run.listener_steps import ListenerSteps
 from presence_conformance.harness.run.member_steps import MemberSteps
@@ -56,6 +58,8 @@ class CaseDriver:
         self.listeners = ListenerSteps(case, calls, self.deliveries, refusals)
         self.sync = SyncSteps(case, calls)
         self.history_steps = HistorySteps(case, calls)
+        self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
+        self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {
             "enter": self.members.plan_publish,
@@ -66,12 +70,17 @@ class CaseDriver:
             "unsubscribe": self.listeners.plan_unsubscribe,
             "sync_complete": self.sync.plan_sync_complete,
             "history": self.history_steps.plan_history,
+            "enter_client": self.client_steps.plan_publish,
+            "update_client": self.client_steps.plan_publish,
+            "leave_client": self.client_steps.plan_publish,
+            "rest_get": self.client_steps.plan_rest_get,
         }
         # steps that run on their own
         self.steps: dict[str, Callable[[Step], Awaitable[None]]] = {
             "connect": self.connections.step_connect,
             "close": self.connections.step_close,
             "drop": self.connections.step_drop,
+            "interrupt": self.faults.step_interrupt,
             "expect_events": self.listeners.expect_events,
             "concurrently": self._run_block,
         }

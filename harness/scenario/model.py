@@ -13,6 +13,7 @@ from presence_conformance.reference_impl.model import DEFAULT_MAX_MESSAGE_SIZE, 
 
 __all__ = [
     "ACTIONS",
+    "CLIENT_PUBLISH_STEPS",
     "CONNECTION_STEPS",
     "EVENT_STEPS",
     "OPERATION_STEPS",
@@ -27,13 +28,23 @@ __all__ = [
 ]
 
 ACTIONS = ("enter", "leave", "update", "present")
-PUBLISH_STEPS = ("enter", "update", "leave")
-OPERATION_STEPS = (*PUBLISH_STEPS, "get", "subscribe", "unsubscribe", "history", "sync_complete")
+CLIENT_PUBLISH_STEPS = ("enter_client", "update_client", "leave_client")
+"""enterClient, updateClient, leaveClient (RTP14, RTP15): a publish for another clientId."""
+PUBLISH_STEPS = ("enter", "update", "leave", *CLIENT_PUBLISH_STEPS)
+OPERATION_STEPS = (
+    *PUBLISH_STEPS,
+    "get",
+    "rest_get",
+    "subscribe",
+    "unsubscribe",
+    "history",
+    "sync_complete",
+)
 """Steps that call the presence API of one client on one channel (allowed in `concurrently`)."""
-EVENT_STEPS = (*PUBLISH_STEPS, "drop", "close")
+EVENT_STEPS = (*PUBLISH_STEPS, "drop", "close", "interrupt")
 """Steps that can produce an event, so that a history bound may refer to them (`{at: ID}`)."""
-READ_STEPS = ("get", "history", "sync_complete", "subscribe", "unsubscribe")
-CONNECTION_STEPS = ("drop", "close", "connect")
+READ_STEPS = ("get", "rest_get", "history", "sync_complete", "subscribe", "unsubscribe")
+CONNECTION_STEPS = ("drop", "close", "connect", "interrupt")
 _COMMON = ("id", "requirements", "expect_error")
 
 
@@ -154,6 +165,8 @@ class Step:
         if self.kind == "concurrently":
             return {"concurrently": [s.to_dict() for s in self.steps]}
         body: dict[str, Any] = {}
+        if self.kind == "interrupt" and self.steps:
+            body["during"] = [s.to_dict() for s in self.steps]
         if self.client is not None:
             body["client"] = self.client
         if self.channel is not None:
@@ -203,7 +216,7 @@ class Scenario:
         """Every step, the operations of `concurrently` blocks in place of the block."""
         out: list[Step] = []
         for step in self.steps:
-            out.extend(step.steps if step.kind == "concurrently" else (step,))
+            out.extend(step.steps if step.kind == "concurrently" else (step, *step.steps))
         return out
 
     def needed_features(self) -> frozenset[Feature]:
@@ -268,6 +281,15 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
         kind, args = step.kind, step.args
         if kind == "drop":
             needed.add(Feature.ABRUPT_DISCONNECT)
+        elif kind == "interrupt":
+            needed.add(Feature.TRANSIENT_DISCONNECT)
+        elif kind in CLIENT_PUBLISH_STEPS:
+            needed.add(Feature.ENTER_CLIENT)
+        elif kind == "rest_get":
+            needed.add(Feature.REST_PRESENCE)
+            limit = args.get("limit")
+            if limit is not None and not 1 <= limit <= 1000:
+                needed.add(Feature.ARGUMENT_VALIDATION)
         elif kind == "history":
             needed.add(Feature.HISTORY)
             limit, direction = args.get("limit"), args.get("direction")

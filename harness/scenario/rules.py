@@ -25,6 +25,7 @@ from typing import Any
 from presence_conformance.harness.adapter import Feature
 from presence_conformance.harness.scenario.model import (
     ACTIONS,
+    CLIENT_PUBLISH_STEPS,
     CONNECTION_STEPS,
     EVENT_STEPS,
     OPERATION_STEPS,
@@ -305,6 +306,9 @@ class _Normaliser:
                 )
             self.step_ids[step_id] = kind
         args = getattr(self, f"_args_{kind}")(bpath, body, client, channel, expect_error)
+        during: tuple[Step, ...] = ()
+        if kind == "interrupt":
+            during = self._during(bpath, body, client, args, index)
         return Step(
             kind,
             index,
@@ -317,7 +321,38 @@ class _Normaliser:
             step_id,
             requirements,
             expect_error,
+            during,
         )
+
+    def _during(
+        self, path: FieldPath, body: dict, client: str, args: dict, index: int
+    ) -> tuple[Step, ...]:
+        """The operations run while `client` is disconnected (an interrupt's `during`)."""
+        if not args["resume"] and client in self.clients:
+            # after a failed resume the client's listeners get a fresh sync (present events,
+            # and RTP19 leaves) that the model does not predict: observe it from other clients
+            bound = sorted(n for n, (c, _) in self.listeners.items() if c == client)
+            if bound:
+                self.report.add(
+                    (*path, "resume"),
+                    f"client {client!r} has listeners ({', '.join(bound)}): a failed resume "
+                    "re-syncs them in ways the model does not predict; observe the re-entry "
+                    "from another client",
+                    "interrupt-listeners",
+                )
+        inner: list[Step] = []
+        for j, raw in enumerate(body.get("during", ())):
+            step = self._step((*path, "during", j), raw, index, j)
+            if step.client == client and not args["resume"]:
+                self.report.add(
+                    (*path, "during", j),
+                    f"client {client!r} cannot act during its own interrupt without resume "
+                    "(the order of its queued operations and its re-entry is open)",
+                    "interrupt-during",
+                )
+            inner.append(step)
+        self._check_block(path, inner, "during")
+        return tuple(inner)
 
     def _check_requirement(self, path: FieldPath, rid: str) -> None:
         catalogue = _catalogue()
@@ -422,6 +457,24 @@ class _Normaliser:
         return {"data": self._data((*path, "data"), body["data"])} if "data" in body else {}
 
     _args_enter = _args_update = _args_leave = _args_publish
+
+    def _args_client_publish(self, path: FieldPath, body: dict, *_: Any) -> dict:
+        return {"client_id": body["client_id"], **self._args_publish(path, body)}
+
+    _args_enter_client = _args_update_client = _args_leave_client = _args_client_publish
+
+    def _args_rest_get(self, path: FieldPath, body: dict, *_: Any) -> dict:
+        args: dict[str, Any] = {}
+        for key in ("client_id", "connection_id"):
+            if key in body:
+                self._check_ref((*path, key), body[key])
+                args[key] = body[key]
+        if "limit" in body:
+            args["limit"] = body["limit"]
+        return args
+
+    def _args_interrupt(self, path: FieldPath, body: dict, *_: Any) -> dict:
+        return {"seconds": body.get("seconds", 0.3), "resume": body.get("resume", True)}
 
     def _args_get(self, path: FieldPath, body: dict, *_: Any) -> dict:
         args: dict[str, Any] = {}
@@ -549,14 +602,16 @@ class _Normaliser:
 
     # concurrency rules
 
-    def _check_block(self, path: FieldPath, inner: list[Step]) -> None:
-        seen: dict[tuple[str | None, str | None], Step] = {}
+    def _check_block(self, path: FieldPath, inner: list[Step], name: str = "concurrently") -> None:
+        seen: dict[tuple[str | None, str | None, str | None], Step] = {}
         writes = {s.channel for s in inner if s.kind in PUBLISH_STEPS}
         for step in inner:
             if step.kind not in OPERATION_STEPS:
                 continue
-            key = (step.client, step.channel)
-            spath = (*path, "concurrently", step.sub or 0, step.kind)
+            # enterClient for distinct clientIds on one connection: distinct members
+            member = step.args.get("client_id") if step.kind in CLIENT_PUBLISH_STEPS else None
+            key = (step.client, step.channel, member)
+            spath = (*path, name, step.sub or 0, step.kind)
             if key in seen:
                 self.report.add(
                     spath,

@@ -223,6 +223,11 @@ class PresenceServer:
         """Fault injection: cut a connection's transport as a network failure would (no CLOSE)."""
         await self.inspection.drop(connection_id)
 
+    def refuse_resume(self, connection_id: str) -> None:
+        """Fault injection: refuse the next resume of this connection (RTN15c7: the client
+        gets a new connection with error 80008)."""
+        self.realtime.refuse_resume(connection_id)
+
     def expire_now(self, connection_id: str) -> None:
         """End the leave grace of a dropped connection at once."""
         self.inspection.expire_now(connection_id)

@@ -58,6 +58,7 @@ class ConnectGrant:
     client_id: str | None  # None: anonymous; "*": wildcard
     capability: Capability
     resume_error: FrameError | None = None
+    resume_key: str | None = None  # the connectionKey of a `resume` request (RTN15b1)
 
 
 class Authenticator:
@@ -237,14 +238,16 @@ class Authenticator:
                 "no credentials: expected key=name:secret (or accessToken) in the query",
             )
         resume_error = None
-        for param in ("resume", "recover"):
-            if query.get(param):
-                resume_error = FrameError(
-                    UNABLE_TO_RECOVER,
-                    f"{param}: the reference server does "
-                    "not resume connections; this is a new connection",
-                )
-        return ConnectGrant(key_name, client_id, capability, resume_error)
+        if query.get("recover"):
+            resume_error = FrameError(
+                UNABLE_TO_RECOVER,
+                "recover: the reference server does not recover connections; this is a new "
+                "connection",
+            )
+        # `resume` (RTN15b1) is judged by the realtime protocol, which knows the connections
+        return ConnectGrant(
+            key_name, client_id, capability, resume_error, query.get("resume") or None
+        )
 
     def authenticate_key_request(self, headers: Mapping[str, str]) -> str:
         """The key name of a REST request authenticated with `Authorization: Basic` (the token

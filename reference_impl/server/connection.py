@@ -37,3 +37,8 @@ class Connection:
     writer: asyncio.Task[None] | None = None
     transport: asyncio.BaseTransport | None = None
     sending: bool = False  # the writer task is inside a send (a frame may not be out yet)
+    # frames for a lost connection, delivered if it resumes (RTN15c6); None: too many, the
+    # connection can no longer be resumed
+    backlog: list[dict] | None = field(default_factory=list)
+    resumable: bool = True  # False: refuse its resume (fault injection, `refuse_resume`)
+    resumed: set[str] = field(default_factory=set)  # channels to attach again with RESUMED

@@ -14,6 +14,12 @@ Connection life:
 - CLOSE -> CLOSED, members leave at once; a transport lost without CLOSE keeps the members for
   `leave_grace` seconds, then their leaves are synthesized (ids not starting with the
   connectionId, RTP2b1);
+- resume (RTN15): a lost connection stays resumable while its members wait out the grace: the
+  frames sent to it meanwhile are kept (at most `RESUME_BACKLOG`); an upgrade with
+  `resume=<connectionKey>` then gets CONNECTED with the same connectionId and no error
+  (RTN15c6), the kept frames, and ATTACHED with the RESUMED flag for each channel it attaches
+  again. An unknown or expired key, an overflowing backlog or `refuse_resume` give a new
+  connection whose CONNECTED carries error 80008 (RTN15c7);
 - a bad frame gets an ERROR (or NACK) naming the problem; the connection stays open and nothing
   else changes. Every frame a client sends goes to the frame recorder (`inspection.FrameLog`).
 
@@ -38,6 +44,7 @@ from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.model import IdFactory, PresenceModel, message_size
 from presence_conformance.reference_impl.protocol import (
     HAS_PRESENCE,
+    RESUMED,
     SERVER_ONLY_ACTIONS,
     Flag,
     ProtocolAction,
@@ -56,6 +63,7 @@ from presence_conformance.reference_impl.server.wire import (
     INTERNAL_ERROR,
     INVALID_CHANNEL_NAME,
     MAX_NESTING,
+    UNABLE_TO_RECOVER,
     FrameError,
     WireData,
     decode_data,
@@ -69,6 +77,9 @@ from presence_conformance.reference_impl.server.wire import (
 from presence_conformance.reference_impl.types import Action, Data, PresenceMessage
 
 log = logging.getLogger(__name__)
+
+RESUME_BACKLOG = 1000
+"""Frames kept for a lost connection; beyond that it can no longer be resumed."""
 
 _HEARTBEAT = dumps({"action": ProtocolAction.HEARTBEAT})
 CONNECTION_LIMIT = 42910  # Ably: rate limit exceeded; request rejected
@@ -176,8 +187,98 @@ class RealtimeProtocol:
             )
         return grant
 
+    def refuse_resume(self, connection_id: str) -> None:
+        """Fault injection: the next resume of this connection is refused (RTN15c7)."""
+        conn = self.connections.get(connection_id) or self.dropped.get(connection_id)
+        if conn is not None:
+            conn.resumable = False
+
+    def _resumable(self, key: str, grant: ConnectGrant) -> Connection | None:
+        """The lost connection a `resume` key names, if it can be resumed by this client."""
+        cid = key.rpartition("!")[2]
+        live = self.connections.get(cid)
+        if live is not None and live.key == key and live.state == "open":
+            # the client is back before the server noticed the old transport was gone
+            self.lose(live)
+            if live.writer is not None:
+                live.writer.cancel()
+            if isinstance(live.transport, asyncio.Transport):
+                live.transport.abort()
+        old = self.dropped.get(cid)
+        if (
+            old is None
+            or old.key != key
+            or not old.resumable
+            or old.backlog is None
+            or old.key_name != grant.key_name
+            or old.client_id != grant.client_id
+        ):
+            return None
+        return old
+
+    def _resume(self, ws: web.WebSocketResponse, old: Connection) -> Connection:
+        """RTN15c6: the lost connection `old` continues on `ws`, same id and key."""
+        handle = self._timers.pop(old.id, None)
+        if handle is not None:
+            handle.cancel()
+        del self.dropped[old.id]
+        old.state = "closed"
+        conn = Connection(
+            id=old.id,
+            key=old.key,
+            key_name=old.key_name,
+            client_id=old.client_id,
+            capability=old.capability,
+            ws=ws,
+        )
+        conn.entered = set(old.entered)
+        self.model.resume_connection(conn.id)
+        for channel in sorted(old.attached):  # subscribed until the client attaches again
+            subscribers = self._subscribers.get(channel)
+            if subscribers is not None and subscribers.get(conn.id) is old:
+                subscribers[conn.id] = conn
+        conn.resumed = set(old.attached)
+        self.connections[conn.id] = conn
+        self.transport.start_writer(conn)
+        self.transport.send(conn, self._connected_frame(conn))
+        for frame in old.backlog or ():
+            self._send(conn, frame)
+        self.stats["resumed"] += 1
+        return conn
+
+    def _connected_frame(self, conn: Connection) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            "connectionKey": conn.key,
+            "maxMessageSize": self.config.max_message_size,
+            "maxInboundRate": 250,
+            "maxOutboundRate": 100,
+            "maxFrameSize": self.config.max_frame_size,
+            "serverId": self.config.server_id,
+            "connectionStateTtl": self.config.connection_state_ttl,
+            "maxIdleInterval": self.config.max_idle_interval,
+        }
+        if conn.client_id is not None:
+            details = {"clientId": conn.client_id, **details}
+        return {
+            "action": ProtocolAction.CONNECTED,
+            "connectionId": conn.id,
+            "connectionKey": conn.key,
+            "connectionDetails": details,
+        }
+
     def open(self, ws: web.WebSocketResponse, grant: ConnectGrant) -> Connection:
-        """Register an accepted connection and send CONNECTED."""
+        """Register an accepted connection and send CONNECTED (a resumed one if the client
+        asked to resume a connection that can be resumed)."""
+        resume_error = grant.resume_error
+        if grant.resume_key is not None:
+            old = self._resumable(grant.resume_key, grant)
+            if old is not None:
+                return self._resume(ws, old)
+            resume_error = FrameError(
+                UNABLE_TO_RECOVER,
+                "resume: the connection cannot be resumed (unknown or expired connectionKey); "
+                "this is a new connection",
+            )
         cid = f"{self._instance}-{next(self._conn_seq)}"
         conn = Connection(
             id=cid,
@@ -193,26 +294,9 @@ class RealtimeProtocol:
         )
         self.connections[cid] = conn
         self._recorder.open(cid)
-        details: dict[str, Any] = {
-            "connectionKey": conn.key,
-            "maxMessageSize": self.config.max_message_size,
-            "maxInboundRate": 250,
-            "maxOutboundRate": 100,
-            "maxFrameSize": self.config.max_frame_size,
-            "serverId": self.config.server_id,
-            "connectionStateTtl": self.config.connection_state_ttl,
-            "maxIdleInterval": self.config.max_idle_interval,
-        }
-        if client_id is not None:
-            details = {"clientId": client_id, **details}
-        connected: dict[str, Any] = {
-            "action": ProtocolAction.CONNECTED,
-            "connectionId": cid,
-            "connectionKey": conn.key,
-            "connectionDetails": details,
-        }
-        if grant.resume_error is not None:
-            connected["error"] = grant.resume_error.error_info()
+        connected = self._connected_frame(conn)
+        if resume_error is not None:
+            connected["error"] = resume_error.error_info()
         self.transport.start_writer(conn)
         self.transport.send(conn, connected)
         self.stats["connections"] += 1
@@ -288,17 +372,12 @@ class RealtimeProtocol:
             self.connections.pop(conn.id, None)
 
     def lose(self, conn: Connection) -> None:
-        """The transport is gone without CLOSE: members stay for `leave_grace` seconds."""
+        """The transport is gone without CLOSE: members stay for `leave_grace` seconds, and
+        the connection can be resumed until then (the frames for it are kept meanwhile)."""
         conn.state = "dropped"
         self.connections.pop(conn.id, None)
-        self._unsubscribe_all(conn)
         self.model.drop_connection(conn.id)
         self.stats["dropped"] += 1
-        if not conn.entered:
-            conn.state = "closed"
-            self.model.expire_connection(conn.id)
-            self.model.forget_connection(conn.id)
-            return
         self.dropped[conn.id] = conn
         loop = asyncio.get_running_loop()
         self._timers[conn.id] = loop.call_later(self.config.leave_grace, self._expire, conn.id)
@@ -308,12 +387,28 @@ class RealtimeProtocol:
     def _send(self, conn: Connection, frame: dict[str, Any]) -> None:
         self.transport.send(conn, frame)
 
+    @staticmethod
+    def _keep(conn: Connection, frame: dict[str, Any]) -> None:
+        """A frame for a lost connection: kept for its resume, while the backlog allows."""
+        if conn.backlog is None:
+            return
+        if len(conn.backlog) >= RESUME_BACKLOG:
+            conn.backlog = None  # too much was missed: the resume will be refused
+            return
+        conn.backlog.append(frame)
+
     def _broadcast(self, channel: str, frame: dict[str, Any]) -> None:
         """Encode once; send the same text to every connection attached to `channel`."""
         subscribers = self._subscribers.get(channel)
         if not subscribers:
             return
-        self.transport.broadcast(list(subscribers.values()), frame)
+        live = []
+        for conn in subscribers.values():
+            if conn.state == "dropped":
+                self._keep(conn, frame)
+            else:
+                live.append(conn)
+        self.transport.broadcast(live, frame)
         self.stats["broadcasts"] += 1
 
     def _send_error(self, conn: Connection, exc: FrameError) -> None:
@@ -477,12 +572,16 @@ class RealtimeProtocol:
         if receives:  # only subscribers hear the channel's presence (its own: _publish_events)
             self._subscribers.setdefault(channel, {})[conn.id] = conn
         members = self.model.get(channel) if receives else []
+        # RTN15c6 / RTL3d: attached before the resume and nothing missed: RESUMED (RTP17i: the
+        # client does not re-enter)
+        resumed = RESUMED if channel in conn.resumed else 0
+        conn.resumed.discard(channel)
         self._send(
             conn,
             {
                 "action": ProtocolAction.ATTACHED,
                 "channel": channel,
-                "flags": modes | (HAS_PRESENCE if members else 0),
+                "flags": modes | (HAS_PRESENCE if members else 0) | resumed,
                 "channelSerial": self._channel_serial(),
             },
         )
@@ -554,6 +653,8 @@ class RealtimeProtocol:
         conn = self.dropped.pop(connection_id, None)
         if conn is None:
             return
+        self._unsubscribe_all(conn)
+        conn.backlog = None
         try:
             pairs = self._member_pairs(conn)
             outcome = self.model.expire_connection(connection_id)
@@ -666,6 +767,11 @@ class RealtimeProtocol:
         failure: FrameError | None = None
         for index, (action, client_id, data, wire, _size) in enumerate(prepared):
             behalf = client_id if conn.client_id == "*" else None
+            if action is Action.ENTER and _reenters_present_member(
+                self.model, channel, conn.id, client_id, data, items[index]
+            ):
+                conn.entered.add(channel)
+                continue  # RTP17g: nothing changes, nobody hears it
             previous = None
             if action is Action.LEAVE and wire.data is None:
                 found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
@@ -843,6 +949,35 @@ def _oversized(frame: Any, size: int, limit: int, channel: str | None) -> FrameE
         if serial >= 0:
             return FrameError(errors.MESSAGE_TOO_LARGE, message, msg_serial=int(serial))
     return FrameError(errors.MESSAGE_TOO_LARGE, message, channel=channel)
+
+
+def _reenters_present_member(
+    model: PresenceModel, channel: str, connection_id: str, client_id: str, data: Data, item: Any
+) -> bool:
+    """True for an automatic re-entry (RTP17i, RTP17g) that brings nothing new: an ENTER that
+    carries the id of a message this connection published, no newer (RTP2b2: msgSerial, then
+    index) than the member still present: as a client sends after a resume (RTL3d attaches its
+    channels again), possibly after a queued update that already changed the member. It is
+    acknowledged and changes nothing."""
+    item_id = item.get("id") if isinstance(item, dict) else None
+    if not isinstance(item_id, str):
+        return False
+    found = model.get(channel, client_id=client_id, connection_id=connection_id)
+    if not found or not isinstance(found[0].id, str):
+        return False
+    if found[0].id == item_id:
+        return True
+    mine, theirs = _serial_index(item_id, connection_id), _serial_index(found[0].id, connection_id)
+    return mine is not None and theirs is not None and mine <= theirs
+
+
+def _serial_index(message_id: str, connection_id: str) -> tuple[int, int] | None:
+    """(msgSerial, index) of an id `connectionId:msgSerial:index` of this connection."""
+    prefix, _, rest = message_id.rpartition(":")
+    conn, _, serial = prefix.rpartition(":")
+    if conn != connection_id or not serial.isdigit() or not rest.isdigit():
+        return None
+    return int(serial), int(rest)
 
 
 def _set_member_wire(event: PresenceMessage, member: PresenceMessage | None) -> None:

@@ -113,6 +113,24 @@ class Relay {
       return;
     }
     down.setNoDelay(true); // no Nagle delay on the relay's two hops (the SDK's own socket has none)
+    this.accepted = (this.accepted ?? 0) + 1;
+    const wait = (this.heldUntil ?? 0) - Date.now();
+    if (wait > 0) {
+      down.pause();
+      setTimeout(() => {
+        down.resume();
+        this.forward(down);
+      }, wait);
+      return;
+    }
+    this.forward(down);
+  }
+
+  forward(down) {
+    if (this.isCut || down.destroyed) {
+      down.destroy();
+      return;
+    }
     const up = net.connect({ port: this.port, host: this.host, noDelay: true });
     up.on('error', () => down.destroy());
     const pair = { down, up, rest: false };
@@ -142,6 +160,22 @@ class Relay {
       pair.down.on('data', () => pair.down.destroy());
       pair.down.on('end', () => pair.down.destroy());
     }
+  }
+
+  // a transient disconnect (RTN15): reset both sides of every connection, so that the server
+  // sees a network failure and ably-js loses its transport at once and reconnects by itself;
+  // connections accepted in the next `ms` are held before going upstream, so its immediate
+  // reconnection attempt (RTN15a) waits instead of failing
+  interrupt(ms) {
+    this.heldUntil = Date.now() + ms;
+    for (const pair of this.pairs) {
+      pair.cut = true;
+      pair.down.unpipe(pair.up);
+      pair.up.unpipe(pair.down);
+      pair.up.resetAndDestroy();
+      pair.down.resetAndDestroy();
+    }
+    this.pairs.clear();
   }
 
   // resolves once the realtime connection has ended by itself (the server closes it after
@@ -258,6 +292,7 @@ const ops = {
         'history', 'binary-data', 'abrupt-disconnect', 'capabilities', 'anonymous-clients',
         'multiple-connections', 'sync-complete', 'wait-for-sync-option', 'unsubscribe-by-action',
         'subscribe-action-list', 'large-messages', 'argument-validation',
+        'enter-client', 'rest-presence', 'transient-disconnect',
       ],
       ops: ['quiesce'],
     };
@@ -286,7 +321,7 @@ const ops = {
       if (req.clientId !== null) options.clientId = req.clientId;
     }
     const client = new Ably.Realtime(options);
-    connections.set(req.connection, { client, relay });
+    connections.set(req.connection, { client, relay, options });
     try {
       await connected(client);
     } catch (err) {
@@ -311,6 +346,61 @@ const ops = {
   async leave(req) {
     await presence(req).leave(dataFromJson(req.data ?? null));
     return null;
+  },
+
+  async enter_client(req) {
+    await presence(req).enterClient(req.clientId, dataFromJson(req.data ?? null));
+    return null;
+  },
+
+  async update_client(req) {
+    await presence(req).updateClient(req.clientId, dataFromJson(req.data ?? null));
+    return null;
+  },
+
+  async leave_client(req) {
+    await presence(req).leaveClient(req.clientId, dataFromJson(req.data ?? null));
+    return null;
+  },
+
+  async rest_get(req) {
+    // RSP3: RestPresence#get of an Ably.Rest client with the connection's credentials
+    const c = conn(req);
+    if (!c.rest) {
+      const { logHandler, transports, ...common } = c.options;
+      c.rest = new Ably.Rest({ ...common, logHandler });
+    }
+    const params = {};
+    for (const key of ['limit', 'clientId', 'connectionId']) {
+      if (key in req) params[key] = req[key];
+    }
+    const page = await c.rest.channels.get(req.channel).presence.get(params);
+    return page.items.map(messageJson);
+  },
+
+  async interrupt(req) {
+    const { client, relay } = conn(req);
+    relay.acceptedBefore = relay.accepted ?? 0;
+    relay.interrupt(req.seconds * 1000);
+    return null;
+  },
+
+  async reconnected(req) {
+    // back once reconnected through the relay, connected, and every channel attached again
+    const { client, relay } = conn(req);
+    for (;;) {
+      const channels = [...client.channels.all ? Object.values(client.channels.all) : []];
+      const state = client.connection.state;
+      if (['failed', 'closed'].includes(state)) throw client.connection.errorReason ?? new Error(state);
+      if (
+        (relay.accepted ?? 0) > relay.acceptedBefore &&
+        state === 'connected' &&
+        channels.every((ch) => ch.state !== 'attaching')
+      ) {
+        return { connectionId: client.connection.id ?? null };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   },
 
   async get(req) {

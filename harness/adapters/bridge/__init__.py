@@ -577,6 +577,38 @@ class BridgePresence(AdapterPresence):
     async def sync_complete(self) -> bool:
         return await self._conn.request("sync_complete", self._where())
 
+    async def _client_publish(self, op: str, client_id: str, data: Any) -> None:
+        args = {**self._where(), "clientId": client_id}
+        if data is not None:
+            args["data"] = data_to_json(data)
+        await self._conn.request(op, args)
+
+    async def enter_client(self, client_id: str, data: Any = None) -> None:
+        await self._client_publish("enter_client", client_id, data)
+
+    async def update_client(self, client_id: str, data: Any = None) -> None:
+        await self._client_publish("update_client", client_id, data)
+
+    async def leave_client(self, client_id: str, data: Any = None) -> None:
+        await self._client_publish("leave_client", client_id, data)
+
+    async def rest_get(
+        self,
+        limit: int | None = None,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> list[PresenceMessage]:
+        args = self._where()
+        for key, value in (
+            ("limit", limit),
+            ("clientId", client_id),
+            ("connectionId", connection_id),
+        ):
+            if value is not None:
+                args[key] = value
+        result = await self._conn.request("rest_get", args)
+        return [message_from_json(m) for m in result]
+
 
 class BridgeChannel(AdapterChannel):
     """A channel on one bridged connection."""
@@ -626,6 +658,24 @@ class BridgeConnection(AdapterConnection):
     async def drop(self) -> None:
         self.closed = True
         await self.child.request("drop", {"connection": self.handle})
+
+    async def interrupt(self, seconds: float, resume: bool = True) -> None:
+        """The child cuts the client's transport and lets it back after `seconds`; without
+        `resume` the embedded server refuses the resume first (RTN15c7)."""
+        if not resume:
+            embedded = self.adapter.embedded
+            if embedded is None or embedded.server is None:
+                raise NotImplementedError(
+                    f"{self.adapter.name}: a refused resume needs the embedded server"
+                )
+            embedded.server.refuse_resume(self.id)
+        await self.child.request("interrupt", {"connection": self.handle, "seconds": seconds})
+
+    async def reconnected(self) -> None:
+        result = await self.child.request("reconnected", {"connection": self.handle})
+        connection_id = result.get("connectionId") if isinstance(result, dict) else None
+        if isinstance(connection_id, str) and connection_id:
+            self.id = connection_id
 
 
 # -- the adapter ----------------------------------------------------------------------------------

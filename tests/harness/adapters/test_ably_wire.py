@@ -654,3 +654,41 @@ def test_detach_clears_presence_and_refuses_enter():
         assert [m.client_id for m in await channel.presence.get()] == ["alice"]
 
     run(body)
+
+
+def test_interrupt_resumes_or_not_against_another_server() -> None:
+    """With `endpoint` (no embedded server to ask), a refused resume is provoked with a
+    connectionKey the server cannot know; a resumed one keeps the connectionId (RTN15c6)."""
+    from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+
+    async def main() -> None:
+        server = PresenceServer(ServerConfig(leave_grace=2.0))
+        host, port = await server.start("127.0.0.1", 0)
+        adapter = AblyWireAdapter(
+            {"endpoint": f"{host}:{port}", "key": server.default_key, "leave_grace": "2"}
+        )
+        await adapter.start()
+        try:
+            alice, bob = await adapter.connect("alice"), await adapter.connect("bob")
+            await alice.channel("room").presence.enter("a")
+            seen: list[PresenceMessage] = []
+            await bob.channel("room").presence.subscribe(seen.append)
+            old = alice.id
+            await alice.interrupt(0.05, resume=True)
+            await alice.channel("room").presence.update("a2")  # queued (RTP16)
+            await alice.reconnected()
+            assert alice.id == old
+            await alice.interrupt(0.05, resume=False)
+            await alice.reconnected()
+            assert alice.id != old
+            await until(lambda: len(seen) >= 3, 5)
+            assert [(e.action.value, e.connection_id) for e in seen[:3]] == [
+                ("present", old),
+                ("update", old),
+                ("enter", alice.id),  # RTP17i re-entry on the new connection
+            ]
+        finally:
+            await adapter.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))

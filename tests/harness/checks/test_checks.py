@@ -21,6 +21,7 @@ from presence_conformance.harness.adapters.reference import (
     ReferencePresence,
 )
 from presence_conformance.harness.checks import CHECKS, REGISTRY
+from presence_conformance.harness.mutants import get_mutant
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import load_scenarios
@@ -429,8 +430,37 @@ EXPECT_UPDATES = scenario(
     ]
 )
 
+INTERRUPT = make_scenario(
+    [
+        op("enter", "alice", data="a"),
+        {"interrupt": {"client": "alice", "seconds": 0.05}},
+        op("get", "bob"),
+    ],
+    requirements=("disconnect.resume-keeps-members",),
+)
+REST_FILTER = make_scenario(
+    [
+        op("enter", "alice", data="a"),
+        op("enter", "bob", data="b"),
+        op("rest_get", "bob", client_id="alice"),
+    ],
+    requirements=("get.rest-filter-client-id",),
+)
+
 # check -> (mutant adapter class, scenario, requirement it must report, outcome)
 CASES: dict[str, tuple[type[ReferenceAdapter], Any, str, Outcome]] = {
+    "interrupt_connection_id": (
+        get_mutant("resume-gives-new-connection"),
+        INTERRUPT,
+        "disconnect.resume-keeps-members",
+        Outcome.FAIL,
+    ),
+    "rest_get_members": (
+        get_mutant("rest-get-ignores-filters"),
+        REST_FILTER,
+        "get.rest-filter-client-id",
+        Outcome.FAIL,
+    ),
     "missing_events": (
         event_mutant(drops_updates),
         scenario(LIFE),

@@ -32,12 +32,14 @@ from presence_conformance.harness.run.driver import CaseDriver
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import load_scenarios, scenario_from_dict
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
+from presence_conformance.reference_impl.types import Action
 from support import ROOT
 
 from presence_conformance import spec
 
 WIRE_CHECKS = sorted(name for name, info in REGISTRY.items() if info.family == "wire")
 WIRE_REQUIREMENTS = {
+    "wire.reenter-no-old-id",
     "wire.enter-no-client-id",
     "wire.update-no-client-id",
     "wire.leave-no-client-id",
@@ -515,7 +517,7 @@ def test_ably_wire_sending_its_client_id_fails_end_to_end(monkeypatch: pytest.Mo
     """The adapter's client made to behave like ably-python: clientId in its own ENTER."""
 
     async def enter(self: WirePresence, data: Any = None) -> None:
-        await self._presence.enter_client(self._realtime.client_id, data)
+        await self._presence._publish(Action.ENTER, data, self._realtime.client_id)
 
     monkeypatch.setattr(WirePresence, "enter", enter)
     [(result, _logs)] = run_cases(["enter/adds-member"])
@@ -527,3 +529,31 @@ def test_ably_wire_sending_its_client_id_fails_end_to_end(monkeypatch: pytest.Mo
     assert (
         "frame #" in violation.message and violation.observed["presence"][0]["clientId"] == "alice"
     )
+
+
+def test_ably_wire_reentering_with_the_old_id_fails_end_to_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RTP17g1: the client made to re-enter with the id of the old connection's member."""
+    from presence_conformance.harness.ably_client.connection import RealtimeConnection
+
+    interrupt, send_acked = RealtimeConnection.interrupt, RealtimeConnection.send_acked
+
+    async def remember(self: RealtimeConnection, seconds: float, key: Any = None) -> None:
+        self.old_id = self.id  # type: ignore[attr-defined]
+        await interrupt(self, seconds, key)
+
+    async def with_old_id(self: RealtimeConnection, frame: dict, channel: Any = None) -> Any:
+        old = getattr(self, "old_id", None)
+        if old and old != self.id:
+            for item in frame.get("presence", ()):
+                if item.get("action") == 2 and "id" not in item:
+                    item["id"] = f"{old}:0:0"
+        return await send_acked(self, frame, channel)
+
+    monkeypatch.setattr(RealtimeConnection, "interrupt", remember)
+    monkeypatch.setattr(RealtimeConnection, "send_acked", with_old_id)
+    [(result, _logs)] = run_cases(["disconnect/reenter-after-failed-resume"])
+    assert ("reentry_id_omitted", "wire.reenter-no-old-id") in {
+        (v.check, v.requirement) for v in result.violations
+    }, result.violations

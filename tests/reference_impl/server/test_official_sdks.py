@@ -136,8 +136,10 @@ def test_ably_python_abrupt_disconnect_synthesized_leave_and_reentry() -> None:
             )
             await bob_channel.presence.get()
             old = connection_id(alice)
+            server.refuse_resume(old)
             await server.drop(old)
-            # the SDK reconnects on a new connection and re-enters by itself (RTP17i); the old
+            # the resume is refused (RTN15c7): the SDK is on a new connection and re-enters by
+            # itself (RTP17i); the old
             # connection's member leaves after the grace, with a synthesized id (RTP2b1)
             await until(lambda: any(e[0] == 3 for e in events), 10)
             leaves = [e for e in events if e[0] == 3]
@@ -153,6 +155,41 @@ def test_ably_python_abrupt_disconnect_synthesized_leave_and_reentry() -> None:
             await bob.close()
 
     run(test, leave_grace=0.3)
+
+
+def test_ably_python_resumes_after_a_transport_drop() -> None:
+    pytest.importorskip("ably", reason="ably-python is in the dev extra")
+
+    async def test(server: PresenceServer) -> None:
+        alice = realtime(server, client_id="alice")
+        bob = realtime(server, client_id="bob")
+        try:
+            alice_channel = alice.channels.get("room")
+            seen: list[tuple] = []
+            await alice_channel.presence.subscribe(lambda m: seen.append((m.action, m.client_id)))
+            await alice_channel.presence.enter("a")
+            bob_events: list[tuple] = []
+            bob_channel = bob.channels.get("room")
+            await bob_channel.presence.subscribe(
+                lambda m: bob_events.append((m.action, m.client_id))
+            )
+            await bob_channel.presence.get()
+            old = connection_id(alice)
+            await server.drop(old)
+            await bob_channel.presence.enter("b")  # while alice is away
+            # RTN15c6: alice resumes, same connectionId, and gets bob's enter from the backlog
+            await until(lambda: (2, "bob") in seen, 10)
+            assert connection_id(alice) == old
+            members = await bob_channel.presence.get()
+            assert sorted((m.client_id, m.connection_id) for m in members) == sorted(
+                [("alice", old), ("bob", connection_id(bob))]
+            )
+            assert not [e for e in bob_events if e[0] == 3]  # alice never left
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run(test, leave_grace=2.0)
 
 
 def test_ably_python_rest_presence_and_history_with_a_token() -> None:

@@ -111,13 +111,114 @@ def test_tokens_on_both_query_spellings_and_token_client_id() -> None:
     run_server(test)
 
 
-def test_resume_gets_a_new_connection_with_an_error() -> None:
+def test_resume_of_an_unknown_key_gets_a_new_connection_with_an_error() -> None:
     async def test(server: PresenceServer) -> None:
         async with await RawClient.open(server, client_id="a", params={"resume": "k!x"}) as c:
             assert c.connected["error"]["code"] == 80008
             assert c.connection_id != "x"
+        async with await RawClient.open(server, client_id="a", params={"recover": "k!x"}) as c:
+            assert c.connected["error"]["code"] == 80008
 
     run_server(test)
+
+
+async def _lose(server: PresenceServer, client: RawClient) -> None:
+    client.abort()
+    for _ in range(200):
+        if client.connection_id in server.realtime.dropped:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server never noticed the lost transport")
+
+
+def test_resume_keeps_the_connection_its_members_and_the_missed_frames() -> None:
+    """RTN15c6: same connectionId, no error, the frames sent meanwhile, RESUMED on re-attach;
+    nobody hears a leave."""
+
+    async def test(server: PresenceServer) -> None:
+        alice = await RawClient.open(server, client_id="alice")
+        bob = await RawClient.open(server, client_id="bob")
+        await alice.attach("room")
+        assert (await alice.presence("room", 0, enter("a")))["action"] == 1
+        await alice.expect(14, channel="room")  # her own enter
+        await bob.attach("room")
+        key = alice.connected["connectionKey"]
+        await _lose(server, alice)
+        await bob.presence("room", 0, enter("b"))
+        back = await RawClient.open(server, client_id="alice", params={"resume": key})
+        assert back.connection_id == alice.connection_id
+        assert "error" not in back.connected
+        missed = await back.expect(14, channel="room")
+        assert [(m["clientId"], m["action"]) for m in missed["presence"]] == [("bob", 2)]
+        attached, syncs = await back.attach("room")
+        assert attached["flags"] & 4  # RESUMED
+        members = {m["clientId"] for sync in syncs for m in sync["presence"]}
+        assert members == {"alice", "bob"}
+        # the automatic re-entry (RTP17g: the member's own id) changes nothing, nobody hears it
+        own_id = f"{alice.connection_id}:0:0"
+        ack = await back.presence("room", 1, {**enter("a"), "clientId": "alice", "id": own_id})
+        assert ack["action"] == 1
+        frames = await bob.no_frame(0.3 + 0.2)
+        assert not [f for f in frames if f.get("action") == 14]  # no leave, no new enter
+        await back.close()
+        await bob.close()
+
+    run_server(test, leave_grace=0.3)
+
+
+def test_refused_resume_gives_a_new_connection_and_the_old_members_leave() -> None:
+    """RTN15c7: `refuse_resume`, an expired connection and a full backlog are refused."""
+
+    async def test(server: PresenceServer) -> None:
+        alice = await RawClient.open(server, client_id="alice")
+        bob = await RawClient.open(server, client_id="bob")
+        await alice.attach("room")
+        await alice.presence("room", 0, enter("a"))
+        await bob.attach("room")
+        server.refuse_resume(alice.connection_id)
+        key = alice.connected["connectionKey"]
+        await _lose(server, alice)
+        back = await RawClient.open(server, client_id="alice", params={"resume": key})
+        assert back.connection_id != alice.connection_id
+        assert back.connected["error"]["code"] == 80008
+        leave = await bob.expect(14, channel="room", timeout=3)
+        assert [(m["clientId"], m["action"]) for m in leave["presence"]] == [("alice", 3)]
+        # expired: the grace is over, the key is no longer known
+        key = back.connected["connectionKey"]
+        await _lose(server, back)
+        server.expire_now(back.connection_id)
+        again = await RawClient.open(server, client_id="alice", params={"resume": key})
+        assert again.connection_id != back.connection_id
+        assert again.connected["error"]["code"] == 80008
+        await again.close()
+        await bob.close()
+
+    run_server(test, leave_grace=0.2)
+
+
+def test_a_resume_with_too_many_missed_frames_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from presence_conformance.reference_impl.server import realtime
+
+    monkeypatch.setattr(realtime, "RESUME_BACKLOG", 2)
+
+    async def test(server: PresenceServer) -> None:
+        alice = await RawClient.open(server, client_id="alice")
+        bob = await RawClient.open(server, client_id="bob")
+        await alice.attach("room")
+        await bob.attach("room")
+        key = alice.connected["connectionKey"]
+        await _lose(server, alice)
+        for serial in range(3):
+            await bob.presence("room", serial, enter(f"b{serial}"))
+        back = await RawClient.open(server, client_id="alice", params={"resume": key})
+        assert back.connection_id != alice.connection_id
+        assert back.connected["error"]["code"] == 80008
+        await back.close()
+        await bob.close()
+
+    run_server(test, leave_grace=5)
 
 
 # -- heartbeats --------------------------------------------------------------------------------------

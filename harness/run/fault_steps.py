@@ -1,0 +1,190 @@
+"""The `interrupt` step of the case driver: a transient disconnect (RTN15).
+
+The transport of one client is cut (`AdapterConnection.interrupt`), the operations of the step's
+`during` list run while it is away (its own are queued by the client, RTP16, and complete once it
+is back), and the client reconnects by itself after `seconds` (`reconnected`).
+
+What the model expects:
+- resumed (RTN15c6): nothing changes; the connection keeps its connectionId and every event
+  sent meanwhile reaches its listeners after the resume, once;
+- not resumed (RTN15c7): the old connection is dropped (its members leave after the grace,
+  RTP2b1), the client's new connection (new connectionId) re-attaches and re-enters each of its
+  members with the same clientId and data (RTP17i, RTP17g): others see an enter for the new
+  member key, then the old member's leave.
+
+A connectionId that changes on a resume, or stays on a refused one, is recorded
+(`InterruptRecord`, judged by `checks/resume.py`) and stops the case: the model cannot follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from presence_conformance.harness.record.records import (
+    EventOrigin,
+    InterruptRecord,
+    OpRecord,
+)
+from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run.calls import Call
+from presence_conformance.harness.run.deliveries import Deliveries
+from presence_conformance.harness.run.state import CaseState
+from presence_conformance.harness.run.stops import Abort, Stop
+from presence_conformance.harness.scenario import Step
+from presence_conformance.reference_impl.types import PresenceMessage
+
+__all__ = ["FaultSteps"]
+
+Plan = Callable[[Step], tuple[OpRecord, Call]]
+
+
+class FaultSteps:
+    """The `interrupt` step; `plan` and `after_ops` are the driver's (for `during`)."""
+
+    def __init__(
+        self,
+        case: CaseState,
+        deliveries: Deliveries,
+        plan: Plan,
+        after_ops: Callable[[list[OpRecord]], Awaitable[None]],
+    ) -> None:
+        self.case = case
+        self.deliveries = deliveries
+        self.plan = plan
+        self.after_ops = after_ops
+
+    async def step_interrupt(self, step: Step) -> None:
+        case = self.case
+        history, record, model = case.history, case.record, case.model
+        state = case.client(step)
+        name = state.spec.name
+        seconds, resume = float(step.args["seconds"]), bool(step.args["resume"])
+        if resume and case.leave_grace > 0:
+            # a resume after the grace finds the members gone (the server may refuse it, or
+            # resume without them and the client re-enters, RTP17i): another scenario. Stay
+            # away for at most a third of the grace (the reconnection itself takes time too).
+            seconds = min(seconds, case.leave_grace / 3)
+        if state.refused is not None or state.conn is None:
+            raise Stop(f"{step.label}: client {name!r} has no connection to interrupt")
+        old = state.cid
+        op = OpRecord(step=step, client=name, channel=None, connection_id=old)
+        op.params = {"seconds": seconds, "resume": resume}
+        record.ops.append(op)
+        rec = InterruptRecord(name, step.index, resume, old)
+        record.interrupts.append(rec)
+        # the members the client must re-enter should the resume fail (RTP17)
+        saved: dict[str, list[PresenceMessage]] = {}
+        if not resume:
+            for channel in case.scenario.channels:
+                if model.is_attached(old, channel):
+                    saved[channel] = model.get(channel, connection_id=old)
+            model.drop_connection(old)
+        conn = state.conn
+        await self._call(step, name, "interrupt", op.params, conn.interrupt(seconds, resume))
+        planned = [self.plan(inner) for inner in step.steps]
+        tasks = [asyncio.ensure_future(call()) for _, call in planned]
+        try:
+            await self._call(
+                step, name, "reconnected", None, conn.reconnected(), seconds + case.op_timeout
+            )
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        new = getattr(conn, "id", None)
+        rec.new_id = new if isinstance(new, str) else None
+        rec.history_index = history.record(
+            "info", name, "connection", {"connection_id": new, "was": old}, step.index
+        )
+        mismatch = None
+        if resume and new != old:
+            mismatch = f"the resume was not accepted: connectionId {old!r} became {new!r}"
+        elif not resume and (new == old or not isinstance(new, str) or not new):
+            mismatch = f"the resume was refused but the connectionId is still {new!r}"
+        if mismatch is None and not resume:
+            assert isinstance(new, str)
+            self._replace(step, op, rec, state.spec.capability, old, new, saved)
+            state.connection_id = new
+            record.client_connections.setdefault(name, []).append(new)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        if mismatch is not None:
+            raise Stop(f"{step.label}: {mismatch}")
+        op.status = "ok"
+        await self.after_ops([inner for inner, _ in planned])
+        if not resume:
+            await self.deliveries.wait(case.leave_grace + case.op_timeout)
+
+    def _replace(
+        self,
+        step: Step,
+        op: OpRecord,
+        rec: InterruptRecord,
+        capability: dict[str, list[str]] | None,
+        old: str,
+        new: str,
+        saved: dict[str, list[PresenceMessage]],
+    ) -> None:
+        """The model after a refused resume: a new connection re-enters the old one's members,
+        then the old members leave (the grace is over by the end of the step)."""
+        case, record, model = self.case, self.case.record, self.case.model
+        model.open_connection(model.connection_client_id(old), capability, connection_id=new)
+        for channel, members in saved.items():
+            self.deliveries.expect(model.attach(new, channel), step.index)
+            for member in members:
+                outcome = model.enter(new, channel, member.data, client_id=member.client_id)
+                origin = EventOrigin("enter", step.index, channel, False, member.data is not None)
+                for event in outcome.events:
+                    if event.id is not None:
+                        record.origins[event.id] = origin
+                op.events.extend(outcome.events)
+                self.deliveries.expect(outcome, step.index)
+                rec.reentered.append((channel, member.client_id))
+        outcome = model.expire_connection(old)
+        record.synthesized.update(e.id for e in outcome.events if e.id is not None)
+        channel_of: dict[str, str] = {}
+        if outcome.events:
+            for channel in case.scenario.channels:
+                for event in model.history_all(channel)[-len(outcome.events) :]:
+                    if event.id is not None:
+                        channel_of[event.id] = channel
+        for event in outcome.events:
+            if event.id is not None:
+                record.origins[event.id] = EventOrigin(
+                    "drop", step.index, channel_of[event.id], True, False
+                )
+        op.events.extend(outcome.events)
+        self.deliveries.expect(outcome, step.index)
+
+    async def _call(
+        self,
+        step: Step,
+        process: str,
+        f: str,
+        params: object,
+        awaitable: Awaitable[None],
+        timeout: float | None = None,
+    ) -> None:
+        case = self.case
+        timeout = case.op_timeout if timeout is None else timeout
+        case.history.record("invoke", process, f, params, step.index)
+        try:
+            async with asyncio.timeout(timeout):
+                await awaitable
+        except TimeoutError:
+            case.history.record("timeout", process, f, None, step.index)
+            raise Abort(
+                Outcome.TIMEOUT, f"{step.label}: {f} did not complete within {timeout:g}s"
+            ) from None
+        except Exception as exc:
+            case.history.record(
+                "fail", process, f, {"exception": f"{type(exc).__name__}: {exc}"}, step.index
+            )
+            raise Abort(
+                Outcome.ERROR, f"{step.label}: {f} raised {type(exc).__name__}: {exc}"
+            ) from exc
+        case.history.record("ok", process, f, None, step.index)
