@@ -18,6 +18,7 @@ import binascii
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.server.config import (
@@ -50,6 +51,7 @@ class ConnectGrant:
     client_id: str | None  # None: anonymous; "*": wildcard
     capability: Capability
     resume_error: FrameError | None = None
+    format: Literal["json", "msgpack"] = "json"  # the `format` query parameter (RTN2a)
 
 
 class Authenticator:
@@ -122,13 +124,12 @@ class Authenticator:
     def connect(self, query: Mapping[str, str]) -> ConnectGrant:
         """Check the query of a WebSocket upgrade (format, clientId, key or token, resume);
         FrameError if the connection is refused."""
-        fmt = query.get("format")
-        if fmt is not None and fmt != "json":
+        fmt = query.get("format") or "json"
+        if fmt not in ("json", "msgpack"):
             raise FrameError(
                 errors.BAD_REQUEST,
-                f"format: {short(fmt)} is not supported; the "
-                "reference server speaks JSON only (format=json / useBinaryProtocol "
-                "false)",
+                f"format: {short(fmt)} is not supported; the reference server speaks "
+                "format=json (text frames) and format=msgpack (binary frames)",
             )
         client_id = query.get("clientId")
         if client_id is not None and not client_id:
@@ -161,7 +162,9 @@ class Authenticator:
                     f"{param}: the reference server does "
                     "not resume connections; this is a new connection",
                 )
-        return ConnectGrant(key_name, client_id, capability, resume_error)
+        return ConnectGrant(
+            key_name, client_id, capability, resume_error, "msgpack" if fmt == "msgpack" else "json"
+        )
 
     def authenticate_request(
         self, headers: Mapping[str, str], query: Mapping[str, str]

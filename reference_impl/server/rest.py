@@ -10,6 +10,10 @@ Pages link to each other with `Link` headers of exactly the form ably-js parses
 (`<./NAME?query>; rel="next"`, see `docs/protocol.md`), with `first` and `current` as well; no
 `next` link means the last page.
 
+Bodies are JSON, or MessagePack when the request's `Accept` names `application/x-msgpack` (as
+the SDKs ask with `useBinaryProtocol`; binary member data then travels as `bin`, see
+`codec.py`); error bodies are always JSON, which both SDKs read by their Content-Type.
+
 Auth (`auth.Authenticator.authenticate_request`): `Authorization: Basic base64(name:secret)` or
 `Bearer base64(token)` (a token from `PresenceServer.issue_token`), or a `key` / `access_token`
 query parameter. Errors are JSON `{"error": {"code", "statusCode", "message"}}` with the
@@ -36,6 +40,7 @@ from presence_conformance.reference_impl.model import (
     validate_history_params,
 )
 from presence_conformance.reference_impl.server.auth import Authenticator, require_rest_operation
+from presence_conformance.reference_impl.server.codec import MSGPACK_MIME, encode, items_for
 from presence_conformance.reference_impl.server.wire import (
     INTERNAL_ERROR,
     INVALID_CREDENTIALS,
@@ -99,7 +104,7 @@ def add_routes(
     and tell the time by `now` (ms since the epoch)."""
 
     async def get_time(request: web.Request) -> web.Response:
-        return _json([now()])
+        return _answer(request, [now()])
 
     async def get_presence(request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
@@ -133,7 +138,7 @@ def add_routes(
         ]
         if len(members) > limit:
             links.append(_link("presence", {**base, "cursor": page[-1].member_key}, "next"))
-        return _json([wire_presence(m) for m in page], links)
+        return _answer(request, [wire_presence(m) for m in page], links)
 
     async def get_history(request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
@@ -158,16 +163,23 @@ def add_routes(
         ]
         if page.next_cursor is not None:
             links.append(_link("history", {**base, "cursor": page.next_cursor}, "next"))
-        return _json([wire_presence(m) for m in page.items], links)
+        return _answer(request, [wire_presence(m) for m in page.items], links)
 
     app.router.add_get("/time", get_time)
     app.router.add_get("/channels/{channel:[^/]+}/presence/history", get_history)
     app.router.add_get("/channels/{channel:[^/]+}/presence", get_presence)
 
 
-def _json(body: Any, links: list[str] | None = None) -> web.Response:
+def _answer(request: web.Request, body: Any, links: list[str] | None = None) -> web.Response:
+    """`body` (a list: presence items, or the time) in the format the request accepts."""
     headers = {"Link": ", ".join(links)} if links else None
-    return web.Response(text=dumps(body), content_type="application/json", headers=headers)
+    fmt = "msgpack" if MSGPACK_MIME in request.headers.get("Accept", "") else "json"
+    body = items_for(body, fmt)
+    if fmt == "msgpack":
+        return web.Response(body=encode(body, fmt), content_type=MSGPACK_MIME, headers=headers)
+    return web.Response(
+        body=encode(body, fmt), content_type="application/json", charset="utf-8", headers=headers
+    )
 
 
 def _link(name: str, params: dict[str, Any], rel: str) -> str:

@@ -39,9 +39,9 @@ def test_slow_reader_gets_every_event_in_order(monkeypatch: pytest.MonkeyPatch) 
     watched: list[str] = []
     write_now = server_app._write_now
 
-    def counting(conn: Any, text: Any) -> bool:
-        done = write_now(conn, text)
-        if conn.id in watched and isinstance(text, str):
+    def counting(conn: Any, data: Any, batch: Any = None) -> bool:
+        done = write_now(conn, data, batch)
+        if conn.id in watched and isinstance(data, bytes):
             paths["direct" if done else "queued"] += 1
         return done
 
