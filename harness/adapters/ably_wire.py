@@ -9,6 +9,12 @@ and serves REST presence history over plain `http://` on the same port.
     presence-conformance run --adapter ably-wire
     presence-conformance run --adapter ably-wire --adapter-option endpoint=127.0.0.1:8080 \\
         --adapter-option key=appid.keyid:secret --adapter-option leave_grace=15
+    presence-conformance run --adapter ably-wire --adapter-option protocol=msgpack
+
+`protocol=json` (the default: the harness's client is the judge of a server, and JSON frames are
+the ones a reader can follow) or `protocol=msgpack`: realtime `format=msgpack` with MessagePack
+binary frames, binary data as `bin`, and REST with `Accept: application/x-msgpack`, as the
+SDKs speak with `useBinaryProtocol`.
 
 Mapping of the contract (`presence_conformance.harness.adapter`) onto the protocol (`presence_conformance.harness.ably_client`):
 `connect` opens a realtime connection (with a key provisioned for the requested capability on
@@ -27,7 +33,7 @@ import contextlib
 import itertools
 import secrets
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 from presence_conformance.harness.ably_client import (
@@ -54,6 +60,7 @@ from presence_conformance.harness.adapters.embedded import (
     check_endpoint,
     check_key,
     parse_float,
+    parse_protocol,
 )
 from presence_conformance.reference_impl.types import PresenceMessage
 
@@ -163,7 +170,11 @@ class WireConnection(AdapterConnection):
         self.id = realtime.id
         self.client_id = realtime.client_id
         self.rest = RestClient(
-            adapter.endpoint, key, timeout=adapter.timeout, session=adapter._session
+            adapter.endpoint,
+            key,
+            timeout=adapter.timeout,
+            session=adapter._session,
+            wire_format=adapter.protocol,
         )
         self._channels: dict[str, WireChannel] = {}
 
@@ -194,6 +205,8 @@ class AblyWireAdapter(Adapter):
         f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds to wait for any answer from the server (default {DEFAULT_TIMEOUT:g})",
         "sync_page_size": "members per SYNC frame on the embedded server (default: the server's)",
+        "protocol": "json or msgpack: the wire format of realtime frames and REST bodies "
+        "(default json)",
     }
     quiet_period = 0.05
 
@@ -202,6 +215,9 @@ class AblyWireAdapter(Adapter):
         opts = self.option_values
         self.leave_grace = parse_float(self.name, opts, "leave_grace", DEFAULT_LEAVE_GRACE)
         self.timeout = parse_float(self.name, opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
+        self.protocol: Literal["json", "msgpack"] = (
+            "msgpack" if parse_protocol(self.name, opts, "json") == "msgpack" else "json"
+        )
         self.external = "endpoint" in opts
         self.endpoint = check_endpoint(self.name, opts["endpoint"]) if self.external else ""
         if "key" in opts:
@@ -290,7 +306,7 @@ class AblyWireAdapter(Adapter):
             raise RuntimeError("ably-wire: connect() before start()")
         key = self._key_for(capability)
         realtime = await RealtimeConnection.connect(
-            self.endpoint, key, client_id, timeout=self.timeout
+            self.endpoint, key, client_id, timeout=self.timeout, wire_format=self.protocol
         )
         conn = WireConnection(self, realtime, key)
         self._connections = [

@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import msgpack
-
 from presence_conformance.reference_impl.protocol import HAS_PRESENCE, ProtocolAction
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
