@@ -6,9 +6,11 @@ implementation under test, through the bridge protocol (`presence_conformance.ha
 
 The child is `node node/ably_bridge.mjs`, run in `node/` so that it finds `node_modules/ably`
 (the version pinned by `node/package-lock.json`). It connects every client to the embedded
-reference server (or to `endpoint` with `key`) with the options of
-shared/research/ably-protocol.md §1.8 (plain ws, JSON, web_socket transport only, no fallback
-hosts) and maps each operation to the ably-js call of the same name; `presence.history` is REST
+reference server (or to `endpoint` with `key`) with the options of docs/protocol.md (plain ws,
+web_socket transport only, no fallback hosts; `useBinaryProtocol` from `--adapter-option
+protocol=msgpack|json`, msgpack by default as in ably-js itself: realtime `format=msgpack`
+binary frames, REST `Accept: application/x-msgpack`; the child reads it from
+`$PRESENCE_CONFORMANCE_ABLY_PROTOCOL`) and maps each operation to the ably-js call of the same name; `presence.history` is REST
 in ably-js (GET /channels/{name}/presence/history over plain http with Basic auth, pages followed
 with `PaginatedResult.next()`); a wildcard client connects with a token bound to `*` (ably-js
 refuses clientId `*` with a key); `drop` cuts the client's TCP relay, then closes the client
@@ -28,11 +30,13 @@ from typing import ClassVar
 
 from presence_conformance.harness.adapter import ALL_FEATURES, Feature, UsageError
 from presence_conformance.harness.adapters.bridge import BridgeAdapter
+from presence_conformance.harness.adapters.embedded import parse_protocol
 
 __all__ = ["AblyJsAdapter", "default_node_dir"]
 
 NAME = "ably-js"
 SCRIPT = "ably_bridge.mjs"
+PROTOCOL_ENV = "PRESENCE_CONFORMANCE_ABLY_PROTOCOL"
 
 
 def default_node_dir() -> Path:
@@ -53,8 +57,14 @@ class AblyJsAdapter(BridgeAdapter):
         "node": "the node executable (default: `node` on PATH)",
         "node_dir": "the folder with ably_bridge.mjs and node_modules (default: node/ next to "
         "the harness package)",
+        "protocol": "msgpack or json: ably-js's useBinaryProtocol true or false (default "
+        "msgpack, the SDK's own default in node)",
     }
     quiet_period = 0.2
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        super().__init__(options)
+        self.protocol = parse_protocol(NAME, self.option_values, "msgpack")
 
     def child_command(self, options: Mapping[str, str]) -> list[str]:
         node_dir = Path(options.get("node_dir") or default_node_dir())
@@ -80,3 +90,7 @@ class AblyJsAdapter(BridgeAdapter):
 
     def default_cwd(self) -> str | None:
         return str(self._node_dir)
+
+    def child_env(self) -> dict[str, str]:
+        """The harness's environment, with the wire format for the child."""
+        return {**super().child_env(), PROTOCOL_ENV: self.protocol}

@@ -215,6 +215,7 @@ class RealtimeProtocol:
         self.transport.start_writer(conn)
         self.transport.send(conn, connected)
         self.stats["connections"] += 1
+        self.stats[f"connections.{conn.format}"] += 1
         return conn
 
     def on_text(self, conn: Connection, text: str) -> None:
