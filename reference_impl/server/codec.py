@@ -8,7 +8,8 @@ answers in MessagePack when the request's `Accept` asks for `application/x-msgpa
   integers beyond 64 bits, non-string keys), MessagePack through `msgpack` (`use_bin_type`).
 - `decode_json(text)` / `decode_msgpack(data)` -> the decoded value, or `DecodeError` with a
   reason. JSON decoding gives exactly what `json.loads` gives (orjson first; the standard library
-  for anything orjson refuses or would read differently: integers of 19 digits or more).
+  for anything orjson refuses or would read differently: integers beyond 64 bits, which orjson
+  reads as floats).
 - Binary member data: a JSON connection carries it as base64 with `base64` as the last step of
   `encoding` (RSL4d3); a MessagePack connection as a MessagePack `bin`, without that step. The
   server keeps each member's data as its client sent it and converts only at the edge, when the
@@ -22,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -46,8 +46,9 @@ WireFormat = Literal["json", "msgpack"]
 FORMATS: tuple[WireFormat, ...] = ("json", "msgpack")
 MSGPACK_MIME = "application/x-msgpack"
 
-# orjson reads integers beyond 64 bits as floats; the standard library keeps them exact.
-_LONG_INT = re.compile(r"\d{19}")
+# orjson reads integers beyond 64 bits as floats; the standard library keeps them exact. A float
+# of at least this magnitude may have been such an integer: the standard library reads it again.
+_HUGE = float(2**63)
 
 
 class DecodeError(ValueError):
@@ -63,11 +64,13 @@ class DecodeError(ValueError):
 
 def decode_json(text: str) -> Any:
     """A JSON text frame, decoded exactly as `json.loads` decodes it; DecodeError otherwise."""
-    if not _LONG_INT.search(text):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # the standard library decides (and names the problem)
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass  # the standard library decides (and names the problem)
+    else:
+        if not _has_huge_float(value):
+            return value
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -101,6 +104,26 @@ class _ExtUsed(Exception):
 def _no_ext(code: int, data: bytes) -> Any:
     """The Ably protocol uses no MessagePack extension type."""
     raise _ExtUsed(code)
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Whether a decoded value holds a float of magnitude 2**63 or more (without recursion)."""
+    if type(value) is not dict:  # frames are objects; anything else: look at all of it
+        return _huge_in([value])
+    return _huge_in(list(value.values()))
+
+
+def _huge_in(stack: list[Any]) -> bool:
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float and not -_HUGE < item < _HUGE:
+            return True
+    return False
 
 
 # -- encoding ---------------------------------------------------------------------------------------
@@ -197,7 +220,10 @@ def _base64_item(item: Any) -> bool:
 
 
 def _is_bytes(value: Any) -> bool:
-    return isinstance(value, bytes | bytearray | memoryview)
+    return isinstance(value, _BINARY)
+
+
+_BINARY = (bytes, bytearray, memoryview)
 
 
 def _msgpack_safe(value: Any) -> Any:

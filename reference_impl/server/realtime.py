@@ -741,7 +741,7 @@ class RealtimeProtocol:
         data = decode_data(item.get("data"), item.get("encoding"), where)
         try:
             extras_size = len(json.dumps(extras, allow_nan=False)) if extras else 0
-            if not isinstance(item.get("data"), bytes):  # binary: MessagePack `bin`
+            if not isinstance(item.get("data"), (str, bytes, type(None))):  # these always can
                 json.dumps(item.get("data"), allow_nan=False)
         except (ValueError, TypeError, RecursionError):
             raise FrameError(

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeGuard
 
 from aiohttp import WSMsgType, web
@@ -80,19 +80,6 @@ class Transport:
         self.handler = handler
         self._held: _Batch | None = None  # direct writes held while a frame is handled
 
-    @contextlib.contextmanager
-    def _batch(self) -> Iterator[None]:
-        """Hold the direct writes made inside; write each connection's share at once after."""
-        if self._held is not None:  # pragma: no cover - handlers are not re-entered
-            yield
-            return
-        batch = self._held = _Batch()
-        try:
-            yield
-        finally:
-            self._held = None
-            batch.flush()
-
     # -- reading ---------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -138,15 +125,19 @@ class Transport:
             return ws
         conn.transport = request.transport
         try:
+            batch = _Batch()
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    with self._batch():
+                self._held = batch
+                try:
+                    if msg.type == WSMsgType.TEXT:
                         self.handler.on_text(conn, msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    with self._batch():
+                    elif msg.type == WSMsgType.BINARY:
                         self.handler.on_binary(conn, msg.data)
-                else:  # ERROR (e.g. beyond the hard size limit): the transport is gone
-                    break
+                    else:  # ERROR (e.g. beyond the hard size limit): the transport is gone
+                        break
+                finally:
+                    self._held = None
+                    batch.flush()
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - aiohttp transport failures
@@ -251,14 +242,18 @@ class _Stream(Protocol):
 
 def _is_stream(transport: Any) -> TypeGuard[_Stream]:
     """Duck typing, not `isinstance(asyncio.WriteTransport)`: uvloop's transports implement the
-    interface without deriving from asyncio's classes."""
-    return (
-        transport is not None
-        and callable(getattr(transport, "write", None))
-        and callable(getattr(transport, "is_closing", None))
-        and callable(getattr(transport, "get_write_buffer_size", None))
-        and callable(getattr(transport, "abort", None))
-    )
+    interface without deriving from asyncio's classes. Answered once per transport class."""
+    kind = type(transport)
+    known = _STREAM_TYPES.get(kind)
+    if known is None:
+        known = _STREAM_TYPES[kind] = transport is not None and all(
+            callable(getattr(transport, name, None))
+            for name in ("write", "is_closing", "get_write_buffer_size", "abort")
+        )
+    return known
+
+
+_STREAM_TYPES: dict[type, bool] = {}
 
 
 class _Batch:
