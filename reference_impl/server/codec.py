@@ -175,8 +175,11 @@ def _for_format(frame: Any, convert: Callable[[list[Any]], list[Any] | None]) ->
 
 def _items_to_json(items: list[Any]) -> list[Any] | None:
     """Items with raw bytes as base64 + a `base64` step; None when nothing needs it."""
-    if not any(isinstance(item, dict) and _is_bytes(item.get("data")) for item in items):
-        return None
+    for item in items:
+        if type(item) is dict and type(item.get("data")) in _BINARY_TYPES:
+            break
+    else:
+        return None  # the common case: nothing to convert
     out = []
     for item in items:
         if isinstance(item, dict) and _is_bytes(item.get("data")):
@@ -192,7 +195,10 @@ def _items_to_json(items: list[Any]) -> list[Any] | None:
 
 def _items_to_msgpack(items: list[Any]) -> list[Any] | None:
     """Items with base64 data (a trailing `base64` step) as raw bytes; None when none has it."""
-    if not any(_base64_item(item) for item in items):
+    for item in items:
+        if _base64_item(item):
+            break
+    else:
         return None
     out = []
     for item in items:
@@ -224,6 +230,7 @@ def _is_bytes(value: Any) -> bool:
 
 
 _BINARY = (bytes, bytearray, memoryview)
+_BINARY_TYPES = frozenset(_BINARY)
 
 
 def _msgpack_safe(value: Any) -> Any:

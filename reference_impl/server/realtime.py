@@ -76,6 +76,7 @@ from presence_conformance.reference_impl.types import Action, Data, PresenceMess
 log = logging.getLogger(__name__)
 
 _HEARTBEAT = {"action": ProtocolAction.HEARTBEAT}
+_MODEL_OPS = {Action.ENTER: "enter", Action.UPDATE: "update", Action.LEAVE: "leave"}
 # Client actions the reference server does not implement (refused with 40000, not as unknown).
 _UNSUPPORTED_ACTIONS = frozenset(
     {
@@ -679,11 +680,7 @@ class RealtimeProtocol:
             if action is Action.LEAVE and wire.data is None:
                 found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
                 previous = found[0] if found else None
-            op = {
-                Action.ENTER: self.model.enter,
-                Action.UPDATE: self.model.update,
-                Action.LEAVE: self.model.leave,
-            }[action]
+            op = getattr(self.model, _MODEL_OPS[action])
             try:
                 outcome = op(
                     conn.id, channel, data, client_id=behalf, event_id=f"{conn.id}:{serial}:{index}"

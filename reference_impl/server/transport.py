@@ -299,13 +299,14 @@ def _write_now(conn: Connection, data: bytes | None, batch: _Batch | None = None
     writer's path, which awaits drain.
     """
     transport = conn.transport
+    writer = conn.writer
     if (
         data is None
-        or conn.state != "open"
         or conn.sending
-        or not conn.queue.empty()
-        or conn.writer is None
-        or conn.writer.done()
+        or conn.state != "open"
+        or conn.queue.qsize()
+        or writer is None
+        or writer.done()
         or conn.ws.closed
         or not _is_stream(transport)
         or transport.is_closing()

@@ -255,7 +255,10 @@ mp_odd = st.one_of(
     ),
     st.just(b"\x81" + raw_str(b"action") + b"\xd6\xff" + struct.pack(">I", 0)),
     # map keys that are not strings
-    st.builds(lambda k: pack({k: 10, "channel": "fz0"}), st.one_of(st.integers(), st.none())),
+    st.builds(
+        lambda k: pack({k: 10, "channel": "fz0"}),
+        st.one_of(st.integers(-(2**63), 2**64 - 1), st.none()),
+    ),
     # nesting deeper than any decoder stack, and just below
     st.integers(500, 5_000).map(lambda n: b"\x91" * n + b"\xc0"),
     st.integers(100, 5_000).map(deep_data),
