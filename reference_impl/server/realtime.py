@@ -145,9 +145,8 @@ class RealtimeProtocol:
         """Send a HEARTBEAT to every open connection every `interval` seconds, forever."""
         while True:
             await asyncio.sleep(interval)
-            for conn in list(self.connections.values()):
-                if conn.state == "open":
-                    self.transport.send(conn, _HEARTBEAT)
+            live = [c for c in self.connections.values() if c.state == "open"]
+            self.transport.broadcast(live, _HEARTBEAT)  # encoded once per format
 
     async def shutdown(self) -> None:
         """Close every connection; no leaves are synthesized."""
