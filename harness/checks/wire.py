@@ -443,6 +443,6 @@ def wire_presence_after_attach(ctx: CheckContext) -> Iterator[Violation]:
 
 @check("wire.json-frames-valid")
 def wire_frames_valid(ctx: CheckContext) -> Iterator[Violation]:
-    """Every frame is valid JSON and a valid ProtocolMessage."""
+    """Every frame is valid JSON or MessagePack and a valid ProtocolMessage."""
     for log in wire_frames_of(ctx.record):
         yield from _violations(ctx, frame_validity_findings(log))
