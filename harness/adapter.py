@@ -1,6 +1,6 @@
 """The adapter contract: the only code a user writes to put an implementation under test.
 
-An adapter mirrors the seed's Presence API (`presence-api.txt`) in async Python:
+An adapter mirrors the seed's Presence API (`spec/presence-api.md`) in async Python:
 
     adapter = MyAdapter(options)            # options: dict[str, str] from --adapter-option K=V
     await adapter.start()                   # e.g. start a server, spawn a subprocess

@@ -9,7 +9,7 @@ not a pass.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ def order_for(scenarios: Sequence[Any], requirements: Sequence[str]) -> list[Any
     wanted = set(requirements)
 
     def tagged(scenario: Any) -> bool:
-        steps = getattr(scenario, "iter_steps", lambda: [])()
+        steps: Iterable[Any] = getattr(scenario, "iter_steps", lambda: [])()
         step_tags = {r for s in steps for r in getattr(s, "requirements", ())}
         return bool(wanted & (set(scenario.requirements) | step_tags))
 

@@ -15,9 +15,13 @@ from typing import Any
 
 from presence_conformance.harness.results import RunResult
 
-__all__ = ["RESULTS_FILE", "merge_worker_runs", "write_run"]
+__all__ = ["RESULTS_FILE", "UNFINISHED", "merge_worker_runs", "write_run", "write_unfinished"]
 
 RESULTS_FILE = "results.json"
+UNFINISHED = (
+    "unfinished: the run has not ended; if this stays, its process ended before the harness "
+    "wrote the report (the adapter ended the process? out of memory?)"
+)
 
 
 def _reports() -> Any | None:
@@ -59,6 +63,24 @@ def write_run(
     tmp.write_text(json.dumps(run.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
     return [path]
+
+
+def write_unfinished(started: RunResult, out_dir: Path | str) -> list[Path]:
+    """Replace the reports in `out_dir` by an empty run marked partial ("unfinished: ...").
+
+    Written before the first case; the run's own report overwrites it at the end. A process
+    that ends before that (an adapter calling `os._exit`, the out-of-memory killer) leaves this
+    instead of an earlier run's verdict (docs/ci.md, *Unfinished runs*).
+    """
+    placeholder = RunResult(
+        adapter=started.adapter,
+        started=started.started,
+        partial=True,
+        partial_reason=UNFINISHED,
+        harness_version=started.harness_version,
+        adapter_options=dict(started.adapter_options),
+    )
+    return write_run(placeholder, out_dir)
 
 
 def merge_worker_runs(runs: list[RunResult]) -> RunResult:

@@ -11,7 +11,11 @@ it owns what both front ends need to do the same way:
   under it), and detect an adapter that blocks its event loop;
 - fill in what a result needs to be replayed (scenario file, replay command);
 - collect the `CaseResult`s into a `RunResult` that can be written at any moment, also after an
-  interrupt (`partial`).
+  interrupt (`partial`);
+- keep adapter code from ending the run: a `BaseException` it raises on the loop (SystemExit,
+  KeyboardInterrupt, GeneratorExit, a CancelledError nobody asked for) becomes `AdapterEscape`,
+  the case's `error`, and the loop thread outlives the ones its own tasks let out;
+- keep what is recorded small (case errors and violation messages cut with a marker).
 
 Text shared by both front ends (a failure's description, the replay command) lives here too.
 """
@@ -23,6 +27,7 @@ import concurrent.futures
 import fnmatch
 import inspect
 import json
+import re
 import threading
 import time
 import traceback
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from presence_conformance.harness.adapter import Adapter
+from presence_conformance.harness.record.bounds import bounded_text
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 from presence_conformance.harness.run.replay import replay_command
 from presence_conformance.harness.run.stops import HarnessError
@@ -38,6 +44,7 @@ from presence_conformance.harness.version import harness_version
 from presence_conformance.scenarios import scenarios_root
 
 __all__ = [
+    "AdapterEscape",
     "AdapterLoop",
     "ConformanceSession",
     "HarnessError",
@@ -46,6 +53,7 @@ __all__ = [
     "describe_case",
     "harness_version",
     "load_suite",
+    "printable",
     "replay_command",
     "select_scenarios",
 ]
@@ -58,6 +66,35 @@ RUNNER_INTERNAL_ERROR = (
 START_TIMEOUT = 60.0  # seconds adapter.start() may take
 STOP_TIMEOUT = 15.0  # seconds adapter.stop() may take
 PING_TIMEOUT = 2.0  # seconds a healthy loop needs to run a no-op
+MAX_ERROR_CHARS = 8_000  # of a case's error text (tracebacks fit; an adapter's megabyte does not)
+MAX_MESSAGE_CHARS = 2_000  # of a violation's message
+
+
+class AdapterEscape(Exception):
+    """Adapter code raised a `BaseException` the harness did not cause.
+
+    `SystemExit`, `KeyboardInterrupt` (raised on the adapter's loop thread, so not a Ctrl-C of
+    the harness), `GeneratorExit`, or a `CancelledError` while nobody cancelled the call: an
+    adapter must not end the run with them. The loop bridge turns them into this exception, so
+    they end the call that raised them (the case is an `error`, `start()` a start error) and
+    the session goes on. `original` is the exception raised.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(_escape_message(original))
+        self.original = original
+
+
+def _escape_message(exc: BaseException) -> str:
+    """How a case's error names a `BaseException` raised by adapter code."""
+    return (
+        f"the adapter raised {type(exc).__name__}({_exc_args(exc)}), a BaseException an "
+        "adapter must not raise; it ends this case only (docs/adapters.md)"
+    )
+
+
+def _exc_args(exc: BaseException) -> str:
+    return ", ".join(_short(repr(a), 200) for a in exc.args)
 
 
 def default_scenarios_root() -> Path:
@@ -107,8 +144,11 @@ class AdapterLoop:
     def __init__(self, name: str = "presence-adapter-loop") -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
         self.blocked: str | None = None  # why the loop is considered unusable
+        # BaseExceptions that adapter tasks or callbacks let out of the loop (it keeps running)
+        self.escaped: list[BaseException] = []
+        self._loop.set_exception_handler(self._exception_handler)
+        self._thread.start()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -117,9 +157,24 @@ class AdapterLoop:
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_forever()
+            while True:
+                try:
+                    self._loop.run_forever()
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    # asyncio re-raises these out of run_forever when a task or a callback
+                    # raises them; on this thread they can only come from adapter code (signals
+                    # go to the main thread). Keep the loop alive; the session reports them.
+                    self.escaped.append(exc)
+                    continue
+                break  # stopped by close()
         finally:
             self._drain()
+
+    @staticmethod
+    def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), SystemExit | KeyboardInterrupt):
+            return  # in `escaped` already, and the case's error says so: no "never retrieved" log
+        loop.default_exception_handler(context)
 
     def _drain(self) -> None:
         try:
@@ -182,7 +237,18 @@ class AdapterLoop:
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+    """Await `awaitable` on the loop; a BaseException the harness did not cause becomes
+    `AdapterEscape` (an `Exception`), so it neither stops the loop thread nor reaches the caller
+    as if the harness itself were exiting or interrupted."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the bridge cancelled it (timeout, Ctrl-C): a real cancellation
+        raise AdapterEscape(exc) from exc
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+        raise AdapterEscape(exc) from exc
 
 
 # -- the session ---------------------------------------------------------------------------------
@@ -239,6 +305,8 @@ class ConformanceSession:
                 self._loop.run(self.adapter.start(), START_TIMEOUT)
             except TimeoutError:
                 self.start_error = f"adapter.start() did not finish within {START_TIMEOUT:.0f}s"
+            except AdapterEscape as exc:
+                self.start_error = f"adapter.start(): {exc}"
             except Exception as exc:
                 self.start_error = (
                     f"adapter.start() raised {type(exc).__name__}: {exc}\n"
@@ -308,8 +376,11 @@ class ConformanceSession:
         from presence_conformance.harness.run.runner import run_scenario
 
         limit = self.case_timeout(scenario)
+        escaped = len(self._loop.escaped)
         try:
             result = self._loop.run(run_scenario(scenario, self.adapter, self.settings), limit)
+        except AdapterEscape as exc:
+            result = self._synthetic(scenario, Outcome.ERROR, str(exc))
         except TimeoutError:
             message = f"the case did not finish within {limit:.0f}s"
             if self._loop.blocked:
@@ -325,6 +396,14 @@ class ConformanceSession:
             raise HarnessError(
                 f"the runner failed on {scenario.case_id}: {exc!r}\n{text}", case
             ) from exc
+        stray = self._loop.escaped[escaped:]
+        if stray and result.outcome is not Outcome.ERROR:
+            result.outcome = Outcome.ERROR
+            result.error = (
+                f"{_escape_message(stray[0])}; it came from a task or callback of the adapter"
+                + (f" (and {len(stray) - 1} more)" if len(stray) > 1 else "")
+                + (f"\n{result.error}" if result.error else "")
+            )
         if not result.duration:
             result.duration = time.monotonic() - started
         if result.outcome is Outcome.ERROR and (result.error or "").startswith(
@@ -379,6 +458,13 @@ class ConformanceSession:
     # helpers
 
     def _record(self, case: CaseResult) -> CaseResult:
+        # what an implementation returned can reach these texts (an adapter's 1 MB exception
+        # message, a 100 KB clientId quoted by a check): keep the report small
+        if case.error and len(case.error) > MAX_ERROR_CHARS:
+            case.error = bounded_text(case.error, MAX_ERROR_CHARS)
+        for violation in (*case.violations, *case.infos):
+            if len(violation.message) > MAX_MESSAGE_CHARS:
+                violation.message = bounded_text(violation.message, MAX_MESSAGE_CHARS)
         with self._lock:
             self.run_result.cases.append(case)
         return case
@@ -416,6 +502,21 @@ def _default_settings() -> Any:
 
 
 # -- text shared by the CLI and the pytest plugin -------------------------------------------------
+
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides/isolates
+# that reorder what a terminal shows: an implementation's text must not drive the terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes (`\\x1b`, `\\u202e`); tab and newline
+    kept. Everything the front ends print that may carry an implementation's text passes here."""
+    return _CONTROL.sub(_escape_control, text)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _short(value: Any, width: int = 160) -> str:
@@ -484,4 +585,4 @@ def describe_case(case: CaseResult, *, history: bool = True, max_violations: int
         lines.extend("    " + line for line in format_history(case.history, around))
     if case.replay:
         lines.append(f"  replay: {case.replay}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))

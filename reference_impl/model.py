@@ -3,7 +3,7 @@
 Synchronous and deterministic: time comes from an injected clock (milliseconds) and identifiers
 from an injected factory. Nothing here does I/O or knows about asyncio.
 
-What it models, per the seed (`presence-api.txt`) and the Ably specification where it is silent:
+What it models, per the seed (`spec/presence-api.md`) and the Ably specification where it is silent:
 - connections, each with an optional clientId and capabilities (seed: enter requirements);
 - channels whose presence set is keyed by member key `connectionId:clientId` (TP3h), each member
   stored with action `present` (RTP2d2);
@@ -114,6 +114,8 @@ class _Connection:
     attached: set[str] = field(default_factory=set)
     # channel -> listener name -> registrations (a multiset: subscribing twice registers twice)
     listeners: dict[str, dict[str, list[_Registration]]] = field(default_factory=dict)
+    # channels where this connection has members: found through this index, never by a scan
+    member_channels: set[str] = field(default_factory=set)
 
 
 # one connection's listener registrations on one channel: listener name -> registrations
@@ -128,6 +130,7 @@ class _Channel:
     by_connection: dict[str, set[str]] = field(default_factory=dict)
     log: list[PresenceMessage] = field(default_factory=list)
     log_times: list[int] = field(default_factory=list)
+    log_base: int = 0  # events dropped from the front by the retention (cursors stay absolute)
     attached: set[str] = field(default_factory=set)  # connection ids
     # attached connections with at least one listener here: the only ones an event can reach
     listening: set[str] = field(default_factory=set)
@@ -147,18 +150,12 @@ def _check_capability(capability: Capability, channel: str, operation: str) -> b
     return False
 
 
-def _grants_anything(capability: Capability, channel: str) -> bool:
-    """True when the capability grants at least one operation on `channel` (needed to attach)."""
-    if capability is None:
-        return True
-    return any(
-        ops
-        and (
-            pattern == "*"
-            or pattern == channel
-            or (pattern.endswith(":*") and channel.startswith(pattern[:-1]))
-        )
-        for pattern, ops in capability.items()
+def _grants_attach(capability: Capability, channel: str) -> bool:
+    """True when the capability lets a connection attach to `channel`: `subscribe` or
+    `presence` there (Ably's capability model: `subscribe` receives presence, `presence`
+    registers it; `publish` or `history` alone give nothing to attach for)."""
+    return _check_capability(capability, channel, "subscribe") or _check_capability(
+        capability, channel, "presence"
     )
 
 
@@ -182,10 +179,17 @@ class PresenceModel:
         clock: Callable[[], int],
         ids: Callable[[str], str] | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        *,
+        history_max_count: int | None = None,
+        history_max_age_ms: int | None = None,
     ) -> None:
+        """`history_max_count` / `history_max_age_ms` bound each channel's history (None:
+        unbounded, the oracle's default); a server sets them to retain a bounded history."""
         self._clock = clock
         self._ids = ids or IdFactory()
         self.max_message_size = max_message_size
+        self.history_max_count = history_max_count
+        self.history_max_age_ms = history_max_age_ms
         self._connections: dict[str, _Connection] = {}
         self._channels: dict[str, _Channel] = {}
         self._last_time = 0
@@ -248,6 +252,55 @@ class PresenceModel:
         conn.state = "closed"
         return outcome
 
+    def forget_connection(self, connection_id: str) -> None:
+        """Free a closed connection's record (a server calls this once nothing refers to it;
+        the oracle keeps closed connections to answer for them). Unknown ids are ignored."""
+        conn = self._connections.get(connection_id)
+        if conn is not None and conn.state == "closed":
+            del self._connections[connection_id]
+
+    def detach(self, connection_id: str, channel: str) -> None:
+        """The connection no longer hears `channel` (its listeners there are dropped); a
+        channel with nothing left in it is freed."""
+        conn = self._conn(connection_id)
+        conn.attached.discard(channel)
+        conn.listeners.pop(channel, None)
+        ch = self._channels.get(channel)
+        if ch is not None:
+            ch.attached.discard(connection_id)
+            ch.listening.discard(connection_id)
+            self._free_if_idle(channel)
+
+    def sweep(self) -> int:
+        """Apply the history retention to every channel and free the channels left with no
+        members, no attached connection and no retained history; returns how many were freed."""
+        freed = 0
+        self._now()  # the retention's age is judged at the clock's time now
+        for name in list(self._channels):
+            self._retain(self._channels[name])
+            freed += self._free_if_idle(name)
+        return freed
+
+    def _retain(self, ch: _Channel) -> None:
+        """Drop the events beyond the retention (count, then age) from the front of the log."""
+        drop = 0
+        if self.history_max_count is not None and len(ch.log) > self.history_max_count:
+            drop = len(ch.log) - self.history_max_count
+        if self.history_max_age_ms is not None and ch.log_times:
+            cutoff = self._last_time - self.history_max_age_ms
+            drop = max(drop, bisect.bisect_left(ch.log_times, cutoff))
+        if drop:
+            del ch.log[:drop]
+            del ch.log_times[:drop]
+            ch.log_base += drop
+
+    def _free_if_idle(self, name: str) -> int:
+        ch = self._channels.get(name)
+        if ch is None or ch.members or ch.attached or ch.listening or ch.log:
+            return 0
+        del self._channels[name]
+        return 1
+
     # -- attach and listeners ------------------------------------------------------------------
 
     def attach(self, connection_id: str, channel: str) -> Outcome:
@@ -257,10 +310,10 @@ class PresenceModel:
         outcome = Outcome()
         if channel in conn.attached:
             return outcome
-        if not _grants_anything(conn.capability, channel):
+        if not _grants_attach(conn.capability, channel):
             raise PresenceError(
                 errors.CAPABILITY_DENIED,
-                f"capability: no capability on channel {channel!r}",
+                f"capability: neither subscribe nor presence capability on channel {channel!r}",
                 "capability",
             )
         ch = self._channel(channel)
@@ -501,12 +554,19 @@ class PresenceModel:
             ch.by_connection[event.connection_id].discard(key)
             if not ch.by_connection[event.connection_id]:
                 del ch.by_connection[event.connection_id]
+                owner = self._connections.get(event.connection_id)
+                if owner is not None:
+                    owner.member_channels.discard(ch.name)
         else:
             ch.members[key] = event.with_action(Action.PRESENT)
             ch.by_client.setdefault(event.client_id, set()).add(key)
             ch.by_connection.setdefault(event.connection_id, set()).add(key)
+            owner = self._connections.get(event.connection_id)
+            if owner is not None:
+                owner.member_channels.add(ch.name)
         ch.log.append(event)
         ch.log_times.append(event.timestamp)
+        self._retain(ch)
         outcome = Outcome(events=[event])
         for cid in sorted(ch.listening):  # O(listening connections), not O(attached)
             outcome.deliveries.extend(self._deliveries_to(self._connections[cid], ch.name, event))
@@ -514,7 +574,7 @@ class PresenceModel:
 
     def _remove_connection_members(self, conn: _Connection) -> Outcome:
         outcome = Outcome()
-        for name in sorted(self._channels):
+        for name in sorted(conn.member_channels):  # the index: O(its channels), not O(all)
             ch = self._channels[name]
             for key in sorted(ch.by_connection.get(conn.id, ())):
                 member = ch.members[key]
@@ -528,12 +588,19 @@ class PresenceModel:
                     id=self._ids("synthetic"),
                 )
                 outcome.extend(self._apply(ch, leave))
+            self._free_if_idle(name)
         return outcome
 
     def _deliveries_to(
         self, conn: _Connection, channel: str, event: PresenceMessage
     ) -> list[Delivery]:
         if conn.state != "connected":
+            return []
+        if event.connection_id != conn.id and not _check_capability(
+            conn.capability, channel, "subscribe"
+        ):
+            # Presence events reach subscribers only; a connection without `subscribe` still
+            # hears its own members (RTP17a).
             return []
         out = []
         for name, regs in sorted(conn.listeners.get(channel, {}).items()):
@@ -596,20 +663,25 @@ class PresenceModel:
         1000; `direction` defaults to backwards. Cost O(page + log n)."""
         start, end, limit, direction = validate_history_params(start, end, limit, direction)
         ch = self._channels.get(channel)
+        if ch is not None and self.history_max_age_ms is not None:
+            self._now()
+            self._retain(ch)
         times = ch.log_times if ch else []
+        base = ch.log_base if ch else 0
         lo = 0 if start is None else bisect.bisect_left(times, start)
         hi = len(times) if end is None else bisect.bisect_right(times, end)
-        if cursor is not None:
-            lo, hi = _parse_cursor(cursor, direction, lo, hi)
+        if cursor is not None:  # cursors hold absolute positions: the retention may have moved
+            lo, hi = _parse_cursor(cursor, direction, lo + base, hi + base, base)
+            lo, hi = lo - base, hi - base
         log = ch.log if ch else []
         if direction == "forwards":
             stop = min(hi, lo + limit)
             items = log[lo:stop]
-            nxt = f"f:{stop}" if stop < hi else None
+            nxt = f"f:{stop + base}" if stop < hi else None
         else:
             first = max(lo, hi - limit)
             items = log[first:hi][::-1]
-            nxt = f"b:{first}" if first > lo else None
+            nxt = f"b:{first + base}" if first > lo else None
         return HistoryPage(items, nxt)
 
     def history_all(self, channel: str) -> list[PresenceMessage]:
@@ -666,6 +738,7 @@ class PresenceModel:
         for name in conn.attached:
             self._channels[name].attached.discard(conn.id)
             self._channels[name].listening.discard(conn.id)
+            self._free_if_idle(name)
         conn.attached.clear()
         conn.listeners.clear()
 
@@ -710,7 +783,9 @@ def validate_history_params(
     return start, end, limit, direction
 
 
-def _parse_cursor(cursor: str, direction: str, lo: int, hi: int) -> tuple[int, int]:
+def _parse_cursor(cursor: str, direction: str, lo: int, hi: int, base: int = 0) -> tuple[int, int]:
+    """(lo, hi) of the rest of a query from its cursor; positions are absolute (`base`: events
+    dropped by the retention). A cursor pointing at dropped events resumes at the oldest kept."""
     try:
         kind, pos_text = cursor.split(":", 1)
         pos = int(pos_text)
@@ -718,6 +793,8 @@ def _parse_cursor(cursor: str, direction: str, lo: int, hi: int) -> tuple[int, i
         raise PresenceError(
             errors.INVALID_PARAMETER_VALUE, f"cursor: malformed cursor {cursor!r}", "cursor"
         ) from None
+    if kind == direction[0] and 0 <= pos < base:
+        pos = lo  # the retention dropped the events the cursor pointed at
     if kind != direction[0] or not lo <= pos <= hi:
         raise PresenceError(
             errors.INVALID_PARAMETER_VALUE,

@@ -1,4 +1,4 @@
-"""An asyncio presence service with the seed's API (`presence-api.txt`), in-process, over `PresenceModel`.
+"""An asyncio presence service with the seed's API (`spec/presence-api.md`), in-process, over `PresenceModel`.
 
 The service is the model plus what a network adds: time passing between a call and its effects.
 

@@ -2,7 +2,7 @@
 
 - `requirements.yaml` lists every requirement with a stable ID (`area.kebab-slug`), a level
   (MUST, SHOULD, INFO), one testable sentence, and its sources: the seed's section
-  (`presence-api.txt`) and the Ably specification points (RTP*, RSP*, TP*, TR*, ...).
+  (`presence-api.md`, shipped beside the catalogue) and the Ably specification points (RTP*, RSP*, TP*, TR*, ...).
   `load_requirements()` parses and checks it and returns a `Catalogue`.
 - `schemas/*.json` are JSON Schema 2020-12 documents for the API-form `PresenceMessage`,
   the Ably wire forms (`ProtocolMessage`, wire `PresenceMessage`), `get`/`history` options,
@@ -286,7 +286,7 @@ def check_catalogue(raw: Any) -> list[str]:
                 if rid in seen:
                     problems.append(f"{name}: id: duplicate of requirements[{seen[rid]}]")
                 else:
-                    seen[rid] = index
+                    seen[match.string] = index
 
         level = entry.get("level")
         if "level" in entry and level not in LEVELS:
@@ -470,16 +470,20 @@ def _format(error: ValidationError) -> list[tuple[list[Any], str]]:
         error = best_match([error])
     path = list(error.absolute_path)
     instance = error.instance
+    required = error.validator_value
     if error.validator == "required" and isinstance(instance, Mapping):
-        missing = [p for p in error.validator_value if p not in instance]
+        assert isinstance(required, list)  # `required` takes a list of property names
+        missing = [p for p in required if p not in instance]
         return [([*path, p], "is a required property") for p in missing]
+    schema = error.schema
     if (
         error.validator == "additionalProperties"
         and error.validator_value is False
         and isinstance(instance, Mapping)
+        and isinstance(schema, Mapping)
     ):
-        declared = error.schema.get("properties", {})
-        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+        declared = schema.get("properties", {})
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
         extra = [
             k for k in instance if k not in declared and not any(p.search(k) for p in patterns)
         ]

@@ -148,6 +148,7 @@ class RealtimeConnection:
         params: dict[str, str] | None = None,
         frame_log: int = 2000,
         wire_format: Literal["json", "msgpack"] = "json",
+        token: str | None = None,
     ) -> None:
         if wire_format not in ("json", "msgpack"):
             raise ValueError(f"wire_format: expected 'json' or 'msgpack', got {wire_format!r}")
@@ -155,6 +156,7 @@ class RealtimeConnection:
         self.wire_format = wire_format
         self.binary = wire_format == "msgpack"
         self.api_key = key
+        self.token = token  # an Ably token string: sent as accessToken instead of the key
         self.client_id = client_id
         self.timeout = timeout
         self.heartbeats = heartbeats
@@ -206,7 +208,7 @@ class RealtimeConnection:
 
     @property
     def url(self) -> str:
-        query: dict[str, str] = {"key": self.api_key}
+        query: dict[str, str] = {"accessToken": self.token} if self.token else {"key": self.api_key}
         if self.client_id is not None:
             query["clientId"] = self.client_id
         query.update(

@@ -79,18 +79,25 @@ class RestClient:
         timeout: float = 10.0,
         session: aiohttp.ClientSession | None = None,
         wire_format: Literal["json", "msgpack"] = "json",
+        token: str | None = None,
     ) -> None:
+        """`key` authenticates with Basic auth; with `token` (an Ably token string) requests
+        carry `Authorization: Bearer base64(token)` instead (the key still mints tokens)."""
         self.endpoint = endpoint
         self.key = key
         self.timeout = timeout
         self._session = session
         self._own_session = session is None
-        token = base64.b64encode(key.encode()).decode("ascii")
-        self._headers = {
-            "Authorization": f"Basic {token}",
+        basic = base64.b64encode(key.encode()).decode("ascii")
+        self._basic = {
+            "Authorization": f"Basic {basic}",
             "Accept": "application/x-msgpack" if wire_format == "msgpack" else "application/json",
             "X-Ably-Version": "5",
         }
+        self._headers = dict(self._basic)
+        if token:
+            bearer = base64.b64encode(token.encode()).decode("ascii")
+            self._headers["Authorization"] = f"Bearer {bearer}"
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -141,6 +148,26 @@ class RestClient:
         )
         return await self._get_page(url)
 
+    async def request_token(
+        self, capability: dict[str, list[str]] | None = None, client_id: str | None = None
+    ) -> dict[str, Any]:
+        """RSA8: `POST /keys/{keyName}/requestToken` with TokenParams (TK2b `capability` JSON
+        stringified, TK2c `clientId`), authenticated with the key; returns the TokenDetails
+        (TD2-TD6: `token`, `expires`, `issued`, `capability`, `clientId`)."""
+        key_name = self.key.split(":", 1)[0]
+        params: dict[str, Any] = {"keyName": key_name}
+        if capability is not None:
+            params["capability"] = json.dumps(capability, separators=(",", ":"))
+        if client_id is not None:
+            params["clientId"] = client_id
+        url = self._url(f"/keys/{quote(key_name, safe='')}/requestToken", {})
+        body, _ = await self._request(
+            url, method="POST", json_body=params, send_headers=self._basic
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+            raise ProtocolViolation(f"POST {url} answered {body!r}, expected TokenDetails")
+        return body
+
     async def time(self) -> int:
         """`GET /time`: the server's clock in ms."""
         body, _ = await self._request(self._url("/time", {}))
@@ -158,22 +185,31 @@ class RestClient:
         next_url = URL(urljoin(str(url), target), encoded=True) if target else None
         return PaginatedResult(self, items, next_url, url)
 
-    async def _request(self, url: URL) -> tuple[Any, Any]:
+    async def _request(
+        self,
+        url: URL,
+        *,
+        method: str = "GET",
+        json_body: Any = None,
+        send_headers: dict[str, str] | None = None,
+    ) -> tuple[Any, Any]:
         session = self._session
         if session is None:
             session = self._session = aiohttp.ClientSession()
         try:
             async with (
                 asyncio.timeout(self.timeout),
-                session.get(url, headers=self._headers) as resp,
+                session.request(
+                    method, url, headers=send_headers or self._headers, json=json_body
+                ) as resp,
             ):
                 raw = await resp.read()
                 status = resp.status
                 headers = resp.headers
         except TimeoutError:
-            raise OperationTimeout(f"GET {url}: no answer within {self.timeout:g} s") from None
+            raise OperationTimeout(f"{method} {url}: no answer within {self.timeout:g} s") from None
         except aiohttp.ClientError as exc:
-            raise ConnectionError(f"GET {url} failed: {exc}") from exc
+            raise ConnectionError(f"{method} {url} failed: {exc}") from exc
         packed = headers.get("Content-Type", "").startswith("application/x-msgpack")
         text = raw.decode("utf-8", "replace")
         try:
@@ -183,7 +219,7 @@ class RestClient:
             if 200 <= status < 300:
                 what = "MessagePack" if packed else "JSON"
                 raise ProtocolViolation(
-                    f"GET {url}: HTTP {status} with a body that is not {what}: {raw[:200]!r}"
+                    f"{method} {url}: HTTP {status} with a body that is not {what}: {raw[:200]!r}"
                 ) from None
         if status >= 400:
             error = body.get("error") if isinstance(body, dict) else None

@@ -8,11 +8,11 @@ against the embedded reference server (started in-process on a free port, see
     pip install 'presence-conformance[ably]'
     presence-conformance run --adapter ably-python
 
-Client options (docs/protocol.md): `endpoint="127.0.0.1:PORT"` (the realtime client ignores
-`port`), `tls=False`, `fallback_hosts=[]`, and `use_binary_protocol` from `--adapter-option
-protocol=msgpack|json`: msgpack (the SDK's default, `use_binary_protocol=True`: realtime
-`format=msgpack`, REST `Accept: application/x-msgpack`) unless `protocol=json` is given. A
-wildcard client (`client_id="*"`) connects with a token bound to `*`.
+Client options (docs/protocol.md §1.1): `endpoint="127.0.0.1:PORT"` (the realtime client
+ignores `port`), `tls=False`, `fallback_hosts=[]`, and `use_binary_protocol` from
+`--adapter-option protocol=msgpack|json`: msgpack (the SDK's default, `use_binary_protocol=True`:
+realtime `format=msgpack`, REST `Accept: application/x-msgpack`) unless `protocol=json` is given.
+A wildcard client (`client_id="*"`) connects with a token bound to `*`.
 
 Mapping of the contract onto the SDK:
 
@@ -60,7 +60,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from presence_conformance.harness.adapter import (
     ALL_FEATURES,
@@ -137,7 +137,7 @@ def _sdk_error(exc: BaseException) -> PresenceError:
     status = getattr(exc, "status_code", None)
     message = getattr(exc, "message", None) or str(exc)
     return PresenceError(
-        code,
+        code,  # type: ignore[arg-type]  # as the SDK gave it; None is judged by error.has-code
         f"{message} (ably-python: {type(exc).__name__})",
         status_code=status if isinstance(status, int) else None,
     )
@@ -163,7 +163,7 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None or isinstance(
             exc,
             PresenceError
@@ -290,9 +290,8 @@ class SdkPresence(AdapterPresence):
             raise _sdk_error(exc) from exc
         except ValueError as exc:  # the SDK's own argument checks carry no Ably code
             raise PresenceError(
-                None,
-                f"ably-python refused the arguments without an Ably "  # type: ignore[arg-type]
-                f"error code: ValueError: {exc}",
+                None,  # type: ignore[arg-type]  # judged by error.has-code
+                f"ably-python refused the arguments without an Ably error code: ValueError: {exc}",
             ) from exc
         return SdkHistoryPage(page)
 

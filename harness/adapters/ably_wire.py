@@ -4,7 +4,7 @@ It tests a *server*. By default `start()` runs the embedded reference server
 (`presence_conformance.reference_impl.server`) in-process on a free port of 127.0.0.1 with a short leave grace, so a
 run needs nothing else; with `--adapter-option endpoint=HOST:PORT` (and `key=NAME:SECRET`) it
 drives any other server that speaks the Ably realtime protocol over plain `ws://` with JSON
-and serves REST presence history over plain `http://` on the same port.
+(or MessagePack, below) and serves REST presence history over plain `http://` on the same port.
 
     presence-conformance run --adapter ably-wire
     presence-conformance run --adapter ably-wire --adapter-option endpoint=127.0.0.1:8080 \\
@@ -17,8 +17,10 @@ binary frames, binary data as `bin`, and REST with `Accept: application/x-msgpac
 SDKs speak with `useBinaryProtocol`.
 
 Mapping of the contract (`presence_conformance.harness.adapter`) onto the protocol (`presence_conformance.harness.ably_client`):
-`connect` opens a realtime connection (with a key provisioned for the requested capability on
-the embedded server); `enter`/`update`/`leave` send PRESENCE and wait for ACK (NACK raises
+`connect` opens a realtime connection: with the key, or, for a narrower capability, with a token
+minted through the server's standard token endpoint (`POST /keys/{keyName}/requestToken` with
+TokenParams `capability` and `clientId`, authenticated with the key: RSA8, TK2) as an
+application server would, so capability cases run against any server that has that endpoint; `enter`/`update`/`leave` send PRESENCE and wait for ACK (NACK raises
 PresenceError); `get`, `subscribe` and `sync_complete` are answered from the client's own
 presence map, fed by SYNC and PRESENCE (RTP2, RTP18); `history` is REST
 (`GET /channels/{name}/presence/history`, RTP12); `close` is CLOSE/CLOSED; `drop` aborts the TCP
@@ -30,8 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -62,6 +62,7 @@ from presence_conformance.harness.adapters.embedded import (
     parse_float,
     parse_protocol,
 )
+from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import PresenceMessage
 
 __all__ = ["AblyWireAdapter"]
@@ -164,7 +165,13 @@ class WireChannel(AdapterChannel):
 class WireConnection(AdapterConnection):
     """One realtime connection (plus REST with the same key for history)."""
 
-    def __init__(self, adapter: AblyWireAdapter, realtime: RealtimeConnection, key: str) -> None:
+    def __init__(
+        self,
+        adapter: AblyWireAdapter,
+        realtime: RealtimeConnection,
+        key: str,
+        token: str | None = None,
+    ) -> None:
         self.adapter = adapter
         self.realtime = realtime
         self.id = realtime.id
@@ -175,6 +182,7 @@ class WireConnection(AdapterConnection):
             timeout=adapter.timeout,
             session=adapter._session,
             wire_format=adapter.protocol,
+            token=token,
         )
         self._channels: dict[str, WireChannel] = {}
 
@@ -239,13 +247,12 @@ class AblyWireAdapter(Adapter):
                 )
             self.sync_page_size = int(raw)
         if self.external:
-            # Another server: no frame log to read, and no way to mint keys with a capability.
-            self.features = ALL_FEATURES - {Feature.CAPABILITIES}
+            # Another server: no frame log to read; capabilities through its token endpoint.
+            self.features = ALL_FEATURES
         self.server: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._connections: list[WireConnection] = []
-        self._key_names = itertools.count(1)
-        self._capability_keys: dict[str, str] = {}
+        self._no_token_endpoint: str | None = None
 
     async def start(self) -> None:
         """Start the embedded reference server (unless an endpoint was given)."""
@@ -282,33 +289,52 @@ class AblyWireAdapter(Adapter):
             server, self.server = self.server, None
             await server.stop()
 
-    def _key_for(self, capability: dict[str, list[str]] | None) -> str:
+    async def _token_for(
+        self, capability: dict[str, list[str]] | None, client_id: str | None
+    ) -> str | None:
+        """A token limited to `capability` for `client_id`, minted as an application server
+        would: `POST /keys/{keyName}/requestToken` with the user's key (RSA8, TK2b, TK2c).
+        None: the key itself will do (no capability asked, or the key's own)."""
         if capability is None or capability == FULL_CAPABILITY:
-            return self.key
-        if self.server is None:
-            raise NotImplementedError(
-                "ably-wire: capabilities need the embedded server (it mints a key per "
-                "capability); another server only gets the one key it was given"
-            )
-        canonical = repr(sorted((k, sorted(v)) for k, v in capability.items()))
-        key = self._capability_keys.get(canonical)
-        if key is None:
-            name = f"harness.cap{next(self._key_names)}"
-            secret = secrets.token_urlsafe(12)
-            self.server.add_key(name, secret, capability)
-            key = self._capability_keys[canonical] = f"{name}:{secret}"
-        return key
+            return None
+        if self._no_token_endpoint is not None:
+            raise NotImplementedError(self._no_token_endpoint)
+        rest = RestClient(
+            self.endpoint,
+            self.key,
+            timeout=self.timeout,
+            session=self._session,
+            wire_format=self.protocol,
+        )
+        try:
+            details = await rest.request_token(capability, client_id)
+        except PresenceError as exc:
+            if exc.code in (40400, 40500) or exc.status_code in (404, 405):
+                self._no_token_endpoint = (
+                    f"ably-wire: the server at {self.endpoint} has no token endpoint "
+                    f"(POST /keys/{{keyName}}/requestToken answered {exc.code}), so no "
+                    "capability-limited credential can be minted"
+                )
+                raise NotImplementedError(self._no_token_endpoint) from None
+            raise
+        token: str = details["token"]
+        return token
 
     async def connect(
         self, client_id: str | None, capability: dict[str, list[str]] | None = None
     ) -> WireConnection:
         if not self.endpoint:
             raise RuntimeError("ably-wire: connect() before start()")
-        key = self._key_for(capability)
+        token = await self._token_for(capability, client_id)
         realtime = await RealtimeConnection.connect(
-            self.endpoint, key, client_id, timeout=self.timeout, wire_format=self.protocol
+            self.endpoint,
+            self.key,
+            client_id,
+            timeout=self.timeout,
+            wire_format=self.protocol,
+            token=token,
         )
-        conn = WireConnection(self, realtime, key)
+        conn = WireConnection(self, realtime, self.key, token)
         self._connections = [
             c for c in self._connections if c.realtime.state is ConnectionState.CONNECTED
         ]
@@ -336,3 +362,41 @@ class AblyWireAdapter(Adapter):
         if self.server is None:
             raise NotImplementedError("ably-wire: wire frames need the embedded server")
         return [dict(frame) for frame in self.server.frames(connection_id)]
+
+
+async def probe_token_identity(
+    endpoint: str, key: str, timeout: float = DEFAULT_TIMEOUT
+) -> list[str]:
+    """Ask an Ably-protocol server at `endpoint` to let a token take another identity from the
+    connection URL, as an attacker holding a token would; return what it wrongly allowed
+    ([] when every attempt was refused).
+
+    TK2c / TD6: a token without a clientId "is prohibited from assuming a clientId in any
+    operations"; a token with one enforces it (RSA15a). Tokens come from the server's token
+    endpoint with `key` (RSA8); a server without that endpoint raises NotImplementedError."""
+    holes: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        rest = RestClient(endpoint, key, timeout=timeout, session=session)
+        try:
+            anonymous = (await rest.request_token({"*": ["*"]}, None))["token"]
+            bob = (await rest.request_token({"*": ["*"]}, "bob"))["token"]
+        except PresenceError as exc:
+            raise NotImplementedError(
+                f"probe_token_identity: no token endpoint at {endpoint} ({exc})"
+            ) from None
+        for token, url_client_id, what in (
+            (anonymous, "mallory", "a token without clientId connected as 'mallory'"),
+            (anonymous, "*", "a token without clientId connected as the wildcard '*'"),
+            (bob, "mallory", "a token for 'bob' connected as 'mallory'"),
+        ):
+            try:
+                conn = await RealtimeConnection.connect(
+                    endpoint, key, url_client_id, timeout=timeout, token=token
+                )
+            except PresenceError:
+                continue  # refused: as it must be
+            granted = conn.details.get("clientId")
+            holes.append(f"{what} (connectionDetails.clientId {granted!r})")
+            with contextlib.suppress(Exception):
+                await conn.close()
+    return holes

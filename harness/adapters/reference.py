@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from presence_conformance.harness.adapter import (
@@ -114,7 +114,9 @@ class ReferencePresence(AdapterPresence):
     ) -> None:
         await self.delay()
         wrapped = None if listener is None else self._wrapped.get(listener, listener)
-        result = self.service_presence.unsubscribe(wrapped, actions)
+        # sync in ServicePresence; a subclass of it may make it a coroutine
+        unsubscribe: Callable[..., Any] = self.service_presence.unsubscribe
+        result = unsubscribe(wrapped, actions)
         if inspect.isawaitable(result):
             await result
 

@@ -8,7 +8,12 @@ An `--adapter NAME` is resolved, in this order:
 3. a name published by an installed package in the entry-point group
    `presence_conformance.adapters` (`reference` ships with the harness);
 4. `module:Class` (or `path/to/file.py:Class`): imported directly, the current directory
-   first on the import path.
+   first on the import path. A file's own folder goes first on `sys.path` (and stays there), so
+   `./pkg/adapter.py:Class` can `import helpers` from `./pkg/helpers.py`.
+
+Outside pytest, `load_conftest(path)` imports a conftest.py so that the names it registers
+(`register_adapter` at import, or the hook `pytest_presence_conformance_adapters`) resolve too:
+`presence-conformance replay FILE --conftest conftest.py --adapter mine`.
 
 Every user mistake raises `UsageError` with the way out spelled out: an unknown name lists the
 adapters that exist, an unknown option lists the options the adapter accepts.
@@ -34,6 +39,8 @@ __all__ = [
     "AdapterFactory",
     "adapter_factory",
     "available_adapters",
+    "is_registered",
+    "load_conftest",
     "parse_options",
     "register_adapter",
     "resolve_adapter",
@@ -75,6 +82,42 @@ def register_adapter(name: str, factory: AdapterFactory | str) -> None:
 def unregister_adapter(name: str) -> None:
     """Forget a name registered with `register_adapter` (no error if it was not registered)."""
     _registered.pop(name, None)
+
+
+def is_registered(name: str) -> bool:
+    """True when `name` was registered in this process (`register_adapter`, a conftest.py): a
+    name that a fresh `presence-conformance` process cannot resolve on its own."""
+    return name in _registered
+
+
+def load_conftest(path: str | Path) -> list[str]:
+    """Import the conftest.py at `path` and register the adapters it provides; return their
+    names.
+
+    Names registered with `register_adapter` at import time count, and so do those returned by
+    a `pytest_presence_conformance_adapters(config)` hook in the file (called with
+    `config=None`: outside pytest there is no configuration). UsageError if the file cannot be
+    imported or the hook fails.
+    """
+    file = Path(path).expanduser()
+    if file.is_dir():
+        file = file / "conftest.py"
+    before = set(_registered)
+    module = _import_file(f"--conftest {path}", file)
+    hook = getattr(module, "pytest_presence_conformance_adapters", None)
+    if callable(hook):
+        try:
+            provided = hook(config=None) or {}
+        except Exception as exc:
+            raise UsageError(
+                f"--conftest {path}: pytest_presence_conformance_adapters(config=None) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        for adapter_name, factory in dict(provided).items():
+            register_adapter(adapter_name, factory)
+    return sorted(set(_registered) - before) or sorted(
+        name for name, f in _registered.items() if getattr(f, "__module__", None) == module.__name__
+    )
 
 
 def parse_options(items: Iterable[str] | None) -> dict[str, str]:
@@ -267,6 +310,9 @@ def _import_file(spec: str, path: Path) -> Any:
     module_name = f"_presence_adapter_{path.stem}_{abs(hash(str(path))):x}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    folder = str(path.parent)
+    if folder not in sys.path:  # its sibling modules import by name; later imports need it too
+        sys.path.insert(0, folder)
     file_spec = importlib.util.spec_from_file_location(module_name, path)
     if file_spec is None or file_spec.loader is None:
         raise UsageError(f"adapter {spec!r}: cannot import {path}")

@@ -263,10 +263,11 @@ def classify_extra(ctx: CheckContext, analysis: ListenerAnalysis, seen: Seen) ->
         if covering:
             return f"unsubscribe.{covering[-1]}"
         filters = [actions for s, actions in rec.subscriptions if step is None or s <= step]
-        if filters and None not in filters and not any(seen.action in f for f in filters):
+        chosen = [f for f in filters if f is not None]
+        if filters and len(chosen) == len(filters) and not any(seen.action in f for f in chosen):
             return (
                 "subscribe.single-action"
-                if all(len(f) == 1 for f in filters)
+                if all(len(f) == 1 for f in chosen)
                 else "subscribe.action-list"
             )
         if seen.action == "present":

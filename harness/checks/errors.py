@@ -7,7 +7,7 @@ the refusal concerns, and the step's `expect_error`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from presence_conformance.harness.checks.analysis import (
     canonical_alignments,
@@ -19,52 +19,67 @@ from presence_conformance.harness.record.records import OpRecord, Seen
 from presence_conformance.harness.results import Violation
 from presence_conformance.reference_impl import errors
 
-REFUSALS = (
-    "enter.requires-client-id",
-    "enter.requires-presence-capability",
-    "data.size-limit",
-    "data.unsupported-type",
-    "subscribe.invalid-action",
-    "history.limit-max-1000",
-    "history.limit-positive",
-    "history.start-after-end",
-    "history.direction-invalid",
-    "error.has-code",
-    "error.capability-denied",
+Rule = tuple[str, Callable[[OpRecord], bool]]
+"""A row of a requirement table: the requirement, and when an operation concerns it."""
+
+MEMBER_OPS = ("enter", "update", "leave")
+
+
+def requirements_of(table: Sequence[Rule]) -> tuple[str, ...]:
+    """The requirement IDs of a table, in order, each once (the IDs its check may report)."""
+    return tuple(dict.fromkeys(requirement for requirement, _ in table))
+
+
+def first_rule(table: Sequence[Rule], op: OpRecord) -> str:
+    """The requirement of the first row of `table` that applies to `op` (the last row always
+    applies)."""
+    return next(requirement for requirement, applies in table if applies(op))
+
+
+def _code(op: OpRecord) -> int:
+    assert op.model_error is not None
+    return op.model_error.code
+
+
+def _argument(op: OpRecord) -> str | None:
+    assert op.model_error is not None
+    return op.model_error.argument
+
+
+def _limit_over_1000(op: OpRecord) -> bool:
+    limit = op.step.args.get("limit")
+    return isinstance(limit, int) and limit > 1000
+
+
+REFUSAL_TABLE: tuple[Rule, ...] = (
+    # by the model's error code
+    (
+        "enter.requires-client-id",
+        lambda op: _code(op) in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID),
+    ),
+    (
+        "enter.requires-presence-capability",
+        lambda op: _code(op) == errors.CAPABILITY_DENIED and op.step.kind in MEMBER_OPS,
+    ),
+    ("error.capability-denied", lambda op: _code(op) == errors.CAPABILITY_DENIED),
+    ("data.size-limit", lambda op: _code(op) == errors.MESSAGE_TOO_LARGE),
+    ("data.unsupported-type", lambda op: _code(op) == errors.INVALID_DATA),
+    # by the argument the model refused
+    ("subscribe.invalid-action", lambda op: _argument(op) == "action"),
+    ("history.limit-max-1000", lambda op: _argument(op) == "limit" and _limit_over_1000(op)),
+    ("history.limit-positive", lambda op: _argument(op) == "limit"),
+    ("history.direction-invalid", lambda op: _argument(op) == "direction"),
+    ("history.start-after-end", lambda op: _argument(op) in ("start", "end")),
+    # anything else (and a refusal without a numeric code, see `refusals`)
+    ("error.has-code", lambda op: True),
 )
+"""The requirement a refusal by the model concerns: the first row that applies."""
 
 
 def refusal_requirement(op: OpRecord) -> str:
     """The requirement a refusal of `op` by the model concerns."""
-    error = op.model_error
-    assert error is not None
-    code, argument = error.code, error.argument
-    if code in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID):
-        return "enter.requires-client-id"
-    if code == errors.CAPABILITY_DENIED:
-        return (
-            "enter.requires-presence-capability"
-            if op.step.kind in ("enter", "update", "leave")
-            else "error.capability-denied"
-        )
-    if code == errors.MESSAGE_TOO_LARGE:
-        return "data.size-limit"
-    if code == errors.INVALID_DATA:
-        return "data.unsupported-type"
-    if argument == "action":
-        return "subscribe.invalid-action"
-    if argument == "limit":
-        limit = op.step.args.get("limit")
-        return (
-            "history.limit-max-1000"
-            if isinstance(limit, int) and limit > 1000
-            else "history.limit-positive"
-        )
-    if argument == "direction":
-        return "history.direction-invalid"
-    if argument in ("start", "end"):
-        return "history.start-after-end"
-    return "error.has-code"
+    assert op.model_error is not None
+    return first_rule(REFUSAL_TABLE, op)
 
 
 def accepted_codes(ctx: CheckContext, op: OpRecord) -> set[int]:
@@ -74,7 +89,7 @@ def accepted_codes(ctx: CheckContext, op: OpRecord) -> set[int]:
     return codes
 
 
-@check(*REFUSALS)
+@check(*requirements_of(REFUSAL_TABLE))
 def refusals(ctx: CheckContext) -> Iterator[Violation]:
     """An operation the model refuses is refused, with an accepted error code."""
     for op in ctx.record.ops:
@@ -122,96 +137,99 @@ def _data_requirement(data: object) -> str | None:
     return None
 
 
+def _data_is(requirement: str) -> Callable[[OpRecord], bool]:
+    """A member operation whose data is of the kind `requirement` names, where the data's kind
+    decides (an implicit attach, enter, update of a present member; not a plain leave)."""
+
+    def applies(op: OpRecord) -> bool:
+        return (
+            op.kind in MEMBER_OPS
+            and (op.fresh_attach or op.kind != "leave")
+            and _data_requirement(op.step.args.get("data")) == requirement
+        )
+
+    return applies
+
+
+def _get_filter(op: OpRecord) -> tuple[bool, bool]:
+    return "client_id" in op.step.args, "connection_id" in op.step.args
+
+
+def _kind(*kinds: str) -> Callable[[OpRecord], bool]:
+    return lambda op: op.kind in kinds
+
+
+UNEXPECTED_TABLE: tuple[Rule, ...] = (
+    # enter, update, leave
+    ("leave.when-not-present", lambda op: op.kind == "leave" and not op.was_present),  # RTP10d
+    (
+        "update.when-not-present-enters",
+        lambda op: op.kind == "update" and not op.was_present and not op.fresh_attach,
+    ),
+    ("data.binary", _data_is("data.binary")),
+    ("data.json-array", _data_is("data.json-array")),
+    ("data.unicode", _data_is("data.unicode")),
+    ("enter.implicit-attach", lambda op: op.kind in MEMBER_OPS and op.fresh_attach),
+    ("enter.adds-member", _kind("enter")),
+    ("update.null-data", lambda op: op.kind == "update" and op.step.args.get("data") is None),
+    ("update.changes-data", _kind("update")),
+    ("leave.data-given", lambda op: op.kind == "leave" and op.step.args.get("data") is not None),
+    ("leave.removes-member", _kind("leave")),
+    # get
+    ("get.implicit-attach", lambda op: op.kind == "get" and op.fresh_attach),
+    (
+        "get.wait-for-sync-false",
+        lambda op: op.kind == "get" and op.step.args.get("wait_for_sync") is False,
+    ),
+    ("get.filter-both", lambda op: op.kind == "get" and _get_filter(op) == (True, True)),
+    ("get.filter-client-id", lambda op: op.kind == "get" and _get_filter(op)[0]),
+    ("get.filter-connection-id", lambda op: op.kind == "get" and _get_filter(op)[1]),
+    ("get.returns-members", _kind("get")),
+    # subscribe, unsubscribe
+    ("subscribe.implicit-attach", lambda op: op.kind == "subscribe" and op.fresh_attach),
+    (
+        "subscribe.all-actions",
+        lambda op: op.kind == "subscribe" and not op.step.args.get("actions"),
+    ),
+    (
+        "subscribe.single-action",
+        lambda op: op.kind == "subscribe" and len(op.step.args["actions"]) == 1,
+    ),
+    ("subscribe.action-list", _kind("subscribe")),
+    *(
+        (
+            f"unsubscribe.{form}",
+            lambda op, form=form: op.kind == "unsubscribe" and (op.form or "all") == form,
+        )
+        for form in ("all", "listener", "action-listener", "action")
+    ),
+    # history
+    (
+        "history.limit-max-1000",
+        lambda op: op.kind == "history" and op.step.args.get("limit") == 1000,
+    ),
+    (
+        "history.direction-forwards",
+        lambda op: op.kind == "history" and op.step.args.get("direction") == "forwards",
+    ),
+    (
+        "history.start-end-inclusive",
+        lambda op: op.kind == "history" and ("start" in op.step.args or "end" in op.step.args),
+    ),
+    ("history.returns-events", _kind("history")),
+    # anything else: sync_complete
+    ("sync.complete-after-attach", lambda op: True),
+)
+"""The requirement broken when the implementation refuses an operation the model accepts: the
+first row that applies."""
+
+
 def unexpected_requirement(op: OpRecord) -> str:
     """The requirement broken when the implementation refuses `op`, which the model accepts."""
-    kind, args = op.kind, op.step.args
-    data = args.get("data")
-    if kind in ("enter", "update", "leave"):
-        special = _data_requirement(data) if data is not None else None
-        if kind == "leave" and not op.was_present:
-            return "leave.when-not-present"  # RTP10d, attached or not
-        if op.fresh_attach:
-            return special or "enter.implicit-attach"
-        if kind == "enter":
-            return special or "enter.adds-member"
-        if kind == "update":
-            if not op.was_present:
-                return "update.when-not-present-enters"
-            return special or ("update.null-data" if data is None else "update.changes-data")
-        if not op.was_present:
-            return "leave.when-not-present"
-        return "leave.data-given" if data is not None else "leave.removes-member"
-    if kind == "get":
-        if op.fresh_attach:
-            return "get.implicit-attach"
-        if args.get("wait_for_sync") is False:
-            return "get.wait-for-sync-false"
-        has_client, has_conn = "client_id" in args, "connection_id" in args
-        return (
-            "get.filter-both"
-            if has_client and has_conn
-            else "get.filter-client-id"
-            if has_client
-            else "get.filter-connection-id"
-            if has_conn
-            else "get.returns-members"
-        )
-    if kind == "subscribe":
-        actions = args.get("actions")
-        if op.fresh_attach:
-            return "subscribe.implicit-attach"
-        return (
-            "subscribe.all-actions"
-            if not actions
-            else "subscribe.single-action"
-            if len(actions) == 1
-            else "subscribe.action-list"
-        )
-    if kind == "unsubscribe":
-        return f"unsubscribe.{op.form or 'all'}"
-    if kind == "history":
-        if args.get("limit") == 1000:
-            return "history.limit-max-1000"
-        if args.get("direction") == "forwards":
-            return "history.direction-forwards"
-        if "start" in args or "end" in args:
-            return "history.start-end-inclusive"
-        return "history.returns-events"
-    return "sync.complete-after-attach"
+    return first_rule(UNEXPECTED_TABLE, op)
 
 
-@check(
-    "enter.implicit-attach",
-    "enter.adds-member",
-    "update.when-not-present-enters",
-    "update.null-data",
-    "update.changes-data",
-    "leave.when-not-present",
-    "leave.data-given",
-    "leave.removes-member",
-    "get.implicit-attach",
-    "get.wait-for-sync-false",
-    "get.filter-both",
-    "get.filter-client-id",
-    "get.filter-connection-id",
-    "get.returns-members",
-    "subscribe.implicit-attach",
-    "subscribe.all-actions",
-    "subscribe.single-action",
-    "subscribe.action-list",
-    "unsubscribe.all",
-    "unsubscribe.listener",
-    "unsubscribe.action-listener",
-    "unsubscribe.action",
-    "history.limit-max-1000",
-    "history.direction-forwards",
-    "history.start-end-inclusive",
-    "history.returns-events",
-    "sync.complete-after-attach",
-    "data.binary",
-    "data.json-array",
-    "data.unicode",
-)
+@check(*requirements_of(UNEXPECTED_TABLE))
 def unexpected_errors(ctx: CheckContext) -> Iterator[Violation]:
     """An operation the model accepts is not refused."""
     for op in ctx.record.ops:

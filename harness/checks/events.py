@@ -13,7 +13,7 @@ from presence_conformance.harness.checks.analysis import (
     listener_alignments,
 )
 from presence_conformance.harness.checks.base import CheckContext, check
-from presence_conformance.harness.record.matching import accepted_actions
+from presence_conformance.harness.record.matching import Slot, accepted_actions
 from presence_conformance.harness.record.records import Seen
 from presence_conformance.harness.results import Violation
 from presence_conformance.harness.scenario import ACTIONS
@@ -148,7 +148,7 @@ def open_behaviours(ctx: CheckContext) -> Iterator[Violation]:
     from presence_conformance.harness.checks.analysis import canonical_alignments
 
     noted: set[tuple[str, str]] = set()
-    matches: list[tuple[Seen, object, tuple[str, ...]]] = []
+    matches: list[tuple[Seen, Slot, tuple[str, ...]]] = []
     for analysis in listener_alignments(ctx).values():
         matches.extend(analysis.alignment.matched)
         unsubscribed = any(
@@ -186,6 +186,7 @@ def open_behaviours(ctx: CheckContext) -> Iterator[Violation]:
                     "not the member's data"
                 )
             else:
+                assert slot.origin is not None  # an action deviation is judged against its origin
                 message = (
                     f"the {slot.origin.kind}() of {slot.event.client_id!r} was reported "
                     f"as {seen.action!r}; the reference reports {slot.event.action.value!r}"

@@ -37,7 +37,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from presence_conformance.harness.adapter import Adapter, Feature
 from presence_conformance.harness.checks.base import CheckContext, check
@@ -194,7 +194,7 @@ def shown(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -245,7 +245,8 @@ def client_id_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
         for position, item in enumerate(frame["presence"]):
             if not isinstance(item, dict):
                 continue
-            rule = CLIENT_ID_RULES.get(item.get("action")) if _is_int(item.get("action")) else None
+            action = item.get("action")
+            rule = CLIENT_ID_RULES.get(action) if _is_int(action) else None
             if rule is None or item.get("clientId") is None:
                 continue
             name, requirement, point = rule

@@ -3,8 +3,9 @@
     presence-conformance run --adapter NAME [--adapter-option K=V]... [--report-dir DIR]
                              [--select PATTERN]... [--op-timeout S] [--strict] [--scenarios DIR]
                              [--known-failing FILE]
-    presence-conformance replay FILE --adapter NAME [--adapter-option K=V]...
-    presence-conformance list adapters|scenarios|requirements
+    presence-conformance replay FILE --adapter NAME [--adapter-option K=V]... [--repeat N]
+                                [--conftest PATH]
+    presence-conformance list adapters|scenarios|requirements|checks
     presence-conformance generate ...     (generated programs; see `generate --help`)
     presence-conformance report ...       (re-render reports, matrix; see `report --help`)
     presence-conformance serve ...        (the reference server; see `serve --help`)
@@ -13,8 +14,11 @@
 Exit codes (`run`; the same as the reports' and the pytest route's, see docs/ci.md):
 0 conforming, 1 not conforming, 2 usage or configuration error (unknown adapter or option,
 malformed scenario file), 3 the harness itself failed, or the run is partial (interrupted) and
-found no failure so far. A report is written by every `run` that got as far as running cases,
-also after Ctrl-C (or SIGTERM) and when the adapter crashes.
+found no failure so far. `replay` runs a file `--repeat` times (default 5) and exits 0 FIXED
+(every run passed), 1 FAILED (every run failed), 4 FLAKY (some passed, some failed). A report
+is written by every `run` that got as far as running cases, also after Ctrl-C (or SIGTERM) and
+when the adapter crashes. A run whose failing cases are all on the known-failing list exits 0
+and ends with CONFORMING EXCEPT KNOWN DEVIATIONS (n requirements).
 
 The CLI is a thin front end over `presence_conformance.harness.session.ConformanceSession`, the core the pytest plugin
 uses too.
@@ -25,14 +29,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from presence_conformance.harness.adapter import UsageError
+from presence_conformance.harness.cli import supervise
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 
 __all__ = ["main"]
@@ -41,6 +48,9 @@ EXIT_CONFORMING = 0
 EXIT_NOT_CONFORMING = 1
 EXIT_USAGE = 2
 EXIT_HARNESS = 3
+EXIT_FLAKY = 4  # replay only: some runs passed, some failed
+
+DEFAULT_REPLAY_REPEAT = 5
 
 OUTCOME_ORDER = [
     Outcome.PASS,
@@ -53,8 +63,28 @@ OUTCOME_ORDER = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code.
+
+    Without `argv` the command line is the process's own (the console script, `python -m`):
+    then `run`, `replay` and `generate` run in a child process whose verdict this process
+    returns, so adapter code that ends the process cannot make it exit 0
+    (`presence_conformance.harness.cli.supervise`).
+    """
+    verdict_file = None
+    if argv is None:
+        argv = sys.argv[1:]
+        verdict_file = os.environ.pop(supervise.VERDICT_ENV, None)
+        if verdict_file is None and supervise.wants_supervisor(argv):
+            return supervise.supervise(argv)
+        if verdict_file is not None:
+            supervise.watch_parent()
+    code = _main(list(argv))
+    if verdict_file is not None:
+        supervise.write_verdict(verdict_file, code)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         return _serve(argv[1:])
     if argv[:1] == ["report"]:
@@ -79,6 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_HARNESS
+    except (SystemExit, GeneratorExit) as exc:
+        # outside a case (the adapter's module or constructor): never a verdict, never exit 0
+        _err(
+            f"presence-conformance: {type(exc).__name__}{_args(exc)} was raised outside a case "
+            "(by the adapter's module or constructor?); the command did not finish"
+        )
+        return EXIT_HARNESS
     except Exception as exc:
         if _is_scenario_error(exc):
             _err(f"error: malformed scenario: {exc}")
@@ -100,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="presence-conformance",
         description="Conformance test harness for realtime presence.",
         epilog="Exit codes: 0 conforming, 1 not conforming, 2 usage error, 3 harness failure "
-        "or partial run.",
+        "or partial run, 4 (replay) flaky.",
     )
     parser.add_argument(
         "--version", action="version", version=f"presence-conformance {harness_version()}"
@@ -140,16 +177,32 @@ def _parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser(
         "replay",
-        help="run one scenario file (e.g. a saved failure)",
-        description="Run one scenario file; print FIXED if it passes now, "
-        "FAILED with the violations otherwise.",
+        help="run one scenario file (e.g. a saved failure) several times",
+        description="Run one scenario file --repeat times and print each run's outcome; then "
+        "FIXED (exit 0) when every run passes, FAILED (exit 1) when every run fails, FLAKY "
+        f"(exit {EXIT_FLAKY}) when some runs pass and some fail.",
     )
     replay.add_argument("file", type=Path, help="the scenario file")
     _adapter_arguments(replay, scenarios=False)
+    replay.add_argument(
+        "--repeat",
+        metavar="N",
+        type=int,
+        default=DEFAULT_REPLAY_REPEAT,
+        help=f"how many times to run it (default: {DEFAULT_REPLAY_REPEAT})",
+    )
+    replay.add_argument(
+        "--conftest",
+        metavar="PATH",
+        type=Path,
+        default=None,
+        help="a conftest.py that registers the adapter (register_adapter or the hook "
+        "pytest_presence_conformance_adapters): import it first",
+    )
     replay.set_defaults(func=_cmd_replay)
 
-    lst = sub.add_parser("list", help="list adapters, scenarios or requirements")
-    lst.add_argument("what", choices=["adapters", "scenarios", "requirements"])
+    lst = sub.add_parser("list", help="list adapters, scenarios, requirements or checks")
+    lst.add_argument("what", choices=["adapters", "scenarios", "requirements", "checks"])
     lst.add_argument(
         "--scenarios",
         metavar="DIR",
@@ -216,7 +269,7 @@ def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> No
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from presence_conformance.harness.output import write_run
-    from presence_conformance.harness.session import load_suite, select_scenarios
+    from presence_conformance.harness.session import load_suite, printable, select_scenarios
 
     session = _open_session(args)
     scenarios = select_scenarios(load_suite(args.scenarios), args.select)
@@ -239,12 +292,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def progress(index: int, total: int, case: CaseResult) -> None:
         print(
-            f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
-            f"({case.duration:.2f}s)",
+            printable(
+                f"[{index:>{width}}/{total}] {case.outcome.value:<11} {case.case_id}  "
+                f"({case.duration:.2f}s)"
+            ),
             file=out,
             flush=True,
         )
 
+    _write_unfinished(session.run_result, report_dir)
     with _sigterm_as_interrupt():
         try:
             run = session.run_all(scenarios, on_result=progress)
@@ -277,51 +333,127 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif not written and code == EXIT_CONFORMING:
         code = EXIT_HARNESS  # a run without its report is not a verdict anyone can use
     if code == EXIT_CONFORMING:
-        verdict = "CONFORMING"
+        verdict = _conforming_headline(run, args.strict, stale)
     elif code == EXIT_NOT_CONFORMING:
         verdict = "NOT CONFORMING"
     elif run.partial:
-        verdict = f"INCOMPLETE ({run.partial_reason})"
+        verdict = f"INCOMPLETE ({printable(run.partial_reason or '')})"
     else:
         verdict = "HARNESS FAILURE"
     print(f"\n{verdict}", file=out)
     return code
 
 
+def _write_unfinished(started: RunResult, report_dir: Path) -> None:
+    """Mark the reports in `report_dir` unfinished until the run writes its own (docs/ci.md)."""
+    from presence_conformance.harness.output import write_unfinished
+
+    try:
+        write_unfinished(started, report_dir)
+    except Exception as exc:
+        raise UsageError(
+            f"--report-dir {report_dir}: cannot write there: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from presence_conformance.harness.scenario import load_scenario
-    from presence_conformance.harness.session import HarnessError, describe_case
+    from presence_conformance.harness.session import HarnessError, describe_case, printable
 
     if not args.file.is_file():
         raise UsageError(f"replay: no such scenario file {args.file}")
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: must be at least 1")
+    _load_conftest_for(args)
     scenario = load_scenario(args.file)
     session = _open_session(args)
+    cases: list[CaseResult] = []
+    width = len(str(args.repeat))
     with _sigterm_as_interrupt():
         try:
-            case = session.run_case(scenario)
+            for n in range(1, args.repeat + 1):
+                began = time.monotonic()
+                case = session.run_case(scenario)
+                took = time.monotonic() - began
+                cases.append(case)
+                if session.internal_errors:
+                    break
+                first = case.violations[0] if case.violations else None
+                why = f"  {first.requirement}: {first.message}" if first else ""
+                if not why and case.error and case.outcome is not Outcome.PASS:
+                    why = f"  {case.error.splitlines()[0] if case.error.strip() else ''}"
+                print(
+                    printable(
+                        f"run {n:>{width}}/{args.repeat}: {case.outcome.value:<11} "
+                        f"({took:.2f}s){why}"
+                    ),
+                    flush=True,
+                )
+                if case.outcome is Outcome.UNSUPPORTED:
+                    break  # the same on every run: nothing to repeat
         except HarnessError as exc:
-            _err(f"presence-conformance: the harness itself failed:\n{exc}")
+            _err(printable(f"presence-conformance: the harness itself failed:\n{exc}"))
             return EXIT_HARNESS
         finally:
             session.stop()
     if session.internal_errors:
-        _err(f"presence-conformance: the harness itself failed (please report it):\n{case.error}")
+        _err(
+            "presence-conformance: the harness itself failed (please report it):\n"
+            f"{cases[-1].error}"
+        )
         return EXIT_HARNESS
-    if case.outcome is Outcome.PASS or (case.outcome is Outcome.NON_STRICT and not args.strict):
-        print(f"FIXED: {case.case_id} passes now ({case.duration:.2f}s)")
-        if case.outcome is Outcome.NON_STRICT:
-            print("  (SHOULD requirements are still violated; --strict would fail it)")
-            print(describe_case(case, history=False))
-        return EXIT_CONFORMING
-    if case.outcome is Outcome.UNSUPPORTED:
+    case_id = cases[0].case_id
+    if cases[-1].outcome is Outcome.UNSUPPORTED:
         print(
-            f"UNSUPPORTED: {case.case_id} cannot run on adapter {args.adapter!r}: "
-            f"{case.error or 'a required feature is missing'}"
+            printable(
+                f"UNSUPPORTED: {case_id} cannot run on adapter {args.adapter!r}: "
+                f"{cases[-1].error or 'a required feature is missing'}"
+            )
         )
         return EXIT_NOT_CONFORMING
-    print(f"FAILED: {case.case_id}")
-    print(describe_case(case))
-    return EXIT_NOT_CONFORMING
+    failed = [c for c in cases if not _replay_passes(c, args.strict)]
+    total = len(cases)
+    if not failed:
+        print(printable(f"FIXED: {case_id} passes now ({total} of {total} runs passed)"))
+        should = next((c for c in cases if c.outcome is Outcome.NON_STRICT), None)
+        if should is not None:
+            print("  (SHOULD requirements are still violated; --strict would fail it)")
+            print(describe_case(should, history=False))
+        return EXIT_CONFORMING
+    if len(failed) == total:
+        print(printable(f"FAILED: {case_id} ({total} of {total} runs failed)"))
+        print(describe_case(failed[0]))
+        return EXIT_NOT_CONFORMING
+    print(
+        printable(
+            f"FLAKY: {case_id} failed {len(failed)} of {total} runs and passed the others; "
+            "the bug is not fixed, and its failure depends on timing"
+        )
+    )
+    print(describe_case(failed[0]))
+    return EXIT_FLAKY
+
+
+def _load_conftest_for(args: argparse.Namespace) -> None:
+    """Import `--conftest PATH`; without it, when the adapter name resolves nowhere else, the
+    `conftest.py` of the current directory (the name may be registered there, as for pytest)."""
+    from presence_conformance.harness.adapters.registry import adapter_factory, load_conftest
+
+    if args.conftest is not None:
+        load_conftest(args.conftest)
+        return
+    local = Path("conftest.py")
+    if ":" in args.adapter or not local.is_file():
+        return
+    try:
+        adapter_factory(args.adapter)
+    except UsageError:
+        load_conftest(local)
+        _err(f"note: adapter {args.adapter!r} taken from {local.resolve()} (as pytest would)")
+
+
+def _replay_passes(case: CaseResult, strict: bool) -> bool:
+    return case.outcome is Outcome.PASS or (case.outcome is Outcome.NON_STRICT and not strict)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -339,6 +471,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             [(s.case_id, ", ".join(s.requirements)) for s in load_suite(args.scenarios)],
             ("SCENARIO", "REQUIREMENTS"),
         )
+    elif args.what == "checks":
+        _list_checks(sys.stdout)
     else:
         from presence_conformance.spec import load_requirements
 
@@ -347,6 +481,36 @@ def _cmd_list(args: argparse.Namespace) -> int:
             ("REQUIREMENT", "LEVEL", "TEXT"),
         )
     return EXIT_CONFORMING
+
+
+def _list_checks(out: TextIO) -> None:
+    """Each registered check: its family, the sentence it enforces (its docstring) and the
+    requirement IDs it may report, with their levels from the catalogue."""
+    import textwrap
+
+    from presence_conformance.harness.checks import REGISTRY
+    from presence_conformance.spec import load_requirements
+
+    catalogue = load_requirements()
+    levels = {r.id: r.level for r in catalogue.requirements}
+    for index, info in enumerate(REGISTRY.values()):
+        if index:
+            print(file=out)
+        print(f"{info.name} ({info.family})", file=out)
+        sentence = " ".join(info.doc.split()) or "(no description)"
+        print(textwrap.fill(sentence, 100, initial_indent="  ", subsequent_indent="  "), file=out)
+        if info.explicit:
+            items = ["the requirements the scenario or step is tagged with (explicit expectations)"]
+        else:
+            items = [f"{r} ({levels.get(r, '?')})" for r in info.requirements]
+        line = "  may report:"
+        for n, item in enumerate(items):
+            item += "," if n < len(items) - 1 else ""
+            if len(line) + 1 + len(item) > 100:
+                print(line, file=out)
+                line = "   "
+            line += " " + item
+        print(line, file=out)
 
 
 def _report(argv: list[str]) -> int:
@@ -422,8 +586,16 @@ def _exit_code(run: RunResult, strict: bool, stale: list[str]) -> int:
     return exit_code(run, strict=strict, stale_errors=stale)
 
 
+def _conforming_headline(run: RunResult, strict: bool, stale: list[str]) -> str:
+    """CONFORMING, or CONFORMING EXCEPT KNOWN DEVIATIONS (n requirements) when cases failed
+    that the known-failing list excuses (the exit code is 0 either way)."""
+    from presence_conformance.harness.reports.common import verdict
+
+    return verdict(run, strict=strict, stale_errors=stale).headline
+
+
 def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) -> None:
-    from presence_conformance.harness.session import area_of, describe_case
+    from presence_conformance.harness.session import area_of, describe_case, printable
 
     counts = run.counts()
     print("\nOutcomes", file=out)
@@ -457,9 +629,12 @@ def _print_summary(run: RunResult, strict: bool, stale: list[str], out: TextIO) 
                 tag += " [SHOULD only: does not fail the run without --strict]"
             print("\n" + describe_case(case, history=False) + tag, file=out)
     for problem in stale:
-        print(f"\n{problem}", file=out)
+        print(printable(f"\n{problem}"), file=out)
     if run.partial:
-        print(f"\nPARTIAL RUN: {run.partial_reason} ({len(run.cases)} case(s) ran)", file=out)
+        print(
+            printable(f"\nPARTIAL RUN: {run.partial_reason} ({len(run.cases)} case(s) ran)"),
+            file=out,
+        )
 
 
 def _table(
@@ -475,7 +650,7 @@ def _table(
     for row in all_rows:
         cells = [row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)]
         last = row[-1].rjust(len(header[-1])) if len(header) - 1 in right else row[-1]
-        print("  ".join([*cells, last]).rstrip(), file=out)
+        print(_printable("  ".join([*cells, last]).rstrip()), file=out)
 
 
 def _safe(name: str) -> str:
@@ -483,7 +658,17 @@ def _safe(name: str) -> str:
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(_printable(message), file=sys.stderr, flush=True)
+
+
+def _printable(text: str) -> str:
+    from presence_conformance.harness.session import printable
+
+    return printable(text)
+
+
+def _args(exc: BaseException) -> str:
+    return "(" + ", ".join(repr(a)[:200] for a in exc.args) + ")"
 
 
 def _is_scenario_error(exc: BaseException) -> bool:

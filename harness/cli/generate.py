@@ -239,12 +239,18 @@ def _generate(args: argparse.Namespace) -> int:
             f"{failure.first_steps}): {failure.path}",
             file=out,
         )
-        if failure.replay_confirmed is False:
+        if failure.flaky and failure.replay_confirmed is False:
+            print(
+                "FLAKY: the saved program passed when replayed (the file says so); replay it "
+                "with --repeat to see how often it fails",
+                file=out,
+            )
+        elif failure.replay_confirmed is False:
             print(
                 "warning: replaying the file did not fail the same way (a flaky failure?)", file=out
             )
         print(f"replay it with:\n  {failure.replay}", file=out)
-    print("\nFAILED", file=out)
+    print("\nFAILED (FLAKY)" if failure.flaky else "\nFAILED", file=out)
     return EXIT_FAILED
 
 

@@ -10,7 +10,9 @@ which is then
 
 - written with `dump_scenario` as an ordinary scenario file in the failures folder, tagged with
   the violated requirement IDs (its `meta` says how it was found);
-- replayed from that file once, to confirm that it fails the same way (`replay_confirmed`);
+- replayed from that file once, to confirm that it fails the same way (`replay_confirmed`); a
+  failure that passes on replay is flaky (`GeneratedFailure.flaky`), and the saved file says so
+  (`meta.flaky`, a FLAKY line in its description);
 - reported as one `CaseResult` of kind `generated` (case id `generated/<profile>`), with the
   minimal program's violations and history and the command that replays it:
   `presence-conformance replay failures/<name>.yaml --adapter NAME`.
@@ -346,7 +348,9 @@ def _fill_case(result: GenerationResult, failure: GeneratedFailure, profile_name
     )
     if failure.replay_confirmed is False:
         summary += "; the saved file did NOT fail the same way when replayed (flaky?)"
-    if failure.flaky:
+    if failure.flaky and failure.replay_case is not None and failure.replay_confirmed is False:
+        summary += "; FLAKY: it passed when replayed from the saved file"
+    elif failure.flaky:
         summary += "; Hypothesis reported the failure as flaky"
     if minimal.error:
         summary += f"; {minimal.error}"
@@ -417,6 +421,16 @@ def save_failure(
             and _violated(again) == failure.requirements
             and again.outcome is case.outcome
         )
+        if not is_detection(again, options.strict):
+            # It passed when replayed: a timing-dependent failure. Say so in the file itself.
+            failure.flaky = True
+            meta["flaky"] = True
+            meta["replayed_outcome"] = again.outcome.value
+            document["description"] += (
+                "FLAKY: this program failed once, then passed when replayed from this file; "
+                "`presence-conformance replay --repeat N` shows how often it fails.\n"
+            )
+            path = dump_scenario(document, path)
     return path
 
 

@@ -658,13 +658,13 @@ class _Compiler:
         elif kind == "connect":
             waiting = [c for c in self.cast if not self.connected[c.name]]
             client = waiting[intent["who"] % len(waiting)] if waiting else None
-            step = None if client is None else {"connect": {"client": client.name}}
             if client is not None:
                 self.connected[client.name] = True
                 self.ever.add(client.name)
-                self.steps.append(step)
+                self.steps.append({"connect": {"client": client.name}})
                 self.watch(client)
                 return
+            step = None
         else:
             step = self.op(intent)
         if step is None:

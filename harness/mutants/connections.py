@@ -30,7 +30,7 @@ class CloseKeepsMembers(MutantAdapter):
 @mutant("close-leaves-first-channel-only", "disconnect.close-leaves")
 class CloseLeavesFirstChannelOnly(MutantAdapter):
     """Closing a connection makes its member leave one channel only (the first it entered);
-    on its other channels the member stays (pusher-js #4, presence-peers §4 invariant 17)."""
+    on its other channels the member stays (pusher-js #4)."""
 
     class Connection(ReferenceConnection):
         async def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
 from presence_conformance.reference_impl.model import Outcome
@@ -17,7 +17,7 @@ from presence_conformance.reference_impl.types import Action, PresenceMessage
 class NoSynthesizedLeave(MutantAdapter):
     """Leave lost after an abrupt disconnect: the server never synthesizes a leave for the
     members of a dropped connection, so they stay present for ever (pusher-js #299,
-    sc-stateless-presence #4; presence-peers §4 invariant 18)."""
+    sc-stateless-presence #4)."""
 
     class Service(PresenceService):
         def _schedule_expiry(self, connection_id: str) -> None:
@@ -27,7 +27,7 @@ class NoSynthesizedLeave(MutantAdapter):
 @mutant("synthesized-leave-twice", "disconnect.leave-synthesized", "order.exactly-once")
 class SynthesizedLeaveTwice(MutantAdapter):
     """The leave synthesized after an abrupt disconnect is broadcast twice (once by the node
-    that noticed the drop, once by the grace timer; presence-peers §4 invariant 10)."""
+    that noticed the drop, once by the grace timer)."""
 
     class Service(PresenceService):
         def _expire(self, connection_id: str) -> None:
@@ -64,7 +64,7 @@ class PresentAsEnter(MutantAdapter):
 @mutant("duplicate-present", "sync.no-duplicate-present")
 class DuplicatePresent(MutantAdapter):
     """Duplicate present during sync: each existing member is sent twice to a new subscriber
-    (a periodic sync overlapping the attach sync; ably-go #655, presence-peers §4 invariant 5)."""
+    (a periodic sync overlapping the attach sync; ably-go #655)."""
 
     def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         return [message, message] if message.action is Action.PRESENT else [message]
@@ -73,8 +73,7 @@ class DuplicatePresent(MutantAdapter):
 @mutant("no-present-on-attach", "sync.present-on-attach")
 class NoPresentOnAttach(MutantAdapter):
     """Late joiner not synced: a listener that attaches after others entered never hears a
-    present event for them (the second attach ignored the SYNC; ably-js #284, presence-peers §4
-    invariant 2)."""
+    present event for them (the second attach ignored the SYNC; ably-js #284)."""
 
     def on_event(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
         return [] if message.action is Action.PRESENT else [message]
@@ -234,7 +233,7 @@ class LeaveWithoutDataDropsData(MutantAdapter):
             if data is None:
                 for event in model.history_all(self.channel_name)[before:]:
                     if event.action is Action.LEAVE:
-                        self.adapter.nulled.add(event.id)
+                        cast("LeaveWithoutDataDropsData", self.adapter).nulled.add(event.id)
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)

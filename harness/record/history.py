@@ -5,12 +5,16 @@ Each entry is a dict (JSON-ready):
      "f": "enter", "value": {...}, "step": 3}
 `time` is seconds since the case started (monotonic). For `fail`, `value` carries the error code;
 for `event`, `process` is the listener name and `value` the PresenceMessage in its JSON form.
+Values are recorded within the bounds of `presence_conformance.harness.record.bounds` (long ones
+truncated with a marker): the history is for reading, the checks judge the full values.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from presence_conformance.harness.record.bounds import bounded
 
 
 class History:
@@ -32,7 +36,7 @@ class History:
                 "process": process,
                 "type": type_,
                 "f": f,
-                "value": value,
+                "value": bounded(value),
                 "step": step,
             }
         )

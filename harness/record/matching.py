@@ -182,7 +182,7 @@ def _align_member_once(
             # preferring exact matches, when the slot found would take it only as an allowed
             # alternative (an enter for an update) and needs no more items; preferring required
             # slots, when the slot found needs no more items
-            taken = current.count >= 1
+            taken = current.count >= 1 and not _copy_of_matched(current, seen, out)
             needless = prefer_required and current.count >= current.min
             inexact = prefer_exact and bool(found[1]) and current.count >= current.min
             if taken or needless or inexact:
@@ -214,6 +214,15 @@ def _align_member_once(
                 break
         else:
             out.extras.append(seen)
+
+
+def _copy_of_matched(slot: Slot, seen: Seen, out: Alignment) -> bool:
+    """Is `seen` a copy of an item already matched to `slot` (the same implementation id)? A
+    listener registered twice gets each event twice: the copy belongs to the same slot, not to
+    the next identical event."""
+    if not isinstance(seen.id, str) or not seen.id:
+        return False
+    return any(m_slot is slot and m_seen.id == seen.id for m_seen, m_slot, _ in out.matched)
 
 
 def _caused_by(slot: Slot, step: int | None) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from presence_conformance.harness.record.bounds import bounded
 from presence_conformance.harness.record.history import History
 from presence_conformance.harness.scenario import Scenario, Step
 from presence_conformance.reference_impl.errors import PresenceError
@@ -30,8 +31,13 @@ ListenerKey = tuple[str, str]  # (connection id, listener name)
 _MISSING = object()
 
 
-def jsonable(value: Any, depth: int = 0) -> Any:
-    """A JSON-ready copy of `value` (binary as `{"$binary": ...}`, unknown objects as repr)."""
+def jsonable(value: Any, depth: int = 0, *, bound: bool = True) -> Any:
+    """A JSON-ready copy of `value` (binary as `{"$binary": ...}`, unknown objects as repr).
+
+    Long values are truncated with a marker (`presence_conformance.harness.record.bounds`)
+    unless `bound` is False (the full JSON form the checks validate)."""
+    if bound:
+        return bounded(jsonable(value, depth, bound=False))
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -39,15 +45,15 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return data_to_json(bytes(value))
     if isinstance(value, enum.Enum):
-        return jsonable(value.value, depth + 1)
+        return jsonable(value.value, depth + 1, bound=False)
     if depth > 20:
         return repr(value)
     if isinstance(value, PresenceMessage):
         return read_message(value)["json"]
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+        return {str(k): jsonable(v, depth + 1, bound=False) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v, depth + 1) for v in value]
+        return [jsonable(v, depth + 1, bound=False) for v in value]
     return repr(value)
 
 
@@ -94,14 +100,14 @@ def read_message(raw: Any) -> dict[str, Any]:
             "data": None,
             "timestamp": None,
             "id": None,
-            "json": jsonable(raw),
+            "json": jsonable(raw, bound=False),
             "container": False,
         }
     json_form: dict[str, Any] = {}
     for key, value in values.items():
         if value is _MISSING:
             continue
-        json_form[key] = jsonable(data_to_json(value) if key == "data" else value)
+        json_form[key] = jsonable(data_to_json(value) if key == "data" else value, bound=False)
 
     def get(key: str) -> Any:
         value = values[key]

@@ -27,6 +27,7 @@ from typing import Any
 from presence_conformance.harness.reports.common import CatalogueView, Verdict, load_catalogue, verdict
 from presence_conformance.harness.reports.exit_codes import (
     CONFORMING,
+    FLAKY,
     HARNESS_FAILURE,
     NOT_CONFORMING,
     USAGE,
@@ -43,6 +44,7 @@ from presence_conformance.harness.results import RunResult
 __all__ = [
     "CONFORMING",
     "FILENAMES",
+    "FLAKY",
     "HARNESS_FAILURE",
     "NOT_CONFORMING",
     "USAGE",

@@ -40,6 +40,7 @@ h3 { font-size: 15px; margin: 18px 0 8px; }
 .verdict.ok { background: var(--pass-fg); color: #fff; }
 .verdict.bad { background: var(--fail-fg); color: #fff; }
 .verdict.warn { background: #9a6700; color: #fff; }
+.verdict.known { background: #6e7781; color: #fff; }
 .meta { color: var(--muted); margin-top: 6px; font-size: 13px; }
 .meta { display: flex; flex-wrap: wrap; row-gap: 2px; column-gap: 18px; }
 .meta span { white-space: nowrap; max-width: 100%; overflow: hidden; text-overflow: ellipsis; }

@@ -269,7 +269,9 @@ def load_catalogue(catalogue: Any = None, runs: Iterable[RunResult] = ()) -> Cat
 
 @dataclass
 class RequirementStatus:
-    """How one requirement fared in one run: the worst outcome over the cases that check it."""
+    """How one requirement fared in one run, derived from every case that checks it
+    (`requirement_outcome`: any failure -> that failure, else any pass -> pass, else
+    unsupported)."""
 
     outcome: str  # an Outcome value, or NOT_COVERED
     cases: list[tuple[str, Outcome]] = field(default_factory=list)  # (case_id, per-case outcome)
@@ -307,6 +309,18 @@ def requirements_of(case: CaseResult) -> list[str]:
     return list(seen)
 
 
+def requirement_outcome(outcomes: list[Outcome]) -> Outcome:
+    """A requirement's outcome from the outcomes of all its cases: the worst problem (error,
+    timeout, fail, non-strict) if any case has one; else `pass` if any case passed; else
+    `unsupported`. One case the adapter cannot run does not hide the cases that passed."""
+    problems = [o for o in outcomes if o.is_failure or o is Outcome.NON_STRICT]
+    if problems:
+        return worst(problems)
+    if Outcome.PASS in outcomes:
+        return Outcome.PASS
+    return Outcome.UNSUPPORTED if outcomes else Outcome.PASS
+
+
 def requirement_statuses(run: RunResult, view: CatalogueView) -> dict[str, RequirementStatus]:
     """Every requirement of `view` with its status in `run` (NOT_COVERED when no case checks it)."""
     per: dict[str, list[tuple[CaseResult, Outcome]]] = {}
@@ -319,7 +333,7 @@ def requirement_statuses(run: RunResult, view: CatalogueView) -> dict[str, Requi
         if not entries:
             out[req.id] = RequirementStatus(NOT_COVERED)
             continue
-        w = worst([o for _, o in entries])
+        w = requirement_outcome([o for _, o in entries])
         bad = [c for c, o in entries if o == w]
         out[req.id] = RequirementStatus(
             w.value, [(c.case_id, o) for c, o in entries],
@@ -335,7 +349,12 @@ def requirement_statuses(run: RunResult, view: CatalogueView) -> dict[str, Requi
 
 @dataclass
 class Verdict:
-    """The run's verdict, its exit code and the reasons behind it."""
+    """The run's verdict, its exit code and the reasons behind it.
+
+    `known_cases` are the cases that fail but are on the known-failing list, and
+    `known_requirements` the requirements they violate: such a run exits 0, yet its headline
+    says CONFORMING EXCEPT KNOWN DEVIATIONS, never plain CONFORMING.
+    """
 
     conforming: bool
     partial: bool
@@ -343,36 +362,76 @@ class Verdict:
     exit_code: int
     reasons: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    known_cases: list[str] = field(default_factory=list)
+    known_requirements: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> str:
-        """`conforming`, `not-conforming`, or `incomplete` (partial, no failure found so far)."""
+        """`conforming`, `known-deviations` (conforming only thanks to the known-failing list),
+        `not-conforming`, or `incomplete` (partial, no failure found so far)."""
         if not self.conforming:
             return "not-conforming"
-        return "incomplete" if self.partial else "conforming"
+        if self.partial:
+            return "incomplete"
+        return "known-deviations" if self.known_cases else "conforming"
 
     @property
     def headline(self) -> str:
-        """CONFORMING, NOT CONFORMING, or INCOMPLETE (a partial run that found no failure: it
-        exits HARNESS_FAILURE, so it must not read as a pass)."""
+        """CONFORMING, CONFORMING EXCEPT KNOWN DEVIATIONS (n requirements), NOT CONFORMING, or
+        INCOMPLETE (a partial run that found no failure: it exits HARNESS_FAILURE, so it must
+        not read as a pass)."""
+        if self.state == "known-deviations":
+            return f"CONFORMING EXCEPT KNOWN DEVIATIONS ({self.deviation_count})"
         return {"conforming": "CONFORMING", "not-conforming": "NOT CONFORMING",
                 "incomplete": "INCOMPLETE"}[self.state]
 
     @property
+    def deviation_count(self) -> str:
+        """`3 requirements` (or `2 cases` when the known failures name no requirement)."""
+        n, unit = len(self.known_requirements), "requirement"
+        if not n:
+            n, unit = len(self.known_cases), "case"
+        return f"{n} {unit}{'' if n == 1 else 's'}"
+
+    @property
     def icon(self) -> str:
-        return {"conforming": "✅", "not-conforming": "❌", "incomplete": "⚠️"}[self.state]
+        return {"conforming": "✅", "known-deviations": "🔕", "not-conforming": "❌",
+                "incomplete": "⚠️"}[self.state]
 
 
 def failing_cases(run: RunResult, strict: bool) -> list[CaseResult]:
     """Cases that fail the run: failures, and non-strict cases under `strict`; known-failing
     cases excepted."""
-    return [c for c in run.cases if not c.known_failing
-            and (c.outcome.is_failure or (strict and c.outcome is Outcome.NON_STRICT))]
+    return [c for c in run.cases if not c.known_failing and _fails(c, strict)]
+
+
+def known_deviations(run: RunResult, strict: bool) -> list[CaseResult]:
+    """Cases that would fail the run but are on the known-failing list."""
+    return [c for c in run.cases if c.known_failing and _fails(c, strict)]
+
+
+def _fails(case: CaseResult, strict: bool) -> bool:
+    return case.outcome.is_failure or (strict and case.outcome is Outcome.NON_STRICT)
+
+
+def deviating_requirements(cases: Iterable[CaseResult], strict: bool) -> list[str]:
+    """The requirements `cases` fail (`case_outcome_for`), sorted."""
+    out: set[str] = set()
+    for case in cases:
+        for rid in requirements_of(case):
+            if _fails_requirement(case_outcome_for(case, rid), strict):
+                out.add(rid)
+    return sorted(out)
+
+
+def _fails_requirement(outcome: Outcome, strict: bool) -> bool:
+    return outcome.is_failure or (strict and outcome is Outcome.NON_STRICT)
 
 
 def verdict(run: RunResult, strict: bool = False, stale_errors: list[str] | None = None) -> Verdict:
     """Judge `run`: conforming when no case fails it (see `failing_cases`) and the known-failing
-    list is not stale. A partial run is marked, and never exits 0."""
+    list is not stale. A partial run is marked, and never exits 0. Known-failing cases that
+    fail are counted (`Verdict.known_cases`), so the headline can say so."""
     stale = list(stale_errors or [])
     reasons: list[str] = []
     bad = failing_cases(run, strict)
@@ -381,12 +440,20 @@ def verdict(run: RunResult, strict: bool = False, stale_errors: list[str] | None
         for c in bad:
             by[c.outcome.value] = by.get(c.outcome.value, 0) + 1
         reasons.append("failing cases: " + ", ".join(f"{n} {o}" for o, n in by.items()))
+    known = known_deviations(run, strict)
+    known_reqs = deviating_requirements(known, strict)
+    if known:
+        reasons.append(
+            f"{len(known)} known-failing case{'' if len(known) == 1 else 's'}"
+            + (f" (requirements: {', '.join(known_reqs)})" if known_reqs else "")
+        )
     if stale:
         reasons.append(f"{len(stale)} stale known-failing entr{'y' if len(stale) == 1 else 'ies'}")
     if run.partial:
         reasons.append("partial run" + (f": {run.partial_reason}" if run.partial_reason else ""))
     return Verdict(conforming=not bad and not stale, partial=run.partial, strict=strict,
-                   exit_code=exit_code(run, strict, stale), reasons=reasons, stale=stale)
+                   exit_code=exit_code(run, strict, stale), reasons=reasons, stale=stale,
+                   known_cases=[c.case_id for c in known], known_requirements=known_reqs)
 
 
 def outcome_counts(run: RunResult) -> dict[str, int]:

@@ -7,8 +7,11 @@
 |      |                 | `--strict`, or the known-failing list is stale                       |
 | 2    | USAGE           | bad command line, unknown adapter, unreadable or invalid input file  |
 | 3    | HARNESS_FAILURE | the harness itself broke, or the run is partial (interrupted)        |
+| 4    | FLAKY           | `replay` only: some of its `--repeat` runs passed and some failed    |
 
-Failures found take precedence: a partial run that already found a failure exits 1.
+Failures found take precedence: a partial run that already found a failure exits 1. A run with
+known failures (known-failing list entries matched) exits 0, and its reports say
+CONFORMING EXCEPT KNOWN DEVIATIONS.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ CONFORMING = 0
 NOT_CONFORMING = 1
 USAGE = 2
 HARNESS_FAILURE = 3
+FLAKY = 4  # `presence-conformance replay --repeat N`: neither FIXED (all pass) nor FAILED (all fail)
 
 
 def exit_code(run: RunResult, strict: bool = False, stale_errors: list[str] | None = None) -> int:

@@ -87,8 +87,8 @@ def page(title: str, body: str, js: str) -> str:
 
 
 def _header(run: RunResult, v: Verdict, n_req: int, n_covered: int) -> str:
-    cls, mark = {"conforming": ("ok", "✔"), "not-conforming": ("bad", "✖"),
-                 "incomplete": ("warn", "⚠")}[v.state]
+    cls, mark = {"conforming": ("ok", "✔"), "known-deviations": ("known", "◐"),
+                 "not-conforming": ("bad", "✖"), "incomplete": ("warn", "⚠")}[v.state]
     meta = [f"<span>adapter <code>{esc(run.adapter)}</code></span>"]
     if run.harness_version:
         meta.append(f"<span>harness {esc(run.harness_version)}</span>")
@@ -275,7 +275,7 @@ def _spec_points(req: Requirement) -> str:
 
 
 def _case_links(status: RequirementStatus, problem_ids: set[str], limit: int = 12) -> str:
-    links = []
+    links: list[str] = []
     seen: set[str] = set()
     for cid, o in status.cases:
         if cid in seen:

@@ -7,6 +7,10 @@
 * `unsupported` -> `<skipped>`; a known-failing case -> `<skipped message="known failing: …">`;
 * `non-strict` without strict passes, with the SHOULD violations in `<system-out>`.
 
+Every `<testsuite>` carries the run's verdict in its `<properties>`: `verdict` (the headline, e.g.
+`CONFORMING EXCEPT KNOWN DEVIATIONS (2 requirements)`), `verdict.state`, `verdict.exit_code`,
+`known_failing.cases` and `known_failing.requirements`.
+
 A stale known-failing list and a partial run add failing test cases (suites `presence.expectations`
 and `presence.harness`), so a JUnit viewer shows why the run failed. All text goes through
 `clean_text`: the XML is valid whatever the implementation under test sent.
@@ -18,11 +22,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from presence_conformance.harness.reports.common import (
+    Verdict,
     area_of_case,
     clean_text,
     iso_time,
     render_value,
     truncate,
+    verdict,
     violating_indexes,
     write_atomic,
 )
@@ -140,14 +146,19 @@ def _testcase(parent: ET.Element, classname: str, case: CaseResult, strict: bool
     return "passed"
 
 
-def _suite(root: ET.Element, name: str, run: RunResult) -> ET.Element:
+def _suite(root: ET.Element, name: str, run: RunResult, v: Verdict) -> ET.Element:
     suite = ET.SubElement(root, "testsuite", name=name)
     if run.started:
         suite.set("timestamp", iso_time(run.started))
     props = ET.SubElement(suite, "properties")
-    for k, v in (("adapter", run.adapter), ("harness_version", run.harness_version),
-                 *sorted(("adapter_option." + k, v) for k, v in run.adapter_options.items())):
-        ET.SubElement(props, "property", name=clean_text(k), value=clean_text(v))
+    judged = [("verdict", v.headline), ("verdict.state", v.state),
+              ("verdict.exit_code", str(v.exit_code)),
+              ("known_failing.cases", str(len(v.known_cases)))]
+    if v.known_requirements:
+        judged.append(("known_failing.requirements", " ".join(v.known_requirements)))
+    for k, val in (("adapter", run.adapter), ("harness_version", run.harness_version), *judged,
+                   *sorted(("adapter_option." + key, x) for key, x in run.adapter_options.items())):
+        ET.SubElement(props, "property", name=clean_text(k), value=clean_text(val))
     return suite
 
 
@@ -163,6 +174,7 @@ def render_junit(run: RunResult, strict: bool = False,
                  stale_errors: list[str] | None = None) -> str:
     """The text of junit.xml for `run`."""
     root = ET.Element("testsuites", name=clean_text(f"presence-conformance: {run.adapter}"))
+    v = verdict(run, strict, stale_errors)
     by_area: dict[str, list[CaseResult]] = {}
     for case in run.cases:
         by_area.setdefault(area_of_case(case), []).append(case)
@@ -170,7 +182,7 @@ def render_junit(run: RunResult, strict: bool = False,
     total_time = 0.0
     for area in sorted(by_area, key=lambda a: (a == "generated", a)):
         classname = clean_text(f"presence.{area}")
-        suite = _suite(root, classname, run)
+        suite = _suite(root, classname, run, v)
         stats: dict[str, int] = {}
         elapsed = 0.0
         for case in by_area[area]:
@@ -182,7 +194,7 @@ def render_junit(run: RunResult, strict: bool = False,
             totals[k] = totals.get(k, 0) + n
         total_time += elapsed
     if stale_errors:
-        suite = _suite(root, "presence.expectations", run)
+        suite = _suite(root, "presence.expectations", run, v)
         for n, err in enumerate(stale_errors, start=1):
             tc = ET.SubElement(suite, "testcase", classname="presence.expectations",
                                name=f"known-failing/stale-{n}", time="0.000")
@@ -191,7 +203,7 @@ def render_junit(run: RunResult, strict: bool = False,
         _close_suite(suite, {"failure": len(stale_errors)}, 0.0)
         totals["failure"] = totals.get("failure", 0) + len(stale_errors)
     if run.partial:
-        suite = _suite(root, "presence.harness", run)
+        suite = _suite(root, "presence.harness", run, v)
         tc = ET.SubElement(suite, "testcase", classname="presence.harness", name="harness/partial-run",
                            time="0.000")
         reason = run.partial_reason or "the run was interrupted"

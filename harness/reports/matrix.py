@@ -21,6 +21,7 @@ from presence_conformance.harness.reports.common import (
     RequirementStatus,
     Verdict,
     load_catalogue,
+    outcome_counts,
     requirement_statuses,
     unique_labels,
     verdict,
@@ -165,9 +166,10 @@ def _cell_html(outcome: str | None, known: bool = False) -> str:
 
 
 def _verdict_badge(v: Verdict) -> str:
-    cls = {"conforming": "pass", "not-conforming": "fail", "incomplete": "non-strict"}[v.state]
+    cls = {"conforming": "o-pass", "known-deviations": "known", "not-conforming": "o-fail",
+           "incomplete": "o-non-strict"}[v.state]
     text = v.headline.lower() + (" (partial)" if v.partial and not v.conforming else "")
-    return f'<span class="badge o-{cls}">{esc(text)}</span>'
+    return f'<span class="badge {cls}" data-verdict="{esc(v.state)}">{esc(text)}</span>'
 
 
 def render_matrix_html(m: Matrix) -> str:
@@ -234,13 +236,15 @@ def render_matrix_md(m: Matrix, max_bytes: int = MAX_BYTES) -> str:
     sep = "|---|---|" + "---|" * len(m.columns)
     head = ["# Presence conformance matrix", "",
             "| Adapter | Verdict | " + " | ".join(f"{EMOJI[o]} {o}" for o in reversed(OUTCOME_ORDER[:-1]))
-            + " |", "|---|---|" + "---:|" * (len(OUTCOME_ORDER) - 1)]
+            + f" | {EMOJI['known-failing']} known-failing |",
+            "|---|---|" + "---:|" * len(OUTCOME_ORDER)]
     for c in m.columns:
         v = m.verdicts[c]
-        counts = m.runs[c].counts()
+        counts = outcome_counts(m.runs[c])
         head.append(f"| {md_code(c)} | {v.icon} {v.headline}"
                     f"{' (partial)' if v.partial and not v.conforming else ''} | "
-                    + " | ".join(str(counts.get(o, 0)) for o in reversed(OUTCOME_ORDER[:-1])) + " |")
+                    + " | ".join(str(counts.get(o, 0)) for o in reversed(OUTCOME_ORDER[:-1]))
+                    + f" | {counts['known-failing']} |")
     lines = [*head, "", "## Requirements", ""]
     used = sum(len(x.encode()) + 1 for x in lines)
     dropped = 0

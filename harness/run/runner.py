@@ -77,8 +77,12 @@ async def run_scenario(
             result.error = f"stopped early: {driver.record.stopped}"
     except Abort as abort:
         result.outcome, result.error = abort.outcome, abort.message
-    except asyncio.CancelledError:
-        raise
+    except (asyncio.CancelledError, SystemExit, GeneratorExit) as exc:
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+            raise  # a timeout or Ctrl-C cancelled the case; otherwise the adapter raised it
+        result.outcome = Outcome.ERROR
+        result.error = f"the adapter raised {exc!r}, which ends this case only (docs/adapters.md)"
     except Exception as exc:  # a bug in the harness: report it, never raise out of the case
         result.outcome = Outcome.ERROR
         result.error = (

@@ -45,6 +45,7 @@ __all__ = [
     "ACTIONS",
     "CONNECTION_STEPS",
     "EVENT_STEPS",
+    "MAX_FILE_BYTES",
     "OPERATION_STEPS",
     "PUBLISH_STEPS",
     "READ_STEPS",
@@ -64,6 +65,8 @@ __all__ = [
 
 # -- loading ---------------------------------------------------------------------------------------
 
+MAX_FILE_BYTES = 1 << 20  # a scenario or replay file; the shipped ones are a few KB
+
 
 def load_scenario(path: str | Path, root: str | Path | None = None) -> Scenario:
     """Load and validate one file; `root` (default: its parent's parent) gives the case_id."""
@@ -75,7 +78,21 @@ def load_scenario(path: str | Path, root: str | Path | None = None) -> Scenario:
         case_id = path.stem
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ScenarioError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        "(root)",
+                        f"the file is larger than {MAX_FILE_BYTES} bytes (limit MAX_FILE_BYTES)",
+                        "limit",
+                    )
+                ]
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(
             [Problem(file, None, "(root)", f"cannot read the file: {exc}", "file")]

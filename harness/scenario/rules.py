@@ -39,7 +39,10 @@ from presence_conformance.harness.scenario.model import (
 )
 from presence_conformance.harness.scenario.yaml_source import Path as FieldPath
 
-__all__ = ["build_scenario"]
+__all__ = ["MAX_CLIENTS", "MAX_STEPS", "build_scenario"]
+
+MAX_CLIENTS = 256  # the shipped scenarios use at most a dozen
+MAX_STEPS = 5_000  # top-level steps plus the operations of `concurrently` blocks
 
 
 class _Reporter:
@@ -572,6 +575,32 @@ class _Normaliser:
                 )
 
 
+def _size_problems(obj: Any, report: _Reporter) -> None:
+    """Clients and steps within MAX_CLIENTS and MAX_STEPS (before the schema walks them all)."""
+    if not isinstance(obj, Mapping):
+        return
+    clients = obj.get("clients")
+    if isinstance(clients, Mapping) and len(clients) > MAX_CLIENTS:
+        report.add(
+            ("clients",),
+            f"{len(clients)} clients: more than {MAX_CLIENTS} (limit MAX_CLIENTS)",
+            "limit",
+        )
+    steps = obj.get("steps")
+    if isinstance(steps, list):
+        count = 0
+        for raw in steps:
+            inner = raw.get("concurrently") if isinstance(raw, Mapping) else None
+            count += len(inner) if isinstance(inner, list) else 1
+        if count > MAX_STEPS:
+            report.add(
+                ("steps",),
+                f"{count} steps (blocks counted by their operations): more than {MAX_STEPS} "
+                "(limit MAX_STEPS)",
+                "limit",
+            )
+
+
 def build_scenario(
     obj: Any,
     case_id: str,
@@ -583,6 +612,8 @@ def build_scenario(
     """Validate a parsed scenario (both passes) and return its normalised form; raise
     `ScenarioError` listing every problem, first by line."""
     report = _Reporter(file, lines)
+    _size_problems(obj, report)
+    report.raise_if_any()
     _schema_problems(obj, report)
     report.raise_if_any()
     scenario = _Normaliser(obj, report, case_id, source, default_name).run()

@@ -27,6 +27,11 @@ from presence_conformance.reference_impl.server import rest
 from presence_conformance.reference_impl.server.auth import Authenticator
 from presence_conformance.reference_impl.server.config import Capability, ServerConfig
 from presence_conformance.reference_impl.server.inspection import FrameLog, Inspection
+from presence_conformance.reference_impl.server.limits import (
+    GuardedSite,
+    HandshakeGuard,
+    install_log_limits,
+)
 from presence_conformance.reference_impl.server.realtime import RealtimeProtocol
 
 log = logging.getLogger("presence_conformance.reference_impl.server")
@@ -50,16 +55,29 @@ class PresenceServer:
         self.config = config or ServerConfig()
         self._clock = clock or (lambda: int(time.time() * 1000))
         ids = IdFactory()
-        self.model = PresenceModel(self._clock, ids, max_message_size=self.config.max_message_size)
+        self.model = PresenceModel(
+            self._clock,
+            ids,
+            max_message_size=self.config.max_message_size,
+            history_max_count=self.config.history_max_count,
+            history_max_age_ms=self.config.history_max_age_ms,
+        )
         self.stats: collections.Counter[str] = collections.Counter()
-        self.auth = Authenticator(self.config.keys)
-        frame_log = FrameLog(self.config.frame_log_size, self.config.frame_log_connections)
+        self.auth = Authenticator(self.config.keys, self.now)
+        frame_log = FrameLog(
+            self.config.frame_log_size,
+            self.config.frame_log_connections,
+            self.config.frame_log_bytes,
+            self.config.frame_log_total_bytes,
+        )
         self.realtime = RealtimeProtocol(
             self.config, self.model, ids, self.auth, frame_log, self.stats
         )
         self.inspection = Inspection(self.realtime, frame_log)
         self._runner: web.AppRunner | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
+        self._guard: HandshakeGuard | None = None
         self._host: str | None = None
         self._port: int | None = None
 
@@ -69,12 +87,28 @@ class PresenceServer:
         """Listen on `host:port` (0: a free port); return the address actually bound."""
         if self._runner is not None:
             raise RuntimeError("PresenceServer already started")
-        app = web.Application(middlewares=[rest.error_middleware])
+        guard = HandshakeGuard(self.config.handshake_timeout, self.stats)
+        app = web.Application(middlewares=[guard.middleware, rest.error_middleware])
         app.router.add_get("/", self.realtime.transport.handle)
-        rest.add_routes(app, model=self.model, auth=self.auth, now=self.now)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        rest.add_routes(
+            app,
+            model=self.model,
+            auth=self.auth,
+            now=self.now,
+            max_channel_name_length=self.config.max_channel_name_length,
+        )
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self.config.keepalive_timeout,
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        install_log_limits(self.config.log_rate, self.config.log_rate_period)
+        guard.runner = runner
+        self._guard = guard
+        site = GuardedSite(runner, guard, host, port)
         try:
             await site.start()
         except BaseException:
@@ -86,18 +120,31 @@ class PresenceServer:
         interval = self.config.effective_heartbeat_interval
         if interval > 0:
             self._heartbeat_task = asyncio.create_task(self.realtime.heartbeats(interval))
+        sweep = self.config.sweep_interval
+        if self.config.history_max_age is not None:  # history expires at most half late
+            sweep = min(sweep, self.config.history_max_age / 2)
+        self._sweep_task = asyncio.create_task(self._sweeps(sweep))
         log.info("reference server listening on %s", self.url)
         return self._host, self._port
 
     async def stop(self) -> None:
         """Close every connection (no leaves are synthesized) and stop listening."""
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            self._heartbeat_task = None
+        for task in (self._heartbeat_task, self._sweep_task):
+            if task is not None:
+                task.cancel()
+        self._heartbeat_task = self._sweep_task = None
         await self.realtime.shutdown()
+        if self._guard is not None:
+            self._guard.cancel_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _sweeps(self, interval: float) -> None:
+        """Free idle channels and expired history every `interval` seconds, forever."""
+        while True:
+            await asyncio.sleep(interval)
+            self.stats["channels_freed"] += self.model.sweep()
 
     async def __aenter__(self) -> PresenceServer:
         if self._runner is None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.server.config import (
@@ -27,7 +28,7 @@ from presence_conformance.reference_impl.server.config import (
     KeySpec,
     TokenSpec,
     capability_allows,
-    capability_any,
+    capability_within,
     check_capability,
     check_key_name,
     new_token,
@@ -38,6 +39,12 @@ from presence_conformance.reference_impl.server.wire import (
     FrameError,
     short,
 )
+
+TOKEN_EXPIRED = 40142  # Ably: token expired
+DEFAULT_TOKEN_TTL = 60 * 60 * 1000  # TK2a: 60 minutes
+MAX_TOKEN_TTL = 24 * 60 * 60 * 1000
+MAX_TOKENS = 100_000  # tokens kept at once; the oldest go first (expired ones before that)
+MAX_TOKEN_REQUEST = 16384  # bytes of a token request body
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,10 @@ class ConnectGrant:
 class Authenticator:
     """The keys and tokens of one server, and the checks of credentials against them."""
 
-    def __init__(self, keys: Mapping[str, KeySpec]) -> None:
+    def __init__(self, keys: Mapping[str, KeySpec], now: Callable[[], int] | None = None) -> None:
         self._keys: dict[str, KeySpec] = dict(keys)
         self._tokens: dict[str, TokenSpec] = {}
+        self._now = now or (lambda: 0)
 
     @property
     def default_key(self) -> str:
@@ -91,8 +99,86 @@ class Authenticator:
             check_capability(capability) if capability is not None else self._keys[name].capability
         )
         token = new_token()
-        self._tokens[token] = TokenSpec(name, client_id, cap)
+        self._keep(token, TokenSpec(name, client_id, cap))
         return token
+
+    def _keep(self, token: str, spec: TokenSpec) -> None:
+        if len(self._tokens) >= MAX_TOKENS:
+            now = self._now()
+            for old in [t for t, s in self._tokens.items() if s.expires and s.expires <= now]:
+                del self._tokens[old]
+            while len(self._tokens) >= MAX_TOKENS:
+                del self._tokens[next(iter(self._tokens))]
+        self._tokens[token] = spec
+
+    def request_token(self, key_name: str, auth_key_name: str, body: Any) -> dict[str, Any]:
+        """`POST /keys/{keyName}/requestToken` (RSA8, TE/TK, TD): issue a token for `key_name`,
+        authenticated as `auth_key_name`, from TokenParams in `body` (`capability`: JSON text
+        that may narrow the key's, TK2b; `clientId`, TK2c; `ttl` ms, TK2a). Returns the
+        TokenDetails (TD2-TD6). FrameError 40101 / 40160 / 40003 naming the bad part."""
+        if auth_key_name != key_name:
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                f"requestToken: authenticated as key {auth_key_name!r}, not {short(key_name)}",
+                status_code=401,
+            )
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise FrameError(errors.BAD_REQUEST, "requestToken: expected a JSON object body")
+        if body.get("keyName") not in (None, key_name):
+            raise FrameError(
+                errors.BAD_REQUEST,
+                f"requestToken: keyName {short(body.get('keyName'))} is not {key_name!r}",
+            )
+        held = self._keys[key_name].capability
+        raw = body.get("capability")
+        if raw is None:
+            capability = held
+        else:
+            if not isinstance(raw, str):
+                raise FrameError(
+                    errors.INVALID_PARAMETER_VALUE,
+                    "capability: expected capability JSON stringified (TK2b)",
+                )
+            try:
+                capability = check_capability(json.loads(raw))
+            except (ValueError, RecursionError, ConfigError) as exc:
+                raise FrameError(
+                    errors.INVALID_PARAMETER_VALUE, f"capability: {short(str(exc))}"
+                ) from None
+            if not capability_within(capability, held):
+                raise FrameError(
+                    errors.CAPABILITY_DENIED,
+                    f"capability: the requested capability exceeds key {key_name!r}'s",
+                    status_code=401,
+                )
+        client_id = body.get("clientId")
+        if client_id is not None and (not isinstance(client_id, str) or not client_id):
+            raise FrameError(
+                errors.INVALID_CLIENT_ID, f"clientId: invalid clientId {short(client_id)}"
+            )
+        ttl = body.get("ttl")
+        if ttl is None:
+            ttl = DEFAULT_TOKEN_TTL
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TOKEN_TTL:
+            raise FrameError(
+                errors.INVALID_PARAMETER_VALUE,
+                f"ttl: expected milliseconds from 1 to {MAX_TOKEN_TTL}, got {short(ttl)}",
+            )
+        issued = self._now()
+        token = new_token()
+        self._keep(token, TokenSpec(key_name, client_id, capability, issued + ttl))
+        details: dict[str, Any] = {
+            "token": token,
+            "keyName": key_name,
+            "issued": issued,
+            "expires": issued + ttl,
+            "capability": json.dumps(capability, separators=(",", ":")),
+        }
+        if client_id is not None:
+            details["clientId"] = client_id
+        return details
 
     def has_token(self, token: str) -> bool:
         """True if `token` was issued here."""
@@ -116,9 +202,12 @@ class Authenticator:
         if spec is None or spec.key_name not in self._keys:
             raise FrameError(
                 INVALID_CREDENTIALS,
-                f"{param}: unknown token (the reference server only accepts tokens "
-                "from PresenceServer.issue_token)",
+                f"{param}: unknown token (the reference server only accepts tokens it issued: "
+                "POST /keys/{keyName}/requestToken or PresenceServer.issue_token)",
             )
+        if spec.expires is not None and spec.expires <= self._now():
+            del self._tokens[token]
+            raise FrameError(TOKEN_EXPIRED, f"{param}: token expired", status_code=401)
         return spec
 
     def connect(self, query: Mapping[str, str]) -> ConnectGrant:
@@ -141,14 +230,7 @@ class Authenticator:
         elif token_param is not None:
             spec = self.authenticate_token(query[token_param], token_param)
             key_name, capability = spec.key_name, spec.capability
-            if spec.client_id is not None:
-                if client_id is not None and client_id != spec.client_id:
-                    raise FrameError(
-                        errors.INVALID_CLIENT_ID,
-                        f"clientId: {short(client_id)} does not match the token's "
-                        f"clientId {spec.client_id!r}",
-                    )
-                client_id = spec.client_id
+            client_id = token_client_id(spec.client_id, client_id)
         else:
             raise FrameError(
                 INVALID_CREDENTIALS,
@@ -165,6 +247,30 @@ class Authenticator:
         return ConnectGrant(
             key_name, client_id, capability, resume_error, "msgpack" if fmt == "msgpack" else "json"
         )
+
+    def authenticate_key_request(self, headers: Mapping[str, str]) -> str:
+        """The key name of a REST request authenticated with `Authorization: Basic` (the token
+        endpoint takes a key, never a token); FrameError 40101 (401) otherwise."""
+        scheme, _, value = headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                "requestToken: send the key as 'Authorization: Basic base64(key)'",
+                status_code=401,
+            )
+        try:
+            key = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise FrameError(
+                INVALID_CREDENTIALS,
+                "Authorization: Basic credentials are not base64 of 'appId.keyId:secret'",
+                status_code=401,
+            ) from None
+        try:
+            return self.authenticate_key(key)[0]
+        except FrameError as exc:
+            exc.status_code = 401
+            raise
 
     def authenticate_request(
         self, headers: Mapping[str, str], query: Mapping[str, str]
@@ -211,12 +317,35 @@ class Authenticator:
         )
 
 
+def token_client_id(token_client_id: str | None, url_client_id: str | None) -> str | None:
+    """The identity of a connection made with a token (TK2c / TD6, RSA15a): a token with a
+    clientId enforces it (a different `clientId=` in the URL is refused); a token without one is
+    "prohibited from assuming a clientId in any operations", so any `clientId=` is refused; only
+    a wildcard token (`*`) may be narrowed to a clientId by the URL (RSA15b)."""
+    if token_client_id == "*":
+        return url_client_id if url_client_id is not None else "*"
+    if url_client_id is not None and url_client_id != token_client_id:
+        held = "no clientId" if token_client_id is None else f"clientId {token_client_id!r}"
+        raise FrameError(
+            errors.INVALID_CLIENT_ID,
+            f"clientId: {short(url_client_id)} does not match the token, which has {held} "
+            "(TK2c, RSA15a)",
+        )
+    return token_client_id
+
+
 def require_attach(capability: Capability, key_name: str, channel: str) -> None:
-    """A connection may attach to `channel` if its capability grants anything there."""
-    if not capability_any(capability, channel):
+    """A connection may attach to `channel` only with `subscribe` or `presence` there (Ably's
+    capability model: `subscribe` receives messages and presence, `presence` registers it;
+    `publish` or `history` alone give no reason to attach and must not reveal the members)."""
+    if not (
+        capability_allows(capability, channel, "subscribe")
+        or capability_allows(capability, channel, "presence")
+    ):
         raise FrameError(
             errors.CAPABILITY_DENIED,
-            f"capability: key {key_name!r} grants nothing on channel {channel!r}",
+            f"capability: key {key_name!r} grants neither subscribe nor presence on channel "
+            f"{short(channel)}",
             channel=channel,
         )
 

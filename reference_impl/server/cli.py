@@ -1,11 +1,15 @@
 """`presence-conformance serve`: run the reference server until Ctrl-C (or SIGTERM).
 
-    presence-conformance serve [--host 127.0.0.1] [--port 8080] [--keys FILE]
-                               [--leave-grace 15] [--sync-page 100] [--loop auto]
+    presence-conformance serve [--host 127.0.0.1] [--port 8080] [--keys FILE] [--show-keys]
+                               [--leave-grace 15] [--sync-page 100]
+                               [--history-max-count 10000] [--history-max-age 600]
+                               [--max-connections 10000] [--allow-origin ORIGIN ...]
+                               [--loop auto]
 
-Prints where it listens and the key to use, e.g.
-`listening on ws://127.0.0.1:8080 (REST http://127.0.0.1:8080) key appid.keyid:secret`,
-then the event loop it runs on, e.g. `event loop: uvloop 0.21.0`.
+Prints where it listens and the names of its keys, e.g.
+`listening on ws://127.0.0.1:8080 (REST http://127.0.0.1:8080) key appid.keyid`;
+with `--show-keys` each key with its secret (`key appid.keyid:secret`), for a terminal only
+the operator reads. Then the event loop it runs on, e.g. `event loop: uvloop 0.21.0`.
 
 `--loop auto` (the default) runs on uvloop when it is installed (`pip install
 'presence-conformance[fast]'`) and on asyncio's own loop otherwise; `--loop asyncio` never uses
@@ -68,6 +72,41 @@ def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentP
         help="members per SYNC frame (default %(default)s)",
     )
     parser.add_argument(
+        "--show-keys",
+        action="store_true",
+        help="print each key with its secret (default: key names only)",
+    )
+    parser.add_argument(
+        "--history-max-count",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="presence events kept per channel, REST and realtime alike (default %(default)s)",
+    )
+    parser.add_argument(
+        "--history-max-age",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds a presence event is kept in its channel's history (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="realtime connections open at once; more are refused with an ERROR "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an Origin allowed to open WebSockets (repeatable; '*' allows any); always "
+        "allowed: no Origin (SDKs) and the server's own host",
+    )
+    parser.add_argument(
         "--loop",
         choices=["auto", "asyncio", "uvloop"],
         default="auto",
@@ -95,19 +134,32 @@ def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLo
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """A `ServerConfig` from parsed `serve` arguments; raises `ConfigError`."""
-    kwargs: dict = {"leave_grace": args.leave_grace, "sync_page_size": args.sync_page}
+    kwargs: dict = {
+        "leave_grace": args.leave_grace,
+        "sync_page_size": args.sync_page,
+        "history_max_count": args.history_max_count,
+        "history_max_age": args.history_max_age,
+        "max_connections": args.max_connections,
+        "allowed_origins": tuple(args.allow_origin),
+    }
     if args.keys:
         kwargs["keys"] = load_keys_file(args.keys)
     return ServerConfig(**kwargs)
 
 
-async def _serve(config: ServerConfig, host: str, port: int, loop_name: str = "asyncio") -> None:
+async def _serve(
+    config: ServerConfig,
+    host: str,
+    port: int,
+    loop_name: str = "asyncio",
+    show_keys: bool = False,
+) -> None:
     from presence_conformance.reference_impl.server.app import PresenceServer
 
     server = PresenceServer(config)
     bound_host, bound_port = await server.start(host, port)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    keys = " ".join(key_strings(config.keys))
+    keys = " ".join(key_strings(config.keys, secrets_too=show_keys))
     print(
         f"listening on ws://{shown}:{bound_port} (REST http://{shown}:{bound_port}) key {keys}",
         flush=True,
@@ -146,7 +198,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_serve(config, args.host, args.port, loop_name))
+            runner.run(_serve(config, args.host, args.port, loop_name, args.show_keys))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -56,11 +56,13 @@ class KeySpec:
 
 @dataclass(frozen=True)
 class TokenSpec:
-    """An opaque token issued by `PresenceServer.issue_token` (no expiry, no signature)."""
+    """An opaque token issued by `PresenceServer.issue_token` or the token endpoint (no
+    signature); `expires` in ms since the epoch, None: never."""
 
     key_name: str
     client_id: str | None
     capability: Capability
+    expires: int | None = None
 
 
 @dataclass
@@ -88,6 +90,20 @@ class ServerConfig:
     frame_log_connections: int = 5000  # connections whose frame logs are kept
     max_outbound_queue: int = 20000  # frames queued to one slow client before it is cut off
     max_channel_name_length: int = 1024
+    # Bounded state (see docs in README "Reference server limits"):
+    history_max_count: int | None = 10000  # presence events kept per channel (None: no bound)
+    history_max_age: float | None = 600.0  # s an event is kept in a channel's history
+    sweep_interval: float = 10.0  # s between frees of idle channels and expired history
+    frame_log_bytes: int = 2 << 20  # bytes of recorded frames per connection
+    frame_log_total_bytes: int = 64 << 20  # bytes of recorded frames, all connections
+    max_connections: int = 10000  # realtime connections open at once; more are refused
+    handshake_timeout: float = 10.0  # s a TCP connection may take to send its first request
+    keepalive_timeout: float = 15.0  # s an idle HTTP keep-alive connection is kept
+    # WebSocket upgrades: Origins accepted besides none (SDKs send none) and the server's own
+    # host; "*" accepts every Origin.
+    allowed_origins: tuple[str, ...] = ()
+    log_rate: int = 20  # log lines of one kind per `log_rate_period`; more are counted, not logged
+    log_rate_period: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.keys, Mapping) or not self.keys:
@@ -109,6 +125,24 @@ class ServerConfig:
             raise ConfigError(
                 f"max_idle_interval: expected >= 0 ms, got {self.max_idle_interval!r}"
             )
+        if self.history_max_count is not None and self.history_max_count < 1:
+            raise ConfigError(
+                f"history_max_count: expected >= 1 or None, got {self.history_max_count!r}"
+            )
+        if self.history_max_age is not None and self.history_max_age <= 0:
+            raise ConfigError(
+                f"history_max_age: expected > 0 seconds or None, got {self.history_max_age!r}"
+            )
+        if self.max_connections < 1:
+            raise ConfigError(f"max_connections: expected >= 1, got {self.max_connections!r}")
+        for name in ("handshake_timeout", "keepalive_timeout", "sweep_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: expected > 0 seconds, got {getattr(self, name)!r}")
+
+    @property
+    def history_max_age_ms(self) -> int | None:
+        """`history_max_age` in ms (the model's unit)."""
+        return None if self.history_max_age is None else int(self.history_max_age * 1000)
 
     @property
     def effective_heartbeat_interval(self) -> float:
@@ -214,6 +248,36 @@ def new_token() -> str:
     return "tok-" + secrets.token_urlsafe(18)
 
 
-def key_strings(keys: Mapping[str, KeySpec]) -> Iterable[str]:
-    """`name:secret` for every key (for printing where the server listens)."""
-    return (f"{name}:{spec.secret}" for name, spec in keys.items())
+def key_strings(keys: Mapping[str, KeySpec], *, secrets_too: bool = False) -> Iterable[str]:
+    """Every key for printing where the server listens: its name, or `name:secret` when
+    `secrets_too` (`serve --show-keys`)."""
+    return (f"{name}:{spec.secret}" if secrets_too else name for name, spec in keys.items())
+
+
+def capability_within(requested: Capability, held: Capability) -> bool:
+    """True if every operation `requested` grants on a pattern is granted by `held` on that
+    pattern (a token's capability may narrow its key's, never widen it)."""
+
+    def covers(pattern: str, op: str) -> bool:
+        return any(
+            (
+                key_pattern == "*"
+                or key_pattern == pattern
+                or (key_pattern.endswith(":*") and pattern.startswith(key_pattern[:-1]))
+            )
+            and ("*" in ops or op in ops)
+            for key_pattern, ops in held.items()
+        )
+
+    return all(covers(pattern, op) for pattern, ops in requested.items() for op in ops)
+
+
+def capability_grants(capability: Capability | None, channel: str) -> frozenset[str]:
+    """The channel operations `capability` grants on `channel` (`*` expanded)."""
+    if capability is None:
+        return OPERATIONS - {"*"}
+    out: set[str] = set()
+    for pattern, ops in capability.items():
+        if _pattern_matches(pattern, channel):
+            out.update(OPERATIONS - {"*"} if "*" in ops else ops)
+    return frozenset(out)

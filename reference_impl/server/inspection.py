@@ -3,12 +3,13 @@ from it, and the faults they inject into it.
 
 - `FrameLog`: every frame a client sends, per connection, oldest first, bounded
   (`ServerConfig.frame_log_size` frames for each of the last `frame_log_connections`
-  connections). Frames are kept as decoded, from JSON or MessagePack alike (binary data of a
-  MessagePack frame stays `bytes`); a frame that does not decode as `{"$malformed": text (JSON)
-  or bytes (MessagePack), "$size": bytes}`, a value that is not an object as
-  `{"$malformed": value}`, a binary frame on a JSON connection as `{"$binary": bytes}`, a text
-  frame on a MessagePack connection as `{"$text": bytes}`, and a frame above `RECORD_LIMIT`
-  bytes in summary (top level and presence items without their data, plus `"$size"`).
+  connections, at most `frame_log_bytes` per connection and `frame_log_total_bytes` in all).
+  Frames are kept as decoded, from JSON or MessagePack alike (binary data of a MessagePack
+  frame stays `bytes`); a frame that does not decode as `{"$malformed": text (JSON) or bytes
+  (MessagePack), "$size": bytes}`, a value that is not an object as `{"$malformed": value}`, a
+  binary frame on a JSON connection as `{"$binary": bytes}`, a text frame on a MessagePack
+  connection as `{"$text": bytes}`, and a frame above `RECORD_LIMIT` bytes in summary (top
+  level and presence items without their data, plus `"$size"`).
 - `Inspection`: the frame log, the open connections and their clientIds, and fault injection:
   `drop` (the transport is lost, no CLOSE) and `expire_now` (end a leave grace at once).
 
@@ -29,33 +30,55 @@ RECORD_LIMIT = 65536 + 4096  # frames larger than this are recorded in summary
 class FrameLog:
     """Client->server frames of recent connections, bounded per connection and in connections."""
 
-    def __init__(self, per_connection: int, connections: int) -> None:
+    def __init__(
+        self,
+        per_connection: int,
+        connections: int,
+        bytes_per_connection: int = 2 << 20,
+        total_bytes: int = 64 << 20,
+    ) -> None:
         self._per_connection = per_connection
         self._connections = connections
+        self._bytes_per_connection = bytes_per_connection
+        self._total_bytes = total_bytes
         self._frames: collections.OrderedDict[str, collections.deque[dict[str, Any]]] = (
             collections.OrderedDict()
         )
+        self._sizes: dict[str, collections.deque[int]] = {}  # bytes of each kept frame
+        self._bytes: dict[str, int] = {}
+        self.total = 0  # bytes kept, all connections
 
     def open(self, connection_id: str) -> None:
         """Start a log for a new connection, forgetting the oldest beyond the bound."""
-        self._frames[connection_id] = collections.deque(maxlen=self._per_connection)
+        self._frames[connection_id] = collections.deque()
+        self._sizes[connection_id] = collections.deque()
+        self._bytes[connection_id] = 0
         while len(self._frames) > self._connections:
-            self._frames.popitem(last=False)
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        cid, _ = self._frames.popitem(last=False)
+        self._sizes.pop(cid, None)
+        self.total -= self._bytes.pop(cid, 0)
 
     def record(self, connection_id: str, frame: Any, size: int) -> None:
         """A decoded frame of `size` bytes."""
         if size > RECORD_LIMIT:
-            self._append(connection_id, _summary(frame, size))
+            self._append(connection_id, _summary(frame, size), 1024)
         else:
-            self._append(connection_id, frame if isinstance(frame, dict) else {"$malformed": frame})
+            self._append(
+                connection_id,
+                frame if isinstance(frame, dict) else {"$malformed": frame},
+                64 + 2 * size,  # a decoded frame holds about twice its text
+            )
 
     def record_unparsable(self, connection_id: str, text: str, size: int) -> None:
         """A text frame that is not JSON."""
-        self._append(connection_id, {"$malformed": text[:256], "$size": size})
+        self._append(connection_id, {"$malformed": text[:256], "$size": size}, 512)
 
     def record_unparsable_binary(self, connection_id: str, data: bytes, size: int) -> None:
         """A binary frame that is not MessagePack."""
-        self._append(connection_id, {"$malformed": bytes(data[:256]), "$size": size})
+        self._append(connection_id, {"$malformed": bytes(data[:256]), "$size": size}, 512)
 
     def record_binary(self, connection_id: str, size: int) -> None:
         """A binary frame on a JSON connection."""
@@ -69,10 +92,29 @@ class FrameLog:
         """Copies of the frames recorded for a connection, oldest first ([] if unknown)."""
         return [dict(f) for f in self._frames.get(connection_id, ())]
 
-    def _append(self, connection_id: str, frame: dict[str, Any]) -> None:
+    def _append(self, connection_id: str, frame: dict[str, Any], size: int = 64) -> None:
+        """Keep `frame` (about `size` bytes held): the oldest frames of the connection go first
+        beyond its count or byte bound, the oldest connections' logs beyond the total."""
         frames = self._frames.get(connection_id)
-        if frames is not None:
-            frames.append(frame)
+        if frames is None:
+            return
+        sizes = self._sizes[connection_id]
+        frames.append(frame)
+        sizes.append(size)
+        self._bytes[connection_id] += size
+        self.total += size
+        while len(frames) > 1 and (
+            len(frames) > self._per_connection
+            or self._bytes[connection_id] > self._bytes_per_connection
+        ):
+            frames.popleft()
+            dropped = sizes.popleft()
+            self._bytes[connection_id] -= dropped
+            self.total -= dropped
+        while self.total > self._total_bytes and len(self._frames) > 1:
+            if next(iter(self._frames)) == connection_id:
+                self._frames.move_to_end(connection_id)
+            self._forget_oldest()
 
 
 def _summary(frame: Any, size: int) -> dict[str, Any]:

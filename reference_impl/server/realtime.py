@@ -39,8 +39,8 @@ from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.model import IdFactory, PresenceModel, message_size
 from presence_conformance.reference_impl.protocol import (
     HAS_PRESENCE,
-    MODE_FLAGS,
     SERVER_ONLY_ACTIONS,
+    Flag,
     ProtocolAction,
 )
 from presence_conformance.reference_impl.server.auth import (
@@ -54,7 +54,7 @@ from presence_conformance.reference_impl.server.codec import (
     decode_json,
     decode_msgpack,
 )
-from presence_conformance.reference_impl.server.config import ServerConfig
+from presence_conformance.reference_impl.server.config import ServerConfig, capability_grants
 from presence_conformance.reference_impl.server.connection import Connection
 from presence_conformance.reference_impl.server.transport import Transport, close_ws
 from presence_conformance.reference_impl.server.wire import (
@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 
 _HEARTBEAT = {"action": ProtocolAction.HEARTBEAT}
 _MODEL_OPS = {Action.ENTER: "enter", Action.UPDATE: "update", Action.LEAVE: "leave"}
+CONNECTION_LIMIT = 42910  # Ably: rate limit exceeded; request rejected
 # Client actions the reference server does not implement (refused with 40000, not as unknown).
 _UNSUPPORTED_ACTIONS = frozenset(
     {
@@ -171,8 +172,18 @@ class RealtimeProtocol:
     # -- the transport's calls (transport.FrameHandler) ------------------------------------------
 
     def authenticate(self, query: Mapping[str, str]) -> ConnectGrant:
-        """Check an upgrade's query; FrameError refuses the connection."""
-        return self.auth.connect(query)
+        """Check an upgrade's query; FrameError refuses the connection (also when
+        `max_connections` are open)."""
+        grant = self.auth.connect(query)
+        if len(self.connections) >= self.config.max_connections:
+            self.stats["connections_refused"] += 1
+            raise FrameError(
+                CONNECTION_LIMIT,
+                f"connection limit: {self.config.max_connections} connections are open; "
+                "try again later",
+                status_code=429,
+            )
+        return grant
 
     def open(self, ws: web.WebSocketResponse, grant: ConnectGrant) -> Connection:
         """Register an accepted connection and send CONNECTED."""
@@ -278,11 +289,7 @@ class RealtimeProtocol:
             return
         try:
             if size > self.config.max_frame_size:
-                raise FrameError(
-                    errors.MESSAGE_TOO_LARGE,
-                    f"frame: {size} bytes exceeds maxFrameSize {self.config.max_frame_size}",
-                    channel=channel,
-                )
+                raise _oversized(frame, size, self.config.max_frame_size, channel)
             self._dispatch(conn, frame)
         except FrameError as exc:
             self._send_error(conn, exc)
@@ -322,6 +329,7 @@ class RealtimeProtocol:
         if not conn.entered:
             conn.state = "closed"
             self.model.expire_connection(conn.id)
+            self.model.forget_connection(conn.id)
             return
         self.dropped[conn.id] = conn
         loop = asyncio.get_running_loop()
@@ -407,7 +415,9 @@ class RealtimeProtocol:
                 channel=scope,
             )
         else:
-            raise FrameError(errors.BAD_REQUEST, f"action: unknown action {action}", channel=scope)
+            raise FrameError(
+                errors.BAD_REQUEST, f"action: unknown action {short(action)}", channel=scope
+            )
 
     def _channel(self, frame: dict[str, Any], msg_serial: int | None = None) -> str:
         channel = frame.get("channel")
@@ -494,14 +504,17 @@ class RealtimeProtocol:
         require_attach(conn.capability, conn.key_name, channel)
         self.model.attach(conn.id, channel)
         conn.attached.add(channel)
-        self._subscribers.setdefault(channel, {})[conn.id] = conn
-        members = self.model.get(channel)
+        modes = granted_modes(conn.capability, channel)
+        receives = bool(modes & Flag.PRESENCE_SUBSCRIBE)
+        if receives:  # only subscribers hear the channel's presence (its own: _publish_events)
+            self._subscribers.setdefault(channel, {})[conn.id] = conn
+        members = self.model.get(channel) if receives else []
         self._send(
             conn,
             {
                 "action": ProtocolAction.ATTACHED,
                 "channel": channel,
-                "flags": MODE_FLAGS | (HAS_PRESENCE if members else 0),
+                "flags": modes | (HAS_PRESENCE if members else 0),
                 "channelSerial": self._channel_serial(),
             },
         )
@@ -540,6 +553,7 @@ class RealtimeProtocol:
             if not subscribers:
                 del self._subscribers[channel]
         if channel not in conn.entered:
+            self.model.detach(conn.id, channel)
             return
         conn.entered.discard(channel)
         events = []
@@ -554,12 +568,14 @@ class RealtimeProtocol:
             for event in outcome.events:
                 _set_member_wire(event, member)
                 events.append(event)
+        self.model.detach(conn.id, channel)
         self._publish_events(channel, events)
 
     def _on_close(self, conn: Connection) -> None:
         conn.state = "closing"
         pairs = self._member_pairs(conn)
         outcome = self.model.close_connection(conn.id)
+        self.model.forget_connection(conn.id)
         self._unsubscribe_all(conn)
         self._send(conn, {"action": ProtocolAction.CLOSED})
         self.transport.close_after_flush(conn)
@@ -573,6 +589,7 @@ class RealtimeProtocol:
         try:
             pairs = self._member_pairs(conn)
             outcome = self.model.expire_connection(connection_id)
+            self.model.forget_connection(connection_id)
             conn.state = "closed"
             self._publish_leaves(pairs, outcome.events)
         except Exception:  # pragma: no cover - a timer callback must never raise
@@ -632,6 +649,12 @@ class RealtimeProtocol:
         frame["channelSerial"] = self._channel_serial()
         frame["presence"] = [wire_presence(e) for e in events]
         self._broadcast(channel, frame)
+        if (
+            conn is not None
+            and channel in conn.attached
+            and conn.id not in self._subscribers.get(channel, ())
+        ):
+            self._send(conn, frame)  # RTP17a: its own members reach it without subscribe
 
     def _channel_serial(self) -> str:
         return f"{self._instance}-{next(self._serial_seq)}"
@@ -819,6 +842,34 @@ class RealtimeProtocol:
                 msg_serial=serial,
             )
         self._send(conn, {"action": ProtocolAction.ACK, "msgSerial": serial, "count": 1})
+
+
+def granted_modes(capability: Any, channel: str) -> int:
+    """The ATTACHED mode flags (TR3q-t, RTL4m) the capability grants on `channel`: PRESENCE
+    with `presence`, PUBLISH with `publish`, SUBSCRIBE and PRESENCE_SUBSCRIBE with `subscribe`
+    (the mode set a client checks per RTL7i / RTP11f)."""
+    ops = capability_grants(capability, channel)
+    flags = 0
+    if "presence" in ops:
+        flags |= Flag.PRESENCE
+    if "publish" in ops:
+        flags |= Flag.PUBLISH
+    if "subscribe" in ops:
+        flags |= Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE
+    return int(flags)
+
+
+def _oversized(frame: Any, size: int, limit: int, channel: str | None) -> FrameError:
+    """The refusal of a frame above maxFrameSize: a NACK when the frame is a PRESENCE or
+    MESSAGE with a usable msgSerial (the sender's channel and members stay as they were), a
+    channel ERROR otherwise."""
+    message = f"frame: {size} bytes exceeds maxFrameSize {limit}"
+    serial: Any = frame.get("msgSerial") if isinstance(frame, dict) else None
+    action = frame.get("action") if isinstance(frame, dict) else None
+    if action in (ProtocolAction.PRESENCE, ProtocolAction.MESSAGE) and is_int(serial):
+        if serial >= 0:
+            return FrameError(errors.MESSAGE_TOO_LARGE, message, msg_serial=int(serial))
+    return FrameError(errors.MESSAGE_TOO_LARGE, message, channel=channel)
 
 
 def _set_member_wire(event: PresenceMessage, member: PresenceMessage | None) -> None:

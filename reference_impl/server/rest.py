@@ -1,6 +1,10 @@
 """REST presence endpoints of the reference server (RSP3, RSP4), on the realtime server's port.
 
 - `GET /time` -> `[ms]` (no auth).
+- `POST /keys/{keyName}/requestToken` (RSA8, Basic auth with that key) -> TokenDetails
+  (`token`, `keyName`, `issued`, `expires`, `capability` JSON text, `clientId`) for the
+  TokenParams of the body (JSON, or MessagePack with `Content-Type: application/x-msgpack`:
+  `capability` JSON text narrowing the key's, `clientId`, `ttl`).
 - `GET /channels/{name}/presence?limit&clientId&connectionId` -> the members as wire
   PresenceMessages (numeric actions), paginated by `limit` (default 100, at most 1000).
 - `GET /channels/{name}/presence/history?start&end&limit&direction` -> the channel's presence
@@ -39,10 +43,22 @@ from presence_conformance.reference_impl.model import (
     PresenceModel,
     validate_history_params,
 )
-from presence_conformance.reference_impl.server.auth import Authenticator, require_rest_operation
-from presence_conformance.reference_impl.server.codec import MSGPACK_MIME, encode, items_for
+from presence_conformance.reference_impl.server.auth import (
+    MAX_TOKEN_REQUEST,
+    Authenticator,
+    require_rest_operation,
+)
+from presence_conformance.reference_impl.server.codec import (
+    MSGPACK_MIME,
+    DecodeError,
+    decode_json,
+    decode_msgpack,
+    encode,
+    items_for,
+)
 from presence_conformance.reference_impl.server.wire import (
     INTERNAL_ERROR,
+    INVALID_CHANNEL_NAME,
     INVALID_CREDENTIALS,
     FrameError,
     dumps,
@@ -99,15 +115,46 @@ def add_routes(
     model: PresenceModel,
     auth: Authenticator,
     now: Callable[[], int],
+    max_channel_name_length: int = 1024,
 ) -> None:
     """Register the REST routes on `app`: they read `model`, check credentials with `auth`
-    and tell the time by `now` (ms since the epoch)."""
+    and tell the time by `now` (ms since the epoch). Channel names are refused as the realtime
+    side refuses them (40010 beyond `max_channel_name_length` characters)."""
+
+    def channel_of(request: web.Request) -> str:
+        channel = request.match_info["channel"]
+        if len(channel) > max_channel_name_length:
+            raise FrameError(
+                INVALID_CHANNEL_NAME,
+                f"channel: name of {len(channel)} characters exceeds {max_channel_name_length}",
+            )
+        return channel
+
+    async def request_token(request: web.Request) -> web.Response:
+        key_name = request.match_info["key_name"]
+        auth_key_name = auth.authenticate_key_request(request.headers)
+        too_large = (request.content_length or 0) > MAX_TOKEN_REQUEST
+        raw = b"" if too_large else await request.read()  # aiohttp bounds it (client_max_size)
+        if too_large or len(raw) > MAX_TOKEN_REQUEST:
+            raise FrameError(
+                errors.MESSAGE_TOO_LARGE, f"requestToken: body above {MAX_TOKEN_REQUEST} bytes"
+            )
+        packed = request.content_type == MSGPACK_MIME
+        try:
+            if packed:
+                body = decode_msgpack(raw) if raw else None
+            else:
+                body = decode_json(raw.decode("utf-8")) if raw.strip() else None
+        except (DecodeError, UnicodeDecodeError):
+            what = "MessagePack" if packed else "JSON"
+            raise FrameError(errors.BAD_REQUEST, f"requestToken: body is not {what}") from None
+        return _answer(request, auth.request_token(key_name, auth_key_name, body))
 
     async def get_time(request: web.Request) -> web.Response:
         return _answer(request, [now()])
 
     async def get_presence(request: web.Request) -> web.Response:
-        channel = request.match_info["channel"]
+        channel = channel_of(request)
         capability = auth.authenticate_request(request.headers, request.query)
         require_rest_operation(capability, channel, ("subscribe", "presence"), "subscribe")
         query = request.query
@@ -141,7 +188,7 @@ def add_routes(
         return _answer(request, [wire_presence(m) for m in page], links)
 
     async def get_history(request: web.Request) -> web.Response:
-        channel = request.match_info["channel"]
+        channel = channel_of(request)
         capability = auth.authenticate_request(request.headers, request.query)
         require_rest_operation(capability, channel, ("history",), "history")
         query = request.query
@@ -166,15 +213,18 @@ def add_routes(
         return _answer(request, [wire_presence(m) for m in page.items], links)
 
     app.router.add_get("/time", get_time)
+    app.router.add_post("/keys/{key_name}/requestToken", request_token)
     app.router.add_get("/channels/{channel:[^/]+}/presence/history", get_history)
     app.router.add_get("/channels/{channel:[^/]+}/presence", get_presence)
 
 
 def _answer(request: web.Request, body: Any, links: list[str] | None = None) -> web.Response:
-    """`body` (a list: presence items, or the time) in the format the request accepts."""
+    """`body` (a list: presence items, or the time; or an object: TokenDetails) in the format
+    the request accepts."""
     headers = {"Link": ", ".join(links)} if links else None
     fmt = "msgpack" if MSGPACK_MIME in request.headers.get("Accept", "") else "json"
-    body = items_for(body, fmt)
+    if isinstance(body, list):
+        body = items_for(body, fmt)
     if fmt == "msgpack":
         return web.Response(body=encode(body, fmt), content_type=MSGPACK_MIME, headers=headers)
     return web.Response(

@@ -36,7 +36,7 @@ from presence_conformance.reference_impl.server.codec import encode
 from presence_conformance.reference_impl.server.config import ServerConfig
 from presence_conformance.reference_impl.server.connection import Connection
 from presence_conformance.reference_impl.server.rest import error_response
-from presence_conformance.reference_impl.server.wire import INTERNAL_ERROR, FrameError
+from presence_conformance.reference_impl.server.wire import INTERNAL_ERROR, FrameError, short
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +84,23 @@ class Transport:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The `/` route: one realtime connection, from upgrade to close."""
+        idle = self.config.max_idle_interval / 1000.0
         ws = web.WebSocketResponse(
-            max_msg_size=max(4 * self.config.max_frame_size, 4 << 20), timeout=2.0
+            max_msg_size=max(4 * self.config.max_frame_size, 4 << 20),
+            timeout=2.0,
+            # A WebSocket ping every idle interval: a client that stops reading never answers
+            # (its pong comes from its reader), so the connection is lost after the interval
+            # plus half of it, and its members leave after the grace.
+            heartbeat=idle if idle > 0 else None,
         )
         if not ws.can_prepare(request).ok:
             return error_response(
                 errors.BAD_REQUEST, "expected a WebSocket upgrade on / (REST is under /channels)"
             )
+        refusal = origin_refusal(request, self.config.allowed_origins)
+        if refusal is not None:
+            self.stats["origin_refused"] += 1
+            return error_response(errors.BAD_REQUEST, refusal, 403)
         await ws.prepare(request)
         asked = "msgpack" if request.query.get("format") == "msgpack" else "json"
         try:
@@ -144,6 +154,7 @@ class Transport:
             log.exception("connection %s: transport failure", conn.id)
         finally:
             self.handler.transport_closed(conn)
+            release_heartbeat(ws)
         return ws
 
     # -- writing ---------------------------------------------------------------------------------
@@ -218,6 +229,34 @@ class Transport:
             transport.abort()
         else:
             await close_ws(conn.ws, 1006)
+
+
+def release_heartbeat(ws: web.WebSocketResponse) -> None:
+    """Stop the WebSocket ping timer of a finished connection at once. aiohttp re-arms it from
+    data received just before the close, and the armed timer keeps the whole WebSocket (with
+    its compression buffers, ~35 KB) alive for up to an idle interval: with many short
+    connections that was most of the server's memory. Private aiohttp attributes, guarded."""
+    if hasattr(ws, "_heartbeat"):
+        ws._heartbeat = None  # _reset_heartbeat returns early from now on
+    cancel = getattr(ws, "_cancel_heartbeat", None)
+    if callable(cancel):
+        cancel()
+
+
+def origin_refusal(request: web.Request, allowed: tuple[str, ...]) -> str | None:
+    """Why a WebSocket upgrade's `Origin` is refused, or None: no Origin (SDKs and servers
+    send none), the server's own host, and the configured `allowed` Origins ("*": any) pass;
+    a browser page of another site does not (cross-site WebSocket hijacking)."""
+    origin = request.headers.get("Origin")
+    if origin is None or "*" in allowed or origin in allowed:
+        return None
+    _, _, rest = origin.partition("://")
+    if rest and rest.split("/", 1)[0].lower() == request.host.lower():
+        return None
+    return (
+        f"Origin {short(origin)} is not allowed to open a realtime connection here "
+        "(serve --allow-origin adds one)"
+    )
 
 
 async def close_ws(ws: web.WebSocketResponse, code: int) -> None:

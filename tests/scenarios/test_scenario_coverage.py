@@ -30,7 +30,7 @@ WIRE_AREA = "wire"
 
 REGRESSION_FOLDERS = frozenset(
     {
-        "regressions",  # real presence bugs of peer systems (shared/research/presence-peers.md §4)
+        "regressions",  # scenarios from real presence bugs of other systems; each names its issue
         "generated-regressions",  # failures found by `presence-conformance generate`, promoted
     }
 )

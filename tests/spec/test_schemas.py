@@ -31,30 +31,30 @@ MEMBER: dict[str, Any] = {
     "id": "conn-1:0:0",
 }
 
-# Frames copied from research/ably-protocol.md (§1.5 ATTACH/ATTACHED/SYNC, §1.6 PRESENCE, §1.3,
-# §1.4, §6), as the official SDKs and the prototype server sent them.
+# Frames copied from docs/protocol.md (§4.1 and §5 ATTACH/ATTACHED/SYNC, §6 PRESENCE,
+# §2.2 CONNECTED, §2.4 HEARTBEAT, §11 the rest), as the official SDKs and the prototype server sent them.
 WIRE_FRAMES = [
-    # §1.6 PRESENCE, client to server
+    # §6 PRESENCE, client to server
     '{"action": 14, "channel": "room1", "presence": [{"action": 2, "data": "{\\"mood\\": \\"happy\\"}",'
     ' "encoding": "json", "clientId": "alice"}], "msgSerial": 0}',
     '{"action":14,"channel":"room2","presence":[{"data":"{\\"mood\\":\\"ok\\"}","action":2,'
     '"encoding":"json"}],"msgSerial":0}',
     '{"action": 14, "channel": "room1", "presence": [{"action": 3, "data": null, "clientId": "alice"}],'
     ' "msgSerial": 2}',
-    # §1.5 ATTACH, ATTACHED and SYNC
+    # §4.1 ATTACH and ATTACHED, §5 SYNC
     '{"action": 10, "params": null, "channel": "room1"}',
     '{"action": 10, "params": null, "channel": "multi", "flags": 32, "channelSerial": "multi@1795877705477"}',
     '{"action":11,"channel":"room1","flags":983040,"channelSerial":"room1@1795877671635"}',
     '{"action":16,"channel":"multi","channelSerial":"sync1:c1","presence":[{"id":"conn0008:0:0",'
     '"action":1,"clientId":"u0","connectionId":"conn0008","timestamp":1795877741729,"data":"d-u0"}]}',
     '{"action":16,"channel":"multi","channelSerial":"sync1:","presence":[]}',
-    # §1.3 CONNECTED
+    # §2.2 CONNECTED
     '{"action": 4, "connectionId": "conn0001", "connectionKey": "key0001!conn0001",'
     ' "connectionDetails": {"clientId": "alice", "connectionKey": "key0001!conn0001",'
     ' "maxMessageSize": 65536, "maxInboundRate": 250, "maxOutboundRate": 100,'
     ' "maxFrameSize": 524288, "serverId": "proto-1", "connectionStateTtl": 120000,'
     ' "maxIdleInterval": 15000}}',
-    # §1.4 HEARTBEAT, §6 ACK, NACK, CLOSE, CLOSED, DETACH
+    # §2.4 HEARTBEAT, §11 ACK, NACK, CLOSE, CLOSED, DETACH
     '{"action":0,"id":"920935822569622"}',
     '{"action": 1, "msgSerial": 0, "count": 1}',
     '{"action": 2, "msgSerial": 0, "count": 1, "error": {"code": 40160, "statusCode": 401,'
@@ -62,7 +62,7 @@ WIRE_FRAMES = [
     '{"action": 7}',
     '{"action": 8}',
     '{"action":12,"channel":"room2"}',
-    # a synthesized leave (§2)
+    # a synthesized leave (§8.1)
     '{"action":14,"channel":"room1","presence":[{"id":"synthetic-conn0001:1795877672777","action":3,'
     '"clientId":"alice","connectionId":"conn0001","timestamp":1795877672777}]}',
 ]

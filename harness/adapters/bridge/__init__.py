@@ -142,16 +142,20 @@ def _short(text: str, width: int = 300) -> str:
 def message_from_json(obj: Mapping[str, Any]) -> PresenceMessage:
     """A presence message in the bridge's JSON form as a `PresenceMessage`, field for field:
     nothing is repaired (a missing field is None, an unknown action name stays a string)."""
-    action: Any = obj.get("action")
+
+    def given(key: str) -> Any:  # the value as sent, unchecked: the message checks judge it
+        return obj.get(key)
+
+    action = given("action")
     if isinstance(action, str) and action in Action._value2member_map_:
         action = Action(action)
     return PresenceMessage(
         action=action,
-        client_id=obj.get("clientId"),
-        connection_id=obj.get("connectionId"),
-        data=data_from_json(obj.get("data")),
-        timestamp=obj.get("timestamp"),
-        id=obj.get("id"),
+        client_id=given("clientId"),
+        connection_id=given("connectionId"),
+        data=data_from_json(given("data")),
+        timestamp=given("timestamp"),
+        id=given("id"),
     )
 
 
@@ -284,7 +288,15 @@ class BridgeChild:
             text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if not text.strip():
                 continue
-            if not self._handle(text):
+            try:
+                handled = self._handle(text)
+            except Exception as exc:  # e.g. RecursionError: a line nested 100k deep
+                await self._violation(
+                    f"its stdout line could not be read ({type(exc).__name__}: "
+                    f"{_short(str(exc), 200)}): {_short(text)!r}"
+                )
+                return
+            if not handled:
                 return
 
     def _handle(self, text: str) -> bool:
@@ -623,7 +635,7 @@ class BridgeAdapter(Adapter):
     """Any SDK, in any language, behind the JSON-lines bridge protocol (docs/bridge.md)."""
 
     name: ClassVar[str] = "bridge"
-    features: frozenset[Feature] = frozenset()  # type: ignore[misc]  (set by hello)
+    features: frozenset[Feature] = frozenset()  # type: ignore[misc]  # set by hello
     options: ClassVar[Mapping[str, str]] = {
         "command": 'the child\'s command line (shell words, e.g. "node bridge.mjs"); required',
         "cwd": "working directory of the child (default: the current one)",
@@ -812,8 +824,8 @@ class BridgeAdapter(Adapter):
             return BridgeError(f"the bridge child failed in {op}{sdk}: {message}")
         status = error.get("statusCode")
         return PresenceError(
-            error.get("code"),
-            message,  # type: ignore[arg-type]
+            error.get("code"),  # type: ignore[arg-type]  # as given; judged by error.has-code
+            message,
             status_code=status if isinstance(status, int) else None,
         )
 

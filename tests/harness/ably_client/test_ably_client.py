@@ -454,7 +454,7 @@ def test_subscribe_refuses_unknown_actions_and_survives_raising_listeners():
     assert len(got) == 1
 
 
-# -- data encoding (§1.6, RSL4/RSL6) ------------------------------------------------------------------
+# -- data encoding (docs/protocol.md §3.5, RSL4/RSL6) ------------------------------------------------------------------
 
 
 def test_outgoing_data_encoding_and_no_client_id():

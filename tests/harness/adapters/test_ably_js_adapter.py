@@ -1,7 +1,9 @@
-"""The `ably-js` adapter: ably-js 2.x under node, through node/ably_bridge.mjs and the bridge.
+"""The `ably-js` adapter: ably-js 2.x under node, through the packaged ably_bridge.mjs and the
+bridge.
 
-Skipped locally when node or node/node_modules is missing; in CI (`CI=true`) a missing node
-toolchain FAILS these tests instead, since `.ci/run` installs both (`npm ci` in node/).
+Skipped locally when node or the node folder's node_modules is missing; in CI (`CI=true`) a
+missing node toolchain FAILS these tests instead, since `.ci/run` installs both (`npm ci` in
+harness/adapters/ably_js_node/).
 """
 
 from __future__ import annotations
@@ -32,18 +34,18 @@ def _missing() -> str | None:
     if shutil.which("node") is None:
         return "node is not installed"
     if not (NODE_DIR / "node_modules" / "ably" / "package.json").is_file():
-        return "node/node_modules is missing: run npm ci in node/"
+        return f"{NODE_DIR / 'node_modules'} is missing: run npm ci in {NODE_DIR}"
     return None
 
 
 @pytest.fixture
 def node_toolchain() -> None:
-    """Skip without node or node/node_modules; fail instead in CI."""
+    """Skip without node or the node folder's node_modules; fail instead in CI."""
     missing = _missing()
     if missing is None:
         return
     if IN_CI:
-        pytest.fail(f"{missing} (CI=true: .ci/run installs node and runs npm ci in node/)")
+        pytest.fail(f"{missing} (CI=true: .ci/run installs node and runs npm ci in {NODE_DIR})")
     pytest.skip(missing)
 
 
@@ -182,3 +184,30 @@ def test_usage_errors_without_the_node_toolchain(tmp_path: Path) -> None:
         AblyJsAdapter({"node_dir": str(tmp_path), "node": str(tmp_path / "no-node")})
     with pytest.raises(UsageError, match="unknown option"):
         AblyJsAdapter({"command": "x"})
+
+
+def test_node_folder_the_user_chooses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node files ship in the package; `python -m ...ably_js DIR` copies them where the user
+    runs `npm ci`, and `node_dir` or $PRESENCE_CONFORMANCE_NODE_DIR points the adapter there."""
+    from presence_conformance.harness.adapters import ably_js
+
+    packaged = ably_js.packaged_node_dir()
+    assert sorted(p.name for p in packaged.iterdir() if p.name != "node_modules") == sorted(
+        ably_js.NODE_FILES
+    )
+    dest = tmp_path / "chosen"
+    assert ably_js.main([str(dest)]) == 0
+    for name in ably_js.NODE_FILES:
+        assert (dest / name).read_bytes() == (packaged / name).read_bytes()
+    with pytest.raises(UsageError, match=f"run npm ci in {dest}"):
+        AblyJsAdapter({"node_dir": str(dest)})
+    monkeypatch.setenv(ably_js.NODE_DIR_ENV, str(dest))
+    assert ably_js.default_node_dir() == dest
+    with pytest.raises(UsageError, match=f"run npm ci in {dest}"):
+        AblyJsAdapter({})
+    # a copy from another version of the package is refused, with what to run
+    (dest / "node_modules" / "ably").mkdir(parents=True)
+    (dest / "node_modules" / "ably" / "package.json").write_text("{}")
+    (dest / ably_js.SCRIPT).write_text("// an older bridge\n")
+    with pytest.raises(UsageError, match="not this version's bridge; copy the node files again"):
+        AblyJsAdapter({"node": shutil.which("python3") or "python3"})

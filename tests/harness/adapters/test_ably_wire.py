@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from presence_conformance.harness.ably_client import OperationTimeout, RealtimeConnection
 from presence_conformance.harness.adapter import Feature
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
@@ -376,6 +377,59 @@ def test_external_endpoint_mode():
             await external.stop()
 
     run(body)
+
+
+def test_external_mode_mints_capability_limited_tokens_through_the_token_endpoint():
+    async def body(embedded: AblyWireAdapter) -> None:
+        external = AblyWireAdapter({"endpoint": embedded.endpoint, "key": embedded.key})
+        assert external.supports(Feature.CAPABILITIES)
+        await external.start()
+        try:
+            reader = await external.connect("carol", {"room": ["subscribe", "history"]})
+            assert reader.realtime.token and "key=" not in reader.realtime.url
+            with pytest.raises(PresenceError) as info:
+                await reader.channel("room").presence.enter("x")
+            assert info.value.code == 40160
+            pat = await external.connect("pat", {"room": ["publish"]})
+            with pytest.raises(PresenceError) as info:
+                await pat.channel("room").presence.subscribe(lambda m: None)
+            assert info.value.code == 40160
+            history = await reader.channel("room").presence.history()  # REST with the token
+            assert history.items == []
+        finally:
+            await external.stop()
+
+    run(body)
+
+
+def test_a_server_without_a_token_endpoint_makes_capability_cases_unsupported():
+    async def main() -> str:
+        async def not_found(request: web.Request) -> web.Response:
+            return web.json_response(
+                {"error": {"code": 40400, "statusCode": 404, "message": "no such route"}},
+                status=404,
+            )
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", not_found)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        adapter = AblyWireAdapter({"endpoint": f"127.0.0.1:{port}", "key": "a.b:c"})
+        await adapter.start()
+        try:
+            with pytest.raises(NotImplementedError) as info:
+                await adapter.connect("alice", {"room": ["subscribe"]})
+            with pytest.raises(NotImplementedError):  # remembered: asked once
+                await adapter.connect("bob", {"room": ["presence"]})
+            return str(info.value)
+        finally:
+            await adapter.stop()
+            await runner.cleanup()
+
+    assert "no token endpoint" in asyncio.run(main())
 
 
 # -- servers that never answer ---------------------------------------------------------------------

@@ -557,7 +557,7 @@ CASES: dict[str, tuple[type[ReferenceAdapter], Any, str, Outcome]] = {
         adapter_with(HistoryAcceptsLargeLimit),
         scenario([op("enter", "alice"), op("history", "bob", limit=1001)]),
         "history.limit-max-1000",
-        Outcome.FAIL,
+        Outcome.NON_STRICT,  # a SHOULD: capping at 1000 also meets RSP4b3
     ),
     "unexpected_errors": (
         adapter_with(RefusesArrays),
@@ -805,3 +805,121 @@ def test_cross_member_order_is_free() -> None:
     assert received[:2] == ["bob", "alice"]  # the mutant really reordered
     assert result.outcome is Outcome.PASS, result.violations
     assert result.violations == [] and result.infos == []
+
+
+# -- the errors checks' requirement tables -----------------------------------------------------
+
+
+def fake_op(
+    kind: str,
+    *,
+    code: int | None = None,
+    argument: str | None = None,
+    was_present: bool = True,
+    fresh_attach: bool = False,
+    form: str | None = None,
+    **args: Any,
+) -> Any:
+    """What the tables read of an `OpRecord`: the step, the model's refusal, the member state."""
+    from types import SimpleNamespace
+
+    refusal = None if code is None else SimpleNamespace(code=code, argument=argument)
+    return SimpleNamespace(
+        kind=kind,
+        step=SimpleNamespace(kind=kind, args=args),
+        model_error=refusal,
+        was_present=was_present,
+        fresh_attach=fresh_attach,
+        form=form,
+    )
+
+
+def refusal_cases() -> list[tuple[Any, str]]:
+    from presence_conformance.reference_impl import errors as codes
+
+    return [
+        (fake_op("enter", code=codes.NO_CLIENT_ID), "enter.requires-client-id"),
+        (fake_op("enter", code=codes.INVALID_CLIENT_ID), "enter.requires-client-id"),
+        (fake_op("leave", code=codes.CAPABILITY_DENIED), "enter.requires-presence-capability"),
+        (fake_op("get", code=codes.CAPABILITY_DENIED), "error.capability-denied"),
+        (fake_op("enter", code=codes.MESSAGE_TOO_LARGE), "data.size-limit"),
+        (fake_op("update", code=codes.INVALID_DATA), "data.unsupported-type"),
+        (fake_op("subscribe", code=40000, argument="action"), "subscribe.invalid-action"),
+        (fake_op("history", code=40000, argument="limit", limit=1001), "history.limit-max-1000"),
+        (fake_op("history", code=40000, argument="limit", limit=0), "history.limit-positive"),
+        (fake_op("history", code=40000, argument="limit", limit="x"), "history.limit-positive"),
+        (fake_op("history", code=40000, argument="direction"), "history.direction-invalid"),
+        (fake_op("history", code=40000, argument="end"), "history.start-after-end"),
+        (fake_op("history", code=40000, argument="start"), "history.start-after-end"),
+        (fake_op("get", code=40000, argument="other"), "error.has-code"),
+    ]
+
+
+UNEXPECTED_CASES = [
+    (fake_op("leave", was_present=False, fresh_attach=True), "leave.when-not-present"),
+    (fake_op("update", was_present=False), "update.when-not-present-enters"),
+    (fake_op("update", was_present=False, fresh_attach=True, data=b"x"), "data.binary"),
+    (fake_op("enter", data=[1]), "data.json-array"),
+    (fake_op("update", data="é"), "data.unicode"),
+    (fake_op("leave", fresh_attach=True, data="é"), "data.unicode"),
+    (fake_op("leave", data="é"), "leave.data-given"),  # a plain leave: its data does not decide
+    (fake_op("enter", fresh_attach=True, data="a"), "enter.implicit-attach"),
+    (fake_op("enter", data={"a": 1}), "enter.adds-member"),
+    (fake_op("update"), "update.null-data"),
+    (fake_op("update", data="a"), "update.changes-data"),
+    (fake_op("leave"), "leave.removes-member"),
+    (fake_op("get", fresh_attach=True, wait_for_sync=False), "get.implicit-attach"),
+    (fake_op("get", wait_for_sync=False, client_id="a"), "get.wait-for-sync-false"),
+    (fake_op("get", client_id="a", connection_id="c"), "get.filter-both"),
+    (fake_op("get", client_id="a"), "get.filter-client-id"),
+    (fake_op("get", connection_id="c"), "get.filter-connection-id"),
+    (fake_op("get", wait_for_sync=True), "get.returns-members"),
+    (fake_op("subscribe", fresh_attach=True, actions=["enter"]), "subscribe.implicit-attach"),
+    (fake_op("subscribe", actions=[]), "subscribe.all-actions"),
+    (fake_op("subscribe", actions=["enter"]), "subscribe.single-action"),
+    (fake_op("subscribe", actions=["enter", "leave"]), "subscribe.action-list"),
+    (fake_op("unsubscribe"), "unsubscribe.all"),
+    (fake_op("unsubscribe", form="listener"), "unsubscribe.listener"),
+    (fake_op("unsubscribe", form="action-listener"), "unsubscribe.action-listener"),
+    (fake_op("unsubscribe", form="action"), "unsubscribe.action"),
+    (fake_op("history", limit=1000, direction="forwards"), "history.limit-max-1000"),
+    (fake_op("history", direction="forwards", start=1), "history.direction-forwards"),
+    (fake_op("history", end=5), "history.start-end-inclusive"),
+    (fake_op("history", limit=10), "history.returns-events"),
+    (fake_op("sync_complete"), "sync.complete-after-attach"),
+]
+
+
+def test_error_checks_register_exactly_their_tables() -> None:
+    """The decorators' ID lists are derived from the tables: nothing registered that no row can
+    report, no row whose requirement is not registered."""
+    from presence_conformance.harness.checks.errors import (
+        REFUSAL_TABLE,
+        UNEXPECTED_TABLE,
+        requirements_of,
+    )
+
+    assert CHECKS["refusals"] == requirements_of(REFUSAL_TABLE)
+    assert CHECKS["unexpected_errors"] == requirements_of(UNEXPECTED_TABLE)
+    assert len(CHECKS["refusals"]) == 11 and len(CHECKS["unexpected_errors"]) == 30
+    assert len(REFUSAL_TABLE) == len(CHECKS["refusals"])  # each requirement one row
+    assert len(UNEXPECTED_TABLE) == len(CHECKS["unexpected_errors"])
+
+
+def test_error_tables_pick_the_first_row_that_applies() -> None:
+    """Every row of both tables is reached by some operation (none is shadowed by the rows
+    above it), and the last rows catch everything else."""
+    from presence_conformance.harness.checks.errors import (
+        REFUSAL_TABLE,
+        UNEXPECTED_TABLE,
+        refusal_requirement,
+        requirements_of,
+        unexpected_requirement,
+    )
+
+    refusals = refusal_cases()
+    assert [(c[0], refusal_requirement(c[0])) for c in refusals] == refusals
+    assert {r for _, r in refusals} == set(requirements_of(REFUSAL_TABLE))
+    got = [(c[0], unexpected_requirement(c[0])) for c in UNEXPECTED_CASES]
+    assert got == UNEXPECTED_CASES
+    assert {r for _, r in UNEXPECTED_CASES} == set(requirements_of(UNEXPECTED_TABLE))

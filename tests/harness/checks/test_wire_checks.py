@@ -3,8 +3,8 @@ registry path over a case record, and end to end with the `ably-wire` adapter.
 
 - Hand-made logs break one rule each and must be reported against the right requirement, with
   the frame's index and the frame itself.
-- The ably-js frames of shared/research/ably-protocol.md §6 pass every rule; the ably-python
-  frames there (it sends clientId in its own ENTER, §1.6) break wire.enter-no-client-id, and so
+- The ably-js frames of docs/protocol.md §11.2 pass every rule; the ably-python
+  frames of §11.1 (it sends clientId in its own ENTER) break wire.enter-no-client-id, and so
   do the frames ably-python 3.1.4 really sends to the reference server (live, when installed).
 - `ably-wire` against the embedded server passes every wire check on real scenarios; the same
   adapter made to put its clientId into ENTER fails wire.enter-no-client-id.
@@ -307,10 +307,10 @@ def test_huge_frames_are_shown_bounded() -> None:
     assert len(finding.frame["presence"][0]["data"]) < 400
 
 
-# -- real SDK frames (shared/research/ably-protocol.md §6) -----------------------------------------
+# -- real SDK frames (docs/protocol.md §11) -----------------------------------------
 
 
-JS_FRAMES = [  # ably-js 2.28.0, §6, carol: attach, enter, ping, detach
+JS_FRAMES = [  # ably-js 2.28.0, §11.2, carol: attach, enter, ping, detach
     {"action": 10, "channel": "room2"},
     {
         "action": 14,
@@ -322,7 +322,7 @@ JS_FRAMES = [  # ably-js 2.28.0, §6, carol: attach, enter, ping, detach
     {"action": 12, "channel": "room2"},
 ]
 
-JS_RECONNECT_FRAMES = [  # §1.5 / §1.6 shapes: JS attach, two updates, leave, close
+JS_RECONNECT_FRAMES = [  # §4.1 / §6 shapes: JS attach, two updates, leave, close
     {"action": 10, "channel": "room2"},
     {
         "action": 14,
@@ -340,7 +340,7 @@ JS_RECONNECT_FRAMES = [  # §1.5 / §1.6 shapes: JS attach, two updates, leave, 
     {"action": 7},
 ]
 
-PYTHON_FRAMES = [  # ably-python 3.1.4, §6 (the UPDATE, msgSerial 1, is the one §5's run shows)
+PYTHON_FRAMES = [  # ably-python 3.1.4, §11.1 (the UPDATE, msgSerial 1)
     {"action": 10, "params": None, "channel": "room1"},
     {
         "action": 14,
@@ -366,7 +366,7 @@ PYTHON_FRAMES = [  # ably-python 3.1.4, §6 (the UPDATE, msgSerial 1, is the one
     {"action": 7},
 ]
 
-PYTHON_REENTRY_FRAMES = [  # §6: after an idle-timeout reconnect, a new connectionId (RTP17i)
+PYTHON_REENTRY_FRAMES = [  # §11.1: after an idle-timeout reconnect, a new connectionId (RTP17i)
     {
         "action": 10,
         "params": None,

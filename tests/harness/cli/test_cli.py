@@ -373,12 +373,14 @@ def test_replay_fixed_and_failed(
 ) -> None:
     file = str(scenarios / "get" / "filter-client-id.yaml")
     assert main(["replay", file, "--adapter", "reference"]) == 0
-    assert capsys.readouterr().out.startswith("FIXED: get/filter-client-id passes now")
+    out = capsys.readouterr().out
+    assert re.search(r"^run 5/5: pass ", out, re.M)
+    assert out.splitlines()[-1] == "FIXED: get/filter-client-id passes now (5 of 5 runs passed)"
     assert (
         main(["replay", file, "--adapter", f"{broken}:BrokenAdapter", "--op-timeout", "0.3"]) == 1
     )
     stdout = capsys.readouterr().out
-    assert stdout.startswith("FAILED: get/filter-client-id")
+    assert "\nFAILED: get/filter-client-id (5 of 5 runs failed)\n" in stdout
     assert "[MUST] get.filter-client-id" in stdout and "history around #" in stdout
 
 
@@ -386,7 +388,7 @@ def test_replay_unsupported(scenarios: Path, capsys: pytest.CaptureFixture[str])
     assert (
         main(["replay", str(scenarios / "history" / "one-event.yaml"), "--adapter", MINIMAL]) == 1
     )
-    assert capsys.readouterr().out.startswith("UNSUPPORTED: history/one-event")
+    assert "\nUNSUPPORTED: history/one-event" in capsys.readouterr().out
 
 
 # -- list, version, delegation ---------------------------------------------------------------------
@@ -402,6 +404,34 @@ def test_list(scenarios: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert re.search(r"^REQUIREMENT\s+LEVEL\s+TEXT$", out, re.M)
     assert re.search(r"^get.filter-client-id\s+MUST\s+\S", out, re.M)
+
+
+def test_list_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    """One block per registered check: name (family), the sentence it enforces, and exactly the
+    requirement IDs it is registered for, with their catalogue levels."""
+    from presence_conformance.harness.checks import REGISTRY
+
+    from presence_conformance import spec
+
+    assert main(["list", "checks"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    blocks = out.strip().split("\n\n")
+    levels = {r.id: r.level for r in spec.load_requirements().requirements}
+    assert [b.splitlines()[0] for b in blocks] == [
+        f"{i.name} ({i.family})" for i in REGISTRY.values()
+    ]
+    for block, info in zip(blocks, REGISTRY.values(), strict=True):
+        body = block.splitlines()[1:]
+        start = next(n for n, line in enumerate(body) if line.startswith("  may report: "))
+        assert " ".join(" ".join(body[:start]).split()) == " ".join(info.doc.split())
+        reports = " ".join(body[start:]).removeprefix("  may report: ")
+        if info.explicit:
+            assert "tagged with" in reports
+            continue
+        listed = re.findall(r"([a-z0-9.-]+) \((MUST|SHOULD|INFO)\)", reports)
+        assert listed == [(r, levels[r]) for r in info.requirements]
+    assert "refusals (errors)" in out and "error.has-code (SHOULD)" in out
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

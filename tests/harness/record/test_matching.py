@@ -292,7 +292,10 @@ def test_a_second_identical_item_goes_to_the_next_event_even_an_optional_one() -
     # next event is preferred to a copy, which only a listener registered twice may get
     first = slot(event("update", data="x"), max=2, step=1)
     maybe = slot(event("update", data="x"), min=0, step=2)
-    items = stream(seen("update", data="x", step=2), seen("update", data="x", step=2))
+    # two distinct events (distinct implementation ids): a copy would repeat the first one's id
+    items = stream(
+        seen("update", data="x", index=0, step=2), seen("update", data="x", index=1, step=2)
+    )
     out = align([first, maybe], items)
     assert out.clean
     assert [sl for _, sl, _ in out.matched] == [first, maybe]

@@ -686,7 +686,11 @@ def test_listed_failures_do_not_fail_the_run(tmp_path: Path) -> None:
         "sync/wait-for-sync",
     }
     files = write_all(run, tmp_path)
-    assert files["summary.md"].read_text().startswith("## ✅ CONFORMING")
+    assert (
+        files["summary.md"]
+        .read_text()
+        .startswith("## 🔕 CONFORMING EXCEPT KNOWN DEVIATIONS (4 requirements)")
+    )
     tc = {t.get("name"): t for t in ET.parse(files["junit.xml"]).getroot().iter("testcase")}
     skipped = tc["enter/binary-data"].find("skipped")
     assert skipped is not None and skipped.get("message").startswith("known failing: ")

@@ -1,10 +1,11 @@
 """The official Ably SDKs, unmodified, against the reference server.
 
 - ably-python 3.1.4 (the project's dev extra), in-process: realtime with the options of
-  shared/research/ably-protocol.md §1.8; REST through a separate `AblyRest` with a token,
-  because ably-python refuses Basic auth over plain http (§0 items 1-2).
-- ably-js 2.x under node: `node/sdk_smoke.mjs` against an in-process server on a free port.
-  Skipped only when `node` or `node/node_modules` is missing (CI installs both).
+  docs/protocol.md §1.1; REST through a separate `AblyRest` with a token,
+  because ably-python refuses Basic auth over plain http (docs/protocol.md §1.2).
+- ably-js 2.x under node: the packaged `sdk_smoke.mjs` (harness/adapters/ably_js_node/) against
+  an in-process server on a free port. Skipped only when `node` or the node folder's
+  `node_modules` is missing (CI installs both).
 
 Each runs in both wire formats: MessagePack (`use_binary_protocol` / `useBinaryProtocol` true,
 the SDKs' default: `format=msgpack`, binary frames, REST `Accept: application/x-msgpack`) and
@@ -20,11 +21,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from presence_conformance.harness.adapters.ably_js import default_node_dir
 from presence_conformance.reference_impl.server import PresenceServer
 from presence_conformance.reference_impl.server.testing import RawClient
-from support import ROOT, run_server, until
+from support import run_server, until
 
-NODE_DIR = ROOT / "node"
+NODE_DIR = default_node_dir()
 KEY = "appid.keyid:secret"
 
 
@@ -198,7 +200,7 @@ def test_ably_python_rest_presence_and_history_with_a_token(binary: bool) -> Non
             assert seen == [(2, {"a": 1}), (4, "v1"), (4, "v2"), (4, "v3"), (4, "v4")]
         finally:
             await rest.close()
-        # documented limitation (research §0 item 1): ably-python refuses Basic auth over http
+        # documented limitation (docs/protocol.md §1.2): ably-python refuses Basic auth over http
         basic = AblyRest(
             key=KEY, endpoint="127.0.0.1", port=server.port, tls=False, use_binary_protocol=binary
         )
@@ -222,7 +224,7 @@ def test_ably_js_smoke(protocol: str) -> None:
     if node is None:
         pytest.skip("node is not installed")
     if not (NODE_DIR / "node_modules" / "ably").is_dir():
-        pytest.skip("node/node_modules is missing: run npm ci in node/")
+        pytest.skip(f"{NODE_DIR / 'node_modules'} is missing: run npm ci in {NODE_DIR}")
 
     async def test(server: PresenceServer) -> dict:
         nocap = server.add_key("app.nocap", "s", {"*": ["subscribe", "history"]})

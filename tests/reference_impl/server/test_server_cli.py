@@ -74,6 +74,35 @@ def test_parser_options(tmp_path: Path) -> None:
     config = config_from_args(args)
     assert list(config.keys) == ["a.b"] and config.leave_grace == 0.5
     assert config.sync_page_size == 7
+    assert config.history_max_count == 10000 and config.history_max_age == 600.0
+    assert config.max_connections == 10000 and config.allowed_origins == ()
+
+
+def test_parser_limit_options_and_their_checks(capsys: pytest.CaptureFixture) -> None:
+    args = build_parser().parse_args(
+        [
+            "--history-max-count",
+            "50",
+            "--history-max-age",
+            "30",
+            "--max-connections",
+            "9",
+            "--allow-origin",
+            "http://a.example",
+            "--allow-origin",
+            "*",
+            "--show-keys",
+        ]
+    )
+    config = config_from_args(args)
+    assert (config.history_max_count, config.history_max_age_ms) == (50, 30000)
+    assert config.max_connections == 9 and config.allowed_origins == ("http://a.example", "*")
+    assert args.show_keys
+    assert serve_main(["--history-max-count", "0"]) == 2
+    assert "history_max_count" in capsys.readouterr().err
+    assert serve_main(["--max-connections", "0"]) == 2
+    with pytest.raises(ConfigError, match="handshake_timeout"):
+        ServerConfig(handshake_timeout=0)
 
 
 def test_serve_main_refuses_a_bad_keys_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -96,6 +125,7 @@ def test_serve_runs_prints_where_it_listens_and_stops_on_sigint() -> None:
             "0",
             "--leave-grace",
             "0.1",
+            "--show-keys",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -174,6 +204,26 @@ def test_serve_says_which_event_loop_it_runs_on(loop: str) -> None:
             await c.close()
 
         asyncio.run(client())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_prints_key_names_but_no_secret_unless_asked() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "presence_conformance.reference_impl.server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.rstrip().endswith("key appid.keyid"), line
+        assert "secret" not in line
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:

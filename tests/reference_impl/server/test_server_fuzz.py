@@ -20,6 +20,7 @@ Hypothesis cannot run async tests, so the test owns one event loop and runs each
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import struct
@@ -446,3 +447,130 @@ def test_fuzz_malformed_frames_never_hurt_the_server(fmt: str) -> None:
     )
     assert fuzzer.sent >= MIN_FRAMES
     assert elapsed < 120
+
+
+# -- the token endpoint, URL identity tricks, oversized PRESENCE (issue 13) ----------------------
+
+capability_texts = st.one_of(
+    json_values.map(json.dumps),
+    st.dictionaries(
+        st.sampled_from(["*", "room", "ns:*", "", "other"]),
+        st.lists(st.sampled_from(["presence", "subscribe", "*", "publish", "fly", ""]), max_size=3),
+        max_size=3,
+    ).map(json.dumps),
+    st.text(max_size=20),
+)
+token_bodies = st.one_of(
+    json_values.map(json.dumps),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "capability": st.one_of(capability_texts, json_values),
+            "clientId": st.one_of(st.sampled_from(["bob", "*", "", "💥"]), json_values),
+            "ttl": st.one_of(st.integers(-5, 10**12), json_values),
+            "keyName": st.one_of(st.sampled_from(["appid.keyid", "x.y"]), json_values),
+            "nonce": json_values,
+            "timestamp": json_values,
+        },
+    ).map(json.dumps),
+    st.text(max_size=30),
+    st.integers(1, 40).map(lambda n: "[" * n * 1000),
+)
+url_client_ids = st.one_of(
+    st.none(), st.sampled_from(["*", "", "bob", "mallory", "%2A", "b%00b"]), st.text(max_size=8)
+)
+token_client_ids = st.one_of(st.none(), st.sampled_from(["*", "bob"]))
+
+
+def test_fuzz_token_endpoint_url_identity_and_oversized_presence() -> None:
+    from urllib.parse import urlencode
+
+    import aiohttp
+
+    loop = asyncio.new_event_loop()
+    server = PresenceServer(ServerConfig(leave_grace=0.05))
+    counts = {"tokens": 0, "identities": 0}
+
+    async def token_request(session: aiohttp.ClientSession, body: str) -> None:
+        async with session.post(
+            f"{server.rest_url}/keys/appid.keyid/requestToken",
+            data=body.encode("utf-8", "surrogatepass"),
+            headers={"Authorization": "Basic " + base64.b64encode(b"appid.keyid:secret").decode()},
+        ) as resp:
+            answer = await resp.json(content_type=None)
+        counts["tokens"] += 1
+        if resp.status == 200:
+            assert isinstance(answer["token"], str) and answer["expires"] > answer["issued"]
+            json.loads(answer["capability"])
+        else:
+            assert 400 <= resp.status < 500, (resp.status, answer)
+            assert answer["error"]["code"] != 50000 and answer["error"]["message"]
+
+    async def identity(token_client_id: str | None, url_client_id: str | None) -> None:
+        token = server.issue_token(client_id=token_client_id)
+        query = {"accessToken": token, "format": "json"}
+        if url_client_id is not None:
+            query["clientId"] = url_client_id
+        c = await RawClient.connect_url(f"{server.url}?{urlencode(query)}", expect_connected=False)
+        first = await c.recv()
+        counts["identities"] += 1
+        if first["action"] == 4:
+            granted = first["connectionDetails"].get("clientId")
+            if token_client_id == "*":
+                assert granted == (url_client_id if url_client_id is not None else "*")
+            else:
+                assert granted == token_client_id and url_client_id in (None, token_client_id)
+        else:
+            assert first["action"] == 9 and first["error"]["code"] in (40012, 40000), first
+        await c.close()
+
+    async def oversized() -> None:
+        async with await RawClient.open(server, client_id="big") as c:
+            await c.attach("fzbig")
+            await c.presence("fzbig", 0, {"action": 2, "data": "kept"})
+            for serial, n in enumerate((600_000, 1_000_000), 1):
+                await c.send(
+                    {
+                        "action": 14,
+                        "channel": "fzbig",
+                        "msgSerial": serial,
+                        "presence": [{"action": 4, "data": "x" * n}],
+                    }
+                )
+                nack = await c.expect(2)
+                assert nack["msgSerial"] == serial and nack["error"]["code"] == 40009
+            assert [m.data for m in server.model.get("fzbig")] == ["kept"]
+
+    try:
+        loop.run_until_complete(server.start())
+        session = loop.run_until_complete(_session())
+
+        @settings(
+            max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(token_bodies)
+        def fuzz_tokens(body: str) -> None:
+            loop.run_until_complete(token_request(session, body))
+
+        @settings(
+            max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(token_client_ids, url_client_ids)
+        def fuzz_identity(token_client_id: str | None, url_client_id: str | None) -> None:
+            loop.run_until_complete(identity(token_client_id, url_client_id))
+
+        fuzz_tokens()
+        fuzz_identity()
+        loop.run_until_complete(oversized())
+        loop.run_until_complete(session.close())
+        assert server.stats["internal_errors"] == 0
+    finally:
+        loop.run_until_complete(server.stop())
+        loop.close()
+    assert counts["tokens"] >= 100 and counts["identities"] >= 100
+
+
+async def _session() -> Any:
+    import aiohttp
+
+    return aiohttp.ClientSession()

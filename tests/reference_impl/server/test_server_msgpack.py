@@ -8,12 +8,16 @@
 - a frame that is not MessagePack, a text frame on a MessagePack connection, and a binary frame
   on a JSON one are refused with 40000 naming the problem; the connection stays usable and the
   frame log records them (`$malformed` bytes, `$text`, `$binary`);
-- REST answers in MessagePack when `Accept` asks for `application/x-msgpack`, in JSON otherwise.
+- REST answers in MessagePack when `Accept` asks for `application/x-msgpack`, in JSON otherwise,
+  the token endpoint included (which also reads a MessagePack TokenParams body);
+- the hardening's refusals reach a MessagePack connection in MessagePack: the NACK of an
+  oversized PRESENCE, the server's heartbeats.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from urllib.parse import urlencode
 
 import aiohttp
@@ -151,5 +155,78 @@ def test_frames_of_the_wrong_kind_are_refused_and_recorded() -> None:
         assert server.frames(jay.connection_id) == [{"$binary": len(packed)}]
         await mo.close()
         await jay.close()
+
+    run_server(test)
+
+
+def test_an_oversized_presence_is_nacked_in_msgpack_and_the_member_stays() -> None:
+    async def test(server: PresenceServer) -> None:
+        async with await RawClient.open(server, client_id="a", params=MSGPACK) as c:
+            await c.attach("room")
+            await c.presence("room", 0, {"action": 2, "data": b"here"})
+            await c.send(
+                {
+                    "action": 14,
+                    "channel": "room",
+                    "msgSerial": 1,
+                    "presence": [{"action": 4, "data": b"x" * 5000}],
+                }
+            )
+            nack = await c.expect(2)
+            assert nack["msgSerial"] == 1 and nack["error"]["code"] == 40009
+            assert [m.data for m in server.model.get("room")] == [b"here"]
+            assert (await c.presence("room", 2, {"action": 4, "data": b"still"}))["action"] == 1
+            await c.sync_point()
+            assert c.wrong_type == []  # every frame, the NACK included, was binary MessagePack
+
+    run_server(test, max_message_size=1000, max_frame_size=2000)
+
+
+def test_heartbeats_reach_each_connection_in_its_format() -> None:
+    async def test(server: PresenceServer) -> None:
+        async with (
+            await RawClient.open(server, "m", params=MSGPACK, keep_heartbeats=True) as packed,
+            await RawClient.open(server, "j", keep_heartbeats=True) as text,
+        ):
+            assert (await packed.expect(0, timeout=5))["action"] == 0
+            assert (await text.expect(0, timeout=5))["action"] == 0
+            assert packed.wrong_type == [] and text.wrong_type == []
+
+    run_server(test, max_idle_interval=600)
+
+
+def test_token_endpoint_answers_msgpack_when_asked_and_reads_a_msgpack_body() -> None:
+    async def test(server: PresenceServer) -> None:
+        key = server.default_key
+        name = key.split(":")[0]
+        basic = "Basic " + base64.b64encode(key.encode()).decode()
+        url = f"{server.rest_url}/keys/{name}/requestToken"
+        cap = json.dumps({"room": ["presence"]})
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": basic, "Accept": "application/x-msgpack"}
+            body = json.dumps({"capability": cap, "clientId": "bob"})
+            async with session.post(url, data=body, headers=headers) as resp:
+                assert resp.status == 200
+                assert resp.content_type == "application/x-msgpack"
+                details = msgpack.unpackb(await resp.read())
+            assert details["clientId"] == "bob" and json.loads(details["capability"]) == json.loads(
+                cap
+            )
+            headers = {"Authorization": basic, "Content-Type": "application/x-msgpack"}
+            packed = msgpack.packb({"clientId": "carol"})
+            async with session.post(url, data=packed, headers=headers) as resp:
+                assert resp.status == 200 and resp.content_type == "application/json"
+                details = await resp.json()
+            assert details["clientId"] == "carol"
+            async with session.post(url, data=b"\xc1", headers=headers) as resp:
+                assert resp.status == 400
+                error = (await resp.json())["error"]
+                assert error["code"] == 40000 and "MessagePack" in error["message"]
+        token = details["token"]
+        query = urlencode({"accessToken": token, "format": "msgpack"})
+        async with await RawClient.connect_url(f"{server.url}?{query}") as c:
+            assert (
+                c.connected is not None and c.connected["connectionDetails"]["clientId"] == "carol"
+            )
 
     run_server(test)

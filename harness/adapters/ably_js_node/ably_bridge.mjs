@@ -1,10 +1,11 @@
 // ably-js 2.x behind the presence-conformance bridge protocol (docs/bridge.md).
 //
-//   node node/ably_bridge.mjs          (started by the `ably-js` adapter; speaks on stdin/stdout)
+//   node ably_bridge.mjs          (started by the `ably-js` adapter in its node folder, the one
+//                                  holding node_modules; speaks on stdin/stdout)
 //
 // One JSON request per line on stdin, one JSON response or event per line on stdout; stdout
 // carries nothing else (console.log and the SDK's log go to stderr). Each `connect` creates one
-// `Ably.Realtime` client with the options of docs/protocol.md (plain ws, web_socket transport
+// `Ably.Realtime` client with the options of docs/protocol.md §1.3 (plain ws, web_socket transport
 // only, no fallback hosts; `useBinaryProtocol` true, ably-js's default in node, unless the
 // adapter's protocol option says json: $PRESENCE_CONFORMANCE_ABLY_PROTOCOL=msgpack|json), through
 // its own TCP relay so that `drop`

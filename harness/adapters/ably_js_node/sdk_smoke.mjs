@@ -1,9 +1,10 @@
 // ably-js smoke test against the presence-conformance reference server.
 //
-//   node node/sdk_smoke.mjs --port PORT [--key appid.keyid:secret] [--nocap-key NAME:SECRET]
-//                           [--wildcard-token TOKEN] [--channel NAME] [--protocol json|msgpack]
+//   node sdk_smoke.mjs --port PORT [--key appid.keyid:secret] [--nocap-key NAME:SECRET]
+//                      [--wildcard-token TOKEN] [--channel NAME] [--protocol json|msgpack]
+//                      (in the node folder)
 //
-// Connects with the options of docs/protocol.md (plain ws, web_socket transport only, no
+// Connects with the options of docs/protocol.md §1.3 (plain ws, web_socket transport only, no
 // fallback hosts; JSON, or MessagePack with --protocol msgpack: useBinaryProtocol), enters, gets the members by SYNC on a second client
 // (including a multi-page SYNC), subscribes, updates and leaves, sees the leaves of a closed
 // connection, pings, reads presence history
