@@ -1,6 +1,7 @@
 """The harness's own small Ably-protocol client: realtime over WebSocket, REST over HTTP.
 
-It speaks the subset of the Ably realtime protocol in `docs/protocol.md` (JSON only)
+It speaks the subset of the Ably realtime protocol in `docs/protocol.md` (JSON, or MessagePack
+with `wire_format="msgpack"`)
 and implements client-side presence per the Ably specification (RTP2 PresenceMap and newness,
 RTP18 SYNC, RTP19 residual leaves, RTP11 get, RTP6/RTP7 subscriptions). It drives an
 Ably-protocol server under test; see `presence_conformance.harness.adapters.ably_wire`.

@@ -1,4 +1,5 @@
-"""Realtime connection, channels and presence over the Ably protocol (WebSocket, JSON).
+"""Realtime connection, channels and presence over the Ably protocol (WebSocket, JSON or
+MessagePack).
 
     conn = await RealtimeConnection.connect("127.0.0.1:8080", "app.key:secret", "alice")
     channel = conn.channel("room")
@@ -11,6 +12,9 @@ What the client does (the protocol subset of `docs/protocol.md`):
 
 - connect: `GET /?key=...&clientId=...&format=json&heartbeats=true&v=5`, then waits for
   CONNECTED (connectionId, connectionDetails) or ERROR (raised as PresenceError);
+- `wire_format="msgpack"` asks for `format=msgpack` (RTN2a) and speaks MessagePack in binary
+  frames both ways, binary data as `bin` (RSL4d3); in JSON, text frames. A frame of the other
+  type from the server is a protocol violation;
 - answers a server HEARTBEAT that carries an `id` by echoing it (RTN13), and treats every frame
   as activity: with `connectionDetails.maxIdleInterval` set, a server silent for longer than
   that plus the request timeout is a lost connection (CD2h);
@@ -37,9 +41,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
+import msgpack
 from presence_conformance.harness.ably_client.emitter import Listener
 from presence_conformance.harness.ably_client.presence_map import PresenceState
 from presence_conformance.harness.ably_client.protocol import (
@@ -146,9 +151,14 @@ class RealtimeConnection:
         heartbeats: bool = True,
         params: dict[str, str] | None = None,
         frame_log: int = 2000,
+        wire_format: Literal["json", "msgpack"] = "json",
         token: str | None = None,
     ) -> None:
+        if wire_format not in ("json", "msgpack"):
+            raise ValueError(f"wire_format: expected 'json' or 'msgpack', got {wire_format!r}")
         self.endpoint = endpoint
+        self.wire_format = wire_format
+        self.binary = wire_format == "msgpack"
         self.api_key = key
         self.token = token  # an Ably token string: sent as accessToken instead of the key
         self.client_id = client_id
@@ -213,7 +223,7 @@ class RealtimeConnection:
             query["clientId"] = self.client_id
         query.update(
             {
-                "format": "json",
+                "format": self.wire_format,
                 "heartbeats": "true" if self.heartbeats else "false",
                 "v": PROTOCOL_VERSION,
             }
@@ -464,10 +474,14 @@ class RealtimeConnection:
     async def _send(self, frame: dict) -> None:
         if self._ws is None:
             raise PresenceError(errors.CONNECTION_CLOSED, "connection is not open")
-        text = json.dumps(frame, separators=(",", ":"))
+        data: str | bytes
+        if self.binary:
+            data = msgpack.packb(frame, use_bin_type=True)
+        else:
+            data = json.dumps(frame, separators=(",", ":"))
         self.frames.append((time.monotonic(), "out", frame))
         try:
-            await self._ws.send(text)
+            await self._ws.send(data)
         except ConnectionClosed as exc:
             raise PresenceError(
                 CONNECTION_DISCONNECTED, f"connection {self.id} lost while sending: {exc}"
@@ -509,11 +523,17 @@ class RealtimeConnection:
                 self._watchdog = asyncio.create_task(self._idle_watchdog())
             async for raw in self._ws:
                 self._last_activity = time.monotonic()
+                if isinstance(raw, bytes) != self.binary:
+                    kind = "binary" if isinstance(raw, bytes) else "text"
+                    self._violation(
+                        f"{kind} frame on a format={self.wire_format} connection: {raw[:200]!r}"
+                    )
+                    continue
                 try:
-                    frame = json.loads(raw)
+                    frame = msgpack.unpackb(raw) if self.binary else json.loads(raw)
                     if not isinstance(frame, dict):
-                        raise ValueError("not a JSON object")
-                except ValueError as exc:
+                        raise ValueError("not an object (a ProtocolMessage)")
+                except (ValueError, msgpack.UnpackException) as exc:
                     self._violation(f"undecodable frame ({exc}): {raw[:200]!r}")
                     continue
                 self.frames.append((time.monotonic(), "in", frame))
@@ -901,7 +921,7 @@ class RealtimePresence:
         await connection.wait_usable()
         connection.check_usable()
         data = validate_data(data)
-        item = presence_to_wire(action, data, client_id)
+        item = presence_to_wire(action, data, client_id, binary=connection.binary)
         acting = client_id if client_id is not None else connection.client_id
         if acting is None or acting == "*":  # RTP8j
             raise PresenceError(

@@ -6,7 +6,8 @@ actions, flags) come from the table shared with the reference server,
 converted between the wire form and `PresenceMessage`:
 
 - outgoing data: a string is sent as is; a JSON object or array as a JSON string with
-  `encoding: "json"`; binary as base64 with `encoding: "base64"`;
+  `encoding: "json"`; binary as base64 with `encoding: "base64"` in JSON, as raw bytes (a
+  MessagePack `bin`, no encoding) in MessagePack (RSL4d3, `binary=True`);
 - incoming data is decoded by its `encoding`, a `/`-separated chain applied right to left
   (`json`, `base64`, `utf-8`); anything not understood stays encoded and the residual encoding
   is kept in `PresenceMessage.extra["encoding"]` (RSL6b);
@@ -79,8 +80,9 @@ def error_from_wire(
     return PresenceError(code, message, status_code=status)
 
 
-def encode_data(data: Any) -> tuple[Any, str | None]:
-    """Member data as the (`data`, `encoding`) pair sent on the wire.
+def encode_data(data: Any, binary: bool = False) -> tuple[Any, str | None]:
+    """Member data as the (`data`, `encoding`) pair sent on the wire (`binary`: in MessagePack,
+    where binary data goes as it is).
 
     Values that are not presence data but are JSON values (numbers, booleans) are sent as they
     are, so that the server's own validation (40013) is what the harness observes. Values that
@@ -89,6 +91,8 @@ def encode_data(data: Any) -> tuple[Any, str | None]:
     if data is None or isinstance(data, str):
         return data, None
     if isinstance(data, bytes | bytearray | memoryview):
+        if binary:
+            return bytes(data), None
         return base64.b64encode(bytes(data)).decode("ascii"), "base64"
     if isinstance(data, dict | list):
         try:
@@ -130,10 +134,15 @@ def decode_data(data: Any, encoding: str | None) -> tuple[Any, str | None]:
 
 
 def presence_to_wire(
-    action: Action, data: Any, client_id: str | None = None, id_: str | None = None
+    action: Action,
+    data: Any,
+    client_id: str | None = None,
+    id_: str | None = None,
+    binary: bool = False,
 ) -> dict:
-    """A presence item for a client PRESENCE frame. Without `client_id` none is sent (RTP8c)."""
-    wire_data, encoding = encode_data(data)
+    """A presence item for a client PRESENCE frame. Without `client_id` none is sent (RTP8c).
+    `binary`: the item goes in a MessagePack frame."""
+    wire_data, encoding = encode_data(data, binary)
     item: dict[str, Any] = {"action": action.wire}
     if id_ is not None:
         item["id"] = id_

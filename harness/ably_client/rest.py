@@ -1,6 +1,8 @@
 """REST presence over the Ably HTTP API: history with `Link` pagination, get, time (RSP3, RSP4).
 
-Requests carry `Authorization: Basic base64(key)` and `Accept: application/json`. Pages follow
+Requests carry `Authorization: Basic base64(key)` and `Accept: application/json`, or
+`Accept: application/x-msgpack` with `wire_format="msgpack"` (as the SDKs ask with
+`useBinaryProtocol`); a body is decoded by its Content-Type (JSON or MessagePack). Pages follow
 the `Link: <./history?...>; rel="next"` header (resolved against the request URL, as both SDKs
 do); no `next` link means the last page. An error response `{"error": {code, statusCode,
 message}}` raises PresenceError; any other non-2xx answer, or a body that is not what the
@@ -13,10 +15,11 @@ import asyncio
 import base64
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 import aiohttp
+import msgpack
 from presence_conformance.harness.ably_client.protocol import (
     OperationTimeout,
     ProtocolViolation,
@@ -75,6 +78,7 @@ class RestClient:
         *,
         timeout: float = 10.0,
         session: aiohttp.ClientSession | None = None,
+        wire_format: Literal["json", "msgpack"] = "json",
         token: str | None = None,
     ) -> None:
         """`key` authenticates with Basic auth; with `token` (an Ably token string) requests
@@ -87,7 +91,7 @@ class RestClient:
         basic = base64.b64encode(key.encode()).decode("ascii")
         self._basic = {
             "Authorization": f"Basic {basic}",
-            "Accept": "application/json",
+            "Accept": "application/x-msgpack" if wire_format == "msgpack" else "application/json",
             "X-Ably-Version": "5",
         }
         self._headers = dict(self._basic)
@@ -199,20 +203,23 @@ class RestClient:
                     method, url, headers=send_headers or self._headers, json=json_body
                 ) as resp,
             ):
-                text = await resp.text()
+                raw = await resp.read()
                 status = resp.status
                 headers = resp.headers
         except TimeoutError:
             raise OperationTimeout(f"{method} {url}: no answer within {self.timeout:g} s") from None
         except aiohttp.ClientError as exc:
             raise ConnectionError(f"{method} {url} failed: {exc}") from exc
+        packed = headers.get("Content-Type", "").startswith("application/x-msgpack")
+        text = raw.decode("utf-8", "replace")
         try:
-            body = json.loads(text) if text else None
-        except ValueError:
+            body = (msgpack.unpackb(raw) if packed else json.loads(raw)) if raw else None
+        except (ValueError, msgpack.UnpackException):
             body = None
             if 200 <= status < 300:
+                what = "MessagePack" if packed else "JSON"
                 raise ProtocolViolation(
-                    f"GET {url}: HTTP {status} with a body that is not JSON: {text[:200]!r}"
+                    f"{method} {url}: HTTP {status} with a body that is not {what}: {raw[:200]!r}"
                 ) from None
         if status >= 400:
             error = body.get("error") if isinstance(body, dict) else None

@@ -16,8 +16,11 @@ in a folder that holds those files:
 
 The child is `node ably_bridge.mjs`, run in the node folder so that it finds `node_modules/ably`.
 It connects every client to the embedded reference server (or to `endpoint` with `key`) with the
-options of docs/protocol.md §1.3 (plain ws, JSON, web_socket transport only, no fallback hosts)
-and maps each operation to the ably-js call of the same name; `presence.history` is REST in
+options of docs/protocol.md §1.3 (plain ws, web_socket transport only, no fallback hosts;
+`useBinaryProtocol` from `--adapter-option protocol=msgpack|json`, msgpack by default as in
+ably-js itself: realtime `format=msgpack` binary frames, REST `Accept: application/x-msgpack`;
+the child reads it from `$PRESENCE_CONFORMANCE_ABLY_PROTOCOL`) and maps each operation to the
+ably-js call of the same name; `presence.history` is REST in
 ably-js (GET /channels/{name}/presence/history over plain http with Basic auth, pages followed
 with `PaginatedResult.next()`); a wildcard client connects with a token bound to `*` (ably-js
 refuses clientId `*` with a key); `drop` cuts the client's TCP relay, then closes the client
@@ -40,6 +43,7 @@ from typing import ClassVar
 
 from presence_conformance.harness.adapter import ALL_FEATURES, Feature, UsageError
 from presence_conformance.harness.adapters.bridge import BridgeAdapter
+from presence_conformance.harness.adapters.embedded import parse_protocol
 
 __all__ = ["NODE_DIR_ENV", "NODE_FILES", "AblyJsAdapter", "copy_node_files", "default_node_dir"]
 
@@ -47,6 +51,7 @@ NAME = "ably-js"
 # this module's name for messages (under `python -m`, __name__ is "__main__")
 MODULE = "presence_conformance.harness.adapters.ably_js"
 SCRIPT = "ably_bridge.mjs"
+PROTOCOL_ENV = "PRESENCE_CONFORMANCE_ABLY_PROTOCOL"
 NODE_DIR_ENV = "PRESENCE_CONFORMANCE_NODE_DIR"
 NODE_FILES = (SCRIPT, "sdk_smoke.mjs", "package.json", "package-lock.json")
 """The files of the packaged node folder (everything `npm ci` and the bridge need)."""
@@ -80,8 +85,14 @@ class AblyJsAdapter(BridgeAdapter):
         "node": "the node executable (default: `node` on PATH)",
         "node_dir": f"the folder with {SCRIPT} and node_modules (default: ${NODE_DIR_ENV}, "
         "else the packaged ably_js_node folder)",
+        "protocol": "msgpack or json: ably-js's useBinaryProtocol true or false (default "
+        "msgpack, the SDK's own default in node)",
     }
     quiet_period = 0.2
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        super().__init__(options)
+        self.protocol = parse_protocol(NAME, self.option_values, "msgpack")
 
     def child_command(self, options: Mapping[str, str]) -> list[str]:
         node_dir = Path(options.get("node_dir") or default_node_dir()).expanduser()
@@ -114,6 +125,10 @@ class AblyJsAdapter(BridgeAdapter):
 
     def default_cwd(self) -> str | None:
         return str(self._node_dir)
+
+    def child_env(self) -> dict[str, str]:
+        """The harness's environment, with the wire format for the child."""
+        return {**super().child_env(), PROTOCOL_ENV: self.protocol}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,9 +8,11 @@ against the embedded reference server (started in-process on a free port, see
     pip install 'presence-conformance[ably]'
     presence-conformance run --adapter ably-python
 
-Client options (docs/protocol.md §1.1): `endpoint="127.0.0.1:PORT"` (the realtime
-client ignores `port`), `tls=False`, `use_binary_protocol=False` (the reference server speaks JSON),
-`fallback_hosts=[]`. A wildcard client (`client_id="*"`) connects with a token bound to `*`.
+Client options (docs/protocol.md §1.1): `endpoint="127.0.0.1:PORT"` (the realtime client
+ignores `port`), `tls=False`, `fallback_hosts=[]`, and `use_binary_protocol` from
+`--adapter-option protocol=msgpack|json`: msgpack (the SDK's default, `use_binary_protocol=True`:
+realtime `format=msgpack`, REST `Accept: application/x-msgpack`) unless `protocol=json` is given.
+A wildcard client (`client_id="*"`) connects with a token bound to `*`.
 
 Mapping of the contract onto the SDK:
 
@@ -78,6 +80,7 @@ from presence_conformance.harness.adapters.embedded import (
     EmbeddedServer,
     ServerTarget,
     parse_float,
+    parse_protocol,
 )
 from presence_conformance.harness.adapters.relay import TcpRelay
 from presence_conformance.reference_impl.types import Action, PresenceMessage
@@ -390,7 +393,7 @@ class SdkConnection(AdapterConnection):
                 endpoint=target.host,
                 port=target.port,
                 tls=False,
-                use_binary_protocol=False,
+                use_binary_protocol=self.adapter.binary,
                 http_request_timeout=int(self.adapter.timeout * 1000),
             )
         return self._rest
@@ -477,6 +480,8 @@ class AblyPythonAdapter(Adapter):
         f"server is started with it; for another server, give its value "
         f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds to wait for a connection or a close (default {DEFAULT_TIMEOUT:g})",
+        "protocol": "msgpack or json: the SDK's use_binary_protocol true or false (default "
+        "msgpack, the SDK's own default)",
     }
     quiet_period = 0.1
 
@@ -489,6 +494,8 @@ class AblyPythonAdapter(Adapter):
         opts = self.option_values
         self.leave_grace = parse_float(NAME, opts, "leave_grace", DEFAULT_LEAVE_GRACE)
         self.timeout = parse_float(NAME, opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
+        self.protocol = parse_protocol(NAME, opts, "msgpack")
+        self.binary = self.protocol == "msgpack"
         self.target = ServerTarget.from_options(NAME, opts)
         self.rest_token = opts.get("token")
         if self.rest_token is not None and not self.target.external:
@@ -580,7 +587,7 @@ class AblyPythonAdapter(Adapter):
         common: dict[str, Any] = {
             "endpoint": relay.endpoint,
             "tls": False,
-            "use_binary_protocol": False,
+            "use_binary_protocol": self.binary,
             "fallback_hosts": [],
         }
         if client_id == "*":

@@ -4,11 +4,17 @@ It tests a *server*. By default `start()` runs the embedded reference server
 (`presence_conformance.reference_impl.server`) in-process on a free port of 127.0.0.1 with a short leave grace, so a
 run needs nothing else; with `--adapter-option endpoint=HOST:PORT` (and `key=NAME:SECRET`) it
 drives any other server that speaks the Ably realtime protocol over plain `ws://` with JSON
-and serves REST presence history over plain `http://` on the same port.
+(or MessagePack, below) and serves REST presence history over plain `http://` on the same port.
 
     presence-conformance run --adapter ably-wire
     presence-conformance run --adapter ably-wire --adapter-option endpoint=127.0.0.1:8080 \\
         --adapter-option key=appid.keyid:secret --adapter-option leave_grace=15
+    presence-conformance run --adapter ably-wire --adapter-option protocol=msgpack
+
+`protocol=json` (the default: the harness's client is the judge of a server, and JSON frames are
+the ones a reader can follow) or `protocol=msgpack`: realtime `format=msgpack` with MessagePack
+binary frames, binary data as `bin`, and REST with `Accept: application/x-msgpack`, as the
+SDKs speak with `useBinaryProtocol`.
 
 Mapping of the contract (`presence_conformance.harness.adapter`) onto the protocol (`presence_conformance.harness.ably_client`):
 `connect` opens a realtime connection: with the key, or, for a narrower capability, with a token
@@ -27,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 from presence_conformance.harness.ably_client import (
@@ -54,6 +60,7 @@ from presence_conformance.harness.adapters.embedded import (
     check_endpoint,
     check_key,
     parse_float,
+    parse_protocol,
 )
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
@@ -189,7 +196,12 @@ class WireConnection(AdapterConnection):
         self.id = realtime.id
         self.client_id = realtime.client_id
         self.rest = RestClient(
-            adapter.endpoint, key, timeout=adapter.timeout, session=adapter._session, token=token
+            adapter.endpoint,
+            key,
+            timeout=adapter.timeout,
+            session=adapter._session,
+            wire_format=adapter.protocol,
+            token=token,
         )
         self._channels: dict[str, WireChannel] = {}
 
@@ -237,6 +249,8 @@ class AblyWireAdapter(Adapter):
         f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds to wait for any answer from the server (default {DEFAULT_TIMEOUT:g})",
         "sync_page_size": "members per SYNC frame on the embedded server (default: the server's)",
+        "protocol": "json or msgpack: the wire format of realtime frames and REST bodies "
+        "(default json)",
     }
     quiet_period = 0.05
 
@@ -245,6 +259,9 @@ class AblyWireAdapter(Adapter):
         opts = self.option_values
         self.leave_grace = parse_float(self.name, opts, "leave_grace", DEFAULT_LEAVE_GRACE)
         self.timeout = parse_float(self.name, opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
+        self.protocol: Literal["json", "msgpack"] = (
+            "msgpack" if parse_protocol(self.name, opts, "json") == "msgpack" else "json"
+        )
         self.external = "endpoint" in opts
         self.endpoint = check_endpoint(self.name, opts["endpoint"]) if self.external else ""
         if "key" in opts:
@@ -318,7 +335,13 @@ class AblyWireAdapter(Adapter):
             return None
         if self._no_token_endpoint is not None:
             raise NotImplementedError(self._no_token_endpoint)
-        rest = RestClient(self.endpoint, self.key, timeout=self.timeout, session=self._session)
+        rest = RestClient(
+            self.endpoint,
+            self.key,
+            timeout=self.timeout,
+            session=self._session,
+            wire_format=self.protocol,
+        )
         try:
             details = await rest.request_token(capability, client_id)
         except PresenceError as exc:
@@ -340,7 +363,12 @@ class AblyWireAdapter(Adapter):
             raise RuntimeError("ably-wire: connect() before start()")
         token = await self._token_for(capability, client_id)
         realtime = await RealtimeConnection.connect(
-            self.endpoint, self.key, client_id, timeout=self.timeout, token=token
+            self.endpoint,
+            self.key,
+            client_id,
+            timeout=self.timeout,
+            wire_format=self.protocol,
+            token=token,
         )
         conn = WireConnection(self, realtime, self.key, token)
         self._connections = [

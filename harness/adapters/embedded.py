@@ -30,11 +30,13 @@ from presence_conformance.harness.adapter import UsageError
 
 __all__ = [
     "DEFAULT_LEAVE_GRACE",
+    "WIRE_PROTOCOLS",
     "EmbeddedServer",
     "ServerTarget",
     "check_endpoint",
     "check_key",
     "parse_float",
+    "parse_protocol",
 ]
 
 DEFAULT_LEAVE_GRACE = 0.3
@@ -54,6 +56,21 @@ def parse_float(
         raise UsageError(f"adapter {adapter!r}: option {name}={raw!r} is not a number") from None
     if not math.isfinite(value) or value < minimum:
         raise UsageError(f"adapter {adapter!r}: option {name}={raw!r} must be >= {minimum:g}")
+    return value
+
+
+WIRE_PROTOCOLS = ("json", "msgpack")
+
+
+def parse_protocol(adapter: str, options: Mapping[str, str], default: str) -> str:
+    """`options["protocol"]`: the wire format, "json" or "msgpack" (`default` when absent; the
+    SDKs' `useBinaryProtocol` true is "msgpack"); UsageError otherwise."""
+    value = options.get("protocol", default)
+    if value not in WIRE_PROTOCOLS:
+        raise UsageError(
+            f"adapter {adapter!r}: protocol={value!r}: expected json or msgpack (the realtime "
+            "format=json text frames, or format=msgpack binary frames)"
+        )
     return value
 
 

@@ -24,8 +24,11 @@ Rules, each bound to its requirement:
 - `wire.reenter-no-old-id` (RTP17g1): after a refused resume (an `interrupt` step), no
   ENTER item the client sends on its new connection carries an id of the old connection.
 - `wire.json-frames-valid` (TR2, TR4): every frame is a JSON object valid against
-  `spec/schemas/wire-protocol-message.json`. Binary (msgpack) frames are not JSON frames and are
-  not judged.
+  `spec/schemas/wire-protocol-message.json`. MessagePack frames (`format=msgpack`, decoded by the
+  server that recorded them) are judged against the same schema, where a presence or message
+  item's `data` may also be raw binary (a MessagePack `bin`, RSL4c1); binary anywhere else, or a
+  frame that is not MessagePack, is a violation. A binary frame on a JSON connection (`$binary`)
+  and a text frame on a MessagePack one (`$text`) are not judged (the server refuses them).
 
 Each violation names the connection and the frame's index in its log, and shows the frame.
 The rules are also available without a case record: `analyse(logs)` returns `WireFinding`s.
@@ -179,6 +182,8 @@ def shown(value: Any, depth: int = 0) -> Any:
     """A bounded copy of a frame for a report: long strings cut, long arrays shortened."""
     if isinstance(value, str):
         return value if len(value) <= SHOWN_STRING else value[:SHOWN_STRING] + "...(cut)"
+    if isinstance(value, bytes):  # MessagePack binary
+        return value if len(value) <= SHOWN_STRING else value[:SHOWN_STRING]
     if depth > 8:
         return "...(nested)"
     if isinstance(value, dict):
@@ -196,8 +201,35 @@ def _is_int(value: Any) -> TypeGuard[int]:
 
 
 def _is_frame(frame: Any) -> bool:
-    """A decoded JSON object (not a `$malformed` / `$binary` placeholder of the server's log)."""
-    return isinstance(frame, dict) and "$malformed" not in frame and "$binary" not in frame
+    """A decoded JSON or MessagePack object (not a `$malformed` / `$binary` / `$text`
+    placeholder of the server's log)."""
+    return (
+        isinstance(frame, dict)
+        and "$malformed" not in frame
+        and "$binary" not in frame
+        and "$text" not in frame
+    )
+
+
+def _schema_view(frame: dict) -> dict:
+    """`frame` as the schema sees it: the raw binary `data` of presence and message items (a
+    MessagePack `bin`, RSL4c1) stands in as a string; binary anywhere else stays and is refused."""
+    view = frame
+    for key in ("presence", "messages"):
+        items = frame.get(key)
+        if not isinstance(items, list) or not any(
+            isinstance(item, dict) and isinstance(item.get("data"), bytes) for item in items
+        ):
+            continue
+        if view is frame:
+            view = dict(frame)
+        view[key] = [
+            {**item, "data": f"<{len(item['data'])} bytes>"}
+            if isinstance(item, dict) and isinstance(item.get("data"), bytes)
+            else item
+            for item in items
+        ]
+    return view
 
 
 def _action(frame: Any) -> Any:
@@ -329,28 +361,32 @@ def presence_attach_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
 
 
 def frame_validity_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
-    """TR2 / TR4: every JSON frame is a ProtocolMessage object valid against the
-    wire-protocol-message schema. Binary frames are not judged."""
+    """TR2 / TR4: every frame (JSON, or MessagePack with binary item data, RSL4c1) is a
+    ProtocolMessage object valid against the wire-protocol-message schema. Frames of the wrong
+    type for their connection (`$binary`, `$text`) are not judged."""
     from presence_conformance import spec
 
     validator = spec.validator("wire-protocol-message")
     for index, frame in enumerate(log.frames):
         where = f"{log.label}, frame #{index}"
-        if isinstance(frame, dict) and "$binary" in frame:
+        if isinstance(frame, dict) and ("$binary" in frame or "$text" in frame):
             continue
         if not isinstance(frame, dict):
             problem = f"is {type(frame).__name__}, not a JSON object"
         elif "$malformed" in frame:
             value = frame["$malformed"]
-            if "$size" in frame:
+            if isinstance(value, bytes):
+                problem = f"is not valid MessagePack: {shown(value)!r}"
+            elif "$size" in frame:
                 problem = f"is not valid JSON or not a JSON object: {shown(value)!r}"
             else:
                 problem = f"is JSON but not an object (a ProtocolMessage): {shown(value)!r}"
         else:
-            if validator.is_valid(frame):
+            view = _schema_view(frame)
+            if validator.is_valid(view):
                 continue
             problem = "is not a valid ProtocolMessage: " + "; ".join(
-                spec.validate("wire-protocol-message", frame)
+                spec.validate("wire-protocol-message", view)
             )
         yield WireFinding(
             "wire.json-frames-valid",
@@ -459,7 +495,7 @@ def wire_presence_after_attach(ctx: CheckContext) -> Iterator[Violation]:
 
 @check("wire.json-frames-valid")
 def wire_frames_valid(ctx: CheckContext) -> Iterator[Violation]:
-    """Every frame is valid JSON and a valid ProtocolMessage."""
+    """Every frame is valid JSON or MessagePack and a valid ProtocolMessage."""
     for log in wire_frames_of(ctx.record):
         yield from _violations(ctx, frame_validity_findings(log))
 

@@ -1,6 +1,7 @@
 """Results across adapters (Autobahn / wpt.fyi shape) and across workers of one adapter.
 
-* `merge(runs) -> Matrix`: adapters as columns; requirements (grouped by area) and cases as
+* `merge(runs) -> Matrix`: adapters as columns (an adapter run with a `protocol` option is
+  labelled with it, e.g. `ably-js (msgpack)`); requirements (grouped by area) and cases as
   rows; a cell is the outcome of that requirement or case for that adapter.
 * `write_matrix(runs, out_dir)` writes `matrix.html` (self-contained, coloured cells, filters)
   and `matrix.md`.
@@ -62,7 +63,7 @@ class Matrix:
 def merge(runs: list[RunResult], catalogue: Any = None, strict: bool = False) -> Matrix:
     """Put `runs` side by side (one column per run, in the given order)."""
     view = load_catalogue(catalogue, runs)
-    columns = unique_labels([r.adapter for r in runs])
+    columns = unique_labels([column_name(r) for r in runs])
     m = Matrix(columns=columns, runs=dict(zip(columns, runs, strict=True)), view=view)
     for col, run in m.runs.items():
         m.verdicts[col] = verdict(run, strict=strict)
@@ -72,6 +73,14 @@ def merge(runs: list[RunResult], catalogue: Any = None, strict: bool = False) ->
             m.cases.setdefault(case.case_id, {})[col] = case
     m.cases = dict(sorted(m.cases.items()))
     return m
+
+
+def column_name(run: RunResult) -> str:
+    """A run's column label: the adapter's name, with its wire format when the run chose one
+    (`--adapter-option protocol=msgpack` -> "ably-js (msgpack)"), so that one SDK in both
+    formats gets two columns that say which is which."""
+    protocol = run.adapter_options.get("protocol")
+    return f"{run.adapter} ({protocol})" if protocol else run.adapter
 
 
 # --------------------------------------------------------------------------------------------

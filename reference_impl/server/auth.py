@@ -19,7 +19,7 @@ import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.server.config import (
@@ -59,6 +59,7 @@ class ConnectGrant:
     capability: Capability
     resume_error: FrameError | None = None
     resume_key: str | None = None  # the connectionKey of a `resume` request (RTN15b1)
+    format: Literal["json", "msgpack"] = "json"  # the `format` query parameter (RTN2a)
 
 
 class Authenticator:
@@ -213,13 +214,12 @@ class Authenticator:
     def connect(self, query: Mapping[str, str]) -> ConnectGrant:
         """Check the query of a WebSocket upgrade (format, clientId, key or token, resume);
         FrameError if the connection is refused."""
-        fmt = query.get("format")
-        if fmt is not None and fmt != "json":
+        fmt = query.get("format") or "json"
+        if fmt not in ("json", "msgpack"):
             raise FrameError(
                 errors.BAD_REQUEST,
-                f"format: {short(fmt)} is not supported; the "
-                "reference server speaks JSON only (format=json / useBinaryProtocol "
-                "false)",
+                f"format: {short(fmt)} is not supported; the reference server speaks "
+                "format=json (text frames) and format=msgpack (binary frames)",
             )
         client_id = query.get("clientId")
         if client_id is not None and not client_id:
@@ -246,7 +246,12 @@ class Authenticator:
             )
         # `resume` (RTN15b1) is judged by the realtime protocol, which knows the connections
         return ConnectGrant(
-            key_name, client_id, capability, resume_error, query.get("resume") or None
+            key_name,
+            client_id,
+            capability,
+            resume_error,
+            query.get("resume") or None,
+            "msgpack" if fmt == "msgpack" else "json",
         )
 
     def authenticate_key_request(self, headers: Mapping[str, str]) -> str:

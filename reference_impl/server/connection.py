@@ -1,7 +1,7 @@
 """`Connection`: the reference server's record of one realtime connection (one WebSocket).
 
 One record, shared by the server's parts: the transport (`transport.py`) writes frames through
-its WebSocket, queue and writer task; the frame state machine (`realtime.py`) keeps its
+its WebSocket, queue and writer task, in the connection's wire format (`codec.py`); the frame state machine (`realtime.py`) keeps its
 protocol state on it (credentials, attached and entered channels, the connection state).
 """
 
@@ -29,8 +29,10 @@ class Connection:
     client_id: str | None  # None: anonymous; "*": wildcard
     capability: Capability
     ws: web.WebSocketResponse
+    # the wire format of its frames (`format` of the upgrade): JSON text or MessagePack binary
+    format: Literal["json", "msgpack"] = "json"
     # Outgoing frames, encoded; None: close the WebSocket once the frames before it are out.
-    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     attached: set[str] = field(default_factory=set)
     entered: set[str] = field(default_factory=set)  # channels where it may have members
     state: ConnectionState = "open"

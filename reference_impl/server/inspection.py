@@ -4,10 +4,12 @@ from it, and the faults they inject into it.
 - `FrameLog`: every frame a client sends, per connection, oldest first, bounded
   (`ServerConfig.frame_log_size` frames for each of the last `frame_log_connections`
   connections, at most `frame_log_bytes` per connection and `frame_log_total_bytes` in all).
-  Frames are kept as decoded; a frame that is not JSON as `{"$malformed": text,
-  "$size": bytes}`, a JSON value that is not an object as `{"$malformed": value}`, a binary
-  frame as `{"$binary": bytes}`, and a frame above `RECORD_LIMIT` bytes in summary (top level
-  and presence items without their data, plus `"$size"`).
+  Frames are kept as decoded, from JSON or MessagePack alike (binary data of a MessagePack
+  frame stays `bytes`); a frame that does not decode as `{"$malformed": text (JSON) or bytes
+  (MessagePack), "$size": bytes}`, a value that is not an object as `{"$malformed": value}`, a
+  binary frame on a JSON connection as `{"$binary": bytes}`, a text frame on a MessagePack
+  connection as `{"$text": bytes}`, and a frame above `RECORD_LIMIT` bytes in summary (top
+  level and presence items without their data, plus `"$size"`).
 - `Inspection`: the frame log, the open connections and their clientIds, and fault injection:
   `drop` (the transport is lost, no CLOSE) and `expire_now` (end a leave grace at once).
 
@@ -74,9 +76,17 @@ class FrameLog:
         """A text frame that is not JSON."""
         self._append(connection_id, {"$malformed": text[:256], "$size": size}, 512)
 
+    def record_unparsable_binary(self, connection_id: str, data: bytes, size: int) -> None:
+        """A binary frame that is not MessagePack."""
+        self._append(connection_id, {"$malformed": bytes(data[:256]), "$size": size}, 512)
+
     def record_binary(self, connection_id: str, size: int) -> None:
-        """A binary frame."""
+        """A binary frame on a JSON connection."""
         self._append(connection_id, {"$binary": size})
+
+    def record_text(self, connection_id: str, size: int) -> None:
+        """A text frame on a MessagePack connection."""
+        self._append(connection_id, {"$text": size})
 
     def frames(self, connection_id: str) -> list[dict[str, Any]]:
         """Copies of the frames recorded for a connection, oldest first ([] if unknown)."""

@@ -1,11 +1,12 @@
 """The realtime frame state machine of the reference server: connections and channels on the Ably
-protocol (the subset of `docs/protocol.md`), JSON frames in, model calls, frames out.
+protocol (the subset of `docs/protocol.md`), frames in (JSON or MessagePack, `codec.py`), model
+calls, frames out.
 
 All presence state lives in the `PresenceModel` (the oracle); this module only translates frames
 to model calls and model outcomes to frames.
 
 Connection life:
-- upgrade `/?key=name:secret&clientId=...&format=json` (or `accessToken` / `access_token` for a
+- upgrade `/?key=name:secret&clientId=...&format=json|msgpack` (or `accessToken` / `access_token` for a
   token from `issue_token`) -> CONNECTED, or ERROR and close (`auth.py` checks the query);
 - HEARTBEAT is echoed with its id; the server sends `{"action":0}` below `maxIdleInterval`;
 - ATTACH -> ATTACHED (flags 983040, + HAS_PRESENCE when there are members) then SYNC pages;
@@ -36,7 +37,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from presence_conformance.reference_impl import errors
@@ -55,6 +56,11 @@ from presence_conformance.reference_impl.server.auth import (
     require_attach,
     require_operation,
 )
+from presence_conformance.reference_impl.server.codec import (
+    DecodeError,
+    decode_json,
+    decode_msgpack,
+)
 from presence_conformance.reference_impl.server.config import ServerConfig, capability_grants
 from presence_conformance.reference_impl.server.connection import Connection
 from presence_conformance.reference_impl.server.transport import Transport, close_ws
@@ -67,7 +73,6 @@ from presence_conformance.reference_impl.server.wire import (
     FrameError,
     WireData,
     decode_data,
-    dumps,
     is_int,
     json_type,
     short,
@@ -81,7 +86,8 @@ log = logging.getLogger(__name__)
 RESUME_BACKLOG = 1000
 """Frames kept for a lost connection; beyond that it can no longer be resumed."""
 
-_HEARTBEAT = dumps({"action": ProtocolAction.HEARTBEAT})
+_HEARTBEAT = {"action": ProtocolAction.HEARTBEAT}
+_MODEL_OPS = {Action.ENTER: "enter", Action.UPDATE: "update", Action.LEAVE: "leave"}
 CONNECTION_LIMIT = 42910  # Ably: rate limit exceeded; request rejected
 # Client actions the reference server does not implement (refused with 40000, not as unknown).
 _UNSUPPORTED_ACTIONS = frozenset(
@@ -106,7 +112,11 @@ class FrameRecorder(Protocol):
 
     def record_unparsable(self, connection_id: str, text: str, size: int) -> None: ...
 
+    def record_unparsable_binary(self, connection_id: str, data: bytes, size: int) -> None: ...
+
     def record_binary(self, connection_id: str, size: int) -> None: ...
+
+    def record_text(self, connection_id: str, size: int) -> None: ...
 
 
 class RealtimeProtocol:
@@ -147,9 +157,8 @@ class RealtimeProtocol:
         """Send a HEARTBEAT to every open connection every `interval` seconds, forever."""
         while True:
             await asyncio.sleep(interval)
-            for conn in list(self.connections.values()):
-                if conn.state == "open":
-                    self.transport.enqueue(conn, _HEARTBEAT)
+            live = [c for c in self.connections.values() if c.state == "open"]
+            self.transport.broadcast(live, _HEARTBEAT)  # encoded once per format
 
     async def shutdown(self) -> None:
         """Close every connection; no leaves are synthesized."""
@@ -216,8 +225,11 @@ class RealtimeProtocol:
             return None
         return old
 
-    def _resume(self, ws: web.WebSocketResponse, old: Connection) -> Connection:
-        """RTN15c6: the lost connection `old` continues on `ws`, same id and key."""
+    def _resume(
+        self, ws: web.WebSocketResponse, old: Connection, fmt: Literal["json", "msgpack"]
+    ) -> Connection:
+        """RTN15c6: the lost connection `old` continues on `ws`, same id and key, in the wire
+        format the new transport asked for."""
         handle = self._timers.pop(old.id, None)
         if handle is not None:
             handle.cancel()
@@ -230,6 +242,7 @@ class RealtimeProtocol:
             client_id=old.client_id,
             capability=old.capability,
             ws=ws,
+            format=fmt,
         )
         conn.entered = set(old.entered)
         self.model.resume_connection(conn.id)
@@ -273,7 +286,7 @@ class RealtimeProtocol:
         if grant.resume_key is not None:
             old = self._resumable(grant.resume_key, grant)
             if old is not None:
-                return self._resume(ws, old)
+                return self._resume(ws, old, grant.format)
             resume_error = FrameError(
                 UNABLE_TO_RECOVER,
                 "resume: the connection cannot be resumed (unknown or expired connectionKey); "
@@ -287,6 +300,7 @@ class RealtimeProtocol:
             client_id=grant.client_id,
             capability=grant.capability,
             ws=ws,
+            format=grant.format,
         )
         client_id = grant.client_id
         self.model.open_connection(
@@ -300,28 +314,62 @@ class RealtimeProtocol:
         self.transport.start_writer(conn)
         self.transport.send(conn, connected)
         self.stats["connections"] += 1
+        self.stats[f"connections.{conn.format}"] += 1
         return conn
 
     def on_text(self, conn: Connection, text: str) -> None:
-        """Decode, record and handle one client frame."""
+        """Decode, record and handle one text (JSON) frame."""
         self.stats["frames"] += 1
         size = len(text)
         if size * 4 > self.config.max_frame_size:  # only then can the UTF-8 size matter
             size = len(text.encode("utf-8", "surrogatepass"))
+        if conn.format != "json":
+            self._recorder.record_text(conn.id, size)
+            self._send_error(
+                conn,
+                FrameError(
+                    errors.BAD_REQUEST,
+                    f"text frame ({size} bytes) on a format={conn.format} connection: send "
+                    "MessagePack in binary frames (or connect with format=json)",
+                ),
+            )
+            return
         try:
-            frame = json.loads(text)
-        except (ValueError, RecursionError) as exc:
+            frame = decode_json(text)
+        except DecodeError as exc:
             self._recorder.record_unparsable(conn.id, text, size)
             if conn.state == "open":
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-                where = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
-                self._send_error(
-                    conn,
-                    FrameError(
-                        errors.BAD_REQUEST, f"malformed frame: not valid JSON ({reason}{where})"
-                    ),
-                )
+                self._send_error(conn, FrameError(errors.BAD_REQUEST, f"malformed frame: {exc}"))
             return
+        self._on_frame(conn, frame, size)
+
+    def on_binary(self, conn: Connection, data: bytes) -> None:
+        """Decode, record and handle one binary (MessagePack) frame; refused on a JSON
+        connection."""
+        self.stats["frames"] += 1
+        size = len(data)
+        if conn.format != "msgpack":
+            self._recorder.record_binary(conn.id, size)
+            self._send_error(
+                conn,
+                FrameError(
+                    errors.BAD_REQUEST,
+                    f"binary frame ({size} bytes) on a format=json connection: send JSON "
+                    "text frames, or connect with format=msgpack to speak MessagePack",
+                ),
+            )
+            return
+        try:
+            frame = decode_msgpack(data)
+        except DecodeError as exc:
+            self._recorder.record_unparsable_binary(conn.id, data, size)
+            if conn.state == "open":
+                self._send_error(conn, FrameError(errors.BAD_REQUEST, f"malformed frame: {exc}"))
+            return
+        self._on_frame(conn, frame, size)
+
+    def _on_frame(self, conn: Connection, frame: Any, size: int) -> None:
+        """Record and handle one decoded frame of `size` bytes."""
         channel = frame.get("channel") if isinstance(frame, dict) else None
         channel = channel if isinstance(channel, str) and channel else None
         self._recorder.record(conn.id, frame, size)
@@ -348,18 +396,6 @@ class RealtimeProtocol:
                     status_code=500,
                 ),
             )
-
-    def on_binary(self, conn: Connection, size: int) -> None:
-        """A binary frame: recorded and refused (the server speaks JSON only)."""
-        self._recorder.record_binary(conn.id, size)
-        self._send_error(
-            conn,
-            FrameError(
-                errors.BAD_REQUEST,
-                f"binary frame ({size} bytes): msgpack is not "
-                "supported; send JSON text frames (format=json)",
-            ),
-        )
 
     def transport_closed(self, conn: Connection) -> None:
         """The WebSocket is gone: after CLOSE the connection is closed, else it is lost."""
@@ -527,7 +563,7 @@ class RealtimeProtocol:
     def _on_heartbeat(self, conn: Connection, frame: dict[str, Any]) -> None:
         hid = frame.get("id")
         if hid is None:
-            self.transport.enqueue(conn, _HEARTBEAT)
+            self._send(conn, _HEARTBEAT)
             return
         if not isinstance(hid, str):
             raise FrameError(
@@ -776,11 +812,7 @@ class RealtimeProtocol:
             if action is Action.LEAVE and wire.data is None:
                 found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
                 previous = found[0] if found else None
-            op = {
-                Action.ENTER: self.model.enter,
-                Action.UPDATE: self.model.update,
-                Action.LEAVE: self.model.leave,
-            }[action]
+            op = getattr(self.model, _MODEL_OPS[action])
             try:
                 outcome = op(
                     conn.id, channel, data, client_id=behalf, event_id=f"{conn.id}:{serial}:{index}"
@@ -838,7 +870,8 @@ class RealtimeProtocol:
         data = decode_data(item.get("data"), item.get("encoding"), where)
         try:
             extras_size = len(json.dumps(extras, allow_nan=False)) if extras else 0
-            json.dumps(item.get("data"), allow_nan=False)
+            if not isinstance(item.get("data"), (str, bytes, type(None))):  # these always can
+                json.dumps(item.get("data"), allow_nan=False)
         except (ValueError, TypeError, RecursionError):
             raise FrameError(
                 errors.INVALID_DATA, f"{where}: data or extras cannot be re-encoded as JSON"
@@ -904,9 +937,7 @@ class RealtimeProtocol:
             )
         require_operation(conn.capability, conn.key_name, channel, "publish", serial)
         try:
-            size = sum(
-                len(json.dumps(m.get("data"))) + len(str(m.get("name") or "")) for m in messages
-            )
+            size = sum(_data_size(m.get("data")) + len(str(m.get("name") or "")) for m in messages)
         except (ValueError, TypeError, RecursionError):
             raise FrameError(
                 errors.INVALID_DATA,
@@ -985,3 +1016,10 @@ def _set_member_wire(event: PresenceMessage, member: PresenceMessage | None) -> 
     wire = member.extra.get("wire") if member is not None else None
     if isinstance(wire, WireData):
         event.extra["wire"] = WireData(wire.data, wire.encoding, None)
+
+
+def _data_size(data: Any) -> int:
+    """The size of a channel message's data: bytes as they are, anything else as JSON."""
+    if isinstance(data, bytes):
+        return len(data)
+    return len(json.dumps(data))

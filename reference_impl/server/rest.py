@@ -3,7 +3,8 @@
 - `GET /time` -> `[ms]` (no auth).
 - `POST /keys/{keyName}/requestToken` (RSA8, Basic auth with that key) -> TokenDetails
   (`token`, `keyName`, `issued`, `expires`, `capability` JSON text, `clientId`) for the
-  TokenParams of the JSON body (`capability` JSON text narrowing the key's, `clientId`, `ttl`).
+  TokenParams of the body (JSON, or MessagePack with `Content-Type: application/x-msgpack`:
+  `capability` JSON text narrowing the key's, `clientId`, `ttl`).
 - `GET /channels/{name}/presence?limit&clientId&connectionId` -> the members as wire
   PresenceMessages (numeric actions), paginated by `limit` (default 100, at most 1000).
 - `GET /channels/{name}/presence/history?start&end&limit&direction` -> the channel's presence
@@ -12,6 +13,10 @@
 Pages link to each other with `Link` headers of exactly the form ably-js parses
 (`<./NAME?query>; rel="next"`, see `docs/protocol.md`), with `first` and `current` as well; no
 `next` link means the last page.
+
+Bodies are JSON, or MessagePack when the request's `Accept` names `application/x-msgpack` (as
+the SDKs ask with `useBinaryProtocol`; binary member data then travels as `bin`, see
+`codec.py`); error bodies are always JSON, which both SDKs read by their Content-Type.
 
 Auth (`auth.Authenticator.authenticate_request`): `Authorization: Basic base64(name:secret)` or
 `Bearer base64(token)` (a token from `PresenceServer.issue_token`), or a `key` / `access_token`
@@ -24,7 +29,6 @@ server's clock (`add_routes`).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,6 +47,14 @@ from presence_conformance.reference_impl.server.auth import (
     MAX_TOKEN_REQUEST,
     Authenticator,
     require_rest_operation,
+)
+from presence_conformance.reference_impl.server.codec import (
+    MSGPACK_MIME,
+    DecodeError,
+    decode_json,
+    decode_msgpack,
+    encode,
+    items_for,
 )
 from presence_conformance.reference_impl.server.wire import (
     INTERNAL_ERROR,
@@ -127,14 +139,19 @@ def add_routes(
             raise FrameError(
                 errors.MESSAGE_TOO_LARGE, f"requestToken: body above {MAX_TOKEN_REQUEST} bytes"
             )
+        packed = request.content_type == MSGPACK_MIME
         try:
-            body = json.loads(raw) if raw.strip() else None
-        except (ValueError, RecursionError):
-            raise FrameError(errors.BAD_REQUEST, "requestToken: body is not JSON") from None
-        return _json(auth.request_token(key_name, auth_key_name, body))
+            if packed:
+                body = decode_msgpack(raw) if raw else None
+            else:
+                body = decode_json(raw.decode("utf-8")) if raw.strip() else None
+        except (DecodeError, UnicodeDecodeError):
+            what = "MessagePack" if packed else "JSON"
+            raise FrameError(errors.BAD_REQUEST, f"requestToken: body is not {what}") from None
+        return _answer(request, auth.request_token(key_name, auth_key_name, body))
 
     async def get_time(request: web.Request) -> web.Response:
-        return _json([now()])
+        return _answer(request, [now()])
 
     async def get_presence(request: web.Request) -> web.Response:
         channel = channel_of(request)
@@ -168,7 +185,7 @@ def add_routes(
         ]
         if len(members) > limit:
             links.append(_link("presence", {**base, "cursor": page[-1].member_key}, "next"))
-        return _json([wire_presence(m) for m in page], links)
+        return _answer(request, [wire_presence(m) for m in page], links)
 
     async def get_history(request: web.Request) -> web.Response:
         channel = channel_of(request)
@@ -193,7 +210,7 @@ def add_routes(
         ]
         if page.next_cursor is not None:
             links.append(_link("history", {**base, "cursor": page.next_cursor}, "next"))
-        return _json([wire_presence(m) for m in page.items], links)
+        return _answer(request, [wire_presence(m) for m in page.items], links)
 
     app.router.add_get("/time", get_time)
     app.router.add_post("/keys/{key_name}/requestToken", request_token)
@@ -201,9 +218,18 @@ def add_routes(
     app.router.add_get("/channels/{channel:[^/]+}/presence", get_presence)
 
 
-def _json(body: Any, links: list[str] | None = None) -> web.Response:
+def _answer(request: web.Request, body: Any, links: list[str] | None = None) -> web.Response:
+    """`body` (a list: presence items, or the time; or an object: TokenDetails) in the format
+    the request accepts."""
     headers = {"Link": ", ".join(links)} if links else None
-    return web.Response(text=dumps(body), content_type="application/json", headers=headers)
+    fmt = "msgpack" if MSGPACK_MIME in request.headers.get("Accept", "") else "json"
+    if isinstance(body, list):
+        body = items_for(body, fmt)
+    if fmt == "msgpack":
+        return web.Response(body=encode(body, fmt), content_type=MSGPACK_MIME, headers=headers)
+    return web.Response(
+        body=encode(body, fmt), content_type="application/json", charset="utf-8", headers=headers
+    )
 
 
 def _link(name: str, params: dict[str, Any], rel: str) -> str:

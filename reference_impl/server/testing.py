@@ -7,7 +7,9 @@
         frame = await alice.recv()            # next frame, whatever it is
 
 Meant for tests of the server itself (not a presence client: no presence map, no retries).
-Server HEARTBEATs without an id are dropped unless `keep_heartbeats` is set.
+Server HEARTBEATs without an id are dropped unless `keep_heartbeats` is set. With
+`params={"format": "msgpack"}` (or a URL that says so) frames go both ways as MessagePack in
+binary frames; a frame the server sends in the other frame type is a test failure.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import msgpack
 from presence_conformance.reference_impl.protocol import HAS_PRESENCE, ProtocolAction
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -29,9 +32,13 @@ DEFAULT_TIMEOUT = 5.0
 class RawClient:
     """One WebSocket to the server; a reader task queues every frame received."""
 
-    def __init__(self, ws: ClientConnection, keep_heartbeats: bool = False) -> None:
+    def __init__(
+        self, ws: ClientConnection, keep_heartbeats: bool = False, msgpack: bool = False
+    ) -> None:
         self.ws = ws
         self.keep_heartbeats = keep_heartbeats
+        self.msgpack = msgpack  # frames are MessagePack (binary) rather than JSON (text)
+        self.wrong_type: list[str | bytes] = []  # frames in the other format's frame type
         self.frames: asyncio.Queue[dict | None] = asyncio.Queue()
         self.received: list[dict] = []
         self.connected: dict | None = None
@@ -48,7 +55,8 @@ class RawClient:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> RawClient:
         ws = await asyncio.wait_for(connect(url, max_size=None, ping_interval=None), timeout)
-        client = cls(ws, keep_heartbeats)
+        binary = parse_qs(urlsplit(url).query).get("format") == ["msgpack"]
+        client = cls(ws, keep_heartbeats, binary)
         if expect_connected:
             client.connected = await client.expect(ProtocolAction.CONNECTED, timeout)
         return client
@@ -77,7 +85,10 @@ class RawClient:
     async def _read(self) -> None:
         try:
             async for message in self.ws:
-                frame = json.loads(message)
+                if isinstance(message, bytes) != self.msgpack:
+                    self.wrong_type.append(message)
+                    continue
+                frame = msgpack.unpackb(message) if self.msgpack else json.loads(message)
                 if (
                     not self.keep_heartbeats
                     and isinstance(frame, dict)
@@ -94,8 +105,14 @@ class RawClient:
             self.frames.put_nowait(None)
 
     async def send(self, frame: Any) -> None:
-        """Send a frame: a dict or list is JSON-encoded, a str or bytes goes as it is."""
-        data = frame if isinstance(frame, (str, bytes)) else json.dumps(frame)
+        """Send a frame: a dict or list is encoded (JSON, or MessagePack on a msgpack client),
+        a str or bytes goes as it is."""
+        if isinstance(frame, (str, bytes)):
+            data: str | bytes = frame
+        elif self.msgpack:
+            data = msgpack.packb(frame, use_bin_type=True)
+        else:
+            data = json.dumps(frame)
         await self.ws.send(data)
 
     async def recv(self, timeout: float = DEFAULT_TIMEOUT) -> dict:

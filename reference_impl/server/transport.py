@@ -2,13 +2,21 @@
 
 - `Transport.handle` is the `/` route: it upgrades the request, has the frame handler (the
   state machine in `realtime.py`) check the credentials and open the connection, hands it every
-  text frame received, and tells it when the transport is gone. A refused upgrade gets one
-  ERROR frame and a close.
-- Frames out: `send` encodes a frame, `broadcast` encodes one frame once for many connections,
-  `enqueue` queues encoded text. Each connection has a writer task that drains its queue; a
-  frame is written straight to the socket instead when nothing waits before it
-  (`_write_now`, the direct-write path). A client that lets `max_outbound_queue` frames pile up
-  is cut off as a slow consumer: its transport is aborted and the handler loses it.
+  frame received (text frames to `on_text`, binary ones to `on_binary`), and tells it when the
+  transport is gone. A refused upgrade gets one ERROR frame, in the format it asked for, and a
+  close.
+- Frames out, in the connection's wire format (`codec.py`: JSON text frames, or MessagePack
+  binary frames for `format=msgpack`): `send` encodes a frame, `broadcast` encodes one frame once
+  per format for many connections, `enqueue` queues encoded bytes. Each connection has a writer
+  task that drains its queue; a frame is written straight to the socket instead when nothing
+  waits before it (`_write_now`, the direct-write path). A client that lets
+  `max_outbound_queue` frames pile up is cut off as a slow consumer: its transport is aborted
+  and the handler loses it.
+- While one received frame is handled, direct writes are held and each connection's share goes
+  out in one `write` when the handling ends (`_Batch`): the presence event a client caused and
+  the ACK that follows it reach that client in one write (one segment, one wake-up).
+- The direct-write path works on any asyncio-compatible transport (the stock loop's, uvloop's):
+  it needs `write`, `is_closing` and `get_write_buffer_size`, not a class.
 """
 
 from __future__ import annotations
@@ -18,21 +26,17 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from aiohttp import WSMsgType, web
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.protocol import ProtocolAction
 from presence_conformance.reference_impl.server.auth import ConnectGrant
+from presence_conformance.reference_impl.server.codec import encode
 from presence_conformance.reference_impl.server.config import ServerConfig
 from presence_conformance.reference_impl.server.connection import Connection
 from presence_conformance.reference_impl.server.rest import error_response
-from presence_conformance.reference_impl.server.wire import (
-    INTERNAL_ERROR,
-    FrameError,
-    dumps,
-    short,
-)
+from presence_conformance.reference_impl.server.wire import INTERNAL_ERROR, FrameError, short
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,8 @@ class FrameHandler(Protocol):
         """One text frame received."""
         ...
 
-    def on_binary(self, conn: Connection, size: int) -> None:
-        """One binary frame of `size` bytes received."""
+    def on_binary(self, conn: Connection, data: bytes) -> None:
+        """One binary frame received."""
         ...
 
     def transport_closed(self, conn: Connection) -> None:
@@ -74,6 +78,7 @@ class Transport:
         self.config = config
         self.stats = stats
         self.handler = handler
+        self._held: _Batch | None = None  # direct writes held while a frame is handled
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -97,13 +102,14 @@ class Transport:
             self.stats["origin_refused"] += 1
             return error_response(errors.BAD_REQUEST, refusal, 403)
         await ws.prepare(request)
+        asked = "msgpack" if request.query.get("format") == "msgpack" else "json"
         try:
             grant = self.handler.authenticate(request.query)
         except FrameError as exc:
             self.stats["auth_refused"] += 1
             try:
-                await ws.send_str(
-                    dumps({"action": ProtocolAction.ERROR, "error": exc.error_info()})
+                await _send_one(
+                    ws, asked, {"action": ProtocolAction.ERROR, "error": exc.error_info()}
                 )
             finally:
                 await close_ws(ws, 1000)
@@ -113,29 +119,35 @@ class Transport:
         except Exception as exc:  # pragma: no cover - nothing in open is expected to fail
             log.exception("opening a connection failed")
             with contextlib.suppress(Exception):
-                await ws.send_str(
-                    dumps(
-                        {
-                            "action": ProtocolAction.ERROR,
-                            "error": {
-                                "code": INTERNAL_ERROR,
-                                "statusCode": 500,
-                                "message": f"internal error opening the connection ({type(exc).__name__})",
-                            },
-                        }
-                    )
+                await _send_one(
+                    ws,
+                    asked,
+                    {
+                        "action": ProtocolAction.ERROR,
+                        "error": {
+                            "code": INTERNAL_ERROR,
+                            "statusCode": 500,
+                            "message": f"internal error opening the connection ({type(exc).__name__})",
+                        },
+                    },
                 )
             await close_ws(ws, 1011)
             return ws
         conn.transport = request.transport
         try:
+            batch = _Batch()
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    self.handler.on_text(conn, msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    self.handler.on_binary(conn, len(msg.data))
-                else:  # ERROR (e.g. beyond the hard size limit): the transport is gone
-                    break
+                self._held = batch
+                try:
+                    if msg.type == WSMsgType.TEXT:
+                        self.handler.on_text(conn, msg.data)
+                    elif msg.type == WSMsgType.BINARY:
+                        self.handler.on_binary(conn, msg.data)
+                    else:  # ERROR (e.g. beyond the hard size limit): the transport is gone
+                        break
+                finally:
+                    self._held = None
+                    batch.flush()
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - aiohttp transport failures
@@ -153,6 +165,7 @@ class Transport:
 
     async def _writer(self, conn: Connection) -> None:
         ws = conn.ws
+        opcode = WSMsgType.BINARY if conn.format == "msgpack" else WSMsgType.TEXT
         try:
             while True:
                 item = await conn.queue.get()
@@ -161,7 +174,7 @@ class Transport:
                     return
                 conn.sending = True
                 try:
-                    await ws.send_str(item)
+                    await ws.send_frame(item, opcode)
                 finally:
                     conn.sending = False
         except asyncio.CancelledError:
@@ -169,9 +182,9 @@ class Transport:
         except Exception:  # the peer went away; the reader notices and cleans up
             return
 
-    def enqueue(self, conn: Connection, text: str | None) -> None:
-        """Send encoded `text` to `conn` after everything sent before it (None: close the
-        WebSocket once everything before it is out)."""
+    def enqueue(self, conn: Connection, data: bytes | None) -> None:
+        """Send `data`, a frame encoded in `conn`'s format, to `conn` after everything sent
+        before it (None: close the WebSocket once everything before it is out)."""
         if conn.state in ("closed", "dropped"):
             return
         if conn.queue.qsize() >= self.config.max_outbound_queue:
@@ -183,32 +196,36 @@ class Transport:
             self.stats["slow_consumers"] += 1
             if conn.writer is not None:
                 conn.writer.cancel()
-            if isinstance(conn.transport, asyncio.Transport):
+            if _is_stream(conn.transport):
                 conn.transport.abort()
             if conn.state == "open":
                 self.handler.lose(conn)
             return
-        if not _write_now(conn, text):
-            conn.queue.put_nowait(text)
+        if not _write_now(conn, data, self._held):
+            conn.queue.put_nowait(data)
 
     def close_after_flush(self, conn: Connection) -> None:
         """Close `conn`'s WebSocket once the frames queued so far are out."""
         self.enqueue(conn, None)
 
     def send(self, conn: Connection, frame: dict[str, Any]) -> None:
-        """Encode `frame` and send it to `conn`."""
-        self.enqueue(conn, dumps(frame))
+        """Encode `frame` in `conn`'s format and send it to `conn`."""
+        self.enqueue(conn, encode(frame, conn.format))
 
     def broadcast(self, conns: Iterable[Connection], frame: dict[str, Any]) -> None:
-        """Encode `frame` once; queue the same text for every connection of `conns`."""
-        text = dumps(frame)
+        """Encode `frame` once per format; queue the same bytes for every connection of `conns`
+        that speaks it."""
+        encoded: dict[str, bytes] = {}
         for conn in conns:
-            self.enqueue(conn, text)
+            data = encoded.get(conn.format)
+            if data is None:
+                data = encoded[conn.format] = encode(frame, conn.format)
+            self.enqueue(conn, data)
 
     async def drop(self, conn: Connection) -> None:
         """Cut `conn`'s transport as a network failure would (no CLOSE, no WebSocket close)."""
         transport = conn.transport
-        if isinstance(transport, asyncio.Transport) and not transport.is_closing():
+        if _is_stream(transport) and not transport.is_closing():
             transport.abort()
         else:
             await close_ws(conn.ws, 1006)
@@ -250,37 +267,114 @@ async def close_ws(ws: web.WebSocketResponse, code: int) -> None:
         pass
 
 
-def _write_now(conn: Connection, text: str | None) -> bool:
-    """Write a text frame straight to the transport when nothing is waiting to go out before it
-    (the queue is empty and the writer is idle) and the transport is not backed up; return False
-    to leave it to the writer task.
+class _Stream(Protocol):
+    """What the direct-write path needs of a transport (asyncio's own, uvloop's, ...)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def abort(self) -> None: ...
+
+
+def _is_stream(transport: Any) -> TypeGuard[_Stream]:
+    """Duck typing, not `isinstance(asyncio.WriteTransport)`: uvloop's transports implement the
+    interface without deriving from asyncio's classes. Answered once per transport class."""
+    kind = type(transport)
+    known = _STREAM_TYPES.get(kind)
+    if known is None:
+        known = _STREAM_TYPES[kind] = transport is not None and all(
+            callable(getattr(transport, name, None))
+            for name in ("write", "is_closing", "get_write_buffer_size", "abort")
+        )
+    return known
+
+
+_STREAM_TYPES: dict[type, bool] = {}
+
+
+class _Batch:
+    """Direct writes held while one received frame is handled: per connection, in order."""
+
+    __slots__ = ("held", "sizes")
+
+    def __init__(self) -> None:
+        self.held: dict[Connection, list[bytes]] = {}
+        self.sizes: dict[Connection, int] = {}
+
+    def size(self, conn: Connection) -> int:
+        return self.sizes.get(conn, 0)
+
+    def add(self, conn: Connection, chunk: bytes) -> None:
+        chunks = self.held.get(conn)
+        if chunks is None:
+            self.held[conn] = [chunk]
+            self.sizes[conn] = len(chunk)
+        else:
+            chunks.append(chunk)
+            self.sizes[conn] += len(chunk)
+
+    def flush(self) -> None:
+        for conn, chunks in self.held.items():
+            transport = conn.transport
+            if not _is_stream(transport) or transport.is_closing():
+                continue  # the connection went away meanwhile: nothing to deliver to
+            transport.write(b"".join(chunks))
+        self.held.clear()
+        self.sizes.clear()
+
+
+def _write_now(conn: Connection, data: bytes | None, batch: _Batch | None = None) -> bool:
+    """Write a frame straight to the transport (or into `batch`, written when the current frame
+    is handled) when nothing is waiting to go out before it (the queue is empty and the writer is
+    idle) and the transport is not backed up; return False to leave it to the writer task.
 
     This saves a wake-up of the connection's writer task per frame, which is most of the cost of
     a fan-out (each event goes to every subscriber) and a step on the way of every ACK. The frame
-    is a plain RFC 6455 server frame (FIN, text, unmasked; RSV1 clear, so it is valid with or
-    without permessage-deflate). Anything unusual takes the writer's path, which awaits drain.
+    is a plain RFC 6455 server frame (FIN, text or binary by the connection's format, unmasked;
+    RSV1 clear, so it is valid with or without permessage-deflate). Anything unusual takes the
+    writer's path, which awaits drain.
     """
     transport = conn.transport
+    writer = conn.writer
     if (
-        not isinstance(text, str)
-        or conn.state != "open"
+        data is None
         or conn.sending
-        or not conn.queue.empty()
-        or conn.writer is None
-        or conn.writer.done()
+        or conn.state != "open"
+        or conn.queue.qsize()
+        or writer is None
+        or writer.done()
         or conn.ws.closed
-        or not isinstance(transport, asyncio.WriteTransport)
+        or not _is_stream(transport)
         or transport.is_closing()
-        or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
     ):
         return False
-    payload = text.encode("utf-8")
-    size = len(payload)
+    buffered = transport.get_write_buffer_size()
+    if batch is not None:
+        buffered += batch.size(conn)
+    if buffered > DIRECT_WRITE_LIMIT:
+        return False
+    size = len(data)
+    first = 0x82 if conn.format == "msgpack" else 0x81
     if size < 126:
-        header = bytes((0x81, size))
+        header = bytes((first, size))
     elif size < 65536:
-        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+        header = bytes((first, 126)) + size.to_bytes(2, "big")
     else:
-        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
-    transport.write(header + payload)
+        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    if batch is not None:
+        batch.add(conn, header)
+        batch.add(conn, data)
+    else:
+        transport.write(header + data)
     return True
+
+
+async def _send_one(ws: web.WebSocketResponse, fmt: str, frame: dict[str, Any]) -> None:
+    """One frame on a WebSocket that has no connection (yet), in format `fmt`."""
+    if fmt == "msgpack":
+        await ws.send_bytes(encode(frame, fmt))
+    else:
+        await ws.send_frame(encode(frame, fmt), WSMsgType.TEXT)

@@ -1,4 +1,5 @@
-"""The Ably realtime wire protocol subset the reference server speaks (JSON only).
+"""The Ably realtime wire protocol subset the reference server speaks (its two encodings, JSON
+and MessagePack, are in `codec.py`).
 
 The `FrameError` every refused frame turns into, the error codes the server uses beyond
 `presence_conformance.reference_impl.errors`, the decoding of a client's presence `data` +
@@ -142,7 +143,8 @@ def is_int(value: Any) -> bool:
 
 
 def dumps(obj: Any) -> str:
-    """Encode one outgoing frame (ASCII-safe, so lone surrogates from clients cannot break it)."""
+    """ASCII-safe JSON (lone surrogates from clients cannot break it): REST error bodies. Frames
+    are encoded by `codec.encode`."""
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 

@@ -5,8 +5,10 @@
 //
 // One JSON request per line on stdin, one JSON response or event per line on stdout; stdout
 // carries nothing else (console.log and the SDK's log go to stderr). Each `connect` creates one
-// `Ably.Realtime` client with the options of docs/protocol.md §1.3 (plain ws,
-// JSON, web_socket transport only, no fallback hosts), through its own TCP relay so that `drop`
+// `Ably.Realtime` client with the options of docs/protocol.md §1.3 (plain ws, web_socket transport
+// only, no fallback hosts; `useBinaryProtocol` true, ably-js's default in node, unless the
+// adapter's protocol option says json: $PRESENCE_CONFORMANCE_ABLY_PROTOCOL=msgpack|json), through
+// its own TCP relay so that `drop`
 // can cut the transport like a network failure (see `Relay`). Every operation maps to the
 // ably-js call of the same name: presence.enter/update/leave/get/subscribe/unsubscribe,
 // presence.history (REST in ably-js: GET /channels/{name}/presence/history, followed with
@@ -26,6 +28,8 @@ function sdkVersion() {
   }
 }
 const SDK_VERSION = sdkVersion();
+// the wire format: msgpack (useBinaryProtocol true, ably-js's default in node) or json
+const PROTOCOL = process.env.PRESENCE_CONFORMANCE_ABLY_PROTOCOL === 'json' ? 'json' : 'msgpack';
 const PAGE_LIMIT = 1000; // history pages kept for history_next (oldest forgotten first)
 const CLOSE_TIMEOUT_MS = 5000;
 const DRAIN_TIMEOUT_MS = 1000; // below the runner's close timeout (2 s)
@@ -287,7 +291,7 @@ const ops = {
   async hello() {
     return {
       protocol: 1,
-      sdk: `ably-js ${SDK_VERSION}`,
+      sdk: `ably-js ${SDK_VERSION} (${PROTOCOL})`,
       features: [
         'history', 'binary-data', 'abrupt-disconnect', 'capabilities', 'anonymous-clients',
         'multiple-connections', 'sync-complete', 'wait-for-sync-option', 'unsubscribe-by-action',
@@ -306,7 +310,7 @@ const ops = {
       endpoint: '127.0.0.1',
       port: relayPort,
       tls: false,
-      useBinaryProtocol: false,
+      useBinaryProtocol: PROTOCOL === 'msgpack',
       transports: ['web_socket'],
       fallbackHosts: [],
       logLevel: 1,

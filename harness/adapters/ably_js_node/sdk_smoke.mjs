@@ -1,10 +1,11 @@
 // ably-js smoke test against the presence-conformance reference server.
 //
 //   node sdk_smoke.mjs --port PORT [--key appid.keyid:secret] [--nocap-key NAME:SECRET]
-//                      [--wildcard-token TOKEN] [--channel NAME]      (in the node folder)
+//                      [--wildcard-token TOKEN] [--channel NAME] [--protocol json|msgpack]
+//                      (in the node folder)
 //
-// Connects with the options of docs/protocol.md §1.3 (plain ws, JSON, web_socket
-// transport only, no fallback hosts), enters, gets the members by SYNC on a second client
+// Connects with the options of docs/protocol.md §1.3 (plain ws, web_socket transport only, no
+// fallback hosts; JSON, or MessagePack with --protocol msgpack: useBinaryProtocol), enters, gets the members by SYNC on a second client
 // (including a multi-page SYNC), subscribes, updates and leaves, sees the leaves of a closed
 // connection, pings, reads presence history
 // over REST (following the Link header), checks a NACK, and prints one JSON object on stdout.
@@ -22,6 +23,7 @@ const key = arg('--key', 'appid.keyid:secret');
 const nocapKey = arg('--nocap-key', null);
 const wildcardToken = arg('--wildcard-token', null); // ably-js refuses clientId '*' with a key
 const channelName = arg('--channel', 'js-room');
+const binary = arg('--protocol', 'json') === 'msgpack';
 
 const options = (extra) => {
   const opts = {
@@ -29,7 +31,7 @@ const options = (extra) => {
     endpoint: '127.0.0.1',
     port,
     tls: false,
-    useBinaryProtocol: false,
+    useBinaryProtocol: binary,
     transports: ['web_socket'],
     fallbackHosts: [],
     logLevel: 0,

@@ -496,8 +496,10 @@ def test_an_operation_without_ack_times_out():
     assert "ACK" in asyncio.run(main())
 
 
-def test_packaged_scenarios_pass_against_the_reference_server():
-    """The shipped scenario suite, through the runner, against ably-wire + reference server."""
+@pytest.mark.parametrize("protocol", ["json", "msgpack"])
+def test_packaged_scenarios_pass_against_the_reference_server(protocol: str):
+    """The shipped scenario suite, through the runner, against ably-wire + reference server,
+    in both wire formats."""
     from presence_conformance.harness.run.runner import RunSettings, run_scenarios
     from presence_conformance.harness.scenario import load_scenarios
     from presence_conformance.scenarios import scenarios_root
@@ -508,13 +510,81 @@ def test_packaged_scenarios_pass_against_the_reference_server():
     async def body(adapter: AblyWireAdapter) -> Any:
         return await run_scenarios(scenarios, adapter, RunSettings())
 
-    result = run(body, limit=600)
+    result = run(body, limit=600, protocol=protocol)
     bad = [
         (c.case_id, c.outcome.value, c.error, [str(v) for v in c.violations][:3])
         for c in result.cases
         if c.outcome.value not in ("pass", "unsupported")
     ]
     assert not bad, bad
+
+
+# -- MessagePack (protocol=msgpack) ------------------------------------------------------------------
+
+
+def test_msgpack_binary_data_travels_as_bin_and_rest_answers_msgpack():
+    """With protocol=msgpack the client sends MessagePack binary frames (binary data as `bin`,
+    no encoding: RSL4c1), reads MessagePack frames, and REST history comes back as MessagePack."""
+
+    async def body(adapter: AblyWireAdapter) -> Any:
+        alice = await adapter.connect("alice")
+        bob = await adapter.connect("bob")
+        seen: list[PresenceMessage] = []
+        await bob.channel("room").presence.subscribe(seen.append)
+        await alice.channel("room").presence.enter(b"\x00\xff")
+        await alice.channel("room").presence.update({"a": [1]})
+        await until(lambda: len(seen) == 2)
+        frames = adapter.wire_frames(alice.id)
+        items = [f["presence"][0] for f in frames if f.get("action") == 14]
+        page = await alice.channel("room").presence.history(direction="forwards")
+        return brief(seen), items, [m.data for m in page.items], alice
+
+    seen, items, history, alice = run(body, protocol="msgpack")
+    assert seen == [("enter", "alice", b"\x00\xff"), ("update", "alice", {"a": [1]})]
+    assert items == [
+        {"action": 2, "data": b"\x00\xff"},
+        {"action": 4, "data": '{"a":[1]}', "encoding": "json"},
+    ]
+    assert history == [b"\x00\xff", {"a": [1]}]
+    assert alice.realtime.binary and not alice.realtime.violations
+    assert alice.rest._headers["Accept"] == "application/x-msgpack"
+
+
+def test_protocol_option_is_checked():
+    from presence_conformance.harness.adapter import UsageError
+
+    with pytest.raises(UsageError, match="protocol='xml'"):
+        AblyWireAdapter({"protocol": "xml"})
+    assert AblyWireAdapter({}).protocol == "json"
+    assert AblyWireAdapter({"protocol": "msgpack"}).protocol == "msgpack"
+
+
+def test_a_text_frame_to_a_msgpack_client_is_a_violation():
+    async def main() -> list[str]:
+        import msgpack
+
+        async def handler(ws: Any) -> None:
+            await ws.send(
+                msgpack.packb({"action": 4, "connectionId": "c1", "connectionDetails": {}})
+            )
+            await ws.send('{"action":0}')  # text on a MessagePack connection
+            await ws.send(b"\xc1")  # not MessagePack
+            await asyncio.sleep(0.5)
+
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            conn = await RealtimeConnection.connect(
+                f"127.0.0.1:{port}", "a.b:c", "alice", timeout=2, wire_format="msgpack"
+            )
+            assert "format=msgpack" in conn.url
+            await until(lambda: len(conn.violations) == 2)
+            await conn.drop()
+            server.close()
+        return conn.violations
+
+    violations = asyncio.run(main())
+    assert "text frame on a format=msgpack connection" in violations[0]
+    assert "undecodable frame" in violations[1]
 
 
 # -- scripted servers: protocol corners the reference server does not produce ---------------------

@@ -240,7 +240,7 @@ def test_invalid_json_and_non_objects() -> None:
     frames = [
         {"$malformed": "{not json", "$size": 9},  # the server's record of invalid JSON
         {"$malformed": [1, 2]},  # valid JSON, but not an object
-        {"$binary": 12},  # msgpack: not a JSON frame, not judged
+        {"$binary": 12},  # binary on a JSON connection: refused by the server, not judged
         attach(),
     ]
     findings = analyse([log(*frames)])
@@ -250,6 +250,34 @@ def test_invalid_json_and_non_objects() -> None:
     ]
     assert "not valid JSON" in findings[0].message and findings[0].frame == frames[0]
     assert "not an object" in findings[1].message
+
+
+def test_msgpack_frames_are_judged_with_binary_item_data_allowed() -> None:
+    """MessagePack frames (decoded by the server) are judged like JSON ones; a presence item's
+    data may be a `bin` (RSL4c1), binary anywhere else is not a valid field."""
+    frames = [
+        attach(),
+        presence(0, {"action": 2, "data": b"\x00\xff"}),  # bin data: valid
+        presence(1, {"action": 4, "data": b"\x01", "encoding": "utf-8"}),  # valid too
+        {"action": 10, "channel": b"room"},  # a channel as bin: invalid
+        presence(2, {"action": 4, "clientId": b"alice"}),  # clientId as bin: invalid
+        {"$malformed": b"\xc1", "$size": 1},  # the server's record of a non-MessagePack frame
+        {"$text": 12},  # text on a msgpack connection: refused by the server, not judged
+        presence(3, {"action": 9, "data": b"x"}),  # binary data does not hide a bad action
+    ]
+    findings = analyse([log(*frames, client_id=None)])
+    assert [(f.requirement, f.index) for f in findings] == [
+        ("wire.json-frames-valid", 3),
+        ("wire.update-no-client-id", 4),  # a clientId, whatever its type
+        ("wire.json-frames-valid", 4),
+        ("wire.json-frames-valid", 5),
+        ("wire.json-frames-valid", 7),
+    ]
+    assert "channel" in findings[0].message
+    assert "presence[0].clientId" in findings[2].message
+    assert "not valid MessagePack" in findings[3].message
+    assert "presence[0].action" in findings[4].message
+    assert findings[4].frame["presence"][0]["data"] == b"x"  # the frame as sent, not the view
 
 
 @pytest.mark.parametrize(

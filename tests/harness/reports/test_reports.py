@@ -787,6 +787,14 @@ def test_matrix_disambiguates_repeated_adapters(catalogue: FakeCatalogue) -> Non
     assert m.columns == ["x", "x (2)"]
 
 
+def test_matrix_columns_name_the_wire_format(catalogue: FakeCatalogue) -> None:
+    runs = [passing_run("sdk"), passing_run("sdk"), passing_run("sdk")]
+    runs[0].adapter_options = {"protocol": "json"}
+    runs[1].adapter_options = {"protocol": "msgpack", "timeout": "5"}
+    m = merge(runs, catalogue=catalogue)
+    assert m.columns == ["sdk (json)", "sdk (msgpack)", "sdk"]
+
+
 def test_merge_worker_results() -> None:
     full = sample_run()
     w1 = RunResult(

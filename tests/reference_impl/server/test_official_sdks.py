@@ -6,6 +6,10 @@
 - ably-js 2.x under node: the packaged `sdk_smoke.mjs` (harness/adapters/ably_js_node/) against
   an in-process server on a free port. Skipped only when `node` or the node folder's
   `node_modules` is missing (CI installs both).
+
+Each runs in both wire formats: MessagePack (`use_binary_protocol` / `useBinaryProtocol` true,
+the SDKs' default: `format=msgpack`, binary frames, REST `Accept: application/x-msgpack`) and
+JSON.
 """
 
 from __future__ import annotations
@@ -35,14 +39,17 @@ def run(
 # -- ably-python ---------------------------------------------------------------------------------
 
 
-def realtime(server: PresenceServer, **options: Any) -> Any:
+BINARY = pytest.mark.parametrize("binary", [True, False], ids=["msgpack", "json"])
+
+
+def realtime(server: PresenceServer, binary: bool = False, **options: Any) -> Any:
     from ably import AblyRealtime
 
     options.setdefault("key", KEY)
     return AblyRealtime(
         endpoint=f"127.0.0.1:{server.port}",
         tls=False,
-        use_binary_protocol=False,
+        use_binary_protocol=binary,
         fallback_hosts=[],
         **options,
     )
@@ -52,13 +59,14 @@ def connection_id(client: Any) -> str:
     return client.connection.connection_manager.connection_id
 
 
-def test_ably_python_realtime_presence() -> None:
+@BINARY
+def test_ably_python_realtime_presence(binary: bool) -> None:
     pytest.importorskip("ably", reason="ably-python is in the dev extra: pip install -e '.[dev]'")
     from ably.util.exceptions import AblyException
 
     async def test(server: PresenceServer) -> None:
-        alice = realtime(server, client_id="alice")
-        bob = realtime(server, client_id="bob")
+        alice = realtime(server, binary, client_id="alice")
+        bob = realtime(server, binary, client_id="bob")
         try:
             await alice.connection.once_async("connected")
             assert alice.connection.connection_details.client_id == "alice"
@@ -67,6 +75,8 @@ def test_ably_python_realtime_presence() -> None:
             await channel.presence.enter({"mood": "happy"})
             own = await channel.presence.get()
             alice_id = connection_id(alice)
+            wanted = "msgpack" if binary else "json"
+            assert server.realtime.connections[alice_id].format == wanted
             assert [(m.client_id, m.data, m.id) for m in own] == [
                 ("alice", {"mood": "happy"}, f"{alice_id}:0:0")
             ]
@@ -101,7 +111,7 @@ def test_ably_python_realtime_presence() -> None:
 
             # NACK -> exception with the code (RTP8h)
             nocap = server.add_key("app.nocap", "s", {"*": ["subscribe"]})
-            denied = realtime(server, key=nocap, client_id="carol")
+            denied = realtime(server, binary, key=nocap, client_id="carol")
             try:
                 with pytest.raises(AblyException) as info:
                     await denied.channels.get("room").presence.enter("x")
@@ -121,12 +131,13 @@ def test_ably_python_realtime_presence() -> None:
     run(test, sync_page_size=2)
 
 
-def test_ably_python_abrupt_disconnect_synthesized_leave_and_reentry() -> None:
+@BINARY
+def test_ably_python_abrupt_disconnect_synthesized_leave_and_reentry(binary: bool) -> None:
     pytest.importorskip("ably", reason="ably-python is in the dev extra")
 
     async def test(server: PresenceServer) -> None:
-        alice = realtime(server, client_id="alice")
-        bob = realtime(server, client_id="bob")
+        alice = realtime(server, binary, client_id="alice")
+        bob = realtime(server, binary, client_id="bob")
         try:
             await alice.channels.get("room").presence.enter("a")
             events: list[tuple] = []
@@ -192,7 +203,8 @@ def test_ably_python_resumes_after_a_transport_drop() -> None:
     run(test, leave_grace=2.0)
 
 
-def test_ably_python_rest_presence_and_history_with_a_token() -> None:
+@BINARY
+def test_ably_python_rest_presence_and_history_with_a_token(binary: bool) -> None:
     pytest.importorskip("ably", reason="ably-python is in the dev extra")
     from ably import AblyRest
     from ably.util.exceptions import AblyException
@@ -208,7 +220,7 @@ def test_ably_python_rest_presence_and_history_with_a_token() -> None:
             endpoint="127.0.0.1",
             port=server.port,
             tls=False,
-            use_binary_protocol=False,
+            use_binary_protocol=binary,
         )
         try:
             presence = rest.channels.get("hist").presence
@@ -227,7 +239,7 @@ def test_ably_python_rest_presence_and_history_with_a_token() -> None:
             await rest.close()
         # documented limitation (docs/protocol.md §1.2): ably-python refuses Basic auth over http
         basic = AblyRest(
-            key=KEY, endpoint="127.0.0.1", port=server.port, tls=False, use_binary_protocol=False
+            key=KEY, endpoint="127.0.0.1", port=server.port, tls=False, use_binary_protocol=binary
         )
         try:
             with pytest.raises(AblyException) as info:
@@ -243,7 +255,8 @@ def test_ably_python_rest_presence_and_history_with_a_token() -> None:
 # -- ably-js -------------------------------------------------------------------------------------
 
 
-def test_ably_js_smoke() -> None:
+@pytest.mark.parametrize("protocol", ["msgpack", "json"])
+def test_ably_js_smoke(protocol: str) -> None:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
@@ -262,6 +275,8 @@ def test_ably_js_smoke() -> None:
             nocap,
             "--wildcard-token",
             wildcard,
+            "--protocol",
+            protocol,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=str(NODE_DIR),
@@ -276,6 +291,8 @@ def test_ably_js_smoke() -> None:
         assert lines, f"no output; stderr: {err.decode()[-2000:]}"
         result = json.loads(lines[-1])
         assert proc.returncode == 0 and result["errors"] is None, (result, err.decode()[-2000:])
+        # every connection of the SDK spoke the format asked for
+        assert server.stats[f"connections.{protocol}"] == server.stats["connections"] > 0
         return result
 
     result = run(test, timeout=90, sync_page_size=2, leave_grace=0.3)

@@ -157,6 +157,61 @@ def test_serve_runs_prints_where_it_listens_and_stops_on_sigint() -> None:
             proc.wait()
 
 
+def test_loop_choice(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from presence_conformance.reference_impl.server.cli import loop_factory
+
+    assert loop_factory("asyncio") == ("asyncio", None)
+    assert build_parser().parse_args([]).loop == "auto"
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is the [fast] extra")
+    name, factory = loop_factory("auto")
+    assert name == f"uvloop {uvloop.__version__}" and factory is uvloop.new_event_loop
+    assert loop_factory("uvloop")[1] is uvloop.new_event_loop
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert loop_factory("auto") == ("asyncio (uvloop is not installed)", None)
+    with pytest.raises(ImportError, match=r"presence-conformance\[fast\]"):
+        loop_factory("uvloop")
+    assert serve_main(["--loop", "uvloop", "--port", "0"]) == 2
+    assert "uvloop is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_serve_says_which_event_loop_it_runs_on(loop: str) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is the [fast] extra")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "presence_conformance.reference_impl.server"),
+            *("--port", "0", "--loop", loop),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        port = int(line.split("ws://127.0.0.1:")[1].split()[0])
+        assert proc.stdout.readline().startswith(f"event loop: {loop}")
+
+        async def client() -> None:
+            c = await RawClient.connect_url(
+                f"ws://127.0.0.1:{port}/?key=appid.keyid:secret&clientId=cli&format=msgpack"
+            )
+            await c.attach("room")
+            assert (await c.presence("room", 0, {"action": 2, "data": b"\x00"}))["action"] == 1
+            assert (await c.expect(14))["presence"][0]["data"] == b"\x00"
+            await c.close()
+
+        asyncio.run(client())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_serve_prints_key_names_but_no_secret_unless_asked() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "presence_conformance.reference_impl.server", "--port", "0"],

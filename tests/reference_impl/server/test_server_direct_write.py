@@ -39,9 +39,9 @@ def test_slow_reader_gets_every_event_in_order(monkeypatch: pytest.MonkeyPatch) 
     watched: list[str] = []
     write_now = server_app._write_now
 
-    def counting(conn: Any, text: Any) -> bool:
-        done = write_now(conn, text)
-        if conn.id in watched and isinstance(text, str):
+    def counting(conn: Any, data: Any, batch: Any = None) -> bool:
+        done = write_now(conn, data, batch)
+        if conn.id in watched and isinstance(data, bytes):
             paths["direct" if done else "queued"] += 1
         return done
 
@@ -145,3 +145,77 @@ def test_direct_frames_reach_a_client_with_permessage_deflate() -> None:
         await bob.close()
 
     run(test)
+
+
+def test_direct_writes_recognise_any_transport_by_its_methods() -> None:
+    """Not `isinstance(asyncio.WriteTransport)`: uvloop's transports do not derive from it."""
+
+    class Plain:  # no asyncio base class
+        def write(self, data: bytes) -> None: ...
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def abort(self) -> None: ...
+
+    class NoBufferSize:
+        def write(self, data: bytes) -> None: ...
+
+        def is_closing(self) -> bool:
+            return False
+
+        def abort(self) -> None: ...
+
+    assert server_app._is_stream(Plain())
+    assert not server_app._is_stream(NoBufferSize())
+    assert not server_app._is_stream(None)
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_under_uvloop_frames_are_written_directly_and_event_and_ack_together(
+    monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """On uvloop the direct-write path is taken (no writer-task wake-up per frame), and the
+    presence event a client caused and its ACK reach that client in one write."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is the [fast] extra")
+    paths: collections.Counter[str] = collections.Counter()
+    write_now = server_app._write_now
+
+    def counting(conn: Any, data: Any, batch: Any = None) -> bool:
+        done = write_now(conn, data, batch)
+        paths["direct" if done else "queued"] += 1
+        return done
+
+    monkeypatch.setattr(server_app, "_write_now", counting)
+    writes: list[tuple[str, int]] = []
+    real_flush = server_app._Batch.flush
+
+    def flush(self: Any) -> None:
+        writes.extend((conn.id, len(chunks)) for conn, chunks in self.held.items())
+        real_flush(self)
+
+    monkeypatch.setattr(server_app._Batch, "flush", flush)
+
+    async def test() -> None:
+        server = PresenceServer()
+        await server.start()
+        try:
+            alice = await RawClient.open(server, client_id="alice", params={"format": fmt})
+            await alice.attach("room")
+            conn = server.realtime.connections[alice.connection_id]
+            assert type(conn.transport).__module__.startswith("uvloop")
+            paths.clear()
+            writes.clear()
+            await alice.presence("room", 0, {"action": 2, "data": "x"})
+            await alice.expect(14)
+            assert writes == [(conn.id, 4)]  # one write: two frame headers, two payloads
+            await alice.close()
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(asyncio.wait_for(test(), 20))
+    assert paths == {"direct": 2}, paths  # the event and the ACK, both straight to the socket

@@ -1,8 +1,11 @@
-"""Fuzzing the reference server with malformed frames (Hypothesis).
+"""Fuzzing the reference server with malformed frames (Hypothesis), in both wire formats.
 
-At least 5,000 frames (random JSON values, ProtocolMessages with random actions and wrongly
-typed fields, truncated JSON, random text, huge strings, deep nesting, binary) go over a few
-connections; each generated frame is also sent cut in half. Each example is one batch: its
+JSON connections: at least 5,000 frames (random JSON values, ProtocolMessages with random actions
+and wrongly typed fields, truncated JSON, random text, huge strings, deep nesting, binary) go
+over a few connections; each generated frame is also sent cut in half. MessagePack connections
+(`format=msgpack`) get the same treatment in MessagePack: random values with binary data,
+ProtocolMessages, truncated MessagePack, random bytes, strings that are not UTF-8, extension
+types, non-string map keys, deep nesting, huge frames, and text frames. Each example is one batch: its
 frames are spread over the connections, then a HEARTBEAT round trip on each proves the server
 handled them all and is still answering.
 
@@ -20,10 +23,13 @@ import asyncio
 import base64
 import json
 import random
+import struct
 import time
 import uuid
 from typing import Any
 
+import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
@@ -146,12 +152,154 @@ frames = st.one_of(
 )
 
 
+# -- MessagePack ------------------------------------------------------------------------------------
+
+mp_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.binary(max_size=12),
+)
+mp_values = st.recursive(
+    mp_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(
+            st.one_of(st.text(max_size=6), st.binary(max_size=3)), children, max_size=3
+        ),
+    ),
+    max_leaves=5,
+)
+mp_presence_items = st.fixed_dictionaries(
+    {},
+    optional={
+        "action": st.one_of(st.integers(-1, 6), mp_values),
+        "clientId": st.one_of(st.sampled_from(["fuzzer", "other", "*", ""]), mp_values),
+        "data": mp_values,
+        "encoding": st.one_of(
+            st.sampled_from(["json", "base64", "utf-8", "json/utf-8", "cipher+aes-128-cbc", ""]),
+            mp_values,
+        ),
+        "extras": mp_values,
+    },
+)
+mp_messages = st.fixed_dictionaries(
+    {"action": st.one_of(st.integers(-3, 25), mp_values)},
+    optional={
+        "channel": st.one_of(st.sampled_from(CHANNELS), mp_values),
+        "msgSerial": st.one_of(st.integers(-2, 2**40), mp_values),
+        "presence": st.one_of(
+            st.lists(st.one_of(mp_presence_items, mp_values), max_size=4), mp_values
+        ),
+        "messages": mp_values,
+        "id": mp_values,
+        "flags": mp_values,
+        "params": mp_values,
+    },
+)
+mp_near_valid = st.one_of(
+    st.builds(lambda ch: {"action": 10, "channel": ch}, st.sampled_from(CHANNELS)),
+    st.builds(
+        lambda ch, serial, items: {
+            "action": 14,
+            "channel": ch,
+            "msgSerial": serial,
+            "presence": items,
+        },
+        st.sampled_from(CHANNELS),
+        st.integers(0, 1000),
+        st.lists(mp_presence_items, min_size=1, max_size=3),
+    ),
+    st.builds(lambda ch: {"action": 12, "channel": ch}, st.sampled_from(CHANNELS)),
+)
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def raw_str(payload: bytes) -> bytes:
+    """A MessagePack str (fixstr/str8) holding `payload` as it is, valid UTF-8 or not."""
+    if len(payload) < 32:
+        return bytes([0xA0 | len(payload)]) + payload
+    return b"\xd9" + bytes([len(payload)]) + payload
+
+
+def deep_data(depth: int) -> bytes:
+    """A PRESENCE frame whose member data nests `depth` arrays."""
+    head = pack({"action": 14, "channel": "fz1", "msgSerial": 2})
+    item = b"\x82" + raw_str(b"action") + b"\x02" + raw_str(b"data") + b"\x91" * depth + b"\xc0"
+    return b"\x84" + head[1:] + raw_str(b"presence") + b"\x91" + item
+
+
+mp_odd = st.one_of(
+    st.binary(max_size=64),  # random bytes
+    # a frame whose channel is not UTF-8
+    st.binary(min_size=1, max_size=8).map(
+        lambda junk: (
+            b"\x82" + raw_str(b"action") + b"\x0a" + raw_str(b"channel") + raw_str(junk + b"\xff")
+        )
+    ),
+    # extension types (the Ably protocol has none), a timestamp among them
+    st.builds(
+        lambda code, data: (
+            b"\x82"
+            + raw_str(b"action")
+            + b"\x0e"
+            + raw_str(b"channel")
+            + msgpack.packb(msgpack.ExtType(code, data))
+        ),
+        st.integers(0, 127),
+        st.binary(max_size=6),
+    ),
+    st.just(b"\x81" + raw_str(b"action") + b"\xd6\xff" + struct.pack(">I", 0)),
+    # map keys that are not strings
+    st.builds(
+        lambda k: pack({k: 10, "channel": "fz0"}),
+        st.one_of(st.integers(-(2**63), 2**64 - 1), st.none()),
+    ),
+    # nesting deeper than any decoder stack, and just below
+    st.integers(500, 5_000).map(lambda n: b"\x91" * n + b"\xc0"),
+    st.integers(100, 5_000).map(deep_data),
+    # huge
+    st.integers(60_000, 700_000).map(
+        lambda n: pack(
+            {
+                "action": 14,
+                "channel": "fz0",
+                "msgSerial": 1,
+                "presence": [{"action": 2, "data": b"x" * n}],
+            }
+        )
+    ),
+    st.integers(60_000, 700_000).map(lambda n: pack({"action": 10, "channel": "y" * n})),
+    # text frames on a MessagePack connection
+    st.text(max_size=40),
+    protocol_messages.map(json.dumps),
+)
+
+
+def mp_truncate(data: bytes, cut: int) -> bytes:
+    return data[: cut % max(len(data), 1)]
+
+
+mp_frames = st.one_of(
+    mp_values.map(pack),
+    mp_messages.map(pack),
+    mp_near_valid.map(pack),
+    st.builds(mp_truncate, st.one_of(mp_messages, mp_near_valid).map(pack), st.integers(0, 10**6)),
+    mp_odd,
+)
+
+
 def amplify(batch: list[Any]) -> list[Any]:
     """Each generated frame, then the same frame cut in half (more truncated JSON for free)."""
     out: list[Any] = []
     for frame in batch:
         out.append(frame)
-        if isinstance(frame, str) and len(frame) > 2:
+        if isinstance(frame, (str, bytes)) and len(frame) > 2:
             out.append(frame[: len(frame) // 2])
     return out
 
@@ -159,8 +307,9 @@ def amplify(batch: list[Any]) -> list[Any]:
 class Fuzzer:
     """The server, a few fuzzing connections, a bystander and a watcher, on one loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: str = "json") -> None:
         self.server = PresenceServer(ServerConfig(leave_grace=0.05, sync_page_size=3))
+        self.params = {"format": fmt}
         self.clients: list[RawClient] = []
         self.sent = 0
         self.reconnects = 0
@@ -170,7 +319,9 @@ class Fuzzer:
     async def start(self) -> None:
         await self.server.start()
         for client_id in ("fuzzer", "fuzzer", "*"):
-            self.clients.append(await RawClient.open(self.server, client_id=client_id))
+            self.clients.append(
+                await RawClient.open(self.server, client_id=client_id, params=self.params)
+            )
         self.bystander = await RawClient.open(self.server, client_id="bystander")
         await self.bystander.attach(self.calm)
         ack = await self.bystander.presence(self.calm, 0, {"action": 2, "data": "steady"})
@@ -186,7 +337,9 @@ class Fuzzer:
             self._collect(client)
             await client.close()
             client_id = "*" if index == 2 else "fuzzer"
-            client = self.clients[index] = await RawClient.open(self.server, client_id=client_id)
+            client = self.clients[index] = await RawClient.open(
+                self.server, client_id=client_id, params=self.params
+            )
             self.reconnects += 1
         return client
 
@@ -218,6 +371,7 @@ class Fuzzer:
         for client in self.clients:
             self._collect(client)
         assert self.server.stats["internal_errors"] == 0
+        assert not any(c.wrong_type for c in self.clients)
         for frame in self.replies:
             assert not spec.validate("wire-protocol-message", frame), frame
             error = frame["error"]
@@ -231,7 +385,7 @@ class Fuzzer:
         later = self.watcher.received[self.watcher_seen :]
         assert [f for f in later if f.get("action") in (14, 16, 9)] == []
         # and a correct client still gets everything right
-        fresh = await RawClient.open(self.server, client_id="after-fuzz")
+        fresh = await RawClient.open(self.server, client_id="after-fuzz", params=self.params)
         channel = f"check-{uuid.uuid4().hex}"
         await fresh.attach(channel)
         ack = await fresh.presence(
@@ -253,9 +407,11 @@ class Fuzzer:
         await self.server.stop()
 
 
-def test_fuzz_malformed_frames_never_hurt_the_server() -> None:
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_fuzz_malformed_frames_never_hurt_the_server(fmt: str) -> None:
     loop = asyncio.new_event_loop()
-    fuzzer = Fuzzer()
+    fuzzer = Fuzzer(fmt)
+    generated = frames if fmt == "json" else mp_frames
     started = time.monotonic()
     try:
         loop.run_until_complete(fuzzer.start())
@@ -263,20 +419,19 @@ def test_fuzz_malformed_frames_never_hurt_the_server() -> None:
         @settings(
             max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
-        @given(st.lists(frames, min_size=55, max_size=70))
+        @given(st.lists(generated, min_size=55, max_size=70))
         def fuzz(batch: list[Any]) -> None:
             loop.run_until_complete(fuzzer.batch(batch))
 
         fuzz()
         rng = random.Random(fuzzer.sent)
-        template = json.dumps(
-            {
-                "action": 14,
-                "channel": "fz0",
-                "msgSerial": 3,
-                "presence": [{"action": 2, "data": '{"a": 1}', "encoding": "json"}],
-            }
-        )
+        message = {
+            "action": 14,
+            "channel": "fz0",
+            "msgSerial": 3,
+            "presence": [{"action": 2, "data": '{"a": 1}', "encoding": "json"}],
+        }
+        template: str | bytes = json.dumps(message) if fmt == "json" else pack(message)
         while fuzzer.sent < MIN_FRAMES:  # only if Hypothesis generated unusually few: top up
             loop.run_until_complete(
                 fuzzer.batch([template[: rng.randrange(len(template))] for _ in range(100)])
@@ -287,7 +442,7 @@ def test_fuzz_malformed_frames_never_hurt_the_server() -> None:
         loop.close()
     elapsed = time.monotonic() - started
     print(
-        f"fuzz: {fuzzer.sent} frames, {len(fuzzer.replies)} ERROR/NACK replies, "
+        f"fuzz ({fmt}): {fuzzer.sent} frames, {len(fuzzer.replies)} ERROR/NACK replies, "
         f"{fuzzer.reconnects} reconnects, {elapsed:.1f}s"
     )
     assert fuzzer.sent >= MIN_FRAMES

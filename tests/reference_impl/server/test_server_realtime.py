@@ -71,7 +71,7 @@ def test_connected_frame_has_the_verified_shape() -> None:
         ({"key": "appid.keyid:wrong"}, 40101, 401, "wrong secret"),
         ({"key": "no-colon"}, 40101, 401, "key"),
         ({}, 40101, 401, "no credentials"),
-        ({"key": "appid.keyid:secret", "format": "msgpack"}, 40000, 400, "msgpack"),
+        ({"key": "appid.keyid:secret", "format": "xml"}, 40000, 400, "msgpack"),
         ({"accessToken": "nope"}, 40101, 401, "accessToken"),
         ({"access_token": "nope"}, 40101, 401, "access_token"),
     ],
@@ -709,11 +709,11 @@ def test_frames_are_recorded_per_connection_and_bounded() -> None:
 
 def test_each_broadcast_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
-    real = server_app.dumps
+    real = server_app.encode
 
-    def counting(obj: Any) -> str:
-        calls.append(obj)
-        return real(obj)
+    def counting(obj: Any, fmt: str) -> bytes:
+        calls.append((obj["action"], fmt))
+        return real(obj, fmt)
 
     async def test(server: PresenceServer) -> None:
         clients = [await RawClient.open(server, client_id=f"c{i}") for i in range(6)]
@@ -723,12 +723,47 @@ def test_each_broadcast_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None
         await clients[0].presence("room", 0, enter("hi"))
         for c in clients:
             await c.expect(14)
-        actions = [frame["action"] for frame in calls]
-        assert actions == [14, 1]  # one broadcast for six subscribers, then the ACK
+        # one broadcast for six subscribers, then the ACK
+        assert calls == [(14, "json"), (1, "json")]
         for c in clients:
             await c.close()
 
-    monkeypatch.setattr(server_app, "dumps", counting)
+    monkeypatch.setattr(server_app, "encode", counting)
+    run_server(test)
+
+
+def test_a_broadcast_is_encoded_once_per_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    real = server_app.encode
+
+    def counting(obj: Any, fmt: str) -> bytes:
+        calls.append((obj["action"], fmt))
+        return real(obj, fmt)
+
+    async def test(server: PresenceServer) -> None:
+        clients = [
+            await RawClient.open(
+                server, client_id=f"c{i}", params={"format": "msgpack" if i % 2 else "json"}
+            )
+            for i in range(6)
+        ]
+        for c in clients:
+            await c.attach("room")
+        calls.clear()
+        await clients[1].presence("room", 0, enter(b"\x00\xff"))
+        events = [await c.expect(14) for c in clients]
+        assert sorted(calls) == [(1, "msgpack"), (14, "json"), (14, "msgpack")]
+        for i, event in enumerate(events):
+            item = event["presence"][0]
+            if i % 2:  # MessagePack: raw bytes, no encoding
+                assert item["data"] == b"\x00\xff" and "encoding" not in item
+            else:  # JSON: base64
+                assert (item["data"], item["encoding"]) == ("AP8=", "base64")
+            assert not clients[i].wrong_type
+        for c in clients:
+            await c.close()
+
+    monkeypatch.setattr(server_app, "encode", counting)
     run_server(test)
 
 
