@@ -868,6 +868,10 @@ def refusal_cases() -> list[tuple[Any, str]]:
     from presence_conformance.reference_impl import errors as codes
 
     return [
+        (
+            fake_op("enter_client", code=codes.INVALID_CLIENT_ID),
+            "enter.client-id-mismatch",  # RTP15f
+        ),
         (fake_op("enter", code=codes.NO_CLIENT_ID), "enter.requires-client-id"),
         (fake_op("enter", code=codes.INVALID_CLIENT_ID), "enter.requires-client-id"),
         (fake_op("leave", code=codes.CAPABILITY_DENIED), "enter.requires-presence-capability"),
@@ -886,6 +890,8 @@ def refusal_cases() -> list[tuple[Any, str]]:
 
 
 UNEXPECTED_CASES = [
+    (fake_op("update_client", data="a"), "enter.client-on-behalf"),
+    (fake_op("rest_get"), "get.rest-members"),
     (fake_op("leave", was_present=False, fresh_attach=True), "leave.when-not-present"),
     (fake_op("update", was_present=False), "update.when-not-present-enters"),
     (fake_op("update", was_present=False, fresh_attach=True, data=b"x"), "data.binary"),
@@ -931,7 +937,7 @@ def test_error_checks_register_exactly_their_tables() -> None:
 
     assert CHECKS["refusals"] == requirements_of(REFUSAL_TABLE)
     assert CHECKS["unexpected_errors"] == requirements_of(UNEXPECTED_TABLE)
-    assert len(CHECKS["refusals"]) == 11 and len(CHECKS["unexpected_errors"]) == 30
+    assert len(CHECKS["refusals"]) == 12 and len(CHECKS["unexpected_errors"]) == 32
     assert len(REFUSAL_TABLE) == len(CHECKS["refusals"])  # each requirement one row
     assert len(UNEXPECTED_TABLE) == len(CHECKS["unexpected_errors"])
 
