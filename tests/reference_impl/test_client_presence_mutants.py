@@ -95,7 +95,10 @@ class ResyncKeepsStaleMembers(Mutant):
     """A new sync sequence does not discard the one in flight (RTP18a): members listed only by
     the discarded sequence stay."""
 
-    caught_by = ("new-sequence-discards-sync-in-flight",)
+    caught_by = (
+        "new-sequence-discards-sync-in-flight",
+        "attached-with-has-presence-restarts-sync-in-flight",
+    )
 
     def start_sync(self, restart: bool = False) -> None:
         super().start_sync(restart=restart and not self.sync_in_progress)
