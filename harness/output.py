@@ -1,18 +1,16 @@
 """The one seam between a finished (or interrupted) run and the report writers.
 
-`write_run` hands the run to `presence_conformance.harness.reports.write_reports` (JSON, JUnit, Markdown, HTML) when
-that package is installed, and otherwise writes `results.json` itself, so a run always leaves a
-machine-readable result behind. `merge_worker_runs` combines the results of pytest-xdist
-workers (`presence_conformance.harness.reports.merge_worker_results`).
+`write_run` hands the run to `presence_conformance.harness.reports.write_reports` (JSON, JUnit,
+Markdown, HTML; each file written atomically). `write_unfinished` marks a report folder as a run
+in progress. `merge_worker_runs` combines the results of pytest-xdist workers
+(`presence_conformance.harness.reports.merge_worker_results`).
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 from pathlib import Path
-from typing import Any
 
+from presence_conformance.harness.reports import merge_worker_results, write_reports
 from presence_conformance.harness.results import RunResult
 
 __all__ = ["RESULTS_FILE", "UNFINISHED", "merge_worker_runs", "write_run", "write_unfinished"]
@@ -22,19 +20,6 @@ UNFINISHED = (
     "unfinished: the run has not ended; if this stays, its process ended before the harness "
     "wrote the report (the adapter ended the process? out of memory?)"
 )
-
-
-def _reports() -> Any | None:
-    try:
-        return importlib.import_module("presence_conformance.harness.reports")
-    except ModuleNotFoundError as exc:
-        if exc.name not in (
-            "presence_conformance.harness.reports",
-            "presence_conformance.harness",
-            "presence_conformance",
-        ):
-            raise  # presence_conformance.harness.reports exists but is broken: say so, do not hide it
-        return None
 
 
 def write_run(
@@ -51,18 +36,7 @@ def write_run(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    reports = _reports()
-    if reports is not None and hasattr(reports, "write_reports"):
-        return list(
-            reports.write_reports(
-                run, out_dir, strict=strict, stale_errors=list(stale_errors or [])
-            )
-        )
-    path = out_dir / RESULTS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(run.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return [path]
+    return list(write_reports(run, out_dir, strict=strict, stale_errors=list(stale_errors or [])))
 
 
 def write_unfinished(started: RunResult, out_dir: Path | str) -> list[Path]:
@@ -85,6 +59,4 @@ def write_unfinished(started: RunResult, out_dir: Path | str) -> list[Path]:
 
 def merge_worker_runs(runs: list[RunResult]) -> RunResult:
     """One run from the parts several workers of one adapter ran (worst result per case)."""
-    from presence_conformance.harness.reports import merge_worker_results
-
     return merge_worker_results(runs)

@@ -32,7 +32,9 @@ _MISSING = object()
 
 
 def jsonable(value: Any, depth: int = 0, *, bound: bool = True) -> Any:
-    """A JSON-ready copy of `value` (binary as `{"$binary": ...}`, unknown objects as repr).
+    """A JSON-ready copy of `value`: binary as `{"$binary": base64}` (the project's JSON
+    convention), enums by value, sets sorted, objects with `to_json()` through it, anything else
+    as its repr. The one conversion the record, the checks and the reports use.
 
     Long values are truncated with a marker (`presence_conformance.harness.record.bounds`)
     unless `bound` is False (the full JSON form the checks validate)."""
@@ -54,6 +56,11 @@ def jsonable(value: Any, depth: int = 0, *, bound: bool = True) -> Any:
         return {str(k): jsonable(v, depth + 1, bound=False) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v, depth + 1, bound=False) for v in value]
+    if isinstance(value, set | frozenset):
+        return [jsonable(v, depth + 1, bound=False) for v in sorted(value, key=repr)]
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return jsonable(to_json(), depth + 1, bound=False)
     return repr(value)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from presence_conformance.harness.reports.exit_codes import exit_code
+from presence_conformance.harness.record.records import jsonable as record_jsonable
 from presence_conformance.harness.results import SEVERITY, CaseResult, Outcome, RunResult, worst
 from presence_conformance.spec import CatalogueError, load_requirements
 
@@ -68,25 +69,9 @@ def clean_text(value: Any) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """`value` with binary data as `{"$binary": base64}` (the project's JSON convention) and
-    other non-JSON objects (enums, sets, tuples, dataclasses with `to_json`) made JSON-ready."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$binary": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [jsonable(v) for v in items]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN / Infinity
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    to_json = getattr(value, "to_json", None)
-    if callable(to_json):
-        return jsonable(to_json())
-    if hasattr(value, "value") and isinstance(value.value, (str, int)):  # enums
-        return value.value
-    return repr(value)
+    """`value` made JSON-ready by the record's conversion, unbounded: a report shows what the
+    record kept (already bounded there), whole."""
+    return record_jsonable(value, bound=False)
 
 
 def _binary_label(data: bytes) -> str:
