@@ -34,7 +34,7 @@ from presence_conformance.harness.run.listener_steps import ListenerSteps
 from presence_conformance.harness.run.member_steps import MemberSteps
 from presence_conformance.harness.run.settings import RunSettings
 from presence_conformance.harness.run.state import CaseState
-from presence_conformance.harness.run.stops import Abort, Stop
+from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, raised
 from presence_conformance.harness.run.sync_steps import SyncSteps
 from presence_conformance.harness.scenario import Scenario, Step
 
@@ -112,11 +112,12 @@ class CaseDriver:
         async def close(state: ClientState) -> None:
             assert state.conn is not None
             try:
-                await asyncio.wait_for(state.conn.close(), case.settings.close_timeout)
-            except Exception as exc:  # the case is over: keep a note only
-                case.history.record(
-                    "info", state.spec.name, "close", {"error": f"{type(exc).__name__}: {exc}"}
-                )
+                async with asyncio.timeout(case.settings.close_timeout):
+                    await state.conn.close()
+            except BaseException as exc:  # the case is over: keep a note only
+                if not adapter_raised(exc):
+                    raise
+                case.history.record("info", state.spec.name, "close", {"error": raised(exc)})
             state.connected = False
 
         await asyncio.gather(*(close(c) for c in conns))
@@ -146,7 +147,7 @@ class CaseDriver:
                 op.status == "ok" or (op.status == "fail" and op.model_error is not None)
             ):
                 await self.sync.wait_sync(op)
-        await self.deliveries.wait(self.case.op_timeout)
+        await self.deliveries.wait(self.case.wait_budget)
 
     def _plan(self, step: Step) -> tuple[OpRecord, Call]:
         state = self.case.client(step)
@@ -168,14 +169,8 @@ class CaseDriver:
 
     async def _finish(self) -> None:
         case = self.case
-        await self.deliveries.wait(case.op_timeout)
-        quiet = False
-        try:
-            async with asyncio.timeout(case.op_timeout):
-                quiet = bool(await case.adapter.quiesce())
-        except Exception:  # an adapter that cannot quiesce gets the quiet period
-            quiet = False
-        if not quiet:
+        await self.deliveries.wait(case.wait_budget)
+        if not await case.quiesce():
             period = (
                 case.settings.quiet_period
                 if case.settings.quiet_period is not None

@@ -2,7 +2,8 @@
 convergence read.
 
 The model goes first (its error, its events, who must receive them); then the adapter call. A
-`get` on an attached channel is repeated (bounded) until it returns the model's members.
+`get` on an attached channel is repeated (bounded by the wait budget, and ended early once a read
+after a quiesce repeats unchanged) until it returns the model's members.
 """
 
 from __future__ import annotations
@@ -198,8 +199,14 @@ class MemberSteps:
             )
             return not poll or members_equal(rec.expected, rec.observed)
 
-        deadline = self.case.deadline(self.case.op_timeout)
-        await poll_until(attempt, deadline, self.case.settings.poll_interval)
+        case = self.case
+        await poll_until(
+            attempt,
+            case.deadline(case.wait_budget),
+            case.settings.poll_interval,
+            case.settled,
+            lambda: items_json(rec.observed, rec.malformed),
+        )
         if op.status != "ok":
             return
         self.calls.keep(rec.observed)
