@@ -136,6 +136,22 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="known-failing list (default: the list shipped for the adapter, if any)",
     )
+    run.add_argument(
+        "--maxfail",
+        metavar="N",
+        type=int,
+        default=None,
+        help="stop after N failing cases (known-failing ones not counted; with --strict a "
+        "SHOULD-only failure counts); the run is reported as partial",
+    )
+    run.add_argument(
+        "-x",
+        "--exitfirst",
+        dest="maxfail",
+        action="store_const",
+        const=1,
+        help="stop at the first failing case (--maxfail 1)",
+    )
     run.set_defaults(func=_cmd_run)
 
     replay = sub.add_parser(
@@ -245,12 +261,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    if args.maxfail is not None and args.maxfail < 1:
+        raise UsageError(f"--maxfail {args.maxfail}: must be at least 1")
+    failures = 0
+
+    def stop(case: CaseResult) -> str | None:
+        nonlocal failures
+        if args.maxfail is None:
+            return None
+        failing = case.outcome.is_failure or (args.strict and case.outcome is Outcome.NON_STRICT)
+        if failing and not (known_failing is not None and known_failing.reason_for(case)):
+            failures += 1
+        if failures >= args.maxfail:
+            return f"stopped after {failures} failing case(s) (--maxfail {args.maxfail})"
+        return None
+
     with _sigterm_as_interrupt():
         try:
-            run = session.run_all(scenarios, on_result=progress)
+            run = session.run_all(scenarios, on_result=progress, stop=stop)
         finally:
             session.stop()
-    complete = not getattr(args, "select", None)
+    complete = not getattr(args, "select", None) and not run.partial
     stale = known_failing.apply(run, complete=complete) if known_failing is not None else []
     try:
         written = write_run(run, report_dir, strict=args.strict, stale_errors=stale)
