@@ -186,6 +186,22 @@ def _listeners_on(ctx: CheckContext, rec: ListenerRecord) -> list[ListenerRecord
     ]
 
 
+def echoes(ctx: CheckContext, connection_id: str) -> bool:
+    """Did any listener on `connection_id` receive an event of one of that connection's own
+    members (an echo; a `present` from a sync is not one)?"""
+    echoing: set[str] = ctx.cached(
+        "echoing_connections",
+        lambda: {
+            rec.connection_id
+            for rec in ctx.record.listeners.values()
+            if any(
+                s.connection_id == rec.connection_id and s.action != "present" for s in rec.received
+            )
+        },
+    )
+    return connection_id in echoing
+
+
 def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
     """The requirement broken by `rec` not receiving `slot`'s event."""
     origin = slot.origin
@@ -194,16 +210,15 @@ def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
         return EMITTED[kind]
     delivered = delivered_ids(ctx)
     event_id = slot.event.id
-    own = slot.event.connection_id == rec.connection_id
+    # a connection that never hears its own members' events does not echo (the SHOULD); one that
+    # does, and misses one, lost an event like any other listener (the MUST it breaks)
+    if slot.event.connection_id == rec.connection_id and not echoes(ctx, rec.connection_id):
+        return "enter.echoed-to-own-connection"
     got_elsewhere = any(eid == event_id for eid, _ in delivered)
     if not got_elsewhere:
-        if own:
-            return "enter.echoed-to-own-connection"
         if kind == "update" and origin is not None and not origin.was_present:
             return "update.when-not-present-enters"
         return EMITTED.get(kind, "order.exactly-once")
-    if own and (event_id, rec.connection_id) not in delivered:
-        return "enter.echoed-to-own-connection"
     step = slot.ref.step if slot.ref is not None else None
 
     def before(s: int | None) -> bool:

@@ -24,7 +24,7 @@ from presence_conformance.harness.checks.analysis import (
     other_channel,
     refused_effect,
 )
-from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.checks.base import CheckContext, check, problem_requirements
 from presence_conformance.harness.record.matching import identity_key
 from presence_conformance.harness.record.records import HistoryQueryRecord, Seen
 from presence_conformance.harness.results import Violation
@@ -323,7 +323,8 @@ def history_expect_count(ctx: CheckContext) -> Iterator[Violation]:
             else len(rec.pages[0] if rec.pages else [])
         )
         if got != wanted:
-            for requirement in ctx.record.step_requirements(rec.op.step):
+            tags = ctx.record.step_requirements(rec.op.step)
+            for requirement in problem_requirements(tags, "count"):
                 yield ctx.violation(
                     requirement,
                     f"{rec.op.step.label}: {got} items, the scenario expects {wanted}",
