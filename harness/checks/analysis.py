@@ -289,6 +289,52 @@ def classify_extra(ctx: CheckContext, analysis: ListenerAnalysis, seen: Seen) ->
     return "order.exactly-once"
 
 
+def causal_ops(ctx: CheckContext) -> dict[str, OpRecord]:
+    """Model event id -> the enter, update or leave that produced it, for the operations the
+    implementation acknowledged (their invoke and completion are in the history)."""
+
+    def compute() -> dict[str, OpRecord]:
+        return {
+            event.id: op
+            for op in ctx.record.ops
+            if op.kind in ("enter", "update", "leave")
+            and op.status == "ok"
+            and op.invoke_index is not None
+            and op.done_index is not None
+            for event in op.events
+        }
+
+    return ctx.cached("causal_ops", compute)
+
+
+def causally_before(ctx: CheckContext, first: str | None, then: str | None) -> bool:
+    """True if the operation of model event `first` had completed before the operation of
+    model event `then` was issued: whatever their timestamps, `first` is the older event.
+    Operations in flight together (a `concurrently` block) are not ordered."""
+    if first is None or then is None:
+        return False
+    ops = causal_ops(ctx)
+    a, b = ops.get(first), ops.get(then)
+    if a is None or b is None or a is b:
+        return False
+    assert a.done_index is not None and b.invoke_index is not None  # causal_ops keeps those
+    return a.done_index < b.invoke_index
+
+
+def canonical_events(ctx: CheckContext, rec: CanonicalRecord) -> dict[int, str]:
+    """id(item) -> model event id, for the items of a canonical history matched to the model's
+    log (in order or late)."""
+
+    def compute() -> dict[int, str]:
+        for canonical, alignment in canonical_alignments(ctx):
+            if canonical is rec:
+                pairs = [(s, slot) for s, slot, _ in alignment.matched] + alignment.late
+                return {id(s): slot.event.id for s, slot in pairs}
+        return {}
+
+    return ctx.cached(f"canonical_events:{id(rec)}", compute)
+
+
 def describe_event(event: PresenceMessage) -> dict:
     return {
         "action": event.action.value,
