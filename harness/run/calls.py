@@ -157,8 +157,10 @@ class Calls:
         state: ClientState,
         f: str,
         factory: Callable[[AdapterPresence], Awaitable[Any]],
+        record: bool = True,
     ) -> Any:
-        """A repeated poll: not recorded unless it fails."""
+        """A repeated poll: not recorded unless it fails (`record` False: not even then; the
+        probe's status says so)."""
         timeout = self.case.op_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -170,7 +172,10 @@ class Calls:
             ) from None
         except PresenceError as exc:
             probe.status = "fail"
-            self.case.history.record("fail", state.spec.name, f, {"code": exc.code}, probe.index)
+            if record:
+                self.case.history.record(
+                    "fail", state.spec.name, f, {"code": exc.code}, probe.index
+                )
             return None
         except BaseException as exc:
             if not adapter_raised(exc):

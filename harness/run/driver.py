@@ -41,6 +41,7 @@ from presence_conformance.harness.scenario import Scenario, Step
 __all__ = ["Abort", "CaseDriver", "ClientState", "Stop"]
 
 Plan = Callable[[OpRecord, ClientState], Call]  # model first; returns the adapter call
+_ATTACHING = frozenset({"enter", "update", "leave", "get", "subscribe"})  # attach implicitly
 
 
 class CaseDriver:
@@ -129,17 +130,33 @@ class CaseDriver:
         if run is not None:
             await run(step)
             return
+        await self._before_attach([step])
         op, call = self._plan(step)
         await call()
         await self._after_ops([op])
 
     async def _run_block(self, block: Step) -> None:
+        await self._before_attach(block.steps)
         planned = [self._plan(step) for step in block.steps]
         results = await asyncio.gather(*(call() for _, call in planned), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         await self._after_ops([op for op, _ in planned])
+
+    async def _before_attach(self, steps: list[Step]) -> None:
+        """Before steps that attach a channel for a connection (implicitly): let what earlier
+        steps did on that channel reach a connection already attached (`before_attach`)."""
+        case = self.case
+        done: set[str] = set()
+        for step in steps:
+            if step.kind not in _ATTACHING or step.channel is None or step.channel in done:
+                continue
+            state = case.client(step)
+            if state.refused is not None or case.model.is_attached(state.cid, step.channel):
+                continue
+            done.add(step.channel)
+            await self.members.before_attach(state, step.channel, step)
 
     async def _after_ops(self, ops: list[OpRecord]) -> None:
         for op in ops:
