@@ -215,6 +215,14 @@ def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> No
         help="seconds an adapter operation may take (default: the runner's)",
     )
     p.add_argument(
+        "--wait-timeout",
+        metavar="S",
+        type=float,
+        default=None,
+        help="seconds the runner waits for events and for reads to converge (default 1; never "
+        "more than --op-timeout); raise it for a deployment whose events take longer",
+    )
+    p.add_argument(
         "--strict", action="store_true", help="SHOULD violations (non-strict) fail the run too"
     )
     if scenarios:
@@ -415,9 +423,16 @@ def _open_session(args: argparse.Namespace) -> Any:
 
     options = parse_options(args.adapter_option)
     adapter = resolve_adapter(args.adapter, options)
-    if args.op_timeout is not None and args.op_timeout <= 0:
-        raise UsageError(f"--op-timeout {args.op_timeout}: must be a positive number of seconds")
-    settings = RunSettings() if args.op_timeout is None else RunSettings(op_timeout=args.op_timeout)
+    values: dict[str, float] = {}
+    for name in ("op_timeout", "wait_timeout"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if value <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {value}: must be a positive number of seconds")
+        values[name] = value
+    settings = RunSettings(**values)
     return ConformanceSession(
         adapter, adapter_name=args.adapter, options=options, settings=settings
     )
