@@ -423,7 +423,7 @@ def _open_session(args: argparse.Namespace) -> Any:
 
     options = parse_options(args.adapter_option)
     adapter = resolve_adapter(args.adapter, options)
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for name in ("op_timeout", "wait_timeout"):
         value = getattr(args, name, None)
         if value is None:

@@ -201,7 +201,7 @@ def _settings(config: pytest.Config) -> Any:
     from presence_conformance.harness.adapter import UsageError
     from presence_conformance.harness.run.runner import RunSettings
 
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for name in ("op_timeout", "wait_timeout"):
         value = config.getoption(name)
         if value is None:

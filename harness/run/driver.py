@@ -19,7 +19,7 @@ Operation timeouts and adapter exceptions other than `PresenceError` stop the ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.record.history import History
@@ -144,7 +144,7 @@ class CaseDriver:
                 raise result
         await self._after_ops([op for op, _ in planned])
 
-    async def _before_attach(self, steps: list[Step]) -> None:
+    async def _before_attach(self, steps: Sequence[Step]) -> None:
         """Before steps that attach a channel for a connection (implicitly): let what earlier
         steps did on that channel reach a connection already attached (`before_attach`)."""
         case = self.case
