@@ -7,8 +7,10 @@ Run `python bench/bench_verdict.py [--adapters GLOB ...] [--jobs N] [--no-before
 [--baseline DIR] [--json FILE]`.
 
 Each (adapter, budgets) pair is a full run of the packaged scenarios, as `presence-conformance run
---adapter NAME` does it (default settings and adapter options), in a process of its own (`--jobs`
-at a time: the runs mostly wait, so more jobs than CPUs is fine). Printed per adapter: the seconds
+--adapter NAME` does it (default settings and adapter options), in a process of its own: first
+the runs with the current budgets, `--after-jobs` at a time (their time is the measurement), then
+the runs with the old budgets, `--jobs` at a time (they mostly wait, so more jobs than CPUs is
+fine). Printed per adapter: the seconds
 of the run before and after, their ratio, and whether every case has the same outcome and the
 same violated requirement IDs in both runs. Adapters given with `--baseline DIR` (ably-wire,
 ably-js, ably-python: runs too slow to repeat "before") are compared with `DIR/NAME/results.json`,
@@ -96,10 +98,14 @@ def _differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapters", nargs="*", default=None, help="fnmatch patterns")
-    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=16, help="parallel runs with the old budgets")
+    parser.add_argument("--after-jobs", type=int, default=2, help="parallel runs, new budgets")
     parser.add_argument("--no-before", action="store_true", help="only the current budgets")
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument("--baseline-adapters", nargs="*", default=[])
+    parser.add_argument(
+        "--also", nargs="*", default=[], help="more adapters to run before and after"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="after", help=argparse.SUPPRESS)
@@ -113,12 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     names = ["reference"] + [f"mutant:{m}" for m in sorted(MUTANTS)]
     if args.adapters:
         names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in args.adapters)]
-    jobs = [(n, "after") for n in names + list(args.baseline_adapters)]
-    if not args.no_before:
-        jobs += [(n, "before") for n in names]
+    names += list(args.also)
     started = time.monotonic()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        done = dict(zip(jobs, pool.map(lambda j: _child(*j), jobs), strict=True))
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    # the short "after" runs first, few at a time (their seconds are the measurement), then the
+    # long "before" runs, which mostly wait, many at a time
+    after = [(n, "after") for n in names + list(args.baseline_adapters)]
+    before = [] if args.no_before else [(n, "before") for n in names]
+    for jobs, width in ((after, args.after_jobs), (before, args.jobs)):
+        with ThreadPoolExecutor(max(1, width)) as pool:
+            done.update(zip(jobs, pool.map(lambda j: _child(*j), jobs), strict=True))
     rows = []
     failed = False
     for name in names + list(args.baseline_adapters):
