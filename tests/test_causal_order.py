@@ -182,3 +182,28 @@ def test_operations_in_flight_together_stay_unordered() -> None:
             "history.direction-default-backwards",
             "history.direction-forwards",
         }, (adapter.__name__, [v.to_json() for v in result.violations])
+
+
+def test_replay_repeat_says_failed_every_time(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`presence-conformance replay FILE --repeat 10` of the same bug: FAILED (every run
+    failed), never FIXED or FLAKY. `--repeat` comes with the replay that runs several times."""
+    import contextlib
+    import shutil
+    from pathlib import Path
+
+    from presence_conformance.harness.cli import main
+
+    with contextlib.suppress(SystemExit):
+        main(["replay", "--help"])
+    if "--repeat" not in capsys.readouterr().out:
+        pytest.skip("this build's replay has no --repeat")
+    source = _suite_case("history/direction-default-backwards").source
+    saved = tmp_path / "failure.yaml"
+    shutil.copy(source, saved)
+    adapter = f"{Path(__file__).resolve()}:OldestFirst"
+    code = main(["replay", str(saved), "--adapter", adapter, "--repeat", "10"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "FAILED" in out and "FIXED" not in out and "FLAKY" not in out, out
