@@ -64,13 +64,17 @@ def run_one(adapter: str, mode: str) -> dict[str, Any]:
     return {"seconds": time.monotonic() - started, "verdicts": _verdicts(cases)}
 
 
-def _child(adapter: str, mode: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--one", adapter, "--mode", mode],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def _child(adapter: str, mode: str, timeout: float | None = None) -> dict[str, Any]:
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", adapter, "--mode", mode],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {timeout:g}s", "over": timeout}
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-2000:] or f"exit {proc.returncode}"}
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -100,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapters", nargs="*", default=None, help="fnmatch patterns")
     parser.add_argument("--jobs", type=int, default=16, help="parallel runs with the old budgets")
     parser.add_argument("--after-jobs", type=int, default=2, help="parallel runs, new budgets")
+    parser.add_argument(
+        "--before-timeout",
+        type=float,
+        default=None,
+        help="give up on a run with the old budgets after S seconds (reported as > S; its "
+        "verdicts are then not compared)",
+    )
     parser.add_argument("--no-before", action="store_true", help="only the current budgets")
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument("--baseline-adapters", nargs="*", default=[])
@@ -126,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     # long "before" runs, which mostly wait, many at a time
     after = [(n, "after") for n in names + list(args.baseline_adapters)]
     before = [] if args.no_before else [(n, "before") for n in names]
-    for jobs, width in ((after, args.after_jobs), (before, args.jobs)):
+    phases = ((after, args.after_jobs, None), (before, args.jobs, args.before_timeout))
+    for jobs, width, limit in phases:
         with ThreadPoolExecutor(max(1, width)) as pool:
-            done.update(zip(jobs, pool.map(lambda j: _child(*j), jobs), strict=True))
+            results = pool.map(lambda j, limit=limit: _child(*j, timeout=limit), jobs)
+            done.update(zip(jobs, results, strict=True))
     rows = []
     failed = False
     for name in names + list(args.baseline_adapters):
@@ -138,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             before = done.get((name, "before"))
         row: dict[str, Any] = {"adapter": name, "after": after, "before": before}
+        if before is not None and "over" in before:
+            row["before"] = before = None
+            row["before_over"] = after.get("over") or args.before_timeout
         if "error" in after or (before and "error" in before):
             row["problem"] = (after.get("error") or before.get("error") or "")[-300:]  # type: ignore[union-attr]
             failed = True
@@ -154,10 +170,19 @@ def main(argv: list[str] | None = None) -> int:
         if "problem" in row:
             print(f"{row['adapter']:44} ERROR {row['problem']}")
             continue
-        b = f"{before['seconds']:9.1f}" if before else f"{'-':>9}"
+        over = row.get("before_over")
+        b = (
+            f"{before['seconds']:9.1f}"
+            if before
+            else f"{'>' + format(over, 'g'):>9}"
+            if over
+            else f"{'-':>9}"
+        )
         ratio = (
             f"{before['seconds'] / after['seconds']:6.1f}x"
             if before and after["seconds"] > 0
+            else f"{'>' + format(over / after['seconds'], '.0f'):>6}x"
+            if over and after["seconds"] > 0
             else f"{'-':>7}"
         )
         same = (
