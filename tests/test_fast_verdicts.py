@@ -162,3 +162,28 @@ def test_maxfail_does_not_stop_a_passing_run(tmp_path: Path) -> None:
     )
     results = json.loads((tmp_path / "results.json").read_text())
     assert code == 0 and not results["partial"] and len(results["cases"]) > 1
+
+
+def test_bench_verdict_compares_before_and_after() -> None:
+    """bench/bench_verdict.py on one quick mutant: both budgets, the same verdicts."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench" / "bench_verdict.py"),
+            *("--adapters", "mutant:sync-complete-too-early"),
+            *("--before-timeout", "120"),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if "sync-complete-too-early" in line)
+    assert row.rstrip().endswith("same"), result.stdout
+    assert "TARGETS MET" in result.stdout
