@@ -187,3 +187,17 @@ def test_bench_verdict_compares_before_and_after() -> None:
     row = next(line for line in result.stdout.splitlines() if "sync-complete-too-early" in line)
     assert row.rstrip().endswith("same"), result.stdout
     assert "TARGETS MET" in result.stdout
+
+
+def test_no_settling_while_a_drop_s_leaves_are_due() -> None:
+    """quiesce() covers the events produced so far, not those a timer produces later: while a
+    dropped connection's grace runs, the re-reads go on (the filter-ignoring listener's extra
+    enter satisfies the drop's wait, so only the history and convergence reads see the leave)."""
+    from presence_conformance.harness.session import load_suite
+
+    scenario = next(s for s in load_suite() if s.case_id == "regressions/leave-on-transport-drop")
+    adapter = get_mutant("subscribe-filter-ignored")({"leave_grace": "0.2"})
+    result, _ = asyncio.run(_run(scenario, adapter, RunSettings()))
+    found = {v.requirement for v in result.violations}
+    assert "subscribe.single-action" in found
+    assert not found & {"history.includes-synthesized-leave", "sync.converges"}, found

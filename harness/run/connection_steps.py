@@ -194,6 +194,7 @@ class ConnectionSteps:
             history.record("ok", state.spec.name, kind, None, step.index)
         state.connected = False
         if kind == "drop":
+            case.timer_started(case.leave_grace)
             await self._settle_drop(step, state, cid, outcome)
         else:
             await self.deliveries.wait(case.wait_budget)

@@ -151,7 +151,7 @@ class Deliveries:
                 continue
             mark = self.received_total
             if not await case.settled():
-                settling = case.can_quiesce is not False
+                settling = case.can_quiesce is not False  # else a timer is due: later
                 quiet_mark = None
                 continue
             if done():

@@ -47,6 +47,9 @@ class CaseState:
         self.op_timeout = settings.op_timeout
         self.wait_budget = settings.wait_budget
         self.can_quiesce: bool | None = None  # unknown until the adapter's quiesce() answers
+        # loop time until which timers may still produce events (a drop's leaves, after the
+        # grace): quiesce() only covers events already produced, so no settling before then
+        self.timers_due = 0.0
         grace = settings.leave_grace if settings.leave_grace is not None else adapter.leave_grace
         self.leave_grace = float(grace or 0.0)
         self.recording = True  # listener callbacks record events until the case is over
@@ -86,8 +89,17 @@ class CaseState:
         return quiet
 
     async def settled(self) -> bool:
-        """`quiesce()` when the settings allow settling on it (`RunSettings.settle`)."""
-        return self.settings.settle and await self.quiesce()
+        """`quiesce()` when the settings allow settling on it (`RunSettings.settle`) and no
+        timer of the implementation may still produce events (`timers_due`)."""
+        if not self.settings.settle or self.loop.time() < self.timers_due:
+            return False
+        return await self.quiesce()
+
+    def timer_started(self, seconds: float) -> None:
+        """The implementation started a timer that produces events after `seconds` (a drop's
+        grace period): no settling until then, with a margin for the timer's own lateness."""
+        due = self.loop.time() + seconds * 1.1 + 0.05
+        self.timers_due = max(self.timers_due, due)
 
     def deadline(self, timeout: float) -> float:
         """The loop time `timeout` seconds from now."""
