@@ -416,8 +416,10 @@ class ConformanceSession:
         self,
         scenarios: Sequence[Any],
         on_result: Callable[[int, int, CaseResult], None] | None = None,
+        stop: Callable[[CaseResult], str | None] | None = None,
     ) -> RunResult:
-        """Run `scenarios` in order; returns the run (partial after Ctrl-C or a harness error).
+        """Run `scenarios` in order; returns the run (partial after Ctrl-C or a harness error,
+        or when `stop(case)` returns a reason to stop after that case, e.g. `--maxfail`).
 
         KeyboardInterrupt is absorbed here and reported as `partial_reason="interrupted"` so
         the caller can write the report; a `HarnessError` stops the run the same way and is
@@ -430,6 +432,10 @@ class ConformanceSession:
                 case = self.run_case(scenario)
                 if on_result is not None:
                     on_result(index, total, case)
+                reason = stop(case) if stop is not None else None
+                if reason is not None and index < total:
+                    self.mark_partial(reason)
+                    break
         except KeyboardInterrupt:
             self.mark_partial("interrupted")
         except HarnessError as exc:

@@ -258,8 +258,13 @@ class ReferenceAdapter(Adapter):
         service = self.service
         if service is None:
             return True
+        quiet = 0
         for _ in range(10_000):
-            if not any(not c._queue.empty() for c in service._connections.values()):
-                return True
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # work scheduled with call_soon (a sync completing) runs first
+            if any(not c._queue.empty() for c in service._connections.values()):
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet == 2:
+                    return True
         return False

@@ -186,6 +186,22 @@ def _listeners_on(ctx: CheckContext, rec: ListenerRecord) -> list[ListenerRecord
     ]
 
 
+def echoes(ctx: CheckContext, connection_id: str) -> bool:
+    """Did any listener on `connection_id` receive an event of one of that connection's own
+    members (an echo; a `present` from a sync is not one)?"""
+    echoing: set[str] = ctx.cached(
+        "echoing_connections",
+        lambda: {
+            rec.connection_id
+            for rec in ctx.record.listeners.values()
+            if any(
+                s.connection_id == rec.connection_id and s.action != "present" for s in rec.received
+            )
+        },
+    )
+    return connection_id in echoing
+
+
 def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
     """The requirement broken by `rec` not receiving `slot`'s event."""
     origin = slot.origin
@@ -194,16 +210,15 @@ def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
         return EMITTED[kind]
     delivered = delivered_ids(ctx)
     event_id = slot.event.id
-    own = slot.event.connection_id == rec.connection_id
+    # a connection that never hears its own members' events does not echo (the SHOULD); one that
+    # does, and misses one, lost an event like any other listener (the MUST it breaks)
+    if slot.event.connection_id == rec.connection_id and not echoes(ctx, rec.connection_id):
+        return "enter.echoed-to-own-connection"
     got_elsewhere = any(eid == event_id for eid, _ in delivered)
     if not got_elsewhere:
-        if own:
-            return "enter.echoed-to-own-connection"
         if kind == "update" and origin is not None and not origin.was_present:
             return "update.when-not-present-enters"
         return EMITTED.get(kind, "order.exactly-once")
-    if own and (event_id, rec.connection_id) not in delivered:
-        return "enter.echoed-to-own-connection"
     step = slot.ref.step if slot.ref is not None else None
 
     def before(s: int | None) -> bool:
@@ -273,6 +288,52 @@ def classify_extra(ctx: CheckContext, analysis: ListenerAnalysis, seen: Seen) ->
         if seen.action == "present":
             return "sync.no-duplicate-present"
     return "order.exactly-once"
+
+
+def causal_ops(ctx: CheckContext) -> dict[str, OpRecord]:
+    """Model event id -> the enter, update or leave that produced it, for the operations the
+    implementation acknowledged (their invoke and completion are in the history)."""
+
+    def compute() -> dict[str, OpRecord]:
+        return {
+            event.id: op
+            for op in ctx.record.ops
+            if op.kind in ("enter", "update", "leave")
+            and op.status == "ok"
+            and op.invoke_index is not None
+            and op.done_index is not None
+            for event in op.events
+        }
+
+    return ctx.cached("causal_ops", compute)
+
+
+def causally_before(ctx: CheckContext, first: str | None, then: str | None) -> bool:
+    """True if the operation of model event `first` had completed before the operation of
+    model event `then` was issued: whatever their timestamps, `first` is the older event.
+    Operations in flight together (a `concurrently` block) are not ordered."""
+    if first is None or then is None:
+        return False
+    ops = causal_ops(ctx)
+    a, b = ops.get(first), ops.get(then)
+    if a is None or b is None or a is b:
+        return False
+    assert a.done_index is not None and b.invoke_index is not None  # causal_ops keeps those
+    return a.done_index < b.invoke_index
+
+
+def canonical_events(ctx: CheckContext, rec: CanonicalRecord) -> dict[int, str]:
+    """id(item) -> model event id, for the items of a canonical history matched to the model's
+    log (in order or late)."""
+
+    def compute() -> dict[int, str]:
+        for canonical, alignment in canonical_alignments(ctx):
+            if canonical is rec:
+                pairs = [(s, slot) for s, slot, _ in alignment.matched] + alignment.late
+                return {id(s): slot.event.id for s, slot in pairs}
+        return {}
+
+    return ctx.cached(f"canonical_events:{id(rec)}", compute)
 
 
 def describe_event(event: PresenceMessage) -> dict:

@@ -114,6 +114,36 @@ class CheckContext:
         )
 
 
+# what an explicit expectation found wrong -> does a requirement ID speak of it?
+_PROBLEM_FITS: dict[str, Callable[[str], bool]] = {
+    "data": lambda r: "data" in r or r == "update.changes-data",
+    "action": lambda r: (
+        r == "message.action"
+        or r.endswith(".event-emitted")
+        or r.endswith("-action")
+        or r in ("update.when-not-present-enters", "sync.present-on-attach")
+    ),
+    "client": lambda r: r in ("message.client-id", "message.connection-id"),
+    # a missing, extra or unlisted event or member: anything but a message field or data
+    "count": lambda r: not r.startswith("message.") and "data" not in r,
+}
+_PROBLEM_FALLBACK = {
+    "data": "message.data",
+    "action": "message.action",
+    "client": "message.client-id",
+    "count": "order.exactly-once",
+}
+
+
+def problem_requirements(tags: Iterable[str], problem: str) -> tuple[str, ...]:
+    """The requirements an explicit expectation's `problem` (data, action, client, count) is
+    reported against: those of the step's (or scenario's) `tags` that speak of that kind of
+    problem, else the generic requirement of the kind. A data loss is not a wrong action: one
+    root cause must not mark every requirement the step is tagged with failed."""
+    fits = _PROBLEM_FITS[problem]
+    return tuple(r for r in tags if fits(r)) or (_PROBLEM_FALLBACK[problem],)
+
+
 def run_checks(
     record: CaseRecord, catalogue: Catalogue | None = None, only: Iterable[str] | None = None
 ) -> tuple[list[Violation], list[Violation]]:

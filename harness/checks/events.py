@@ -12,7 +12,7 @@ from presence_conformance.harness.checks.analysis import (
     describe_event,
     listener_alignments,
 )
-from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.checks.base import CheckContext, check, problem_requirements
 from presence_conformance.harness.record.matching import Slot, accepted_actions
 from presence_conformance.harness.record.records import Seen
 from presence_conformance.harness.results import Violation
@@ -209,10 +209,15 @@ def expected_events(ctx: CheckContext) -> Iterator[Violation]:
         problems = _compare_events(rec.expected, rec.observed)
         if not problems:
             continue
-        for requirement in ctx.record.step_requirements(rec.step):
+        tags = ctx.record.step_requirements(rec.step)
+        by_requirement: dict[str, list[str]] = {}
+        for kind, problem in problems:
+            for requirement in problem_requirements(tags, kind):
+                by_requirement.setdefault(requirement, []).append(problem)
+        for requirement, found in by_requirement.items():
             yield ctx.violation(
                 requirement,
-                f"{rec.step.label}: listener {rec.listener!r}: " + "; ".join(problems),
+                f"{rec.step.label}: listener {rec.listener!r}: " + "; ".join(found),
                 expected=[
                     {"action": list(a), "clientId": c, **({"data": d} if has else {})}
                     for a, c, _, has, d in rec.expected
@@ -223,7 +228,8 @@ def expected_events(ctx: CheckContext) -> Iterator[Violation]:
             )
 
 
-def _compare_events(expected: list, observed: list[Seen]) -> list[str]:
+def _compare_events(expected: list, observed: list[Seen]) -> list[tuple[str, str]]:
+    """The differences, each with its kind (count, action, data: `problem_requirements`)."""
     groups: dict[tuple, list] = {}
     for item in expected:
         groups.setdefault((item[1], item[2]), []).append(item)
@@ -237,23 +243,34 @@ def _compare_events(expected: list, observed: list[Seen]) -> list[str]:
         ]
         used.update(id(s) for s in got)
         if len(got) != len(items):
-            problems.append(f"{len(got)} event(s) of {client_id!r}, expected {len(items)}")
+            problems.append(
+                ("count", f"{len(got)} event(s) of {client_id!r}, expected {len(items)}")
+            )
             continue
         for n, (item, seen) in enumerate(zip(items, got, strict=True)):
             actions, _, _, has_data, data = item
             if seen.action not in actions:
                 problems.append(
-                    f"event {n + 1} of {client_id!r} is {seen.action!r}, expected "
-                    f"{' or '.join(actions)}"
+                    (
+                        "action",
+                        f"event {n + 1} of {client_id!r} is {seen.action!r}, expected "
+                        f"{' or '.join(actions)}",
+                    )
                 )
             elif has_data and not data_equal(seen.data, data):
                 problems.append(
-                    f"event {n + 1} of {client_id!r} has data {seen.data!r}, expected {data!r}"
+                    (
+                        "data",
+                        f"event {n + 1} of {client_id!r} has data {seen.data!r}, expected {data!r}",
+                    )
                 )
     extra = [s for s in observed if id(s) not in used]
     if extra:
         problems.append(
-            f"{len(extra)} event(s) of members not listed: "
-            + ", ".join(f"{s.action} {s.client_id}" for s in extra[:5])
+            (
+                "count",
+                f"{len(extra)} event(s) of members not listed: "
+                + ", ".join(f"{s.action} {s.client_id}" for s in extra[:5]),
+            )
         )
     return problems

@@ -11,7 +11,7 @@ from presence_conformance.harness.checks.analysis import (
     other_channel,
     refused_effect,
 )
-from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.checks.base import CheckContext, check, problem_requirements
 from presence_conformance.harness.record.records import GetRecord, Seen
 from presence_conformance.harness.results import Violation
 from presence_conformance.reference_impl.types import Action, PresenceMessage, data_equal
@@ -240,22 +240,36 @@ def get_expect(ctx: CheckContext) -> Iterator[Violation]:
                 None,
             )
             if found is None:
+                other_data = any(
+                    s.client_id == client_id and s.connection_id == connection_id for s in remaining
+                )
                 problems.append(
-                    f"no member {client_id!r}" + (f" with data {data!r}" if has_data else "")
+                    (
+                        "data" if other_data else "count",
+                        f"no member {client_id!r}" + (f" with data {data!r}" if has_data else ""),
+                    )
                 )
             else:
                 remaining.remove(found)
-        problems.extend(f"unexpected member {s.client_id!r}" for s in remaining)
-        if problems:
-            for requirement in ctx.record.step_requirements(rec.op.step):
-                yield ctx.violation(
-                    requirement,
-                    f"{rec.op.step.label}: " + "; ".join(problems),
-                    expected=[
-                        {"clientId": c, "connectionId": k, **({"data": d} if h else {})}
-                        for c, k, h, d in rec.expect
-                    ],
-                    observed=[s.json for s in rec.observed],
-                    step=rec.step,
-                    history_index=rec.history_index,
-                )
+        problems.extend(
+            ("count", f"unexpected member {s.client_id!r}")
+            for s in remaining
+            if not any(s.client_id == c and s.connection_id == k for c, k, _, _ in rec.expect)
+        )
+        tags = ctx.record.step_requirements(rec.op.step)
+        by_requirement: dict[str, list[str]] = {}
+        for kind, problem in problems:
+            for requirement in problem_requirements(tags, kind):
+                by_requirement.setdefault(requirement, []).append(problem)
+        for requirement, found_problems in by_requirement.items():
+            yield ctx.violation(
+                requirement,
+                f"{rec.op.step.label}: " + "; ".join(found_problems),
+                expected=[
+                    {"clientId": c, "connectionId": k, **({"data": d} if h else {})}
+                    for c, k, h, d in rec.expect
+                ],
+                observed=[s.json for s in rec.observed],
+                step=rec.step,
+                history_index=rec.history_index,
+            )

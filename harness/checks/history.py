@@ -8,23 +8,31 @@ the implementation's whole history (forwards, no bounds, every page: the canonic
 - `history_query` checks each history step against the canonical history filtered to the step's
   [start, end] (inclusive), ordered by its direction (default backwards), cut to its limit
   (default 100), following the pages when asked. Events with equal timestamps may come in any
-  order among themselves, and a limit that cuts a group of equal timestamps may keep any of them.
+  order among themselves, and a limit that cuts a group of equal timestamps may keep any of them,
+  unless the harness knows their order: an event whose operation completed before the other's
+  was issued (same channel) is the older one, whatever the timestamps say (`causally_before`).
+  Such pairs must keep their order in the canonical history, in every query (both directions,
+  across pages) and at a limit cut (the newer is kept before the older in a backwards listing).
+  Operations in flight together stay unordered.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from presence_conformance.harness.checks.analysis import (
     canonical_alignments,
+    canonical_events,
+    causal_ops,
+    causally_before,
     describe_event,
     noop_leave,
     other_channel,
     refused_effect,
 )
-from presence_conformance.harness.checks.base import CheckContext, check
+from presence_conformance.harness.checks.base import CheckContext, check, problem_requirements
 from presence_conformance.harness.record.matching import identity_key
 from presence_conformance.harness.record.records import HistoryQueryRecord, Seen
 from presence_conformance.harness.results import Violation
@@ -123,8 +131,39 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
 
 @check("history.direction-forwards")
 def history_timestamps(ctx: CheckContext) -> Iterator[Violation]:
-    """A forwards history (the canonical read) has non-decreasing timestamps."""
+    """A forwards history (the canonical read) has non-decreasing timestamps, and an event whose
+    operation completed before another's was issued comes before it (equal timestamps or not;
+    one member's own order is history.per-member-order's business)."""
     for rec in ctx.record.canonicals:
+        events = canonical_events(ctx, rec)
+        latest: tuple[int, Seen, str] | None = None  # the item issued last so far
+        ops = causal_ops(ctx)
+        for seen in _events(rec.observed or ()):
+            event_id = events.get(id(seen))
+            op = ops.get(event_id) if event_id is not None else None
+            if op is None:
+                continue
+            if (
+                latest is not None
+                and op.done_index is not None
+                and op.done_index < latest[0]
+                and causally_before(ctx, event_id, latest[2])
+                and seen.member_key != latest[1].member_key
+            ):
+                yield ctx.violation(
+                    "history.direction-forwards",
+                    f"history of {rec.channel!r} forwards: the {seen.action} of "
+                    f"{seen.client_id!r} comes after the {latest[1].action} of "
+                    f"{latest[1].client_id!r}, although its operation completed before that "
+                    "one was issued",
+                    observed=[latest[1].json, seen.json],
+                    step=rec.step,
+                    history_index=rec.history_index,
+                )
+                break
+            assert op.invoke_index is not None
+            if latest is None or op.invoke_index > latest[0]:
+                latest = (op.invoke_index, seen, event_id)  # type: ignore[assignment]
         stamps = [s.timestamp for s in _events(rec.observed or ()) if _is_int(s.timestamp)]
         for earlier, later in itertools.pairwise(stamps):
             if later < earlier:
@@ -166,9 +205,17 @@ def _groups(items: list[Seen]) -> list[tuple[object, Counter]]:
     return out
 
 
-def matches_range(observed: list[Seen], expected_all: list[Seen], count: int) -> bool:
+Order = Callable[[Seen, Seen], bool]
+"""`order(a, b)`: True if `a` must come before `b` in the listing (known from causality)."""
+
+
+def matches_range(
+    observed: list[Seen], expected_all: list[Seen], count: int, order: Order | None = None
+) -> bool:
     """True if `observed` is the first `count` items of `expected_all`, up to the order of
-    equal timestamps (and, in a group the cut splits, which of its items were kept)."""
+    equal timestamps (and, in a group the cut splits, which of its items were kept), except
+    where `order` knows it: within a group of equal timestamps no item comes before one that
+    must precede it, and a cut keeps no item while dropping one that must precede it."""
     if len(observed) != count:
         return False
     expected = expected_all[:count]
@@ -176,7 +223,57 @@ def matches_range(observed: list[Seen], expected_all: list[Seen], count: int) ->
         return False
     whole = dict(_groups(expected_all))  # timestamp -> every item with that timestamp
     # every group is complete but the last, which the cut may split: a sub-multiset suffices
-    return all(not (items - whole[stamp]) for stamp, items in _groups(observed))
+    if any(items - whole[stamp] for stamp, items in _groups(observed)):
+        return False
+    return order is None or _causal_order_kept(observed, expected_all, order)
+
+
+def _causal_order_kept(observed: list[Seen], expected_all: list[Seen], order: Order) -> bool:
+    runs: list[list[Seen]] = []
+    for seen in observed:
+        if runs and runs[-1][0].timestamp == seen.timestamp:
+            runs[-1].append(seen)
+        else:
+            runs.append([seen])
+    for run in runs:
+        for i, earlier in enumerate(run):
+            if any(order(later, earlier) for later in run[i + 1 :]):
+                return False
+    if runs:  # the cut: what was left of the last group must not precede what was kept
+        kept = runs[-1]
+        left = [s for s in expected_all if s.timestamp == kept[0].timestamp]
+        for seen in kept:
+            twin = next((s for s in left if identity_key(s) == identity_key(seen)), None)
+            if twin is not None:
+                left.remove(twin)
+        if any(order(dropped, item) for dropped in left for item in kept):
+            return False
+    return True
+
+
+def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> Order | None:
+    """The causal order of a query's listing: items are known through the canonical history
+    (the item with the same identity and timestamp)."""
+    if rec.canonical is None or rec.canonical.observed is None:
+        return None
+    events = canonical_events(ctx, rec.canonical)
+    by_key: dict[tuple, list[str]] = {}
+    for seen in rec.canonical.observed:
+        event_id = events.get(id(seen))
+        if event_id is not None:
+            by_key.setdefault((identity_key(seen), repr(seen.timestamp)), []).append(event_id)
+
+    def event_of(seen: Seen) -> str | None:
+        ids = by_key.get((identity_key(seen), repr(seen.timestamp)))
+        return ids[0] if ids and len(ids) == 1 else None  # identical twins: order unknown
+
+    backwards = rec.direction != "forwards"
+
+    def order(a: Seen, b: Seen) -> bool:
+        first, then = (b, a) if backwards else (a, b)
+        return causally_before(ctx, event_of(first), event_of(then))
+
+    return order
 
 
 def _limit_requirement(rec: HistoryQueryRecord) -> str:
@@ -196,7 +293,11 @@ def _direction_requirement(rec: HistoryQueryRecord) -> str:
 
 
 def _diagnose(
-    rec: HistoryQueryRecord, observed: list[Seen], expected_all: list[Seen], count: int
+    rec: HistoryQueryRecord,
+    observed: list[Seen],
+    expected_all: list[Seen],
+    count: int,
+    order: Order | None = None,
 ) -> str:
     if any(
         _is_int(s.timestamp)
@@ -212,12 +313,15 @@ def _diagnose(
     if edge and any(got[identity_key(s)] == 0 for s in edge):
         return "history.start-end-inclusive"
     reverse = expected_all[::-1]
-    if observed and matches_range(observed, reverse, min(count, len(reverse))):
+    reversed_order = (lambda a, b: order(b, a)) if order is not None else None
+    if observed and matches_range(observed, reverse, min(count, len(reverse)), reversed_order):
         return _direction_requirement(rec)
     if len(observed) != count:
         return _limit_requirement(rec)
-    if Counter(identity_key(s) for s in observed) == Counter(
-        identity_key(s) for s in expected_all[:count]
+    got = Counter(identity_key(s) for s in observed)
+    if got in (
+        Counter(identity_key(s) for s in expected_all[:count]),
+        Counter(identity_key(s) for s in reverse[:count]),  # the other end of the range
     ):
         return _direction_requirement(rec)
     return (
@@ -250,6 +354,7 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
         ):
             continue
         expected_all = _expected_range(rec)
+        order = _order(ctx, rec)
         limit = rec.limit if rec.limit is not None else DEFAULT_HISTORY_LIMIT
         label = f"{op.step.label}: history({_params(rec)})"
         pages = [_events(page) for page in rec.pages]
@@ -264,7 +369,7 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
         if rec.pages_mode == "all":
             observed = [s for page in pages for s in page]
             count = len(expected_all)
-            if not matches_range(observed, expected_all, count):
+            if not matches_range(observed, expected_all, count, order):
                 yield ctx.violation(
                     "history.pagination",
                     f"{label}: following the pages returned {len(observed)} "
@@ -277,9 +382,9 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
             continue
         observed = pages[0] if pages else []
         count = min(limit, len(expected_all))
-        if not matches_range(observed, expected_all, count):
+        if not matches_range(observed, expected_all, count, order):
             yield ctx.violation(
-                _diagnose(rec, observed, expected_all, count),
+                _diagnose(rec, observed, expected_all, count, order),
                 f"{label}: returned {len(observed)} items, expected the "
                 f"{count} {'oldest' if rec.direction == 'forwards' else 'newest'}"
                 f" of the {len(expected_all)} events in range",
@@ -323,7 +428,8 @@ def history_expect_count(ctx: CheckContext) -> Iterator[Violation]:
             else len(rec.pages[0] if rec.pages else [])
         )
         if got != wanted:
-            for requirement in ctx.record.step_requirements(rec.op.step):
+            tags = ctx.record.step_requirements(rec.op.step)
+            for requirement in problem_requirements(tags, "count"):
                 yield ctx.violation(
                     requirement,
                     f"{rec.op.step.label}: {got} items, the scenario expects {wanted}",

@@ -173,6 +173,22 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="known-failing list (default: the list shipped for the adapter, if any)",
     )
+    run.add_argument(
+        "--maxfail",
+        metavar="N",
+        type=int,
+        default=None,
+        help="stop after N failing cases (known-failing ones not counted; with --strict a "
+        "SHOULD-only failure counts); the run is reported as partial",
+    )
+    run.add_argument(
+        "-x",
+        "--exitfirst",
+        dest="maxfail",
+        action="store_const",
+        const=1,
+        help="stop at the first failing case (--maxfail 1)",
+    )
     run.set_defaults(func=_cmd_run)
 
     replay = sub.add_parser(
@@ -252,6 +268,14 @@ def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> No
         help="seconds an adapter operation may take (default: the runner's)",
     )
     p.add_argument(
+        "--wait-timeout",
+        metavar="S",
+        type=float,
+        default=None,
+        help="seconds the runner waits for events and for reads to converge (default 1; never "
+        "more than --op-timeout); raise it for a deployment whose events take longer",
+    )
+    p.add_argument(
         "--strict", action="store_true", help="SHOULD violations (non-strict) fail the run too"
     )
     if scenarios:
@@ -300,13 +324,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    if args.maxfail is not None and args.maxfail < 1:
+        raise UsageError(f"--maxfail {args.maxfail}: must be at least 1")
+    failures = 0
+
+    def stop(case: CaseResult) -> str | None:
+        nonlocal failures
+        if args.maxfail is None:
+            return None
+        failing = case.outcome.is_failure or (args.strict and case.outcome is Outcome.NON_STRICT)
+        if failing and not (known_failing is not None and known_failing.reason_for(case)):
+            failures += 1
+        if failures >= args.maxfail:
+            return f"stopped after {failures} failing case(s) (--maxfail {args.maxfail})"
+        return None
+
     _write_unfinished(session.run_result, report_dir)
     with _sigterm_as_interrupt():
         try:
-            run = session.run_all(scenarios, on_result=progress)
+            run = session.run_all(scenarios, on_result=progress, stop=stop)
         finally:
             session.stop()
-    complete = not getattr(args, "select", None)
+    complete = not getattr(args, "select", None) and not run.partial
     stale = known_failing.apply(run, complete=complete) if known_failing is not None else []
     try:
         written = write_run(run, report_dir, strict=args.strict, stale_errors=stale)
@@ -548,9 +587,16 @@ def _open_session(args: argparse.Namespace) -> Any:
 
     options = parse_options(args.adapter_option)
     adapter = resolve_adapter(args.adapter, options)
-    if args.op_timeout is not None and args.op_timeout <= 0:
-        raise UsageError(f"--op-timeout {args.op_timeout}: must be a positive number of seconds")
-    settings = RunSettings() if args.op_timeout is None else RunSettings(op_timeout=args.op_timeout)
+    values: dict[str, Any] = {}
+    for name in ("op_timeout", "wait_timeout"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if value <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {value}: must be a positive number of seconds")
+        values[name] = value
+    settings = RunSettings(**values)
     return ConformanceSession(
         adapter, adapter_name=args.adapter, options=options, settings=settings
     )

@@ -111,6 +111,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds an adapter operation may take before the case times out",
     )
     group.addoption(
+        "--wait-timeout",
+        metavar="S",
+        type=float,
+        default=None,
+        help="seconds the runner waits for events and for reads to converge (default 1; "
+        "never more than --op-timeout)",
+    )
+    group.addoption(
         "--conformance-report",
         metavar="DIR",
         default=None,
@@ -211,16 +219,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _settings(config: pytest.Config) -> Any:
+    from presence_conformance.harness.adapter import UsageError
     from presence_conformance.harness.run.runner import RunSettings
 
-    op_timeout = config.getoption("op_timeout")
-    if op_timeout is None:
-        return RunSettings()
-    if op_timeout <= 0:
-        from presence_conformance.harness.adapter import UsageError
-
-        raise UsageError(f"--op-timeout {op_timeout}: must be a positive number of seconds")
-    return RunSettings(op_timeout=op_timeout)
+    values: dict[str, Any] = {}
+    for name in ("op_timeout", "wait_timeout"):
+        value = config.getoption(name)
+        if value is None:
+            continue
+        if value <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {value}: must be a positive number of seconds")
+        values[name] = value
+    return RunSettings(**values)
 
 
 def _register_markers(config: pytest.Config, scenarios: list[Any]) -> None:

@@ -3,7 +3,9 @@ history (invoke, then ok / fail / timeout), and `Refusals`: how the model follow
 implementation that refused an operation the model accepted.
 
 A timeout or an exception other than `PresenceError` stops the case (`Abort`); a
-`PresenceError` is recorded on the operation (`status` "fail") and the case goes on.
+`PresenceError` is recorded on the operation (`status` "fail") and the case goes on. "An
+exception" is any `BaseException` the adapter raises (SystemExit, KeyboardInterrupt,
+GeneratorExit, a CancelledError of its own): only a cancellation of the run itself propagates.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.state import CaseState
-from presence_conformance.harness.run.stops import Abort, summary
+from presence_conformance.harness.run.stops import Abort, adapter_raised, raised, summary
 from presence_conformance.reference_impl.model import Outcome as ModelOutcome
 
 __all__ = ["Call", "Calls", "Refusals", "Undo"]
@@ -133,8 +135,10 @@ class Calls:
                 "fail", process, f, {"code": jsonable(exc.code), "message": str(exc)}, step
             )
             return None
-        except Exception as exc:
-            op.status, op.error_message = "error", f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:
+            if not adapter_raised(exc):
+                raise  # the run itself is being cancelled
+            op.status, op.error_message = "error", raised(exc)
             op.done_index = history.record(
                 "fail", process, f, {"exception": op.error_message}, step
             )
@@ -153,8 +157,10 @@ class Calls:
         state: ClientState,
         f: str,
         factory: Callable[[AdapterPresence], Awaitable[Any]],
+        record: bool = True,
     ) -> Any:
-        """A repeated poll: not recorded unless it fails."""
+        """A repeated poll: not recorded unless it fails (`record` False: not even then; the
+        probe's status says so)."""
         timeout = self.case.op_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -166,13 +172,15 @@ class Calls:
             ) from None
         except PresenceError as exc:
             probe.status = "fail"
-            self.case.history.record("fail", state.spec.name, f, {"code": exc.code}, probe.index)
+            if record:
+                self.case.history.record(
+                    "fail", state.spec.name, f, {"code": exc.code}, probe.index
+                )
             return None
-        except Exception as exc:
-            raise Abort(
-                Outcome.ERROR,
-                f"{probe.step.label}: {f} raised {type(exc).__name__}: {exc}",
-            ) from exc
+        except BaseException as exc:
+            if not adapter_raised(exc):
+                raise
+            raise Abort(Outcome.ERROR, f"{probe.step.label}: {f} raised {raised(exc)}") from exc
 
     def read_items(
         self, result: Any, source: str, step: int | None, channel: str

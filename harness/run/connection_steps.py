@@ -24,7 +24,7 @@ from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.poll import poll_until
 from presence_conformance.harness.run.state import CaseState
-from presence_conformance.harness.run.stops import Abort, Stop
+from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, raised
 from presence_conformance.harness.scenario import Step
 from presence_conformance.reference_impl.model import Outcome as ModelOutcome
 from presence_conformance.reference_impl.model import PresenceModel
@@ -119,13 +119,12 @@ class ConnectionSteps:
             state.connected = True
             record.connects.append(ConnectRecord(spec.name, index, None, earlier, others, exc, hi))
             return
-        except Exception as exc:
-            history.record(
-                "fail", spec.name, "connect", {"exception": f"{type(exc).__name__}: {exc}"}, index
-            )
+        except BaseException as exc:
+            if not adapter_raised(exc):
+                raise
+            history.record("fail", spec.name, "connect", {"exception": raised(exc)}, index)
             raise Abort(
-                Outcome.ERROR,
-                f"{_where(step, spec.name)}: connect raised {type(exc).__name__}: {exc}",
+                Outcome.ERROR, f"{_where(step, spec.name)}: connect raised {raised(exc)}"
             ) from exc
         conn_id = getattr(conn, "id", None)
         hi = history.record("ok", spec.name, "connect", {"connection_id": jsonable(conn_id)}, index)
@@ -184,24 +183,21 @@ class ConnectionSteps:
                     Outcome.TIMEOUT,
                     f"{step.label}: {kind} did not complete within {timeout:g}s",
                 ) from None
-            except Exception as exc:
+            except BaseException as exc:
+                if not adapter_raised(exc):
+                    raise
                 history.record(
-                    "fail",
-                    state.spec.name,
-                    kind,
-                    {"exception": f"{type(exc).__name__}: {exc}"},
-                    step.index,
+                    "fail", state.spec.name, kind, {"exception": raised(exc)}, step.index
                 )
-                raise Abort(
-                    Outcome.ERROR, f"{step.label}: {kind} raised {type(exc).__name__}: {exc}"
-                ) from exc
+                raise Abort(Outcome.ERROR, f"{step.label}: {kind} raised {raised(exc)}") from exc
             op.status = "ok"
             history.record("ok", state.spec.name, kind, None, step.index)
         state.connected = False
         if kind == "drop":
+            case.timer_started(case.leave_grace)
             await self._settle_drop(step, state, cid, outcome)
         else:
-            await self.deliveries.wait(timeout)
+            await self.deliveries.wait(case.wait_budget)
 
     def _channels_of(self, events: list[PresenceMessage]) -> dict[str, str]:
         """Model event id -> channel, for events just appended to the channels' logs."""
@@ -246,12 +242,13 @@ class ConnectionSteps:
                             len(case.history.entries) - 1,
                         )
                     )
-        await self.deliveries.wait(case.leave_grace + case.op_timeout)
+        # the leaves come after the grace: no settling on quiesce() before they are due
+        await self.deliveries.wait(case.leave_grace + case.wait_budget, settle=False)
         unobserved = sorted(channels - observed)
         if not unobserved:
             return
         await asyncio.sleep(case.leave_grace)
-        deadline = case.deadline(case.op_timeout)
+        deadline = case.deadline(case.wait_budget)
         for channel in unobserved:
             observer = self._observer(channel, cid)
             if observer is not None and case.loop.time() < deadline:

@@ -38,6 +38,7 @@ class Deliveries:
         self.got: Counter[tuple[ListenerKey, str]] = Counter()
         self.waived: Counter[tuple[ListenerKey, str]] = Counter()
         self.unsatisfied: set[tuple[ListenerKey, str]] = set()
+        self.received_total = 0  # events received by every listener of the case
         self._by_op: dict[int, list[Expected]] = {}  # id(op) -> deliveries it added
 
     def expect(self, outcome: ModelOutcome, step: int | None, op: OpRecord | None = None) -> None:
@@ -105,6 +106,7 @@ class Deliveries:
             rec.received.append(seen)
             case.record.seen.append(seen)
             pair = (rec.key, seen.member_key)
+            self.received_total += 1
             self.got[pair] += 1
             if pair in self.unsatisfied and (
                 self.got[pair] + self.waived[pair] >= self.required[pair]
@@ -114,12 +116,22 @@ class Deliveries:
 
         return listener
 
-    async def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
-        """Wait until `done()` (re-checked after each event received), at most `timeout`."""
+    async def wait_until(
+        self, done: Callable[[], bool], timeout: float, settle: bool = True
+    ) -> bool:
+        """Wait until `done()` (re-checked after each event received), at most `timeout`.
+
+        With `settle` (and `RunSettings.settle`, and an adapter that can `quiesce()`), give up as
+        soon as two quiesced checks in a row found `done()` false with no event received between
+        them: everything the implementation produced has been delivered, and nothing more comes
+        (not for events that a timer produces later, such as a drop's leaves: `settle=False`)."""
         if done():
             return True
-        loop = self.case.loop
+        case = self.case
+        loop = case.loop
         deadline = loop.time() + timeout
+        settling = settle and case.settings.settle and case.can_quiesce is not False
+        quiet_mark: int | None = None  # events received when the last quiesced check failed
         while True:
             self.wakeup.clear()
             if done():
@@ -127,18 +139,34 @@ class Deliveries:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return done()
+            slice_ = min(remaining, case.settings.poll_interval) if settling else remaining
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(slice_):
                     await self.wakeup.wait()
+                continue
             except TimeoutError:
-                return done()
+                if done():
+                    return True
+            if not settling:
+                continue
+            mark = self.received_total
+            if not await case.settled():
+                settling = case.can_quiesce is not False  # else a timer is due: later
+                quiet_mark = None
+                continue
+            if done():
+                return True
+            if quiet_mark == mark == self.received_total:
+                return False
+            quiet_mark = mark if mark == self.received_total else None
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float, settle: bool = True) -> None:
         """Wait until every listener has received what the model requires of it; after
-        `timeout`, waive what is missing and note it in the history."""
+        `timeout` (or once the implementation is settled: `wait_until`), waive what is missing
+        and note it in the history."""
         if not self.unsatisfied:
             return
-        if await self.wait_until(lambda: not self.unsatisfied, timeout):
+        if await self.wait_until(lambda: not self.unsatisfied, timeout, settle):
             return
         missing = []
         for pair in sorted(self.unsatisfied):

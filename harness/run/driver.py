@@ -19,7 +19,7 @@ Operation timeouts and adapter exceptions other than `PresenceError` stop the ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.record.history import History
@@ -36,13 +36,14 @@ from presence_conformance.harness.run.listener_steps import ListenerSteps
 from presence_conformance.harness.run.member_steps import MemberSteps
 from presence_conformance.harness.run.settings import RunSettings
 from presence_conformance.harness.run.state import CaseState
-from presence_conformance.harness.run.stops import Abort, Stop
+from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, raised
 from presence_conformance.harness.run.sync_steps import SyncSteps
 from presence_conformance.harness.scenario import Scenario, Step
 
 __all__ = ["Abort", "CaseDriver", "ClientState", "Stop"]
 
 Plan = Callable[[OpRecord, ClientState], Call]  # model first; returns the adapter call
+_ATTACHING = frozenset({"enter", "update", "leave", "get", "subscribe"})  # attach implicitly
 
 
 class CaseDriver:
@@ -121,11 +122,12 @@ class CaseDriver:
         async def close(state: ClientState) -> None:
             assert state.conn is not None
             try:
-                await asyncio.wait_for(state.conn.close(), case.settings.close_timeout)
-            except Exception as exc:  # the case is over: keep a note only
-                case.history.record(
-                    "info", state.spec.name, "close", {"error": f"{type(exc).__name__}: {exc}"}
-                )
+                async with asyncio.timeout(case.settings.close_timeout):
+                    await state.conn.close()
+            except BaseException as exc:  # the case is over: keep a note only
+                if not adapter_raised(exc):
+                    raise
+                case.history.record("info", state.spec.name, "close", {"error": raised(exc)})
             state.connected = False
 
         await asyncio.gather(*(close(c) for c in conns))
@@ -137,11 +139,13 @@ class CaseDriver:
         if run is not None:
             await run(step)
             return
+        await self._before_attach([step])
         op, call = self._plan(step)
         await call()
         await self._after_ops([op])
 
     async def _run_block(self, block: Step) -> None:
+        await self._before_attach(block.steps)
         planned = [self._plan(step) for step in block.steps]
         results = await asyncio.gather(*(call() for _, call in planned), return_exceptions=True)
         for result in results:
@@ -149,13 +153,27 @@ class CaseDriver:
                 raise result
         await self._after_ops([op for op, _ in planned])
 
+    async def _before_attach(self, steps: Sequence[Step]) -> None:
+        """Before steps that attach a channel for a connection (implicitly): let what earlier
+        steps did on that channel reach a connection already attached (`before_attach`)."""
+        case = self.case
+        done: set[str] = set()
+        for step in steps:
+            if step.kind not in _ATTACHING or step.channel is None or step.channel in done:
+                continue
+            state = case.client(step)
+            if state.refused is not None or case.model.is_attached(state.cid, step.channel):
+                continue
+            done.add(step.channel)
+            await self.members.before_attach(state, step.channel, step)
+
     async def _after_ops(self, ops: list[OpRecord]) -> None:
         for op in ops:
             if op.fresh_attach and (
                 op.status == "ok" or (op.status == "fail" and op.model_error is not None)
             ):
                 await self.sync.wait_sync(op)
-        await self.deliveries.wait(self.case.op_timeout)
+        await self.deliveries.wait(self.case.wait_budget)
 
     def _plan(self, step: Step) -> tuple[OpRecord, Call]:
         state = self.case.client(step)
@@ -177,14 +195,8 @@ class CaseDriver:
 
     async def _finish(self) -> None:
         case = self.case
-        await self.deliveries.wait(case.op_timeout)
-        quiet = False
-        try:
-            async with asyncio.timeout(case.op_timeout):
-                quiet = bool(await case.adapter.quiesce())
-        except Exception:  # an adapter that cannot quiesce gets the quiet period
-            quiet = False
-        if not quiet:
+        await self.deliveries.wait(case.wait_budget)
+        if not await case.quiesce():
             period = (
                 case.settings.quiet_period
                 if case.settings.quiet_period is not None

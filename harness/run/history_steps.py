@@ -2,7 +2,7 @@
 
 Before a history step the driver reads the implementation's whole history of the channel
 (forwards, no bounds, limit 1000, every page), polling until it holds the model's log (bounded by
-the operation timeout); `{at: STEP_ID, offset: N}` bounds resolve against it. Then it runs the
+the wait budget, and ended early once a read after a quiesce repeats unchanged); `{at: STEP_ID, offset: N}` bounds resolve against it. Then it runs the
 step's query, following the pages with `pages: all`.
 """
 
@@ -26,7 +26,7 @@ from presence_conformance.harness.run.calls import Call, Calls
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.poll import poll_until
 from presence_conformance.harness.run.state import CaseState, channel_of
-from presence_conformance.harness.run.stops import Abort, items_json
+from presence_conformance.harness.run.stops import Abort, adapter_raised, items_json, raised
 from presence_conformance.reference_impl.model import validate_history_params
 
 __all__ = ["CANONICAL_LIMIT", "MAX_PAGES", "HistorySteps"]
@@ -156,9 +156,11 @@ class HistorySteps:
                 rec.malformed = malformed if items is not None else jsonable(page)
             try:
                 has_next = bool(page.has_next())
-            except Exception as exc:
+            except BaseException as exc:
+                if not adapter_raised(exc):
+                    raise
                 raise Abort(
-                    Outcome.ERROR, f"{op.step.label}: has_next() raised {type(exc).__name__}: {exc}"
+                    Outcome.ERROR, f"{op.step.label}: has_next() raised {raised(exc)}"
                 ) from exc
             entry = self.case.history.record(
                 "ok",
@@ -218,7 +220,13 @@ class HistorySteps:
             rec.history_index = probe.done_index
             return history_consistent(rec.expected, case.record.origins, rec.observed)
 
-        await poll_until(attempt, case.deadline(case.op_timeout), case.settings.poll_interval)
+        await poll_until(
+            attempt,
+            case.deadline(case.wait_budget),
+            case.settings.poll_interval,
+            case.settled,
+            lambda: [s.json for s in rec.observed or ()],
+        )
         return rec
 
     def _stamp_of(self, step_id: str, canonical: CanonicalRecord | None) -> int | None:

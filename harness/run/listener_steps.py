@@ -132,7 +132,7 @@ class ListenerSteps:
         records = [r for r in case.record.listeners.values() if r.name == name]
         wanted = len(step.args["events"])
         await self.deliveries.wait_until(
-            lambda: sum(len(r.received) for r in records) >= wanted, case.op_timeout
+            lambda: sum(len(r.received) for r in records) >= wanted, case.wait_budget
         )
         observed = [s for r in records for s in r.received]
         expected = []

@@ -2,7 +2,8 @@
 convergence read.
 
 The model goes first (its error, its events, who must receive them); then the adapter call. A
-`get` on an attached channel is repeated (bounded) until it returns the model's members.
+`get` on an attached channel is repeated (bounded by the wait budget, and ended early once a read
+after a quiesce repeats unchanged) until it returns the model's members.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from typing import Any
 
 from presence_conformance.harness.adapter import AdapterPresence, PresenceError
 from presence_conformance.harness.record.matching import members_equal
-from presence_conformance.harness.record.records import EventOrigin, GetRecord, OpRecord, jsonable
+from presence_conformance.harness.record.records import (
+    EventOrigin,
+    GetRecord,
+    OpRecord,
+    Seen,
+    jsonable,
+)
 from presence_conformance.harness.run.calls import Call, Calls, Refusals
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
@@ -198,11 +205,81 @@ class MemberSteps:
             )
             return not poll or members_equal(rec.expected, rec.observed)
 
-        deadline = self.case.deadline(self.case.op_timeout)
-        await poll_until(attempt, deadline, self.case.settings.poll_interval)
+        case = self.case
+        await poll_until(
+            attempt,
+            case.deadline(case.wait_budget),
+            case.settings.poll_interval,
+            case.settled,
+            lambda: items_json(rec.observed, rec.malformed),
+        )
         if op.status != "ok":
             return
         self.calls.keep(rec.observed)
+
+    async def before_attach(self, newcomer: ClientState, channel: str, step: Step) -> None:
+        """Before `newcomer` attaches `channel`: wait (bounded) until a connection already
+        attached there shows the model's members in its get(). An operation whose call returned
+        was accepted by the server, but the protocol does not promise that it is already in the
+        presence set the server syncs to a connection attaching next (RTN7a, RTP1, RTP18); once
+        another connection has received it, the server has broadcast it. Not judged: the read
+        is a probe, noted in the history only. Without such a connection there is nothing to
+        wait for (see docs/scenarios.md, "Timing of a new attach")."""
+        case, model = self.case, self.case.model
+        expected = model.get(channel)
+        for observer in case.clients.values():
+            if (
+                observer is newcomer
+                or not observer.connected
+                or observer.refused is not None
+                or observer.conn is None
+                or not model.is_attached(observer.cid, channel)
+            ):
+                continue
+            if await self._observer_shows(observer, channel, expected, step):
+                return
+
+    async def _observer_shows(
+        self, observer: ClientState, channel: str, expected: list[PresenceMessage], step: Step
+    ) -> bool:
+        """Poll `observer`'s get() until it holds `expected` (bounded); False if it may not
+        read the channel (refused), so that another observer is tried."""
+        case = self.case
+        probe = OpRecord(step, observer.spec.name, channel, observer.connection_id)
+        polls = 0
+        observed: list[Seen] | None = None
+
+        async def attempt() -> bool:
+            nonlocal polls, observed
+            polls += 1
+            result = await self.calls.quiet_call(
+                probe, observer, "get (before an attach)", lambda p: p.get(), record=False
+            )
+            if probe.status == "fail" or not isinstance(result, list | tuple):
+                return True
+            observed = [Seen.read(m, "get", 0, None, channel) for m in result]
+            return members_equal(expected, observed)
+
+        converged = await poll_until(
+            attempt,
+            case.deadline(case.wait_budget),
+            case.settings.poll_interval,
+            case.settled,
+            lambda: None if observed is None else items_json(observed, None),
+        )
+        case.history.record(
+            "info",
+            "runner",
+            "settle before attach",
+            {
+                "channel": channel,
+                "observer": observer.spec.name,
+                "polls": polls,
+                "converged": converged and probe.status != "fail",
+            },
+            step.index,
+        )
+        return probe.status != "fail"
 
     async def converge(self) -> None:
         """At the end of the case: every connected client reads the members of each channel it

@@ -96,7 +96,8 @@ async def run_scenario(
 
 async def _close(driver: CaseDriver) -> None:
     try:
-        await asyncio.wait_for(driver.close_all(), driver.settings.close_timeout + 1.0)
+        async with asyncio.timeout(driver.settings.close_timeout + 1.0):
+            await driver.close_all()
     except (TimeoutError, Exception):  # closing is best effort: the case has been recorded
         pass
 

@@ -11,9 +11,16 @@ __all__ = ["RunSettings"]
 class RunSettings:
     """How the runner waits.
 
-    - `op_timeout`: seconds one adapter call may take, and the bound of every model-driven wait
-      (events a listener must receive, `sync_complete()` after an attach, a `get` or history
-      converging);
+    - `op_timeout`: seconds one adapter call may take (an operation, connect, close, drop, one
+      read);
+    - `wait_timeout`: seconds the runner waits for what it only observes: the events a listener
+      must receive, `sync_complete()` turning true after an attach, a `get` or the canonical
+      history converging, the end-of-case reads (a dropped connection's leaves get the leave
+      grace on top). Never more than `op_timeout`; None: `op_timeout` (the budgets of harness
+      0.1, which made a broken implementation wait `op_timeout` once per read);
+    - `settle`: where the adapter can `quiesce()`, stop waiting as soon as nothing more can come:
+      an event wait once nothing arrived between two quiesced checks, a read once it repeats
+      unchanged after a quiesce;
     - `quiet_period`: seconds to watch for extra events at the end of a case when the adapter
       cannot `quiesce()` (None: the adapter's `quiet_period`);
     - `leave_grace`: seconds a dropped connection's members may stay (None: the adapter's);
@@ -26,6 +33,8 @@ class RunSettings:
     """
 
     op_timeout: float = 5.0
+    wait_timeout: float | None = 1.0
+    settle: bool = True
     quiet_period: float | None = None
     leave_grace: float | None = None
     sync_wait: bool = True
@@ -33,3 +42,16 @@ class RunSettings:
     close_timeout: float = 2.0
     channel_prefix: str | None = None
     keep_history: bool = True
+
+    @property
+    def wait_budget(self) -> float:
+        """Seconds for one wait of the runner (events, convergence, end-of-case reads)."""
+        if self.wait_timeout is None:
+            return self.op_timeout
+        return min(self.wait_timeout, self.op_timeout)
+
+    @classmethod
+    def legacy_budgets(cls, **kwargs: object) -> RunSettings:
+        """Settings that wait as harness 0.1 did: every wait bounded by `op_timeout` alone, no
+        settling on `quiesce()` (for comparisons: bench/bench_verdict.py)."""
+        return cls(wait_timeout=None, settle=False, **kwargs)  # type: ignore[arg-type]

@@ -12,8 +12,10 @@ import threading
 from presence_conformance.harness.adapter import Adapter, AdapterPresence
 from presence_conformance.harness.record.history import History
 from presence_conformance.harness.record.records import CaseRecord
+from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.settings import RunSettings
+from presence_conformance.harness.run.stops import Abort, adapter_raised, raised
 from presence_conformance.harness.scenario import Scenario, Step
 from presence_conformance.reference_impl.model import PresenceModel
 
@@ -43,6 +45,11 @@ class CaseState:
         self.clients = {name: ClientState(spec) for name, spec in scenario.clients.items()}
         self.record.client_ids = {n: s.client_id for n, s in scenario.clients.items()}
         self.op_timeout = settings.op_timeout
+        self.wait_budget = settings.wait_budget
+        self.can_quiesce: bool | None = None  # unknown until the adapter's quiesce() answers
+        # loop time until which timers may still produce events (a drop's leaves, after the
+        # grace): quiesce() only covers events already produced, so no settling before then
+        self.timers_due = 0.0
         grace = settings.leave_grace if settings.leave_grace is not None else adapter.leave_grace
         self.leave_grace = float(grace or 0.0)
         self.recording = True  # listener callbacks record events until the case is over
@@ -58,6 +65,41 @@ class CaseState:
         """The adapter's presence object of `state`'s connection on the logical `channel`."""
         assert state.conn is not None
         return state.conn.channel(self.record.channels[channel]).presence
+
+    async def quiesce(self) -> bool:
+        """The adapter's `quiesce()` under the operation timeout: True once every event the
+        implementation produced so far has reached its listeners. False when the adapter cannot
+        tell (then it is not asked again in this case) or raised an `Exception`; any other
+        exception it raises stops the case (`Abort`)."""
+        if self.can_quiesce is False:
+            return False
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                quiet = bool(await self.adapter.quiesce())
+        except Exception:  # an adapter that cannot quiesce is watched for its quiet period
+            quiet = False
+        except BaseException as exc:
+            if not adapter_raised(exc):
+                raise
+            raise Abort(Outcome.ERROR, f"quiesce raised {raised(exc)}") from exc
+        if quiet:
+            self.can_quiesce = True
+        elif self.can_quiesce is None:
+            self.can_quiesce = False
+        return quiet
+
+    async def settled(self) -> bool:
+        """`quiesce()` when the settings allow settling on it (`RunSettings.settle`) and no
+        timer of the implementation may still produce events (`timers_due`)."""
+        if not self.settings.settle or self.loop.time() < self.timers_due:
+            return False
+        return await self.quiesce()
+
+    def timer_started(self, seconds: float) -> None:
+        """The implementation started a timer that produces events after `seconds` (a drop's
+        grace period): no settling until then, with a margin for the timer's own lateness."""
+        due = self.loop.time() + seconds * 1.1 + 0.05
+        self.timers_due = max(self.timers_due, due)
 
     def deadline(self, timeout: float) -> float:
         """The loop time `timeout` seconds from now."""

@@ -3,12 +3,13 @@ forms of results recorded in the history."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from presence_conformance.harness.record.records import Seen, jsonable
 from presence_conformance.harness.results import CaseResult, Outcome
 
-__all__ = ["Abort", "HarnessError", "Stop", "items_json", "summary"]
+__all__ = ["Abort", "HarnessError", "Stop", "adapter_raised", "items_json", "raised", "summary"]
 
 
 class Abort(Exception):
@@ -31,6 +32,24 @@ class HarnessError(Exception):
     def __init__(self, message: str, case: CaseResult | None = None) -> None:
         super().__init__(message)
         self.case = case
+
+
+def adapter_raised(exc: BaseException) -> bool:
+    """True if `exc`, caught while awaiting an adapter call, is the adapter's doing: every
+    exception (SystemExit, KeyboardInterrupt, GeneratorExit included) except a cancellation of
+    the running task itself (the run being cancelled from outside, which must propagate). The
+    runner's own timeouts never reach here as CancelledError: `asyncio.timeout` turns them into
+    TimeoutError."""
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() == 0
+    return True
+
+
+def raised(exc: BaseException) -> str:
+    """`exc` named for a message: its type, then its text if it has one."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def summary(result: Any) -> Any:

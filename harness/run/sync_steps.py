@@ -74,7 +74,13 @@ class SyncSteps:
                 )
             return value is True or probe.status != "ok"
 
-        await poll_until(attempt, case.deadline(case.op_timeout), case.settings.poll_interval)
+        await poll_until(
+            attempt,
+            case.deadline(case.wait_budget),
+            case.settings.poll_interval,
+            case.settled,
+            lambda: jsonable(value),
+        )
         index = case.history.record(
             "info",
             state.spec.name,
