@@ -39,7 +39,7 @@ from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.record.bounds import bounded_text
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 from presence_conformance.harness.run.replay import replay_command
-from presence_conformance.harness.run.stops import HarnessError
+from presence_conformance.harness.run.stops import BASE_EXCEPTION_NOTE, HarnessError
 from presence_conformance.harness.version import harness_version
 from presence_conformance.scenarios import scenarios_root
 
@@ -87,10 +87,7 @@ class AdapterEscape(Exception):
 
 def _escape_message(exc: BaseException) -> str:
     """How a case's error names a `BaseException` raised by adapter code."""
-    return (
-        f"the adapter raised {type(exc).__name__}({_exc_args(exc)}), a BaseException an "
-        "adapter must not raise; it ends this case only (docs/adapters.md)"
-    )
+    return f"the adapter raised {type(exc).__name__}({_exc_args(exc)}), {BASE_EXCEPTION_NOTE}"
 
 
 def _exc_args(exc: BaseException) -> str:

@@ -144,7 +144,7 @@ class Calls:
             )
             raise Abort(
                 Outcome.ERROR,
-                f"{op.step.label}: the adapter raised {type(exc).__name__} in {f}: {exc}",
+                f"{op.step.label}: the adapter raised {raised(exc)} in {f}",
             ) from exc
         op.status = "ok"
         if record:

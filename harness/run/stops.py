@@ -46,10 +46,18 @@ def adapter_raised(exc: BaseException) -> bool:
     return True
 
 
+BASE_EXCEPTION_NOTE = (
+    "a BaseException an adapter must not raise; it ends this case only (docs/adapters.md)"
+)
+
+
 def raised(exc: BaseException) -> str:
-    """`exc` named for a message: its type, then its text if it has one."""
+    """`exc` named for a message: its type, then its text if it has one; a BaseException that
+    is not an Exception (SystemExit, KeyboardInterrupt, GeneratorExit, CancelledError) says what
+    it did."""
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    named = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return named if isinstance(exc, Exception) else f"{named} ({BASE_EXCEPTION_NOTE})"
 
 
 def summary(result: Any) -> Any:
