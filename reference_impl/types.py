@@ -161,6 +161,14 @@ class PresenceMessage:
     def member_key(self) -> str:
         return member_key(self.connection_id, self.client_id)
 
+    @property
+    def model_id(self) -> str:
+        """The id of an event the reference model made, which always has one (only a leave a
+        client synthesizes itself has none, RTP19); raises ValueError on such a leave."""
+        if self.id is None:
+            raise ValueError(f"{self!r} has no id: only the reference model's events always do")
+        return self.id
+
     def with_action(self, action: Action) -> PresenceMessage:
         return replace(self, action=action)
 

@@ -69,7 +69,7 @@ def delivered_ids(ctx: CheckContext) -> set[tuple[str, str]]:
             conn = analysis.listener.connection_id
             a = analysis.alignment
             for slot in [m[1] for m in a.matched] + [m[1] for m in a.late] + [n[1] for n in a.near]:
-                out.add((slot.event.id, conn))
+                out.add((slot.event.model_id, conn))
         return out
 
     return ctx.cached("delivered_ids", compute)
@@ -165,7 +165,7 @@ def model_matches(
     """Model events of `seen`'s channel that `seen` shows (for a present: the member states)."""
     out = []
     for event in channel_events(ctx, seen.channel):
-        origin = ctx.record.origins.get(event.id)
+        origin = ctx.record.origins.get(event.model_id)
         if seen.action == "present":
             if (
                 event.action is not Action.LEAVE
@@ -296,7 +296,7 @@ def causal_ops(ctx: CheckContext) -> dict[str, OpRecord]:
 
     def compute() -> dict[str, OpRecord]:
         return {
-            event.id: op
+            event.model_id: op
             for op in ctx.record.ops
             if op.kind in ("enter", "update", "leave")
             and op.status == "ok"
@@ -330,7 +330,7 @@ def canonical_events(ctx: CheckContext, rec: CanonicalRecord) -> dict[int, str]:
         for canonical, alignment in canonical_alignments(ctx):
             if canonical is rec:
                 pairs = [(s, slot) for s, slot, _ in alignment.matched] + alignment.late
-                return {id(s): slot.event.id for s, slot in pairs}
+                return {id(s): slot.event.model_id for s, slot in pairs}
         return {}
 
     return ctx.cached(f"canonical_events:{id(rec)}", compute)

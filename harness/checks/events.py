@@ -162,7 +162,7 @@ def open_behaviours(ctx: CheckContext) -> Iterator[Violation]:
                 and len(accepted_actions(slot.event, slot.origin)) == 1
                 and (slot.event.id, "rtp7b") not in noted
             ):
-                noted.add((slot.event.id, "rtp7b"))
+                noted.add((slot.event.model_id, "rtp7b"))
                 yield ctx.violation(
                     "unsubscribe.all-actions-listener-with-action",
                     f"after unsubscribe(action, listener) on listener {analysis.listener.name!r} "
@@ -176,7 +176,7 @@ def open_behaviours(ctx: CheckContext) -> Iterator[Violation]:
         matches.extend(alignment.matched)
     for seen, slot, devs in matches:
         for requirement in devs:
-            key = (slot.event.id, requirement)  # once per event, however many saw it
+            key = (slot.event.model_id, requirement)  # once per event, however many saw it
             if key in noted:
                 continue
             noted.add(key)

@@ -32,7 +32,7 @@ def _member_events(ctx: CheckContext, rec: GetRecord, member_key: str) -> list[P
     step = rec.step
     out = []
     for event in channel_events(ctx, rec.channel):
-        origin = ctx.record.origins.get(event.id)
+        origin = ctx.record.origins.get(event.model_id)
         if (
             step is not None
             and origin is not None
@@ -70,7 +70,7 @@ def _missing_requirement(
     life: list[PresenceMessage] = []
     for event in _member_events(ctx, rec, member.member_key):
         life = [] if event.action is Action.LEAVE else [*life, event]
-    first = ctx.record.origins.get(life[0].id) if life else None
+    first = ctx.record.origins.get(life[0].model_id) if life else None
     if first is not None and first.kind == "update":
         return "update.when-not-present-enters"
     return "enter.adds-member"
@@ -87,7 +87,7 @@ def _extra_requirement(ctx: CheckContext, rec: GetRecord, seen: Seen) -> str:
         return "order.channel-isolation"
     events = _member_events(ctx, rec, seen.member_key)
     if events and events[-1].action is Action.LEAVE:
-        origin = ctx.record.origins.get(events[-1].id)
+        origin = ctx.record.origins.get(events[-1].model_id)
         kind = origin.kind if origin else "leave"
         return {"drop": "disconnect.leave-synthesized", "close": "disconnect.close-leaves"}.get(
             kind, "leave.removes-member"

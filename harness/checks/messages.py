@@ -169,7 +169,7 @@ def message_ids_unique(ctx: CheckContext) -> Iterator[Violation]:
         if not isinstance(seen.id, str) or not seen.id:
             continue
         key = (seen.channel, seen.id)
-        first = owners.setdefault(key, (event.id, seen))
+        first = owners.setdefault(key, (event.model_id, seen))
         if first[0] != event.id:
             yield ctx.violation(
                 "message.id",
@@ -196,7 +196,7 @@ def message_id_format(ctx: CheckContext) -> Iterator[Violation]:
         kind = origin.kind if origin else ""
         if kind == "drop":
             if seen.id.startswith(seen.connection_id):
-                reported.add(event.id)
+                reported.add(event.model_id)
                 yield ctx.violation(
                     "disconnect.synthesized-leave-id",
                     f"the leave synthesized for {seen.client_id!r} after its "
@@ -209,7 +209,7 @@ def message_id_format(ctx: CheckContext) -> Iterator[Violation]:
         elif kind in ("enter", "update", "leave"):
             pattern = re.escape(seen.connection_id) + r":\d+:\d+"
             if not re.fullmatch(pattern, seen.id):
-                reported.add(event.id)
+                reported.add(event.model_id)
                 yield ctx.violation(
                     "message.id-format",
                     f"the {seen.action} of {seen.client_id!r} has id {seen.id!r}, "
@@ -309,12 +309,12 @@ def data_round_trip(ctx: CheckContext) -> Iterator[Violation]:
     for rec in ctx.record.gets:
         if rec.kind == "step" and rec.wait_for_sync is not False:
             for seen, member in _get_pairs(rec):
-                origin = ctx.record.origins.get(member.id)
+                origin = ctx.record.origins.get(member.model_id)
                 pairs.append((seen, member, origin))
     reported: set[tuple[str, str]] = set()
     for seen, event, origin in pairs:
         requirement = data_requirement(ctx, seen, event, origin)
-        key = (event.id, seen.source + repr(seen.data))
+        key = (event.model_id, seen.source + repr(seen.data))
         if key in reported:
             continue
         reported.add(key)

@@ -93,7 +93,7 @@ class IdsNotUnique(MutantAdapter):
     connection has the id `connectionId:0:0`."""
 
     def mangle(self, message: PresenceMessage, presence: MutantPresence) -> list[PresenceMessage]:
-        if message.action is not Action.PRESENT and message.id.startswith(
+        if message.action is not Action.PRESENT and message.model_id.startswith(
             message.connection_id + ":"
         ):
             return [dataclasses.replace(message, id=f"{message.connection_id}:0:0")]

@@ -233,7 +233,7 @@ class LeaveWithoutDataDropsData(MutantAdapter):
             if data is None:
                 for event in model.history_all(self.channel_name)[before:]:
                     if event.action is Action.LEAVE:
-                        cast("LeaveWithoutDataDropsData", self.adapter).nulled.add(event.id)
+                        cast("LeaveWithoutDataDropsData", self.adapter).nulled.add(event.model_id)
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)

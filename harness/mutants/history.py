@@ -132,7 +132,7 @@ class HistoryNoSynthesizedLeave(MutantAdapter):
     def on_history(
         self, message: PresenceMessage, presence: MutantPresence
     ) -> list[PresenceMessage]:
-        synthesized = message.action is Action.LEAVE and not message.id.startswith(
+        synthesized = message.action is Action.LEAVE and not message.model_id.startswith(
             message.connection_id + ":"
         )
         return [] if synthesized else [message]

@@ -290,7 +290,7 @@ def members_equal(expected: list[PresenceMessage], observed: list[Seen] | None) 
 
 def event_slots(events: Iterable[PresenceMessage], origins: dict[str, EventOrigin]) -> list[Slot]:
     """One slot per model event (history, where every event appears exactly once)."""
-    return [Slot(e, origins.get(e.id)) for e in events]
+    return [Slot(e, origins.get(e.model_id)) for e in events]
 
 
 def history_consistent(

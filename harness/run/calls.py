@@ -46,11 +46,11 @@ class Refusals:
         that one refusal is reported once (unexpected_errors) and does not cascade. The events
         involved are voided: no check expects them anywhere."""
         undo = self._undo.pop(id(op), None)
-        void = {e.id for e in op.events}
+        void = {e.model_id for e in op.events}
         if undo is not None:
             compensation = undo()
             if compensation is not None:
-                void.update(e.id for e in compensation.events)
+                void.update(e.model_id for e in compensation.events)
         self.case.record.void.update(void)
         self.deliveries.withdraw(op, void)
 

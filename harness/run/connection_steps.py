@@ -163,12 +163,12 @@ class ConnectionSteps:
         else:
             model.drop_connection(cid)
             outcome = model.expire_connection(cid)
-            record.synthesized.update(e.id for e in outcome.events)
+            record.synthesized.update(e.model_id for e in outcome.events)
         op.events = list(outcome.events)
         channel_of = self._channels_of(outcome.events)
         for event in outcome.events:
-            record.origins[event.id] = EventOrigin(
-                kind, step.index, channel_of[event.id], True, False
+            record.origins[event.model_id] = EventOrigin(
+                kind, step.index, channel_of[event.model_id], True, False
             )
         self.deliveries.expect(outcome, step.index)
         if state.refused is None:
@@ -206,7 +206,7 @@ class ConnectionSteps:
             return out
         for channel in self.case.scenario.channels:
             for event in self.case.model.history_all(channel)[-len(events) :]:
-                out[event.id] = channel
+                out[event.model_id] = channel
         return out
 
     def _observer(self, channel: str, exclude: str) -> ClientState | None:
@@ -226,7 +226,7 @@ class ConnectionSteps:
         """Wait for a drop's synthesized leaves: by listener where someone listens, else by
         watching get() from another attached connection, else by waiting the grace period."""
         case = self.case
-        channels = {case.record.origins[e.id].channel for e in outcome.events}
+        channels = {case.record.origins[e.model_id].channel for e in outcome.events}
         observed = {d.channel for d in outcome.deliveries if d.min_count}
         if case.leave_grace > 0:
             for channel in sorted(channels):

@@ -50,7 +50,7 @@ class Deliveries:
             if event.action is Action.PRESENT:
                 origin = EventOrigin("present", step, delivery.channel)
             else:
-                origin = record.origins.get(event.id) or EventOrigin(
+                origin = record.origins.get(event.model_id) or EventOrigin(
                     event.action.value, step, delivery.channel
                 )
             key = (delivery.connection_id, delivery.listener)

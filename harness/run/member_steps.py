@@ -85,7 +85,7 @@ class MemberSteps:
             op.events = list(outcome.events)
             origin = EventOrigin(kind, step.index, channel, was_present, data is not None)
             for event in outcome.events:
-                record.origins[event.id] = origin
+                record.origins[event.model_id] = origin
             alternative = (
                 _ALTERNATIVE[kind]
                 if (kind in _ALTERNATIVE and was_present == (kind == "enter"))
