@@ -16,7 +16,14 @@ alone finds each one.
 
 from __future__ import annotations
 
-from presence_conformance.harness.mutants import connections, data, events, history, members  # noqa: F401 (registers)
+from presence_conformance.harness.mutants import (  # noqa: F401 (registers)
+    connections,
+    data,
+    events,
+    history,
+    members,
+    varied,
+)
 from presence_conformance.harness.mutants.base import (
     REGISTRY,
     MutantAdapter,
