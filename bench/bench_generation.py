@@ -15,9 +15,14 @@ Part 2, against `reference`: generated programs of exactly 20 steps per second, 
 beside it the same work split into its parts, each measured alone: drawing programs, loading
 them, running them (driver and checks).
 
+Part 2 also measures the validator of generated documents: end to end with the compiled
+validator (fastjsonschema, what generation uses) and with jsonschema alone (before it), and the
+schema pass alone per program with each.
+
 The summary line sets the measurements beside the targets: every mutant detected; median time
-to detect < 5 s; shrunk program <= 8 steps for >= 90% of mutants; >= 50 programs/s. Nothing is
-asserted: this prints ratios and measurements only.
+to detect < 5 s; shrunk program <= 8 steps for >= 90% of mutants; >= 80 programs/s; >= 90% of
+all mutants, old and new (marked `(new)`), caught by generation alone. Nothing is asserted: this
+prints ratios and measurements only.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from presence_conformance.harness.generation import (
     run_generation,
 )
 from presence_conformance.harness.mutant_detection import ADAPTER_OPTIONS, detect
-from presence_conformance.harness.mutants import MUTANTS
+from presence_conformance.harness.mutants import MUTANTS, REGISTRY
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import scenario_from_dict
 from presence_conformance.harness.session import ConformanceSession
@@ -53,7 +58,8 @@ from presence_conformance.harness.session import ConformanceSession
 TARGET_MEDIAN_SECONDS = 5.0
 TARGET_SHORT_STEPS = 8
 TARGET_SHORT_SHARE = 0.9
-TARGET_PROGRAMS_PER_SECOND = 50.0
+TARGET_PROGRAMS_PER_SECOND = 80.0
+TARGET_GENERATION_SHARE = 0.9  # of all mutants, old and new, found by generation alone
 
 
 def _settings(op_timeout: float) -> RunSettings:
@@ -61,11 +67,16 @@ def _settings(op_timeout: float) -> RunSettings:
 
 
 def bench_mutants(
-    names: list[str], budget: int, seed: int, op_timeout: float, out_dir: Path
+    names: list[str],
+    budget: int,
+    seed: int,
+    op_timeout: float,
+    out_dir: Path,
+    shrink: bool = True,
 ) -> list[dict[str, Any]]:
     rows = []
     header = (
-        f"{'mutant':<36}{'found':>6}{'programs':>9}{'detect s':>9}{'first':>6}"
+        f"{'mutant':<44}{'found':>6}{'programs':>9}{'detect s':>9}{'first':>6}"
         f"{'shrunk':>7}{'shrink s':>9}{'replay':>7}  requirements"
     )
     print(header)
@@ -76,9 +87,9 @@ def bench_mutants(
             (),
             profile="dev",
             examples=budget,
-            shrink=True,
+            shrink=shrink,
             seed=seed,
-            failures_dir=out_dir / name,
+            failures_dir=out_dir / name if shrink else None,
             settings=_settings(op_timeout),
         )
         gen = found.generation
@@ -104,7 +115,8 @@ def bench_mutants(
 
         replay = {True: "same", False: "DIFF", None: "-"}[row["replayed"]]
         print(
-            f"{name:<36}{'yes' if row['detected'] else 'NO':>6}"
+            f"{name + (' (new)' if name in NEW_MUTANTS else ''):<44}"
+            f"{'yes' if row['detected'] else 'NO':>6}"
             f"{cell(row['programs'], 'd'):>9}{cell(row['seconds'], '.2f'):>9}"
             f"{cell(row['first_steps'], 'd'):>6}{cell(row['steps'], 'd'):>7}"
             f"{cell(row['shrink_seconds'], '.1f'):>9}{replay:>7}  "
@@ -114,9 +126,81 @@ def bench_mutants(
     return rows
 
 
+NEW_MUTANTS = frozenset(
+    name for name, cls in REGISTRY.items() if cls.__module__.endswith(".mutants.varied")
+)
+"""The mutants of varied-data bugs (ids, filters across members, timestamps, data edges),
+marked `(new)` in the table."""
+
 THROUGHPUT_OPTIONS = {"leave_grace": "0.001"}
 """The reference for the throughput: a dropped connection's members leave after 1 ms, so a drop
 costs the harness's own work, not a grace period (the default 0.2 s would dominate)."""
+
+
+def _generation_per_second(examples: int, op_timeout: float) -> tuple[int, float]:
+    """(programs, seconds) of one end-to-end generation run of 20-step programs."""
+    options = GenerationOptions(
+        profile="dev",
+        examples=examples,
+        seed=1,
+        min_steps=20,
+        max_steps=20,
+        use_database=False,
+        failures_dir=None,
+    )
+    session = ConformanceSession(
+        ReferenceAdapter(dict(THROUGHPUT_OPTIONS)),
+        "reference",
+        options=dict(THROUGHPUT_OPTIONS),
+        settings=_settings(op_timeout),
+    )
+    started = time.perf_counter()
+    result = run_generation(session, options)
+    elapsed = time.perf_counter() - started
+    session.stop()
+    return result.programs, elapsed
+
+
+def bench_validators(examples: int, op_timeout: float) -> dict[str, float]:
+    """Programs/s end to end with the compiled validator (what generation uses) and with
+    jsonschema alone (before it: the compiled one switched off), and the schema pass alone per
+    program with each."""
+    from presence_conformance.harness.scenario import rules
+
+    out: dict[str, float] = {}
+    programs_run, elapsed = _generation_per_second(examples, op_timeout)
+    out["compiled"] = programs_run / elapsed
+    original = rules.valid_compiled
+    rules.valid_compiled = lambda obj: False  # type: ignore[assignment] # every document to jsonschema
+    try:
+        programs_run, elapsed = _generation_per_second(examples, op_timeout)
+    finally:
+        rules.valid_compiled = original  # type: ignore[assignment]
+    out["jsonschema"] = programs_run / elapsed
+
+    from hypothesis import HealthCheck, given, settings
+
+    docs: list[dict[str, Any]] = []
+
+    @settings(
+        max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(programs(GenerationConfig(min_steps=20, max_steps=20)))
+    def draw(doc: dict[str, Any]) -> None:
+        docs.append(doc)
+
+    draw()
+    validator = rules._validator()
+    rules.compiled_validator()  # compiled once, outside the measurement
+    started = time.perf_counter()
+    for doc in docs:
+        rules.valid_compiled(doc)
+    out["compiled_ms"] = 1000 * (time.perf_counter() - started) / max(len(docs), 1)
+    started = time.perf_counter()
+    for doc in docs:
+        any(True for _ in validator.iter_errors(doc))
+    out["jsonschema_ms"] = 1000 * (time.perf_counter() - started) / max(len(docs), 1)
+    return out
 
 
 def bench_throughput(examples: int, op_timeout: float, profile_run: bool) -> dict[str, float]:
@@ -169,7 +253,7 @@ def bench_throughput(examples: int, op_timeout: float, profile_run: bool) -> dic
     draw()
     out["draw"] = (time.perf_counter() - started) / max(len(docs), 1)
     started = time.perf_counter()
-    scenarios = [scenario_from_dict(d, case_id="generated/bench") for d in docs]
+    scenarios = [scenario_from_dict(d, case_id="generated/bench", compiled=True) for d in docs]
     out["load"] = (time.perf_counter() - started) / max(len(docs), 1)
 
     async def run_all() -> float:
@@ -232,6 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of the end-to-end throughput run"
     )
+    parser.add_argument(
+        "--no-shrink",
+        action="store_true",
+        help="stop at each mutant's first failing program (whether generation catches it)",
+    )
+    parser.add_argument(
+        "--no-validators",
+        action="store_true",
+        help="skip the compiled-versus-jsonschema throughput comparison",
+    )
     args = parser.parse_args(argv)
     names = [n for n in MUTANTS if fnmatch.fnmatchcase(n, args.mutants)]
     examples = args.examples
@@ -242,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {args.seed}, op timeout {args.op_timeout:g}s; adapter options {ADAPTER_OPTIONS}\n"
     )
     with tempfile.TemporaryDirectory(prefix="bench-generation-") as tmp:
-        rows = bench_mutants(names, args.budget, args.seed, args.op_timeout, Path(tmp))
+        rows = bench_mutants(
+            names, args.budget, args.seed, args.op_timeout, Path(tmp), not args.no_shrink
+        )
     print(
         f"\nthroughput against reference {THROUGHPUT_OPTIONS} (programs of exactly 20 steps):",
         flush=True,
@@ -264,6 +360,16 @@ def main(argv: list[str] | None = None) -> int:
             f"({100 * speed[part] / parts:4.1f}% of the parts)"
         )
     print(f"  mean steps per program: {speed['steps']:.1f}")
+    validators: dict[str, float] = {}
+    if not args.no_validators:
+        validators = bench_validators(examples, args.op_timeout)
+        print(
+            "  validator of generated documents (end to end, programs/s; schema pass alone):\n"
+            f"    before, jsonschema : {validators['jsonschema']:7.1f} programs/s  "
+            f"({validators['jsonschema_ms']:.2f} ms/program)\n"
+            f"    after, compiled    : {validators['compiled']:7.1f} programs/s  "
+            f"({validators['compiled_ms']:.2f} ms/program)"
+        )
     if "profile" in speed:
         print(speed["profile"])
 
@@ -287,16 +393,27 @@ def main(argv: list[str] | None = None) -> int:
         f"  median time to detect                   {median:7.2f} s       < "
         f"{TARGET_MEDIAN_SECONDS:g} s      {verdict(median < TARGET_MEDIAN_SECONDS)}"
     )
-    print(
-        f"  shrunk to <= {TARGET_SHORT_STEPS} steps                    {100 * share:6.1f} %"
-        f"        >= {100 * TARGET_SHORT_SHARE:g} %     {verdict(share >= TARGET_SHORT_SHARE)}"
-    )
+    if args.no_shrink:
+        print("  shrunk to <= 8 steps: not measured (--no-shrink)")
+    else:
+        print(
+            f"  shrunk to <= {TARGET_SHORT_STEPS} steps                    {100 * share:6.1f} %"
+            f"        >= {100 * TARGET_SHORT_SHARE:g} %     {verdict(share >= TARGET_SHORT_SHARE)}"
+        )
     print(
         f"  20-step programs/s against reference    {speed['per_second']:7.1f}         >= "
         f"{TARGET_PROGRAMS_PER_SECOND:g}       "
         f"{verdict(speed['per_second'] >= TARGET_PROGRAMS_PER_SECOND)}"
     )
-    if steps:
+    share_found = len(detected) / len(rows) if rows else 0.0
+    new_rows = [r for r in rows if r["mutant"] in NEW_MUTANTS]
+    print(
+        f"  caught by generation alone              {100 * share_found:6.1f} %"
+        f"        >= {100 * TARGET_GENERATION_SHARE:g} %     "
+        f"{verdict(share_found >= TARGET_GENERATION_SHARE)}"
+        f"  (new mutants: {sum(1 for r in new_rows if r['detected'])}/{len(new_rows)})"
+    )
+    if steps and not args.no_shrink:
         print(
             f"  shrunk steps: median {statistics.median(steps):g}, max {max(steps)}; "
             f"saved files replaying to the same failure: {replayed}/{len(detected)}"

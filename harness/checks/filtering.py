@@ -200,7 +200,9 @@ def get_action_present(ctx: CheckContext) -> Iterator[Violation]:
 
 @check("get.wait-for-sync-false")
 def get_without_sync(ctx: CheckContext) -> Iterator[Violation]:
-    """get(waitForSync=false) returns a subset of the members the channel has had."""
+    """get(waitForSync=false) returns a subset of the members the client may know of: those
+    present when the call attaches the channel (a member that left before the call and before
+    the attach cannot be in it), or, on an attached channel, those the channel has had."""
     for rec in ctx.record.gets:
         if rec.wait_for_sync is not False or rec.observed is None:
             continue
@@ -212,7 +214,8 @@ def get_without_sync(ctx: CheckContext) -> Iterator[Violation]:
                 yield ctx.violation(
                     "get.wait-for-sync-false",
                     f"{_describe(rec)}: returned {seen.client_id!r} (connection "
-                    f"{seen.connection_id}), never a member with that data",
+                    f"{seen.connection_id}), not a member with that data it could know of"
+                    + (" (the call attached the channel)" if rec.fresh else ""),
                     expected=members_json(rec.possible),
                     observed=seen.json,
                     step=rec.step,

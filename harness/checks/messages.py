@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,9 +113,29 @@ def message_schema(ctx: CheckContext) -> Iterator[Violation]:
             )
 
 
+CLOCK_SKEW_TOLERANCE_MS = 5 * 60 * 1000
+"""How far a timestamp may lie outside the case's wall-clock window (ms): the implementation's
+clock (a server's, for a networked one) may differ from the harness machine's. TP3g says a
+timestamp is "time in milliseconds since epoch", so it lies within the window the case ran in,
+give or take this skew; seconds (1000 times too small) or microseconds (1000 times too large)
+since the epoch are far outside it."""
+
+
+def timestamp_window(started: float, now: float | None = None) -> tuple[int, int]:
+    """The timestamps (ms since the epoch) a case that started at `started` (s since the epoch)
+    and is checked at `now` (default: the current time) may see, the skew tolerance included."""
+    end = time.time() if now is None else now
+    return (
+        int(started * 1000) - CLOCK_SKEW_TOLERANCE_MS,
+        int(end * 1000) + CLOCK_SKEW_TOLERANCE_MS,
+    )
+
+
 @check("message.action", "message.timestamp", "message.id")
 def message_fields(ctx: CheckContext) -> Iterator[Violation]:
-    """Actions are presence actions, timestamps integer milliseconds, ids non-empty strings."""
+    """Actions are presence actions, timestamps integer milliseconds since the epoch within the
+    case's wall-clock window (give or take `CLOCK_SKEW_TOLERANCE_MS`), ids non-empty strings."""
+    window = timestamp_window(ctx.record.wall_started)
     for seen in ctx.record.seen:
         if not seen.container:
             continue
@@ -132,6 +153,18 @@ def message_fields(ctx: CheckContext) -> Iterator[Violation]:
             yield ctx.violation(
                 "message.timestamp",
                 f"{_where(seen)} has timestamp {stamp!r}, not integer milliseconds since the epoch",
+                observed=seen.json,
+                step=seen.step,
+                history_index=seen.history_index,
+            )
+        elif not window[0] <= stamp <= window[1]:
+            yield ctx.violation(
+                "message.timestamp",
+                f"{_where(seen)} has timestamp {stamp!r}, outside the case's wall-clock window "
+                f"{window[0]}..{window[1]} (ms since the epoch, with "
+                f"{CLOCK_SKEW_TOLERANCE_MS // 60000} min for clock skew): not milliseconds "
+                "since the epoch (seconds? microseconds?)",
+                expected=f"{window[0]}..{window[1]}",
                 observed=seen.json,
                 step=seen.step,
                 history_index=seen.history_index,

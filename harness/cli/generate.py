@@ -2,7 +2,8 @@
 
     presence-conformance generate --adapter NAME [--adapter-option K=V]...
         [--profile ci|dev|thorough] [--examples N] [--seed N] [--failures-dir DIR]
-        [--database DIR | --no-database] [--max-steps N] [--op-timeout S] [--strict]
+        [--database DIR | --generation-database redis://HOST:PORT/N | --no-database]
+        [--max-steps N] [--op-timeout S] [--strict]
         [--statistics] [--report-dir DIR]
 
 Prints one line per failing program found, then the verdict; on a failure, the minimal program
@@ -90,11 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     database = parser.add_mutually_exclusive_group()
     database.add_argument(
         "--database",
-        metavar="DIR",
-        type=Path,
+        "--generation-database",
+        dest="database",
+        metavar="DIR|URL",
         default=None,
-        help="Hypothesis example database (default .hypothesis/"
-        "presence-conformance for dev and thorough; read only for ci)",
+        help="Hypothesis example database: a directory (default .hypothesis/"
+        "presence-conformance for dev and thorough; read only for ci) or redis://HOST:PORT/N, "
+        "one database shared by the workers of a campaign (needs the campaign extra)",
     )
     database.add_argument("--no-database", action="store_true", help="use no example database")
     parser.add_argument(
@@ -152,6 +155,7 @@ def generate_main(argv: Sequence[str] | None = None) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from presence_conformance.harness.adapters.registry import parse_options, resolve_adapter
     from presence_conformance.harness.generation.engine import GenerationOptions, run_generation
+    from presence_conformance.harness.generation.profiles import REDIS_SCHEMES, redis_database
     from presence_conformance.harness.run.runner import RunSettings
     from presence_conformance.harness.session import ConformanceSession, HarnessError, describe_case
 
@@ -162,6 +166,11 @@ def _generate(args: argparse.Namespace) -> int:
     op_timeout = DEFAULT_OP_TIMEOUT if args.op_timeout is None else args.op_timeout
     if op_timeout <= 0:
         raise UsageError(f"--op-timeout {op_timeout}: must be a positive number of seconds")
+    if args.database is not None and str(args.database).startswith(REDIS_SCHEMES):
+        try:
+            redis_database(str(args.database))  # a usage error now, not mid-run
+        except ValueError as exc:
+            raise UsageError(f"--generation-database: {exc}") from None
     options = parse_options(args.adapter_option)
     adapter = resolve_adapter(args.adapter, options)
     session = ConformanceSession(

@@ -257,7 +257,7 @@ def run_generation(
     def program(document: dict[str, Any]) -> None:
         if broken:  # nothing more can run on this adapter: fail fast, without running
             raise ProgramFailed(failures[-1][1]) if failures else RuntimeError(broken[0])
-        scenario = scenario_from_dict(document, case_id=f"generated/{chosen.name}")
+        scenario = scenario_from_dict(document, case_id=f"generated/{chosen.name}", compiled=True)
         try:
             case = _run_program(session, scenario)
         except RuntimeError as exc:  # the adapter's loop is blocked or stopped

@@ -9,8 +9,10 @@
 
 `--examples N` overrides the number of programs, `--seed N` makes a run reproducible (the `ci`
 profile is reproducible anyway; with a seed it draws from that seed instead). The database is
-Hypothesis' `DirectoryBasedExampleDatabase`; its keys are namespaced per adapter, so failures
-of one adapter are not replayed (nor deleted) by the runs of another.
+Hypothesis' `DirectoryBasedExampleDatabase`, or its `RedisExampleDatabase` for a location
+`redis://HOST:PORT/N` (workers on several machines sharing one database: `redis_database`);
+its keys are namespaced per adapter, so failures of one adapter are not replayed (nor
+deleted) by the runs of another.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "Profile",
     "hypothesis_settings",
     "profile",
+    "redis_database",
 ]
 
 DEFAULT_PROFILE = "ci"
@@ -135,6 +138,29 @@ class NamespacedDatabase(ExampleDatabase):
         self.inner.move(self.prefix + src, self.prefix + dest, value)
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+"""A database location starting with one of these is a Redis server (`redis_database`)."""
+
+
+def redis_database(url: str) -> ExampleDatabase:
+    """Hypothesis' `RedisExampleDatabase` on the server at `url` (`redis://HOST:PORT/N`), so
+    that workers on several machines share one example database: each replays every failure
+    any of them found. Needs the `redis` package (the `campaign` extra)."""
+    try:
+        import redis
+        from hypothesis.extra.redis import RedisExampleDatabase
+    except ImportError as exc:
+        raise ValueError(
+            f"example database {url!r}: the redis package is missing "
+            "(pip install 'presence-conformance[campaign]')"
+        ) from exc
+    try:
+        client = redis.Redis.from_url(url)
+    except ValueError as exc:
+        raise ValueError(f"example database {url!r}: {exc}") from exc
+    return RedisExampleDatabase(client, key_prefix=b"presence-conformance:")
+
+
 def _database(
     chosen: Profile, path: str | Path | None, namespace: str, use_database: bool | None
 ) -> ExampleDatabase | None:
@@ -143,8 +169,12 @@ def _database(
     explicit = path is not None or os.environ.get("PRESENCE_GENERATION_DB")
     if not chosen.database and not explicit and not use_database:
         return None
-    directory = Path(path or os.environ.get("PRESENCE_GENERATION_DB") or DEFAULT_DATABASE)
-    inner: ExampleDatabase = DirectoryBasedExampleDatabase(str(directory))
+    location = str(path or os.environ.get("PRESENCE_GENERATION_DB") or DEFAULT_DATABASE)
+    inner: ExampleDatabase = (
+        redis_database(location)
+        if location.startswith(REDIS_SCHEMES)
+        else DirectoryBasedExampleDatabase(location)
+    )
     if not chosen.database and not use_database:
         inner = ReadOnlyDatabase(inner)  # ci: replay known failures, never write
     return NamespacedDatabase(inner, namespace)
@@ -169,8 +199,9 @@ def hypothesis_settings(
     """The Hypothesis settings of a profile, and the seed to run them with (None: the
     profile's own randomness).
 
-    `namespace` keys the example database (the adapter's name); `database` is its directory
-    (default `.hypothesis/presence-conformance`, or `$PRESENCE_GENERATION_DB`); `use_database`
+    `namespace` keys the example database (the adapter's name); `database` is its directory, or
+    a Redis URL `redis://HOST:PORT/N` shared by several workers (default
+    `.hypothesis/presence-conformance`, or `$PRESENCE_GENERATION_DB`); `use_database`
     forces it on (True) or off (False) whatever the profile says. `seed` makes a run
     reproducible (and then no database is used unless one is asked for explicitly). `shrink=False` stops at the first failing program (used to measure detection).
     Other keyword arguments are passed on to `hypothesis.settings`.

@@ -9,13 +9,16 @@ How a program is drawn, and why it shrinks well:
 1. a *cast*: up to four clients (`alice`, `bob`, `carol`, `dave`), each plain, a second
    connection of an earlier client's clientId (a twin), a late joiner (`connect: later`),
    anonymous, or without the presence capability, some of them *watchers* that subscribe to
-   every action as soon as they connect; and one or two channels;
+   every action as soon as they connect; their clientIds in one of `CLIENT_ID_STYLES` (shared
+   prefixes, case variants, unicode, long ids, odd characters, or the names themselves); and
+   one or two channels;
 2. a *swarm* choice: a random subset of step kinds is switched off for the whole program
    (Hypothesis' swarm testing), so some programs have no leaves, others no history, ...;
 3. a list of *intents*: each names a step kind and small integers for "which client", "which
    channel", "which listener", "which earlier event", plus the arguments (data of every type,
    filters, action lists, history bounds and options, sometimes invalid ones);
-4. an *epilogue*: final reads on every channel (history, filtered gets), any of them or none;
+4. an *epilogue*: final reads on every channel (history, filtered gets, gets with filters
+   across members, a get(waitForSync=false) that attaches), any of them or none;
 5. `compile_program` turns all this into a valid scenario, resolving each integer against the
    state reached so far (clients connected at that point, listeners subscribed, earlier event
    steps) and skipping an intent that has nothing to act on; clients and channels no step uses
@@ -39,6 +42,7 @@ from presence_conformance.harness.scenario import ACTIONS
 
 __all__ = [
     "CHANNELS",
+    "CLIENT_ID_STYLES",
     "CLIENT_NAMES",
     "GENERATED_REQUIREMENTS",
     "GenerationConfig",
@@ -49,6 +53,18 @@ __all__ = [
 ]
 
 CLIENT_NAMES = ("alice", "bob", "carol", "dave")
+_LONG = "u" * 70  # two long ids sharing their first 70 characters
+CLIENT_ID_STYLES: tuple[tuple[str, ...], ...] = (
+    CLIENT_NAMES,
+    ("al", "alice", "alice2", "ali"),  # each a prefix of another
+    ("alice", "Alice", "ALICE", "bob"),  # equal but for case
+    ("ålïce", "爱丽丝", "😀 𝄞", "e\u0301"),  # non-ASCII, astral, combining mark
+    (_LONG + "-alice", _LONG + "-bob", "c" * 128, "dave"),  # long, sharing a long prefix
+    ("a b", "a:b", "a.b*", "a/b?c=d"),  # separators, wildcard and URL characters
+)
+"""The clientIds of a program's clients (by position), one style per program: the names
+themselves (where shrinking goes), shared prefixes, case variants, unicode, long ids, odd
+characters. A twin takes an earlier client's id whatever the style."""
 CHANNELS = ("room", "lobby")
 GENERATED_REQUIREMENTS = ["sync.converges", "order.exactly-once", "order.per-member"]
 """What every generated program checks whatever its steps (the scenario's `requirements`)."""
@@ -182,6 +198,7 @@ DATA_CORPUS: tuple[Any, ...] = (
     [1, "two", {"three": [3]}],
     {"": ""},
     {"a": {"b": {"c": {"d": "deep"}}}},
+    {"outer": [{"inner": [[{}], [[]]]}]},
 )
 """Readable values of every data kind, drawn most of the time (one choice each, and a shrunk
 program shows one of them); fully random data is drawn the rest of the time."""
@@ -226,7 +243,11 @@ _BAD_DATA = st.sampled_from([0, 1, -1, True, False, 3.5])
 _INVALID_ACTIONS = st.sampled_from([INVALID_ACTION, ["enter", INVALID_ACTION]])
 _ONE_ACTION = st.sampled_from(ACTIONS)
 _ACTION_LIST = st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=3, unique=True)
-_GET_FILTERS = st.sampled_from(["none", "client_id", "connection_id", "both", "unknown"])
+# "cross": one client's clientId with another client's connectionId; "prefix"/"extended"/"case":
+# a clientId that is a prefix of a member's, one that extends it, one that differs in case
+_GET_FILTERS = st.sampled_from(
+    ["none", "client_id", "connection_id", "both", "unknown", "cross", "prefix", "extended", "case"]
+)
 _HISTORY_PROBLEMS = st.sampled_from(["limit", "start-after-end", "direction"])
 _BAD_LIMITS = st.sampled_from([1001, 0, -1])
 _BOUNDS = st.sampled_from(
@@ -242,13 +263,18 @@ _BOUNDS = st.sampled_from(
 _LIMITS = st.sampled_from([ABSENT, 1, 2, 3, 5, 100, 1000])
 _DIRECTIONS = st.sampled_from([ABSENT, "forwards", "backwards"])
 _PAGES = st.sampled_from([1, "all"])
-_HAS_DATA = st.integers(0, 2)  # 0: no data (what a shrunk step shows), else data
+# 0-3: no data (what a shrunk step shows), 11: a string near, but under, the 64 KiB message
+# limit (TO3l8), written `{$repeat: x, times: N}` so that the document stays small; else data
+_HAS_DATA = st.integers(0, 11)
+LARGE_STRING = {"$repeat": "x", "times": 60_000}
 # a watcher subscribes to every action on its channels as soon as it connects (bit n: channel
 # n), so that most programs have someone to deliver events to; shrinks towards no watcher
 _WATCH = st.integers(0, 3)
 # final reads, a bit mask (shrinks towards none): 1 history with the defaults, 2 filtered gets,
-# 4 history forwards by pages of 2
-_EPILOGUE = st.integers(0, 7)
+# 4 history forwards by pages of 2, 8 gets with filters across members (one client's clientId
+# with another's connectionId, a prefix of a clientId) and get(waitForSync=false) by a newcomer
+_EPILOGUE = st.integers(0, 15)
+_STYLE = st.integers(0, len(CLIENT_ID_STYLES) - 1)
 
 
 class _Draws:
@@ -326,12 +352,18 @@ class _Draws:
             if invalid:
                 intent["data"] = draw(_BAD_DATA)
                 intent["expect_error"] = BAD_DATA
-            elif draw(_HAS_DATA):
-                intent["data"] = draw(self.data)
+            else:
+                has_data = draw(_HAS_DATA)
+                if has_data == 11:
+                    intent["data"] = dict(LARGE_STRING)
+                elif has_data > 3:
+                    intent["data"] = draw(self.data)
         elif kind == "get":
             intent["filter"] = draw(_GET_FILTERS)
             if intent["filter"] != "none":
                 intent["target"] = draw(_TARGET) >> 1
+            if intent["filter"] == "cross":
+                intent["other"] = draw(_TARGET) >> 1
             intent["wait"] = draw(self.waits)
         elif kind == "subscribe":
             intent["listener"] = draw(_LISTENER)
@@ -400,7 +432,9 @@ class _Client:
 
 
 def _cast_kinds(config: GenerationConfig) -> list[str]:
-    kinds = ["plain", "late", "twin", "late"]  # late joiners twice as often: they sync
+    # late joiners and twins (one clientId on two connections) twice as often: they sync, and
+    # two members share an id
+    kinds = ["plain", "late", "twin", "late", "twin"]
     if config.has(Feature.ANONYMOUS_CLIENTS):
         kinds.append("anonymous")
     if config.has(Feature.CAPABILITIES):
@@ -413,12 +447,13 @@ def _cast(draw: st.DrawFn, config: GenerationConfig) -> list[_Client]:
     # two clients first: most bugs need one client acting and another one watching (and
     # clients that a program does not use are left out of its document anyway)
     count = draw(st.sampled_from([n for n in (2, 3, 4, 1) if n <= most]))
+    ids = CLIENT_ID_STYLES[draw(_STYLE)]
     kinds = st.sampled_from(_cast_kinds(config))
     clients: list[_Client] = []
     for index in range(count):
         kind = draw(kinds) if index else "plain"
         name = CLIENT_NAMES[index]
-        client_id: str | None = name
+        client_id: str | None = ids[index]
         if kind == "twin":
             # a second connection of an earlier client's clientId (two members, one clientId)
             original = clients[draw(st.integers(0, index - 1))]
@@ -552,12 +587,22 @@ class _Compiler:
         form = intent["filter"]
         known = [c for c in self.cast if c.name in self.ever]
         target = known[intent.get("target", 0) % len(known)] if known else client
-        if form in ("client_id", "both") and target.client_id is not None:
-            out["client_id"] = target.client_id
+        cid = target.client_id
+        if form in ("client_id", "both", "cross") and cid is not None:
+            out["client_id"] = cid
         elif form == "unknown":
             out["client_id"] = "nobody"
+        elif form == "prefix" and cid is not None:
+            out["client_id"] = cid[: max(1, len(cid) - 1)] if len(cid) > 1 else cid + cid
+        elif form == "extended" and cid is not None:
+            out["client_id"] = cid + "2"
+        elif form == "case" and cid is not None:
+            out["client_id"] = cid.swapcase() if cid.swapcase() != cid else cid.upper() + "A"
         if form in ("connection_id", "both"):
             out["connection_id"] = {"of": target.name}
+        elif form == "cross":
+            other = known[intent.get("other", 0) % len(known)] if known else client
+            out["connection_id"] = {"of": other.name}
         if intent["wait"] != ABSENT:
             out["wait_for_sync"] = intent["wait"]
         return out
@@ -741,6 +786,8 @@ class _Compiler:
                         }
                     }
                 )
+            if mask & 8:
+                self.cross_reads(reader, channel, known)
             if mask & 4 and history:
                 self.steps.append(
                     {
@@ -753,6 +800,52 @@ class _Compiler:
                         }
                     }
                 )
+
+    def cross_reads(self, reader: str, channel: str, known: list[_Client]) -> None:
+        """Gets whose filters pair members: the first client's clientId with the last one's
+        connectionId, a proper prefix of a clientId; and a get(waitForSync=false) by the
+        last client that joined later, if it has not attached the channel yet."""
+        ids = [c for c in known if c.client_id is not None]
+        if ids:
+            first, last = ids[0], known[-1]
+            self.steps.append(
+                {
+                    "get": {
+                        "client": reader,
+                        "channel": channel,
+                        "client_id": first.client_id,
+                        "connection_id": {"of": last.name},
+                    }
+                }
+            )
+            cid = ids[-1].client_id or ""
+            if len(cid) > 1:
+                self.steps.append(
+                    {"get": {"client": reader, "channel": channel, "client_id": cid[:-1]}}
+                )
+        if self.config.has(Feature.WAIT_FOR_SYNC_OPTION):
+            for client in self.live():
+                if not self.touched(client.name, channel):
+                    self.steps.append(
+                        {
+                            "get": {
+                                "client": client.name,
+                                "channel": channel,
+                                "wait_for_sync": False,
+                            }
+                        }
+                    )
+                    break
+
+    def touched(self, name: str, channel: str) -> bool:
+        """Whether a step so far may have attached `name` to `channel`."""
+        for step in self.steps:
+            ((kind, body),) = step.items()
+            for inner in body if kind == "concurrently" else [step]:
+                ((_, b),) = inner.items()
+                if b.get("client") == name and b.get("channel") == channel:
+                    return True
+        return False
 
     def document(self) -> dict[str, Any]:
         if not self.steps:  # every intent was skipped: a program still needs one step

@@ -23,6 +23,7 @@ from presence_conformance.harness.mutants import (  # noqa: F401 (registers)
     faults,
     history,
     members,
+    varied,
 )
 from presence_conformance.harness.mutants.base import (
     REGISTRY,

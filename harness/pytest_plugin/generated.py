@@ -60,6 +60,13 @@ def add_generation_options(group: Any) -> None:
         help="where a minimal failing generated program is written (default failures/)",
     )
     group.addoption(
+        "--generation-database",
+        metavar="DIR|URL",
+        default=None,
+        help="Hypothesis example database of the generated item: a directory or "
+        "redis://HOST:PORT/N, shared by the workers of a campaign (default: the profile's)",
+    )
+    group.addoption(
         "--no-generation",
         action="store_true",
         default=False,
@@ -105,6 +112,7 @@ class GeneratedItem(pytest.Item):
             examples=examples,
             seed=config.getoption("generation_seed"),
             failures_dir=Path(config.getoption("generation_failures_dir")),
+            database=config.getoption("generation_database"),
             strict=self.strict,
             statistics=True,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -431,6 +432,9 @@ class CaseRecord:
     client_connections: dict[str, list[str]] = field(default_factory=dict)
     client_ids: dict[str, str | None] = field(default_factory=dict)
     stopped: str | None = None  # why the case stopped early without an adapter error
+    # wall clock (s since the epoch) when the record was made, at the start of the case: the
+    # lower bound of every timestamp the case may see (message.timestamp)
+    wall_started: float = field(default_factory=time.time)
 
     def step_requirements(self, step: Step | None) -> tuple[str, ...]:
         """The requirements an explicit expectation of `step` is reported against."""

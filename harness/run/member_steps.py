@@ -156,7 +156,7 @@ class MemberSteps:
         self.deliveries.expect(outcome, step.index)
         op.fresh_attach = not attached
         rec.expected = model.get(channel, client_id, connection_id)
-        rec.possible = self._possible_members(channel)
+        rec.possible = self._possible_members(channel, rec.fresh)
         if "expect" in step.args:
             rec.expect = [
                 (
@@ -175,12 +175,22 @@ class MemberSteps:
 
         return call
 
-    def _possible_members(self, channel: str) -> list[PresenceMessage]:
+    def _possible_members(self, channel: str, fresh: bool) -> list[PresenceMessage]:
+        """What a get(waitForSync=false) may return (get.wait-for-sync-false): when the get is
+        the call that attaches the channel (the model attached it just now), only members
+        present now, with any data they had (a member that left before the call
+        and before the attach cannot be known); otherwise any member the channel has had, with
+        any data it had (the runner does not record when the client attached)."""
         model = self.case.model
-        members = {(m.member_key, repr(m.data)): m for m in model.get(channel)}
+        present = model.get(channel)
+        members = {(m.member_key, repr(m.data)): m for m in present}
+        live = {m.member_key for m in present}
         for event in model.history_all(channel):
-            if event.action is not Action.LEAVE:
-                members.setdefault((event.member_key, repr(event.data)), event)
+            if event.action is Action.LEAVE:
+                continue
+            if fresh and event.member_key not in live:
+                continue
+            members.setdefault((event.member_key, repr(event.data)), event)
         return list(members.values())
 
     async def read_members(

@@ -131,8 +131,11 @@ def scenario_from_dict(
     lines: Mapping[FieldPath, int] | None = None,
     file: str | None = None,
     default_name: str | None = None,
+    compiled: bool = False,
 ) -> Scenario:
-    """Validate and normalise a scenario given as a dict (the parsed YAML)."""
+    """Validate and normalise a scenario given as a dict (the parsed YAML). `compiled`: validate
+    with the compiled schema (fastjsonschema), falling back to jsonschema to word the errors of
+    a document it refuses; for documents a program built (the generator), not for files."""
     return build_scenario(
         obj,
         case_id,
@@ -140,6 +143,7 @@ def scenario_from_dict(
         lines,
         file or (str(source) if source else f"<{case_id}>"),
         default_name or case_id.rsplit("/")[-1],
+        compiled,
     )
 
 

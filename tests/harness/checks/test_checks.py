@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -295,7 +296,9 @@ class HistoryAcceptsLargeLimit(ReferencePresence):
 
 class HistoryDescendingStamps(ReferencePresence):
     def history_items(self, items: list[PresenceMessage]) -> list[PresenceMessage]:
-        return [dataclasses.replace(m, timestamp=10**13 - n) for n, m in enumerate(items)]
+        # descending, yet within the case's wall-clock window (message.timestamp)
+        top = int(time.time() * 1000) + 60_000
+        return [dataclasses.replace(m, timestamp=top - n) for n, m in enumerate(items)]
 
 
 class RefusesArrays(ReferencePresence):
