@@ -6,6 +6,7 @@ stay unordered."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ from presence_conformance.harness.session import load_suite
 from presence_conformance.reference_impl.service import PresenceService
 
 SETTINGS = RunSettings(op_timeout=0.5, quiet_period=0.02)
-FIXED_MS = 1_700_000_000_000
+# one millisecond for every event: real time (message.timestamp wants ms since the epoch within
+# the run's window), frozen when the module loads
+FIXED_MS = int(time.time() * 1000)
 
 
 class FixedClock(ReferenceAdapter):
