@@ -15,7 +15,6 @@ from typing import Any
 from presence_conformance.harness.adapter import AdapterPresence, PresenceError
 from presence_conformance.harness.checks.rest import rest_page_ok
 from presence_conformance.harness.record.records import (
-    EventOrigin,
     OpRecord,
     RestGetRecord,
     jsonable,
@@ -23,28 +22,19 @@ from presence_conformance.harness.record.records import (
 from presence_conformance.harness.run.calls import Call, Calls, Refusals
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
-from presence_conformance.harness.run.oracle import open_action_outcome
 from presence_conformance.harness.run.poll import poll_until
+from presence_conformance.harness.run.publish import plan_model_publish
 from presence_conformance.harness.run.state import CaseState, channel_of
 from presence_conformance.harness.run.stops import items_json
-from presence_conformance.reference_impl.model import Outcome as ModelOutcome
-from presence_conformance.reference_impl.model import PresenceModel
 from presence_conformance.reference_impl.types import Data
 
 __all__ = ["ClientSteps"]
 
-_MODEL_OPS: dict[str, Callable[..., ModelOutcome]] = {
-    "enter_client": PresenceModel.enter,
-    "update_client": PresenceModel.update,
-    "leave_client": PresenceModel.leave,
-}
 _ADAPTER_OPS: dict[str, Callable[[AdapterPresence, str, Data], Awaitable[None]]] = {
     "enter_client": lambda presence, client_id, data: presence.enter_client(client_id, data),
     "update_client": lambda presence, client_id, data: presence.update_client(client_id, data),
     "leave_client": lambda presence, client_id, data: presence.leave_client(client_id, data),
 }
-# enter while present and update while absent: the implementation may report either action
-_ALTERNATIVE = {"enter_client": "update", "update_client": "enter"}
 
 
 class ClientSteps:
@@ -60,50 +50,22 @@ class ClientSteps:
 
     def plan_publish(self, op: OpRecord, state: ClientState) -> Call:
         """enterClient / updateClient / leaveClient (the step's kind)."""
-        step, model, record = op.step, self.case.model, self.case.record
-        kind, channel = step.kind, channel_of(step)
-        data = step.args.get("data")
-        client_id: str = step.args["client_id"]
+        kind, data = op.step.kind, op.step.args.get("data")
+        client_id: str = op.step.args["client_id"]
         op.params = {"client_id": client_id}
-        if "data" in step.args:
+        if "data" in op.step.args:
             op.params["data"] = jsonable(data)
-        cid = state.cid
-        prior = model.get(channel, client_id, cid)
-        was_present = bool(prior)
-        op.was_present = was_present
-        attached = model.is_attached(cid, channel)
-        try:
-            outcome = _MODEL_OPS[kind](model, cid, channel, data, client_id=client_id)
-        except PresenceError as exc:
-            op.model_error = exc
-            op.attempted = (kind.removesuffix("_client"), client_id, cid, data)
-            op.fresh_attach = not attached and model.is_attached(cid, channel)
-        else:
-            op.events = list(outcome.events)
-            action = kind.removesuffix("_client")
-            origin = EventOrigin(action, step.index, channel, was_present, data is not None)
-            for event in outcome.events:
-                if event.id is not None:
-                    record.origins[event.id] = origin
-            alternative = (
-                _ALTERNATIVE[kind]
-                if kind in _ALTERNATIVE and was_present == (kind == "enter_client")
-                else None
-            )
-            if alternative and outcome.events:
-                outcome = open_action_outcome(model, channel, outcome, alternative)
-            self.deliveries.expect(outcome, step.index, op)
-            op.fresh_attach = not attached and model.is_attached(cid, channel)
-
-            def undo() -> ModelOutcome | None:
-                now = model.get(channel, client_id, cid)
-                if not prior:
-                    return model.leave(cid, channel, client_id=client_id) if now else None
-                if not now:
-                    return model.enter(cid, channel, prior[0].data, client_id=client_id)
-                return model.update(cid, channel, prior[0].data, client_id=client_id)
-
-            self.refusals.on_refusal(op, undo)
+        plan_model_publish(
+            self.case,
+            self.deliveries,
+            self.refusals,
+            op,
+            kind.removesuffix("_client"),
+            state.cid,
+            client_id,
+            data,
+            on_behalf=True,
+        )
         operation = _ADAPTER_OPS[kind]
         return self.calls.invoker(op, state, kind, lambda p: operation(p, client_id, data))
 

@@ -14,7 +14,6 @@ from typing import Any
 from presence_conformance.harness.adapter import AdapterPresence, PresenceError
 from presence_conformance.harness.record.matching import members_equal
 from presence_conformance.harness.record.records import (
-    EventOrigin,
     GetRecord,
     OpRecord,
     Seen,
@@ -23,30 +22,21 @@ from presence_conformance.harness.record.records import (
 from presence_conformance.harness.run.calls import Call, Calls, Refusals
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
-from presence_conformance.harness.run.oracle import open_action_outcome
 from presence_conformance.harness.run.poll import poll_until
+from presence_conformance.harness.run.publish import plan_model_publish
 from presence_conformance.harness.run.state import CaseState, channel_of
 from presence_conformance.harness.run.stops import items_json
 from presence_conformance.harness.scenario import Step
-from presence_conformance.reference_impl.model import Outcome as ModelOutcome
-from presence_conformance.reference_impl.model import PresenceModel
 from presence_conformance.reference_impl.types import Action, Data, PresenceMessage
 
 __all__ = ["MemberSteps"]
 
 # the operation in the model and in the adapter, by step kind
-_MODEL_OPS: dict[str, Callable[[PresenceModel, str, str, Data], ModelOutcome]] = {
-    "enter": lambda model, cid, channel, data: model.enter(cid, channel, data),
-    "update": lambda model, cid, channel, data: model.update(cid, channel, data),
-    "leave": lambda model, cid, channel, data: model.leave(cid, channel, data),
-}
 _ADAPTER_OPS: dict[str, Callable[[AdapterPresence, Data], Awaitable[None]]] = {
     "enter": lambda presence, data: presence.enter(data),
     "update": lambda presence, data: presence.update(data),
     "leave": lambda presence, data: presence.leave(data),
 }
-# enter while present and update while absent: the implementation may report either action
-_ALTERNATIVE = {"enter": "update", "update": "enter"}
 
 
 class MemberSteps:
@@ -64,47 +54,20 @@ class MemberSteps:
 
     def plan_publish(self, op: OpRecord, state: ClientState) -> Call:
         """`enter`, `update` or `leave` (the step's kind)."""
-        step, model, record = op.step, self.case.model, self.case.record
-        kind, channel = step.kind, channel_of(step)
-        data = step.args.get("data")
-        if "data" in step.args:
+        kind, data = op.step.kind, op.step.args.get("data")
+        if "data" in op.step.args:
             op.params = {"data": jsonable(data)}
-        cid, client_id = state.cid, state.model_client_id
-        was_present = bool(client_id is not None and model.get(channel, client_id, cid))
-        op.was_present = was_present
-        attached = model.is_attached(cid, channel)
-        prior = model.get(channel, client_id, cid) if client_id is not None else []
-        try:
-            outcome = _MODEL_OPS[kind](model, cid, channel, data)
-        except PresenceError as exc:
-            op.model_error = exc
-            op.attempted = (kind, client_id, cid, data)
-            # refused after the implicit attach (no presence capability: RTP8d, then RTP8h)
-            op.fresh_attach = not attached and model.is_attached(cid, channel)
-        else:
-            op.events = list(outcome.events)
-            origin = EventOrigin(kind, step.index, channel, was_present, data is not None)
-            for event in outcome.events:
-                record.origins[event.model_id] = origin
-            alternative = (
-                _ALTERNATIVE[kind]
-                if (kind in _ALTERNATIVE and was_present == (kind == "enter"))
-                else None
-            )
-            if alternative and outcome.events:
-                outcome = open_action_outcome(model, channel, outcome, alternative)
-            self.deliveries.expect(outcome, step.index, op)
-            op.fresh_attach = not attached and model.is_attached(cid, channel)
-
-            def undo() -> ModelOutcome | None:
-                now = model.get(channel, client_id, cid)
-                if not prior:
-                    return model.leave(cid, channel) if now else None
-                if not now:
-                    return model.enter(cid, channel, prior[0].data)
-                return model.update(cid, channel, prior[0].data)
-
-            self.refusals.on_refusal(op, undo)
+        plan_model_publish(
+            self.case,
+            self.deliveries,
+            self.refusals,
+            op,
+            kind,
+            state.cid,
+            state.model_client_id,
+            data,
+            on_behalf=False,
+        )
         operation = _ADAPTER_OPS[kind]
         return self.calls.invoker(op, state, kind, lambda p: operation(p, data))
 
