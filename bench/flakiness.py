@@ -1,6 +1,10 @@
 """Flakiness run: the whole suite against `ably-wire`, N times in a row, counting unstable runs.
 
-Run `python bench/flakiness.py [--runs 20] [--adapter ably-wire] [--keep DIR] [--select PAT]`.
+Run `python bench/flakiness.py [--runs 20] [--adapter ably-wire] [--adapter-option K=V]...
+[--keep DIR] [--select PAT]`. The adapter options go to every run's adapter, e.g. the embedded
+server of `ably-wire` made to ACK before it broadcasts, with two members per SYNC page (issue 14's
+proof that no scenario assumes delivery when the sender's call returns):
+`python bench/flakiness.py --runs 20 --adapter-option ack_first=true --adapter-option sync_page_size=2`.
 Each run opens a fresh `ConformanceSession` (the same path as `presence-conformance run`: the
 adapter on its own loop thread, every case bounded), runs every packaged scenario and, when the
 harness has generation (`presence_conformance.harness.generation.run_generation`), the `ci` generation profile too

@@ -249,6 +249,8 @@ class AblyWireAdapter(Adapter):
         f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds to wait for any answer from the server (default {DEFAULT_TIMEOUT:g})",
         "sync_page_size": "members per SYNC frame on the embedded server (default: the server's)",
+        "ack_first": "true: the embedded server ACKs a PRESENCE before broadcasting its events "
+        "(default false: broadcast first)",
         "protocol": "json or msgpack: the wire format of realtime frames and REST bodies "
         "(default json)",
     }
@@ -282,6 +284,18 @@ class AblyWireAdapter(Adapter):
                     f"adapter 'ably-wire': sync_page_size={raw!r}: expected an integer >= 1"
                 )
             self.sync_page_size = int(raw)
+        self.ack_first = False
+        if "ack_first" in opts:
+            if self.external:
+                raise UsageError(
+                    "adapter 'ably-wire': ack_first only applies to the embedded server"
+                )
+            raw = opts["ack_first"].strip().lower()
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                raise UsageError(
+                    f"adapter 'ably-wire': ack_first={opts['ack_first']!r}: expected true or false"
+                )
+            self.ack_first = raw in ("true", "1", "yes")
         if self.external:
             # Another server: no frame log to read; capabilities through its token endpoint.
             self.features = ALL_FEATURES
@@ -300,6 +314,8 @@ class AblyWireAdapter(Adapter):
         config_args: dict[str, Any] = {"leave_grace": self.leave_grace}
         if self.sync_page_size is not None:
             config_args["sync_page_size"] = self.sync_page_size
+        if self.ack_first:
+            config_args["ack_first"] = True
         config = ServerConfig(**config_args)
         self.server = PresenceServer(config)
         host, port = await self.server.start("127.0.0.1", 0)

@@ -1,7 +1,7 @@
 """`presence-conformance serve`: run the reference server until Ctrl-C (or SIGTERM).
 
     presence-conformance serve [--host 127.0.0.1] [--port 8080] [--keys FILE] [--show-keys]
-                               [--leave-grace 15] [--sync-page 100]
+                               [--leave-grace 15] [--sync-page 100] [--ack-first]
                                [--history-max-count 10000] [--history-max-age 600]
                                [--max-connections 10000] [--allow-origin ORIGIN ...]
                                [--loop auto]
@@ -72,6 +72,13 @@ def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentP
         help="members per SYNC frame (default %(default)s)",
     )
     parser.add_argument(
+        "--ack-first",
+        action="store_true",
+        help="ACK a PRESENCE before broadcasting its events (the sender's own echo too); "
+        "default: broadcast first. Both orders are correct: this one checks that clients and "
+        "test harnesses do not assume an event reached other connections when enter() returned",
+    )
+    parser.add_argument(
         "--show-keys",
         action="store_true",
         help="print each key with its secret (default: key names only)",
@@ -137,6 +144,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     kwargs: dict = {
         "leave_grace": args.leave_grace,
         "sync_page_size": args.sync_page,
+        "ack_first": args.ack_first,
         "history_max_count": args.history_max_count,
         "history_max_age": args.history_max_age,
         "max_connections": args.max_connections,

@@ -80,6 +80,10 @@ class ServerConfig:
     )
     leave_grace: float = 15.0  # abrupt disconnect -> synthesized leaves after this (RTP2b1)
     sync_page_size: int = 100  # members per SYNC frame (RTP18)
+    # ACK (or NACK) a PRESENCE before broadcasting its events, the sender's own echo included.
+    # Off: broadcast first. The protocol allows both; on, it tests that a client (or the
+    # harness) does not assume delivery to other connections when its call returns.
+    ack_first: bool = False
     max_message_size: int = 65536  # CD2c / TO3l8: bytes of one ProtocolMessage's payload
     max_frame_size: int = 524288  # CD2d: bytes of one WebSocket frame
     max_idle_interval: int = 15000  # CD2h, ms: clients drop the transport after this silence

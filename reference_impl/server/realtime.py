@@ -827,14 +827,18 @@ class RealtimeProtocol:
                     event.extra["wire"] = wire
                 events.append(event)
             conn.entered.add(channel)
-        # The broadcast goes out before the ACK, so the sender has heard its own event by the time
-        # its call returns (a listener added right after enter() must not receive it late).
+        # By default the broadcast goes out before the ACK, so the sender has heard its own event
+        # by the time its call returns (a listener added right after enter() must not receive it
+        # late). `ack_first` reverses that (both on one connection's queue, so also on its wire).
         self.stats["presence"] += 1
-        self._publish_events(channel, events, conn, serial)
+        if not self.config.ack_first:
+            self._publish_events(channel, events, conn, serial)
         if failure is not None:
             self._send_error(conn, failure)
         else:
             self._send(conn, {"action": ProtocolAction.ACK, "msgSerial": serial, "count": 1})
+        if self.config.ack_first:
+            self._publish_events(channel, events, conn, serial)
 
     def _prepare_item(
         self, conn: Connection, index: int, item: Any
