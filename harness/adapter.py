@@ -75,9 +75,13 @@ class Feature(enum.StrEnum):
     TRANSIENT_DISCONNECT = "transient-disconnect"  # conn.interrupt() / conn.reconnected()
     ENTER_CLIENT = "enter-client"  # presence.enter_client / update_client / leave_client
     REST_PRESENCE = "rest-presence"  # presence.rest_get() (RSP3)
+    SERVER_FRAMES = "server-frames"  # the adapter exposes the frames a server sent its client
 
 
-ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {Feature.WIRE_FRAMES}
+ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {
+    Feature.WIRE_FRAMES,
+    Feature.SERVER_FRAMES,
+}
 
 
 class UsageError(Exception):
@@ -270,4 +274,10 @@ class Adapter(abc.ABC):
 
     def wire_frames(self, connection_id: str) -> list[dict]:
         """Client->server frames the reference server recorded for a connection (WIRE_FRAMES)."""
+        raise NotImplementedError
+
+    def server_frames(self, connection_id: str) -> Any:
+        """The frames the server sent to the adapter's own client on a connection, with the
+        client's frames in between and the protocol problems the client noticed
+        (SERVER_FRAMES): a `harness.ably_client.server_log.ServerFrames`."""
         raise NotImplementedError

@@ -25,12 +25,16 @@ PresenceError); `get`, `subscribe` and `sync_complete` are answered from the cli
 presence map, fed by SYNC and PRESENCE (RTP2, RTP18); `history` is REST
 (`GET /channels/{name}/presence/history`, RTP12); `close` is CLOSE/CLOSED; `drop` aborts the TCP
 connection without a frame. With the embedded server, `wire_frames` returns the frames the
-server recorded from a connection (Feature.WIRE_FRAMES).
+server recorded from a connection (Feature.WIRE_FRAMES). With any server, `server_frames`
+returns what the server sent to the harness's client on a connection, with the client's frames
+in between and the protocol problems the client noticed (Feature.SERVER_FRAMES), so that the
+server checks judge the frames the client's presence map would otherwise repair.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
@@ -43,6 +47,7 @@ from presence_conformance.harness.ably_client import (
     RestClient,
 )
 from presence_conformance.harness.ably_client.connection import RealtimeChannel
+from presence_conformance.harness.ably_client.server_log import ServerFrames, server_log
 from presence_conformance.harness.adapter import (
     ALL_FEATURES,
     Adapter,
@@ -68,6 +73,7 @@ from presence_conformance.reference_impl.types import Action, PresenceMessage
 __all__ = ["AblyWireAdapter"]
 
 DEFAULT_TIMEOUT = 10.0
+KEPT_CONNECTIONS = 256  # client connections whose frame logs stay readable (server_frames)
 
 
 class WireHistoryPage(HistoryPage):
@@ -233,13 +239,17 @@ class WireConnection(AdapterConnection):
     async def reconnected(self) -> None:
         await self.realtime.reconnected()
         self.id = self.realtime.id
+        self.adapter._keep(self.realtime)
 
 
 class AblyWireAdapter(Adapter):
     """Drives an Ably-protocol server (the embedded reference server by default) over the wire."""
 
     name: ClassVar[str] = "ably-wire"
-    features: frozenset[Feature] = ALL_FEATURES | {Feature.WIRE_FRAMES}  # type: ignore[misc]
+    features: frozenset[Feature] = ALL_FEATURES | {  # type: ignore[misc]
+        Feature.WIRE_FRAMES,
+        Feature.SERVER_FRAMES,
+    }
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
         "reference server on a free port)",
@@ -298,10 +308,14 @@ class AblyWireAdapter(Adapter):
             self.ack_first = raw in ("true", "1", "yes")
         if self.external:
             # Another server: no frame log to read; capabilities through its token endpoint.
-            self.features = ALL_FEATURES
+            self.features = ALL_FEATURES | {Feature.SERVER_FRAMES}
         self.server: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._connections: list[WireConnection] = []
+        # connectionId -> the client connection that had it, for server_frames (bounded)
+        self._realtimes: collections.OrderedDict[str, RealtimeConnection] = (
+            collections.OrderedDict()
+        )
         self._no_token_endpoint: str | None = None
 
     async def start(self) -> None:
@@ -387,6 +401,7 @@ class AblyWireAdapter(Adapter):
             token=token,
         )
         conn = WireConnection(self, realtime, self.key, token)
+        self._keep(realtime)
         self._connections = [
             c for c in self._connections if c.realtime.state is ConnectionState.CONNECTED
         ]
@@ -408,6 +423,17 @@ class AblyWireAdapter(Adapter):
         ]
         await asyncio.gather(*(r.ping() for r in live), return_exceptions=True)
         return True
+
+    def _keep(self, realtime: RealtimeConnection) -> None:
+        self._realtimes[realtime.id] = realtime
+        self._realtimes.move_to_end(realtime.id)
+        while len(self._realtimes) > KEPT_CONNECTIONS:
+            self._realtimes.popitem(last=False)
+
+    def server_frames(self, connection_id: str) -> ServerFrames:
+        """What the server sent to the client connection that had `connection_id` (and that
+        client's own frames, and the problems it noticed); KeyError for an unknown id."""
+        return server_log(self._realtimes[connection_id], connection_id)
 
     def wire_frames(self, connection_id: str) -> list[dict]:
         """Client->server frames the embedded server recorded for `connection_id`."""

@@ -4,7 +4,8 @@ it enforces.
 Families: `events` (deliveries, order, extras), `sync` (syncComplete, convergence), `filtering`
 (get and its filters), `history` (contents, order, bounds, limit, pages), `messages` (schema,
 fields, ids, data round trip), `errors` (refusals and their codes), `wire` (client frames seen by
-the reference server, for adapters with `Feature.WIRE_FRAMES`). `CHECKS` maps each check's
+the reference server, for adapters with `Feature.WIRE_FRAMES`), `server_frames` (the frames a
+server sent to the harness's own client, for adapters with `Feature.SERVER_FRAMES`). `CHECKS` maps each check's
 name to its requirement IDs; `run_checks(record)` runs them all and returns
 (violations, infos).
 """
@@ -17,6 +18,7 @@ from presence_conformance.harness.checks import (
     messages,
     rest,
     resume,
+    server_frames,
     sync,
     wire,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "rest",
     "resume",
     "run_checks",
+    "server_frames",
     "sync",
     "wire",
 ]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 
 from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.checks import run_checks
+from presence_conformance.harness.checks.server_frames import collect_server_frames
 from presence_conformance.harness.checks.wire import collect_wire_frames
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult, Violation
 from presence_conformance.harness.run.driver import CaseDriver
@@ -70,6 +71,7 @@ async def run_scenario(
         finally:
             await _close(driver)
         collect_wire_frames(driver.record, adapter)
+        collect_server_frames(driver.record, adapter)
         violations, infos = run_checks(driver.record)
         result.violations, result.infos = violations, infos
         result.outcome = judge(violations, infos)
