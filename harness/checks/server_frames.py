@@ -558,17 +558,25 @@ def _publisher_has(
     channel: str,
     connection_id: str,
     serial: int,
-    position: int,
+    position: int | None,
     action: Any,
 ) -> bool | None:
-    """Whether the case's connection `connection_id` published that message (None: unknown)."""
+    """Whether the case's connection `connection_id` published a message of `action`'s kind as
+    item `position` (None: any item) of msgSerial `serial` on `channel` (None: unknown
+    publisher). ENTER, UPDATE and PRESENT are one kind: a server turns an update of an absent
+    member into an enter and an enter of a present one into an update, and a sync lists either
+    as PRESENT."""
     sent = published.get(connection_id)
     if sent is None:
         return None
-    had = sent.get((channel, serial, position))
-    if had is None:
-        return False
-    return had == action or (action == PRESENT and had in (ENTER, UPDATE))
+    leave = action == LEAVE
+    return any(
+        ch == channel
+        and s == serial
+        and (position is None or i == position)
+        and (had == LEAVE) == leave
+        for (ch, s, i), had in sent.items()
+    )
 
 
 def _form(
@@ -602,13 +610,18 @@ def _form(
     had = _publisher_has(
         published, str(frame.get("channel")), connection_id, serial, position, action
     )
-    if had is False and action != LEAVE:
+    if action == LEAVE and not _publisher_has(
+        published, str(frame.get("channel")), connection_id, serial, None, LEAVE
+    ):
+        return  # a LEAVE its connection never sent: `_leave` judges it
+    if had is False:
         yield WireFinding(
             "wire.server-id-form",
             log.connection_id,
             index,
             f"{where} has id {item_id!r}, but connection {connection_id} sent no "
-            f"{_action_name(action)} as item {position} of msgSerial {serial} on "
+            f"{'LEAVE' if action == LEAVE else 'ENTER or UPDATE'} as item {position} of "
+            f"msgSerial {serial} on "
             f"{frame.get('channel')!r}; the id names the publisher's msgSerial and index (RTP2b2)",
             shown(frame),
             expected="the msgSerial and index the publisher gave the message",
@@ -633,12 +646,7 @@ def _leave(
         if match is None:
             return  # `_form` reported it
         had = _publisher_has(
-            published,
-            str(frame.get("channel")),
-            connection_id,
-            int(match["serial"]),
-            int(match["index"]),
-            LEAVE,
+            published, str(frame.get("channel")), connection_id, int(match["serial"]), None, LEAVE
         )
         if had is not False:
             return  # published by the member's connection (or unknown)

@@ -1,6 +1,8 @@
 """A catalogue of deliberately broken presence implementations that the harness must catch.
 
 Each mutant is the reference adapter with one realistic presence bug (`presence_conformance.harness.mutants.base`),
+or, in `server`, `ably-wire` against the embedded reference server with one bug in the frames it
+sends,
 documented by its docstring and tagged with the requirement IDs it violates. Select one with
 `--adapter mutant:NAME`; `presence-conformance list adapters` lists them.
 
@@ -23,12 +25,14 @@ from presence_conformance.harness.mutants import (  # noqa: F401 (registers)
     faults,
     history,
     members,
+    server,
     varied,
 )
 from presence_conformance.harness.mutants.base import (
     REGISTRY,
     MutantAdapter,
     MutantPresence,
+    ServerMutantAdapter,
     mutant,
 )
 
@@ -36,6 +40,7 @@ __all__ = [
     "MUTANTS",
     "MutantAdapter",
     "MutantPresence",
+    "ServerMutantAdapter",
     "get_mutant",
     "list_mutants",
     "mutant",
@@ -43,7 +48,7 @@ __all__ = [
 ]
 
 
-def _summary(cls: type[MutantAdapter]) -> str:
+def _summary(cls: type[MutantAdapter] | type[ServerMutantAdapter]) -> str:
     doc = " ".join((cls.__doc__ or "").split())
     first = doc.split(". ")[0].rstrip(".")
     return first + "."
@@ -53,7 +58,7 @@ MUTANTS: dict[str, str] = {name: _summary(cls) for name, cls in sorted(REGISTRY.
 """Mutant name -> the bug it has, in one sentence."""
 
 
-def get_mutant(name: str) -> type[MutantAdapter]:
+def get_mutant(name: str) -> type[MutantAdapter] | type[ServerMutantAdapter]:
     """The mutant adapter class registered as `name` (KeyError if there is none)."""
     try:
         return REGISTRY[name]

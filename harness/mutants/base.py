@@ -12,6 +12,11 @@ A mutant is a subclass of `MutantAdapter` with a docstring naming the bug, regis
 
 The mutant adapters accept the reference adapter's options (`leave_grace`, `op_delay`).
 
+A mutant of the reference *server* is a `ServerMutantAdapter` instead: the `ably-wire` adapter
+with its embedded server, whose outgoing frames pass through `rewrite` (every frame, per
+recipient for a frame sent to one connection, once for a broadcast) and `on_broadcast` (who
+receives a broadcast). It takes `ably-wire`'s options.
+
 One difference from the reference that is not a bug: a mutant's service stamps events with a
 clock that ticks at least one millisecond per event (the wall clock, or the last timestamp plus
 one), as events of an implementation behind a network would be. In-process, consecutive events
@@ -22,9 +27,10 @@ default direction, bounds that exclude their own millisecond) would be invisible
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, TypeVar
 
+from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.harness.adapters.reference import (
     ReferenceAdapter,
     ReferenceConnection,
@@ -34,9 +40,9 @@ from presence_conformance.reference_impl.model import PresenceModel
 from presence_conformance.reference_impl.service import PresenceService, ServiceConnection
 from presence_conformance.reference_impl.types import PresenceMessage
 
-__all__ = ["REGISTRY", "MutantAdapter", "MutantPresence", "mutant"]
+__all__ = ["REGISTRY", "MutantAdapter", "MutantPresence", "ServerMutantAdapter", "mutant"]
 
-REGISTRY: dict[str, type[MutantAdapter]] = {}
+REGISTRY: dict[str, type[MutantAdapter] | type[ServerMutantAdapter]] = {}
 
 
 class _TickingClock:
@@ -127,10 +133,47 @@ class MutantAdapter(ReferenceAdapter):
         return self.mangle(message, presence)
 
 
-def mutant(name: str, *requirements: str) -> Callable[[type[MutantAdapter]], type[MutantAdapter]]:
+class ServerMutantAdapter(AblyWireAdapter):
+    """`ably-wire` against an embedded reference server whose outgoing frames are rewritten
+    (see the module docstring)."""
+
+    name: ClassVar[str] = "server-mutant"
+    requirements: ClassVar[tuple[str, ...]] = ()
+
+    async def start(self) -> None:
+        await super().start()
+        transport = self.server.realtime.transport
+        send, broadcast = transport.send, transport.broadcast
+
+        def mutated_send(conn: Any, frame: dict[str, Any]) -> None:
+            for out in self.rewrite(frame, conn):
+                send(conn, out)
+
+        def mutated_broadcast(conns: Iterable[Any], frame: dict[str, Any]) -> None:
+            receivers = list(self.on_broadcast(frame, list(conns)))
+            for out in self.rewrite(frame, None):
+                broadcast(receivers, out)
+
+        transport.send = mutated_send
+        transport.broadcast = mutated_broadcast
+
+    def rewrite(self, frame: dict[str, Any], conn: Any) -> list[dict[str, Any]]:
+        """The frames the broken server sends instead of `frame` (default: `frame`). `conn` is
+        the receiving server connection, None for a broadcast. Never mutate `frame`."""
+        return [frame]
+
+    def on_broadcast(self, frame: dict[str, Any], conns: list[Any]) -> Iterable[Any]:
+        """The server connections a broadcast `frame` goes to (default: `conns`)."""
+        return conns
+
+
+M = TypeVar("M", bound=MutantAdapter | ServerMutantAdapter)
+
+
+def mutant(name: str, *requirements: str) -> Callable[[type[M]], type[M]]:
     """Register a mutant class as `mutant:<name>`, violating `requirements` (catalogue IDs)."""
 
-    def register(cls: type[MutantAdapter]) -> type[MutantAdapter]:
+    def register(cls: type[M]) -> type[M]:
         if name in REGISTRY:
             raise ValueError(f"mutant {name!r} is registered twice")
         if not (cls.__doc__ or "").strip():
