@@ -5,8 +5,8 @@ Families: `events` (deliveries, order, extras), `sync` (syncComplete, convergenc
 (get and its filters), `history` (contents, order, bounds, limit, pages), `messages` (schema,
 fields, ids, data round trip), `errors` (refusals and their codes), `wire` (client frames seen by
 the reference server, for adapters with `Feature.WIRE_FRAMES`), `server_frames` (the frames a
-server sent to the harness's own client, for adapters with `Feature.SERVER_FRAMES`). `CHECKS` maps each check's
-name to its requirement IDs; `run_checks(record)` runs them all and returns
+server sent to the harness's own client, for adapters with `Feature.SERVER_FRAMES`). `CHECKS`
+maps each check's name to its requirement IDs; `run_checks(record)` runs them all and returns
 (violations, infos).
 """
 
