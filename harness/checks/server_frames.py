@@ -53,7 +53,7 @@ import re
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from presence_conformance.harness.ably_client.server_log import ServerFrames
 from presence_conformance.harness.adapter import Adapter, Feature
@@ -145,7 +145,7 @@ def server_frames_of(record: CaseRecord) -> list[ServerFrames]:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _int(value: Any) -> bool:
+def _int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.harness.adapters.reference import (
@@ -180,7 +180,7 @@ def mutant(name: str, *requirements: str) -> Callable[[type[M]], type[M]]:
             raise ValueError(f"mutant {name!r} needs a docstring naming its bug")
         cls.name = f"mutant:{name}"
         cls.requirements = tuple(requirements)
-        REGISTRY[name] = cls
+        REGISTRY[name] = cast("type[MutantAdapter] | type[ServerMutantAdapter]", cls)
         return cls
 
     return register
