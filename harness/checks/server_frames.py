@@ -44,7 +44,9 @@ Rules, each bound to its requirement (a frame is numbered by its place in the lo
   does not start with the member's connectionId, and a numeric timestamp (its own or the
   frame's), so that clients compare it by timestamp.
 
-The rules are available without a case record too: `analyse(logs)` returns `WireFinding`s.
+A case with `server:` steps (`SCRIPTED_STEPS`), which script the embedded server to send odd
+frames on purpose so as to test a client, is not judged. The rules are available without a case
+record too: `analyse(logs)` returns `WireFinding`s.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from presence_conformance.harness.record.records import CaseRecord
 from presence_conformance.harness.results import Violation
 
 __all__ = [
+    "SCRIPTED_STEPS",
     "SYNC_GRACE",
     "ServerFrames",
     "analyse",
@@ -698,8 +701,22 @@ def analyse(logs: Iterable[ServerFrames]) -> list[WireFinding]:
 # -- the checks -------------------------------------------------------------------------------------
 
 
+SCRIPTED_STEPS = frozenset({"server"})
+"""Step kinds that make the server send unusual frames on purpose (`server:` steps script the
+embedded server to test a client): the frames of such a case are not judged."""
+
+
+def _scripted(record: CaseRecord) -> bool:
+    return any(step.kind in SCRIPTED_STEPS for step in record.scenario.iter_steps())
+
+
 def _findings(ctx: CheckContext) -> list[WireFinding]:
-    return ctx.cached("server_frames", lambda: analyse(server_frames_of(ctx.record)))
+    def compute() -> list[WireFinding]:
+        if _scripted(ctx.record):
+            return []
+        return analyse(server_frames_of(ctx.record))
+
+    return ctx.cached("server_frames", compute)
 
 
 def _violations(ctx: CheckContext, *requirements: str) -> Iterator[Violation]:
