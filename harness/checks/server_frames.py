@@ -13,9 +13,11 @@ Rules, each bound to its requirement (a frame is numbered by its place in the lo
 - `wire.server-frames-valid` (TR4, TR2): every server frame is a ProtocolMessage valid against
   `spec/schemas/wire-protocol-message.json` (MessagePack `bin` data allowed in presence items),
   and every frame the client could not decode, or got in the other format, is one too.
-- `wire.server-protocol` (TR4, RTN7b): the other problems the client noticed in the server's
-  frames (an ACK or NACK for serials it never sent, CONNECTED without connectionId, an unknown
-  action, a silent server, ...), one violation each, in the client's words.
+- `wire.server-protocol` (TR4, RTN7b): an ACK or NACK answers only msgSerials the client sent on
+  that connectionId, each once per transport (judged from the frames: the client also complains
+  of an answer that comes after it gave up waiting, which is late, not wrong); and the other
+  problems the client noticed in the server's frames (CONNECTED without connectionId, an
+  unknown action, a silent server, ...), one violation each, in the client's words.
 - `wire.server-channel-attached` (RTP16b, RTP5a, docs/protocol.md §4): PRESENCE and SYNC only
   for a channel the client sent ATTACH for, and not after the DETACHED that answered its DETACH
   (how a cross-channel leak shows on the wire; the client drops such frames).
@@ -94,6 +96,7 @@ before the client's CLOSE (RTP1: "shortly")."""
 
 # the client's own words for problems other checks judge from the frames themselves
 _NEVER_ATTACHED = "that this connection never attached"
+_NOT_PENDING = "that are not pending"
 _UNDECODABLE = ("undecodable frame", " frame on a format=")
 _PUBLISHED_ID = re.compile(r"^(?P<conn>.+):(?P<serial>\d+):(?P<index>\d+)$")
 
@@ -251,10 +254,14 @@ def frames_valid_findings(log: ServerFrames) -> Iterator[WireFinding]:
 
 
 def noticed_findings(log: ServerFrames) -> Iterator[WireFinding]:
-    """The client's other noticed protocol problems (the leak and undecodable frames aside:
-    the rules above judge those from the frames themselves)."""
+    """The client's other noticed protocol problems (the leak, undecodable frames and ACKs for
+    serials not pending aside: the other rules judge those from the frames themselves)."""
     for text in log.noticed:
-        if _NEVER_ATTACHED in text or any(marker in text for marker in _UNDECODABLE):
+        if (
+            _NEVER_ATTACHED in text
+            or _NOT_PENDING in text
+            or any(marker in text for marker in _UNDECODABLE)
+        ):
             continue
         yield WireFinding(
             "wire.server-protocol",
@@ -265,6 +272,51 @@ def noticed_findings(log: ServerFrames) -> Iterator[WireFinding]:
             None,
             expected="frames the client can act on (docs/protocol.md §2-§6)",
         )
+
+
+def ack_findings(log: ServerFrames) -> Iterator[WireFinding]:
+    """An ACK or NACK answers msgSerials the client sent on that connectionId, each once per
+    transport. The client calls any answer it no longer waits for a violation; an answer that
+    comes after the client gave up waiting (an operation timeout) is late, not wrong, so the
+    frames decide. A log that lost frames is not judged."""
+    if log.truncated:
+        return
+    sent: dict[str | None, set[int]] = {}
+    for transport in _transports(log):
+        mine = sent.setdefault(transport.connection_id, set())
+        answered: set[int] = set()
+        for index, direction, _, frame in transport.entries:
+            serial, action = frame.get("msgSerial"), frame.get("action")
+            if direction == "out":
+                if _int(serial):
+                    mine.add(serial)
+                continue
+            if action not in (1, 2) or not _int(serial):
+                continue  # not an answer, or a malformed one (the client reports it)
+            count = frame.get("count", 1)
+            if not _int(count) or count < 0:
+                continue
+            serials = range(serial, serial + count)
+            unknown = [s for s in serials if s not in mine]
+            again = [s for s in serials if s in answered]
+            answered.update(serials)
+            if not unknown and not again:
+                continue
+            name = "ACK" if action == 1 else "NACK"
+            why = (
+                f"msgSerial(s) {unknown} that the client never sent"
+                if unknown
+                else f"msgSerial(s) {again} answered before on this transport"
+            )
+            yield WireFinding(
+                "wire.server-protocol",
+                log.connection_id,
+                index,
+                f"{_where(log, index)}: {name} for {why}; an ACK or NACK settles the "
+                "client's own msgSerials, msgSerial to msgSerial+count-1 (RTN7b)",
+                shown(frame),
+                expected="serials the client sent and that have no answer yet",
+            )
 
 
 def channel_attached_findings(log: ServerFrames) -> Iterator[WireFinding]:
@@ -690,6 +742,7 @@ def analyse(logs: Iterable[ServerFrames]) -> list[WireFinding]:
         per_log: list[WireFinding] = [
             *frames_valid_findings(log),
             *noticed_findings(log),
+            *ack_findings(log),
             *channel_attached_findings(log),
             *sync_findings(log),
             *id_findings(log, published),
