@@ -22,13 +22,14 @@ Rules, each bound to its requirement (a frame is numbered by its place in the lo
   for a channel the client sent ATTACH for, and not after the DETACHED that answered its DETACH
   (how a cross-channel leak shows on the wire; the client drops such frames).
 - `wire.has-presence-sync` (RTP1): an ATTACHED with HAS_PRESENCE is followed by a SYNC for that
-  channel: before the next ATTACHED of the channel, or before CLOSED when the client closed at
-  least `SYNC_GRACE` s after the ATTACHED. A DETACHED or channel ERROR in between ends the duty.
+  channel before CLOSED, judged when the client closed at least `SYNC_GRACE` s after the
+  ATTACHED. A DETACHED, a channel ERROR or another ATTACHED (RTL12) in between ends the duty.
 - `wire.attached-without-presence-empty` (RTP1): after an ATTACHED without HAS_PRESENCE the next
   frame of that channel is not a SYNC that lists members.
 - `wire.sync-cursor` (RTP18a, RTP18b): a SYNC's channelSerial, when present, is
   `<sync sequence id>:<cursor>` with a non-empty sequence id; a sequence ends with an empty cursor
-  unless a new sequence replaces it or the channel detaches (judged like HAS_PRESENCE).
+  unless a new sequence or an ATTACHED replaces it or the channel detaches (judged at CLOSED,
+  like HAS_PRESENCE).
 - `wire.sync-member-once` (RTP18, TP3h): a member (memberKey connectionId:clientId, after TP3d)
   is listed at most once per sync sequence (per frame for a SYNC without channelSerial).
 - `wire.sync-present-action` (RTP18, TP2, seed `Presence Actions: present`): SYNC items have
@@ -390,7 +391,7 @@ def sync_findings(log: ServerFrames) -> Iterator[WireFinding]:
             if not isinstance(channel, str):
                 continue
             if action == ATTACHED:
-                yield from _unkept(log, promised, open_seq, None, index, only=channel)
+                # an additional ATTACHED (RTL12) replaces what the last one promised
                 flags = frame.get("flags")
                 if _int(flags) and flags & HAS_PRESENCE:
                     promised[channel] = (index, at)
@@ -432,38 +433,35 @@ def _unkept(
     open_seq: dict[str, _Sequence],
     close_at: float | None,
     index: int,
-    only: str | None = None,
 ) -> Iterator[WireFinding]:
-    """The SYNCs promised and the sequences left open when a channel is attached again
-    (`only`) or the connection closed (judged only if the client closed `SYNC_GRACE` s later)."""
+    """The SYNCs promised and the sequences left open when the connection closed, judged only
+    if the client closed `SYNC_GRACE` s or more after the ATTACHED or the sequence's last page."""
+    if close_at is None:
+        return
     for channel, (at_index, at) in sorted(promised.items()):
-        if only is not None and channel != only:
+        if close_at - at < SYNC_GRACE:
             continue
-        if only is None and (close_at is None or close_at - at < SYNC_GRACE):
-            continue
-        end = "the next ATTACHED" if only is not None else "CLOSED"
         yield WireFinding(
             "wire.has-presence-sync",
             log.connection_id,
             at_index,
             f"{_where(log, at_index)}: ATTACHED for {channel!r} has HAS_PRESENCE but no SYNC "
-            f"for it came before {end} (frame #{index}); RTP1: with the flag the server "
-            "shortly performs a SYNC",
+            f"for it came in the {close_at - at:.1f} s before the client closed (CLOSED is "
+            f"frame #{index}); RTP1: with the flag the server shortly performs a SYNC",
             None,
             expected=f"a SYNC for {channel!r}",
         )
     for channel, seq in sorted(open_seq.items()):
-        if only is not None and channel != only:
-            continue
-        if only is None and (close_at is None or close_at - seq.at < SYNC_GRACE):
+        if close_at - seq.at < SYNC_GRACE:
             continue
         yield WireFinding(
             "wire.sync-cursor",
             log.connection_id,
             seq.start,
             f"{_where(log, seq.start)}: the sync sequence {seq.sync_id!r} of {channel!r} "
-            f"never ended: no SYNC with an empty cursor before frame #{index}; RTP18b: a "
-            "sequence completes when the cursor is empty",
+            f"never ended: no SYNC with an empty cursor in the {close_at - seq.at:.1f} s "
+            f"before the client closed (CLOSED is frame #{index}); RTP18b: a sequence "
+            "completes when the cursor is empty",
             None,
             expected=f"'{seq.sync_id}:' (an empty cursor)",
         )
