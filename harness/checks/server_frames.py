@@ -77,17 +77,9 @@ __all__ = [
     "set_server_frames",
 ]
 
-CONNECTED, ERROR, ATTACH, ATTACHED, DETACH, DETACHED, PRESENCE, SYNC, CLOSED = (
-    4,
-    9,
-    10,
-    11,
-    12,
-    13,
-    14,
-    16,
-    8,
-)
+# ProtocolMessage actions (TR2; docs/protocol.md §3.2) and the HAS_PRESENCE flag (TR3)
+ACK, NACK, CONNECTED, CLOSE, CLOSED, ERROR = 1, 2, 4, 7, 8, 9
+ATTACH, ATTACHED, DETACHED, PRESENCE, SYNC = 10, 11, 13, 14, 16
 HAS_PRESENCE = 1
 ABSENT, PRESENT, ENTER, LEAVE, UPDATE = 0, 1, 2, 3, 4
 ACTION_NAMES = {0: "ABSENT", 1: "PRESENT", 2: "ENTER", 3: "LEAVE", 4: "UPDATE"}
@@ -292,7 +284,7 @@ def ack_findings(log: ServerFrames) -> Iterator[WireFinding]:
                 if _int(serial):
                     mine.add(serial)
                 continue
-            if action not in (1, 2) or not _int(serial):
+            if action not in (ACK, NACK) or not _int(serial):
                 continue  # not an answer, or a malformed one (the client reports it)
             count = frame.get("count", 1)
             if not _int(count) or count < 0:
@@ -303,7 +295,7 @@ def ack_findings(log: ServerFrames) -> Iterator[WireFinding]:
             answered.update(serials)
             if not unknown and not again:
                 continue
-            name = "ACK" if action == 1 else "NACK"
+            name = "ACK" if action == ACK else "NACK"
             why = (
                 f"msgSerial(s) {unknown} that the client never sent"
                 if unknown
@@ -381,7 +373,7 @@ def sync_findings(log: ServerFrames) -> Iterator[WireFinding]:
         for index, direction, at, frame in transport.entries:
             action, channel = frame.get("action"), frame.get("channel")
             if direction == "out":
-                if action == 7:  # CLOSE
+                if action == CLOSE:
                     close_at = at
                 continue
             if action == CLOSED:
