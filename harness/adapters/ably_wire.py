@@ -307,7 +307,8 @@ class AblyWireAdapter(Adapter):
                 )
             self.ack_first = raw in ("true", "1", "yes")
         if self.external:
-            # Another server: no frame log to read; capabilities through its token endpoint.
+            # Another server: no log of the client's frames to read (its own frames to our client
+            # are judged all the same); capabilities through its token endpoint.
             self.features = ALL_FEATURES | {Feature.SERVER_FRAMES}
         self.server: Any = None
         self._session: aiohttp.ClientSession | None = None
