@@ -3,7 +3,9 @@ detach and the channel states they lead to, presence operations a channel's stat
 the silence of a detached channel's listeners (RTP5a).
 
 The specification names no error code for these refusals (RTP8g, RTP16c, RTL11: "results in an
-error"), so any code is accepted: only whether the call was refused is judged.
+error"), so any code is accepted: only whether the call was refused is judged. A get() on a
+channel attached without PRESENCE_SUBSCRIBE may fail with 91008 or return a list (RTP11f1 or
+RTP11f2: the harness does not know strictMode); any other error breaks both.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ REQUIREMENTS = (
     "channel.update-leave-when-detached-or-failed",
     "channel.get-when-failed",
     "channel.queued-fail-on-failed-attach",
+    "channel.get-without-presence-subscribe",
 )
 
 _WHAT = {
@@ -29,6 +32,7 @@ _WHAT = {
     "detach": "detach()",
     "refused": "the operation",
     "queued": "the operation queued behind the attach",
+    "get-no-mode": "get() on a channel attached without PRESENCE_SUBSCRIBE",
 }
 
 

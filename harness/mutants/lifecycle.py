@@ -107,3 +107,23 @@ class FailedReportedDetached(MutantAdapter):
     (RTL14)."""
 
     Connection = _lifecycle_connection(_FailedReadsDetached)
+
+
+class _GetNeedsSubscribe(MutantPresence):
+    async def get(
+        self,
+        client_id: str | None = None,
+        connection_id: str | None = None,
+        wait_for_sync: bool = True,
+    ) -> list[PresenceMessage]:
+        conn = self.service_connection
+        self.model.check_capability(conn.id, self.channel_name, "subscribe")
+        return await super().get(client_id, connection_id, wait_for_sync)
+
+
+@mutant("get-needs-subscribe", "channel.get-without-presence-subscribe")
+class GetNeedsSubscribe(MutantAdapter):
+    """get() on a channel attached without the subscribe capability is refused as a capability
+    error (40160), not with 91008 (RTP11f1) nor answered (RTP11f2)."""
+
+    Presence = _GetNeedsSubscribe

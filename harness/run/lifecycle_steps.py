@@ -95,6 +95,8 @@ class LifecycleSteps:
             self._restore(state, step.channel)
             self._close_window((state.spec.name, step.channel))
             return None
+        if step.kind == "get" and current != "failed" and not self._subscribes(state, step.channel):
+            return self._plan_get_without_mode(step, state)
         if current not in _REFUSED:
             return None
         if step.kind in _PUBLISH:
@@ -204,6 +206,52 @@ class LifecycleSteps:
         rec = self._record(step, state, "state", _STATE_RULE[expected])
         rec.expected = expected
         await self._call(step, state, rec, "channel_state", lambda ch: ch.state())
+
+    # -- get without the PRESENCE_SUBSCRIBE mode (RTP11f) ----------------------------------------
+
+    def _subscribes(self, state: ClientState, channel: str) -> bool:
+        """Whether the connection's capability grants subscribe on `channel` (so its attach is
+        granted the PRESENCE_SUBSCRIBE mode: CHM2d, RTL4m)."""
+        try:
+            self.case.model.check_capability(state.cid, channel, "subscribe")
+        except PresenceError:
+            return False
+        return True
+
+    def _plan_get_without_mode(
+        self, step: Step, state: ClientState
+    ) -> tuple[OpRecord, Call] | None:
+        """A get() on a channel attached without PRESENCE_SUBSCRIBE: the members were never
+        delivered, so it fails with 91008 (strictMode, RTP11f1) or proceeds, returning what the
+        map holds (RTP11f2). The runner does not know strictMode: either is accepted, and
+        nothing is demanded of the list. An attach the capability refuses: the usual plan."""
+        case, model = self.case, self.case.model
+        channel = channel_of(step)
+        attached = model.is_attached(state.cid, channel)
+        try:
+            outcome = model.attach(state.cid, channel)
+        except PresenceError:
+            return None
+        self.deliveries.expect(outcome, step.index)
+        op = OpRecord(step, step.client, step.channel, state.connection_id)
+        op.fresh_attach = not attached
+        rec = self._record(step, state, "get-no-mode", "channel.get-without-presence-subscribe")
+        rec.expected = "ok or 91008"
+        case.history.record(
+            "info",
+            "runner",
+            "get without PRESENCE_SUBSCRIBE",
+            {"channel": channel, "accepted": "a list, or error 91008 (RTP11f)"},
+            step.index,
+        )
+
+        async def call() -> None:
+            await self._call(step, state, rec, "get", lambda ch: ch.presence.get())
+            op.status = "fail" if rec.observed == "error" else "ok"
+            if rec.observed == "ok" or rec.code == errors.PRESENCE_NOT_SUBSCRIBED:
+                rec.expected = rec.observed or rec.expected
+
+        return op, call
 
     # -- internals ------------------------------------------------------------------------------
 
