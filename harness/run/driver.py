@@ -44,7 +44,9 @@ from presence_conformance.harness.scenario import Scenario, Step
 __all__ = ["Abort", "CaseDriver", "ClientState", "Stop"]
 
 Plan = Callable[[OpRecord, ClientState], Call]  # model first; returns the adapter call
-_ATTACHING = frozenset({"enter", "update", "leave", "get", "subscribe"})  # attach implicitly
+_ATTACHING = frozenset(
+    {"enter", "update", "leave", "get", "subscribe", "attach"}
+)  # attach a channel
 
 
 class CaseDriver:
@@ -62,7 +64,7 @@ class CaseDriver:
         self.history_steps = HistorySteps(case, calls)
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
         self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
-        self.lifecycle = LifecycleSteps(case, self.deliveries)
+        self.lifecycle = LifecycleSteps(case, self.deliveries, self._before_attach)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {
             "enter": self.members.plan_publish,

@@ -19,7 +19,7 @@ The driver follows each client's channel states as the specification has them:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from presence_conformance.harness.adapter import AdapterChannel, PresenceError
@@ -50,9 +50,15 @@ Key = tuple[str, str]  # (client, channel)
 class LifecycleSteps:
     """The `attach`, `detach` and `channel_state` steps, and the state-refused operations."""
 
-    def __init__(self, case: CaseState, deliveries: Deliveries) -> None:
+    def __init__(
+        self,
+        case: CaseState,
+        deliveries: Deliveries,
+        before_attach: Callable[[Sequence[Step]], Awaitable[None]],
+    ) -> None:
         self.case = case
         self.deliveries = deliveries
+        self.before_attach = before_attach  # the driver's wait before a connection attaches
         self.states: dict[Key, str] = {}  # states the steps set (else: derived from the model)
         self.saved: dict[Key, ListenerState] = {}  # listener registrations across a detach
         self.open_windows: dict[Key, LifecycleRecord] = {}  # detached, not attached again
@@ -157,6 +163,7 @@ class LifecycleSteps:
         state = case.client(step)
         channel = channel_of(step)
         self._restore(state, channel)
+        await self.before_attach([step])
         self._close_window((state.spec.name, channel))
         rec = self._record(step, state, "attach", "channel.reattach-no-reenter")
         try:
