@@ -127,3 +127,26 @@ class GetNeedsSubscribe(MutantAdapter):
     error (40160), not with 91008 (RTP11f1) nor answered (RTP11f2)."""
 
     Presence = _GetNeedsSubscribe
+
+
+class _DetachKeepsMembers(ReferenceChannel):
+    async def detach(self) -> None:
+        channel = self.service_channel
+        if channel.state != "attached":
+            await super().detach()
+            return
+        presence = channel.presence
+        model, cid = presence._model, channel.connection.id
+        presence._saved_listeners = model.listener_state(cid, channel.name)
+        model.detach(cid, channel.name)  # hears nothing more; its members stay
+        presence._release()
+        presence._channel_state = "detached"
+
+
+@mutant("detach-keeps-members", "channel.detach-members-leave")
+class DetachKeepsMembers(MutantAdapter):
+    """A client's detach leaves its members in the channel's presence set: other clients never
+    hear them leave (the service does not remove the members of a connection no longer
+    attached)."""
+
+    Connection = _lifecycle_connection(_DetachKeepsMembers)
