@@ -18,6 +18,8 @@ An adapter mirrors the seed's Presence API (`spec/presence-api.md`) in async Pyt
     await conn.reconnected()                # wait until connected again; `conn.id` is then current
     await presence.enter_client(client_id, data)  # update_client, leave_client (RTP14, RTP15)
     await presence.rest_get(limit=None, client_id=None, connection_id=None)  # REST (RSP3)
+    channel = conn.channel("room")          # with Feature.CHANNEL_LIFECYCLE (RTL4, RTL5):
+    await channel.attach(); await channel.detach(); await channel.state()  # "attached", ...
     await adapter.quiesce()                 # optional: True once all events are delivered
     await adapter.stop()
 
@@ -41,6 +43,7 @@ from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import PresenceMessage
 
 __all__ = [
+    "CHANNEL_STATES",
     "Adapter",
     "AdapterChannel",
     "AdapterConnection",
@@ -76,12 +79,25 @@ class Feature(enum.StrEnum):
     ENTER_CLIENT = "enter-client"  # presence.enter_client / update_client / leave_client
     REST_PRESENCE = "rest-presence"  # presence.rest_get() (RSP3)
     SERVER_FRAMES = "server-frames"  # the adapter exposes the frames a server sent its client
+    CHANNEL_LIFECYCLE = "channel-lifecycle"  # channel.attach() / detach() / state()
 
 
 ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {
     Feature.WIRE_FRAMES,
     Feature.SERVER_FRAMES,
 }
+
+
+CHANNEL_STATES = (
+    "initialized",
+    "attaching",
+    "attached",
+    "detaching",
+    "detached",
+    "suspended",
+    "failed",
+)
+"""The channel states (RTL2b), as `AdapterChannel.state()` names them."""
 
 
 class UsageError(Exception):
@@ -179,6 +195,20 @@ class AdapterChannel(abc.ABC):
     @property
     @abc.abstractmethod
     def presence(self) -> AdapterPresence: ...
+
+    async def attach(self) -> None:
+        """Attach the channel (RTL4) and wait until it is attached; a refusal (e.g. no
+        capability for the channel, RTL14: the channel is then failed) raises `PresenceError`."""
+        raise NotImplementedError("this adapter has no channel attach (Feature.CHANNEL_LIFECYCLE)")
+
+    async def detach(self) -> None:
+        """Detach the channel (RTL5) and wait until it is detached; a refusal (RTL5b: the
+        channel is failed) raises `PresenceError`."""
+        raise NotImplementedError("this adapter has no channel detach (Feature.CHANNEL_LIFECYCLE)")
+
+    async def state(self) -> str:
+        """The channel's state now (RTL2b), one of `CHANNEL_STATES` (lower case)."""
+        raise NotImplementedError("this adapter has no channel state (Feature.CHANNEL_LIFECYCLE)")
 
 
 class AdapterConnection(abc.ABC):

@@ -16,6 +16,7 @@ ARCHITECTURE.md in the source repository describes how they fit together.
 """
 
 from presence_conformance.harness.adapter import (
+    CHANNEL_STATES,
     Adapter,
     AdapterChannel,
     AdapterConnection,
@@ -30,6 +31,7 @@ from presence_conformance.harness.adapter import (
 from presence_conformance.reference_impl.types import Action
 
 __all__ = [
+    "CHANNEL_STATES",
     "Action",
     "Adapter",
     "AdapterChannel",

@@ -18,6 +18,7 @@ CHANNEL_STATE = 90001  # Channel in an invalid state for the operation
 NO_CLIENT_ID = 91000  # Cannot enter presence without a clientId
 PRESENCE_STATE = 91001  # Cannot enter presence in the channel's current state
 OUT_OF_SYNC = 91005  # Presence state out of sync
+PRESENCE_NOT_SUBSCRIBED = 91008  # Channel attached without the presence_subscribe mode (RTP11f1)
 CONNECTION_CLOSED = 80017  # Connection closed
 
 _STATUS = {
@@ -32,6 +33,7 @@ _STATUS = {
     NO_CLIENT_ID: 400,
     PRESENCE_STATE: 400,
     OUT_OF_SYNC: 400,
+    PRESENCE_NOT_SUBSCRIBED: 400,
     CONNECTION_CLOSED: 400,
 }
 

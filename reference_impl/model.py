@@ -286,6 +286,34 @@ class PresenceModel:
             ch.listening.discard(connection_id)
             self._free_if_idle(channel)
 
+    def detach_channel(self, connection_id: str, channel: str) -> Outcome:
+        """The client detaches `channel` (RTL5): as `detach` (its listener registrations there
+        are dropped: keep them with `listener_state` first), and its members there leave, each
+        with a synthesized leave, as on a close (a connection is present only on channels it is
+        attached to)."""
+        conn = self._conn(connection_id)
+        conn.attached.discard(channel)
+        conn.listeners.pop(channel, None)
+        outcome = Outcome()
+        ch = self._channels.get(channel)
+        if ch is None:
+            return outcome
+        ch.attached.discard(connection_id)
+        ch.listening.discard(connection_id)
+        for key in sorted(ch.by_connection.get(connection_id, ())):
+            member = ch.members[key]
+            leave = PresenceMessage(
+                action=Action.LEAVE,
+                client_id=member.client_id,
+                connection_id=member.connection_id,
+                data=member.data,
+                timestamp=self._now(),
+                id=self._ids("synthetic"),
+            )
+            outcome.extend(self._apply(ch, leave))
+        self._free_if_idle(channel)
+        return outcome
+
     def sweep(self) -> int:
         """Apply the history retention to every channel and free the channels left with no
         members, no attached connection and no retained history; returns how many were freed."""

@@ -385,12 +385,53 @@ class ServiceConnection:
 
 
 class ServiceChannel:
-    """A channel as seen by one connection; its presence is `presence`."""
+    """A channel as seen by one connection; its presence is `presence`, its state `state`
+    (initialized, attached, detached or failed), `attach()` and `detach()` (RTL4, RTL5)."""
 
     def __init__(self, connection: ServiceConnection, name: str) -> None:
         self.name = name
         self.connection = connection
         self.presence = ServicePresence(connection, name)
+
+    @property
+    def state(self) -> str:
+        """The channel state (RTL2b): attaching is implicit in the presence operations."""
+        return self.presence._channel_state
+
+    async def attach(self) -> None:
+        """Attach (RTL4): a connection without capability on the channel is refused (40160) and
+        the channel is failed (RTL14); attaching a failed channel tries again (RTL4g)."""
+        await self.connection._online.wait()
+        self.connection._check_live()
+        presence = self.presence
+        if presence._channel_state == "attached":
+            return
+        presence._after(presence._attach())
+
+    async def detach(self) -> None:
+        """Detach (RTL5): nothing on an initialized or detached channel (RTL5a), an error on a
+        failed one (RTL5b). The connection's members on the channel leave (others hear the
+        leaves); this connection's presence map is cleared silently (RTP5a) and its members
+        are not re-entered on a later attach; its listeners stay registered."""
+        await self.connection._online.wait()
+        self.connection._check_live()
+        presence = self.presence
+        state = presence._channel_state
+        if state in ("initialized", "detached"):
+            return
+        if state == "failed":
+            raise PresenceError(
+                errors.CHANNEL_STATE, f"channel {self.name!r} is failed: cannot detach", "channel"
+            )
+        model, cid = presence._model, self.connection.id
+        outcome = None
+        if model.is_attached(cid, self.name):
+            presence._saved_listeners = model.listener_state(cid, self.name)
+            outcome = model.detach_channel(cid, self.name)
+        presence._release()
+        presence._channel_state = "detached"
+        if outcome is not None:
+            self.connection._service._dispatch(outcome)
 
 
 class ServicePresence:
@@ -405,6 +446,8 @@ class ServicePresence:
         self._ids = itertools.count(1)
         self._sync_state = "detached"  # detached | syncing | synced
         self._synced = asyncio.Event()
+        self._channel_state = "initialized"  # initialized | attached | detached | failed
+        self._saved_listeners: Any = None  # the model's registrations, kept across a detach
 
     @property
     def _model(self) -> PresenceModel:
@@ -470,18 +513,28 @@ class ServicePresence:
         self, method: Callable[..., Outcome], data: Any, client_id: str | None = None
     ) -> None:
         self._conn._check_live()
+        if self._channel_state in ("detached", "failed"):  # RTP8g, RTP9e, RTP10e, RTP16c
+            raise PresenceError(
+                errors.CHANNEL_STATE,
+                f"channel {self._channel!r} is {self._channel_state}: presence operations "
+                "need an attached channel",
+                "channel",
+            )
+        self._restore_listeners()
         try:
             if client_id is None:
                 outcome = method(self._conn.id, self._channel, data)
             else:
                 outcome = method(self._conn.id, self._channel, data, client_id=client_id)
-        except PresenceError:
+        except PresenceError as exc:
             # refused after the implicit attach (no presence capability: RTP8d, then RTP8h):
             # the attach stays, so the sync completes as for any attach
             if self._sync_state == "detached" and self._model.is_attached(
                 self._conn.id, self._channel
             ):
                 self._after(Outcome())
+            else:
+                self._refused_attach(exc)
             raise
         self._after(outcome)
 
@@ -504,7 +557,11 @@ class ServicePresence:
         members = self._model.get(self._channel, client_id, connection_id)  # validates the filters
         if self._sync_state == "synced":
             return members
-        self._after(self._model.attach(self._conn.id, self._channel))
+        if self._channel_state == "failed":  # RTL33c
+            raise PresenceError(
+                errors.CHANNEL_STATE, f"channel {self._channel!r} is failed", "channel"
+            )
+        self._after(self._attach())  # RTL33b: an implicit attach, also of a detached channel
         if not wait_for_sync:
             return []  # nothing has been received yet
         await self._wait_for_sync()
@@ -529,12 +586,14 @@ class ServicePresence:
             name = f"L{next(self._ids)}"
             self._names[key] = name
             self._by_name[name] = listener
+        self._restore_listeners()
         try:
             outcome = self._model.subscribe(self._conn.id, self._channel, name, actions)
-        except PresenceError:
+        except PresenceError as exc:
             if fresh:
                 del self._names[key]
                 del self._by_name[name]
+            self._refused_attach(exc)
             raise
         self._after(outcome)
 
@@ -577,7 +636,32 @@ class ServicePresence:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _restore_listeners(self) -> None:
+        """Before attaching again after a detach: the listeners registered before it hear the
+        channel again (they were never removed on the client side)."""
+        saved, self._saved_listeners = self._saved_listeners, None
+        if saved is not None and not self._model.is_attached(self._conn.id, self._channel):
+            self._model.restore_listener_state(self._conn.id, self._channel, saved)
+
+    def _attach(self) -> Outcome:
+        """The model's attach (listeners restored first); a refusal fails the channel."""
+        self._restore_listeners()
+        try:
+            return self._model.attach(self._conn.id, self._channel)
+        except PresenceError as exc:
+            self._refused_attach(exc)
+            raise
+
+    def _refused_attach(self, exc: PresenceError) -> None:
+        """An attach the model refused (no capability on the channel): failed (RTL14)."""
+        if exc.code == errors.CAPABILITY_DENIED and not self._model.is_attached(
+            self._conn.id, self._channel
+        ):
+            self._channel_state = "failed"
+
     def _after(self, outcome: Outcome) -> None:
+        if self._model.is_attached(self._conn.id, self._channel):
+            self._channel_state = "attached"
         if self._sync_state == "detached":
             self._sync_state = "syncing"
             self._synced.clear()

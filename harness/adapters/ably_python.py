@@ -348,6 +348,18 @@ class SdkChannel(AdapterChannel):
     def presence(self) -> SdkPresence:
         return self._presence
 
+    async def attach(self) -> None:
+        with _Translate("channel.attach()"):
+            await self.sdk.attach()
+
+    async def detach(self) -> None:
+        with _Translate("channel.detach()"):
+            await self.sdk.detach()
+
+    async def state(self) -> str:
+        state = self.sdk.state  # ChannelState, a str enum ("attached", ...)
+        return str(getattr(state, "value", state))
+
 
 class SdkConnection(AdapterConnection):
     """One `AblyRealtime` client, through its own TCP relay."""

@@ -186,6 +186,15 @@ class WireChannel(AdapterChannel):
     def presence(self) -> WirePresence:
         return self._presence
 
+    async def attach(self) -> None:
+        await self.realtime.attach()
+
+    async def detach(self) -> None:
+        await self.realtime.detach()
+
+    async def state(self) -> str:
+        return str(self.realtime.state.value)
+
 
 class WireConnection(AdapterConnection):
     """One realtime connection (plus REST with the same key for history)."""

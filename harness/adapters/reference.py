@@ -31,13 +31,14 @@ from presence_conformance.harness.adapter import (
 )
 from presence_conformance.reference_impl.service import (
     PresenceService,
+    ServiceChannel,
     ServiceConnection,
     ServiceHistoryPage,
     ServicePresence,
 )
 from presence_conformance.reference_impl.types import PresenceMessage
 
-__all__ = ["ReferenceAdapter", "ReferenceConnection", "ReferencePresence"]
+__all__ = ["ReferenceAdapter", "ReferenceChannel", "ReferenceConnection", "ReferencePresence"]
 
 
 class ReferencePage(HistoryPage):
@@ -159,19 +160,34 @@ class ReferencePresence(AdapterPresence):
 class ReferenceChannel(AdapterChannel):
     """A channel of one reference connection."""
 
-    def __init__(self, name: str, presence: ReferencePresence) -> None:
+    def __init__(
+        self, name: str, presence: ReferencePresence, service_channel: ServiceChannel
+    ) -> None:
         self.name = name
         self._presence = presence
+        self.service_channel = service_channel
 
     @property
     def presence(self) -> ReferencePresence:
         return self._presence
+
+    async def attach(self) -> None:
+        await self._presence.delay()
+        await self.service_channel.attach()
+
+    async def detach(self) -> None:
+        await self._presence.delay()
+        await self.service_channel.detach()
+
+    async def state(self) -> str:
+        return self.service_channel.state
 
 
 class ReferenceConnection(AdapterConnection):
     """A connection to the in-process service."""
 
     presence_class: ClassVar[type[ReferencePresence]] = ReferencePresence
+    channel_class: ClassVar[type[ReferenceChannel]] = ReferenceChannel
 
     def __init__(self, adapter: ReferenceAdapter, conn: ServiceConnection) -> None:
         self.adapter = adapter
@@ -183,10 +199,9 @@ class ReferenceConnection(AdapterConnection):
     def channel(self, name: str) -> ReferenceChannel:
         channel = self._channels.get(name)
         if channel is None:
-            presence = self.presence_class(
-                self.adapter, self.service_connection.channels.get(name).presence, name
-            )
-            channel = self._channels[name] = ReferenceChannel(name, presence)
+            service_channel = self.service_connection.channels.get(name)
+            presence = self.presence_class(self.adapter, service_channel.presence, name)
+            channel = self._channels[name] = self.channel_class(name, presence, service_channel)
         return channel
 
     async def close(self) -> None:

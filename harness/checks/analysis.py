@@ -38,6 +38,7 @@ EMITTED = {
     "present": "sync.present-on-attach",
     "drop": "disconnect.leave-synthesized",
     "close": "disconnect.close-leaves",
+    "detach": "channel.detach-members-leave",
 }
 """The requirement an event of each origin kind is delivered under."""
 
@@ -206,7 +207,7 @@ def classify_missing(ctx: CheckContext, rec: ListenerRecord, slot: Slot) -> str:
     """The requirement broken by `rec` not receiving `slot`'s event."""
     origin = slot.origin
     kind = origin.kind if origin else slot.event.action.value
-    if kind in ("present", "drop", "close"):
+    if kind in ("present", "drop", "close", "detach"):
         return EMITTED[kind]
     delivered = delivered_ids(ctx)
     event_id = slot.event.id

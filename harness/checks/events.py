@@ -29,6 +29,7 @@ from presence_conformance.reference_impl.types import data_equal
     "sync.present-on-attach",
     "disconnect.leave-synthesized",
     "disconnect.close-leaves",
+    "channel.detach-members-leave",
     "subscribe.all-actions",
     "subscribe.single-action",
     "subscribe.action-list",

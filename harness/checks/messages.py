@@ -280,7 +280,7 @@ def data_requirement(
     expected, got = event.data, seen.data
     if kind == "leave" and origin and origin.data_given:
         return "leave.data-given"
-    if kind in ("leave", "drop", "close"):
+    if kind in ("leave", "drop", "close", "detach"):
         return "leave.data-defaults-to-member-data"
     if _earlier_data(ctx, seen, event):
         return {

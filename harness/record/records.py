@@ -190,7 +190,7 @@ class EventOrigin:
     """How a model event came about: the step, the operation, and the facts that decide which
     variations an implementation may show (an enter while present may be reported as update...).
 
-    `kind`: enter | update | leave | close | drop | present (a sync delivery on attach).
+    `kind`: enter | update | leave | close | drop | detach | present (a sync delivery on attach).
     """
 
     kind: str
@@ -228,6 +228,32 @@ class ListenerRecord:
     subscriptions: list[tuple[int, tuple[str, ...] | None]] = field(default_factory=list)
     unsubscriptions: list[tuple[int, str, tuple[str, ...] | None]] = field(default_factory=list)
     attach_step: int | None = None  # the subscribe step that attached the channel
+
+
+@dataclass(eq=False)
+class LifecycleRecord:
+    """A channel-lifecycle fact the model decides (`harness/run/lifecycle_steps.py`): an
+    `attach`/`detach` step, a `channel_state` read, a presence operation on a channel whose
+    state refuses it (RTP8g, RTP16c), or one queued behind an attach that fails (RTL11).
+
+    `expected` is `ok`, `error` (any code: the sentences name none) or a channel state;
+    `observed` is `ok`, `error` or the state read (None: the call did not complete).
+    `window` is, for a detach, the history indexes from its invoke to the next attach of the
+    channel by that client (None: the end of the case), where its listeners must hear nothing.
+    """
+
+    kind: str  # attach | detach | state | refused | queued
+    step: int
+    label: str
+    client: str
+    channel: str
+    requirement: str
+    expected: str
+    observed: str | None = None
+    code: Any = None
+    message: str | None = None
+    history_index: int | None = None
+    window: tuple[int, int | None] | None = None
 
 
 @dataclass(eq=False)
@@ -426,6 +452,7 @@ class CaseRecord:
     interrupts: list[InterruptRecord] = field(default_factory=list)
     rest_gets: list[RestGetRecord] = field(default_factory=list)
     expectations: list[ExpectEventsRecord] = field(default_factory=list)
+    lifecycle: list[LifecycleRecord] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     synthesized: set[str] = field(default_factory=set)  # model ids of leaves after a drop
     void: set[str] = field(default_factory=set)  # model ids of events the checks must ignore

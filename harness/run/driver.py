@@ -32,6 +32,7 @@ from presence_conformance.harness.run.connection_steps import ConnectionSteps
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.fault_steps import FaultSteps
 from presence_conformance.harness.run.history_steps import HistorySteps
+from presence_conformance.harness.run.lifecycle_steps import LifecycleSteps
 from presence_conformance.harness.run.listener_steps import ListenerSteps
 from presence_conformance.harness.run.member_steps import MemberSteps
 from presence_conformance.harness.run.settings import RunSettings
@@ -43,7 +44,9 @@ from presence_conformance.harness.scenario import Scenario, Step
 __all__ = ["Abort", "CaseDriver", "ClientState", "Stop"]
 
 Plan = Callable[[OpRecord, ClientState], Call]  # model first; returns the adapter call
-_ATTACHING = frozenset({"enter", "update", "leave", "get", "subscribe"})  # attach implicitly
+_ATTACHING = frozenset(
+    {"enter", "update", "leave", "get", "subscribe", "attach"}
+)  # attach a channel
 
 
 class CaseDriver:
@@ -61,6 +64,7 @@ class CaseDriver:
         self.history_steps = HistorySteps(case, calls)
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
         self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
+        self.lifecycle = LifecycleSteps(case, self.deliveries, self._before_attach)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {
             "enter": self.members.plan_publish,
@@ -82,6 +86,9 @@ class CaseDriver:
             "close": self.connections.step_close,
             "drop": self.connections.step_drop,
             "interrupt": self.faults.step_interrupt,
+            "attach": self.lifecycle.step_attach,
+            "detach": self.lifecycle.step_detach,
+            "channel_state": self.lifecycle.step_channel_state,
             "expect_events": self.listeners.expect_events,
             "concurrently": self._run_block,
         }
@@ -168,6 +175,7 @@ class CaseDriver:
             await self.members.before_attach(state, step.channel, step)
 
     async def _after_ops(self, ops: list[OpRecord]) -> None:
+        self.lifecycle.after_ops(ops)
         for op in ops:
             if op.fresh_attach and (
                 op.status == "ok" or (op.status == "fail" and op.model_error is not None)
@@ -176,6 +184,9 @@ class CaseDriver:
         await self.deliveries.wait(self.case.wait_budget)
 
     def _plan(self, step: Step) -> tuple[OpRecord, Call]:
+        refused = self.lifecycle.intercept(step)  # the channel's state refuses it (RTP16c)
+        if refused is not None:
+            return refused
         state = self.case.client(step)
         op = OpRecord(
             step=step, client=step.client, channel=step.channel, connection_id=state.connection_id

@@ -16,6 +16,7 @@ __all__ = [
     "CLIENT_PUBLISH_STEPS",
     "CONNECTION_STEPS",
     "EVENT_STEPS",
+    "LIFECYCLE_STEPS",
     "OPERATION_STEPS",
     "PUBLISH_STEPS",
     "READ_STEPS",
@@ -45,6 +46,8 @@ EVENT_STEPS = (*PUBLISH_STEPS, "drop", "close", "interrupt")
 """Steps that can produce an event, so that a history bound may refer to them (`{at: ID}`)."""
 READ_STEPS = ("get", "rest_get", "history", "sync_complete", "subscribe", "unsubscribe")
 CONNECTION_STEPS = ("drop", "close", "connect", "interrupt")
+LIFECYCLE_STEPS = ("attach", "detach", "channel_state")
+"""RealtimeChannel#attach, #detach and the channel's state (needs channel-lifecycle)."""
 _COMMON = ("id", "requirements", "expect_error")
 
 
@@ -283,6 +286,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.ABRUPT_DISCONNECT)
         elif kind == "interrupt":
             needed.add(Feature.TRANSIENT_DISCONNECT)
+        elif kind in LIFECYCLE_STEPS:
+            needed.add(Feature.CHANNEL_LIFECYCLE)
         elif kind in CLIENT_PUBLISH_STEPS:
             needed.add(Feature.ENTER_CLIENT)
         elif kind == "rest_get":

@@ -609,6 +609,10 @@ class _Normaliser:
         return {}
 
     _args_drop = _args_close = _args_connect = _args_connection
+    _args_attach = _args_detach = _args_connection
+
+    def _args_channel_state(self, path: FieldPath, body: dict, *_: Any) -> dict:
+        return {"expect": body["expect"]} if "expect" in body else {}
 
     def _args_expect_events(self, path: FieldPath, body: dict, *_: Any) -> dict:
         name = body["listener"]

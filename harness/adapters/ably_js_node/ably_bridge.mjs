@@ -296,7 +296,7 @@ const ops = {
         'history', 'binary-data', 'abrupt-disconnect', 'capabilities', 'anonymous-clients',
         'multiple-connections', 'sync-complete', 'wait-for-sync-option', 'unsubscribe-by-action',
         'subscribe-action-list', 'large-messages', 'argument-validation',
-        'enter-client', 'rest-presence', 'transient-disconnect',
+        'enter-client', 'rest-presence', 'transient-disconnect', 'channel-lifecycle',
       ],
       ops: ['quiesce'],
     };
@@ -380,6 +380,20 @@ const ops = {
     }
     const page = await c.rest.channels.get(req.channel).presence.get(params);
     return page.items.map(messageJson);
+  },
+
+  async attach(req) {
+    await conn(req).client.channels.get(req.channel).attach();
+    return null;
+  },
+
+  async detach(req) {
+    await conn(req).client.channels.get(req.channel).detach();
+    return null;
+  },
+
+  async channel_state(req) {
+    return conn(req).client.channels.get(req.channel).state;
   },
 
   async interrupt(req) {

@@ -622,6 +622,18 @@ class BridgeChannel(AdapterChannel):
     def presence(self) -> BridgePresence:
         return self._presence
 
+    def _where(self) -> dict[str, Any]:
+        return {"connection": self.connection.handle, "channel": self.name}
+
+    async def attach(self) -> None:
+        await self.connection.request("attach", self._where())
+
+    async def detach(self) -> None:
+        await self.connection.request("detach", self._where())
+
+    async def state(self) -> str:
+        return str(await self.connection.request("channel_state", self._where()))
+
 
 class BridgeConnection(AdapterConnection):
     """A connection held by the child under the handle `c<n>`."""

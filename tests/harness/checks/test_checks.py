@@ -450,12 +450,35 @@ REST_FILTER = make_scenario(
     requirements=("get.rest-filter-client-id",),
 )
 
+DETACH_THEN_ENTER = make_scenario(
+    [
+        op("subscribe", "alice", listener="w"),
+        op("enter", "alice", data="a"),
+        op("enter", "bob", data="b"),
+        op("detach", "alice"),
+        op("enter", "alice", data="again"),
+    ],
+    requirements=("channel.enter-when-detached-or-failed",),
+)
+
 # check -> (mutant adapter class, scenario, requirement it must report, outcome)
 CASES: dict[str, tuple[type[ReferenceAdapter], Any, str, Outcome]] = {
     "interrupt_connection_id": (
         get_mutant("resume-gives-new-connection"),
         INTERRUPT,
         "disconnect.resume-keeps-members",
+        Outcome.FAIL,
+    ),
+    "channel_lifecycle": (
+        get_mutant("enter-reattaches-detached"),
+        DETACH_THEN_ENTER,
+        "channel.enter-when-detached-or-failed",
+        Outcome.FAIL,
+    ),
+    "detached_listeners_silent": (
+        get_mutant("detach-emits-leaves"),
+        DETACH_THEN_ENTER,
+        "channel.detach-clears-silently",
         Outcome.FAIL,
     ),
     "rest_get_members": (
