@@ -209,3 +209,13 @@ def test_bridge_sync_flags() -> None:
     assert state.sync_in_progress and not state.sync_complete
     state.on_sync({"channel": "ch", "channelSerial": "s:", "presence": []})
     assert not state.sync_in_progress and state.sync_complete
+
+
+@pytest.mark.parametrize("flags", ["1", True, 1.0])
+def test_bridge_refuses_attached_flags_that_are_not_an_integer(flags: Any) -> None:
+    """TR4i: `flags` is an integer (the harness's map once took `int(flags)` of anything)."""
+    state = OracleMapState(lambda ms: None, violation=ProtocolViolation)
+    with pytest.raises(ProtocolViolation):
+        state.on_attached(flags)
+    state.on_attached(None)  # no flags field: in sync, empty (RTP1)
+    assert state.sync_complete and not state.sync_in_progress
