@@ -173,7 +173,13 @@ class PresenceMessage:
         # the constructor, not dataclasses.replace (several times slower): this is on the path
         # of every presence event, in the server's model and in every client map
         return PresenceMessage(
-            action, self.client_id, self.connection_id, self.data, self.timestamp, self.id, self.extra
+            action,
+            self.client_id,
+            self.connection_id,
+            self.data,
+            self.timestamp,
+            self.id,
+            self.extra,
         )
 
     def to_json(self) -> dict:
