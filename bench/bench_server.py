@@ -32,6 +32,10 @@ baseline on the same loop as the presence server, so each ratio stays like for l
 both summaries, and then what uvloop changes: the presence server's and the baseline's figures
 on asyncio and on uvloop side by side.
 
+`bench/profile_enter.py` isolates the server's own work per PRESENCE frame (no socket, no loop
+in between): the same on both loops, which is why the enter -> ACK / echo ratio of (a) is
+higher on uvloop, whose gains are all in the part a bare echo consists of.
+
 Server CPU per operation (the child process's `time.process_time()` before and after) is shown
 next to the wall-clock figures, since on a small machine the clients' own work is part of every
 wall-clock figure. The process exits 0 whatever the figures; the verdicts are printed.

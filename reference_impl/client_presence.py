@@ -141,7 +141,12 @@ def item_from_wire(
 def is_synthesized(message: PresenceMessage) -> bool:
     """RTP2b1: "If either presence message has a `connectionId` which is not an initial
     substring of its `id`, compare them by `timestamp` numerically. (This will be the case when
-    one of them is a 'synthesized leave' event ...)". A message without an id is synthesized."""
+    one of them is a 'synthesized leave' event ...)". A message without an id is synthesized.
+
+    A message without a `connectionId` (none on the item, none on its ProtocolMessage to take
+    by TP3d) has no connectionId that could fail to be a prefix of its id, so RTP2b1 does not
+    apply to it and its id is compared by RTP2b2 ("Else split the `id`"), as ably-python does;
+    ably-js counts it as synthesized (`presencemessage.ts` `isSynthesized`)."""
     return not (message.id or "").startswith(message.connection_id) or not message.id
 
 
@@ -226,6 +231,10 @@ class ClientPresence:
     def members(self) -> list[PresenceMessage]:
         """The PRESENT members (what `get` returns, RTP11), sorted by memberKey."""
         return [m for _, m in sorted(self._map.items()) if m.action is Action.PRESENT]
+
+    def entry(self, member_key: str) -> PresenceMessage | None:
+        """The map's entry for `member_key` (PRESENT, or ABSENT during a sync), or None."""
+        return self._map.get(member_key)
 
     def entries(self) -> dict[str, PresenceMessage]:
         """The whole map by memberKey, ABSENT entries of a sync in progress included."""

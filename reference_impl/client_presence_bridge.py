@@ -6,9 +6,10 @@ gives the same synchronous surface on top of `ClientPresence`, so that `Presence
 delegate to it and keep only what is asyncio:
 
     state = OracleMapState(emit=emitter.emit_all, clock=_now_ms, decode=decode_data,
-                           violation=ProtocolViolation)
+                           violation=ProtocolViolation, oracle=ClientPresence)
     state.on_attached(flags); state.on_presence(frame); state.on_sync(frame); state.on_detached()
-    state.values(client_id, connection_id); state.sync_complete; state.sync_in_progress
+    state.values(client_id, connection_id); state.get(member_key)
+    state.sync_complete; state.sync_in_progress
 
 It imports nothing from the harness: the emitter, the data decoder and the exception raised for a
 malformed frame are passed in. Events reach `emit` as `PresenceMessage`s, as the harness's
@@ -45,6 +46,10 @@ class OracleMapState:
     `presence` array or item and for a `channelSerial` that is present but not a string.
     `on_detached` is RTP5a (DETACHED or FAILED: cleared silently); a channel that goes SUSPENDED
     calls `on_suspended` (RTP5f: nothing changes).
+
+    `oracle` builds the map (called with `clock`, `decode` and the options): `ClientPresence`,
+    or a subclass that breaks one rule (a mutant), which is how a broken client map is plugged
+    into the harness's own client.
     """
 
     def __init__(
@@ -53,9 +58,10 @@ class OracleMapState:
         clock: Callable[[], int] = _now_ms,
         decode: Callable[[Any, str | None], tuple[Any, str | None]] | None = None,
         violation: Callable[[str], Exception] = ValueError,
+        oracle: Callable[..., ClientPresence] = ClientPresence,
         **options: bool,
     ) -> None:
-        self.oracle = ClientPresence(clock=clock, decode=decode, **options)
+        self.oracle = oracle(clock=clock, decode=decode, **options)
         self._emit = emit
         self._violation = violation
 
@@ -79,8 +85,14 @@ class OracleMapState:
             and (connection_id is None or m.connection_id == connection_id)
         ]
 
+    def get(self, member_key: str) -> PresenceMessage | None:
+        """The map's entry for `member_key` (ABSENT during a sync included), or None."""
+        return self.oracle.entry(member_key)
+
     def on_attached(self, flags: int | None) -> None:
-        """RTP1 / RTP19a."""
+        """RTP1 / RTP19a. `flags` is an integer (TR4i) or None (no `flags` field)."""
+        if flags is not None and (isinstance(flags, bool) or not isinstance(flags, int)):
+            raise self._violation(f"ATTACHED flags is not an integer: {flags!r}")
         self._run(lambda: self.oracle.on_attached(flags))
 
     def on_detached(self) -> None:

@@ -2,8 +2,9 @@
 
 It speaks the subset of the Ably realtime protocol in `docs/protocol.md` (JSON, or MessagePack
 with `wire_format="msgpack"`)
-and implements client-side presence per the Ably specification (RTP2 PresenceMap and newness,
-RTP18 SYNC, RTP19 residual leaves, RTP11 get, RTP6/RTP7 subscriptions). It drives an
+and client-side presence per the Ably specification: its presence map is the client-side oracle
+(`presence_conformance.reference_impl.client_presence`: RTP2 newness, RTP18 SYNC, RTP19
+residual leaves), with RTP11 get and RTP6/RTP7 subscriptions on top. It drives an
 Ably-protocol server under test; see `presence_conformance.harness.adapters.ably_wire`.
 """
 
@@ -15,12 +16,7 @@ from presence_conformance.harness.ably_client.connection import (
     RealtimePresence,
 )
 from presence_conformance.harness.ably_client.emitter import PresenceEmitter
-from presence_conformance.harness.ably_client.presence_map import (
-    PresenceMap,
-    PresenceState,
-    is_newer,
-    is_synthesized,
-)
+from presence_conformance.harness.ably_client.presence_map import PresenceOracle, PresenceState
 from presence_conformance.harness.ably_client.protocol import (
     Flag,
     OperationTimeout,
@@ -40,7 +36,7 @@ __all__ = [
     "OperationTimeout",
     "PaginatedResult",
     "PresenceEmitter",
-    "PresenceMap",
+    "PresenceOracle",
     "PresenceState",
     "ProtocolAction",
     "ProtocolViolation",
@@ -50,8 +46,6 @@ __all__ = [
     "RestClient",
     "decode_data",
     "encode_data",
-    "is_newer",
-    "is_synthesized",
     "parse_links",
     "presence_from_wire",
     "presence_to_wire",

@@ -46,7 +46,7 @@ from urllib.parse import urlencode
 
 import msgpack
 from presence_conformance.harness.ably_client.emitter import Listener
-from presence_conformance.harness.ably_client.presence_map import PresenceState
+from presence_conformance.harness.ably_client.presence_map import PresenceOracle, PresenceState
 from presence_conformance.harness.ably_client.protocol import (
     OperationTimeout,
     ProtocolViolation,
@@ -54,6 +54,7 @@ from presence_conformance.harness.ably_client.protocol import (
     presence_to_wire,
 )
 from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.client_presence import ClientPresence
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.model import message_size
 from presence_conformance.reference_impl.protocol import (
@@ -138,7 +139,8 @@ class RealtimeConnection:
 
     Attributes: `id` (connectionId), `key` (connectionKey), `client_id`, `details`
     (connectionDetails), `state`, `error` (why it failed or was lost), `frames` (the last
-    frames both ways, for debugging), `violations` (protocol violations seen from the server).
+    frames both ways, for debugging), `violations` (protocol violations seen from the server),
+    `presence_oracle` (what builds each channel's presence map: `ClientPresence` or a mutant).
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class RealtimeConnection:
         frame_log: int = 2000,
         wire_format: Literal["json", "msgpack"] = "json",
         token: str | None = None,
+        presence_oracle: PresenceOracle = ClientPresence,
     ) -> None:
         if wire_format not in ("json", "msgpack"):
             raise ValueError(f"wire_format: expected 'json' or 'msgpack', got {wire_format!r}")
@@ -161,6 +164,7 @@ class RealtimeConnection:
         self.binary = wire_format == "msgpack"
         self.api_key = key
         self.token = token  # an Ably token string: sent as accessToken instead of the key
+        self.presence_oracle = presence_oracle  # builds each channel's presence map
         self.client_id = client_id
         self.timeout = timeout
         self.heartbeats = heartbeats
@@ -868,7 +872,7 @@ class RealtimePresence:
 
     def __init__(self, channel: RealtimeChannel) -> None:
         self.channel = channel
-        self.state = PresenceState()
+        self.state = PresenceState(oracle=channel.connection.presence_oracle)
 
     @property
     def sync_complete(self) -> bool:

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.client_presence import MalformedFrame, item_from_wire
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.protocol import (
     HAS_PRESENCE,
@@ -156,39 +157,13 @@ def presence_to_wire(
 
 
 def presence_from_wire(item: Any, parent: dict | None = None, index: int = 0) -> PresenceMessage:
-    """A received presence item as a `PresenceMessage`, defaults taken from `parent` (TP3a/d/g).
+    """A received presence item as a `PresenceMessage`, defaults taken from `parent` (TP3a/d/g),
+    its data decoded (`decode_data`): the oracle's `item_from_wire`.
 
     A missing `id` stays None when the parent has no id either; a missing clientId becomes "".
     Raises ProtocolViolation for an item that is not an object or has an unknown action.
     """
-    if not isinstance(item, dict):
-        raise ProtocolViolation(f"presence item is not an object: {item!r}")
-    parent = parent or {}
     try:
-        action = Action.from_wire(item.get("action"))
-    except PresenceError:
-        raise ProtocolViolation(f"presence item has an unknown action: {item!r}") from None
-    id_ = item.get("id")
-    if not id_ and parent.get("id"):
-        id_ = f"{parent['id']}:{index}"  # TP3a
-    connection_id = item.get("connectionId") or parent.get("connectionId") or ""  # TP3d
-    timestamp = item.get("timestamp")
-    if timestamp is None:
-        timestamp = parent.get("timestamp")  # TP3g
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
-        timestamp = 0
-    data, residual = decode_data(item.get("data"), item.get("encoding"))
-    extra: dict[str, Any] = {}
-    if residual is not None:
-        extra["encoding"] = residual
-    if item.get("extras") is not None:
-        extra["extras"] = item["extras"]
-    return PresenceMessage(
-        action=action,
-        client_id=item.get("clientId") or "",
-        connection_id=connection_id,
-        data=data,
-        timestamp=int(timestamp),
-        id=id_,
-        extra=extra,
-    )
+        return item_from_wire(item, parent, index, decode_data)
+    except MalformedFrame as exc:
+        raise ProtocolViolation(str(exc)) from None

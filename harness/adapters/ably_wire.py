@@ -43,6 +43,7 @@ import aiohttp
 from presence_conformance.harness.ably_client import (
     ConnectionState,
     PaginatedResult,
+    PresenceOracle,
     RealtimeConnection,
     RestClient,
 )
@@ -67,6 +68,7 @@ from presence_conformance.harness.adapters.embedded import (
     parse_float,
     parse_protocol,
 )
+from presence_conformance.reference_impl.client_presence import ClientPresence
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
@@ -274,6 +276,9 @@ class AblyWireAdapter(Adapter):
         "(default json)",
     }
     quiet_period = 0.05
+    # builds each channel's client presence map: the oracle, or a mutant of it
+    # (presence_conformance.harness.mutants.client_presence.ably_wire_with)
+    presence_oracle: ClassVar[PresenceOracle] = ClientPresence
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         super().__init__(options)
@@ -409,6 +414,7 @@ class AblyWireAdapter(Adapter):
             timeout=self.timeout,
             wire_format=self.protocol,
             token=token,
+            presence_oracle=self.presence_oracle,
         )
         conn = WireConnection(self, realtime, self.key, token)
         self._keep(realtime)

@@ -29,6 +29,9 @@ Rules, each bound to its requirement:
   item's `data` may also be raw binary (a MessagePack `bin`, RSL4c1); binary anywhere else, or a
   frame that is not MessagePack, is a violation. A binary frame on a JSON connection (`$binary`)
   and a text frame on a MessagePack one (`$text`) are not judged (the server refuses them).
+- `wire.msgpack-binary-data` (RSL4c1 through RTP8e, TP3f): on a MessagePack connection, binary
+  data of a presence or message item goes as a MessagePack `bin`, not as a base64 string whose
+  `encoding` ends in `base64` (that form is JSON's, RSL4d1).
 
 Each violation names the connection and the frame's index in its log, and shows the frame.
 The rules are also available without a case record: `analyse(logs)` returns `WireFinding`s.
@@ -37,7 +40,7 @@ The rules are also available without a case record: `analyse(logs)` returns `Wir
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -56,6 +59,7 @@ __all__ = [
     "collect_wire_frames",
     "frame_validity_findings",
     "msg_serial_findings",
+    "msgpack_binary_findings",
     "presence_attach_findings",
     "set_wire_frames",
     "wire_frames_of",
@@ -87,7 +91,8 @@ class ConnectionFrames:
 
     `client` is the scenario's client name, `client_id` the clientId the connection was opened
     with (`*` wildcard, None anonymous). `truncated` is True when the log may have lost its
-    oldest frames (the server keeps a bounded number per connection).
+    oldest frames (the server keeps a bounded number per connection). `wire_format` is the
+    format the connection spoke (`json` or `msgpack`).
     """
 
     connection_id: str
@@ -95,6 +100,7 @@ class ConnectionFrames:
     frames: list[Any]
     client: str | None = None
     truncated: bool = False
+    wire_format: str = "json"  # "msgpack" when the connection asked for format=msgpack
 
     @property
     def label(self) -> str:
@@ -151,6 +157,7 @@ def collect_wire_frames(record: CaseRecord, adapter: Adapter) -> list[Connection
                     frames,
                     client,
                     truncated=limit is not None and len(frames) >= limit,
+                    wire_format=_wire_format(adapter),
                 )
             )
     set_wire_frames(record, logs)
@@ -398,7 +405,13 @@ def frame_validity_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
         )
 
 
-RULES = (client_id_findings, msg_serial_findings, presence_attach_findings, frame_validity_findings)
+Rule = Callable[[ConnectionFrames], Iterator[WireFinding]]
+RULES: tuple[Rule, ...] = (
+    client_id_findings,
+    msg_serial_findings,
+    presence_attach_findings,
+    frame_validity_findings,
+)
 
 
 def analyse(logs: Iterable[ConnectionFrames]) -> list[WireFinding]:
@@ -530,3 +543,52 @@ def reentry_id_omitted(ctx: CheckContext) -> Iterator[Violation]:
                         observed=shown(frame),
                         step=rec.step,
                     )
+
+
+# -- binary data on a MessagePack connection (RSL4c1) -------------------------------------------------
+
+
+def _wire_format(adapter: Adapter) -> str:
+    """The wire format of the adapter's connections (`ably-wire`'s `protocol` option)."""
+    return "msgpack" if getattr(adapter, "protocol", None) == "msgpack" else "json"
+
+
+def msgpack_binary_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
+    """RSL4c1 (presence data "will be encoded and decoded as with normal messages", RTP8e): on a
+    MessagePack connection "a binary Message payload is encoded as MessagePack binary type", so
+    no base64 step is left at the end of an item's `encoding` (TP3f) over string data: that is
+    the JSON form (RSL4d1). JSON connections are not judged."""
+    if log.wire_format != "msgpack":
+        return
+    for index, frame in enumerate(log.frames):
+        if _action(frame) not in (PRESENCE, MESSAGE):
+            continue
+        key = "presence" if frame["action"] == PRESENCE else "messages"
+        items = frame.get(key)
+        for position, item in enumerate(items if isinstance(items, list) else ()):
+            if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+                continue
+            encoding = item.get("encoding")
+            if not isinstance(encoding, str) or encoding.split("/")[-1] != "base64":
+                continue
+            yield WireFinding(
+                "wire.msgpack-binary-data",
+                log.connection_id,
+                index,
+                f"{log.label}, frame #{index}: {key}[{position}] sends binary data as a base64 "
+                f"string (encoding {encoding!r}) on a MessagePack connection; RSL4c1: binary "
+                "data is a MessagePack bin, with no base64 step",
+                shown(frame),
+                expected=f"{key}[{position}].data as a MessagePack bin, encoding without "
+                "a trailing 'base64'",
+            )
+
+
+RULES = (*RULES, msgpack_binary_findings)  # defined here, after the rules above
+
+
+@check("wire.msgpack-binary-data")
+def wire_msgpack_binary(ctx: CheckContext) -> Iterator[Violation]:
+    """Binary data goes as a MessagePack bin on a MessagePack connection (RSL4c1, RTP8e)."""
+    for log in wire_frames_of(ctx.record):
+        yield from _violations(ctx, msgpack_binary_findings(log))

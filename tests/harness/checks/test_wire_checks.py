@@ -46,6 +46,7 @@ WIRE_REQUIREMENTS = {
     "wire.msg-serial-sequence",
     "wire.presence-after-attach",
     "wire.json-frames-valid",
+    "wire.msgpack-binary-data",
 }
 
 
