@@ -2,7 +2,11 @@
 leave nothing behind; an operation the model accepts must not be refused.
 
 Accepted codes for a refusal: the model's code, the codes the catalogue lists for the requirement
-the refusal concerns, and the step's `expect_error`.
+the refusal concerns, and the step's `expect_error`. The refusal itself is judged under the
+requirement it concerns; a refusal with another code breaks that requirement only where a spec
+sentence names the code (`CODE_NAMED_BY_SPEC`) or the requirement is itself a SHOULD or INFO.
+Otherwise the code is reported under `error.documented-code` (SHOULD): the seed and RTP8h, RTP8i,
+RTP8j, RTP15f and RSP4b name no code, so a correct implementation may answer with another one.
 """
 
 from __future__ import annotations
@@ -81,6 +85,13 @@ REFUSAL_TABLE: tuple[Rule, ...] = (
 """The requirement a refusal by the model concerns: the first row that applies."""
 
 
+CODE_NAMED_BY_SPEC: frozenset[str] = frozenset()
+"""MUST requirements whose spec sentence names the error code, so that another code breaks the
+requirement itself. None of the refusals the model makes today: the codes the features spec names
+near presence (RTP11d 91005 for a get on a SUSPENDED channel, RTL33c 90001) concern states no
+scenario reaches; RSL1i's 40009 (data.size-limit) and RTP6e's 40000 are on SHOULDs already."""
+
+
 def refusal_requirement(op: OpRecord) -> str:
     """The requirement a refusal of `op` by the model concerns."""
     assert op.model_error is not None
@@ -94,7 +105,16 @@ def accepted_codes(ctx: CheckContext, op: OpRecord) -> set[int]:
     return codes
 
 
-@check(*requirements_of(REFUSAL_TABLE))
+def code_requirement(ctx: CheckContext, requirement: str) -> str:
+    """The requirement a refusal with an unexpected code breaks, for a refusal that concerns
+    `requirement`: the requirement itself where its spec sentence names the code or where it is
+    not a MUST, else `error.documented-code`."""
+    if requirement in CODE_NAMED_BY_SPEC or ctx.catalogue.by_id(requirement).level != "MUST":
+        return requirement
+    return "error.documented-code"
+
+
+@check(*requirements_of(REFUSAL_TABLE), "error.documented-code")
 def refusals(ctx: CheckContext) -> Iterator[Violation]:
     """An operation the model refuses is refused, with an accepted error code."""
     for op in ctx.record.ops:
@@ -123,8 +143,9 @@ def refusals(ctx: CheckContext) -> Iterator[Violation]:
             )
         elif op.error_code not in codes:
             yield ctx.violation(
-                requirement,
-                f"{op.step.label} was refused with code {op.error_code}, not one of {codes}",
+                code_requirement(ctx, requirement),
+                f"{op.step.label} was refused with code {op.error_code}, not one of {codes} "
+                f"({requirement})",
                 expected={"codes": codes},
                 observed=op.error_code,
                 step=op.index,
