@@ -7,7 +7,9 @@ the implementation's whole history (forwards, no bounds, every page: the canonic
   once, each member's in order, no present messages;
 - `history_query` checks each history step against the canonical history filtered to the step's
   [start, end] (inclusive), ordered by its direction (default backwards), cut to its limit
-  (default 100), following the pages when asked. Events with equal timestamps may come in any
+  (default 100), following the pages when asked. A limit is a maximum (RSP4b3): a page larger
+  than the limit breaks a MUST, a first page shorter than the limit that says more follows is
+  reported under `history.full-pages` (SHOULD), both by the range check and by `expect_count`. Events with equal timestamps may come in any
   order among themselves, and a limit that cuts a group of equal timestamps may keep any of them,
   unless the harness knows their order: an event whose operation completed before the other's
   was issued (same channel) is the older one, whatever the timestamps say (`causally_before`).
@@ -331,6 +333,23 @@ def _diagnose(
     )
 
 
+def _short_first_page(
+    rec: HistoryQueryRecord, observed: list[Seen], expected_all: list[Seen], order: Order | None
+) -> bool:
+    """True if `observed`, the first page, is a shorter prefix of the range than the limit allows
+    and says more follows: a limit is a maximum (RSP4b3), so that is no MUST violation."""
+    return (
+        0 < len(observed) < min(_limit(rec), len(expected_all))
+        and bool(rec.has_next)
+        and rec.has_next[0]
+        and matches_range(observed, expected_all, len(observed), order)
+    )
+
+
+def _limit(rec: HistoryQueryRecord) -> int:
+    return rec.limit if rec.limit is not None else DEFAULT_HISTORY_LIMIT
+
+
 @check(
     "history.direction-default-backwards",
     "history.direction-forwards",
@@ -339,6 +358,7 @@ def _diagnose(
     "history.start-end-inclusive",
     "history.pagination",
     "history.returns-events",
+    "history.full-pages",
 )
 def history_query(ctx: CheckContext) -> Iterator[Violation]:
     """A history step returns the canonical history's [start, end] range, in its direction,
@@ -382,7 +402,17 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
             continue
         observed = pages[0] if pages else []
         count = min(limit, len(expected_all))
-        if not matches_range(observed, expected_all, count, order):
+        if _short_first_page(rec, observed, expected_all, order):
+            yield ctx.violation(
+                "history.full-pages",
+                f"{label}: the first page holds {len(observed)} items and more follow; "
+                f"a full page would hold {count}",
+                expected=count,
+                observed=len(observed),
+                step=op.index,
+                history_index=rec.history_index,
+            )
+        elif not matches_range(observed, expected_all, count, order):
             yield ctx.violation(
                 _diagnose(rec, observed, expected_all, count, order),
                 f"{label}: returned {len(observed)} items, expected the "
@@ -415,7 +445,7 @@ def _params(rec: HistoryQueryRecord) -> str:
     )
 
 
-@check(explicit=True)
+@check("history.full-pages", explicit=True)
 def history_expect_count(ctx: CheckContext) -> Iterator[Violation]:
     """A history step's `expect_count`: the number of items (of every page with `pages: all`)."""
     for rec in ctx.record.queries:
@@ -427,7 +457,23 @@ def history_expect_count(ctx: CheckContext) -> Iterator[Violation]:
             if rec.pages_mode == "all"
             else len(rec.pages[0] if rec.pages else [])
         )
-        if got != wanted:
+        if (
+            got != wanted
+            and rec.pages_mode != "all"
+            and got < wanted
+            and rec.has_next[:1] == [True]
+        ):
+            # a shorter first page that says more follows: a limit is a maximum (RSP4b3)
+            yield ctx.violation(
+                "history.full-pages",
+                f"{rec.op.step.label}: {got} items on the first page and more follow; the "
+                f"scenario expects a full page of {wanted}",
+                expected=wanted,
+                observed=got,
+                step=rec.op.index,
+                history_index=rec.history_index,
+            )
+        elif got != wanted:
             tags = ctx.record.step_requirements(rec.op.step)
             for requirement in problem_requirements(tags, "count"):
                 yield ctx.violation(
