@@ -15,7 +15,10 @@ the implementation's whole history (forwards, no bounds, every page: the canonic
   was issued (same channel) is the older one, whatever the timestamps say (`causally_before`).
   Such pairs must keep their order in the canonical history, in every query (both directions,
   across pages) and at a limit cut (the newer is kept before the older in a backwards listing).
-  Operations in flight together stay unordered.
+  Operations in flight together stay unordered. Two events of one member in the same
+  millisecond are the exception: time order says nothing about them, so their causal order is
+  `history.per-member-order-same-ms` (SHOULD); across distinct timestamps a member's order, and
+  the causal order between different members, stay MUSTs.
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ from presence_conformance.harness.checks.analysis import (
     canonical_events,
     causal_ops,
     causally_before,
+    channel_events,
     describe_event,
     noop_leave,
     other_channel,
     refused_effect,
 )
 from presence_conformance.harness.checks.base import CheckContext, check, problem_requirements
-from presence_conformance.harness.record.matching import identity_key
-from presence_conformance.harness.record.records import HistoryQueryRecord, Seen
+from presence_conformance.harness.record.matching import Slot, identity_key
+from presence_conformance.harness.record.records import CanonicalRecord, HistoryQueryRecord, Seen
 from presence_conformance.harness.results import Violation
 from presence_conformance.reference_impl.model import DEFAULT_HISTORY_LIMIT
 
@@ -50,6 +54,7 @@ def _is_int(value: object) -> bool:
 @check(
     "history.returns-events",
     "history.per-member-order",
+    "history.per-member-order-same-ms",
     "history.no-present",
     "history.includes-synthesized-leave",
     "order.channel-isolation",
@@ -84,11 +89,12 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
                 history_index=rec.history_index,
             )
         for seen, slot in alignment.late:
+            tie = _tie_only(ctx, rec, seen, slot)
             yield ctx.violation(
-                "history.per-member-order",
+                "history.per-member-order-same-ms" if tie else "history.per-member-order",
                 f"{where}: the {slot.event.action.value} of "
                 f"{slot.event.client_id!r} comes after a later event of the same "
-                "member",
+                "member" + (" (both in the same millisecond)" if tie else ""),
                 expected=describe_event(slot.event),
                 observed=seen.json,
                 step=rec.step,
@@ -129,6 +135,31 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
                 step=rec.step,
                 history_index=rec.history_index,
             )
+
+
+def _tie_only(ctx: CheckContext, rec: CanonicalRecord, seen: Seen, slot: Slot) -> bool:
+    """True if `seen` (matched late to `slot`) comes after later events of its member that all
+    share its timestamp: time order says nothing about one millisecond, only the causal order
+    the harness knows does (history.per-member-order-same-ms, SHOULD)."""
+    if not _is_int(seen.timestamp) or rec.observed is None:
+        return False
+    events = canonical_events(ctx, rec)
+    position = {e.model_id: n for n, e in enumerate(channel_events(ctx, rec.channel))}
+    mine = position.get(slot.event.model_id)
+    if mine is None:
+        return False
+    displacing = []
+    for item in rec.observed:
+        if item is seen:
+            break
+        event_id = events.get(id(item))
+        if (
+            item.member_key == seen.member_key
+            and event_id is not None
+            and position.get(event_id, -1) > mine
+        ):
+            displacing.append(item)
+    return bool(displacing) and all(item.timestamp == seen.timestamp for item in displacing)
 
 
 @check("history.direction-forwards")
@@ -253,9 +284,11 @@ def _causal_order_kept(observed: list[Seen], expected_all: list[Seen], order: Or
     return True
 
 
-def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> Order | None:
+def _order(ctx: CheckContext, rec: HistoryQueryRecord, member_ties: bool = True) -> Order | None:
     """The causal order of a query's listing: items are known through the canonical history
-    (the item with the same identity and timestamp)."""
+    (the item with the same identity and timestamp). Without `member_ties`, two events of one
+    member with the same timestamp are left unordered (their causal order is a SHOULD,
+    history.per-member-order-same-ms; the order is only ever asked of equal timestamps)."""
     if rec.canonical is None or rec.canonical.observed is None:
         return None
     events = canonical_events(ctx, rec.canonical)
@@ -272,6 +305,8 @@ def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> Order | None:
     backwards = rec.direction != "forwards"
 
     def order(a: Seen, b: Seen) -> bool:
+        if not member_ties and a.member_key == b.member_key and a.timestamp == b.timestamp:
+            return False
         first, then = (b, a) if backwards else (a, b)
         return causally_before(ctx, event_of(first), event_of(then))
 
@@ -359,6 +394,7 @@ def _limit(rec: HistoryQueryRecord) -> int:
     "history.pagination",
     "history.returns-events",
     "history.full-pages",
+    "history.per-member-order-same-ms",
 )
 def history_query(ctx: CheckContext) -> Iterator[Violation]:
     """A history step returns the canonical history's [start, end] range, in its direction,
@@ -374,7 +410,8 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
         ):
             continue
         expected_all = _expected_range(rec)
-        order = _order(ctx, rec)
+        order = _order(ctx, rec, member_ties=False)  # what a MUST may demand
+        full_order = _order(ctx, rec)  # with one member's same-millisecond events: a SHOULD
         limit = rec.limit if rec.limit is not None else DEFAULT_HISTORY_LIMIT
         label = f"{op.step.label}: history({_params(rec)})"
         pages = [_events(page) for page in rec.pages]
@@ -399,6 +436,8 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                     step=op.index,
                     history_index=rec.history_index,
                 )
+            elif not matches_range(observed, expected_all, count, full_order):
+                yield _same_ms_violation(ctx, rec, label, observed)
             continue
         observed = pages[0] if pages else []
         count = min(limit, len(expected_all))
@@ -412,6 +451,8 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
+            if not matches_range(observed, expected_all, len(observed), full_order):
+                yield _same_ms_violation(ctx, rec, label, observed)
         elif not matches_range(observed, expected_all, count, order):
             yield ctx.violation(
                 _diagnose(rec, observed, expected_all, count, order),
@@ -423,6 +464,8 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
+        elif not matches_range(observed, expected_all, count, full_order):
+            yield _same_ms_violation(ctx, rec, label, observed)
         elif len(expected_all) > limit and rec.has_next and not rec.has_next[0]:
             yield ctx.violation(
                 "history.pagination",
@@ -430,6 +473,19 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
+
+
+def _same_ms_violation(
+    ctx: CheckContext, rec: HistoryQueryRecord, label: str, observed: list[Seen]
+) -> Violation:
+    return ctx.violation(
+        "history.per-member-order-same-ms",
+        f"{label}: two events of one member with the same timestamp are listed against the "
+        "order their operations took effect",
+        observed=[s.json for s in observed],
+        step=rec.op.index,
+        history_index=rec.history_index,
+    )
 
 
 def _params(rec: HistoryQueryRecord) -> str:
