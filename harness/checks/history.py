@@ -58,7 +58,7 @@ def _is_int(value: object) -> bool:
     "history.no-present",
     "history.includes-synthesized-leave",
     "order.channel-isolation",
-    "leave.when-not-present",
+    "history.noop-leave",
     "message.client-id",
     "message.connection-id",
 )
@@ -108,7 +108,17 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
             elif other_channel(ctx, seen) is not None:
                 requirement = "order.channel-isolation"
             elif noop_leave(ctx, seen) is not None:
-                requirement = "leave.when-not-present"
+                # RTP10d: the leave succeeds with no member change and no event; whether it is
+                # stored in history is said nowhere (a note, not a violation)
+                yield ctx.violation(
+                    "history.noop-leave",
+                    f"{where}: the leave() of {seen.client_id!r}, who was not present, is in "
+                    "history (the reference stores none; both are allowed)",
+                    observed=seen.json,
+                    step=rec.step,
+                    history_index=rec.history_index,
+                )
+                continue
             else:
                 requirement = "history.returns-events"
             yield ctx.violation(
