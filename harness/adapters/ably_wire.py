@@ -62,7 +62,7 @@ from presence_conformance.harness.adapters.embedded import (
     parse_float,
     parse_protocol,
 )
-from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.errors import INVALID_CLIENT_ID, PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["AblyWireAdapter"]
@@ -239,7 +239,10 @@ class AblyWireAdapter(Adapter):
     """Drives an Ably-protocol server (the embedded reference server by default) over the wire."""
 
     name: ClassVar[str] = "ably-wire"
-    features: frozenset[Feature] = ALL_FEATURES | {Feature.WIRE_FRAMES}  # type: ignore[misc]
+    features: frozenset[Feature] = ALL_FEATURES | {  # type: ignore[misc]
+        Feature.WIRE_FRAMES,
+        Feature.TOKEN_IDENTITY,
+    }
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
         "reference server on a free port)",
@@ -298,7 +301,7 @@ class AblyWireAdapter(Adapter):
             self.ack_first = raw in ("true", "1", "yes")
         if self.external:
             # Another server: no frame log to read; capabilities through its token endpoint.
-            self.features = ALL_FEATURES
+            self.features = ALL_FEATURES | {Feature.TOKEN_IDENTITY}
         self.server: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._connections: list[WireConnection] = []
@@ -342,13 +345,15 @@ class AblyWireAdapter(Adapter):
             await server.stop()
 
     async def _token_for(
-        self, capability: dict[str, list[str]] | None, client_id: str | None
+        self, capability: dict[str, list[str]] | None, client_id: str | None, always: bool = False
     ) -> str | None:
         """A token limited to `capability` for `client_id`, minted as an application server
         would: `POST /keys/{keyName}/requestToken` with the user's key (RSA8, TK2b, TK2c).
-        None: the key itself will do (no capability asked, or the key's own)."""
-        if capability is None or capability == FULL_CAPABILITY:
+        None: the key itself will do (no capability asked, or the key's own), unless `always`."""
+        if not always and (capability is None or capability == FULL_CAPABILITY):
             return None
+        if capability is None:
+            capability = FULL_CAPABILITY
         if self._no_token_endpoint is not None:
             raise NotImplementedError(self._no_token_endpoint)
         rest = RestClient(
@@ -390,6 +395,41 @@ class AblyWireAdapter(Adapter):
         self._connections = [
             c for c in self._connections if c.realtime.state is ConnectionState.CONNECTED
         ]
+        self._connections.append(conn)
+        return conn
+
+    async def connect_with_token(
+        self,
+        client_id: str | None,
+        capability: dict[str, list[str]] | None,
+        token_client_id: str | None,
+    ) -> WireConnection:
+        """Connect with a token minted for `token_client_id` (None: without a clientId) while
+        claiming `client_id` in the URL (RSA7e1), as a client holding someone else's token.
+        A connection that comes up as the token's clientId rather than the claimed one is failed
+        here, as a client library must (RSA15a, RSA15c); one that comes up as claimed, or
+        without a clientId, is returned: what it may then do is the scenario's to judge."""
+        if not self.endpoint:
+            raise RuntimeError("ably-wire: connect() before start()")
+        token = await self._token_for(capability, token_client_id, always=True)
+        realtime = await RealtimeConnection.connect(
+            self.endpoint,
+            self.key,
+            client_id,
+            timeout=self.timeout,
+            wire_format=self.protocol,
+            token=token,
+        )
+        granted = realtime.details.get("clientId")
+        if granted is not None and granted != client_id and granted == token_client_id:
+            with contextlib.suppress(Exception):
+                await realtime.close()
+            raise PresenceError(
+                INVALID_CLIENT_ID,
+                f"ably-wire: connected as the token's clientId {granted!r}, not the claimed "
+                f"{client_id!r}; a client fails such a connection (RSA15a, RSA15c)",
+            )
+        conn = WireConnection(self, realtime, self.key, token)
         self._connections.append(conn)
         return conn
 

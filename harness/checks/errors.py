@@ -92,15 +92,24 @@ near presence (RTP11d 91005 for a get on a SUSPENDED channel, RTL33c 90001) conc
 scenario reaches; RSL1i's 40009 (data.size-limit) and RTP6e's 40000 are on SHOULDs already."""
 
 
-def refusal_requirement(op: OpRecord) -> str:
-    """The requirement a refusal of `op` by the model concerns."""
+IDENTITY = "member.identity-from-credential"
+
+
+def refusal_requirement(op: OpRecord, ctx: CheckContext | None = None) -> str:
+    """The requirement a refusal of `op` by the model concerns: the identity requirement for
+    every operation of a client whose connection claims a clientId its token does not allow
+    (the model gives it none: TK2c, TD6), else the first row of the table that applies."""
     assert op.model_error is not None
+    if ctx is not None:
+        spec = ctx.record.scenario.clients.get(op.client) if op.client else None
+        if spec is not None and spec.claims_other_identity:
+            return IDENTITY
     return first_rule(REFUSAL_TABLE, op)
 
 
 def accepted_codes(ctx: CheckContext, op: OpRecord) -> set[int]:
     assert op.model_error is not None
-    codes = {op.model_error.code, *ctx.catalogue.by_id(refusal_requirement(op)).codes}
+    codes = {op.model_error.code, *ctx.catalogue.by_id(refusal_requirement(op, ctx)).codes}
     codes.update(op.step.expect_error or ())
     return codes
 
@@ -114,13 +123,13 @@ def code_requirement(ctx: CheckContext, requirement: str) -> str:
     return "error.documented-code"
 
 
-@check(*requirements_of(REFUSAL_TABLE), "error.documented-code")
+@check(IDENTITY, *requirements_of(REFUSAL_TABLE), "error.documented-code")
 def refusals(ctx: CheckContext) -> Iterator[Violation]:
     """An operation the model refuses is refused, with an accepted error code."""
     for op in ctx.record.ops:
         if op.model_error is None or op.status not in ("ok", "fail"):
             continue
-        requirement = refusal_requirement(op)
+        requirement = refusal_requirement(op, ctx)
         codes = sorted(accepted_codes(ctx, op))
         if op.status == "ok":
             yield ctx.violation(

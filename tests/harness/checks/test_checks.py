@@ -962,10 +962,15 @@ def test_error_checks_register_exactly_their_tables() -> None:
     )
 
     # plus the SHOULD a refusal with an unexpected code is reported under
-    assert CHECKS["refusals"] == (*requirements_of(REFUSAL_TABLE), "error.documented-code")
+    # plus the identity requirement, which every operation of an impostor's client concerns
+    assert CHECKS["refusals"] == (
+        "member.identity-from-credential",
+        *requirements_of(REFUSAL_TABLE),
+        "error.documented-code",
+    )
     assert CHECKS["unexpected_errors"] == requirements_of(UNEXPECTED_TABLE)
-    assert len(CHECKS["refusals"]) == 13 and len(CHECKS["unexpected_errors"]) == 32
-    assert len(REFUSAL_TABLE) == len(CHECKS["refusals"]) - 1  # each requirement one row
+    assert len(CHECKS["refusals"]) == 14 and len(CHECKS["unexpected_errors"]) == 32
+    assert len(REFUSAL_TABLE) == len(CHECKS["refusals"]) - 2  # each requirement one row
     assert len(UNEXPECTED_TABLE) == len(CHECKS["unexpected_errors"])
 
 
