@@ -63,6 +63,14 @@ REFUSAL_TABLE: tuple[Rule, ...] = (
         lambda op: _code(op) == errors.INVALID_CLIENT_ID and op.step.kind in CLIENT_PUBLISH,
     ),
     (
+        # RTP10e ("identical to enter") with RTP8j says refuse, RTP10d ("the request will
+        # succeed" when not entered) says succeed: either is accepted (INFO)
+        "leave.without-client-id",
+        lambda op: (
+            op.step.kind == "leave" and _code(op) in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID)
+        ),
+    ),
+    (
         "enter.requires-client-id",
         lambda op: _code(op) in (errors.NO_CLIENT_ID, errors.INVALID_CLIENT_ID),
     ),

@@ -898,6 +898,7 @@ def refusal_cases() -> list[tuple[Any, str]]:
             fake_op("enter_client", code=codes.INVALID_CLIENT_ID),
             "enter.client-id-mismatch",  # RTP15f
         ),
+        (fake_op("leave", code=codes.NO_CLIENT_ID), "leave.without-client-id"),
         (fake_op("enter", code=codes.NO_CLIENT_ID), "enter.requires-client-id"),
         (fake_op("enter", code=codes.INVALID_CLIENT_ID), "enter.requires-client-id"),
         (fake_op("leave", code=codes.CAPABILITY_DENIED), "enter.requires-presence-capability"),
@@ -969,7 +970,7 @@ def test_error_checks_register_exactly_their_tables() -> None:
         "error.documented-code",
     )
     assert CHECKS["unexpected_errors"] == requirements_of(UNEXPECTED_TABLE)
-    assert len(CHECKS["refusals"]) == 14 and len(CHECKS["unexpected_errors"]) == 32
+    assert len(CHECKS["refusals"]) == 15 and len(CHECKS["unexpected_errors"]) == 32
     assert len(REFUSAL_TABLE) == len(CHECKS["refusals"]) - 2  # each requirement one row
     assert len(UNEXPECTED_TABLE) == len(CHECKS["unexpected_errors"])
 

@@ -109,3 +109,22 @@ def test_accepting_a_refused_enter_is_a_must_violation() -> None:
     assert result.outcome is Outcome.FAIL, result.outcome
     failed = {v.requirement for v in result.violations if v.level == "MUST"}
     assert "enter.requires-client-id" in failed, failed
+
+
+class AcceptsAnonymousLeave(ReferencePresence):
+    """An anonymous client's leave succeeds without effect (RTP10d) instead of being refused."""
+
+    async def leave(self, data: Any = None) -> None:
+        try:
+            await super().leave(data)
+        except PresenceError:
+            return
+
+
+def test_an_anonymous_leave_may_succeed_without_effect() -> None:
+    """RTP10d and RTP10e with RTP8j disagree on an anonymous leave: both are accepted, and the
+    implementation's choice is a note (leave.without-client-id, INFO)."""
+    by_name = {s.case_id: s for s in _refusal_scenarios()}
+    result = _run(by_name["error/anonymous-no-trace"], AcceptsAnonymousLeave)
+    assert result.outcome is Outcome.PASS, [(v.requirement, v.message) for v in result.violations]
+    assert "leave.without-client-id" in {v.requirement for v in result.infos}
