@@ -80,11 +80,15 @@ class Feature(enum.StrEnum):
     REST_PRESENCE = "rest-presence"  # presence.rest_get() (RSP3)
     SERVER_FRAMES = "server-frames"  # the adapter exposes the frames a server sent its client
     CHANNEL_LIFECYCLE = "channel-lifecycle"  # channel.attach() / detach() / state()
+    TOKEN_IDENTITY = (
+        "token-identity"  # connect_with_token(): a token of one identity, claiming another
+    )
 
 
 ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {
     Feature.WIRE_FRAMES,
     Feature.SERVER_FRAMES,
+    Feature.TOKEN_IDENTITY,  # declared only by adapters that implement connect_with_token()
 }
 
 
@@ -294,6 +298,21 @@ class Adapter(abc.ABC):
     ) -> AdapterConnection:
         """Open a connection identified as `client_id` (None: anonymous) with `capability`
         (Ably capability JSON; None: everything) and wait until it is connected."""
+
+    async def connect_with_token(
+        self,
+        client_id: str | None,
+        capability: dict[str, list[str]] | None,
+        token_client_id: str | None,
+    ) -> AdapterConnection:
+        """Feature `token-identity`: open a connection with a token issued for `token_client_id`
+        (None: a token without a clientId; TK2c, TD6) while the connection claims `client_id`
+        (the `clientId` of the connect request, RSA7e1), as a client holding someone else's
+        token would. Raise `PresenceError` when the connection is refused, or when it comes up
+        as the token's identity rather than the claimed one (a client library then fails it,
+        RSA15a, RSA15c); return the connection only when it came up as claimed, or without a
+        clientId, so the scenario can see what it may do."""
+        raise NotImplementedError(f"adapter {self.name!r}: connect_with_token")
 
     async def quiesce(self) -> bool:
         """Wait until every event the implementation has produced so far has reached its

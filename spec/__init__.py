@@ -76,7 +76,7 @@ A `sources.seed` value is one or more references joined by `"; "`. Each referenc
 
 _ID_RE = re.compile(r"^(?P<area>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)\.[a-z0-9]+(?:-[a-z0-9]+)*$")
 _AREA_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-_ABLY_POINT_RE = re.compile(r"^(?:RTP|RSP|TP|TR|TO|RTN|RTL|RSL|CD|TM|TI)\d+[a-z0-9]*$")
+_ABLY_POINT_RE = re.compile(r"^(?:RTP|RSP|TP|TR|TO|RTN|RTL|RSL|RSA|CD|TM|TI|TK|TD)\d+[a-z0-9]*$")
 _SENTENCE_BREAK_RE = re.compile(r"[.!?]\s+\S")
 _ENTRY_KEYS = {"id", "level", "text", "sources", "codes"}
 _SOURCE_KEYS = {"seed", "ably"}

@@ -69,7 +69,7 @@ from presence_conformance.harness.adapters.embedded import (
     parse_protocol,
 )
 from presence_conformance.reference_impl.client_presence import ClientPresence
-from presence_conformance.reference_impl.errors import PresenceError
+from presence_conformance.reference_impl.errors import INVALID_CLIENT_ID, PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = ["AblyWireAdapter"]
@@ -260,6 +260,7 @@ class AblyWireAdapter(Adapter):
     features: frozenset[Feature] = ALL_FEATURES | {  # type: ignore[misc]
         Feature.WIRE_FRAMES,
         Feature.SERVER_FRAMES,
+        Feature.TOKEN_IDENTITY,
     }
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
@@ -323,7 +324,7 @@ class AblyWireAdapter(Adapter):
         if self.external:
             # Another server: no log of the client's frames to read (its own frames to our client
             # are judged all the same); capabilities through its token endpoint.
-            self.features = ALL_FEATURES | {Feature.SERVER_FRAMES}
+            self.features = ALL_FEATURES | {Feature.SERVER_FRAMES, Feature.TOKEN_IDENTITY}
         self.server: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._connections: list[WireConnection] = []
@@ -371,13 +372,15 @@ class AblyWireAdapter(Adapter):
             await server.stop()
 
     async def _token_for(
-        self, capability: dict[str, list[str]] | None, client_id: str | None
+        self, capability: dict[str, list[str]] | None, client_id: str | None, always: bool = False
     ) -> str | None:
         """A token limited to `capability` for `client_id`, minted as an application server
         would: `POST /keys/{keyName}/requestToken` with the user's key (RSA8, TK2b, TK2c).
-        None: the key itself will do (no capability asked, or the key's own)."""
-        if capability is None or capability == FULL_CAPABILITY:
+        None: the key itself will do (no capability asked, or the key's own), unless `always`."""
+        if not always and (capability is None or capability == FULL_CAPABILITY):
             return None
+        if capability is None:
+            capability = FULL_CAPABILITY
         if self._no_token_endpoint is not None:
             raise NotImplementedError(self._no_token_endpoint)
         rest = RestClient(
@@ -421,6 +424,41 @@ class AblyWireAdapter(Adapter):
         self._connections = [
             c for c in self._connections if c.realtime.state is ConnectionState.CONNECTED
         ]
+        self._connections.append(conn)
+        return conn
+
+    async def connect_with_token(
+        self,
+        client_id: str | None,
+        capability: dict[str, list[str]] | None,
+        token_client_id: str | None,
+    ) -> WireConnection:
+        """Connect with a token minted for `token_client_id` (None: without a clientId) while
+        claiming `client_id` in the URL (RSA7e1), as a client holding someone else's token.
+        A connection that comes up as the token's clientId rather than the claimed one is failed
+        here, as a client library must (RSA15a, RSA15c); one that comes up as claimed, or
+        without a clientId, is returned: what it may then do is the scenario's to judge."""
+        if not self.endpoint:
+            raise RuntimeError("ably-wire: connect() before start()")
+        token = await self._token_for(capability, token_client_id, always=True)
+        realtime = await RealtimeConnection.connect(
+            self.endpoint,
+            self.key,
+            client_id,
+            timeout=self.timeout,
+            wire_format=self.protocol,
+            token=token,
+        )
+        granted = realtime.details.get("clientId")
+        if granted is not None and granted != client_id and granted == token_client_id:
+            with contextlib.suppress(Exception):
+                await realtime.close()
+            raise PresenceError(
+                INVALID_CLIENT_ID,
+                f"ably-wire: connected as the token's clientId {granted!r}, not the claimed "
+                f"{client_id!r}; a client fails such a connection (RSA15a, RSA15c)",
+            )
+        conn = WireConnection(self, realtime, self.key, token)
         self._connections.append(conn)
         return conn
 

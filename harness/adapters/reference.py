@@ -29,6 +29,8 @@ from presence_conformance.harness.adapter import (
     Listener,
     UsageError,
 )
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.service import (
     PresenceService,
     ServiceChannel,
@@ -235,7 +237,7 @@ class ReferenceAdapter(Adapter):
     """The embedded reference implementation: every feature, in-process, precise `quiesce`."""
 
     name: ClassVar[str] = "reference"
-    features: ClassVar[frozenset[Feature]] = ALL_FEATURES
+    features: ClassVar[frozenset[Feature]] = ALL_FEATURES | {Feature.TOKEN_IDENTITY}
     options: ClassVar[Mapping[str, str]] = {
         "leave_grace": "seconds before a dropped connection's members leave (default 0.2)",
         "op_delay": "seconds of artificial latency before every operation (default 0)",
@@ -267,6 +269,25 @@ class ReferenceAdapter(Adapter):
             await asyncio.sleep(self.op_delay)
         conn = await self.service.connect(client_id, capability)
         return self.connection_class(self, conn)
+
+    async def connect_with_token(
+        self,
+        client_id: str | None,
+        capability: dict[str, list[str]] | None,
+        token_client_id: str | None,
+    ) -> ReferenceConnection:
+        """As the reference server does (TK2c, TD6, RSA15a): a token with a clientId enforces
+        it and one without forbids any, so a connection claiming another is refused (40012);
+        only a wildcard token may be narrowed to the claimed clientId (RSA15b)."""
+        if token_client_id != "*" and client_id is not None and client_id != token_client_id:
+            held = "no clientId" if token_client_id is None else f"clientId {token_client_id!r}"
+            raise PresenceError(
+                errors.INVALID_CLIENT_ID,
+                f"clientId: {client_id!r} does not match the token, which has {held}",
+            )
+        return await self.connect(
+            client_id if client_id is not None else token_client_id, capability
+        )
 
     async def quiesce(self) -> bool:
         """True once no connection of the service has an event waiting to be delivered."""

@@ -7,13 +7,18 @@ the implementation's whole history (forwards, no bounds, every page: the canonic
   once, each member's in order, no present messages;
 - `history_query` checks each history step against the canonical history filtered to the step's
   [start, end] (inclusive), ordered by its direction (default backwards), cut to its limit
-  (default 100), following the pages when asked. Events with equal timestamps may come in any
+  (default 100), following the pages when asked. A limit is a maximum (RSP4b3): a page larger
+  than the limit breaks a MUST, a first page shorter than the limit that says more follows is
+  reported under `history.full-pages` (SHOULD), both by the range check and by `expect_count`. Events with equal timestamps may come in any
   order among themselves, and a limit that cuts a group of equal timestamps may keep any of them,
   unless the harness knows their order: an event whose operation completed before the other's
   was issued (same channel) is the older one, whatever the timestamps say (`causally_before`).
   Such pairs must keep their order in the canonical history, in every query (both directions,
   across pages) and at a limit cut (the newer is kept before the older in a backwards listing).
-  Operations in flight together stay unordered.
+  Operations in flight together stay unordered. Two events of one member in the same
+  millisecond are the exception: time order says nothing about them, so their causal order is
+  `history.per-member-order-same-ms` (SHOULD); across distinct timestamps a member's order, and
+  the causal order between different members, stay MUSTs.
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ from presence_conformance.harness.checks.analysis import (
     canonical_events,
     causal_ops,
     causally_before,
+    channel_events,
     describe_event,
     noop_leave,
     other_channel,
     refused_effect,
 )
 from presence_conformance.harness.checks.base import CheckContext, check, problem_requirements
-from presence_conformance.harness.record.matching import identity_key
-from presence_conformance.harness.record.records import HistoryQueryRecord, Seen
+from presence_conformance.harness.record.matching import Slot, identity_key
+from presence_conformance.harness.record.records import CanonicalRecord, HistoryQueryRecord, Seen
 from presence_conformance.harness.results import Violation
 from presence_conformance.reference_impl.model import DEFAULT_HISTORY_LIMIT
 
@@ -48,10 +54,11 @@ def _is_int(value: object) -> bool:
 @check(
     "history.returns-events",
     "history.per-member-order",
+    "history.per-member-order-same-ms",
     "history.no-present",
     "history.includes-synthesized-leave",
     "order.channel-isolation",
-    "leave.when-not-present",
+    "history.noop-leave",
     "message.client-id",
     "message.connection-id",
 )
@@ -82,11 +89,12 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
                 history_index=rec.history_index,
             )
         for seen, slot in alignment.late:
+            tie = _tie_only(ctx, rec, seen, slot)
             yield ctx.violation(
-                "history.per-member-order",
+                "history.per-member-order-same-ms" if tie else "history.per-member-order",
                 f"{where}: the {slot.event.action.value} of "
                 f"{slot.event.client_id!r} comes after a later event of the same "
-                "member",
+                "member" + (" (both in the same millisecond)" if tie else ""),
                 expected=describe_event(slot.event),
                 observed=seen.json,
                 step=rec.step,
@@ -100,7 +108,17 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
             elif other_channel(ctx, seen) is not None:
                 requirement = "order.channel-isolation"
             elif noop_leave(ctx, seen) is not None:
-                requirement = "leave.when-not-present"
+                # RTP10d: the leave succeeds with no member change and no event; whether it is
+                # stored in history is said nowhere (a note, not a violation)
+                yield ctx.violation(
+                    "history.noop-leave",
+                    f"{where}: the leave() of {seen.client_id!r}, who was not present, is in "
+                    "history (the reference stores none; both are allowed)",
+                    observed=seen.json,
+                    step=rec.step,
+                    history_index=rec.history_index,
+                )
+                continue
             else:
                 requirement = "history.returns-events"
             yield ctx.violation(
@@ -127,6 +145,31 @@ def history_contents(ctx: CheckContext) -> Iterator[Violation]:
                 step=rec.step,
                 history_index=rec.history_index,
             )
+
+
+def _tie_only(ctx: CheckContext, rec: CanonicalRecord, seen: Seen, slot: Slot) -> bool:
+    """True if `seen` (matched late to `slot`) comes after later events of its member that all
+    share its timestamp: time order says nothing about one millisecond, only the causal order
+    the harness knows does (history.per-member-order-same-ms, SHOULD)."""
+    if not _is_int(seen.timestamp) or rec.observed is None:
+        return False
+    events = canonical_events(ctx, rec)
+    position = {e.model_id: n for n, e in enumerate(channel_events(ctx, rec.channel))}
+    mine = position.get(slot.event.model_id)
+    if mine is None:
+        return False
+    displacing = []
+    for item in rec.observed:
+        if item is seen:
+            break
+        event_id = events.get(id(item))
+        if (
+            item.member_key == seen.member_key
+            and event_id is not None
+            and position.get(event_id, -1) > mine
+        ):
+            displacing.append(item)
+    return bool(displacing) and all(item.timestamp == seen.timestamp for item in displacing)
 
 
 @check("history.direction-forwards")
@@ -251,9 +294,11 @@ def _causal_order_kept(observed: list[Seen], expected_all: list[Seen], order: Or
     return True
 
 
-def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> Order | None:
+def _order(ctx: CheckContext, rec: HistoryQueryRecord, member_ties: bool = True) -> Order | None:
     """The causal order of a query's listing: items are known through the canonical history
-    (the item with the same identity and timestamp)."""
+    (the item with the same identity and timestamp). Without `member_ties`, two events of one
+    member with the same timestamp are left unordered (their causal order is a SHOULD,
+    history.per-member-order-same-ms; the order is only ever asked of equal timestamps)."""
     if rec.canonical is None or rec.canonical.observed is None:
         return None
     events = canonical_events(ctx, rec.canonical)
@@ -270,6 +315,8 @@ def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> Order | None:
     backwards = rec.direction != "forwards"
 
     def order(a: Seen, b: Seen) -> bool:
+        if not member_ties and a.member_key == b.member_key and a.timestamp == b.timestamp:
+            return False
         first, then = (b, a) if backwards else (a, b)
         return causally_before(ctx, event_of(first), event_of(then))
 
@@ -331,6 +378,23 @@ def _diagnose(
     )
 
 
+def _short_first_page(
+    rec: HistoryQueryRecord, observed: list[Seen], expected_all: list[Seen], order: Order | None
+) -> bool:
+    """True if `observed`, the first page, is a shorter prefix of the range than the limit allows
+    and says more follows: a limit is a maximum (RSP4b3), so that is no MUST violation."""
+    return (
+        0 < len(observed) < min(_limit(rec), len(expected_all))
+        and bool(rec.has_next)
+        and rec.has_next[0]
+        and matches_range(observed, expected_all, len(observed), order)
+    )
+
+
+def _limit(rec: HistoryQueryRecord) -> int:
+    return rec.limit if rec.limit is not None else DEFAULT_HISTORY_LIMIT
+
+
 @check(
     "history.direction-default-backwards",
     "history.direction-forwards",
@@ -339,6 +403,8 @@ def _diagnose(
     "history.start-end-inclusive",
     "history.pagination",
     "history.returns-events",
+    "history.full-pages",
+    "history.per-member-order-same-ms",
 )
 def history_query(ctx: CheckContext) -> Iterator[Violation]:
     """A history step returns the canonical history's [start, end] range, in its direction,
@@ -354,7 +420,8 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
         ):
             continue
         expected_all = _expected_range(rec)
-        order = _order(ctx, rec)
+        order = _order(ctx, rec, member_ties=False)  # what a MUST may demand
+        full_order = _order(ctx, rec)  # with one member's same-millisecond events: a SHOULD
         limit = rec.limit if rec.limit is not None else DEFAULT_HISTORY_LIMIT
         label = f"{op.step.label}: history({_params(rec)})"
         pages = [_events(page) for page in rec.pages]
@@ -379,10 +446,24 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                     step=op.index,
                     history_index=rec.history_index,
                 )
+            elif not matches_range(observed, expected_all, count, full_order):
+                yield _same_ms_violation(ctx, rec, label, observed)
             continue
         observed = pages[0] if pages else []
         count = min(limit, len(expected_all))
-        if not matches_range(observed, expected_all, count, order):
+        if _short_first_page(rec, observed, expected_all, order):
+            yield ctx.violation(
+                "history.full-pages",
+                f"{label}: the first page holds {len(observed)} items and more follow; "
+                f"a full page would hold {count}",
+                expected=count,
+                observed=len(observed),
+                step=op.index,
+                history_index=rec.history_index,
+            )
+            if not matches_range(observed, expected_all, len(observed), full_order):
+                yield _same_ms_violation(ctx, rec, label, observed)
+        elif not matches_range(observed, expected_all, count, order):
             yield ctx.violation(
                 _diagnose(rec, observed, expected_all, count, order),
                 f"{label}: returned {len(observed)} items, expected the "
@@ -393,6 +474,8 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
+        elif not matches_range(observed, expected_all, count, full_order):
+            yield _same_ms_violation(ctx, rec, label, observed)
         elif len(expected_all) > limit and rec.has_next and not rec.has_next[0]:
             yield ctx.violation(
                 "history.pagination",
@@ -400,6 +483,19 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
+
+
+def _same_ms_violation(
+    ctx: CheckContext, rec: HistoryQueryRecord, label: str, observed: list[Seen]
+) -> Violation:
+    return ctx.violation(
+        "history.per-member-order-same-ms",
+        f"{label}: two events of one member with the same timestamp are listed against the "
+        "order their operations took effect",
+        observed=[s.json for s in observed],
+        step=rec.op.index,
+        history_index=rec.history_index,
+    )
 
 
 def _params(rec: HistoryQueryRecord) -> str:
@@ -415,7 +511,7 @@ def _params(rec: HistoryQueryRecord) -> str:
     )
 
 
-@check(explicit=True)
+@check("history.full-pages", explicit=True)
 def history_expect_count(ctx: CheckContext) -> Iterator[Violation]:
     """A history step's `expect_count`: the number of items (of every page with `pages: all`)."""
     for rec in ctx.record.queries:
@@ -427,7 +523,23 @@ def history_expect_count(ctx: CheckContext) -> Iterator[Violation]:
             if rec.pages_mode == "all"
             else len(rec.pages[0] if rec.pages else [])
         )
-        if got != wanted:
+        if (
+            got != wanted
+            and rec.pages_mode != "all"
+            and got < wanted
+            and rec.has_next[:1] == [True]
+        ):
+            # a shorter first page that says more follows: a limit is a maximum (RSP4b3)
+            yield ctx.violation(
+                "history.full-pages",
+                f"{rec.op.step.label}: {got} items on the first page and more follow; the "
+                f"scenario expects a full page of {wanted}",
+                expected=wanted,
+                observed=got,
+                step=rec.op.index,
+                history_index=rec.history_index,
+            )
+        elif got != wanted:
             tags = ctx.record.step_requirements(rec.op.step)
             for requirement in problem_requirements(tags, "count"):
                 yield ctx.violation(

@@ -59,3 +59,20 @@ class ReconnectReusesConnectionId(MutantAdapter):
         if client_id is not None:
             conn.id = self.first_ids.setdefault(client_id, conn.id)
         return conn
+
+
+@mutant("token-identity-taken", "member.identity-from-credential")
+class TokenIdentityTaken(MutantAdapter):
+    """A connection takes the clientId it claims in the connect request whatever its token
+    says: a token issued without a clientId, or for another one, acts as anyone (the identity
+    hole of a server that reads `clientId=` from the URL before the token; TK2c, TD6)."""
+
+    async def connect_with_token(
+        self,
+        client_id: str | None,
+        capability: dict[str, list[str]] | None,
+        token_client_id: str | None,
+    ) -> Any:
+        return await self.connect(
+            client_id if client_id is not None else token_client_id, capability
+        )

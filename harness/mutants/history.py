@@ -105,13 +105,23 @@ class HistoryStartAfterEndAccepted(MutantAdapter):
             return start, end, limit, direction
 
 
-@mutant("history-limit-default-10", "history.limit-default-100")
+@mutant("history-limit-default-10", "history.full-pages")
 class HistoryLimitDefault10(MutantAdapter):
-    """Without a limit, history pages hold 10 events instead of 100."""
+    """Without a limit, history pages hold 10 events instead of 100 (allowed, a limit is a
+    maximum, RSP4b3; but not the full pages expected)."""
 
     class Presence(_HistoryPresence):
         def arguments(self, start: Any, end: Any, limit: Any, direction: Any) -> tuple:
             return start, end, 10 if limit is None else limit, direction
+
+
+@mutant("history-limit-default-ignored", "history.limit-default-100")
+class HistoryLimitDefaultIgnored(MutantAdapter):
+    """Without a limit, every event comes on one page (the default of 100 is never applied)."""
+
+    class Presence(_HistoryPresence):
+        def arguments(self, start: Any, end: Any, limit: Any, direction: Any) -> tuple:
+            return start, end, 1000 if limit is None else limit, direction
 
 
 @mutant("history-missing-leaves", "history.returns-events")

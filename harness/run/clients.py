@@ -26,7 +26,16 @@ class ClientState:
 
     @property
     def model_client_id(self) -> str | None:
-        cid = self.spec.client_id
+        """The identity the model gives the connection: none for a connection that claims a
+        clientId its token does not allow (whatever it may do, it may not act as the claimed
+        one: TK2c, TD6); the token's for a connection that claims none."""
+        spec = self.spec
+        cid = spec.client_id
+        if spec.token_given:
+            if spec.claims_other_identity:
+                return None
+            if cid is None:
+                cid = spec.token_client_id
         return None if cid == "*" else cid
 
     @property

@@ -85,7 +85,8 @@ class ConnectionSteps:
             "invoke",
             spec.name,
             "connect",
-            {"client_id": spec.client_id, "capability": capability},
+            {"client_id": spec.client_id, "capability": capability}
+            | ({"token_client_id": spec.token_client_id} if spec.token_given else {}),
             index,
         )
         earlier = list(record.client_connections.get(spec.name, []))
@@ -94,7 +95,12 @@ class ConnectionSteps:
         state.listeners = {}
         try:
             async with asyncio.timeout(timeout):
-                conn = await case.adapter.connect(spec.client_id, capability)
+                if spec.token_given:
+                    conn = await case.adapter.connect_with_token(
+                        spec.client_id, capability, spec.token_client_id
+                    )
+                else:
+                    conn = await case.adapter.connect(spec.client_id, capability)
         except TimeoutError:
             history.record("timeout", spec.name, "connect", None, index)
             raise Abort(
@@ -110,7 +116,7 @@ class ConnectionSteps:
                 index,
             )
             state.refused = exc
-            state.refusal_allowed = _model_refuses(spec.client_id)
+            state.refusal_allowed = _model_refuses(spec.client_id) or spec.claims_other_identity
             state.conn = None
             state.connection_id = f"refused-{spec.name}-{next(self._refused_ids)}"
             case.model.open_connection(

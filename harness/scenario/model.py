@@ -121,6 +121,19 @@ class ClientSpec:
     capability: dict[str, list[str]] | None = None
     connect: str = "start"  # start | later
     client_id_given: bool = True  # False when the file left it to default to the name
+    token_client_id: str | None = None  # the clientId of its token (TK2c), if `token_given`
+    token_given: bool = False  # connects with a token of its own identity (token-identity)
+
+    @property
+    def claims_other_identity(self) -> bool:
+        """True if its connection claims a clientId its token does not allow: a token without
+        a clientId, or with another one than the claimed (TK2c, TD6; only '*' may be narrowed)."""
+        return (
+            self.token_given
+            and self.token_client_id != "*"
+            and self.client_id is not None
+            and self.client_id != self.token_client_id
+        )
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {}
@@ -130,6 +143,8 @@ class ClientSpec:
             out["capability"] = self.capability
         if self.connect != "start":
             out["connect"] = self.connect
+        if self.token_given:
+            out["token_client_id"] = self.token_client_id
         return out
 
 
@@ -272,6 +287,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.ANONYMOUS_CLIENTS)
         if client.capability is not None:
             needed.add(Feature.CAPABILITIES)
+        if client.token_given:
+            needed.add(Feature.TOKEN_IDENTITY)
     for client_id, data in _all_data(scenario):
         if isinstance(data, bytes):
             needed.add(Feature.BINARY_DATA)

@@ -286,7 +286,15 @@ class _Normaliser:
                         f"({', '.join(self.channels)})",
                         "unknown-channel",
                     )
-        return ClientSpec(name, client_id, capability, connect, given)
+        return ClientSpec(
+            name,
+            client_id,
+            capability,
+            connect,
+            given,
+            raw.get("token_client_id"),
+            "token_client_id" in raw,
+        )
 
     # steps
 
