@@ -75,9 +75,13 @@ class Feature(enum.StrEnum):
     TRANSIENT_DISCONNECT = "transient-disconnect"  # conn.interrupt() / conn.reconnected()
     ENTER_CLIENT = "enter-client"  # presence.enter_client / update_client / leave_client
     REST_PRESENCE = "rest-presence"  # presence.rest_get() (RSP3)
+    SERVER_CONTROL = "server-control"  # `server:` steps: the adapter's server takes commands
 
 
-ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {Feature.WIRE_FRAMES}
+ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {
+    Feature.WIRE_FRAMES,
+    Feature.SERVER_CONTROL,
+}
 
 
 class UsageError(Exception):

@@ -54,6 +54,7 @@ from presence_conformance.harness.adapter import (
     Listener,
     UsageError,
 )
+from presence_conformance.harness.adapters.control import HttpControl, local_control
 from presence_conformance.harness.adapters.embedded import (
     DEFAULT_LEAVE_GRACE,
     FULL_CAPABILITY,
@@ -239,7 +240,10 @@ class AblyWireAdapter(Adapter):
     """Drives an Ably-protocol server (the embedded reference server by default) over the wire."""
 
     name: ClassVar[str] = "ably-wire"
-    features: frozenset[Feature] = ALL_FEATURES | {Feature.WIRE_FRAMES}  # type: ignore[misc]
+    features: frozenset[Feature] = ALL_FEATURES | {  # type: ignore[misc]
+        Feature.WIRE_FRAMES,
+        Feature.SERVER_CONTROL,
+    }
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
         "reference server on a free port)",
@@ -253,6 +257,8 @@ class AblyWireAdapter(Adapter):
         "(default false: broadcast first)",
         "protocol": "json or msgpack: the wire format of realtime frames and REST bodies "
         "(default json)",
+        "control_token": "with endpoint: the token of that server's control endpoint "
+        "(`serve --control`), for `server:` steps (Feature.SERVER_CONTROL)",
     }
     quiet_period = 0.05
 
@@ -296,10 +302,20 @@ class AblyWireAdapter(Adapter):
                     f"adapter 'ably-wire': ack_first={opts['ack_first']!r}: expected true or false"
                 )
             self.ack_first = raw in ("true", "1", "yes")
+        self.control_token = opts.get("control_token")
+        if self.control_token is not None and not self.external:
+            raise UsageError(
+                "adapter 'ably-wire': control_token only applies with endpoint=HOST:PORT "
+                "(the embedded server is controlled in-process)"
+            )
         if self.external:
-            # Another server: no frame log to read; capabilities through its token endpoint.
-            self.features = ALL_FEATURES
+            # Another server: no frame log to read; capabilities through its token endpoint;
+            # `server:` steps only through its control endpoint.
+            self.features = ALL_FEATURES | (
+                {Feature.SERVER_CONTROL} if self.control_token else set()
+            )
         self.server: Any = None
+        self.server_control: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._connections: list[WireConnection] = []
         self._no_token_endpoint: str | None = None
@@ -308,6 +324,10 @@ class AblyWireAdapter(Adapter):
         """Start the embedded reference server (unless an endpoint was given)."""
         self._session = aiohttp.ClientSession()
         if self.external:
+            if self.control_token:
+                self.server_control = HttpControl(
+                    self._session, f"http://{self.endpoint}", self.control_token
+                )
             return
         from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 
@@ -319,6 +339,7 @@ class AblyWireAdapter(Adapter):
         config = ServerConfig(**config_args)
         self.server = PresenceServer(config)
         host, port = await self.server.start("127.0.0.1", 0)
+        self.server_control = local_control(self.server)
         self.endpoint = f"{host}:{port}"
         if not self.key:
             name, spec = next(iter(config.keys.items()))

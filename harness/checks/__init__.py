@@ -10,6 +10,7 @@ name to its requirement IDs; `run_checks(record)` runs them all and returns
 """
 
 from presence_conformance.harness.checks import (
+    client_oracle,
     errors,
     events,
     filtering,
@@ -35,6 +36,7 @@ __all__ = [
     "CheckContext",
     "CheckInfo",
     "check",
+    "client_oracle",
     "errors",
     "events",
     "filtering",

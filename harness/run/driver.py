@@ -34,6 +34,7 @@ from presence_conformance.harness.run.fault_steps import FaultSteps
 from presence_conformance.harness.run.history_steps import HistorySteps
 from presence_conformance.harness.run.listener_steps import ListenerSteps
 from presence_conformance.harness.run.member_steps import MemberSteps
+from presence_conformance.harness.run.server_steps import ServerSteps
 from presence_conformance.harness.run.settings import RunSettings
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, raised
@@ -60,6 +61,7 @@ class CaseDriver:
         self.sync = SyncSteps(case, calls)
         self.history_steps = HistorySteps(case, calls)
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
+        self.server = ServerSteps(case, calls)
         self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {
@@ -84,6 +86,7 @@ class CaseDriver:
             "interrupt": self.faults.step_interrupt,
             "expect_events": self.listeners.expect_events,
             "concurrently": self._run_block,
+            "server": self.server.step_server,
         }
 
     @property
@@ -203,5 +206,7 @@ class CaseDriver:
                 else case.adapter.quiet_period
             )
             await asyncio.sleep(period)
+        if case.record.staged:
+            await self.server.finish()
         await self.members.converge()
         case.recording = False

@@ -19,6 +19,7 @@ __all__ = [
     "OPERATION_STEPS",
     "PUBLISH_STEPS",
     "READ_STEPS",
+    "SERVER_COMMANDS",
     "ClientSpec",
     "Problem",
     "Scenario",
@@ -45,6 +46,8 @@ EVENT_STEPS = (*PUBLISH_STEPS, "drop", "close", "interrupt")
 """Steps that can produce an event, so that a history bound may refer to them (`{at: ID}`)."""
 READ_STEPS = ("get", "rest_get", "history", "sync_complete", "subscribe", "unsubscribe")
 CONNECTION_STEPS = ("drop", "close", "connect", "interrupt")
+SERVER_COMMANDS = ("sync", "attached", "presence", "detached", "error")
+"""The commands of a `server:` step (reference_impl/server/control.py)."""
 _COMMON = ("id", "requirements", "expect_error")
 
 
@@ -306,6 +309,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.WAIT_FOR_SYNC_OPTION)
         elif kind == "sync_complete":
             needed.add(Feature.SYNC_COMPLETE)
+        elif kind == "server":
+            needed.add(Feature.SERVER_CONTROL)
         elif kind in ("subscribe", "unsubscribe") and "actions" in args:
             if kind == "unsubscribe":
                 needed.add(Feature.UNSUBSCRIBE_BY_ACTION)

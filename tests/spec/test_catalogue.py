@@ -146,6 +146,7 @@ AREAS = [
     "disconnect",
     "error",
     "wire",
+    "client",
 ]
 
 ID_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\.[a-z0-9]+(-[a-z0-9]+)*$")
