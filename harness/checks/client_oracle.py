@@ -69,10 +69,10 @@ def _events_match(expected: Sequence[Event], observed: Sequence[Seen]) -> bool:
     if set(by_member) != set(seen_by):
         return False
     for key, events in by_member.items():
-        seen = seen_by[key]
-        if len(seen) != len(events):
+        member_seen = seen_by[key]
+        if len(member_seen) != len(events):
             return False
-        for event, s in zip(events, seen, strict=True):
+        for event, s in zip(events, member_seen, strict=True):
             if _event_key(event) != _seen_key(s, event.synthesized):
                 return False
     return True

@@ -235,5 +235,5 @@ def client_map_adapter(name: str, options: Mapping[str, str] | None = None) -> A
     oracle = ClientPresence if name == "oracle" else CLIENT_MAP_MUTANTS[name][0]
     cls = type(f"ClientMap_{name}", (ClientMapMutantAdapter,), {"oracle": oracle})
     adapter = cls(options)
-    adapter.name = f"client-map:{name}"  # type: ignore[misc]
+    adapter.name = f"client-map:{name}"
     return adapter

@@ -63,7 +63,11 @@ class StagedRecord:
 
     def replay(self, options: Mapping[str, bool] | None = None) -> Replay:
         """The oracle fed `frames`, cut at the marks."""
-        oracle = ClientPresence(**dict(options or {}))
+        opts = dict(options or {})
+        oracle = ClientPresence(
+            emit_leave_during_sync=opts.get("emit_leave_during_sync", True),
+            absent_for_unknown_leave=opts.get("absent_for_unknown_leave", False),
+        )
         try:
             oracle.feed(self.frames[: self.start])
             segments: list[Segment] = []

@@ -23,7 +23,8 @@ Commands (the frames each sends are listed in `docs/scenarios.md`, `server:` ste
 - `error`: a channel ERROR (the channel becomes FAILED, RTL14); the server detaches the
   connection from the channel as it does for its own channel errors.
 
-An item is `{"action": "enter"|"update"|"leave"|"present", "client_id", "connection_id",
+An item is `{"action": "enter"|"update"|"leave"|"present" (default: present in a SYNC, enter
+in a PRESENCE), "client_id", "connection_id",
 "serial", "index", "timestamp" (ms relative to the command's time), "data", "id",
 "synthesized", "omit": ["id", "connectionId", "timestamp"]}`: its wire id is
 `connectionId:serial:index` (TP3/RTP2b2), or not prefixed by its connectionId when
@@ -243,7 +244,7 @@ class ServerControl:
     ) -> dict[str, Any]:
         if not isinstance(items, list) or not items:
             raise CommandError("a PRESENCE frame is a non-empty list of items")
-        wire = [self._item(conn, i, item, now, None) for i, item in enumerate(items)]
+        wire = [self._item(conn, i, item, now, "enter") for i, item in enumerate(items)]
         frame_conn = next(
             (item.get("connection_id") for item in items if item.get("connection_id")),
             "scripted",
