@@ -39,6 +39,8 @@ CLIENT_REQUIREMENTS = (
     "client.sync-purges-unseen-members",
     "client.attached-without-presence-clears",
     "client.item-fields-default-from-frame",
+    "client.detached-reattach-resyncs",
+    "client.channel-error-clears-silently",
 )
 
 

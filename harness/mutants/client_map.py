@@ -23,6 +23,7 @@ from presence_conformance.harness.ably_client.emitter import PresenceEmitter
 from presence_conformance.harness.ably_client.protocol import ProtocolViolation, decode_data
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter, WireChannel
 from presence_conformance.reference_impl.client_presence import (
+    ChannelState,
     ClientPresence,
     Event,
     is_synthesized,
@@ -181,6 +182,16 @@ class DuplicatesEmitted(ClientPresence):
         return super().newer(incoming, existing)
 
 
+class ClearingEmitsLeaves(ClientPresence):
+    """A channel that fails (or detaches) clears its map with a LEAVE per member (RTP5a: the
+    members' state is unknown, so no LEAVE is emitted)."""
+
+    def channel_state(self, state: str) -> list[Event]:
+        if ChannelState(state) in (ChannelState.DETACHED, ChannelState.FAILED):
+            return self.clear_with_leaves()
+        return super().channel_state(state)
+
+
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
     "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
@@ -203,6 +214,7 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
         ("client.leave-during-sync-absent",),
     ),
     "duplicates-emitted": (DuplicatesEmitted, ("client.duplicate-discarded",)),
+    "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
 }
 
 

@@ -33,10 +33,28 @@ from presence_conformance.harness.run.state import CaseState, channel_of
 from presence_conformance.harness.run.stops import Abort
 from presence_conformance.harness.scenario import Step
 from presence_conformance.reference_impl.client_presence import ClientPresence
+from presence_conformance.reference_impl.protocol import HAS_PRESENCE, ProtocolAction
 
 __all__ = ["ServerSteps"]
 
 _ITEM_KEYS = ("action", "serial", "index", "timestamp", "data", "synthesized", "omit")
+
+
+def reattaching(frames: list[dict[str, Any]], oracle: ClientPresence) -> bool:
+    """True while a client told DETACHED (RTL13a: it re-attaches at once) has not been sent the
+    ATTACHED of its re-attach, or the sync that ATTACHED announced has not ended."""
+    last_detached = max(
+        (i for i, f in enumerate(frames) if f.get("action") == ProtocolAction.DETACHED), default=-1
+    )
+    if last_detached < 0:
+        return False
+    attached = [
+        f for f in frames[last_detached + 1 :] if f.get("action") == ProtocolAction.ATTACHED
+    ]
+    if not attached:
+        return True
+    flags = attached[-1].get("flags")
+    return bool(isinstance(flags, int) and flags & HAS_PRESENCE) and oracle.sync_in_progress
 
 
 def _member(message: Any) -> tuple[Any, Any, Any]:
@@ -183,6 +201,8 @@ class ServerSteps:
                 members = sorted(map(_member, result)) if isinstance(result, list) else None
             snapshot["get"] = members
             expected = sorted(map(_member, oracle.members()))
+            if reattaching(frames, oracle):
+                return False
             return len(staged.events) >= wanted and (members is None or members == expected)
 
         await poll_until(
