@@ -23,7 +23,7 @@ from presence_conformance.reference_impl.server.control_http import add_control_
 from support import make_scenario, op, run_case
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
-RESYNC = [s for s in load_scenarios(SCENARIOS) if s.case_id.startswith("resync/")]
+RESYNC = [s for s in load_scenarios(SCENARIOS) if s.case_id.startswith("client/")]
 SETTINGS = RunSettings(op_timeout=5.0)
 TOKEN = "a-control-token-for-tests"
 
@@ -85,7 +85,7 @@ def _remote(scenario: Scenario, token: str | None) -> Outcome:
 
 
 def test_ably_wire_drives_a_server_run_apart_through_its_control_endpoint() -> None:
-    scenario = next(s for s in RESYNC if s.case_id == "resync/injected-member-purged")
+    scenario = next(s for s in RESYNC if s.case_id == "client/injected-member-purged")
     assert _remote(scenario, TOKEN) is Outcome.PASS
     assert _remote(scenario, None) is Outcome.UNSUPPORTED  # a foreign server, no control
     assert _remote(scenario, "a-wrong-token-for-tests") is Outcome.ERROR  # refused: 401
