@@ -36,6 +36,7 @@ __all__ = [
     "ClientMapMutantAdapter",
     "OracleBackedState",
     "client_map_adapter",
+    "client_map_class",
 ]
 
 
@@ -241,11 +242,17 @@ class ClientMapMutantAdapter(AblyWireAdapter):
         return conn
 
 
-def client_map_adapter(name: str, options: Mapping[str, str] | None = None) -> AblyWireAdapter:
-    """The `ably-wire` adapter with the client map mutant `name` (None-like name "oracle": the
-    unbroken oracle, which must pass every scenario)."""
+def client_map_class(name: str) -> type[ClientMapMutantAdapter]:
+    """The `ably-wire` adapter class with the client map mutant `name` ("oracle": the unbroken
+    oracle, which must pass every scenario)."""
     oracle = ClientPresence if name == "oracle" else CLIENT_MAP_MUTANTS[name][0]
-    cls = type(f"ClientMap_{name}", (ClientMapMutantAdapter,), {"oracle": oracle})
-    adapter = cls(options)
-    adapter.name = f"client-map:{name}"
-    return adapter
+    return type(
+        f"ClientMap_{name}",
+        (ClientMapMutantAdapter,),
+        {"oracle": oracle, "name": f"client-map:{name}"},
+    )
+
+
+def client_map_adapter(name: str, options: Mapping[str, str] | None = None) -> AblyWireAdapter:
+    """An instance of `client_map_class(name)`."""
+    return client_map_class(name)(options)
