@@ -83,12 +83,14 @@ class Feature(enum.StrEnum):
     TOKEN_IDENTITY = (
         "token-identity"  # connect_with_token(): a token of one identity, claiming another
     )
+    SERVER_CONTROL = "server-control"  # `server:` steps: the adapter's server takes commands
 
 
 ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {
     Feature.WIRE_FRAMES,
     Feature.SERVER_FRAMES,
     Feature.TOKEN_IDENTITY,  # declared only by adapters that implement connect_with_token()
+    Feature.SERVER_CONTROL,
 }
 
 

@@ -826,7 +826,10 @@ class RealtimeChannel:
             )
             previous = self.state
             self.state = ChannelState.DETACHED
-            self.presence.state.on_detached()
+            if previous is not ChannelState.ATTACHED:
+                # RTL13a re-attaches an ATTACHED channel (it goes ATTACHING, not DETACHED), so
+                # its presence map is kept (RTP5a) and the sync that follows purges it (RTP19)
+                self.presence.state.on_detached()
             if previous is ChannelState.DETACHING:
                 _resolve(self._detaching)
                 self._detaching = None

@@ -93,7 +93,9 @@ DEFAULT_TIMEOUT = 10.0
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
-SDK_FEATURES: frozenset[Feature] = (ALL_FEATURES | {Feature.WIRE_FRAMES}) - {
+SDK_FEATURES: frozenset[Feature] = (
+    ALL_FEATURES | {Feature.WIRE_FRAMES, Feature.SERVER_CONTROL}
+) - {
     Feature.SUBSCRIBE_ACTION_LIST,
     Feature.UNSUBSCRIBE_BY_ACTION,
 }
@@ -516,7 +518,11 @@ class AblyPythonAdapter(Adapter):
                 "(the embedded server issues its own tokens)"
             )
         if self.target.external:
-            features = set(SDK_FEATURES) - {Feature.CAPABILITIES, Feature.WIRE_FRAMES}
+            features = set(SDK_FEATURES) - {
+                Feature.CAPABILITIES,
+                Feature.WIRE_FRAMES,
+                Feature.SERVER_CONTROL,
+            }
             if self.rest_token is None:
                 features.discard(Feature.HISTORY)
                 features.discard(Feature.REST_PRESENCE)
@@ -647,6 +653,11 @@ class AblyPythonAdapter(Adapter):
         )
         await asyncio.sleep(0)
         return True
+
+    @property
+    def server_control(self) -> Any:
+        """The embedded server's control (Feature.SERVER_CONTROL); None before start()."""
+        return None if self.embedded is None else self.embedded.control
 
     def wire_frames(self, connection_id: str) -> list[dict]:
         """Client->server frames the embedded server recorded for `connection_id`."""

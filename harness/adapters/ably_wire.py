@@ -60,6 +60,7 @@ from presence_conformance.harness.adapter import (
     Listener,
     UsageError,
 )
+from presence_conformance.harness.adapters.control import HttpControl, local_control
 from presence_conformance.harness.adapters.embedded import (
     DEFAULT_LEAVE_GRACE,
     FULL_CAPABILITY,
@@ -261,6 +262,7 @@ class AblyWireAdapter(Adapter):
         Feature.WIRE_FRAMES,
         Feature.SERVER_FRAMES,
         Feature.TOKEN_IDENTITY,
+        Feature.SERVER_CONTROL,
     }
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
@@ -275,6 +277,8 @@ class AblyWireAdapter(Adapter):
         "(default false: broadcast first)",
         "protocol": "json or msgpack: the wire format of realtime frames and REST bodies "
         "(default json)",
+        "control_token": "with endpoint: the token of that server's control endpoint "
+        "(`serve --control`), for `server:` steps (Feature.SERVER_CONTROL)",
     }
     quiet_period = 0.05
     # builds each channel's client presence map: the oracle, or a mutant of it
@@ -321,11 +325,20 @@ class AblyWireAdapter(Adapter):
                     f"adapter 'ably-wire': ack_first={opts['ack_first']!r}: expected true or false"
                 )
             self.ack_first = raw in ("true", "1", "yes")
+        self.control_token = opts.get("control_token")
+        if self.control_token is not None and not self.external:
+            raise UsageError(
+                "adapter 'ably-wire': control_token only applies with endpoint=HOST:PORT "
+                "(the embedded server is controlled in-process)"
+            )
         if self.external:
             # Another server: no log of the client's frames to read (its own frames to our client
             # are judged all the same); capabilities through its token endpoint.
             self.features = ALL_FEATURES | {Feature.SERVER_FRAMES, Feature.TOKEN_IDENTITY}
+            if self.control_token:  # `server:` steps only through its control endpoint
+                self.features |= {Feature.SERVER_CONTROL}
         self.server: Any = None
+        self.server_control: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._connections: list[WireConnection] = []
         # connectionId -> the client connection that had it, for server_frames (bounded)
@@ -338,6 +351,10 @@ class AblyWireAdapter(Adapter):
         """Start the embedded reference server (unless an endpoint was given)."""
         self._session = aiohttp.ClientSession()
         if self.external:
+            if self.control_token:
+                self.server_control = HttpControl(
+                    self._session, f"http://{self.endpoint}", self.control_token
+                )
             return
         from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 
@@ -349,6 +366,7 @@ class AblyWireAdapter(Adapter):
         config = ServerConfig(**config_args)
         self.server = PresenceServer(config)
         host, port = await self.server.start("127.0.0.1", 0)
+        self.server_control = local_control(self.server)
         self.endpoint = f"{host}:{port}"
         if not self.key:
             name, spec = next(iter(config.keys.items()))

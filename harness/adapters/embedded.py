@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from presence_conformance.harness.adapter import UsageError
+from presence_conformance.harness.adapters.control import local_control
 
 __all__ = [
     "DEFAULT_LEAVE_GRACE",
@@ -143,6 +144,7 @@ class EmbeddedServer:
         self.leave_grace = leave_grace
         self.config_args = {"leave_grace": leave_grace, **config}
         self.server: Any = None
+        self.control: Any = None  # a LocalControl once started (Feature.SERVER_CONTROL)
         self.endpoint = ""
         self.key = ""
         self._names = itertools.count(1)
@@ -158,6 +160,7 @@ class EmbeddedServer:
         self.server = server
         self.endpoint = f"{host}:{port}"
         self.key = server.default_key
+        self.control = local_control(server)
         return self.endpoint
 
     async def stop(self) -> None:

@@ -12,6 +12,7 @@ maps each check's name to its requirement IDs; `run_checks(record)` runs them al
 """
 
 from presence_conformance.harness.checks import (
+    client_oracle,
     errors,
     events,
     filtering,
@@ -39,6 +40,7 @@ __all__ = [
     "CheckContext",
     "CheckInfo",
     "check",
+    "client_oracle",
     "errors",
     "events",
     "filtering",

@@ -459,6 +459,8 @@ class CaseRecord:
     client_connections: dict[str, list[str]] = field(default_factory=dict)
     client_ids: dict[str, str | None] = field(default_factory=dict)
     stopped: str | None = None  # why the case stopped early without an adapter error
+    # (client, channel) -> StagedRecord (record/staged.py): what `server:` steps staged
+    staged: dict[tuple[str, str], Any] = field(default_factory=dict)
     # wall clock (s since the epoch) when the record was made, at the start of the case: the
     # lower bound of every timestamp the case may see (message.timestamp)
     wall_started: float = field(default_factory=time.time)

@@ -35,6 +35,7 @@ from presence_conformance.harness.run.history_steps import HistorySteps
 from presence_conformance.harness.run.lifecycle_steps import LifecycleSteps
 from presence_conformance.harness.run.listener_steps import ListenerSteps
 from presence_conformance.harness.run.member_steps import MemberSteps
+from presence_conformance.harness.run.server_steps import ServerSteps
 from presence_conformance.harness.run.settings import RunSettings
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, raised
@@ -63,6 +64,7 @@ class CaseDriver:
         self.sync = SyncSteps(case, calls)
         self.history_steps = HistorySteps(case, calls)
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
+        self.server = ServerSteps(case, calls)
         self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
         self.lifecycle = LifecycleSteps(case, self.deliveries, self._before_attach)
         # operations: planned (model first), then called; alone or in a `concurrently` block
@@ -91,6 +93,7 @@ class CaseDriver:
             "channel_state": self.lifecycle.step_channel_state,
             "expect_events": self.listeners.expect_events,
             "concurrently": self._run_block,
+            "server": self.server.step_server,
         }
 
     @property
@@ -214,5 +217,7 @@ class CaseDriver:
                 else case.adapter.quiet_period
             )
             await asyncio.sleep(period)
+        if case.record.staged:
+            await self.server.finish()
         await self.members.converge()
         case.recording = False

@@ -20,6 +20,7 @@ __all__ = [
     "OPERATION_STEPS",
     "PUBLISH_STEPS",
     "READ_STEPS",
+    "SERVER_COMMANDS",
     "ClientSpec",
     "Problem",
     "Scenario",
@@ -48,6 +49,9 @@ READ_STEPS = ("get", "rest_get", "history", "sync_complete", "subscribe", "unsub
 CONNECTION_STEPS = ("drop", "close", "connect", "interrupt")
 LIFECYCLE_STEPS = ("attach", "detach", "channel_state")
 """RealtimeChannel#attach, #detach and the channel's state (needs channel-lifecycle)."""
+
+SERVER_COMMANDS = ("sync", "attached", "presence", "detached", "error")
+"""The commands of a `server:` step (reference_impl/server/control.py)."""
 _COMMON = ("id", "requirements", "expect_error")
 
 
@@ -328,6 +332,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.WAIT_FOR_SYNC_OPTION)
         elif kind == "sync_complete":
             needed.add(Feature.SYNC_COMPLETE)
+        elif kind == "server":
+            needed.add(Feature.SERVER_CONTROL)
         elif kind in ("subscribe", "unsubscribe") and "actions" in args:
             if kind == "unsubscribe":
                 needed.add(Feature.UNSUBSCRIBE_BY_ACTION)

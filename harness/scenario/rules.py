@@ -31,6 +31,7 @@ from presence_conformance.harness.scenario.model import (
     OPERATION_STEPS,
     PUBLISH_STEPS,
     READ_STEPS,
+    SERVER_COMMANDS,
     ClientSpec,
     Problem,
     Scenario,
@@ -232,6 +233,7 @@ class _Normaliser:
         self.connected: dict[str, bool] = {}
         self.listeners: dict[str, tuple[str, str]] = {}  # name -> (client, channel)
         self.step_ids: dict[str, str] = {}  # id -> kind
+        self.staged: set[tuple[str, str]] = set()  # (client, channel) of server steps
 
     def run(self) -> Scenario:
         obj = self.obj
@@ -251,6 +253,7 @@ class _Normaliser:
         for name, raw in obj["clients"].items():
             self.clients[name] = self._client(name, raw)
         steps = [self._step(("steps", i), raw, i) for i, raw in enumerate(obj["steps"])]
+        self._check_staged(steps)
         return Scenario(
             case_id=self.case_id,
             name=obj.get("name", self.default_name),
@@ -493,6 +496,72 @@ class _Normaliser:
         return value
 
     # per kind: return the normalised args
+
+    def _check_staged(self, steps: list[Step]) -> None:
+        """A client a server step targets is observed on that channel by the server steps
+        (`harness/run/server_steps.py`): it may not subscribe there, nor read it after the
+        first server step (the reference model does not know what the server staged)."""
+        seen: set[tuple[str, str]] = set()
+        for step in [s for top in steps for s in (top.steps or (top,))]:
+            pair = (step.client or "", step.channel or "")
+            if step.kind == "server":
+                seen.add(pair)
+            elif pair in self.staged and (
+                step.kind in ("subscribe", "unsubscribe")
+                or (pair in seen and step.kind in ("get", "sync_complete"))
+            ):
+                where: FieldPath = ("steps", step.index)
+                if step.sub is not None:
+                    where = (*where, "concurrently", step.sub)
+                self.report.add(
+                    (*where, step.kind),
+                    f"client {step.client!r} is the target of server steps on channel "
+                    f"{step.channel!r}: the server steps observe it there (its events, get, "
+                    "sync_complete); a subscribe, or a read after the first server step, "
+                    "is not allowed",
+                    "server-staged",
+                )
+
+    def _args_server(self, path: FieldPath, body: dict, client: Any, channel: Any, *_: Any) -> dict:
+        """A `server:` step: one command (`SERVER_COMMANDS`); items' `of` must name clients."""
+        commands = [name for name in SERVER_COMMANDS if name in body]
+        if len(commands) != 1:
+            self.report.add(
+                path,
+                f"a server step has exactly one command of {', '.join(SERVER_COMMANDS)}, "
+                f"found {', '.join(commands) or 'none'}",
+                "server-command",
+            )
+            return {}
+        (command,) = commands
+        args = dict(body[command] or {})
+        lists = [("add", args.get("add") or [])] + [
+            (f"{key}[{i}]", frame)
+            for key in ("between", "frames")
+            for i, frame in enumerate(args.get(key) or [])
+        ]
+        for where, items in lists:
+            for j, item in enumerate(items):
+                if "of" in item:
+                    self._check_ref((*path, command, where, j), item)
+                    if item["of"] not in self.clients:
+                        continue
+                elif "client_id" not in item:
+                    self.report.add(
+                        (*path, command, where, j),
+                        "a server item needs client_id or of (a client's connection)",
+                        "server-item",
+                    )
+                if "data" in item:
+                    item["data"] = self._data((*path, command, where, j, "data"), item["data"])
+        for name in args.get("omit") or []:
+            if name not in self.clients:
+                self.report.add(
+                    (*path, command, "omit"), f"unknown client {name!r}", "unknown-client"
+                )
+        if client is not None and channel is not None:
+            self.staged.add((client, channel))
+        return {"command": command, **args}
 
     def _args_publish(self, path: FieldPath, body: dict, *_: Any) -> dict:
         return {"data": self._data((*path, "data"), body["data"])} if "data" in body else {}

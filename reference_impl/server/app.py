@@ -78,6 +78,8 @@ class PresenceServer:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._guard: HandshakeGuard | None = None
+        # more routes for the app (`serve --control` adds the control endpoint's)
+        self.route_hooks: list[Callable[[web.Application], None]] = []
         self._host: str | None = None
         self._port: int | None = None
 
@@ -97,6 +99,8 @@ class PresenceServer:
             now=self.now,
             max_channel_name_length=self.config.max_channel_name_length,
         )
+        for hook in self.route_hooks:
+            hook(app)
         runner = web.AppRunner(
             app,
             handle_signals=False,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -114,6 +115,16 @@ def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentP
         "allowed: no Origin (SDKs) and the server's own host",
     )
     parser.add_argument(
+        "--control",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="TOKEN",
+        help="serve the control endpoint (/control/command, /control/sent) for `server:` steps, "
+        "guarded by this bearer token (at least 16 characters; without a value: "
+        "$PRESENCE_CONFORMANCE_CONTROL_TOKEN); off by default",
+    )
+    parser.add_argument(
         "--loop",
         choices=["auto", "asyncio", "uvloop"],
         default="auto",
@@ -161,10 +172,17 @@ async def _serve(
     port: int,
     loop_name: str = "asyncio",
     show_keys: bool = False,
+    control_token: str | None = None,
 ) -> None:
     from presence_conformance.reference_impl.server.app import PresenceServer
 
     server = PresenceServer(config)
+    if control_token is not None:
+        from presence_conformance.reference_impl.server.control import ServerControl
+        from presence_conformance.reference_impl.server.control_http import add_control_routes
+
+        control = server.control = ServerControl(server.realtime, server.now)  # type: ignore[attr-defined]
+        server.route_hooks.append(lambda app: add_control_routes(app, control, control_token))
     bound_host, bound_port = await server.start(host, port)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     keys = " ".join(key_strings(config.keys, secrets_too=show_keys))
@@ -199,6 +217,28 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"presence-conformance serve: error: {exc}", file=sys.stderr)
         return 2
+    from presence_conformance.reference_impl.server.control_http import (
+        CONTROL_TOKEN_ENV,
+        MIN_TOKEN_LENGTH,
+    )
+
+    control_token = args.control
+    if control_token == "":
+        control_token = os.environ.get(CONTROL_TOKEN_ENV, "")
+        if not control_token:
+            print(
+                f"presence-conformance serve: error: --control without a token needs "
+                f"${CONTROL_TOKEN_ENV}",
+                file=sys.stderr,
+            )
+            return 2
+    if control_token is not None and len(control_token) < MIN_TOKEN_LENGTH:
+        print(
+            f"presence-conformance serve: error: --control: the token needs at least "
+            f"{MIN_TOKEN_LENGTH} characters",
+            file=sys.stderr,
+        )
+        return 2
     try:
         loop_name, factory = loop_factory(args.loop)
     except ImportError as exc:
@@ -206,7 +246,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_serve(config, args.host, args.port, loop_name, args.show_keys))
+            runner.run(
+                _serve(config, args.host, args.port, loop_name, args.show_keys, control_token)
+            )
     except KeyboardInterrupt:
         pass
     except OSError as exc:

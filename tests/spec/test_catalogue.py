@@ -147,6 +147,7 @@ AREAS = [
     "error",
     "wire",
     "channel",
+    "client",
 ]
 
 ID_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\.[a-z0-9]+(-[a-z0-9]+)*$")

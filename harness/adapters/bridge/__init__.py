@@ -817,11 +817,17 @@ class BridgeAdapter(Adapter):
         declared = {Feature(f) for f in hello["features"]} & NEGOTIABLE
         if self.embedded is not None:
             declared.add(Feature.WIRE_FRAMES)
+            declared.add(Feature.SERVER_CONTROL)  # `server:` steps need no child support
         else:
             declared.discard(Feature.CAPABILITIES)
         self.sdk = str(hello["sdk"])
         self.child_ops = frozenset(hello.get("ops") or ())
         self.features = frozenset(declared)
+
+    @property
+    def server_control(self) -> Any:
+        """The embedded server's control (Feature.SERVER_CONTROL); None without it."""
+        return None if self.embedded is None else self.embedded.control
 
     def child_died(self, child: BridgeChild) -> None:
         if self._child is child:

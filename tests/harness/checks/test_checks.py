@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from presence_conformance.harness.adapter import Feature
 from presence_conformance.harness.adapters.reference import (
     ReferenceAdapter,
     ReferenceConnection,
@@ -23,9 +24,10 @@ from presence_conformance.harness.adapters.reference import (
 )
 from presence_conformance.harness.checks import CHECKS, REGISTRY
 from presence_conformance.harness.mutants import get_mutant
+from presence_conformance.harness.mutants.client_map import client_map_class
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
-from presence_conformance.harness.scenario import load_scenarios
+from presence_conformance.harness.scenario import load_scenario, load_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 from support import ROOT, make_scenario, op, run_case
@@ -472,6 +474,12 @@ DETACH_THEN_ENTER = make_scenario(
 
 # check -> (mutant adapter class, scenario, requirement it must report, outcome)
 CASES: dict[str, tuple[type[ReferenceAdapter], Any, str, Outcome]] = {
+    "client_presence_matches_oracle": (
+        client_map_class("sync-never-purges"),  # type: ignore[dict-item]
+        load_scenario(ROOT / "scenarios" / "client" / "injected-member-purged.yaml"),
+        "client.sync-purges-unseen-members",
+        Outcome.FAIL,
+    ),
     "interrupt_connection_id": (
         get_mutant("resume-gives-new-connection"),
         INTERRUPT,
@@ -818,7 +826,9 @@ def all_scenarios() -> list[tuple[str, Any]]:
 @pytest.mark.parametrize("name", [n for n, _ in all_scenarios()])
 def test_reference_passes_without_notes(name: str) -> None:
     case = dict(all_scenarios())[name]
-    result = asyncio.run(run(ReferenceAdapter, case))
+    # server: steps need a wire: there the unbroken client oracle is the reference client
+    wired = Feature.SERVER_CONTROL in case.needed_features()
+    result = asyncio.run(run(client_map_class("oracle") if wired else ReferenceAdapter, case))
     assert result.outcome is Outcome.PASS, (result.error, result.violations)
     assert result.violations == [] and result.infos == []
 
@@ -828,7 +838,13 @@ def test_reference_passes_the_shipped_scenarios() -> None:
         adapter = ReferenceAdapter({"leave_grace": "0.02"})
         await adapter.start()
         try:
-            return [await run_scenario(s, adapter, SETTINGS) for s in load_scenarios(spec_root())]
+            return [
+                await run_scenario(s, adapter, SETTINGS)
+                for s in load_scenarios(spec_root())
+                # server: steps need a wire (the client oracle passes them on ably-wire:
+                # tests/harness/run/test_server_steps.py)
+                if Feature.SERVER_CONTROL not in s.needed_features()
+            ]
         finally:
             await adapter.stop()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from presence_conformance.harness.adapter import Adapter
+from presence_conformance.harness.adapter import Adapter, Feature
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.harness.adapters.reference import ReferenceAdapter
 from presence_conformance.harness.adapters.registry import resolve_adapter
@@ -111,10 +111,14 @@ def reference_session() -> ConformanceSession:
 
 def test_reference_passes_every_scenario(suite: list[Any]) -> None:
     session = reference_session()
+    # server: steps stage frames on a wire the in-process reference does not have (they run on
+    # ably-wire, where the client-side oracle passes them: tests/harness/run/test_server_steps.py)
+    runnable = [s for s in suite if Feature.SERVER_CONTROL not in s.needed_features()]
+    assert len(runnable) < len(suite)
     try:
         failed = [
             (c.case_id, c.outcome.value, [v.requirement for v in c.violations], c.error)
-            for c in (session.run_case(s) for s in suite)
+            for c in (session.run_case(s) for s in runnable)
             if c.outcome is not Outcome.PASS
         ]
     finally:

@@ -1,0 +1,258 @@
+"""Mutants of a client's presence map, as clients under test: `ably-wire` with one client rule
+broken, to show that the `server:` scenarios catch the bugs client SDKs have had.
+
+Each mutant is a `ClientPresence` subclass (the client-side oracle with one rule broken, as in
+`tests/reference_impl/test_client_presence_mutants.py`). `ClientMapMutantAdapter` is `ably-wire`
+against the embedded server whose channels keep their presence map in `OracleBackedState` over
+that subclass, instead of the harness client's own map. The seam is small on purpose: the
+adapter swaps `channel.presence.state` before the channel attaches, and `OracleBackedState`
+has the surface `harness/ably_client/connection.py` uses of its `PresenceState`.
+
+`CLIENT_MAP_MUTANTS` maps a name to (the `ClientPresence` subclass, the requirement IDs it
+breaks); `client_map_adapter(name)` builds the adapter. The scenario `client.*` checks catch each
+one (`tests/harness/mutants/test_client_map_mutants.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from presence_conformance.harness.ably_client.emitter import PresenceEmitter
+from presence_conformance.harness.ably_client.protocol import ProtocolViolation, decode_data
+from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter, WireChannel
+from presence_conformance.reference_impl.client_presence import (
+    ChannelState,
+    ClientPresence,
+    Event,
+    is_synthesized,
+)
+from presence_conformance.reference_impl.client_presence_bridge import OracleMapState
+from presence_conformance.reference_impl.types import Action, PresenceMessage
+
+__all__ = [
+    "CLIENT_MAP_MUTANTS",
+    "ClientMapMutantAdapter",
+    "OracleBackedState",
+    "client_map_adapter",
+    "client_map_class",
+]
+
+
+class _Values:
+    def __init__(self, bridge: OracleMapState) -> None:
+        self._bridge = bridge
+
+    def values(
+        self, client_id: str | None = None, connection_id: str | None = None
+    ) -> list[PresenceMessage]:
+        return self._bridge.values(client_id, connection_id)
+
+
+class OracleBackedState:
+    """A channel's presence state for the harness client, computed by a `ClientPresence`."""
+
+    def __init__(self, oracle: type[ClientPresence]) -> None:
+        self.emitter = PresenceEmitter()
+        self._synced = asyncio.Event()
+        self.bridge = OracleMapState(
+            emit=self.emitter.emit_all, decode=decode_data, violation=ProtocolViolation
+        )
+        self.bridge.oracle = oracle(clock=self.bridge.oracle.clock, decode=decode_data)
+        self.map = _Values(self.bridge)
+
+    @property
+    def sync_complete(self) -> bool:
+        return self.bridge.sync_complete
+
+    @property
+    def sync_in_progress(self) -> bool:
+        return self.bridge.sync_in_progress
+
+    async def wait_synced(self, timeout: float) -> bool:
+        if not self.sync_in_progress and self.sync_complete:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                while self.sync_in_progress or not self.sync_complete:
+                    self._synced.clear()
+                    await self._synced.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _after(self) -> None:
+        if self.sync_complete and not self.sync_in_progress:
+            self._synced.set()
+
+    def on_attached(self, flags: int | None) -> None:
+        self.bridge.on_attached(flags)
+        self._after()
+
+    def on_detached(self) -> None:
+        self.bridge.on_detached()
+        self._synced.set()
+
+    def on_presence(self, frame: dict) -> None:
+        self.bridge.on_presence(frame)
+        self._after()
+
+    def on_sync(self, frame: dict) -> None:
+        self.bridge.on_sync(frame)
+        self._after()
+
+
+# -- the mutants -------------------------------------------------------------------------------
+
+
+class IgnoresNewness(ClientPresence):
+    """Every incoming message replaces the member: no RTP2a newness check."""
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        return True
+
+
+class SyncNeverPurges(ClientPresence):
+    """A sync that ends without removing the members it did not list (no RTP19)."""
+
+    def end_sync(self) -> list[Event]:
+        self._residual = set()
+        return super().end_sync()
+
+
+class ResyncKeepsFirstSequence(ClientPresence):
+    """A new sync sequence continues the one in flight (RTP18a: it must discard it), so members
+    confirmed only by the discarded sequence stay."""
+
+    def start_sync(self, restart: bool = False) -> None:
+        super().start_sync(restart=False)
+
+
+class AttachedKeepsMembers(ClientPresence):
+    """ATTACHED without HAS_PRESENCE leaves the map as it was (RTP19a: it empties it)."""
+
+    def clear_with_leaves(self) -> list[Event]:
+        self._residual = None
+        self._sync_id = None
+        self.sync_complete = True
+        return []
+
+
+class NoChannelSerialIsPartial(ClientPresence):
+    """A SYNC without channelSerial is taken as one page of a sync that never ends (RTP18c)."""
+
+    def on_sync(self, frame: Mapping[str, Any]) -> list[Event]:
+        if not frame.get("channelSerial"):
+            frame = {**frame, "channelSerial": "unnamed:more"}
+        return super().on_sync(frame)
+
+
+class NoDefaultsFromFrame(ClientPresence):
+    """Items without id/connectionId/timestamp keep them empty (TP3a/d/g: take the frame's)."""
+
+    def _items(self, frame: Mapping[str, Any]) -> list[PresenceMessage]:
+        bare = {k: v for k, v in frame.items() if k not in ("id", "connectionId", "timestamp")}
+        return super()._items(bare)
+
+
+class SynthesizedLeaveAlwaysWins(ClientPresence):
+    """A synthesized leave removes the member whatever its timestamp (RTP2b1 compares them)."""
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        if incoming.action is Action.LEAVE and is_synthesized(incoming):
+            return True
+        return super().newer(incoming, existing)
+
+
+class LeaveDuringSyncForgotten(ClientPresence):
+    """A LEAVE during a sync is dropped, so the member stays present (RTP2h2a: keep it ABSENT)."""
+
+    def remove(self, message: PresenceMessage) -> list[Event]:
+        if self.sync_in_progress:
+            return []
+        return super().remove(message)
+
+
+class DuplicatesEmitted(ClientPresence):
+    """A message with the same id as the member's is taken as newer (emitted again)."""
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        if incoming.id is not None and incoming.id == existing.id:
+            return True
+        return super().newer(incoming, existing)
+
+
+class ClearingEmitsLeaves(ClientPresence):
+    """A channel that fails (or detaches) clears its map with a LEAVE per member (RTP5a: the
+    members' state is unknown, so no LEAVE is emitted)."""
+
+    def channel_state(self, state: str) -> list[Event]:
+        if ChannelState(state) in (ChannelState.DETACHED, ChannelState.FAILED):
+            return self.clear_with_leaves()
+        return super().channel_state(state)
+
+
+CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
+    "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
+    "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
+    "resync-keeps-first-sequence": (
+        ResyncKeepsFirstSequence,
+        ("client.new-sync-sequence-discards",),
+    ),
+    "attached-keeps-members": (AttachedKeepsMembers, ("client.attached-without-presence-clears",)),
+    "no-channel-serial-is-partial": (
+        NoChannelSerialIsPartial,
+        ("client.sync-without-channel-serial",),
+    ),
+    "no-defaults-from-frame": (NoDefaultsFromFrame, ("client.item-fields-default-from-frame",)),
+    "synthesized-leave-always-wins": (
+        SynthesizedLeaveAlwaysWins,
+        ("client.synthesized-leave-by-timestamp",),
+    ),
+    "leave-during-sync-forgotten": (
+        LeaveDuringSyncForgotten,
+        ("client.leave-during-sync-absent",),
+    ),
+    "duplicates-emitted": (DuplicatesEmitted, ("client.duplicate-discarded",)),
+    "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
+}
+
+
+class ClientMapMutantAdapter(AblyWireAdapter):
+    """`ably-wire` whose client keeps each channel's presence in a mutant `ClientPresence`."""
+
+    oracle: type[ClientPresence] = ClientPresence
+
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> Any:
+        conn = await super().connect(client_id, capability)
+        original: Callable[[str], WireChannel] = conn.channel
+        oracle = self.oracle
+
+        def channel(name: str) -> WireChannel:
+            wire = original(name)
+            presence = wire.realtime.presence
+            if not isinstance(presence.state, OracleBackedState):
+                presence.state = OracleBackedState(oracle)  # type: ignore[assignment]
+            return wire
+
+        conn.channel = channel  # type: ignore[method-assign]
+        return conn
+
+
+def client_map_class(name: str) -> type[ClientMapMutantAdapter]:
+    """The `ably-wire` adapter class with the client map mutant `name` ("oracle": the unbroken
+    oracle, which must pass every scenario)."""
+    oracle = ClientPresence if name == "oracle" else CLIENT_MAP_MUTANTS[name][0]
+    return type(
+        f"ClientMap_{name}",
+        (ClientMapMutantAdapter,),
+        {"oracle": oracle, "name": f"client-map:{name}"},
+    )
+
+
+def client_map_adapter(name: str, options: Mapping[str, str] | None = None) -> AblyWireAdapter:
+    """An instance of `client_map_class(name)`."""
+    return client_map_class(name)(options)
