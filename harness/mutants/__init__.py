@@ -22,6 +22,7 @@ from presence_conformance.harness.mutants import (  # noqa: F401 (registers)
     events,
     faults,
     history,
+    interleavings,
     members,
     varied,
 )
