@@ -202,3 +202,39 @@ class SynthesizedLeaveClearsClientId(MutantAdapter):
             ):
                 return []
         return [message]
+
+
+class _RacingUpdatesCoalesced(PresenceService):
+    def _dispatch(self, outcome: Outcome) -> None:
+        for delivery in outcome.deliveries:
+            event = delivery.event
+            conn = self._connections.get(delivery.connection_id)
+            if event.action is not Action.UPDATE or conn is None:
+                continue
+            queue = conn._queue._queue  # type: ignore[attr-defined]
+            items = list(queue)
+            stale = [
+                i
+                for i in _on_channel(conn, delivery.channel)
+                if items[i][1].member_key == event.member_key
+                and items[i][1].action is Action.UPDATE
+            ]
+            if not stale:
+                continue
+            for i in reversed(stale):  # the newer update replaces the queued ones
+                del items[i]
+            queue.clear()
+            queue.extend(items)
+            conn._pending -= len(stale)
+            for _ in stale:
+                conn._queue.task_done()
+        super()._dispatch(outcome)
+
+
+@mutant("racing-updates-coalesced", "update.event-emitted", "order.exactly-once")
+class RacingUpdatesCoalesced(MutantAdapter):
+    """Updates of one member still waiting to be delivered are coalesced: a newer update
+    replaces the queued ones, so a listener misses the updates made in quick succession (RTP2d1:
+    each update must be emitted)."""
+
+    Service = _RacingUpdatesCoalesced
