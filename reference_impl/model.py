@@ -14,7 +14,10 @@ What it models, per the seed (`spec/presence-api.md`) and the Ably specification
 - the history log with `start`/`end` (inclusive, ms), `limit` (default 100, at most 1000),
   `direction` (default backwards) and cursor pagination (RSP4b, RTP12a);
 - abrupt disconnects: members stay until `expire_connection`, which synthesizes their leaves,
-  with ids that do not start with the connectionId (RTP2b1).
+  with ids that do not start with the connectionId (RTP2b1); meanwhile they are pending leaves
+  (`pending_leaves`);
+- operations of one member in flight together, applied in an order learnt afterwards
+  (`apply_order`).
 
 Every refused call raises `PresenceError` before it changes anything.
 """

@@ -108,7 +108,9 @@ class Contention:
             if rec.channel != channel:
                 continue
             got = [s for s in rec.received if s.member_key == key and s.step == block.index]
-            order = _match(got, events)
+            # events of earlier steps issued with `wait: false` may arrive during the block:
+            # they precede the block's (RTP2a), so the block's are the last ones
+            order = _match(got[len(got) - len(events) :], events) if got else None
             if order is not None:
                 return order
         return None
@@ -175,7 +177,7 @@ class Contention:
 
 def _match(got: list[Seen], events: list[PresenceMessage]) -> list[int] | None:
     """The candidates in the order `got` shows them (matched by data), or None unless each was
-    received exactly once."""
+    received once."""
     if len(got) != len(events):
         return None
     used: list[int] = []

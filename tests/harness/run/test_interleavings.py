@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from presence_conformance.harness.adapters.reference import ReferenceAdapter
+from presence_conformance.harness.mutants import get_mutant
 from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.scenario import load_scenario
-from support import ROOT, run_case
+from presence_conformance.harness.scenario import ScenarioError, load_scenario
+from support import ROOT, make_scenario, op, run_case
 
 INTERLEAVE = sorted((ROOT / "scenarios" / "interleave").glob("*.yaml"))
 SETTINGS = RunSettings(op_timeout=5.0)
@@ -65,3 +66,96 @@ def test_interleaving_scenarios_pass_conforming_orders(path: Path, adapter: str)
     applied in another order than the block's, no grace or a long one, slow operations."""
     result = asyncio.run(run_case(_load(path), CONFORMING[adapter](), SETTINGS))
     assert result.outcome is Outcome.PASS, [v.message for v in result.violations]
+
+
+# -- the format ------------------------------------------------------------------------------------
+
+
+def test_wait_false_is_kept_on_publish_and_drop_steps() -> None:
+    case = make_scenario(
+        [
+            op("enter", "alice", wait=False),
+            op("update", "alice", data="x", wait=True),
+            {"drop": {"client": "alice", "wait": False}},
+        ]
+    )
+    assert [s.args.get("wait") for s in case.steps] == [False, True, False]
+    again = make_scenario(case.to_dict()["steps"])
+    assert [s.args.get("wait") for s in again.steps] == [False, True, False]
+
+
+@pytest.mark.parametrize("kind", ["close", "connect", "get", "subscribe"])
+def test_wait_is_refused_where_it_means_nothing(kind: str) -> None:
+    body: dict[str, Any] = {"client": "alice", "wait": False}
+    if kind in ("get", "subscribe"):
+        body["channel"] = "room"
+    if kind == "subscribe":
+        body["listener"] = "l"
+    steps: list[dict] = [{"close": {"client": "alice"}}] if kind == "connect" else []
+    with pytest.raises(ScenarioError):
+        make_scenario([*steps, {kind: body}])
+
+
+def test_enters_and_updates_may_race_on_one_member() -> None:
+    case = make_scenario(
+        [
+            {
+                "concurrently": [
+                    op("enter", "alice", data="a"),
+                    op("update", "alice", data="b"),
+                    op("enter", "alice", data="c"),
+                ]
+            }
+        ]
+    )
+    assert len(case.steps[0].steps) == 3
+
+
+@pytest.mark.parametrize("other", ["leave", "get"])
+def test_a_leave_or_a_read_may_not_race_on_one_member(other: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        make_scenario([{"concurrently": [op("enter", "alice"), op(other, "alice")]}])
+    assert info.value.rule in ("concurrent-same-member", "concurrent-read-write")
+
+
+def test_racing_is_for_concurrently_blocks_only() -> None:
+    during = [op("enter", "bob"), op("update", "bob")]
+    with pytest.raises(ScenarioError) as info:
+        make_scenario([{"interrupt": {"client": "alice", "seconds": 0.1, "during": during}}])
+    assert info.value.rule == "concurrent-same-member"
+
+
+# -- no false alarm, and what is still caught -------------------------------------------------------
+
+
+def test_the_applied_order_is_learnt_from_a_get_without_listeners() -> None:
+    """No listener on the channel: the member's data in get() names the last one applied."""
+    case = make_scenario(
+        [
+            {
+                "concurrently": [
+                    op("enter", "alice", data="entered"),
+                    op("update", "alice", data="updated"),
+                ]
+            },
+            op("get", "bob"),
+        ]
+    )
+    for adapter in (ReferenceAdapter(), LateEnter()):
+        result = asyncio.run(run_case(case, adapter, SETTINGS))
+        assert result.outcome is Outcome.PASS, [v.message for v in result.violations]
+
+
+def test_listeners_that_disagree_on_the_applied_order_are_caught() -> None:
+    """The racing operations are applied in the calls' order, but other connections get the
+    member's queued events newest first: the order learnt from a listener is not the state's."""
+    overtaken = get_mutant("queued-event-overtaken")
+    result = asyncio.run(
+        run_case(
+            _load(ROOT / "scenarios/interleave/enter-update-race.yaml"),
+            overtaken(),
+            SETTINGS,
+        )
+    )
+    assert result.outcome is Outcome.FAIL
+    assert {"sync.converges"} <= {v.requirement for v in result.violations}
