@@ -24,13 +24,17 @@ SETTINGS = RunSettings(op_timeout=5.0)
 
 
 class LateEnter(MutantAdapter):
-    """Not a bug: an implementation whose enter() reaches the server a little after an update()
-    called together with it (the server applies the update first)."""
+    """Not a bug: an implementation whose enter() and enterClient() reach the server a little
+    after an update called together with them (the server applies the update first)."""
 
     class Presence(MutantPresence):
         async def enter(self, data: Any = None) -> None:
             await asyncio.sleep(0.03)
             await super().enter(data)
+
+        async def enter_client(self, client_id: str, data: Any = None) -> None:
+            await asyncio.sleep(0.03)
+            await super().enter_client(client_id, data)
 
 
 class LateFirstUpdate(MutantAdapter):
