@@ -14,10 +14,10 @@ The model applies the block's operations in the block's order, their origins acc
 action (`OpRecord.contested`). Once the block's deliveries have arrived, `Contention.resolve`
 learns the order the implementation applied from what it showed (the order one listener received
 the member's events, else the member's data in a get(): the last one applied), tells the model
-(`PresenceModel.apply_order`), and makes each event's origin exact for that order. Every other
-listener, every later get and the history are then judged against that one serialization: two
-listeners that disagree, or a final state that is not the last event delivered, are still
-violations.
+(`PresenceModel.apply_order`), and makes each event's origin, and who must receive it, exact
+for that order (`Deliveries.narrow`). Every other listener, every later get and the history are
+then judged against that one serialization: two listeners that disagree, or a final state that
+is not the last event delivered, are still violations.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from presence_conformance.harness.record.matching import accepted_actions
 from presence_conformance.harness.record.records import EventOrigin, OpRecord, Seen
 from presence_conformance.harness.run.calls import Calls
+from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.harness.scenario import Step
-from presence_conformance.reference_impl.types import PresenceMessage, data_equal
+from presence_conformance.reference_impl.types import Action, PresenceMessage, data_equal
 
 __all__ = ["RACING", "Contention", "contested_steps"]
 
@@ -55,9 +57,10 @@ def contested_steps(steps: Sequence[Step]) -> set[int]:
 class Contention:
     """Learns the order in which an implementation applied a block's racing operations."""
 
-    def __init__(self, case: CaseState, calls: Calls) -> None:
+    def __init__(self, case: CaseState, calls: Calls, deliveries: Deliveries) -> None:
         self.case = case
         self.calls = calls
+        self.deliveries = deliveries
 
     async def resolve(self, block: Step, ops: Sequence[OpRecord]) -> None:
         """After the block's deliveries: for each member raced on, the order its operations
@@ -170,9 +173,38 @@ class Contention:
         for expected in record.expected:
             if expected.event.id in rank:
                 expected.origin = record.origins[expected.event.model_id]
+        self._exact_deliveries(ordered)
         _reorder(record.expected, rank)
         for rec in record.listeners.values():
             _reorder(rec.expected, rank)
+
+    def _exact_deliveries(self, ordered: list[PresenceMessage]) -> None:
+        """Who must receive each event, now that its actions are known: while the order was
+        open, a listener filtered on enter or on update may or may not have got an event that
+        either action could report (min 0); now it must get one reported only with its action
+        (RTP6b), and one that the order leaves reportable either way stays open."""
+        case = self.case
+        record = case.record
+        for event in ordered:
+            origin = record.origins[event.model_id]
+            counts: dict[tuple[str, str], tuple[int, int]] = {}
+            actions = accepted_actions(event, origin)
+            for action in actions:
+                shown = event.with_action(Action(action))
+                per = {
+                    (d.connection_id, d.listener): (d.min_count, d.max_count)
+                    for d in case.model.deliveries_for(origin.channel, shown)
+                }
+                for key in per.keys() | counts.keys():
+                    low, high = per.get(key, (0, 0))
+                    if action == actions[0]:
+                        counts[key] = (low, high)
+                    else:
+                        old_low, old_high = counts.get(key, (0, 0))
+                        counts[key] = (min(old_low, low), max(old_high, high))
+            for expected in record.expected:
+                if expected.event.id == event.id:
+                    self.deliveries.narrow(expected, *counts.get(expected.listener, (0, 0)))
 
 
 def _match(got: list[Seen], events: list[PresenceMessage]) -> list[int] | None:

@@ -68,7 +68,7 @@ class CaseDriver:
         self.history_steps = HistorySteps(case, calls)
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
         self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
-        self.contention = Contention(case, calls)
+        self.contention = Contention(case, calls, self.deliveries)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {
             "enter": self.members.plan_publish,

@@ -163,3 +163,36 @@ def test_listeners_that_disagree_on_the_applied_order_are_caught() -> None:
     )
     assert result.outcome is Outcome.FAIL
     assert {"sync.converges"} <= {v.requirement for v in result.violations}
+
+
+def _arrivals_counts(adapter: Any) -> dict[str, tuple[int, int]]:
+    """data of alice's events -> (min, max) deliveries required of carol's enter-only listener
+    once racing-members' first block is resolved."""
+    from presence_conformance.harness.run.driver import CaseDriver
+
+    case = _load(ROOT / "scenarios/interleave/racing-members.yaml")
+
+    async def main() -> dict[str, tuple[int, int]]:
+        await adapter.start()
+        try:
+            driver = CaseDriver(case, adapter, SETTINGS)
+            await driver.run()
+            await driver.close_all()
+        finally:
+            await adapter.stop()
+        return {
+            str(e.event.data): (e.min_count, e.max_count)
+            for rec in driver.record.listeners.values()
+            if rec.name == "arrivals"
+            for e in rec.expected
+            if e.event.client_id == "alice" and e.step == 2
+        }
+
+    return asyncio.run(main())
+
+
+def test_once_the_order_is_known_filtered_listeners_must_get_what_it_implies() -> None:
+    """Applied enter first: the enter is an enter (an enter-only listener must get it) and the
+    update an update (it must not). Applied update first: either may be reported as enter."""
+    assert _arrivals_counts(ReferenceAdapter()) == {"{'v': 1}": (1, 1), "{'v': 2}": (0, 0)}
+    assert _arrivals_counts(LateEnter()) == {"{'v': 1}": (0, 1), "{'v': 2}": (0, 1)}
