@@ -14,7 +14,10 @@ What it models, per the seed (`spec/presence-api.md`) and the Ably specification
 - the history log with `start`/`end` (inclusive, ms), `limit` (default 100, at most 1000),
   `direction` (default backwards) and cursor pagination (RSP4b, RTP12a);
 - abrupt disconnects: members stay until `expire_connection`, which synthesizes their leaves,
-  with ids that do not start with the connectionId (RTP2b1).
+  with ids that do not start with the connectionId (RTP2b1); meanwhile they are pending leaves
+  (`pending_leaves`);
+- operations of one member in flight together, applied in an order learnt afterwards
+  (`apply_order`).
 
 Every refused call raises `PresenceError` before it changes anything.
 """
@@ -687,6 +690,41 @@ class PresenceModel:
         else:
             keys = ch.members
         return [ch.members[k] for k in sorted(keys)]
+
+    def pending_leaves(self, channel: str) -> list[PresenceMessage]:
+        """The members of `channel` whose connection dropped and whose leave is pending: still
+        present until `expire_connection` synthesizes their leaves (RTP2b1); a reader may see
+        them or not until then."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return []
+        return [
+            member
+            for key, member in sorted(ch.members.items())
+            if self._connections.get(member.connection_id) is not None
+            and self._connections[member.connection_id].state == "dropped"
+        ]
+
+    def apply_order(self, channel: str, event_ids: list[str]) -> None:
+        """Operations of one member that were in flight together were applied in the order of
+        `event_ids` (ids of events in the channel's log, applied by the model in another order):
+        the log holds them in that order, at the positions they had, and the member is the
+        last one's (RTP2: the presence map keeps the newest). Only enters and updates of one
+        member may be reordered: their outcome differs only in that order."""
+        ch = self._channel(channel)
+        positions = [i for i, event in enumerate(ch.log) if event.id in set(event_ids)]
+        by_id = {ch.log[i].id: ch.log[i] for i in positions}
+        if len(positions) != len(event_ids) or set(by_id) != set(event_ids):
+            raise ValueError(f"apply_order: {event_ids!r} are not events of {channel!r}")
+        events = [by_id[i] for i in event_ids]
+        keys = {e.member_key for e in events}
+        if len(keys) != 1 or any(e.action not in (Action.ENTER, Action.UPDATE) for e in events):
+            raise ValueError("apply_order: only enters and updates of one member")
+        for position, event in zip(positions, events, strict=True):
+            ch.log[position] = event
+        key = keys.pop()
+        if key in ch.members:
+            ch.members[key] = events[-1].with_action(Action.PRESENT)
 
     def member_count(self, channel: str) -> int:
         ch = self._channels.get(channel)

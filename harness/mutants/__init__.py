@@ -24,6 +24,7 @@ from presence_conformance.harness.mutants import (  # noqa: F401 (registers)
     events,
     faults,
     history,
+    interleavings,
     lifecycle,
     members,
     server,

@@ -276,6 +276,7 @@ class OpRecord:
     fresh_attach: bool = False
     was_present: bool | None = None
     form: str | None = None  # unsubscribe: all | listener | action-listener | action
+    contested: bool = False  # raced another enter/update of its member in a concurrently block
 
     @property
     def index(self) -> int:

@@ -1,6 +1,11 @@
 """Connection steps of the case driver: connect, close and drop (with the wait for a drop's
 synthesized leaves: by listener where someone listens, else by watching get() from another
-attached connection, else by waiting the grace period)."""
+attached connection, else by waiting the grace period).
+
+A drop with `wait: false` returns at once: its members stay in the model, pending leaves
+(`PresenceModel.pending_leaves`: a get may show them or not), until the driver calls
+`settle_pending` before a step that needs them settled, or at the end of the case; only then
+does the model synthesize their leaves, and the run wait for them."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import asyncio
 import functools
 import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from presence_conformance.harness.adapter import AdapterConnection, PresenceError
 from presence_conformance.harness.record.records import (
@@ -64,6 +70,17 @@ def _where(step: Step | None, client: str) -> str:
     return step.label if step else f"connecting client {client!r}"
 
 
+@dataclass
+class _Pending:
+    """A drop made with `wait: false` whose leaves the model has not synthesized yet."""
+
+    step: Step
+    op: OpRecord
+    state: ClientState
+    cid: str
+    at: float  # loop time of the drop
+
+
 class ConnectionSteps:
     """The `connect`, `close` and `drop` steps (and the connections made at the start)."""
 
@@ -73,6 +90,9 @@ class ConnectionSteps:
         self.case = case
         self.calls = calls
         self.deliveries = deliveries
+        # drops made with `wait: false`: their members stay in the model (pending leaves,
+        # PresenceModel.pending_leaves) until `settle_pending`
+        self.pending: list[_Pending] = []
 
     async def connect(self, state: ClientState, step: Step | None) -> None:
         """Connect a client (`step` None: at the start of the case)."""
@@ -164,19 +184,14 @@ class ConnectionSteps:
         cid = state.cid
         op = OpRecord(step=step, client=step.client, channel=None, connection_id=cid)
         record.ops.append(op)
+        deferred = kind == "drop" and step.args.get("wait") is False
         if kind == "close":
             outcome = model.close_connection(cid)
         else:
             model.drop_connection(cid)
-            outcome = model.expire_connection(cid)
-            record.synthesized.update(e.model_id for e in outcome.events)
-        op.events = list(outcome.events)
-        channel_of = self._channels_of(outcome.events)
-        for event in outcome.events:
-            record.origins[event.model_id] = EventOrigin(
-                kind, step.index, channel_of[event.model_id], True, False
-            )
-        self.deliveries.expect(outcome, step.index)
+            outcome = ModelOutcome() if deferred else self._expire(step, op, cid)
+        if kind == "close":
+            self._expected(step, op, outcome)
         if state.refused is None:
             assert state.conn is not None
             history.record("invoke", state.spec.name, kind, None, step.index)
@@ -201,9 +216,39 @@ class ConnectionSteps:
         state.connected = False
         if kind == "drop":
             case.timer_started(case.leave_grace)
-            await self._settle_drop(step, state, cid, outcome)
+            if deferred:
+                self.pending.append(_Pending(step, op, state, cid, case.loop.time()))
+            else:
+                await self._settle_drop(step, state, cid, outcome, case.loop.time())
         else:
             await self.deliveries.wait(case.wait_budget)
+
+    def _expire(self, step: Step, op: OpRecord, cid: str) -> ModelOutcome:
+        """The model synthesizes the leaves of dropped connection `cid` (RTP2b1)."""
+        outcome = self.case.model.expire_connection(cid)
+        self.case.record.synthesized.update(e.model_id for e in outcome.events)
+        self._expected(step, op, outcome)
+        return outcome
+
+    def _expected(self, step: Step, op: OpRecord, outcome: ModelOutcome) -> None:
+        """The events of a close or an expiry, their origin and the deliveries they require."""
+        op.events += outcome.events
+        channel_of = self._channels_of(outcome.events)
+        for event in outcome.events:
+            self.case.record.origins[event.model_id] = EventOrigin(
+                step.kind, step.index, channel_of[event.model_id], True, False
+            )
+        self.deliveries.expect(outcome, step.index)
+
+    async def settle_pending(self) -> None:
+        """The leaves of the drops made with `wait: false` are due: the model synthesizes them
+        now, and the run waits for them as after a drop that waits (`_settle_drop`)."""
+        while self.pending:
+            pending = self.pending.pop(0)
+            outcome = self._expire(pending.step, pending.op, pending.cid)
+            await self._settle_drop(
+                pending.step, pending.state, pending.cid, outcome, pending.at, at_once=False
+            )
 
     def _channels_of(self, events: list[PresenceMessage]) -> dict[str, str]:
         """Model event id -> channel, for events just appended to the channels' logs."""
@@ -227,14 +272,22 @@ class ConnectionSteps:
         return None
 
     async def _settle_drop(
-        self, step: Step, state: ClientState, cid: str, outcome: ModelOutcome
+        self,
+        step: Step,
+        state: ClientState,
+        cid: str,
+        outcome: ModelOutcome,
+        dropped_at: float,
+        at_once: bool = True,
     ) -> None:
         """Wait for a drop's synthesized leaves: by listener where someone listens, else by
-        watching get() from another attached connection, else by waiting the grace period."""
+        watching get() from another attached connection, else by waiting out the grace period
+        (counted from `dropped_at`, loop time). `at_once`: the drop happened just now, so a
+        watch can tell whether the member left at once (disconnect.grace-period)."""
         case = self.case
         channels = {case.record.origins[e.model_id].channel for e in outcome.events}
         observed = {d.channel for d in outcome.deliveries if d.min_count}
-        if case.leave_grace > 0:
+        if case.leave_grace > 0 and at_once:
             for channel in sorted(channels):
                 observer = self._observer(channel, cid)
                 if observer is not None:
@@ -253,7 +306,7 @@ class ConnectionSteps:
         unobserved = sorted(channels - observed)
         if not unobserved:
             return
-        await asyncio.sleep(case.leave_grace)
+        await asyncio.sleep(max(0.0, dropped_at + case.leave_grace - case.loop.time()))
         deadline = case.deadline(case.wait_budget)
         for channel in unobserved:
             observer = self._observer(channel, cid)

@@ -88,6 +88,17 @@ class Deliveries:
                 if self.got[pair] + self.waived[pair] >= self.required[pair]:
                     self.unsatisfied.discard(pair)
 
+    def narrow(self, expected: Expected, min_count: int, max_count: int) -> None:
+        """Change what one expected delivery requires, once the runner knows more (the order
+        in which racing operations took effect): the waits follow its new `min_count`."""
+        pair = (expected.listener, expected.event.member_key)
+        self.required[pair] += min_count - expected.min_count
+        expected.min_count, expected.max_count = min_count, max_count
+        if self.got[pair] + self.waived[pair] < self.required[pair]:
+            self.unsatisfied.add(pair)
+        else:
+            self.unsatisfied.discard(pair)
+
     def callback(self, rec: ListenerRecord) -> Callable[[Any], None]:
         """The callable given to the adapter for listener `rec`: records and counts each event
         (brought back to the case's loop when the adapter calls it from another thread)."""

@@ -29,6 +29,7 @@ from presence_conformance.harness.run.calls import Call, Calls, Refusals
 from presence_conformance.harness.run.client_steps import ClientSteps
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.connection_steps import ConnectionSteps
+from presence_conformance.harness.run.contention import Contention, contested_steps
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.fault_steps import FaultSteps
 from presence_conformance.harness.run.history_steps import HistorySteps
@@ -40,7 +41,7 @@ from presence_conformance.harness.run.settings import RunSettings
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, raised
 from presence_conformance.harness.run.sync_steps import SyncSteps
-from presence_conformance.harness.scenario import Scenario, Step
+from presence_conformance.harness.scenario import PUBLISH_STEPS, Scenario, Step
 
 __all__ = ["Abort", "CaseDriver", "ClientState", "Stop"]
 
@@ -48,6 +49,12 @@ Plan = Callable[[OpRecord, ClientState], Call]  # model first; returns the adapt
 _ATTACHING = frozenset(
     {"enter", "update", "leave", "get", "subscribe", "attach"}
 )  # attach a channel
+# steps that may run while a drop's leaves are pending (`drop` with `wait: false`): they read
+# the pending members as present or not (a get), or do not involve them; any other step waits
+# for the leaves first (ConnectionSteps.settle_pending)
+_BESIDE_PENDING_LEAVES = frozenset(
+    {*PUBLISH_STEPS, "get", "connect", "drop", "close", "concurrently"}
+)
 
 
 class CaseDriver:
@@ -67,6 +74,7 @@ class CaseDriver:
         self.server = ServerSteps(case, calls)
         self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
         self.lifecycle = LifecycleSteps(case, self.deliveries, self._before_attach)
+        self.contention = Contention(case, calls, self.deliveries)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {
             "enter": self.members.plan_publish,
@@ -145,6 +153,10 @@ class CaseDriver:
     # -- steps ---------------------------------------------------------------------------------
 
     async def _run_step(self, step: Step) -> None:
+        if self.connections.pending and any(
+            s.kind not in _BESIDE_PENDING_LEAVES for s in (step, *step.steps)
+        ):
+            await self.connections.settle_pending()
         run = self.steps.get(step.kind)
         if run is not None:
             await run(step)
@@ -152,16 +164,22 @@ class CaseDriver:
         await self._before_attach([step])
         op, call = self._plan(step)
         await call()
-        await self._after_ops([op])
+        await self._after_ops([op], wait=step.args.get("wait", True))
 
     async def _run_block(self, block: Step) -> None:
         await self._before_attach(block.steps)
-        planned = [self._plan(step) for step in block.steps]
+        contested = contested_steps(block.steps)
+        planned = [self._plan(step, (step.sub or 0) in contested) for step in block.steps]
         results = await asyncio.gather(*(call() for _, call in planned), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        await self._after_ops([op for op, _ in planned])
+        ops = [op for op, _ in planned]
+        await self._after_ops(ops, wait=any(s.args.get("wait", True) for s in block.steps))
+        if contested:
+            if not any(s.args.get("wait", True) for s in block.steps):
+                await self.deliveries.wait(self.case.wait_budget)  # the order shows in them
+            await self.contention.resolve(block, ops)
 
     async def _before_attach(self, steps: Sequence[Step]) -> None:
         """Before steps that attach a channel for a connection (implicitly): let what earlier
@@ -177,22 +195,29 @@ class CaseDriver:
             done.add(step.channel)
             await self.members.before_attach(state, step.channel, step)
 
-    async def _after_ops(self, ops: list[OpRecord]) -> None:
+    async def _after_ops(self, ops: list[OpRecord], wait: bool = True) -> None:
+        """After operations: the sync of a channel they attached, then (unless the steps say
+        `wait: false`) the deliveries the model requires so far."""
         self.lifecycle.after_ops(ops)
         for op in ops:
             if op.fresh_attach and (
                 op.status == "ok" or (op.status == "fail" and op.model_error is not None)
             ):
                 await self.sync.wait_sync(op)
-        await self.deliveries.wait(self.case.wait_budget)
+        if wait:
+            await self.deliveries.wait(self.case.wait_budget)
 
-    def _plan(self, step: Step) -> tuple[OpRecord, Call]:
+    def _plan(self, step: Step, contested: bool = False) -> tuple[OpRecord, Call]:
         refused = self.lifecycle.intercept(step)  # the channel's state refuses it (RTP16c)
         if refused is not None:
             return refused
         state = self.case.client(step)
         op = OpRecord(
-            step=step, client=step.client, channel=step.channel, connection_id=state.connection_id
+            step=step,
+            client=step.client,
+            channel=step.channel,
+            connection_id=state.connection_id,
+            contested=contested,
         )
         self.case.record.ops.append(op)
         call = self.plans[step.kind](op, state)
@@ -209,6 +234,7 @@ class CaseDriver:
 
     async def _finish(self) -> None:
         case = self.case
+        await self.connections.settle_pending()
         await self.deliveries.wait(case.wait_budget)
         if not await case.quiesce():
             period = (

@@ -8,7 +8,7 @@ after a quiesce repeats unchanged) until it returns the model's members.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from presence_conformance.harness.adapter import AdapterPresence, PresenceError
@@ -29,7 +29,19 @@ from presence_conformance.harness.run.stops import items_json
 from presence_conformance.harness.scenario import Step
 from presence_conformance.reference_impl.types import Action, Data, PresenceMessage
 
-__all__ = ["MemberSteps"]
+__all__ = ["MemberSteps", "with_shown"]
+
+
+def with_shown(
+    required: list[PresenceMessage],
+    optional: Sequence[PresenceMessage],
+    observed: list[Seen] | None,
+) -> list[PresenceMessage]:
+    """The members a read must return: `required`, plus those of `optional` (members whose
+    leave is pending) that it did return."""
+    keys = {s.member_key for s in observed or ()}
+    return required + [m for m in optional if m.member_key in keys]
+
 
 # the operation in the model and in the adapter, by step kind
 _ADAPTER_OPS: dict[str, Callable[[AdapterPresence, Data], Awaitable[None]]] = {
@@ -118,7 +130,10 @@ class MemberSteps:
             return self.calls.invoker(op, state, "get", lambda p: p.get(**kwargs))
         self.deliveries.expect(outcome, step.index)
         op.fresh_attach = not attached
-        rec.expected = model.get(channel, client_id, connection_id)
+        members = model.get(channel, client_id, connection_id)
+        pending = {m.member_key for m in model.pending_leaves(channel)}
+        optional = [m for m in members if m.member_key in pending]
+        rec.expected = [m for m in members if m.member_key not in pending]
         rec.possible = self._possible_members(channel, rec.fresh)
         if "expect" in step.args:
             rec.expect = [
@@ -134,7 +149,7 @@ class MemberSteps:
         poll = not rec.fresh and wait is not False
 
         async def call() -> None:
-            await self.read_members(op, state, rec, kwargs, poll)
+            await self.read_members(op, state, rec, kwargs, poll, optional)
 
         return call
 
@@ -157,10 +172,19 @@ class MemberSteps:
         return list(members.values())
 
     async def read_members(
-        self, op: OpRecord, state: ClientState, rec: GetRecord, kwargs: dict[str, Any], poll: bool
+        self,
+        op: OpRecord,
+        state: ClientState,
+        rec: GetRecord,
+        kwargs: dict[str, Any],
+        poll: bool,
+        optional: Sequence[PresenceMessage] = (),
     ) -> None:
-        """get() into `rec`; with `poll`, again (bounded) until it returns the model's members."""
+        """get() into `rec`; with `poll`, again (bounded) until it returns the model's members.
+        `optional`: members whose leave is pending (a drop with `wait: false`), which the get
+        may return or not: those it returned join `rec.expected`."""
         history = self.case.history
+        required = list(rec.expected)
 
         async def attempt() -> bool:
             rec.attempts += 1
@@ -176,6 +200,7 @@ class MemberSteps:
             rec.history_index = op.done_index = history.record(
                 "ok", state.spec.name, f, items_json(rec.observed, rec.malformed), op.index
             )
+            rec.expected = with_shown(required, optional, rec.observed)
             return not poll or members_equal(rec.expected, rec.observed)
 
         case = self.case
@@ -199,7 +224,9 @@ class MemberSteps:
         is a probe, noted in the history only. Without such a connection there is nothing to
         wait for (see docs/scenarios.md, "Timing of a new attach")."""
         case, model = self.case, self.case.model
-        expected = model.get(channel)
+        pending = model.pending_leaves(channel)
+        keys = {m.member_key for m in pending}
+        expected = [m for m in model.get(channel) if m.member_key not in keys]
         for observer in case.clients.values():
             if (
                 observer is newcomer
@@ -209,11 +236,16 @@ class MemberSteps:
                 or not model.is_attached(observer.cid, channel)
             ):
                 continue
-            if await self._observer_shows(observer, channel, expected, step):
+            if await self._observer_shows(observer, channel, expected, step, pending):
                 return
 
     async def _observer_shows(
-        self, observer: ClientState, channel: str, expected: list[PresenceMessage], step: Step
+        self,
+        observer: ClientState,
+        channel: str,
+        expected: list[PresenceMessage],
+        step: Step,
+        pending: list[PresenceMessage],
     ) -> bool:
         """Poll `observer`'s get() until it holds `expected` (bounded); False if it may not
         read the channel (refused), so that another observer is tried."""
@@ -231,7 +263,7 @@ class MemberSteps:
             if probe.status == "fail" or not isinstance(result, list | tuple):
                 return True
             observed = [Seen.read(m, "get", 0, None, channel) for m in result]
-            return members_equal(expected, observed)
+            return members_equal(with_shown(expected, pending, observed), observed)
 
         converged = await poll_until(
             attempt,

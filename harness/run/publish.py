@@ -61,10 +61,15 @@ def plan_model_publish(
         op.fresh_attach = not attached and model.is_attached(cid, channel)
         return
     op.events = list(outcome.events)
-    origin = EventOrigin(action, step.index, channel, was_present, data is not None)
+    # contested: either action until contention.py knows the order the server applied
+    shown_present = (action == "enter") if op.contested else was_present
+    origin = EventOrigin(action, step.index, channel, shown_present, data is not None)
     for event in outcome.events:
         record.origins[event.model_id] = origin
-    alternative = _ALTERNATIVE.get(action) if was_present == (action == "enter") else None
+    # a contested op (racing another of its member, contention.py) may come first or later
+    alternative = (
+        _ALTERNATIVE.get(action) if op.contested or was_present == (action == "enter") else None
+    )
     if alternative and outcome.events:
         outcome = open_action_outcome(model, channel, outcome, alternative)
     deliveries.expect(outcome, step.index, op)

@@ -1,5 +1,6 @@
 """Smoke tests of the benchmarks: `bench/bench_reference.py --quick` prints its table,
-`bench/bench_runner.py --quick` its ratios, `bench/bench_generation.py` its summary.
+`bench/bench_runner.py --quick` its ratios, `bench/bench_generation.py` its summary,
+`bench/bench_interleavings.py` its counts of runs and false failures.
 
 No timing is asserted: the figures depend on the machine.
 """
@@ -55,3 +56,21 @@ def test_bench_generation_runs_and_prints_its_summary() -> None:
         "20-step programs/s against reference",
     ):
         assert line in out
+
+
+def test_bench_interleavings_counts_runs_and_false_failures() -> None:
+    result = run_bench("bench_interleavings.py", "--runs", "2", "--adapter", "reference")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("reference"))
+    assert "2 runs x" in line and "false failures 0" in line
+    assert "false failures in all: 0" in result.stdout
+
+
+def test_bench_interleavings_reports_a_failure_it_cannot_explain() -> None:
+    """A broken implementation has failures no known-failing list explains: counted, exit 1."""
+    result = run_bench(
+        "bench_interleavings.py", "--runs", "1", "--adapter", "mutant:update-before-enter-lost"
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "update.event-emitted" in result.stdout
+    assert "false failures in all: 0" not in result.stdout

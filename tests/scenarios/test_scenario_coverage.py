@@ -32,9 +32,10 @@ REGRESSION_FOLDERS = frozenset(
     {
         "regressions",  # scenarios from real presence bugs of other systems; each names its issue
         "generated-regressions",  # failures found by `presence-conformance generate`, promoted
+        "interleave",  # operations in flight together across areas (docs/scenarios.md)
     }
 )
-"""Folders that hold regression scenarios rather than one area's scenarios."""
+"""Folders that hold regression or cross-cutting scenarios rather than one area's scenarios."""
 
 
 def _area(requirement_id: str) -> str:

@@ -228,14 +228,14 @@ MALFORMED = {
         "steps[1].leave.id",
         "duplicate-step-id",
     ),
-    "same member concurrently": (
+    "same member concurrently (a leave racing an enter)": (
         base(
             "  - concurrently:\n"
             "      - enter: {client: alice, channel: room}\n"
-            "      - update: {client: alice, channel: room}\n"
+            "      - leave: {client: alice, channel: room}\n"
         ),
         9,
-        "steps[0].concurrently[1].update",
+        "steps[0].concurrently[1].leave",
         "concurrent-same-member",
     ),
     "nested block": (
