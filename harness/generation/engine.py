@@ -20,11 +20,12 @@ which is then
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
@@ -189,7 +190,15 @@ def _config_for(session: GenerationSession, options: GenerationOptions) -> Gener
     min_steps = min(
         options.min_steps if options.min_steps is not None else chosen.min_steps, max_steps
     )
-    return GenerationConfig(min_steps=min_steps, max_steps=max_steps, features=features)
+    grace = session.settings.leave_grace
+    if grace is None:
+        grace = getattr(session.adapter, "leave_grace", None)
+    return GenerationConfig(
+        min_steps=min_steps,
+        max_steps=max_steps,
+        features=features,
+        leave_grace=float(grace) if isinstance(grace, (int, float)) else None,
+    )
 
 
 def _run_program(session: GenerationSession, scenario: Scenario) -> CaseResult:
@@ -287,7 +296,7 @@ def run_generation(
     flaky = False
     stats: list[dict[str, Any]] = []
     try:
-        with _statistics_collector(stats if options.statistics else None):
+        with _statistics_collector(stats if options.statistics else None), _no_local_constants():
             test()
     except ProgramFailed:
         pass
@@ -314,6 +323,34 @@ def run_generation(
         _fill_case(result, failure, chosen.name)
     result.elapsed = result.case.duration = time.monotonic() - started
     return result
+
+
+@contextlib.contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Switch off, for the run, Hypothesis' habit of drawing now and then a constant found in the
+    source of the modules the process has imported (not site-packages, not tests): with it, one
+    seed draws other programs depending on what the process imported before (the bench after
+    other mutants, pytest beside other tests, an editable install against a wheel). Without it a
+    seed is a seed. A Hypothesis without this machinery is left alone."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:  # pragma: no cover - another Hypothesis
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if original is None or cache is None or not hasattr(cache, "cache"):  # pragma: no cover
+        yield
+        return
+    empty = Constants()
+    providers._get_local_constants = lambda: empty
+    cache.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.cache.clear()
 
 
 def _bucket(steps: int) -> str:
