@@ -152,7 +152,8 @@ class GenerationConfig:
     `max_clients` and `channels` bound the cast; `min_steps`/`max_steps` the program's length
     (top-level steps; a `concurrently` block counts as one); `leave_grace`, the adapter's leave
     grace when known, how long a client whose resume is refused stays away (longer than the
-    grace; unknown: the scenario default of 0.3 s).
+    grace; unknown: the scenario default of 0.3 s); `swarm`: each program switches a random
+    subset of step kinds off (False: every kind in every program; for comparisons).
     """
 
     min_steps: int = 1
@@ -162,6 +163,7 @@ class GenerationConfig:
     features: frozenset[Feature] = field(default=ALL_FEATURES)
     invalid: bool = True
     leave_grace: float | None = None
+    swarm: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_clients <= len(CLIENT_NAMES):
@@ -487,8 +489,10 @@ def _cast_kinds(config: GenerationConfig) -> list[str]:
     if config.has(Feature.ANONYMOUS_CLIENTS):
         kinds.append("anonymous")
     if config.has(Feature.CAPABILITIES):
-        # without presence (may subscribe and read history); with presence but not subscribe
-        kinds += ["restricted", "presence-only"]
+        # without presence (may subscribe and read history). Not drawn: presence without
+        # subscribe, whose get() the reference model and the reference server answer differently
+        # (the server attaches it without PRESENCE_SUBSCRIBE, RTP11f, so it sees only its own)
+        kinds.append("restricted")
     if config.has(Feature.ENTER_CLIENT):
         kinds.append("hub")  # the wildcard clientId: enterClient for any clientId
     return kinds
@@ -534,7 +538,7 @@ def program_steps(
     unsupported = frozenset(k for k in SWITCHABLE if not _kind_supported(k, config))
     # swarm testing: each kind is switched off in about a quarter of the programs; two bits per
     # kind in one choice, which shrinks towards 0: every kind switched on
-    mask = draw(st.integers(0, 4 ** len(switchable) - 1)) if switchable else 0
+    mask = draw(st.integers(0, 4 ** len(switchable) - 1)) if switchable and config.swarm else 0
     off = {kind for i, kind in enumerate(switchable) if (mask >> (2 * i)) & 3 == 3}
     if len(off) == len(switchable):
         off.discard(switchable[0])
@@ -594,6 +598,7 @@ class _Compiler:
         self.refs: set[int] = set()
         self.steps: list[dict[str, Any]] = []
         self.subscribed: set[str] = set()  # clients with a subscribe step so far
+        self.entered: dict[str, list[str]] = {}  # channel -> clientIds entered with enter()
         self.crowded: set[str] = set()  # channels a crowd has entered
 
     # resolution helpers
@@ -649,6 +654,10 @@ class _Compiler:
             out["data"] = intent["data"]
         if invalid:
             out["expect_error"] = intent["expect_error"]
+        elif intent["kind"] == "enter" and client.client_id not in (None, WILDCARD):
+            known = self.entered.setdefault(channel, [])
+            if client.client_id not in known:
+                known.append(client.client_id)
         return out
 
     _enter = _update = _leave = _publish
@@ -661,13 +670,21 @@ class _Compiler:
     def _client_publish(
         self, intent: dict[str, Any], client: _Client, channel: str
     ) -> dict[str, Any] | None:
-        if client.kind == "restricted":
-            return None  # refused for want of the capability: the plain publish covers it
+        if client.kind == "restricted" or client.client_id is None:
+            # refused for want of the capability (the plain publish covers it); an anonymous
+            # connection: the reference model lets it act for a clientId, the reference server
+            # refuses (40012), so generation leaves it out
+            return None
         ids = self.behalf_ids()
         n = intent["target"]
         out: dict[str, Any] = {}
-        if client.client_id in (None, WILDCARD):
-            out["client_id"] = ids[n % len(ids)]
+        if client.client_id == WILDCARD:
+            others = self.entered.get(channel, [])
+            if intent["kind"] == "leave_client" and others:
+                # for a clientId that other connections entered: their members must stay
+                out["client_id"] = others[n % len(others)]
+            else:
+                out["client_id"] = ids[n % len(ids)]
         elif n % 4 == 3:  # another clientId than the connection's own: refused (RTP15f)
             out["client_id"] = next(i for i in ids if i != client.client_id)
             out["expect_error"] = INVALID_CLIENT_ID
@@ -758,8 +775,6 @@ class _Compiler:
         self, intent: dict[str, Any], client: _Client, channel: str
     ) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
-        if "expect_error" in intent and client.kind == "presence-only":
-            return None  # refused anyway, for want of the capability: one reason per refusal
         if "inverted" in intent:  # start one ms after end: always refused
             ref = self.ref(intent["inverted"])
             if ref is None:
@@ -866,6 +881,15 @@ class _Compiler:
             quiet = [c for c in self.live() if c.name not in self.subscribed]
             if quiet:  # a refused resume is only for a client without listeners
                 client = quiet[intent["who"] % len(quiet)]
+        if not intent["resume"]:  # and preferably one with members to re-enter
+            members = [
+                c
+                for c in self.live()
+                if c.name not in self.subscribed
+                and any(c.client_id in ids for ids in self.entered.values())
+            ]
+            if members and client not in members:
+                client = members[intent["who"] % len(members)]
         resume = intent["resume"] or client.name in self.subscribed
         # away briefly: a resumed client comes back within a third of the leave grace anyway; a
         # refused one after the grace (back within it, the old member is still there: a case of
@@ -1062,8 +1086,6 @@ class _Compiler:
                 spec["connect"] = "later"
             if client.kind == "restricted":  # may subscribe and read history, not enter
                 spec["capability"] = {c: ["subscribe", "history"] for c in channels}
-            elif client.kind == "presence-only":  # may enter, not subscribe (RTP17a)
-                spec["capability"] = {c: ["presence"] for c in channels}
             clients[client.name] = spec
         return {
             "name": "generated",
