@@ -43,7 +43,15 @@ GENERATION_PROFILE = "dev"
 GENERATION_SEED = 12345
 """Generation alone (no scenario file) is measured with the `dev` profile (200 programs) from
 this seed: the same programs on every run and in every process."""
-GENERATION_MISSES: frozenset[str] = frozenset()
+GENERATION_MISSES: frozenset[str] = frozenset(
+    {
+        "get-client-id-case-insensitive",
+        "leave-without-data-drops-data",
+        "missed-events-lost-on-resume",
+        "own-events-need-subscribe",
+        "unsubscribe-all-every-channel",
+    }
+)
 """The mutants that generation alone (`generation_alone`) does not catch. Published in
 docs/generation.md; `tests/harness/mutants/test_generation_alone.py` keeps it exact (a mutant
 caught or missed against this list fails the test) and the share caught at >= 90%."""
