@@ -305,7 +305,7 @@ def run_generation(
         """The program's result: run (bounded while shrinking) or, while shrinking, reused
         from an earlier run of the same document; None: inconclusive (over the budget)."""
         budget = None
-        key = _document_key(document)
+        key = _document_key(document) if failures else ""  # only needed while shrinking
         if failures:  # shrinking: each candidate bounded, the whole bounded, repeats reused
             if options.reuse and key in seen:
                 result.reused += 1
@@ -344,7 +344,7 @@ def run_generation(
             shrink["began"] = now
             limit = options.shrink_seconds or 300.0
             shrink["budget"] = max(4 * (now - begun), min(limit / 10, 10.0), 1.0)
-            seen[key] = case
+            seen[_document_key(document)] = case
         return case
 
     def program(document: dict[str, Any]) -> None:
