@@ -3,12 +3,15 @@ failure is, and how many generated programs per second run against the reference
 
 Run `python bench/bench_generation.py [--quick] [--mutants GLOB] [--budget N] [--profile]`.
 
-Part 1, per mutant (`presence_conformance.harness.mutants`): generation alone (no scenario files), random programs
-of up to 20 steps from a fixed seed (reproducible), until the first failing program; then
-Hypothesis shrinks it and the minimal program is written and replayed from its file. Printed:
-the programs and seconds to the first detection, the violated requirements, the steps of the
-first failing program and of the shrunk one, the shrink time, and whether the saved file
-replayed to the same failure.
+Part 1, per mutant (`presence_conformance.harness.mutants`): generation alone (no scenario
+files), the `dev` profile's 200 programs of up to 20 steps from the seed the mutant test uses
+(`GENERATION_SEED`; reproducible), until the first failing program; then Hypothesis shrinks it
+(bounded: docs/generation.md, "Shrinking that stays fast"; `--legacy-shrink` shrinks as
+before) and the minimal program is written and replayed from its file. Printed: the programs
+and seconds to the first detection, the violated requirements, the steps of the first failing
+program and of the shrunk one, the shrink time, the time from the start to the shrunk failure,
+the shrink candidates cut short by the program budget, and whether the saved file replayed to
+the same failure.
 
 Part 2, against `reference`: generated programs of exactly 20 steps per second, end to end
 (Hypothesis draws, `scenario_from_dict` validates, the runner runs and the checks judge), and
@@ -20,9 +23,11 @@ validator (fastjsonschema, what generation uses) and with jsonschema alone (befo
 schema pass alone per program with each.
 
 The summary line sets the measurements beside the targets: every mutant detected; median time
-to detect < 5 s; shrunk program <= 8 steps for >= 90% of mutants; >= 80 programs/s; >= 90% of
-all mutants, old and new (marked `(new)`), caught by generation alone. Nothing is asserted: this
-prints ratios and measurements only.
+to detect < 5 s; shrunk program <= 8 steps for >= 90% of mutants; time from the start to a
+shrunk failure: median < 5 s and max < 60 s; >= 80 programs/s; >= 90% of all mutants, old and
+new (marked `(new)`), caught by generation alone (with the default budget and seed, the figure
+`tests/harness/mutants/test_generation_alone.py` checks). Nothing is asserted: this prints
+ratios and measurements only.
 """
 
 from __future__ import annotations
@@ -49,7 +54,13 @@ from presence_conformance.harness.generation import (
     programs,
     run_generation,
 )
-from presence_conformance.harness.mutant_detection import ADAPTER_OPTIONS, detect
+from presence_conformance.harness.generation.profiles import PROFILES
+from presence_conformance.harness.mutant_detection import (
+    ADAPTER_OPTIONS,
+    GENERATION_PROFILE,
+    GENERATION_SEED,
+    detect,
+)
 from presence_conformance.harness.mutants import MUTANTS, REGISTRY
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import scenario_from_dict
@@ -60,6 +71,8 @@ TARGET_SHORT_STEPS = 8
 TARGET_SHORT_SHARE = 0.9
 TARGET_PROGRAMS_PER_SECOND = 80.0
 TARGET_GENERATION_SHARE = 0.9  # of all mutants, old and new, found by generation alone
+TARGET_SHRUNK_MEDIAN = 5.0  # seconds from the start to a shrunk failure, median over mutants
+TARGET_SHRUNK_MAX = 60.0  # ... and the slowest mutant
 
 
 def _settings(op_timeout: float) -> RunSettings:
@@ -73,11 +86,17 @@ def bench_mutants(
     op_timeout: float,
     out_dir: Path,
     shrink: bool = True,
+    legacy_shrink: bool = False,
 ) -> list[dict[str, Any]]:
     rows = []
     header = (
         f"{'mutant':<44}{'found':>6}{'programs':>9}{'detect s':>9}{'first':>6}"
-        f"{'shrunk':>7}{'shrink s':>9}{'replay':>7}  requirements"
+        f"{'shrunk':>7}{'shrink s':>9}{'to min s':>9}{'cut':>5}{'replay':>7}  requirements"
+    )
+    extra: dict[str, Any] = (
+        {"shrink_seconds": None, "program_budget": float("inf"), "reuse": False}
+        if legacy_shrink
+        else {}
     )
     print(header)
     print("-" * len(header))
@@ -91,6 +110,7 @@ def bench_mutants(
             seed=seed,
             failures_dir=out_dir / name if shrink else None,
             settings=_settings(op_timeout),
+            generation_options=extra,
         )
         gen = found.generation
         failure = gen.failure if gen is not None else None
@@ -101,9 +121,12 @@ def bench_mutants(
             "seconds": gen.time_to_first_failure if gen else None,
             "first_steps": failure.first_steps if failure else None,
             "steps": failure.steps if failure else None,
-            "shrink_seconds": (gen.elapsed - gen.time_to_first_failure)
-            if failure and gen.time_to_first_failure is not None
+            "shrink_seconds": gen.shrink_seconds if failure else None,
+            # from the start of generation to the shrunk failure (before saving and replaying)
+            "to_shrunk": gen.time_to_first_failure + gen.shrink_seconds
+            if failure and gen.time_to_first_failure is not None and gen.shrink_seconds
             else None,
+            "cut_short": gen.cut_short if gen else 0,
             "replayed": failure.replay_confirmed if failure else None,
             "requirements": failure.requirements if failure else [],
             "total_programs": gen.programs if gen else 0,
@@ -119,7 +142,8 @@ def bench_mutants(
             f"{'yes' if row['detected'] else 'NO':>6}"
             f"{cell(row['programs'], 'd'):>9}{cell(row['seconds'], '.2f'):>9}"
             f"{cell(row['first_steps'], 'd'):>6}{cell(row['steps'], 'd'):>7}"
-            f"{cell(row['shrink_seconds'], '.1f'):>9}{replay:>7}  "
+            f"{cell(row['shrink_seconds'], '.1f'):>9}{cell(row['to_shrunk'], '.1f'):>9}"
+            f"{row['cut_short']:>5}{replay:>7}  "
             f"{', '.join(row['requirements'][:3]) or '-'}",
             flush=True,
         )
@@ -283,21 +307,25 @@ def main(argv: list[str] | None = None) -> int:
         help="a smoke run: 5 mutants, 60 programs for the throughput",
     )
     parser.add_argument(
-        "--mutants", metavar="GLOB", default="*", help="only mutants whose name matches (fnmatch)"
+        "--mutants",
+        metavar="GLOB[,GLOB...]",
+        default="*",
+        help="only mutants whose name matches one of these (fnmatch)",
     )
     parser.add_argument(
         "--budget",
         metavar="N",
         type=int,
-        default=3000,
-        help="most programs to try per mutant (default 3000)",
+        default=PROFILES[GENERATION_PROFILE].max_examples,
+        help="most programs to try per mutant (default: the dev profile's "
+        f"{PROFILES[GENERATION_PROFILE].max_examples})",
     )
     parser.add_argument(
         "--seed",
         metavar="N",
         type=int,
-        default=12345,
-        help="seed of the generated programs (default 12345)",
+        default=GENERATION_SEED,
+        help=f"seed of the generated programs (default {GENERATION_SEED}, the mutant test's)",
     )
     parser.add_argument(
         "--op-timeout",
@@ -322,12 +350,19 @@ def main(argv: list[str] | None = None) -> int:
         help="stop at each mutant's first failing program (whether generation catches it)",
     )
     parser.add_argument(
+        "--legacy-shrink",
+        action="store_true",
+        help="shrink as before: no shrink time limit, no program budget, every candidate run "
+        "(to compare shrink times)",
+    )
+    parser.add_argument(
         "--no-validators",
         action="store_true",
         help="skip the compiled-versus-jsonschema throughput comparison",
     )
     args = parser.parse_args(argv)
-    names = [n for n in MUTANTS if fnmatch.fnmatchcase(n, args.mutants)]
+    globs = args.mutants.split(",")
+    names = [n for n in MUTANTS if any(fnmatch.fnmatchcase(n, g) for g in globs)]
     examples = args.examples
     if args.quick:
         names, examples = names[:5], min(examples, 60)
@@ -337,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-generation-") as tmp:
         rows = bench_mutants(
-            names, args.budget, args.seed, args.op_timeout, Path(tmp), not args.no_shrink
+            names,
+            args.budget,
+            args.seed,
+            args.op_timeout,
+            Path(tmp),
+            not args.no_shrink,
+            args.legacy_shrink,
         )
     print(
         f"\nthroughput against reference {THROUGHPUT_OPTIONS} (programs of exactly 20 steps):",
@@ -413,6 +454,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{verdict(share_found >= TARGET_GENERATION_SHARE)}"
         f"  (new mutants: {sum(1 for r in new_rows if r['detected'])}/{len(new_rows)})"
     )
+    to_shrunk = [r["to_shrunk"] for r in detected if r["to_shrunk"] is not None]
+    if to_shrunk and not args.no_shrink:
+        median_shrunk, max_shrunk = statistics.median(to_shrunk), max(to_shrunk)
+        print(
+            f"  time to a shrunk failure, median         {median_shrunk:7.2f} s       < "
+            f"{TARGET_SHRUNK_MEDIAN:g} s      {verdict(median_shrunk < TARGET_SHRUNK_MEDIAN)}"
+        )
+        print(
+            f"  time to a shrunk failure, max            {max_shrunk:7.2f} s       < "
+            f"{TARGET_SHRUNK_MAX:g} s     {verdict(max_shrunk < TARGET_SHRUNK_MAX)}"
+            f"  ({sum(r['cut_short'] for r in rows)} candidate(s) cut short by the budget)"
+        )
     if steps and not args.no_shrink:
         print(
             f"  shrunk steps: median {statistics.median(steps):g}, max {max(steps)}; "

@@ -15,7 +15,16 @@ from typing import Any
 
 from presence_conformance.harness.results import CaseResult
 
-__all__ = ["DETECTION_SETTINGS", "Detection", "detect", "order_for"]
+__all__ = [
+    "DETECTION_SETTINGS",
+    "GENERATION_MISSES",
+    "GENERATION_PROFILE",
+    "GENERATION_SEED",
+    "Detection",
+    "detect",
+    "generation_alone",
+    "order_for",
+]
 
 
 def _settings() -> Any:
@@ -29,6 +38,23 @@ def _settings() -> Any:
 
 DETECTION_SETTINGS = _settings()
 ADAPTER_OPTIONS = {"leave_grace": "0.02"}
+
+GENERATION_PROFILE = "dev"
+GENERATION_SEED = 12345
+"""Generation alone (no scenario file) is measured with the `dev` profile (200 programs) from
+this seed: the same programs on every run and in every process."""
+GENERATION_MISSES: frozenset[str] = frozenset(
+    {
+        "get-client-id-case-insensitive",
+        "leave-without-data-drops-data",
+        "missed-events-lost-on-resume",
+        "own-events-need-subscribe",
+        "unsubscribe-all-every-channel",
+    }
+)
+"""The mutants that generation alone (`generation_alone`) does not catch. Published in
+docs/generation.md; `tests/harness/mutants/test_generation_alone.py` keeps it exact (a mutant
+caught or missed against this list fails the test) and the share caught at >= 90%."""
 
 
 @dataclass
@@ -73,10 +99,12 @@ def detect(
     settings: Any = None,
     strict: bool = True,
     seed: int | None = None,
+    generation_options: dict[str, Any] | None = None,
 ) -> Detection:
     """Run `scenarios` (ordered by `order_for`), then generated programs, against the mutant
     `name` until a case does not pass (`strict`: a SHOULD violation counts). The adapter runs
-    on one loop (`ConformanceSession`) and is stopped at the end."""
+    on one loop (`ConformanceSession`) and is stopped at the end. `generation_options` are
+    further `GenerationOptions` fields (e.g. `shrink_seconds`)."""
     from presence_conformance.harness.generation import (
         GenerationOptions,
         is_detection,
@@ -115,6 +143,7 @@ def detect(
                     failures_dir=failures_dir,
                     use_database=False,
                     confirm_replay=failures_dir is not None,
+                    **(generation_options or {}),
                 ),
             )
             found.generation = result
@@ -128,3 +157,17 @@ def detect(
     found.outcomes = outcomes
     found.elapsed = time.monotonic() - started
     return found
+
+
+def generation_alone(name: str, settings: Any = None, **options: Any) -> Detection:
+    """Does generation alone catch mutant `name`? No scenario file: the `GENERATION_PROFILE`
+    programs from `GENERATION_SEED`, stopping at the first failing one (not shrunk)."""
+    return detect(
+        name,
+        (),
+        profile=GENERATION_PROFILE,
+        seed=GENERATION_SEED,
+        shrink=False,
+        settings=settings,
+        **options,
+    )

@@ -3,7 +3,7 @@
     presence-conformance generate --adapter NAME [--adapter-option K=V]...
         [--profile ci|dev|thorough] [--examples N] [--seed N] [--failures-dir DIR]
         [--database DIR | --generation-database redis://HOST:PORT/N | --no-database]
-        [--max-steps N] [--op-timeout S] [--strict]
+        [--max-steps N] [--op-timeout S] [--shrink-seconds S] [--strict]
         [--statistics] [--report-dir DIR]
 
 Prints one line per failing program found, then the verdict; on a failure, the minimal program
@@ -39,6 +39,7 @@ runner's default, because a failing program is run many times while it is shrunk
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from presence_conformance.harness.generation.engine import DEFAULT_SHRINK_SECONDS
     from presence_conformance.harness.generation.profiles import DEFAULT_PROFILE, PROFILES
 
     parser = argparse.ArgumentParser(
@@ -120,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a SHOULD violation (non-strict) counts as a failure too",
     )
     parser.add_argument(
+        "--shrink-seconds",
+        metavar="S",
+        type=float,
+        default=DEFAULT_SHRINK_SECONDS,
+        help=f"how long shrinking a failure may take (default {DEFAULT_SHRINK_SECONDS:g}; past "
+        "it the smallest failing program found so far is kept)",
+    )
+    parser.add_argument(
         "--statistics", action="store_true", help="print Hypothesis' statistics of the run"
     )
     parser.add_argument(
@@ -163,6 +172,8 @@ def _generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--examples {args.examples}: must be at least 1")
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps {args.max_steps}: must be at least 1")
+    if args.shrink_seconds <= 0:
+        raise UsageError(f"--shrink-seconds {args.shrink_seconds}: must be a positive number")
     op_timeout = DEFAULT_OP_TIMEOUT if args.op_timeout is None else args.op_timeout
     if op_timeout <= 0:
         raise UsageError(f"--op-timeout {op_timeout}: must be a positive number of seconds")
@@ -189,6 +200,7 @@ def _generate(args: argparse.Namespace) -> int:
         strict=args.strict,
         statistics=args.statistics,
         max_steps=args.max_steps,
+        shrink_seconds=args.shrink_seconds,
     )
     out = sys.stdout
     quiet = args.quiet

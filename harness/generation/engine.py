@@ -20,16 +20,19 @@ which is then
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import hashlib
+import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from hypothesis import event, given, seed
+from hypothesis import event, given, reject, seed, target
 from hypothesis.errors import Flaky
 from presence_conformance.harness.adapter import Adapter
 from presence_conformance.harness.generation.profiles import (
@@ -61,6 +64,8 @@ __all__ = [
 ]
 
 DEFAULT_FAILURES_DIR = Path("failures")
+DEFAULT_SHRINK_SECONDS = 30.0
+"""How long shrinking may take by default (Hypothesis alone allows 300 s)."""
 
 T = TypeVar("T")
 
@@ -105,7 +110,17 @@ class GenerationOptions:
       how fast a bug is found);
     - `confirm_replay`: replay the written file once and compare;
     - `statistics`: collect Hypothesis' statistics (`GenerationResult.statistics`);
-    - `config`: the shape of programs (default: from the profile and the adapter's features).
+    - `config`: the shape of programs (default: from the profile and the adapter's features);
+    - `shrink_seconds`: how long shrinking may take (None: Hypothesis' own limit, 300 s); past
+      it no further candidate runs and the smallest failure found so far is kept;
+    - `program_budget`: seconds one candidate program may run while shrinking (None: a tenth
+      of `shrink_seconds`, at least 4 times the first failing program's duration). A candidate
+      over it is cut short and counts as inconclusive, never as a failure (see
+      docs/generation.md, "Shrinking that stays fast"); `float("inf")`: unbounded;
+    - `target`: Hypothesis' targeted search, maximising the members and events of a program
+      (measured not to pay at the `dev` budget: off by default; docs/generation.md);
+    - `reuse`: while shrinking, reuse the result of a document that ran already instead of
+      running it again (False: every candidate runs, as before: for comparisons).
     """
 
     profile: str = DEFAULT_PROFILE
@@ -121,6 +136,10 @@ class GenerationOptions:
     max_steps: int | None = None
     min_steps: int | None = None
     config: GenerationConfig | None = None
+    shrink_seconds: float | None = DEFAULT_SHRINK_SECONDS
+    program_budget: float | None = None
+    reuse: bool = True
+    target: bool = False
 
 
 @dataclass
@@ -148,6 +167,9 @@ class GenerationResult:
     programs: int = 0
     elapsed: float = 0.0
     time_to_first_failure: float | None = None
+    shrink_seconds: float | None = None  # from the first failure to the minimal one, saved
+    cut_short: int = 0  # shrink candidates over the program budget (inconclusive)
+    reused: int = 0  # shrink candidates whose document had run already (its result reused)
     programs_to_first_failure: int | None = None
     failure: GeneratedFailure | None = None
     statistics: str | None = None
@@ -189,17 +211,38 @@ def _config_for(session: GenerationSession, options: GenerationOptions) -> Gener
     min_steps = min(
         options.min_steps if options.min_steps is not None else chosen.min_steps, max_steps
     )
-    return GenerationConfig(min_steps=min_steps, max_steps=max_steps, features=features)
+    grace = session.settings.leave_grace
+    if grace is None:
+        grace = getattr(session.adapter, "leave_grace", None)
+    return GenerationConfig(
+        min_steps=min_steps,
+        max_steps=max_steps,
+        features=features,
+        leave_grace=float(grace) if isinstance(grace, (int, float)) else None,
+    )
 
 
-def _run_program(session: GenerationSession, scenario: Scenario) -> CaseResult:
-    """One program on the session's adapter loop; a hang becomes a timeout result."""
+def _run_program(
+    session: GenerationSession, scenario: Scenario, budget: float | None = None
+) -> CaseResult | None:
+    """One program on the session's adapter loop; a hang becomes a timeout result. With a
+    `budget` (shrinking), a program still running after `budget` seconds is cancelled (its
+    cleanup awaited) and None returned: inconclusive, neither a pass nor a failure."""
     from presence_conformance.harness.run.runner import run_scenario
 
     limit = session.case_timeout(scenario)
     # a passing program's history is of no use and only weighs on memory (failures keep theirs)
     settings = dataclasses.replace(session.settings, keep_history=False)
+
+    async def bounded() -> CaseResult | None:
+        try:
+            return await asyncio.wait_for(run_scenario(scenario, session.adapter, settings), budget)
+        except TimeoutError:
+            return None
+
     try:
+        if budget is not None and budget < limit:
+            return session.run(bounded(), limit)
         return session.run(run_scenario(scenario, session.adapter, settings), limit)
     except TimeoutError:
         return CaseResult(
@@ -249,31 +292,75 @@ def run_generation(
     )
     failures: list[tuple[dict[str, Any], CaseResult]] = []
     broken: list[str] = []
+    # while shrinking: the result of each document run so far (many candidates compile to the
+    # same document), when shrinking began, and the first failure's duration
+    seen: dict[str, CaseResult | None] = {}
+    shrink: dict[str, float] = {}
     started = time.monotonic()
     session.start()
     if session.start_error:
         return _broken(result, f"adapter failed to start: {session.start_error}", started)
 
-    def program(document: dict[str, Any]) -> None:
-        if broken:  # nothing more can run on this adapter: fail fast, without running
-            raise ProgramFailed(failures[-1][1]) if failures else RuntimeError(broken[0])
+    def evaluate(document: dict[str, Any]) -> CaseResult | None:
+        """The program's result: run (bounded while shrinking) or, while shrinking, reused
+        from an earlier run of the same document; None: inconclusive (over the budget)."""
+        budget = None
+        key = _document_key(document) if failures else ""  # only needed while shrinking
+        if failures:  # shrinking: each candidate bounded, the whole bounded, repeats reused
+            if options.reuse and key in seen:
+                result.reused += 1
+                return seen[key]
+            if (
+                options.shrink_seconds is not None
+                and time.monotonic() - shrink["began"] > options.shrink_seconds
+            ):
+                return None  # out of shrinking time: keep the smallest failure found so far
+            budget = options.program_budget or shrink["budget"]
         scenario = scenario_from_dict(document, case_id=f"generated/{chosen.name}", compiled=True)
+        begun = time.monotonic()
         try:
-            case = _run_program(session, scenario)
+            case = _run_program(session, scenario, budget)
         except RuntimeError as exc:  # the adapter's loop is blocked or stopped
             broken.append(str(exc))
             raise
+        if failures:
+            seen[key] = case
+        if case is None:  # over the shrink budget: inconclusive, never a failure
+            result.cut_short += 1
+            event("outcome: cut short (program budget)")
+            return None
         result.programs += 1
         result.outcomes[case.outcome.value] += 1
         event(f"outcome: {case.outcome.value}")
         event(f"steps: {_bucket(_steps(document))}")
         if on_program is not None:
             on_program(result.programs, document, case)
+        if options.target:
+            target(float(_richness(document)), label="members and events")
+        if is_detection(case, options.strict) and result.time_to_first_failure is None:
+            now = time.monotonic()
+            result.time_to_first_failure = now - started
+            result.programs_to_first_failure = result.programs
+            shrink["began"] = now
+            limit = options.shrink_seconds or 300.0
+            shrink["budget"] = max(4 * (now - begun), min(limit / 10, 10.0), 1.0)
+            seen[_document_key(document)] = case
+        return case
+
+    def program(document: dict[str, Any]) -> None:
+        if broken:  # nothing more can run on this adapter: fail fast, without running
+            case = failures[-1][1] if failures else None
+            if case is None:
+                raise RuntimeError(broken[0])
+        else:
+            case = evaluate(document)
+            if case is None:
+                reject()
+        assert case is not None
         if is_detection(case, options.strict):
-            if result.time_to_first_failure is None:
-                result.time_to_first_failure = time.monotonic() - started
-                result.programs_to_first_failure = result.programs
             failures.append((document, case))
+            # one place raises, so that Hypothesis sees one bug (it tells bugs apart by where
+            # the exception comes from) whether the result was run or reused
             raise ProgramFailed(case)
 
     test = given(programs(config))(program)
@@ -287,7 +374,11 @@ def run_generation(
     flaky = False
     stats: list[dict[str, Any]] = []
     try:
-        with _statistics_collector(stats if options.statistics else None):
+        with (
+            _statistics_collector(stats if options.statistics else None),
+            _no_local_constants(),
+            _shrink_limit(options.shrink_seconds),
+        ):
             test()
     except ProgramFailed:
         pass
@@ -299,6 +390,8 @@ def run_generation(
         raise HarnessError(
             f"generation against {session.adapter_name!r} broke: {type(exc).__name__}: {exc}"
         ) from exc
+    if "began" in shrink:
+        result.shrink_seconds = time.monotonic() - shrink["began"]
     if stats:
         result.statistics = _describe(stats[-1])
     if broken:
@@ -314,6 +407,89 @@ def run_generation(
         _fill_case(result, failure, chosen.name)
     result.elapsed = result.case.duration = time.monotonic() - started
     return result
+
+
+@contextlib.contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Switch off, for the run, Hypothesis' habit of drawing now and then a constant found in the
+    source of the modules the process has imported (not site-packages, not tests): with it, one
+    seed draws other programs depending on what the process imported before (the bench after
+    other mutants, pytest beside other tests, an editable install against a wheel). Without it a
+    seed is a seed. A Hypothesis without this machinery is left alone."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:  # pragma: no cover - another Hypothesis
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if original is None or cache is None or not hasattr(cache, "cache"):  # pragma: no cover
+        yield
+        return
+    empty = Constants()
+    providers._get_local_constants = lambda: empty
+    cache.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.cache.clear()
+
+
+@contextlib.contextmanager
+def _shrink_limit(seconds: float | None) -> Iterator[None]:
+    """Hypothesis' own shrink time limit (300 s) set to `seconds` for the run: it then ends
+    shrinking cleanly, with the smallest failure so far, right after the candidate that crosses
+    it. (Past the limit `run_generation` also stops running candidates, which covers a
+    Hypothesis without this constant, at the cost of Hypothesis drawing candidates it rejects.)"""
+    try:
+        from hypothesis.internal.conjecture import engine as conjecture
+    except ImportError:  # pragma: no cover - another Hypothesis
+        yield
+        return
+    original = getattr(conjecture, "MAX_SHRINKING_SECONDS", None)
+    if seconds is None or not isinstance(original, (int, float)):
+        yield
+        return
+    conjecture.MAX_SHRINKING_SECONDS = seconds  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        conjecture.MAX_SHRINKING_SECONDS = original  # type: ignore[assignment]
+
+
+def _richness(document: dict[str, Any]) -> int:
+    """Distinct members a program enters plus the events it publishes (for `target`)."""
+    members: set[tuple[str, str, str]] = set()
+    events = 0
+
+    def walk(steps: list[dict[str, Any]]) -> None:
+        nonlocal events
+        for step in steps:
+            ((kind, body),) = step.items()
+            if kind == "concurrently":
+                walk(body)
+                continue
+            if kind == "interrupt":
+                walk(body.get("during", []))
+            if kind in (
+                "enter",
+                "update",
+                "leave",
+                "enter_client",
+                "update_client",
+                "leave_client",
+            ):
+                events += 1
+                members.add((body["client"], body["channel"], str(body.get("client_id"))))
+
+    walk(document.get("steps", []))
+    return len(members) + events
+
+
+def _document_key(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, default=repr)
 
 
 def _bucket(steps: int) -> str:
@@ -414,7 +590,9 @@ def save_failure(
     failure.replay = replay_command(path, session.adapter_name, session.options)
     if options.confirm_replay:
         scenario = load_scenario(path)
-        again = replace(_run_program(session, scenario), kind="generated")
+        ran = _run_program(session, scenario)
+        assert ran is not None  # without a budget a program always has a result
+        again = replace(ran, kind="generated")
         failure.replay_case = again
         failure.replay_confirmed = (
             is_detection(again, options.strict)

@@ -73,6 +73,7 @@ INVALID_ACTION = "joined"  # not a presence action: subscribe/unsubscribe must r
 INVALID_DIRECTION = "sideways"
 BAD_ARGUMENT = 40003  # errors.INVALID_PARAMETER_VALUE
 BAD_DATA = 40013  # errors.INVALID_DATA
+INVALID_CLIENT_ID = 40012  # errors.INVALID_CLIENT_ID: enterClient for another clientId (RTP15f)
 
 # Step kinds, simplest first (a shrunk choice moves towards the front); repeated kinds are
 # drawn more often.
@@ -100,6 +101,14 @@ KINDS = (
     "drop",
     "get",
     "connect",
+    # the optional features, last (a shrunk choice moves away from them)
+    "interrupt",
+    "enter_client",
+    "rest_get",
+    "update_client",
+    "leave_client",
+    "unsubscribe",
+    "crowd",
 )
 INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!", "history!")
 """Invalid variants of kinds (drawn only when the adapter validates arguments): history with
@@ -115,9 +124,22 @@ BLOCK_KINDS = (
     "history",
     "unsubscribe",
     "sync_complete",
+    "enter_client",
+    "rest_get",
+    "update_client",
+    "leave_client",
 )
-PUBLISH = ("enter", "update", "leave")
-READS = ("get", "history", "sync_complete", "subscribe", "unsubscribe")
+CLIENT_PUBLISH = ("enter_client", "update_client", "leave_client")
+PUBLISH = ("enter", "update", "leave", *CLIENT_PUBLISH)
+READS = ("get", "history", "sync_complete", "subscribe", "unsubscribe", "rest_get")
+BEHALF_IDS = ("sensor-1", "sensor-2")
+"""clientIds a wildcard connection enters on behalf of, besides the cast's own ids."""
+INTERRUPT_SECONDS = 0.005
+"""How long a generated interrupt keeps its client away (the runner caps a resumed one at a third
+of the leave grace): long enough to be a disconnect, short enough not to dominate a program."""
+CROWD = 101
+"""Members a `crowd` step enters with enterClient on one wildcard connection: one more than a
+page of 100 (a sync or a get that stops at its first page)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +150,10 @@ class GenerationConfig:
     lacks (it would only be reported `unsupported`). `invalid` allows invalid arguments now and
     then (limit 0 or 1001, start after end, an unknown action or direction, a number as data);
     `max_clients` and `channels` bound the cast; `min_steps`/`max_steps` the program's length
-    (top-level steps; a `concurrently` block counts as one).
+    (top-level steps; a `concurrently` block counts as one); `leave_grace`, the adapter's leave
+    grace when known, how long a client whose resume is refused stays away (longer than the
+    grace; unknown: the scenario default of 0.3 s); `swarm`: each program switches a random
+    subset of step kinds off (False: every kind in every program; for comparisons).
     """
 
     min_steps: int = 1
@@ -137,6 +162,8 @@ class GenerationConfig:
     channels: tuple[str, ...] = CHANNELS
     features: frozenset[Feature] = field(default=ALL_FEATURES)
     invalid: bool = True
+    leave_grace: float | None = None
+    swarm: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_clients <= len(CLIENT_NAMES):
@@ -235,6 +262,7 @@ def member_data(config: GenerationConfig | None = None) -> st.SearchStrategy[Any
 # -- intents ---------------------------------------------------------------------------------------
 
 ABSENT = "absent"  # an argument left out of the step
+WILDCARD = "*"  # a hub's clientId: it enters other clientIds with enterClient
 # "who" (which connected client, 0..7) and "chan" (which channel, 0..1) in one choice
 _TARGET = st.integers(0, 15)
 _LISTENER = st.integers(0, 2)
@@ -248,6 +276,13 @@ _ACTION_LIST = st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=3, unique
 _GET_FILTERS = st.sampled_from(
     ["none", "client_id", "connection_id", "both", "unknown", "cross", "prefix", "extended", "case"]
 )
+_REST_FILTERS = st.sampled_from(
+    ["none", "client_id", "connection_id", "both", "unknown", "cross", "prefix"]
+)
+_REST_LIMITS = st.sampled_from([ABSENT, 1, 2, 100])
+# a crowd costs as much as ten other programs: only one crowd intent in eight enters it
+_CROWD_GATE = st.integers(0, 7)
+_RESUME = st.sampled_from([True, False])  # resumed (RTN15c6) or refused (RTN15c7)
 _HISTORY_PROBLEMS = st.sampled_from(["limit", "start-after-end", "direction"])
 _BAD_LIMITS = st.sampled_from([1001, 0, -1])
 _BOUNDS = st.sampled_from(
@@ -272,8 +307,10 @@ LARGE_STRING = {"$repeat": "x", "times": 60_000}
 _WATCH = st.integers(0, 3)
 # final reads, a bit mask (shrinks towards none): 1 history with the defaults, 2 filtered gets,
 # 4 history forwards by pages of 2, 8 gets with filters across members (one client's clientId
-# with another's connectionId, a prefix of a clientId) and get(waitForSync=false) by a newcomer
-_EPILOGUE = st.integers(0, 15)
+# with another's connectionId, a prefix of a clientId) and get(waitForSync=false) by a newcomer,
+# 16 a last word first: a member updates on every channel (an event every listener left must
+# hear, and every listener removed must not), 32 REST gets with limit 1 and a clientId filter
+_EPILOGUE = st.integers(0, 63)
 _STYLE = st.integers(0, len(CLIENT_ID_STYLES) - 1)
 
 
@@ -358,6 +395,20 @@ class _Draws:
                     intent["data"] = dict(LARGE_STRING)
                 elif has_data > 3:
                     intent["data"] = draw(self.data)
+            if kind in CLIENT_PUBLISH:
+                intent["target"] = draw(_TARGET)
+        elif kind == "rest_get":
+            intent["filter"] = draw(_REST_FILTERS)
+            if intent["filter"] != "none":
+                intent["target"] = draw(_TARGET) >> 1
+            if intent["filter"] == "cross":
+                intent["other"] = draw(_TARGET) >> 1
+            intent["limit"] = draw(_REST_LIMITS)
+        elif kind == "crowd":
+            intent["gate"] = draw(_CROWD_GATE)
+        elif kind == "interrupt":
+            intent["resume"] = draw(_RESUME)
+            intent["steps"] = draw(st.lists(self.block_intents(disabled), max_size=2))
         elif kind == "get":
             intent["filter"] = draw(_GET_FILTERS)
             if intent["filter"] != "none":
@@ -438,7 +489,12 @@ def _cast_kinds(config: GenerationConfig) -> list[str]:
     if config.has(Feature.ANONYMOUS_CLIENTS):
         kinds.append("anonymous")
     if config.has(Feature.CAPABILITIES):
+        # without presence (may subscribe and read history). Not drawn: presence without
+        # subscribe, whose get() the reference model and the reference server answer differently
+        # (the server attaches it without PRESENCE_SUBSCRIBE, RTP11f, so it sees only its own)
         kinds.append("restricted")
+    if config.has(Feature.ENTER_CLIENT):
+        kinds.append("hub")  # the wildcard clientId: enterClient for any clientId
     return kinds
 
 
@@ -457,12 +513,14 @@ def _cast(draw: st.DrawFn, config: GenerationConfig) -> list[_Client]:
         if kind == "twin":
             # a second connection of an earlier client's clientId (two members, one clientId)
             original = clients[draw(st.integers(0, index - 1))]
-            if original.client_id is None:
+            if original.client_id in (None, WILDCARD):
                 kind = "plain"
             else:
                 client_id = original.client_id
         elif kind == "anonymous":
             client_id = None
+        elif kind == "hub":
+            client_id = WILDCARD
         clients.append(_Client(name, client_id, kind, draw(_WATCH)))
     return clients
 
@@ -480,7 +538,7 @@ def program_steps(
     unsupported = frozenset(k for k in SWITCHABLE if not _kind_supported(k, config))
     # swarm testing: each kind is switched off in about a quarter of the programs; two bits per
     # kind in one choice, which shrinks towards 0: every kind switched on
-    mask = draw(st.integers(0, 4 ** len(switchable) - 1)) if switchable else 0
+    mask = draw(st.integers(0, 4 ** len(switchable) - 1)) if switchable and config.swarm else 0
     off = {kind for i, kind in enumerate(switchable) if (mask >> (2 * i)) & 3 == 3}
     if len(off) == len(switchable):
         off.discard(switchable[0])
@@ -503,13 +561,18 @@ def program_steps(
 
 def _kind_supported(kind: str, config: GenerationConfig) -> bool:
     needs = {
-        "history": Feature.HISTORY,
-        "drop": Feature.ABRUPT_DISCONNECT,
-        "sync_complete": Feature.SYNC_COMPLETE,
-        "connect": Feature.MULTIPLE_CONNECTIONS,
+        "history": (Feature.HISTORY,),
+        "drop": (Feature.ABRUPT_DISCONNECT,),
+        "sync_complete": (Feature.SYNC_COMPLETE,),
+        "connect": (Feature.MULTIPLE_CONNECTIONS,),
+        "interrupt": (Feature.TRANSIENT_DISCONNECT,),
+        "enter_client": (Feature.ENTER_CLIENT,),
+        "update_client": (Feature.ENTER_CLIENT,),
+        "leave_client": (Feature.ENTER_CLIENT,),
+        "crowd": (Feature.ENTER_CLIENT, Feature.MULTIPLE_CONNECTIONS),
+        "rest_get": (Feature.REST_PRESENCE,),
     }
-    feature = needs.get(kind)
-    return feature is None or config.has(feature)
+    return all(config.has(feature) for feature in needs.get(kind, ()))
 
 
 def programs(config: GenerationConfig | None = None) -> st.SearchStrategy[dict[str, Any]]:
@@ -534,6 +597,9 @@ class _Compiler:
         self.events: list[int] = []  # top-level indices of steps that may produce an event
         self.refs: set[int] = set()
         self.steps: list[dict[str, Any]] = []
+        self.subscribed: set[str] = set()  # clients with a subscribe step so far
+        self.entered: dict[str, list[str]] = {}  # channel -> clientIds entered with enter()
+        self.crowded: set[str] = set()  # channels a crowd has entered
 
     # resolution helpers
 
@@ -556,12 +622,22 @@ class _Compiler:
 
     # per kind: return the step body (or None to skip the intent)
 
-    def op(self, intent: dict[str, Any]) -> dict[str, Any] | None:
+    def op(self, intent: dict[str, Any], retarget: bool = True) -> dict[str, Any] | None:
         kind = intent["kind"]
         client = self.client(intent["who"])
         if client is None:
             return None
         channel = self.channel(intent["chan"])
+        if retarget and kind == "unsubscribe" and not self.listeners.get((client.name, channel)):
+            # unsubscribing where nobody listens shows little: prefer a client that listens
+            pairs = [
+                (c, ch)
+                for c in self.live()
+                for ch in self.channels
+                if self.listeners.get((c.name, ch))
+            ]
+            if pairs:
+                client, channel = pairs[intent["who"] % len(pairs)]
         body: dict[str, Any] = {"client": client.name, "channel": channel}
         extra = getattr(self, f"_{kind}")(intent, client, channel)
         if extra is None:
@@ -578,16 +654,69 @@ class _Compiler:
             out["data"] = intent["data"]
         if invalid:
             out["expect_error"] = intent["expect_error"]
+        elif intent["kind"] == "enter" and client.client_id not in (None, WILDCARD):
+            known = self.entered.setdefault(channel, [])
+            if client.client_id not in known:
+                known.append(client.client_id)
         return out
 
     _enter = _update = _leave = _publish
 
+    def behalf_ids(self) -> list[str]:
+        """The clientIds enterClient acts for: the cast's own ids, then a few others."""
+        ids = [c.client_id for c in self.cast if c.client_id not in (None, WILDCARD)]
+        return list(dict.fromkeys([*ids, *BEHALF_IDS]))
+
+    def _client_publish(
+        self, intent: dict[str, Any], client: _Client, channel: str
+    ) -> dict[str, Any] | None:
+        if client.kind == "restricted" or client.client_id is None:
+            # refused for want of the capability (the plain publish covers it); an anonymous
+            # connection: the reference model lets it act for a clientId, the reference server
+            # refuses (40012), so generation leaves it out
+            return None
+        ids = self.behalf_ids()
+        n = intent["target"]
+        out: dict[str, Any] = {}
+        if client.client_id == WILDCARD:
+            others = self.entered.get(channel, [])
+            if intent["kind"] == "leave_client" and others:
+                # for a clientId that other connections entered: their members must stay
+                out["client_id"] = others[n % len(others)]
+            else:
+                out["client_id"] = ids[n % len(ids)]
+        elif n % 4 == 3:  # another clientId than the connection's own: refused (RTP15f)
+            out["client_id"] = next(i for i in ids if i != client.client_id)
+            out["expect_error"] = INVALID_CLIENT_ID
+        else:
+            out["client_id"] = client.client_id
+        if "data" in intent:
+            out["data"] = intent["data"]
+        return out
+
+    _enter_client = _update_client = _leave_client = _client_publish
+
     def _get(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
+        out = self._filters(intent, client)
+        if intent["wait"] != ABSENT:
+            out["wait_for_sync"] = intent["wait"]
+        return out
+
+    def _rest_get(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
+        out = self._filters(intent, client)
+        if intent["limit"] != ABSENT:
+            out["limit"] = intent["limit"]
+        return out
+
+    def _filters(self, intent: dict[str, Any], client: _Client) -> dict[str, Any]:
+        """The clientId and connectionId filters of a get (see `_GET_FILTERS`)."""
         out: dict[str, Any] = {}
         form = intent["filter"]
         known = [c for c in self.cast if c.name in self.ever]
         target = known[intent.get("target", 0) % len(known)] if known else client
         cid = target.client_id
+        if cid == WILDCARD:  # a hub's members have the ids it entered for
+            cid = self.behalf_ids()[intent.get("target", 0) % len(self.behalf_ids())]
         if form in ("client_id", "both", "cross") and cid is not None:
             out["client_id"] = cid
         elif form == "unknown":
@@ -603,8 +732,6 @@ class _Compiler:
         elif form == "cross":
             other = known[intent.get("other", 0) % len(known)] if known else client
             out["connection_id"] = {"of": other.name}
-        if intent["wait"] != ABSENT:
-            out["wait_for_sync"] = intent["wait"]
         return out
 
     def _listener_name(self, client: _Client, channel: str, n: int) -> str:
@@ -613,6 +740,7 @@ class _Compiler:
     def _subscribe(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
         name = self._listener_name(client, channel, intent["listener"])
         out: dict[str, Any] = {"listener": name}
+        self.subscribed.add(client.name)
         actions = intent["actions"]
         if actions is not None:
             out["actions"] = actions
@@ -695,6 +823,10 @@ class _Compiler:
         index = len(self.steps)
         if kind == "concurrently":
             step = self._block(intent["steps"])
+        elif kind == "interrupt":
+            step = self._interrupt(intent)
+        elif kind == "crowd":
+            step = self._crowd(intent)
         elif kind in ("drop", "close"):
             client = self.client(intent["who"])
             step = None if client is None else {kind: {"client": client.name}}
@@ -711,6 +843,11 @@ class _Compiler:
                 return
             step = None
         else:
+            if kind == "unsubscribe" and not any(
+                self.listeners.get((c.name, ch)) for c in self.live() for ch in self.channels
+            ):
+                # nobody listens: subscribe first, so that the unsubscribe removes something
+                self.add({**intent, "kind": "subscribe", "listener": 0, "actions": None})
             step = self.op(intent)
         if step is None:
             return
@@ -723,6 +860,7 @@ class _Compiler:
         """A watcher's subscriptions, right after it connects (at the start or later)."""
         for n, channel in enumerate(self.channels):
             if client.watch >> n & 1:
+                self.subscribed.add(client.name)
                 name = self._listener_name(client, channel, 0)
                 self.steps.append(
                     {"subscribe": {"client": client.name, "channel": channel, "listener": name}}
@@ -731,7 +869,74 @@ class _Compiler:
                 if name not in known:
                     known.append(name)
 
+    def _interrupt(self, intent: dict[str, Any]) -> dict[str, Any] | None:
+        """A transient disconnect of a client, with operations while it is away: its own
+        publishes are queued (RTP16) when the connection resumes; when the resume is refused
+        (only for a client that never subscribed: its fresh sync is not predicted) it re-enters
+        its members and acts only after it is back."""
+        client = self.client(intent["who"])
+        if client is None:
+            return None
+        if not intent["resume"] and client.name in self.subscribed:
+            quiet = [c for c in self.live() if c.name not in self.subscribed]
+            if quiet:  # a refused resume is only for a client without listeners
+                client = quiet[intent["who"] % len(quiet)]
+        if not intent["resume"]:  # and preferably one with members to re-enter
+            members = [
+                c
+                for c in self.live()
+                if c.name not in self.subscribed
+                and any(c.client_id in ids for ids in self.entered.values())
+            ]
+            if members and client not in members:
+                client = members[intent["who"] % len(members)]
+        resume = intent["resume"] or client.name in self.subscribed
+        # away briefly: a resumed client comes back within a third of the leave grace anyway; a
+        # refused one after the grace (back within it, the old member is still there: a case of
+        # its own, which generation leaves to the scenarios)
+        body: dict[str, Any] = {"client": client.name, "seconds": INTERRUPT_SECONDS}
+        if not resume:
+            body["resume"] = False
+            grace = self.config.leave_grace
+            if grace is None:
+                del body["seconds"]
+            else:
+                body["seconds"] = max(INTERRUPT_SECONDS, round(2 * grace + 0.005, 3))
+        during = self._block_ops(
+            intent["steps"], away=client.name, own=("enter", "update", "leave") if resume else ()
+        )
+        if during:
+            body["during"] = during
+        return {"interrupt": body}
+
+    def _crowd(self, intent: dict[str, Any]) -> dict[str, Any] | None:
+        """`CROWD` members entered with enterClient by a live wildcard client, in one block."""
+        hubs = [c for c in self.live() if c.kind == "hub"]
+        channel = self.channel(intent["chan"])
+        if intent["gate"] or not hubs or channel in self.crowded:
+            return None
+        self.crowded.add(channel)
+        hub = hubs[intent["who"] % len(hubs)].name
+        return {
+            "concurrently": [
+                {"enter_client": {"client": hub, "channel": channel, "client_id": f"m{i:03d}"}}
+                for i in range(1, CROWD + 1)
+            ]
+        }
+
     def _block(self, intents: list[dict[str, Any]]) -> dict[str, Any] | None:
+        ops = self._block_ops(intents)
+        if not ops:
+            return None
+        if len(ops) == 1:
+            return ops[0]
+        return {"concurrently": ops}
+
+    def _block_ops(
+        self, intents: list[dict[str, Any]], away: str | None = None, own: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """The operations of a block (or of an interrupt's `during`: `away` is the client
+        interrupted, which may only run the kinds `own`)."""
         # first decide which operations take part, then compile them (compiling registers
         # listeners, which only an operation that stays in the block may do)
         chosen: list[tuple[dict[str, Any], str]] = []
@@ -741,6 +946,8 @@ class _Compiler:
             channel = self.channel(intent["chan"])
             if client is None or (client.name, channel) in pairs:
                 continue  # one operation per member (client and channel) in a block
+            if client.name == away and intent["kind"] not in own:
+                continue
             pairs.add((client.name, channel))
             chosen.append((intent, channel))
         writes = {channel for intent, channel in chosen if intent["kind"] in PUBLISH}
@@ -748,31 +955,42 @@ class _Compiler:
         ops = [
             op
             for op in (
-                self.op(intent)
+                self.op(intent, retarget=False)
                 for intent, channel in chosen
                 if not (intent["kind"] in READS and channel in writes)
             )
             if op is not None
         ]
-        if not ops:
-            return None
-        if len(ops) == 1:
-            return ops[0]
-        return {"concurrently": ops}
+        return ops
 
     def epilogue(self, mask: int) -> None:
         """Final reads on every channel by the first connected client (see `_EPILOGUE`)."""
         live = self.live()
-        if not mask or not live:
+        unsubscribed = any(next(iter(step)) == "unsubscribe" for step in self.steps)
+        if not (mask or unsubscribed) or not live:
             return
         reader = live[0].name
         history = self.config.has(Feature.HISTORY)
         known = [c for c in self.cast if c.name in self.ever]
+        speakers = [c for c in live if c.kind not in ("hub", "anonymous", "restricted")]
+        # an unsubscribe shows only in the events that follow it: always a last word after one
+        if (mask & 16 or unsubscribed) and speakers:
+            for channel in self.channels:
+                self.steps.append(
+                    {"update": {"client": speakers[-1].name, "channel": channel, "data": "last"}}
+                )
         for channel in self.channels:
+            if mask & 32 and self.config.has(Feature.REST_PRESENCE):
+                self.steps.append({"rest_get": {"client": reader, "channel": channel, "limit": 1}})
+                ids = [c.client_id for c in known if c.client_id not in (None, WILDCARD)]
+                if ids:
+                    self.steps.append(
+                        {"rest_get": {"client": reader, "channel": channel, "client_id": ids[0]}}
+                    )
             if mask & 1 and history:
                 self.steps.append({"history": {"client": reader, "channel": channel}})
             if mask & 2:
-                ids = [c.client_id for c in known if c.client_id is not None]
+                ids = [c.client_id for c in known if c.client_id not in (None, WILDCARD)]
                 if ids:
                     self.steps.append(
                         {"get": {"client": reader, "channel": channel, "client_id": ids[-1]}}
@@ -805,7 +1023,7 @@ class _Compiler:
         """Gets whose filters pair members: the first client's clientId with the last one's
         connectionId, a proper prefix of a clientId; and a get(waitForSync=false) by the
         last client that joined later, if it has not attached the channel yet."""
-        ids = [c for c in known if c.client_id is not None]
+        ids = [c for c in known if c.client_id not in (None, WILDCARD)]
         if ids:
             first, last = ids[0], known[-1]
             self.steps.append(
@@ -824,27 +1042,26 @@ class _Compiler:
                     {"get": {"client": reader, "channel": channel, "client_id": cid[:-1]}}
                 )
         if self.config.has(Feature.WAIT_FOR_SYNC_OPTION):
-            for client in self.live():
-                if not self.touched(client.name, channel):
-                    self.steps.append(
-                        {
-                            "get": {
-                                "client": client.name,
-                                "channel": channel,
-                                "wait_for_sync": False,
-                            }
-                        }
-                    )
-                    break
+            fresh = [c for c in self.live() if not self.touched(c.name, channel)]
+            if not fresh and self.config.has(Feature.MULTIPLE_CONNECTIONS):
+                # bring back a client that is away (without its watcher's subscriptions), so
+                # that its get attaches now: after the others' leaves
+                away = [c for c in self.cast if not self.connected[c.name]]
+                if away:
+                    self.connected[away[0].name] = True
+                    self.ever.add(away[0].name)
+                    self.steps.append({"connect": {"client": away[0].name}})
+                    fresh = [away[0]]
+            if fresh:
+                self.steps.append(
+                    {"get": {"client": fresh[0].name, "channel": channel, "wait_for_sync": False}}
+                )
 
     def touched(self, name: str, channel: str) -> bool:
         """Whether a step so far may have attached `name` to `channel`."""
-        for step in self.steps:
-            ((kind, body),) = step.items()
-            for inner in body if kind == "concurrently" else [step]:
-                ((_, b),) = inner.items()
-                if b.get("client") == name and b.get("channel") == channel:
-                    return True
+        for _, b in _leaves(self.steps):
+            if b.get("client") == name and b.get("channel") == channel:
+                return True
         return False
 
     def document(self) -> dict[str, Any]:
@@ -885,19 +1102,30 @@ def _invalid_actions(actions: Any) -> bool:
     return any(a is not None and a not in ACTIONS for a in names)
 
 
+def _leaves(steps: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, body) of every step, those inside blocks and an interrupt's `during` too."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for step in steps:
+        ((kind, body),) = step.items()
+        if kind == "concurrently":
+            out.extend(_leaves(body))
+            continue
+        out.append((kind, body))
+        if kind == "interrupt":
+            out.extend(_leaves(body.get("during", [])))
+    return out
+
+
 def _used(steps: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
     clients: set[str] = set()
     channels: set[str] = set()
-    for step in steps:
-        ((kind, body),) = step.items()
-        for inner in body if kind == "concurrently" else [step]:
-            ((_, b),) = inner.items()
-            clients.add(b["client"])
-            if "channel" in b:
-                channels.add(b["channel"])
-            ref = b.get("connection_id")
-            if isinstance(ref, dict):
-                clients.add(ref["of"])
+    for _, b in _leaves(steps):
+        clients.add(b["client"])
+        if "channel" in b:
+            channels.add(b["channel"])
+        ref = b.get("connection_id")
+        if isinstance(ref, dict):
+            clients.add(ref["of"])
     return clients, channels
 
 

@@ -54,6 +54,9 @@ def test_bench_generation_runs_and_prints_its_summary() -> None:
         "median time to detect",
         "shrunk to <= 8 steps",
         "20-step programs/s against reference",
+        "time to a shrunk failure, median",
+        "time to a shrunk failure, max",
+        "caught by generation alone",
     ):
         assert line in out
 

@@ -542,3 +542,96 @@ def test_message_schema_cache_folds_only_valid_identities() -> None:
         assert _shape_key(message) != _shape_key(base)
         assert _schema_errors(message, {}), bad
     assert _schema_errors(base, {}) == [] and _schema_errors(same, {}) == []
+
+
+# -- shrinking that stays fast ---------------------------------------------------------------------
+
+
+def test_a_candidate_over_the_program_budget_is_inconclusive_never_a_failure() -> None:
+    # every shrink candidate is over a budget of a microsecond: none may count as a failure, so
+    # the minimal program stays the first failing one, whose failure is genuine
+    result = run(mutant("update-as-enter"), profile="dev", seed=5, strict=True, program_budget=1e-6)
+    assert result.failure is not None and not result.failure.flaky
+    assert result.cut_short > 0
+    assert result.failure.steps == result.failure.first_steps
+    assert result.outcomes["fail"] == 1  # the first failure only: cut short is not a result
+    assert "update.event-emitted" in result.failure.requirements
+
+
+class _SlowPresenceAdapter(ReferenceAdapter):
+    """The reference, correct but slow: every enter takes 20 ms more."""
+
+    class _Presence:
+        pass
+
+    async def connect(self, client_id: Any = None, capability: Any = None) -> Any:
+        conn = await super().connect(client_id, capability)
+        original = conn.channel
+
+        def channel(name: str) -> Any:
+            chan = original(name)
+            enter = chan.presence.enter
+
+            async def slow_enter(data: Any = None) -> None:
+                await asyncio.sleep(0.02)
+                await enter(data)
+
+            chan.presence.enter = slow_enter
+            return chan
+
+        conn.channel = channel
+        return conn
+
+
+def test_a_slow_correct_implementation_is_not_failed_by_the_budgets() -> None:
+    # the program budget applies only while shrinking, after a genuine failure: a correct
+    # implementation, however slow, is judged on every program run to its end
+    slow = session_for(_SlowPresenceAdapter(dict(ADAPTER_OPTIONS)))
+    result = run(slow, profile="dev", seed=3, examples=15, program_budget=1e-6, shrink_seconds=1e-6)
+    assert result.failure is None and result.programs == 15
+    assert result.cut_short == 0 and set(result.outcomes) == {"pass"}
+
+
+def test_past_the_shrink_time_the_smallest_failure_so_far_is_kept() -> None:
+    unbounded = run(mutant("update-as-enter"), profile="dev", seed=5, strict=True)
+    stopped = run(
+        mutant("update-as-enter"), profile="dev", seed=5, strict=True, shrink_seconds=1e-6
+    )
+    assert unbounded.failure is not None and stopped.failure is not None
+    assert stopped.failure.steps == stopped.failure.first_steps >= unbounded.failure.steps
+    assert not stopped.failure.flaky
+    assert stopped.failure.requirements == ["update.event-emitted"]
+    assert stopped.shrink_seconds is not None and stopped.shrink_seconds < 5
+
+
+SEEDED_DOCUMENTS = """
+import hashlib, json
+from presence_conformance.harness.adapters.reference import ReferenceAdapter
+from presence_conformance.harness.generation import GenerationOptions, run_generation
+from presence_conformance.harness.session import ConformanceSession
+seen = []
+session = ConformanceSession(ReferenceAdapter({"leave_grace": "0.02"}), "reference")
+run_generation(
+    session,
+    GenerationOptions(profile="dev", seed=8, examples=40, failures_dir=None, use_database=False),
+    on_program=lambda n, doc, case: seen.append(json.dumps(doc, default=repr)),
+)
+session.stop()
+print(hashlib.sha256("\\n".join(seen).encode()).hexdigest())
+"""
+
+
+def test_a_seed_draws_the_same_programs_whatever_the_process_imported() -> None:
+    # Hypothesis draws now and then a constant from the source of the local modules a process
+    # has imported: a fresh process (few modules) and this one (the whole test suite's) must
+    # still draw the same programs from one seed
+    import subprocess
+    import sys
+
+    fresh = subprocess.run(
+        [sys.executable, "-c", SEEDED_DOCUMENTS], capture_output=True, text=True, timeout=300
+    )
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    here: dict[str, str] = {}
+    exec(SEEDED_DOCUMENTS.replace("print(", "here['digest'] = ("), {"here": here})
+    assert fresh.stdout.strip() == here["digest"]
