@@ -220,7 +220,7 @@ class Contention:
     @staticmethod
     def _client_id(op: OpRecord, state: ClientState) -> str | None:
         if op.step.kind.endswith("_client"):
-            return op.step.args["client_id"]  # type: ignore[no-any-return]
+            return str(op.step.args["client_id"])
         return state.model_client_id
 
     def _replan(self, op: OpRecord, state: ClientState) -> None:
@@ -287,9 +287,9 @@ class Contention:
                 got = [s for s in rec.received if s.member_key == key and s.step == block.index]
                 shown = [c for c in candidates if _shows(got, c.events)]
                 exact = [c for c in shown if len(c.events) == len(got)]
-                match = (exact or shown or [None])[0]
-                if match is None:
+                if not shown:
                     continue
+                match = (exact or shown)[0]
                 more = any(_prefix(got, c.events) for c in candidates)
                 if not more:
                     return match, "listener"
