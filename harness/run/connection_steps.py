@@ -264,7 +264,8 @@ class ConnectionSteps:
                     left.append(channel)
             return left
 
-        at_once = await self.deliveries.wait_until(heard, case.wait_budget)
+        # no settling on quiesce(): a server may produce a close's leaves after it answered
+        at_once = await self.deliveries.wait_until(heard, case.wait_budget, settle=False)
         late = [] if at_once else sorted(observed)
         late += await gone(unobserved, case.deadline(case.wait_budget))
         if not late:

@@ -187,30 +187,40 @@ class Contention:
         channel = group[0].channel
         assert channel is not None
         state = case.clients[group[0].client or ""]
-        if any(op.status != "ok" for op in group):
-            return  # refused or failed: judged as such (Refusals), no order to learn
         client_id = self._client_id(group[0], state)
-        retracted = [e.model_id for op in group for e in op.events]
-        model.retract(channel, retracted)
+        assert client_id is not None  # the model accepted the operations
+        key = member_key(state.cid, client_id)
+        # a refused operation did nothing (Refusals voided its events and those of its undo,
+        # which assumed nothing else happened since): the others raced without it
+        applied = [op for op in group if op.status == "ok"]
+        mine = {e.model_id for op in group for e in op.events} | case.record.void
+        model.retract(
+            channel,
+            [
+                e.model_id
+                for e in model.history_all(channel)
+                if e.member_key == key and e.model_id in mine
+            ],
+        )
+        for op in group:
+            op.events = []
         prior_members = model.get(channel, client_id, state.cid)
         prior = (True, prior_members[0].data) if prior_members else (False, None)
-        candidates = _candidates(group, prior)
-        assert client_id is not None  # the model accepted the operations
+        candidates = _candidates(applied, prior)
         chosen, how = await self._learn(block, channel, state, client_id, candidates)
         if chosen is None:
             chosen, how = candidates[0], "unknown (the block's order)"
         for i in chosen.order:
-            group[i].contested = False
-            group[i].events = []
-            self._replan(group[i], state)
+            applied[i].contested = False
+            self._replan(applied[i], state)
         case.history.record(
             "info",
             "runner",
             "contention",
             {
-                "member": member_key(state.cid, client_id),
+                "member": key,
                 "channel": channel,
-                "applied": [group[i].step.path for i in chosen.order],
+                "applied": [applied[i].step.path for i in chosen.order],
                 "learnt_from": how,
             },
             block.index,

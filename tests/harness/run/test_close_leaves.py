@@ -19,6 +19,9 @@ from presence_conformance.harness.scenario import load_scenario
 from support import ROOT, run_case
 
 SETTINGS = RunSettings(op_timeout=5.0)
+# a leave is "at once" when it comes within the wait budget: the grace must be longer
+LATE = RunSettings(op_timeout=5.0, wait_timeout=0.3)
+GRACE = {"leave_grace": "0.8"}
 CLOSING = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml") if "close:" in p.read_text())
 PROMPTLY = "disconnect.close-leaves-promptly"
 
@@ -43,8 +46,7 @@ def test_scenarios_that_close_are_found() -> None:
 
 @pytest.mark.parametrize("path", CLOSING, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_leaves_after_the_grace_break_only_the_should(path: Path) -> None:
-    adapter = CloseLikeDrop({"leave_grace": "0.3"})
-    result = asyncio.run(run_case(_load(path), adapter, SETTINGS))
+    result = asyncio.run(run_case(_load(path), CloseLikeDrop(GRACE), LATE))
     assert result.outcome in (Outcome.PASS, Outcome.NON_STRICT), [
         (v.requirement, v.message) for v in result.violations
     ]
@@ -53,7 +55,7 @@ def test_leaves_after_the_grace_break_only_the_should(path: Path) -> None:
 
 def test_a_late_close_is_reported_under_the_should() -> None:
     path = ROOT / "scenarios" / "disconnect" / "close-leaves.yaml"
-    result = asyncio.run(run_case(_load(path), CloseLikeDrop({"leave_grace": "0.3"}), SETTINGS))
+    result = asyncio.run(run_case(_load(path), CloseLikeDrop(GRACE), LATE))
     assert result.outcome is Outcome.NON_STRICT
     assert [v.requirement for v in result.violations] == [PROMPTLY]
 

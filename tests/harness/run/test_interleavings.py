@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from presence_conformance.harness.adapter import PresenceError
 from presence_conformance.harness.adapters.reference import ReferenceAdapter
 from presence_conformance.harness.mutants import get_mutant
 from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence
@@ -252,8 +253,8 @@ def test_a_leave_racing_is_applied_in_the_order_the_implementation_chose() -> No
     late = asyncio.run(run_case(case, LateLeave(), SETTINGS))
     assert first.outcome is late.outcome is Outcome.PASS
     # the first block: [leave, enter]; the reference applies the leave first (a no-op)
-    assert _applied(first)[0] == ["steps[1].concurrently[0]", "steps[1].concurrently[1]"]
-    assert _applied(late)[0] == ["steps[1].concurrently[1]", "steps[1].concurrently[0]"]
+    assert _applied(first)[0] == ["steps[2].concurrently[0]", "steps[2].concurrently[1]"]
+    assert _applied(late)[0] == ["steps[2].concurrently[1]", "steps[2].concurrently[0]"]
 
 
 def test_a_leave_race_without_listeners_is_learnt_from_get() -> None:
@@ -286,3 +287,33 @@ def test_a_leave_lost_in_the_race_is_caught_only_by_a_race() -> None:
             continue
         result = asyncio.run(run_case(_load(path), lost(), SETTINGS))
         assert result.outcome is Outcome.PASS, (path.name, [v.message for v in result.violations])
+
+
+class LeaveRefusedWhileUnattached(MutantAdapter):
+    """ably-js's deviation: leave() on a channel it has not attached is refused (90001)."""
+
+    class Presence(MutantPresence):
+        async def leave(self, data: Any = None) -> None:
+            if not self.model.is_attached(
+                self.service_connection.id, self.service_presence._channel
+            ):
+                raise PresenceError(
+                    90001, "Unable to leave presence channel while in initialized state"
+                )
+            await super().leave(data)
+
+
+def test_a_refused_leave_in_the_race_is_reported_alone() -> None:
+    """The racing leave is refused: only that refusal is reported; the enter raced alone."""
+    case = make_scenario(
+        [
+            op("subscribe", "bob", listener="watch"),
+            {"concurrently": [op("leave", "alice"), op("enter", "alice", data="hi")]},
+            op("get", "bob"),
+            op("history", "bob"),
+        ]
+    )
+    result = asyncio.run(run_case(case, LeaveRefusedWhileUnattached(), SETTINGS))
+    assert {v.requirement for v in result.violations} == {"leave.when-not-present"}, [
+        v.message for v in result.violations
+    ]
