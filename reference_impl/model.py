@@ -17,7 +17,7 @@ What it models, per the seed (`spec/presence-api.md`) and the Ably specification
   with ids that do not start with the connectionId (RTP2b1); meanwhile they are pending leaves
   (`pending_leaves`);
 - operations of one member in flight together, applied in an order learnt afterwards
-  (`apply_order`).
+  (`apply_order`; or, where the events depend on that order, `retract` and apply again).
 
 Every refused call raises `PresenceError` before it changes anything.
 """
@@ -725,6 +725,62 @@ class PresenceModel:
         key = keys.pop()
         if key in ch.members:
             ch.members[key] = events[-1].with_action(Action.PRESENT)
+
+    def retract(self, channel: str, event_ids: list[str]) -> None:
+        """Take back events of one member that were in flight together (its latest events in the
+        channel's log, applied by the model in an order the implementation did not take): they
+        leave the log, and the member is again as its last event before them left it (present
+        with that event's data, or absent). The caller then applies the operations again in the
+        order the implementation applied them: unlike `apply_order`, for operations whose
+        events depend on that order (a leave racing an enter or update of its member: RTP10d,
+        RTP9b)."""
+        ch = self._channel(channel)
+        wanted = set(event_ids)
+        positions = [i for i, event in enumerate(ch.log) if event.id in wanted]
+        if len(positions) != len(wanted):
+            raise ValueError(f"retract: {event_ids!r} are not events of {channel!r}")
+        keys = {ch.log[i].member_key for i in positions}
+        if len(keys) > 1:
+            raise ValueError("retract: only events of one member")
+        if not positions:
+            return
+        key = keys.pop()
+        if any(e.member_key == key and e.id not in wanted for e in ch.log[positions[0] :]):
+            raise ValueError("retract: only a member's latest events")
+        sample = ch.log[positions[0]]
+        for i in reversed(positions):
+            del ch.log[i]
+            del ch.log_times[i]
+        before = next((e for e in reversed(ch.log) if e.member_key == key), None)
+        self._set_member(
+            ch, sample, None if before is None or before.action is Action.LEAVE else before
+        )
+
+    def _set_member(
+        self, ch: _Channel, sample: PresenceMessage, latest: PresenceMessage | None
+    ) -> None:
+        """Make the member of `sample` present as `latest` says, or absent (None), indexes too."""
+        key = sample.member_key
+        owner = self._connections.get(sample.connection_id)
+        if latest is not None:
+            ch.members[key] = latest.with_action(Action.PRESENT)
+            ch.by_client.setdefault(sample.client_id, set()).add(key)
+            ch.by_connection.setdefault(sample.connection_id, set()).add(key)
+            if owner is not None:
+                owner.member_channels.add(ch.name)
+            return
+        ch.members.pop(key, None)
+        for index, value in (
+            (ch.by_client, sample.client_id),
+            (ch.by_connection, sample.connection_id),
+        ):
+            keys = index.get(value)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del index[value]
+        if owner is not None and sample.connection_id not in ch.by_connection:
+            owner.member_channels.discard(ch.name)
 
     def member_count(self, channel: str) -> int:
         ch = self._channels.get(channel)

@@ -110,6 +110,20 @@ def grace_period(ctx: CheckContext) -> Iterator[Violation]:
             )
 
 
+@check("disconnect.close-leaves-promptly")
+def close_leaves_promptly(ctx: CheckContext) -> Iterator[Violation]:
+    """The members of a closed connection leave at once, not when the grace period of an
+    abrupt disconnect ends (whether they left at all is disconnect.close-leaves)."""
+    for rec in ctx.record.closes:
+        yield ctx.violation(
+            "disconnect.close-leaves-promptly",
+            f"the members of {rec.client!r} had not left {', '.join(map(repr, rec.channels))} "
+            f"within {rec.waited:g}s of the close",
+            step=rec.step,
+            history_index=rec.history_index,
+        )
+
+
 @check(explicit=True)
 def sync_expect(ctx: CheckContext) -> Iterator[Violation]:
     """A sync_complete step's `expect`."""

@@ -9,7 +9,9 @@ an event "in flight" is one still in a connection's queue.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections import Counter
+from typing import Any, cast
 
 from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence, mutant
 from presence_conformance.reference_impl.model import Outcome
@@ -238,3 +240,33 @@ class RacingUpdatesCoalesced(MutantAdapter):
     each update must be emitted)."""
 
     Service = _RacingUpdatesCoalesced
+
+
+@mutant("leave-lost-racing-update", "leave.event-emitted", "leave.removes-member")
+class LeaveLostRacingUpdate(MutantAdapter):
+    """A leave that reaches the server while an update of the same member is being applied is
+    acknowledged but lost: the update holds the member's record and writes it back after the
+    leave, so the member stays present and nobody hears a leave (RTP10a broken for a leave
+    racing an update; the server may apply them in either order, but the leave must happen)."""
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.updating: Counter[tuple[str, str]] = Counter()
+
+    class Presence(MutantPresence):
+        def _member(self) -> tuple[str, str]:
+            return (self.service_connection.id, self.service_presence._channel)
+
+        async def update(self, data: Any = None) -> None:
+            updating = cast(LeaveLostRacingUpdate, self.adapter).updating
+            updating[self._member()] += 1
+            try:
+                await asyncio.sleep(0.01)  # reading the member's record
+                await super().update(data)
+            finally:
+                updating[self._member()] -= 1
+
+        async def leave(self, data: Any = None) -> None:
+            if cast(LeaveLostRacingUpdate, self.adapter).updating[self._member()]:
+                return  # the update in progress writes the member back
+            await super().leave(data)

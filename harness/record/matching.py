@@ -127,14 +127,22 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
     identical event; an optional event reported with an alternative action, or the next event
     with that very action; an optional event, or a required one): a few tie-breaking strategies
     are tried and the alignment with the fewest problems (missing, late, extra) is kept, the
-    earlier strategy on a tie."""
+    earlier strategy on a tie. The last strategy never lets an item skip a required slot not
+    yet seen: an item that is no event of the model (a leave() of an absent member stored in
+    history, RTP10d) is then an extra rather than a later event of the member, whose own item
+    would then be out of order."""
     start = [slot.count for slot in slots]
     best: tuple[int, Alignment, list[int]] | None = None
-    for prefer_exact, prefer_required in ((True, False), (False, False), (False, True)):
+    for prefer_exact, prefer_required, no_skip in (
+        (True, False, False),
+        (False, False, False),
+        (False, True, False),
+        (True, False, True),
+    ):
         for slot, count in zip(slots, start, strict=True):
             slot.count = count
         trial = Alignment()
-        _align_member_once(slots, received, trial, prefer_exact, prefer_required)
+        _align_member_once(slots, received, trial, prefer_exact, prefer_required, no_skip)
         score = _problems(slots, trial)
         if best is None or score < best[0]:
             best = (score, trial, [slot.count for slot in slots])
@@ -163,6 +171,7 @@ def _align_member_once(
     out: Alignment,
     prefer_exact: bool,
     prefer_required: bool,
+    no_skip: bool = False,
 ) -> None:
     position = 0
     for seen in received:
@@ -174,6 +183,13 @@ def _align_member_once(
                 if devs is not None:
                     found = (j, devs)
                     break
+        if (
+            no_skip
+            and found is not None
+            and any(slots[k].count < slots[k].min for k in range(position, found[0]))
+        ):
+            out.extras.append(seen)
+            continue
         if found is not None:
             current = slots[found[0]]
             # an identical later event, already caused when this item was seen, takes the item

@@ -392,6 +392,18 @@ class DropRecord:
 
 
 @dataclass(eq=False)
+class CloseRecord:
+    """A close whose leaves had not all come within the wait budget (the channels where they
+    had not): they may still come when the grace period ends (disconnect.close-leaves-promptly)."""
+
+    client: str
+    step: int
+    channels: list[str]
+    waited: float  # seconds the runner waited for them before noting the close as late
+    history_index: int | None = None
+
+
+@dataclass(eq=False)
 class InterruptRecord:
     """An `interrupt` step (a transient disconnect, RTN15): the connectionId before and after."""
 
@@ -450,6 +462,7 @@ class CaseRecord:
     syncs: list[SyncRecord] = field(default_factory=list)
     connects: list[ConnectRecord] = field(default_factory=list)
     drops: list[DropRecord] = field(default_factory=list)
+    closes: list[CloseRecord] = field(default_factory=list)
     interrupts: list[InterruptRecord] = field(default_factory=list)
     rest_gets: list[RestGetRecord] = field(default_factory=list)
     expectations: list[ExpectEventsRecord] = field(default_factory=list)

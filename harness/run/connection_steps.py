@@ -2,6 +2,13 @@
 synthesized leaves: by listener where someone listens, else by watching get() from another
 attached connection, else by waiting the grace period).
 
+A close's leaves may come at once or, as a drop's, when the grace period ends (RTP2b1: no
+sentence says a closed connection's members leave at once; `disconnect.close-leaves` is the
+MUST, `disconnect.close-leaves-promptly` the SHOULD). The model removes the members at once;
+the step waits for their leaves (by listener, else by watching get()) for the wait budget, and
+only when they have not all come by then notes the close as late (`CloseRecord`) and waits on,
+bounded by the grace, so that later steps find the members gone on either kind of server.
+
 A drop with `wait: false` returns at once: its members stay in the model, pending leaves
 (`PresenceModel.pending_leaves`: a get may show them or not), until the driver calls
 `settle_pending` before a step that needs them settled, or at the end of the case; only then
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 
 from presence_conformance.harness.adapter import AdapterConnection, PresenceError
 from presence_conformance.harness.record.records import (
+    CloseRecord,
     ConnectRecord,
     DropRecord,
     EventOrigin,
@@ -221,7 +229,58 @@ class ConnectionSteps:
             else:
                 await self._settle_drop(step, state, cid, outcome, case.loop.time())
         else:
+            await self._settle_close(step, state, cid, outcome, case.loop.time())
             await self.deliveries.wait(case.wait_budget)
+
+    async def _settle_close(
+        self, step: Step, state: ClientState, cid: str, outcome: ModelOutcome, closed_at: float
+    ) -> None:
+        """Wait for a close's leaves (see the module docstring): at once within the wait budget,
+        else (noted as late) until the grace period has passed, plus the wait budget."""
+        case = self.case
+        if not outcome.events:
+            return
+        channels = sorted({case.record.origins[e.model_id].channel for e in outcome.events})
+        pairs = {
+            ((d.connection_id, d.listener), d.event.member_key)
+            for d in outcome.deliveries
+            if d.min_count
+        }
+        observed = {d.channel for d in outcome.deliveries if d.min_count}
+        unobserved = [c for c in channels if c not in observed]
+
+        def heard() -> bool:
+            return not pairs & self.deliveries.unsatisfied
+
+        async def gone(channels: list[str], deadline: float) -> list[str]:
+            """The channels where an observer still shows the member at `deadline`."""
+            left = []
+            for channel in channels:
+                observer = self._observer(channel, cid)
+                if observer is None:
+                    continue
+                watch = functools.partial(self._member_gone, observer, channel, cid, step)
+                if not await poll_until(watch, deadline, case.settings.poll_interval):
+                    left.append(channel)
+            return left
+
+        # no settling on quiesce(): a server may produce a close's leaves after it answered
+        at_once = await self.deliveries.wait_until(heard, case.wait_budget, settle=False)
+        late = [] if at_once else sorted(observed)
+        late += await gone(unobserved, case.deadline(case.wait_budget))
+        if not late:
+            return
+        case.record.closes.append(
+            CloseRecord(
+                state.spec.name, step.index, late, case.wait_budget, len(case.history.entries) - 1
+            )
+        )
+        # the leaves may come when the grace ends, as a drop's (RTP2b1)
+        rest = max(0.0, closed_at + case.leave_grace - case.loop.time())
+        case.timer_started(rest)
+        await self.deliveries.wait_until(heard, rest + case.wait_budget, settle=False)
+        await asyncio.sleep(max(0.0, closed_at + case.leave_grace - case.loop.time()))
+        await gone([c for c in late if c in unobserved], case.deadline(case.wait_budget))
 
     def _expire(self, step: Step, op: OpRecord, cid: str) -> ModelOutcome:
         """The model synthesizes the leaves of dropped connection `cid` (RTP2b1)."""

@@ -170,6 +170,7 @@ class CaseDriver:
         await self._before_attach(block.steps)
         contested = contested_steps(block.steps)
         planned = [self._plan(step, (step.sub or 0) in contested) for step in block.steps]
+        self.contention.open([op for op, _ in planned])
         results = await asyncio.gather(*(call() for _, call in planned), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):

@@ -54,7 +54,9 @@ MAX_CLIENTS = 256  # the shipped scenarios use at most a dozen
 MAX_STEPS = 5_000  # top-level steps plus the operations of `concurrently` blocks
 # operations that may race on one member in a `concurrently` block: their outcomes differ only
 # in the order the server applies them (harness/run/contention.py resolves it)
-_RACING_STEPS = frozenset({"enter", "update", "enter_client", "update_client"})
+_RACING_STEPS = frozenset(
+    {"enter", "update", "leave", "enter_client", "update_client", "leave_client"}
+)
 
 
 class _Reporter:
@@ -742,8 +744,8 @@ class _Normaliser:
                 self.report.add(
                     spath,
                     f"{seen[key].path} and this step both act on client "
-                    f"{step.client!r} on channel {step.channel!r}: only enters and updates "
-                    "may race on one member (see docs/scenarios.md, Interleavings); make "
+                    f"{step.client!r} on channel {step.channel!r}: only enters, updates and "
+                    "leaves may race on one member (see docs/scenarios.md, Interleavings); make "
                     "the others separate steps",
                     "concurrent-same-member",
                 )

@@ -105,6 +105,7 @@ EXPECTED: dict[str, str] = {
     "disconnect.synthesized-leave-id": "SHOULD",
     "disconnect.grace-period": "INFO",
     "disconnect.close-leaves": "MUST",
+    "disconnect.close-leaves-promptly": "SHOULD",
     "disconnect.reconnect-new-member": "MUST",
     "error.state-unchanged": "MUST",
     "error.has-code": "SHOULD",

@@ -339,6 +339,14 @@ class DropLeavesAtOnce(ReferenceConnection):
         await self.service_connection.close()
 
 
+class CloseLeavesAfterGrace(ReferenceConnection):
+    """A close handled like a drop whose grace outlasts the runner's wait budget (0.3 s)."""
+
+    async def close(self) -> None:
+        self.service_connection._service.leave_grace = 0.5
+        await self.service_connection.drop()
+
+
 class ReusesConnectionIds(ReferenceAdapter):
     """A reconnecting client gets the connectionId of its first connection."""
 
@@ -411,6 +419,9 @@ MANY = scenario(
 )
 DROP = scenario(
     [WATCH, op("enter", "alice", data="hi"), {"drop": {"client": "alice"}}, op("get", "bob")]
+)
+CLOSE = scenario(
+    [WATCH, op("enter", "alice", data="hi"), {"close": {"client": "alice"}}, op("get", "bob")]
 )
 RECONNECT = scenario(
     [
@@ -558,6 +569,12 @@ CASES: dict[str, tuple[type[ReferenceAdapter], Any, str, Outcome]] = {
         DROP,
         "disconnect.grace-period",
         Outcome.PASS,
+    ),
+    "close_leaves_promptly": (
+        adapter_with(connection=CloseLeavesAfterGrace),
+        CLOSE,
+        "disconnect.close-leaves-promptly",
+        Outcome.NON_STRICT,
     ),
     "sync_expect": (adapter_with(NeverSynced), SYNC_GET, "sync.converges", Outcome.FAIL),
     "get_members": (adapter_with(Unfiltered), FILTERS, "get.filter-client-id", Outcome.FAIL),

@@ -591,3 +591,27 @@ def test_data_key_of_data_json_cannot_write() -> None:
     key = data_key(loop)  # a circular value: its repr, still hashable
     assert key[0] == "r" and hash(key) == hash(data_key(loop))
     assert data_key({1, 2})[0] == "j"  # not JSON, written by its repr inside the JSON
+
+
+def test_an_item_of_no_event_does_not_take_a_later_slot_of_its_member() -> None:
+    """A leave() of an absent member stored in history (RTP10d allows it) before the member
+    entered and left: it is an extra, not the member's later leave with null data, which would
+    put the enter out of order and the real leave in excess."""
+    enter, leave = event("enter", data="hi"), event("leave", data="hi")
+    slots = [Slot(enter, ENTER_FRESH), Slot(leave, LEAVE_NO_DATA)]
+    items = [seen("leave", index=1), seen("enter", data="hi", index=2)]
+    items.append(seen("leave", data="hi", index=3))
+    out = align(slots, items)
+    assert [s.history_index for s in out.extras] == [1]
+    assert not out.late and not out.missing and not out.near
+    assert [slot.event for _, slot, _ in out.matched] == [enter, leave]
+
+
+def test_a_lost_event_still_lets_the_next_one_match() -> None:
+    """The strategy that never skips a slot must not turn a lost enter into extras."""
+    enter, update = event("enter", data="a"), event("update", data="b")
+    out = align(
+        [Slot(enter, ENTER_FRESH), Slot(update, UPDATE_WHILE_PRESENT)], [seen("update", data="b")]
+    )
+    assert out.missing == [out.missing[0]] and out.missing[0].event is enter
+    assert not out.extras and not out.late

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from presence_conformance.harness.adapter import PresenceError
 from presence_conformance.harness.adapters.reference import ReferenceAdapter
 from presence_conformance.harness.mutants import get_mutant
 from presence_conformance.harness.mutants.base import MutantAdapter, MutantPresence
@@ -49,6 +50,20 @@ class LateFirstUpdate(MutantAdapter):
             await super().update(data)
 
 
+class LateLeave(MutantAdapter):
+    """Not a bug: an implementation whose leave() and leaveClient() reach the server a little
+    after an enter or update called together with them (the server applies the leave last)."""
+
+    class Presence(MutantPresence):
+        async def leave(self, data: Any = None) -> None:
+            await asyncio.sleep(0.03)
+            await super().leave(data)
+
+        async def leave_client(self, client_id: str, data: Any = None) -> None:
+            await asyncio.sleep(0.03)
+            await super().leave_client(client_id, data)
+
+
 def _load(path: Path) -> Any:
     return load_scenario(path, root=ROOT / "scenarios")
 
@@ -57,6 +72,7 @@ CONFORMING: dict[str, Callable[[], Any]] = {
     "reference": ReferenceAdapter,
     "late-enter": LateEnter,
     "late-first-update": LateFirstUpdate,
+    "late-leave": LateLeave,
     "no-grace": lambda: ReferenceAdapter({"leave_grace": "0"}),
     "long-grace": lambda: ReferenceAdapter({"leave_grace": "0.6"}),
     "slow-ops": lambda: ReferenceAdapter({"op_delay": "0.01"}),
@@ -115,10 +131,24 @@ def test_enters_and_updates_may_race_on_one_member() -> None:
     assert len(case.steps[0].steps) == 3
 
 
-@pytest.mark.parametrize("other", ["leave", "get"])
-def test_a_leave_or_a_read_may_not_race_on_one_member(other: str) -> None:
+def test_a_leave_may_race_enters_and_updates_of_its_member() -> None:
+    case = make_scenario(
+        [
+            {
+                "concurrently": [
+                    op("enter", "alice", data="a"),
+                    op("leave", "alice"),
+                    op("update", "alice", data="b"),
+                ]
+            }
+        ]
+    )
+    assert [s.kind for s in case.steps[0].steps] == ["enter", "leave", "update"]
+
+
+def test_a_read_may_not_race_on_one_member() -> None:
     with pytest.raises(ScenarioError) as info:
-        make_scenario([{"concurrently": [op("enter", "alice"), op(other, "alice")]}])
+        make_scenario([{"concurrently": [op("enter", "alice"), op("get", "alice")]}])
     assert info.value.rule in ("concurrent-same-member", "concurrent-read-write")
 
 
@@ -196,3 +226,94 @@ def test_once_the_order_is_known_filtered_listeners_must_get_what_it_implies() -
     update an update (it must not). Applied update first: either may be reported as enter."""
     assert _arrivals_counts(ReferenceAdapter()) == {"{'v': 1}": (1, 1), "{'v': 2}": (0, 0)}
     assert _arrivals_counts(LateEnter()) == {"{'v': 1}": (0, 1), "{'v': 2}": (0, 1)}
+
+
+# -- a leave in the race ---------------------------------------------------------------------------
+
+
+LEAVE_RACES = [
+    ROOT / "scenarios/interleave/leave-racing-update.yaml",
+    ROOT / "scenarios/interleave/leave-racing-enter.yaml",
+]
+
+
+def _applied(result: Any) -> list[list[str]]:
+    return [
+        e["value"]["applied"]
+        for e in result.history or ()
+        if e["type"] == "info" and e["f"] == "contention"
+    ]
+
+
+def test_a_leave_racing_is_applied_in_the_order_the_implementation_chose() -> None:
+    """The reference applies the block's order; LateLeave applies the leave last: both pass,
+    and the runner learns each order."""
+    case = _load(LEAVE_RACES[1])
+    first = asyncio.run(run_case(case, ReferenceAdapter(), SETTINGS))
+    late = asyncio.run(run_case(case, LateLeave(), SETTINGS))
+    assert first.outcome is late.outcome is Outcome.PASS
+    # the first block: [leave, enter]; the reference applies the leave first (a no-op)
+    assert _applied(first)[0] == ["steps[2].concurrently[0]", "steps[2].concurrently[1]"]
+    assert _applied(late)[0] == ["steps[2].concurrently[1]", "steps[2].concurrently[0]"]
+
+
+def test_a_leave_race_without_listeners_is_learnt_from_get() -> None:
+    case = make_scenario(
+        [
+            op("enter", "alice", data="before"),
+            {
+                "concurrently": [
+                    op("update", "alice", data="after"),
+                    op("leave", "alice"),
+                ]
+            },
+            op("get", "bob"),
+            op("history", "bob"),
+        ]
+    )
+    for adapter in (ReferenceAdapter(), LateLeave(), LateFirstUpdate()):
+        result = asyncio.run(run_case(case, adapter, SETTINGS))
+        assert result.outcome is Outcome.PASS, [v.message for v in result.violations]
+
+
+def test_a_leave_lost_in_the_race_is_caught_only_by_a_race() -> None:
+    lost = get_mutant("leave-lost-racing-update")
+    result = asyncio.run(run_case(_load(LEAVE_RACES[0]), lost(), SETTINGS))
+    assert result.outcome is Outcome.FAIL
+    assert "leave.event-emitted" in {v.requirement for v in result.violations}
+    others = [*sorted((ROOT / "scenarios" / "leave").glob("*.yaml")), *INTERLEAVE]
+    for path in others:
+        if path in LEAVE_RACES:
+            continue
+        result = asyncio.run(run_case(_load(path), lost(), SETTINGS))
+        assert result.outcome is Outcome.PASS, (path.name, [v.message for v in result.violations])
+
+
+class LeaveRefusedWhileUnattached(MutantAdapter):
+    """ably-js's deviation: leave() on a channel it has not attached is refused (90001)."""
+
+    class Presence(MutantPresence):
+        async def leave(self, data: Any = None) -> None:
+            if not self.model.is_attached(
+                self.service_connection.id, self.service_presence._channel
+            ):
+                raise PresenceError(
+                    90001, "Unable to leave presence channel while in initialized state"
+                )
+            await super().leave(data)
+
+
+def test_a_refused_leave_in_the_race_is_reported_alone() -> None:
+    """The racing leave is refused: only that refusal is reported; the enter raced alone."""
+    case = make_scenario(
+        [
+            op("subscribe", "bob", listener="watch"),
+            {"concurrently": [op("leave", "alice"), op("enter", "alice", data="hi")]},
+            op("get", "bob"),
+            op("history", "bob"),
+        ]
+    )
+    result = asyncio.run(run_case(case, LeaveRefusedWhileUnattached(), SETTINGS))
+    assert {v.requirement for v in result.violations} == {"leave.when-not-present"}, [
+        v.message for v in result.violations
+    ]

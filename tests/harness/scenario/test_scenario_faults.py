@@ -76,13 +76,28 @@ def test_interrupt_with_during_loads_round_trips_and_implies_its_features() -> N
             [{"interrupt": {"client": "alice", "during": [{"drop": {"client": "bob"}}]}}],
             "concurrent-kind",
         ),
-        (
+        (  # racing is for `concurrently` blocks only
             [
                 {
-                    "concurrently": [
-                        {"enter_client": {"client": "hub", "channel": "room", "client_id": "x"}},
-                        {"leave_client": {"client": "hub", "channel": "room", "client_id": "x"}},
-                    ]
+                    "interrupt": {
+                        "client": "alice",
+                        "during": [
+                            {
+                                "enter_client": {
+                                    "client": "hub",
+                                    "channel": "room",
+                                    "client_id": "x",
+                                }
+                            },
+                            {
+                                "leave_client": {
+                                    "client": "hub",
+                                    "channel": "room",
+                                    "client_id": "x",
+                                }
+                            },
+                        ],
+                    }
                 }
             ],
             "concurrent-same-member",

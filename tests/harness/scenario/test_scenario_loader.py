@@ -228,14 +228,14 @@ MALFORMED = {
         "steps[1].leave.id",
         "duplicate-step-id",
     ),
-    "same member concurrently (a leave racing an enter)": (
+    "same member concurrently (a get racing an enter)": (
         base(
             "  - concurrently:\n"
             "      - enter: {client: alice, channel: room}\n"
-            "      - leave: {client: alice, channel: room}\n"
+            "      - get: {client: alice, channel: room}\n"
         ),
         9,
-        "steps[0].concurrently[1].leave",
+        "steps[0].concurrently[1].get",
         "concurrent-same-member",
     ),
     "nested block": (
