@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,9 +23,14 @@ from presence_conformance.harness.session import load_suite
 from presence_conformance.reference_impl.service import PresenceService
 
 SETTINGS = RunSettings(op_timeout=0.5, quiet_period=0.02)
-# one millisecond for every event: real time (message.timestamp wants ms since the epoch within
-# the run's window), frozen when the module loads
-FIXED_MS = int(time.time() * 1000)
+
+
+def _frozen_clock() -> Callable[[], int]:
+    """One millisecond for every event: real time (message.timestamp wants ms since the epoch
+    within the run's window), read when the adapter starts, not when the module loads (a long
+    suite would otherwise leave it outside the window)."""
+    ms = int(time.time() * 1000)
+    return lambda: ms
 
 
 class FixedClock(ReferenceAdapter):
@@ -32,7 +38,7 @@ class FixedClock(ReferenceAdapter):
 
     async def start(self) -> None:
         if self.service is None or self.service.closed:
-            self.service = PresenceService(leave_grace=self.leave_grace, clock=lambda: FIXED_MS)
+            self.service = PresenceService(leave_grace=self.leave_grace, clock=_frozen_clock())
 
 
 def _with_presence(presence: type[ReferencePresence]) -> type[FixedClock]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,14 @@ from presence_conformance.reference_impl.types import PresenceMessage
 from support import run_case
 
 SETTINGS = RunSettings(op_timeout=0.5, quiet_period=0.02)
-FIXED_MS = int(time.time() * 1000)
+
+
+def _frozen_clock() -> Callable[[], int]:
+    """One millisecond for every event: real time (message.timestamp wants ms since the epoch
+    within the run's window), read when the adapter starts, not when the module loads (a long
+    suite would otherwise leave it outside the window)."""
+    ms = int(time.time() * 1000)
+    return lambda: ms
 
 
 class _Page(HistoryPage):
@@ -74,7 +82,7 @@ class SwapsMemberPairSameMs(SwapsMemberPair):
 
     async def start(self) -> None:
         if self.service is None or self.service.closed:
-            self.service = PresenceService(leave_grace=self.leave_grace, clock=lambda: FIXED_MS)
+            self.service = PresenceService(leave_grace=self.leave_grace, clock=_frozen_clock())
 
 
 STEPS = [
@@ -118,7 +126,7 @@ def test_the_reference_in_one_millisecond_passes() -> None:
     class SameMs(ReferenceAdapter):
         async def start(self) -> None:
             if self.service is None or self.service.closed:
-                self.service = PresenceService(leave_grace=self.leave_grace, clock=lambda: FIXED_MS)
+                self.service = PresenceService(leave_grace=self.leave_grace, clock=_frozen_clock())
 
     result = _run(SameMs({"leave_grace": "0.02"}))
     assert result.outcome is Outcome.PASS, [v.to_json() for v in result.violations]
