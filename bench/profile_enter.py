@@ -1,6 +1,6 @@
 """The reference server's own work per PRESENCE frame, in process, without the socket.
 
-Run `python bench/profile_enter.py [--loop asyncio|uvloop] [--frames N] [--profile]`.
+Run `python bench/profile_enter.py [--loop asyncio|uvloop] [--frames N] [--profile] [--compare]`.
 
 `bench_server.py` (a) compares the enter -> ACK round trip with a bare echo of the same run;
 its server CPU per operation holds everything: the socket, the loop, aiohttp's frame reading,
@@ -8,7 +8,10 @@ and the server's own handling. This script isolates the last: one attached conne
 real `PresenceServer` whose transport is replaced by a sink, fed N PRESENCE frames (ENTER and
 LEAVE in turn) straight into the frame handler (`RealtimeProtocol.on_text`), with the direct
 writes batched as `Transport.handle` batches them. It prints the CPU per frame and, with
-`--profile`, the functions that take it. The figure is the same on asyncio and uvloop: uvloop
+`--profile`, the functions that take it. These frames are the common PRESENCE frame, which the
+server handles on its fast path (`RealtimeProtocol._presence_fast`); `--compare` also feeds
+them through the general path (`_on_presence`, the path of every other frame) and prints both
+figures, side by side in one run. The figure is the same on asyncio and uvloop: uvloop
 makes the loop and the transport cheaper (which is all a bare echo is), not this work, so the
 enter -> ACK / echo ratio of (a) is higher on uvloop.
 """
@@ -49,8 +52,11 @@ class Sink:
         pass
 
 
-async def measure(frames: int, profiler: cProfile.Profile | None) -> tuple[float, Sink]:
-    """CPU seconds per frame handled, and the sink that got the server's writes."""
+async def measure(
+    frames: int, profiler: cProfile.Profile | None, general: bool = False
+) -> tuple[float, Sink]:
+    """CPU seconds per frame handled, and the sink that got the server's writes (`general`:
+    without the fast path)."""
     from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
     from presence_conformance.reference_impl.server.transport import _Batch
     from websockets.asyncio.client import connect
@@ -67,6 +73,8 @@ async def measure(frames: int, profiler: cProfile.Profile | None) -> tuple[float
         while not str(await ws.recv()).startswith('{"action":11'):
             pass
         realtime = server.realtime
+        if general:
+            realtime._presence_fast = lambda conn, frame: False  # type: ignore[method-assign]
         [conn] = list(realtime.connections.values())
         sink = Sink()
         conn.transport = sink
@@ -107,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--profile", action="store_true", help="print a cProfile top 30")
+    parser.add_argument(
+        "--compare", action="store_true", help="also without the fast path (the general path)"
+    )
     args = parser.parse_args(argv)
     factory = None
     if args.loop == "uvloop":
@@ -121,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{per_frame * 1e6:.1f} us CPU per frame; {sink.writes} writes, "
         f"{sink.bytes / max(sink.writes, 1):.0f} bytes each (event + ACK)"
     )
+    if args.compare:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            general, _ = runner.run(measure(args.frames, None, general=True))
+        print(
+            f"[{args.loop}] the same frames on the general path: {general * 1e6:.1f} us CPU per "
+            f"frame; the fast path takes {per_frame / general:.2f}x of that"
+        )
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     return 0

@@ -47,6 +47,7 @@ DEFAULT_HISTORY_LIMIT = 100  # RSP4b3
 MAX_HISTORY_LIMIT = 1000  # RSP4b3, seed: history `limit` (max 1000)
 DEFAULT_MAX_MESSAGE_SIZE = 65536  # TO3l8, Ably's 64 KiB limit
 ALL = "*"  # a listener registration without an action filter (RTP6a)
+_LEAVE, _PRESENT = Action.LEAVE, Action.PRESENT  # bound once: read on every publish
 
 Capability = dict[str, list[str]] | None
 """Ably-style capability: channel pattern -> operations ("presence", "subscribe", "history", "*").
@@ -334,7 +335,8 @@ class PresenceModel:
             drop = len(ch.log) - self.history_max_count
         if self.history_max_age_ms is not None and ch.log_times:
             cutoff = self._last_time - self.history_max_age_ms
-            drop = max(drop, bisect.bisect_left(ch.log_times, cutoff))
+            if ch.log_times[0] < cutoff:  # else none is that old
+                drop = max(drop, bisect.bisect_left(ch.log_times, cutoff))
         if drop:
             del ch.log[:drop]
             del ch.log_times[:drop]
@@ -567,32 +569,32 @@ class PresenceModel:
             )
         # A client checks clientId, data and size itself; the capability is the server's to judge,
         # after the implicit attach (RTP8d, then a NACK per RTP8h): the attach stays.
-        outcome = self.attach(connection_id, channel)
-        self.check_capability(connection_id, channel, "presence")
+        # (the checks are made in place first: this is the path of every presence frame)
+        outcome = self.attach(connection_id, channel) if channel not in conn.attached else None
+        if not _check_capability(conn.capability, channel, "presence"):
+            self.check_capability(connection_id, channel, "presence")
         ch = self._channel(channel)
         key = member_key(conn.id, client_id)
         serial = conn.msg_serial
         conn.msg_serial += 1
         existing = ch.members.get(key)
-        if action is Action.LEAVE:
+        if action is _LEAVE:
             if existing is None:
-                return outcome  # RTP10d: ACKed, nothing happens
+                return outcome or Outcome()  # RTP10d: ACKed, nothing happens
             if data is None:
                 data = existing.data
         event = PresenceMessage(
-            action=action,
-            client_id=client_id,
-            connection_id=conn.id,
-            data=data,
-            timestamp=self._now(),
-            id=event_id or f"{conn.id}:{serial}:0",
+            action, client_id, conn.id, data, self._now(), event_id or f"{conn.id}:{serial}:0"
         )
-        outcome.extend(self._apply(ch, event))
+        applied = self._apply(ch, event)
+        if outcome is None:
+            return applied
+        outcome.extend(applied)
         return outcome
 
     def _apply(self, ch: _Channel, event: PresenceMessage) -> Outcome:
         key = event.member_key
-        if event.action is Action.LEAVE:
+        if event.action is _LEAVE:
             del ch.members[key]
             ch.by_client[event.client_id].discard(key)
             if not ch.by_client[event.client_id]:
@@ -604,7 +606,7 @@ class PresenceModel:
                 if owner is not None:
                     owner.member_channels.discard(ch.name)
         else:
-            ch.members[key] = event.with_action(Action.PRESENT)
+            ch.members[key] = event.with_action(_PRESENT)
             ch.by_client.setdefault(event.client_id, set()).add(key)
             ch.by_connection.setdefault(event.connection_id, set()).add(key)
             owner = self._connections.get(event.connection_id)
@@ -613,9 +615,12 @@ class PresenceModel:
         ch.log.append(event)
         ch.log_times.append(event.timestamp)
         self._retain(ch)
-        outcome = Outcome(events=[event])
-        for cid in sorted(ch.listening):  # O(listening connections), not O(attached)
-            outcome.deliveries.extend(self._deliveries_to(self._connections[cid], ch.name, event))
+        outcome = Outcome([event])
+        if ch.listening:
+            for cid in sorted(ch.listening):  # O(listening connections), not O(attached)
+                outcome.deliveries.extend(
+                    self._deliveries_to(self._connections[cid], ch.name, event)
+                )
         return outcome
 
     def _remove_connection_members(self, conn: _Connection) -> Outcome:

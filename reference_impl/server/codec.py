@@ -131,7 +131,8 @@ def _huge_in(stack: list[Any]) -> bool:
 
 def encode_json(frame: Any) -> bytes:
     """`frame` as JSON text (UTF-8), binary presence data as base64."""
-    frame = _for_format(frame, _items_to_json)
+    if isinstance(frame, dict) and "presence" in frame:  # (others: no call on their path)
+        frame = _for_format(frame, _items_to_json)
     try:
         return orjson.dumps(frame)
     except (orjson.JSONEncodeError, TypeError):

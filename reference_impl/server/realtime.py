@@ -61,7 +61,11 @@ from presence_conformance.reference_impl.server.codec import (
     decode_json,
     decode_msgpack,
 )
-from presence_conformance.reference_impl.server.config import ServerConfig, capability_grants
+from presence_conformance.reference_impl.server.config import (
+    ServerConfig,
+    capability_allows,
+    capability_grants,
+)
 from presence_conformance.reference_impl.server.connection import Connection
 from presence_conformance.reference_impl.server.transport import Transport, close_ws
 from presence_conformance.reference_impl.server.wire import (
@@ -87,6 +91,9 @@ RESUME_BACKLOG = 1000
 """Frames kept for a lost connection; beyond that it can no longer be resumed."""
 
 _HEARTBEAT = {"action": ProtocolAction.HEARTBEAT}
+_PRESENCE = int(ProtocolAction.PRESENCE)
+# members bound once: an enum member read through its class costs more than a global
+_ACK_ACTION, _PRESENCE_ACTION, _LEAVE = ProtocolAction.ACK, ProtocolAction.PRESENCE, Action.LEAVE
 _MODEL_OPS = {Action.ENTER: "enter", Action.UPDATE: "update", Action.LEAVE: "leave"}
 CONNECTION_LIMIT = 42910  # Ably: rate limit exceeded; request rejected
 # Client actions the reference server does not implement (refused with 40000, not as unknown).
@@ -378,7 +385,8 @@ class RealtimeProtocol:
         try:
             if size > self.config.max_frame_size:
                 raise _oversized(frame, size, self.config.max_frame_size, channel)
-            self._dispatch(conn, frame)
+            if not self._presence_fast(conn, frame):
+                self._dispatch(conn, frame)
         except FrameError as exc:
             self._send_error(conn, exc)
         except PresenceError as exc:
@@ -746,7 +754,7 @@ class RealtimeProtocol:
     ) -> None:
         if not events:
             return
-        frame: dict[str, Any] = {"action": ProtocolAction.PRESENCE, "channel": channel}
+        frame: dict[str, Any] = {"action": _PRESENCE_ACTION, "channel": channel}
         if conn is not None:
             frame["id"] = f"{conn.id}:{msg_serial}"
             frame["connectionId"] = conn.id
@@ -925,6 +933,84 @@ class RealtimeProtocol:
                 f"match the connection's clientId {conn.client_id!r} (RTP15f)",
             )
         return conn.client_id
+
+    def _presence_fast(self, conn: Connection, frame: Any) -> bool:
+        """The common PRESENCE frame, without the general path's checks one by one: one item
+        on an attached channel, string data or none, no encoding, extras or id, by a
+        connection with a clientId (or a wildcard one naming it). It does exactly what
+        `_on_presence` does with such a frame. Anything else, every frame that is refused
+        included, returns False before anything changed, and `_on_presence` handles it (and
+        names the problem). A check added to `_on_presence` must be made here too."""
+        if type(frame) is not dict:
+            return False
+        number = frame.get("action")
+        serial = frame.get("msgSerial")
+        channel = frame.get("channel")
+        items = frame.get("presence")
+        if (
+            type(number) is not int
+            or number != _PRESENCE
+            or type(serial) is not int
+            or serial < 0
+            or type(channel) is not str
+            or channel not in conn.attached  # attached: a valid name (`_channel`)
+            or type(items) is not list
+            or len(items) != 1
+            or type(item := items[0]) is not dict
+        ):
+            return False
+        number = item.get("action")
+        action = CLIENT_PRESENCE_ACTIONS.get(number) if type(number) is int else None
+        data = item.get("data")
+        if (
+            action is None
+            or (data is not None and type(data) is not str)
+            or item.get("encoding") is not None
+            or item.get("extras") is not None
+            or item.get("id") is not None
+        ):
+            return False
+        value, own = item.get("clientId"), conn.client_id
+        if own == "*":
+            if type(value) is not str or not value or value == "*":
+                return False
+            client_id, behalf = value, value
+        elif own is None or (value is not None and value != own):
+            return False
+        else:
+            client_id, behalf = own, None
+        capability = conn.capability
+        if capability is not None and not capability_allows(capability, channel, "presence"):
+            return False
+        if message_size(client_id, data) > self.config.max_message_size:
+            return False
+        previous = None
+        if action is _LEAVE and data is None:
+            found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
+            previous = found[0] if found else None
+        try:
+            outcome = getattr(self.model, _MODEL_OPS[action])(
+                conn.id, channel, data, client_id=behalf, event_id=f"{conn.id}:{serial}:0"
+            )
+        except PresenceError:  # pragma: no cover - checked above; the model changed nothing
+            return False
+        events = outcome.events
+        wire = WireData(data, None, None)
+        for event in events:
+            if previous is not None:
+                _set_member_wire(event, previous)
+            else:
+                event.extra["wire"] = wire
+        conn.entered.add(channel)
+        self.stats["presence"] += 1
+        ack = {"action": _ACK_ACTION, "msgSerial": serial, "count": 1}
+        if self.config.ack_first:
+            self._send(conn, ack)
+            self._publish_events(channel, events, conn, serial)
+        else:  # the broadcast before the ACK: see _on_presence
+            self._publish_events(channel, events, conn, serial)
+            self._send(conn, ack)
+        return True
 
     def _on_message(self, conn: Connection, frame: dict[str, Any]) -> None:
         """MESSAGE (15): checked and ACKed; channel messages are not modelled."""

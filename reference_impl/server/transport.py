@@ -304,17 +304,15 @@ class _Batch:
         self.held: dict[Connection, list[bytes]] = {}
         self.sizes: dict[Connection, int] = {}
 
-    def size(self, conn: Connection) -> int:
-        return self.sizes.get(conn, 0)
-
-    def add(self, conn: Connection, chunk: bytes) -> None:
+    def add(self, conn: Connection, header: bytes, data: bytes) -> None:
+        """One frame (its header, its payload) for `conn`."""
         chunks = self.held.get(conn)
         if chunks is None:
-            self.held[conn] = [chunk]
-            self.sizes[conn] = len(chunk)
+            self.held[conn] = [header, data]
+            self.sizes[conn] = len(header) + len(data)
         else:
-            chunks.append(chunk)
-            self.sizes[conn] += len(chunk)
+            chunks += (header, data)
+            self.sizes[conn] += len(header) + len(data)
 
     def flush(self) -> None:
         for conn, chunks in self.held.items():
@@ -353,7 +351,7 @@ def _write_now(conn: Connection, data: bytes | None, batch: _Batch | None = None
         return False
     buffered = transport.get_write_buffer_size()
     if batch is not None:
-        buffered += batch.size(conn)
+        buffered += batch.sizes.get(conn, 0)
     if buffered > DIRECT_WRITE_LIMIT:
         return False
     size = len(data)
@@ -365,8 +363,7 @@ def _write_now(conn: Connection, data: bytes | None, batch: _Batch | None = None
     else:
         header = bytes((first, 127)) + size.to_bytes(8, "big")
     if batch is not None:
-        batch.add(conn, header)
-        batch.add(conn, data)
+        batch.add(conn, header, data)
     else:
         transport.write(header + data)
     return True
