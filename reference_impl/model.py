@@ -561,7 +561,15 @@ class PresenceModel:
                 "(the connection has none)",
                 "clientId",
             )
-        if message_size(client_id, data) > self.max_message_size:
+        try:
+            size = message_size(client_id, data)
+        except UnicodeEncodeError:
+            raise PresenceError(
+                errors.INVALID_DATA,
+                "data: not valid Unicode (a lone surrogate has no UTF-8 form)",
+                "data",
+            ) from None
+        if size > self.max_message_size:
             raise PresenceError(
                 errors.MESSAGE_TOO_LARGE,
                 f"data: message size exceeds the {self.max_message_size}-byte limit",

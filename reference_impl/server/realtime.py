@@ -94,7 +94,11 @@ _HEARTBEAT = {"action": ProtocolAction.HEARTBEAT}
 _PRESENCE = int(ProtocolAction.PRESENCE)
 # members bound once: an enum member read through its class costs more than a global
 _ACK_ACTION, _PRESENCE_ACTION, _LEAVE = ProtocolAction.ACK, ProtocolAction.PRESENCE, Action.LEAVE
-_MODEL_OPS = {Action.ENTER: "enter", Action.UPDATE: "update", Action.LEAVE: "leave"}
+_MODEL_OPS = {
+    Action.ENTER: PresenceModel.enter,
+    Action.UPDATE: PresenceModel.update,
+    Action.LEAVE: PresenceModel.leave,
+}
 CONNECTION_LIMIT = 42910  # Ably: rate limit exceeded; request rejected
 # Client actions the reference server does not implement (refused with 40000, not as unknown).
 _UNSUPPORTED_ACTIONS = frozenset(
@@ -820,10 +824,15 @@ class RealtimeProtocol:
             if action is Action.LEAVE and wire.data is None:
                 found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
                 previous = found[0] if found else None
-            op = getattr(self.model, _MODEL_OPS[action])
+            op = _MODEL_OPS[action]
             try:
                 outcome = op(
-                    conn.id, channel, data, client_id=behalf, event_id=f"{conn.id}:{serial}:{index}"
+                    self.model,
+                    conn.id,
+                    channel,
+                    data,
+                    client_id=behalf,
+                    event_id=f"{conn.id}:{serial}:{index}",
                 )
             except PresenceError as exc:  # pragma: no cover - _prepare_item checks first
                 failure = FrameError.from_presence_error(exc, msg_serial=serial)
@@ -883,12 +892,23 @@ class RealtimeProtocol:
         try:
             extras_size = len(json.dumps(extras, allow_nan=False)) if extras else 0
             if not isinstance(item.get("data"), (str, bytes, type(None))):  # these always can
-                json.dumps(item.get("data"), allow_nan=False)
+                json.dumps(item.get("data"), allow_nan=False, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise FrameError(
+                errors.INVALID_DATA,
+                f"{where}: data is not valid Unicode (a lone surrogate has no UTF-8 form)",
+            ) from None
         except (ValueError, TypeError, RecursionError):
             raise FrameError(
                 errors.INVALID_DATA, f"{where}: data or extras cannot be re-encoded as JSON"
             ) from None
-        size = message_size(client_id, data) + extras_size
+        try:
+            size = message_size(client_id, data) + extras_size
+        except UnicodeEncodeError:
+            raise FrameError(
+                errors.INVALID_DATA,
+                f"{where}: data or clientId is not valid Unicode (a lone surrogate has no UTF-8 form)",
+            ) from None
         if size > self.config.max_message_size:
             raise FrameError(
                 errors.MESSAGE_TOO_LARGE,
@@ -982,15 +1002,23 @@ class RealtimeProtocol:
         capability = conn.capability
         if capability is not None and not capability_allows(capability, channel, "presence"):
             return False
-        if message_size(client_id, data) > self.config.max_message_size:
+        try:
+            if message_size(client_id, data) > self.config.max_message_size:
+                return False
+        except UnicodeEncodeError:  # the general path refuses it with its reason
             return False
         previous = None
         if action is _LEAVE and data is None:
             found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
             previous = found[0] if found else None
         try:
-            outcome = getattr(self.model, _MODEL_OPS[action])(
-                conn.id, channel, data, client_id=behalf, event_id=f"{conn.id}:{serial}:0"
+            outcome = _MODEL_OPS[action](
+                self.model,
+                conn.id,
+                channel,
+                data,
+                client_id=behalf,
+                event_id=f"{conn.id}:{serial}:0",
             )
         except PresenceError:  # pragma: no cover - checked above; the model changed nothing
             return False
