@@ -137,7 +137,34 @@ def data_equal(a: Any, b: Any) -> bool:
         )
     if type(a) is not type(b) and not (isinstance(a, dict) and isinstance(b, dict)):
         return False
-    return a == b
+    return _json_equal(a, b)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """`a == b`, except that an int and a float inside the data are equal when they are the same
+    IEEE double: a JSON number has no int/float distinction, and a JavaScript client writes an
+    integral double beyond 2**53 such as -4.356800382746733e+16 as -43568003827467330, which reads
+    back as an int that Python's exact `==` tells apart from the float."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, float) and _is_int(b):
+        return _same_double(b, a)
+    if isinstance(b, float) and _is_int(a):
+        return _same_double(a, b)
+    return bool(a == b)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _same_double(i: int, f: float) -> bool:
+    try:
+        return float(i) == f
+    except OverflowError:
+        return False
 
 
 def member_key(connection_id: str, client_id: str) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from presence_conformance.harness.checks.base import CheckContext, check
 from presence_conformance.harness.checks.filtering import diagnose, members_json
 from presence_conformance.harness.record.matching import members_equal
+from presence_conformance.harness.record.records import SyncRecord
 from presence_conformance.harness.results import Violation
 from presence_conformance.reference_impl.types import data_equal
 
@@ -18,6 +19,41 @@ _AFTER_ATTACH = {
     "update": "enter.implicit-attach",
     "leave": "enter.implicit-attach",
 }
+
+
+# the operations that attach a client's channel when they succeed (RTP6c, RTP8d, RTP11b, RTL4)
+_ATTACHING = frozenset(
+    {
+        "get",
+        "subscribe",
+        "enter",
+        "update",
+        "leave",
+        "enter_client",
+        "update_client",
+        "leave_client",
+        "attach",
+    }
+)
+
+
+def _attached_only_by_a_refusal(ctx: CheckContext, rec: SyncRecord) -> bool:
+    """The model holds `rec.channel` attached for `rec.client` only because of an operation the
+    implementation refused where the model accepted it (and attached the channel), with no
+    attaching operation of the client there succeeding since: the implementation's channel need
+    not be attached, so its syncComplete is not judged; the refusal itself is reported once,
+    under the operation's own requirement (`unexpected_errors`)."""
+    refused = False
+    for op in ctx.record.ops:
+        if op.index == rec.step and op.kind == "sync_complete":
+            break
+        if op.client != rec.client or op.channel != rec.channel:
+            continue
+        if op.fresh_attach:
+            refused = op.status == "fail" and op.model_error is None
+        elif op.kind in _ATTACHING and op.status == "ok":
+            refused = False
+    return refused
 
 
 @check("sync.complete-after-attach", "enter.implicit-attach", "subscribe.implicit-attach")
@@ -33,6 +69,8 @@ def sync_complete(ctx: CheckContext) -> Iterator[Violation]:
                 f"{rec.observed!r} after the {rec.trigger} that attached the channel"
             )
         elif rec.expected is True:
+            if _attached_only_by_a_refusal(ctx, rec):
+                continue
             requirement = "sync.complete-after-attach"
             message = (
                 f"syncComplete of {rec.client!r} on the attached channel {rec.channel!r} "

@@ -1,6 +1,6 @@
 """Connection steps of the case driver: connect, close and drop (with the wait for a drop's
 synthesized leaves: by listener where someone listens, else by watching get() from another
-attached connection, else by waiting the grace period).
+attached connection, else by waiting the grace period and the wait budget).
 
 A close's leaves may come at once or, as a drop's, when the grace period ends (RTP2b1: no
 sentence says a closed connection's members leave at once; `disconnect.close-leaves` is the
@@ -341,6 +341,7 @@ class ConnectionSteps:
     ) -> None:
         """Wait for a drop's synthesized leaves: by listener where someone listens, else by
         watching get() from another attached connection, else by waiting out the grace period
+        and the wait budget
         (counted from `dropped_at`, loop time). `at_once`: the drop happened just now, so a
         watch can tell whether the member left at once (disconnect.grace-period)."""
         case = self.case
@@ -367,11 +368,20 @@ class ConnectionSteps:
             return
         await asyncio.sleep(max(0.0, dropped_at + case.leave_grace - case.loop.time()))
         deadline = case.deadline(case.wait_budget)
+        blind = False
         for channel in unobserved:
             observer = self._observer(channel, cid)
-            if observer is not None and case.loop.time() < deadline:
+            if observer is None:
+                blind = True
+            elif case.loop.time() < deadline:
                 watch = functools.partial(self._member_gone, observer, channel, cid, step)
                 await poll_until(watch, deadline, case.settings.poll_interval)
+        if blind:
+            # nobody can watch the leave: the grace runs from when the server noticed the drop,
+            # later than `dropped_at`, and its timer may fire late; give it the budget any
+            # awaited event gets, as a watch would (a flaky ably-wire ci program read the member
+            # of a drop nobody watched in the get that attached the channel just after the grace)
+            await asyncio.sleep(max(0.0, deadline - case.loop.time()))
 
     async def _member_gone(self, observer: ClientState, channel: str, cid: str, step: Step) -> bool:
         probe = OpRecord(step, observer.spec.name, channel, observer.connection_id)
