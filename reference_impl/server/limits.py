@@ -31,7 +31,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
@@ -208,7 +208,8 @@ class _Refusal(asyncio.Protocol):
         self._counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # any asyncio-compatible transport (uvloop's are not asyncio.Transport subclasses)
+        transport = cast(asyncio.Transport, transport)
         stats = self._cap._stats
         stats["sockets_refused"] += 1
         if self._cap.refusing >= REFUSALS_AT_ONCE:

@@ -218,7 +218,27 @@ def _assert_refused(answers: list[bytes]) -> None:
     assert "socket limit" in body["error"]["message"]
 
 
-def test_sockets_over_the_cap_are_refused_at_once_while_a_client_is_served() -> None:
+def _run_on(loop: str, test: Any, **config: Any) -> None:
+    """`run_server` on asyncio's loop or on uvloop (whose transports are not asyncio's)."""
+    if loop == "asyncio":
+        run_server(test, **config)
+        return
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is the [fast] extra")
+    server = PresenceServer(ServerConfig(**config))
+
+    async def main() -> None:
+        await server.start()
+        try:
+            await asyncio.wait_for(test(server), 30.0)
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_sockets_over_the_cap_are_refused_at_once_while_a_client_is_served(loop: str) -> None:
     async def test(server: PresenceServer) -> None:
         async with await RawClient.open(server, client_id="legit") as legit:
             await legit.attach("room")
@@ -252,7 +272,7 @@ def test_sockets_over_the_cap_are_refused_at_once_while_a_client_is_served() -> 
         await until(lambda: server.sockets.open == 0, what="every slot freed")
         assert server.sockets.by_ip == {}
 
-    run_server(test, max_sockets=40, handshake_timeout=30.0)
+    _run_on(loop, test, max_sockets=40, handshake_timeout=30.0)
 
 
 def _basic(key: str) -> str:
@@ -261,8 +281,9 @@ def _basic(key: str) -> str:
     return base64.b64encode(key.encode()).decode()
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("fmt", ["json", "msgpack"])
-def test_a_websocket_upgrade_over_the_cap_gets_an_error_frame(fmt: str) -> None:
+def test_a_websocket_upgrade_over_the_cap_gets_an_error_frame(fmt: str, loop: str) -> None:
     async def test(server: PresenceServer) -> None:
         idle = await _idle_sockets(server, 1)
         await until(lambda: server.sockets.open == 1, what="the cap is full")
@@ -278,7 +299,7 @@ def test_a_websocket_upgrade_over_the_cap_gets_an_error_frame(fmt: str) -> None:
         await c.close()
         idle[0].close()
 
-    run_server(test, max_sockets=1, handshake_timeout=30.0)
+    _run_on(loop, test, max_sockets=1, handshake_timeout=30.0)
 
 
 def test_the_per_address_cap_refuses_one_address_and_serves_another() -> None:
