@@ -23,8 +23,8 @@ from presence_conformance.reference_impl.service import PresenceService
 
 SETTINGS = RunSettings(op_timeout=0.5, quiet_period=0.02)
 # one millisecond for every event: real time (message.timestamp wants ms since the epoch within
-# the run's window), frozen when the module loads
-FIXED_MS = int(time.time() * 1000)
+# the run's window), frozen when the adapter starts (not when the module loads: under a long
+# loaded xdist run that was more than the window's 5 minutes before the case ran)
 
 
 class FixedClock(ReferenceAdapter):
@@ -32,7 +32,8 @@ class FixedClock(ReferenceAdapter):
 
     async def start(self) -> None:
         if self.service is None or self.service.closed:
-            self.service = PresenceService(leave_grace=self.leave_grace, clock=lambda: FIXED_MS)
+            fixed_ms = int(time.time() * 1000)
+            self.service = PresenceService(leave_grace=self.leave_grace, clock=lambda: fixed_ms)
 
 
 def _with_presence(presence: type[ReferencePresence]) -> type[FixedClock]:
