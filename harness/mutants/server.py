@@ -132,6 +132,24 @@ class PresenceLeak(ServerMutantAdapter):
         return [*conns, *extra]
 
 
+@mutant("server-members-to-non-subscribers", "error.capability-hides-members")
+class MembersToNonSubscribers(ServerMutantAdapter):
+    """The server broadcasts every PRESENCE to every connection attached to its channel, also
+    to those whose capability grants presence but no subscribe there: a key that was not given
+    the channel's members hears every other member's events (its ATTACHED still says no
+    PRESENCE_SUBSCRIBE, and the client applies the events all the same)."""
+
+    def on_broadcast(self, frame: dict[str, Any], conns: list[Any]) -> Iterable[Any]:
+        if frame.get("action") != ProtocolAction.PRESENCE or self.server is None:
+            return conns
+        extra = [
+            c
+            for c in self.server.realtime.connections.values()
+            if c.state == "open" and frame.get("channel") in c.attached and c not in conns
+        ]
+        return [*conns, *extra]
+
+
 @mutant("server-ack-unknown-serial", "wire.server-protocol")
 class AckUnknownSerial(ServerMutantAdapter):
     """After every ACK the server sends a second ACK for a msgSerial the client never used. The

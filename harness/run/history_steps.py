@@ -218,7 +218,16 @@ class HistorySteps:
                 return True
             rec.observed = [s for page_items in pages.pages for s in page_items]
             rec.history_index = probe.done_index
-            return history_consistent(rec.expected, case.record.origins, rec.observed)
+            noop_leaves = [
+                o.connection_id
+                for o in case.record.ops
+                if o.kind == "leave"
+                and o.channel == channel
+                and o.status == "ok"
+                and not o.events
+                and o.model_error is None
+            ]
+            return history_consistent(rec.expected, case.record.origins, rec.observed, noop_leaves)
 
         await poll_until(
             attempt,

@@ -10,7 +10,7 @@
 
 Inside, one module per job (`app.py` assembles them): `auth` (keys, tokens and the token
 endpoint's checks, capabilities, token identity), `transport` (WebSockets, frames in and out,
-the Origin check), `limits` (handshake timeout, log rate), `realtime` (the connection and channel protocol),
+the Origin check), `limits` (handshake timeout, the TCP socket cap, log rate), `realtime` (the connection and channel protocol),
 `rest` (REST endpoints), `inspection` (what tests read, faults they inject); `wire` (frame
 errors, data encodings, the wire form of presence messages), `config`, `cli`, and `testing`
 (a raw protocol client for tests of the server).

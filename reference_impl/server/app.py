@@ -30,6 +30,7 @@ from presence_conformance.reference_impl.server.inspection import FrameLog, Insp
 from presence_conformance.reference_impl.server.limits import (
     GuardedSite,
     HandshakeGuard,
+    SocketCap,
     install_log_limits,
 )
 from presence_conformance.reference_impl.server.realtime import RealtimeProtocol
@@ -78,6 +79,10 @@ class PresenceServer:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._guard: HandshakeGuard | None = None
+        # the TCP socket cap (`sockets.open`, `sockets.by_ip` tell what is held)
+        self.sockets = SocketCap(
+            self.config.effective_max_sockets, self.config.max_sockets_per_ip, self.stats
+        )
         # more routes for the app (`serve --control` adds the control endpoint's)
         self.route_hooks: list[Callable[[web.Application], None]] = []
         self._host: str | None = None
@@ -112,7 +117,7 @@ class PresenceServer:
         install_log_limits(self.config.log_rate, self.config.log_rate_period)
         guard.runner = runner
         self._guard = guard
-        site = GuardedSite(runner, guard, host, port)
+        site = GuardedSite(runner, guard, host, port, self.sockets)
         try:
             await site.start()
         except BaseException:

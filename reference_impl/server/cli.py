@@ -3,7 +3,8 @@
     presence-conformance serve [--host 127.0.0.1] [--port 8080] [--keys FILE] [--show-keys]
                                [--leave-grace 15] [--sync-page 100] [--ack-first]
                                [--history-max-count 10000] [--history-max-age 600]
-                               [--max-connections 10000] [--allow-origin ORIGIN ...]
+                               [--max-connections 10000] [--max-sockets N]
+                               [--max-sockets-per-ip N] [--allow-origin ORIGIN ...]
                                [--loop auto]
 
 Prints where it listens and the names of its keys, e.g.
@@ -107,6 +108,24 @@ def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentP
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--max-sockets",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TCP sockets open at once (HTTP, WebSocket or idle); more are refused as they "
+        "are accepted, a WebSocket upgrade with an ERROR frame (42910, statusCode 503), other "
+        "requests with an HTTP 503 (default: --max-connections + 1000, lowered to the "
+        "open-file limit less 128)",
+    )
+    parser.add_argument(
+        "--max-sockets-per-ip",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TCP sockets open at once from one client address; more are refused as above "
+        "(default: no per-address limit; clients behind one NAT or on loopback share one)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         default=[],
@@ -159,6 +178,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "history_max_count": args.history_max_count,
         "history_max_age": args.history_max_age,
         "max_connections": args.max_connections,
+        "max_sockets": args.max_sockets,
+        "max_sockets_per_ip": args.max_sockets_per_ip,
         "allowed_origins": tuple(args.allow_origin),
     }
     if args.keys:

@@ -42,6 +42,19 @@ OPERATIONS = frozenset(
 )
 
 
+FD_RESERVE = 128  # descriptors kept for refusals, files and the loop (see effective_max_sockets)
+
+
+def open_file_limit() -> int:
+    """The process's soft limit on open files (a large number where there is none)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return 1 << 20
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1 << 20 if soft == resource.RLIM_INFINITY or soft < 0 else int(soft)
+
+
 class ConfigError(ValueError):
     """A malformed key, keys file or option; the message names the offending part."""
 
@@ -94,13 +107,17 @@ class ServerConfig:
     frame_log_connections: int = 5000  # connections whose frame logs are kept
     max_outbound_queue: int = 20000  # frames queued to one slow client before it is cut off
     max_channel_name_length: int = 1024
-    # Bounded state (see docs in README "Reference server limits"):
+    # Bounded state (docs/protocol.md §14, "Reference server limits"):
     history_max_count: int | None = 10000  # presence events kept per channel (None: no bound)
     history_max_age: float | None = 600.0  # s an event is kept in a channel's history
     sweep_interval: float = 10.0  # s between frees of idle channels and expired history
     frame_log_bytes: int = 2 << 20  # bytes of recorded frames per connection
     frame_log_total_bytes: int = 64 << 20  # bytes of recorded frames, all connections
     max_connections: int = 10000  # realtime connections open at once; more are refused
+    # TCP sockets open at once (HTTP, WebSocket or silent); more are refused at accept (see
+    # limits.SocketCap). None: max_connections + 1000, lowered to fit the open-file limit.
+    max_sockets: int | None = None
+    max_sockets_per_ip: int | None = None  # sockets open at once from one address (None: any)
     handshake_timeout: float = 10.0  # s a TCP connection may take to send its first request
     keepalive_timeout: float = 15.0  # s an idle HTTP keep-alive connection is kept
     # WebSocket upgrades: Origins accepted besides none (SDKs send none) and the server's own
@@ -139,6 +156,10 @@ class ServerConfig:
             )
         if self.max_connections < 1:
             raise ConfigError(f"max_connections: expected >= 1, got {self.max_connections!r}")
+        for name in ("max_sockets", "max_sockets_per_ip"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}: expected an integer >= 1 or None, got {value!r}")
         for name in ("handshake_timeout", "keepalive_timeout", "sweep_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected > 0 seconds, got {getattr(self, name)!r}")
@@ -147,6 +168,15 @@ class ServerConfig:
     def history_max_age_ms(self) -> int | None:
         """`history_max_age` in ms (the model's unit)."""
         return None if self.history_max_age is None else int(self.history_max_age * 1000)
+
+    @property
+    def effective_max_sockets(self) -> int:
+        """The TCP socket cap in force: `max_sockets`, or by default `max_connections` + 1000
+        (room for REST and handshakes) lowered to the process's open-file limit less
+        `FD_RESERVE`, so that accepting never fails for want of a descriptor."""
+        if self.max_sockets is not None:
+            return self.max_sockets
+        return max(1, min(self.max_connections + 1000, open_file_limit() - FD_RESERVE))
 
     @property
     def effective_heartbeat_interval(self) -> float:

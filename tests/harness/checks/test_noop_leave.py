@@ -17,6 +17,8 @@ from presence_conformance.harness.adapters.reference import (
     ReferencePresence,
 )
 from presence_conformance.harness.results import CaseResult, Outcome
+from presence_conformance.harness.run import runner
+from presence_conformance.harness.run.driver import CaseDriver
 from presence_conformance.harness.run.runner import RunSettings
 from presence_conformance.harness.scenario import Scenario, load_scenarios
 from presence_conformance.reference_impl.model import DEFAULT_HISTORY_LIMIT
@@ -118,3 +120,26 @@ def test_the_note_names_the_stored_leave(name: str) -> None:
     result = _run(case)
     assert result.outcome is Outcome.PASS
     assert "history.noop-leave" in {v.requirement for v in result.infos}
+
+
+@pytest.mark.parametrize("name", ["leave/when-not-present", "leave/leave-twice"])
+def test_a_stored_noop_leave_settles_the_whole_history_read_at_once(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stored leave is not in the model's log, but reading again would never remove it: the
+    # whole-history read accepts it on its first read instead of re-reading for its budget.
+    drivers: list[CaseDriver] = []
+
+    class Recording(CaseDriver):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            drivers.append(self)
+
+    monkeypatch.setattr(runner, "CaseDriver", Recording)
+    case = next(s for s in _cases() if s.case_id == name)
+    result = _run(case)
+    assert result.outcome is Outcome.PASS
+    canonicals = drivers[0].record.canonicals
+    assert canonicals and all(rec.observed is not None for rec in canonicals)
+    assert any(len(rec.observed or ()) > len(rec.expected) for rec in canonicals)  # stored
+    assert [rec.attempts for rec in canonicals] == [1] * len(canonicals)

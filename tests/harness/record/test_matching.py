@@ -513,6 +513,23 @@ def test_history_allows_the_open_variants() -> None:
     assert not history_consistent(expected, origins, stream(*items))
 
 
+def test_history_tolerates_one_stored_leave_per_noop_leave_of_that_connection() -> None:
+    expected, origins = history()
+    items = [seen(e.action.value, e.client_id, e.data) for e in expected]
+    stored = seen("leave", "dave", None, conn="c9")  # dave left while absent, on c9
+    assert not history_consistent(expected, origins, stream(*items, stored))
+    assert history_consistent(expected, origins, stream(stored, *items), noop_leaves=["c9"])
+    # one stored leave per such call, of that connection, and only a leave
+    twice = seen("leave", "dave", None, conn="c9")
+    assert not history_consistent(expected, origins, stream(*items, stored, twice), ["c9"])
+    assert history_consistent(expected, origins, stream(*items, stored, twice), ["c9", "c9"])
+    assert not history_consistent(expected, origins, stream(*items, stored), noop_leaves=["c8"])
+    entered = seen("enter", "dave", None, conn="c9")
+    assert not history_consistent(expected, origins, stream(*items, entered), ["c9"])
+    # it never stands in for a missing event
+    assert not history_consistent(expected, origins, stream(*items[:3], stored), ["c9"])
+
+
 def test_history_refuses_reordered_missing_doubled_or_changed_events() -> None:
     expected, origins = history()
 

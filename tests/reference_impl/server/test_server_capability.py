@@ -1,8 +1,8 @@
 """Capabilities and identity on the reference server: attach and delivery need subscribe or
 presence, ATTACHED carries the granted modes, a token's clientId cannot be replaced from the URL,
 and the token endpoint (`POST /keys/{keyName}/requestToken`). The mutants at the end put each
-hole back and show that the scenarios (run by ably-wire against a server it did not start) and
-the identity probe catch it."""
+hole back and show that the scenarios (run by ably-wire against a server it did not start) catch
+it (the identity holes: test_server_identity.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter, probe_token_identity
+from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.settings import RunSettings
 from presence_conformance.harness.scenario import load_scenario
@@ -220,15 +220,6 @@ def _old_require_attach(capability: Any, key_name: str, channel: str) -> None:
         raise auth.FrameError(40160, "nothing on the channel", channel=channel)
 
 
-_TOKEN_CLIENT_ID = auth.token_client_id
-
-
-def _old_token_client_id(token_client_id: str | None, url_client_id: str | None) -> str | None:
-    if token_client_id is None or token_client_id == "*":
-        return url_client_id if url_client_id is not None else token_client_id
-    return _TOKEN_CLIENT_ID(token_client_id, url_client_id)
-
-
 def _attach_without_capability(server: PresenceServer) -> None:
     """The server's own model attaches whatever the capability (the oracle's is not touched)."""
     model = server.model
@@ -276,15 +267,3 @@ def test_the_scenarios_pass_on_the_reference_and_catch_a_leaking_server(
         assert outcome in (Outcome.FAIL, Outcome.NON_STRICT), outcome
 
     run_server(leaking, leave_grace=0.3)
-
-
-def test_the_identity_probe_passes_the_reference_and_catches_url_identity(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    async def probe(server: PresenceServer) -> list[str]:
-        return await probe_token_identity(f"{server.host}:{server.port}", server.default_key)
-
-    assert run_server(probe) == []
-    monkeypatch.setattr(auth, "token_client_id", _old_token_client_id)
-    holes = run_server(probe)
-    assert len(holes) == 2 and "'mallory'" in holes[0] and "'*'" in holes[1], holes

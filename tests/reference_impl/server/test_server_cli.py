@@ -76,6 +76,7 @@ def test_parser_options(tmp_path: Path) -> None:
     assert config.sync_page_size == 7
     assert config.history_max_count == 10000 and config.history_max_age == 600.0
     assert config.max_connections == 10000 and config.allowed_origins == ()
+    assert config.max_sockets is None and config.max_sockets_per_ip is None
 
 
 def test_parser_limit_options_and_their_checks(capsys: pytest.CaptureFixture) -> None:
@@ -87,6 +88,10 @@ def test_parser_limit_options_and_their_checks(capsys: pytest.CaptureFixture) ->
             "30",
             "--max-connections",
             "9",
+            "--max-sockets",
+            "20",
+            "--max-sockets-per-ip",
+            "4",
             "--allow-origin",
             "http://a.example",
             "--allow-origin",
@@ -97,10 +102,13 @@ def test_parser_limit_options_and_their_checks(capsys: pytest.CaptureFixture) ->
     config = config_from_args(args)
     assert (config.history_max_count, config.history_max_age_ms) == (50, 30000)
     assert config.max_connections == 9 and config.allowed_origins == ("http://a.example", "*")
+    assert (config.effective_max_sockets, config.max_sockets_per_ip) == (20, 4)
     assert args.show_keys
     assert serve_main(["--history-max-count", "0"]) == 2
     assert "history_max_count" in capsys.readouterr().err
     assert serve_main(["--max-connections", "0"]) == 2
+    assert serve_main(["--max-sockets-per-ip", "0"]) == 2
+    assert "max_sockets_per_ip" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="handshake_timeout"):
         ServerConfig(handshake_timeout=0)
 

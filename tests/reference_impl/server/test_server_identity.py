@@ -58,6 +58,14 @@ def _anonymous_token_takes_any(token_client_id: str | None, url_client_id: str |
     return _REFERENCE(token_client_id, url_client_id)
 
 
+def _before_issue_13(token_client_id: str | None, url_client_id: str | None) -> Any:
+    """The reference server's own hole before issue 13: a token without a clientId, or a
+    wildcard one, took the URL's clientId, the wildcard `*` included."""
+    if token_client_id is None or token_client_id == "*":
+        return url_client_id if url_client_id is not None else token_client_id
+    return _REFERENCE(token_client_id, url_client_id)
+
+
 _REFERENCE = auth.token_client_id
 
 
@@ -66,7 +74,7 @@ def test_the_reference_server_passes_through_ably_wire() -> None:
     assert result.outcome is Outcome.PASS, [(v.requirement, v.message) for v in result.violations]
 
 
-@pytest.mark.parametrize("hole", [_url_wins, _anonymous_token_takes_any])
+@pytest.mark.parametrize("hole", [_url_wins, _anonymous_token_takes_any, _before_issue_13])
 def test_a_server_that_lets_the_identity_through_fails(
     monkeypatch: pytest.MonkeyPatch, hole: Any
 ) -> None:

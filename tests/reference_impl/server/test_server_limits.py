@@ -6,6 +6,7 @@ NACKed, REST channel names checked as realtime checks them, unknown actions not 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -13,6 +14,12 @@ import aiohttp
 import pytest
 from presence_conformance.reference_impl.model import PresenceModel
 from presence_conformance.reference_impl.server import PresenceServer
+from presence_conformance.reference_impl.server.config import (
+    FD_RESERVE,
+    ConfigError,
+    ServerConfig,
+    open_file_limit,
+)
 from presence_conformance.reference_impl.server.inspection import FrameLog
 from presence_conformance.reference_impl.server.limits import RateLimitFilter
 from presence_conformance.reference_impl.server.testing import RawClient
@@ -173,6 +180,157 @@ def test_connections_beyond_the_cap_are_refused_clearly() -> None:
             pass
 
     run_server(test, max_connections=2)
+
+
+# -- the TCP socket cap ----------------------------------------------------------------------------
+
+
+async def _idle_sockets(server: PresenceServer, n: int, source: str | None = None) -> list[Any]:
+    """`n` TCP sockets that never send a byte (a slowloris), from `source` if given."""
+    local = (source, 0) if source else None
+    return [
+        (await asyncio.open_connection(server.host, server.port, local_addr=local))[1]
+        for _ in range(n)
+    ]
+
+
+async def _refused_request(server: PresenceServer, source: str | None = None) -> bytes:
+    """One HTTP request on a fresh socket; everything the server answered before closing
+    (b"" when it closed the socket without an answer)."""
+    local = (source, 0) if source else None
+    try:
+        reader, writer = await asyncio.open_connection(server.host, server.port, local_addr=local)
+        writer.write(b"GET /channels/room/presence HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5.0)
+        writer.close()
+        return answer
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+def _assert_refused(answers: list[bytes]) -> None:
+    for answer in answers:
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 503 "), answer[:80]
+    answered = [a for a in answers if a]
+    assert answered, "no over-cap socket got an answer"
+    body = json.loads(answered[0].partition(b"\r\n\r\n")[2])
+    assert body["error"]["code"] == 42910 and body["error"]["statusCode"] == 503
+    assert "socket limit" in body["error"]["message"]
+
+
+def _run_on(loop: str, test: Any, **config: Any) -> None:
+    """`run_server` on asyncio's loop or on uvloop (whose transports are not asyncio's)."""
+    if loop == "asyncio":
+        run_server(test, **config)
+        return
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is the [fast] extra")
+    server = PresenceServer(ServerConfig(**config))
+
+    async def main() -> None:
+        await server.start()
+        try:
+            await asyncio.wait_for(test(server), 30.0)
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_sockets_over_the_cap_are_refused_at_once_while_a_client_is_served(loop: str) -> None:
+    async def test(server: PresenceServer) -> None:
+        async with await RawClient.open(server, client_id="legit") as legit:
+            await legit.attach("room")
+            idle = await _idle_sockets(server, 39)  # the cap is full: 40 with legit's
+            await until(lambda: server.sockets.open == 40, what="40 sockets held")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            flood = asyncio.gather(*(_refused_request(server) for _ in range(300)))
+            ack = await legit.presence("room", 0, {"action": 2, "data": "still served"})
+            assert ack["action"] == 1  # ACK: served while the flood is refused
+            answers = await flood
+            assert loop.time() - started < 4.0  # refused at once, not after a timeout
+            _assert_refused(answers)
+            assert server.stats["sockets_refused"] >= 300
+            assert server.sockets.open == 40  # nothing over the cap was held
+            await until(lambda: server.sockets.refusing == 0, what="refusals done")
+            # closed sockets free their slots: new clients are served again
+            for writer in idle[:5]:
+                writer.close()
+            await until(lambda: server.sockets.open == 35, what="slots freed")
+            async with await RawClient.open(server, client_id="late") as late:
+                await late.attach("room")
+                async with aiohttp.ClientSession() as session:
+                    url = f"{server.rest_url}/channels/room/presence"
+                    headers = {"Authorization": "Basic " + _basic(server.default_key)}
+                    async with session.get(url, headers=headers) as response:
+                        assert response.status == 200
+                        assert [m["clientId"] for m in await response.json()] == ["legit"]
+            for writer in idle[5:]:
+                writer.close()
+        await until(lambda: server.sockets.open == 0, what="every slot freed")
+        assert server.sockets.by_ip == {}
+
+    _run_on(loop, test, max_sockets=40, handshake_timeout=30.0)
+
+
+def _basic(key: str) -> str:
+    import base64
+
+    return base64.b64encode(key.encode()).decode()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_a_websocket_upgrade_over_the_cap_gets_an_error_frame(fmt: str, loop: str) -> None:
+    async def test(server: PresenceServer) -> None:
+        idle = await _idle_sockets(server, 1)
+        await until(lambda: server.sockets.open == 1, what="the cap is full")
+        c = await RawClient.open(
+            server, client_id="late", params={"format": fmt}, expect_connected=False
+        )
+        err = await c.recv()
+        assert c.msgpack == (fmt == "msgpack")
+        assert err["action"] == 9 and err["error"]["code"] == 42910, err
+        assert err["error"]["statusCode"] == 503
+        await asyncio.wait_for(c.closed.wait(), 3.0)
+        assert c.ws.close_code == 1013  # try again later
+        await c.close()
+        idle[0].close()
+
+    _run_on(loop, test, max_sockets=1, handshake_timeout=30.0)
+
+
+def test_the_per_address_cap_refuses_one_address_and_serves_another() -> None:
+    async def test(server: PresenceServer) -> None:
+        held = await _idle_sockets(server, 10, source="127.0.0.2")
+        await until(lambda: server.sockets.by_ip.get("127.0.0.2") == 10, what="10 held")
+        answers = await asyncio.gather(
+            *(_refused_request(server, source="127.0.0.2") for _ in range(200))
+        )
+        _assert_refused(answers)
+        assert server.sockets.by_ip == {"127.0.0.2": 10}
+        async with await RawClient.open(server, client_id="legit") as legit:  # from 127.0.0.1
+            await legit.attach("room")
+            ack = await legit.presence("room", 0, {"action": 2})
+            assert ack["action"] == 1
+        for writer in held:
+            writer.close()
+        await until(lambda: server.sockets.by_ip == {}, what="the address's slots freed")
+
+    run_server(test, max_sockets_per_ip=10, handshake_timeout=30.0)
+
+
+def test_the_socket_cap_defaults_to_fit_the_open_file_limit() -> None:
+    assert ServerConfig().effective_max_sockets == min(11000, open_file_limit() - FD_RESERVE)
+    assert ServerConfig(max_connections=5).effective_max_sockets == min(
+        1005, open_file_limit() - FD_RESERVE
+    )
+    assert ServerConfig(max_sockets=7).effective_max_sockets == 7
+    for bad in ({"max_sockets": 0}, {"max_sockets_per_ip": -1}, {"max_sockets": "9"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            ServerConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_log_lines_of_one_kind_are_rate_limited() -> None:
