@@ -307,6 +307,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.ABRUPT_DISCONNECT)
         elif kind == "interrupt":
             needed.add(Feature.TRANSIENT_DISCONNECT)
+            if args.get("suspend"):  # a short connectionStateTtl, the channel's state
+                needed.update((Feature.SERVER_CONTROL, Feature.CHANNEL_LIFECYCLE))
         elif kind in LIFECYCLE_STEPS:
             needed.add(Feature.CHANNEL_LIFECYCLE)
         elif kind in CLIENT_PUBLISH_STEPS:
