@@ -29,12 +29,15 @@ from presence_conformance.reference_impl.client_presence import (
     is_synthesized,
 )
 from presence_conformance.reference_impl.client_presence_bridge import OracleMapState
+from presence_conformance.reference_impl import errors
+from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = [
     "CLIENT_MAP_MUTANTS",
     "ClientMapMutantAdapter",
     "OracleBackedState",
+    "SuspendedGetWrongCode",
     "client_map_adapter",
     "client_map_class",
 ]
@@ -92,6 +95,10 @@ class OracleBackedState:
 
     def on_detached(self) -> None:
         self.bridge.on_detached()
+        self._synced.set()
+
+    def on_suspended(self) -> None:
+        self.bridge.on_suspended()
         self._synced.set()
 
     def on_presence(self, frame: dict) -> None:
@@ -193,6 +200,17 @@ class ClearingEmitsLeaves(ClientPresence):
         return super().channel_state(state)
 
 
+class SuspendedForgets(ClientPresence):
+    """SUSPENDED clears the map silently (RTP5f: it is maintained; RTP11d: get without waiting
+    returns the members held when the channel was suspended)."""
+
+    def channel_state(self, state: str) -> list[Event]:
+        if ChannelState(state) is ChannelState.SUSPENDED:
+            self.clear_silently()
+            return []
+        return super().channel_state(state)
+
+
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
     "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
@@ -216,6 +234,7 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     ),
     "duplicates-emitted": (DuplicatesEmitted, ("client.duplicate-discarded",)),
     "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
+    "suspended-forgets": (SuspendedForgets, ("channel.get-when-suspended-no-wait",)),
 }
 
 
@@ -236,6 +255,40 @@ class ClientMapMutantAdapter(AblyWireAdapter):
             presence = wire.realtime.presence
             if not isinstance(presence.state, OracleBackedState):
                 presence.state = OracleBackedState(oracle)  # type: ignore[assignment]
+            return wire
+
+        conn.channel = channel  # type: ignore[method-assign]
+        return conn
+
+
+class SuspendedGetWrongCode(AblyWireAdapter):
+    """`ably-wire` whose get() on a SUSPENDED channel fails with 90001 (a generic channel-state
+    error) where RTP11d names 91005."""
+
+    name = "client-map:suspended-get-wrong-code"
+
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> Any:
+        conn = await super().connect(client_id, capability)
+        original: Callable[[str], WireChannel] = conn.channel
+
+        def channel(name: str) -> WireChannel:
+            wire = original(name)
+            presence = wire.realtime.presence
+            if not getattr(presence, "_wrong_code", False):
+                get = presence.get
+
+                async def wrong(*args: Any, **kwargs: Any) -> Any:
+                    try:
+                        return await get(*args, **kwargs)
+                    except PresenceError as exc:
+                        if exc.code == errors.OUT_OF_SYNC:
+                            raise PresenceError(errors.CHANNEL_STATE, str(exc)) from None
+                        raise
+
+                presence.get = wrong  # type: ignore[method-assign]
+                presence._wrong_code = True  # type: ignore[attr-defined]
             return wire
 
         conn.channel = channel  # type: ignore[method-assign]
