@@ -315,6 +315,9 @@ const ops = {
       fallbackHosts: [],
       logLevel: 1,
       logHandler: (msg) => logErr(`ably-js[${req.connection}]:`, msg),
+      // a connection suspended by a case (a short connectionStateTtl from the server) retries
+      // within the case, not after the default 30 s (RTN14e)
+      suspendedRetryTimeout: 500,
     };
     if (req.clientId === '*') {
       // ably-js refuses clientId '*' with an API key: a token bound to '*' (from the harness)
