@@ -123,6 +123,7 @@ class ChannelState(enum.StrEnum):
 
 CONNECTION_SUSPENDED = 80002  # Connection to server unavailable (RTN14e)
 PRESENCE_OUT_OF_SYNC = 91005  # RTP11d
+REENTRY_FAILED = 91004  # RTP17e
 DEFAULT_CONNECTION_STATE_TTL = 120000  # ms (TO3l5/DF1a)
 
 
@@ -480,8 +481,7 @@ class RealtimeConnection:
                             ch.name,
                         )
                     except PresenceError as exc:  # RTP17e
-                        log.warning("automatic re-entry of %r failed: %s", member.client_id, exc)
-                        self.reentry_errors.append(exc)
+                        ch._reentry_failed(member.client_id, exc)
         finally:
             self._online.set()
 
@@ -811,12 +811,73 @@ class RealtimeChannel:
     def __init__(self, connection: RealtimeConnection, name: str) -> None:
         self.connection = connection
         self.name = name
-        self.state = ChannelState.INITIALIZED
+        self._state = ChannelState.INITIALIZED
+        # every ChannelStateChange (RTL2a) and UPDATE (RTL2g, RTP17e) emitted, oldest first:
+        # {"event", "current", "previous", "resumed", "reason": PresenceError | None}
+        self.state_changes: list[dict[str, Any]] = []
         self.flags = 0
         self.error: PresenceError | None = None
         self.presence = RealtimePresence(self)
         self._attaching: asyncio.Future | None = None
         self._detaching: asyncio.Future | None = None
+
+    @property
+    def state(self) -> ChannelState:
+        return self._state
+
+    @state.setter
+    def state(self, value: ChannelState) -> None:
+        previous, self._state = self._state, value
+        if value is not previous:
+            self.state_changes.append(
+                {
+                    "event": value.value,
+                    "current": value.value,
+                    "previous": previous.value,
+                    "resumed": False,
+                    "reason": self.error,
+                }
+            )
+
+    def _reentry_failed(self, client_id: str | None, cause: PresenceError) -> None:
+        """RTP17e: an automatic re-entry was refused: an UPDATE with reason 91004."""
+        log.warning("automatic re-entry of %r failed: %s", client_id, cause)
+        self.connection.reentry_errors.append(cause)
+        reason = PresenceError(
+            REENTRY_FAILED,
+            f"automatic re-enter of clientId {client_id!r} failed: {cause.message} "
+            f"(code {cause.code})",
+        )
+        self.state_changes.append(
+            {
+                "event": "update",
+                "current": self.state.value,
+                "previous": self.state.value,
+                "resumed": True,
+                "reason": reason,
+            }
+        )
+
+    async def _reenter(self, own: list[PresenceMessage]) -> None:
+        """RTP17i, RTP17g: re-enter this connection's own members (with their ids, RTP17g1)."""
+        conn = self.connection
+        for member in own:
+            item = presence_to_wire(
+                Action.ENTER,
+                member.data,
+                member.client_id,
+                member.id if member.connection_id == conn.id else None,
+                binary=conn.binary,
+            )
+            try:
+                await conn.send_acked(
+                    {"action": ProtocolAction.PRESENCE, "channel": self.name, "presence": [item]},
+                    self.name,
+                )
+            except PresenceError as exc:
+                self._reentry_failed(member.client_id, exc)
+            except OperationTimeout as exc:
+                self._reentry_failed(member.client_id, PresenceError(50003, str(exc)))
 
     @property
     def modes(self) -> Flag:
@@ -871,8 +932,23 @@ class RealtimeChannel:
             self.flags = flags
             if frame.get("error"):
                 self.error = error_from_wire(frame["error"])
+            previous = self.state
+            conn = self.connection
+            reenter = (
+                conn._online.is_set()  # an interrupt's come-back re-enters by itself
+                and previous in (ChannelState.ATTACHED, ChannelState.ATTACHING)
+                and not (previous is ChannelState.ATTACHED and flags & Flag.RESUMED)
+            )
+            own = (  # RTP17: the members this connection entered
+                [m for m in self.presence.state.map.values() if m.connection_id == conn.id]
+                if reenter
+                else []
+            )
             self.state = ChannelState.ATTACHED
             self.presence.state.on_attached(flags)
+            if own:  # RTP17i
+                task = asyncio.ensure_future(self._reenter(own))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
             _resolve(self._attaching)
             self._attaching = None
         elif action == ProtocolAction.DETACHED:

@@ -336,6 +336,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.SYNC_COMPLETE)
         elif kind == "server":
             needed.add(Feature.SERVER_CONTROL)
+            if args.get("refuse_reentry"):  # RTP17e: the channel's UPDATE event
+                needed.add(Feature.CHANNEL_EVENTS)
         elif kind in ("subscribe", "unsubscribe") and "actions" in args:
             if kind == "unsubscribe":
                 needed.add(Feature.UNSUBSCRIBE_BY_ACTION)

@@ -19,7 +19,9 @@ Commands (the frames each sends are listed in `docs/scenarios.md`, `server:` ste
 - `attached`: ATTACHED with or without HAS_PRESENCE (`has_presence`, default false: RTP19a).
 - `presence`: PRESENCE frames, one per entry of `frames` (a list of lists of items); `repeat`
   sends the whole series that many times (duplicates).
-- `detached`: DETACHED with an error (the client re-attaches, RTL13a).
+- `detached`: DETACHED with an error (the client re-attaches, RTL13a and re-enters its own
+  members, RTP17i); with `refuse_reentry: true` the server NACKs the connection's next ENTER on
+  the channel, the automatic re-entry (RTP17e).
 - `error`: a channel ERROR (the channel becomes FAILED, RTL14); the server detaches the
   connection from the channel as it does for its own channel errors.
 - `connected`: a CONNECTED with the connection's own connectionId and key (RTN24), whose
@@ -224,6 +226,8 @@ class ServerControl:
         return self._send_all(conn, frames * repeat)
 
     def _detached(self, conn: Connection, channel: str, cmd: Mapping[str, Any]) -> list[dict]:
+        if cmd.get("refuse_reentry", False) is True:
+            conn.refuse_enter.add(channel)
         error = FrameError(DETACHED_ERROR, "scripted DETACHED (server control)", channel=channel)
         frame = {
             "action": ProtocolAction.DETACHED,
