@@ -932,7 +932,7 @@ class RealtimeChannel:
             self.flags = flags
             if frame.get("error"):
                 self.error = error_from_wire(frame["error"])
-            previous = self.state
+            previous: ChannelState = self.state
             conn = self.connection
             reenter = (
                 conn._online.is_set()  # an interrupt's come-back re-enters by itself

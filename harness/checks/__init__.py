@@ -48,6 +48,7 @@ __all__ = [
     "history",
     "lifecycle",
     "messages",
+    "reentry",
     "rest",
     "resume",
     "run_checks",

@@ -22,6 +22,7 @@ from typing import Any
 from presence_conformance.harness.ably_client.emitter import PresenceEmitter
 from presence_conformance.harness.ably_client.protocol import ProtocolViolation, decode_data
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter, WireChannel
+from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.client_presence import (
     ChannelState,
     ClientPresence,
@@ -29,7 +30,6 @@ from presence_conformance.reference_impl.client_presence import (
     is_synthesized,
 )
 from presence_conformance.reference_impl.client_presence_bridge import OracleMapState
-from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 

@@ -151,9 +151,9 @@ class ServerControl:
         if conn is None or conn.state != "open":
             raise CommandError(f"connection: {command.get('connection')!r} is not open")
         if name == "connected":
-            frames = self._connected(conn, command)
-            self.log.append((dict(command), frames))
-            return frames
+            sent = self._connected(conn, command)
+            self.log.append((dict(command), sent))
+            return sent
         channel = command.get("channel")
         if not isinstance(channel, str) or channel not in conn.attached:
             raise CommandError(f"channel: {channel!r} is not attached by that connection")

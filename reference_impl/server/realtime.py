@@ -791,7 +791,9 @@ class RealtimeProtocol:
         ):
             conn.refuse_enter.discard(channel)
             raise FrameError(
-                errors.BAD_REQUEST, "scripted refusal of an ENTER (server control)", msg_serial=serial
+                errors.BAD_REQUEST,
+                "scripted refusal of an ENTER (server control)",
+                msg_serial=serial,
             )
         try:
             prepared = [self._prepare_item(conn, index, item) for index, item in enumerate(items)]

@@ -231,9 +231,11 @@ function channelOf(req) {
   if (!channelEvents.has(channel)) {
     const seen = [];
     channelEvents.set(channel, seen);
-    channel.on((change) => {
+    channel.on(function listener(change) {
+      // ably-js calls a listener with `this` = { event } (an UPDATE: current == previous)
+      const event = this?.event ?? (change.current === change.previous ? 'update' : change.current);
       seen.push({
-        event: change.event ?? change.current,
+        event,
         current: change.current,
         previous: change.previous,
         resumed: !!change.resumed,

@@ -77,7 +77,9 @@ QUIESCE_TIMEOUT = 5.0
 SHUTDOWN_GRACE = 2.0
 STDERR_LINES = 20
 LINE_LIMIT = 64 << 20  # one stdout line: a history page of 1000 large members fits
-NEGOTIABLE = ALL_FEATURES | {Feature.CHANNEL_EVENTS}  # what a child may declare (wire frames: server side)
+NEGOTIABLE = ALL_FEATURES | {
+    Feature.CHANNEL_EVENTS
+}  # what a child may declare (wire frames: server side)
 
 
 class BridgeError(RuntimeError):

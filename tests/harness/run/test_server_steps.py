@@ -28,9 +28,7 @@ from support import make_scenario, op, run_case
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
 RESYNC = [
-    s
-    for s in load_scenarios(SCENARIOS)
-    if s.case_id.startswith(("client/", "channel/suspended"))
+    s for s in load_scenarios(SCENARIOS) if s.case_id.startswith(("client/", "channel/suspended"))
 ]
 SETTINGS = RunSettings(op_timeout=5.0)
 TOKEN = "a-control-token-for-tests"
