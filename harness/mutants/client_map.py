@@ -36,7 +36,9 @@ from presence_conformance.reference_impl.types import Action, PresenceMessage
 __all__ = [
     "CLIENT_MAP_MUTANTS",
     "ClientMapMutantAdapter",
+    "NoReentryOnAttached",
     "OracleBackedState",
+    "ReentryFailureSilent",
     "SuspendedGetWrongCode",
     "client_map_adapter",
     "client_map_class",
@@ -259,6 +261,53 @@ class ClientMapMutantAdapter(AblyWireAdapter):
 
         conn.channel = channel  # type: ignore[method-assign]
         return conn
+
+
+class _PatchedChannels(AblyWireAdapter):
+    """`ably-wire` whose channels get `patch(realtime_channel)` once, when first used."""
+
+    @staticmethod
+    def patch(channel: Any) -> None:
+        raise NotImplementedError
+
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> Any:
+        conn = await super().connect(client_id, capability)
+        original: Callable[[str], WireChannel] = conn.channel
+
+        def channel(name: str) -> WireChannel:
+            wire = original(name)
+            if not getattr(wire.realtime, "_patched", False):
+                self.patch(wire.realtime)
+                wire.realtime._patched = True
+            return wire
+
+        conn.channel = channel  # type: ignore[method-assign]
+        return conn
+
+
+class NoReentryOnAttached(_PatchedChannels):
+    """`ably-wire` whose channels never re-enter their members on an ATTACHED (RTP17i)."""
+
+    name = "client-map:no-reentry-on-attached"
+
+    @staticmethod
+    def patch(channel: Any) -> None:
+        async def nothing(own: Any) -> None:
+            return None
+
+        channel._reenter = nothing
+
+
+class ReentryFailureSilent(_PatchedChannels):
+    """`ably-wire` whose refused automatic re-entry emits no channel UPDATE (RTP17e)."""
+
+    name = "client-map:reentry-failure-silent"
+
+    @staticmethod
+    def patch(channel: Any) -> None:
+        channel._reentry_failed = lambda client_id, cause: None
 
 
 class SuspendedGetWrongCode(AblyWireAdapter):
