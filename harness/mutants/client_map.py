@@ -213,6 +213,32 @@ class SuspendedForgets(ClientPresence):
         return super().channel_state(state)
 
 
+class ChannelWideNewness(ClientPresence):
+    """Newness against the newest message seen on the channel, whoever its member (RTP2a
+    compares only with the same member's): a late message of one member, delivered after newer
+    ones of others, is discarded."""
+
+    _newest = -1
+
+    @staticmethod
+    def _serial(message: PresenceMessage) -> int | None:
+        parts = (message.id or "").split(":")
+        return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        serial = self._serial(incoming)
+        if serial is not None and serial < self._newest:
+            return False
+        return super().newer(incoming, existing)
+
+    def put(self, message: PresenceMessage) -> list[Event]:
+        events = super().put(message)
+        serial = self._serial(message)
+        if events and serial is not None:
+            self._newest = max(self._newest, serial)
+        return events
+
+
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
     "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
@@ -237,6 +263,7 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "duplicates-emitted": (DuplicatesEmitted, ("client.duplicate-discarded",)),
     "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
     "suspended-forgets": (SuspendedForgets, ("channel.get-when-suspended-no-wait",)),
+    "channel-wide-newness": (ChannelWideNewness, ("client.late-message-per-member",)),
 }
 
 
