@@ -442,9 +442,16 @@ const ops = {
   async reconnected(req) {
     // back once reconnected through the relay, connected, and every channel attached again
     const { client, relay } = conn(req);
+    let nudged = Date.now();
     for (;;) {
       const channels = [...client.channels.all ? Object.values(client.channels.all) : []];
       const state = client.connection.state;
+      if (['suspended', 'disconnected'].includes(state) && Date.now() - nudged > 1000) {
+        // a failed attempt (e.g. one the relay held) would wait out the retry timeout: the
+        // case is over waiting, so ask for the next attempt now (RTN11c)
+        nudged = Date.now();
+        client.connection.connect();
+      }
       if (['failed', 'closed'].includes(state)) throw client.connection.errorReason ?? new Error(state);
       if (
         (relay.accepted ?? 0) > relay.acceptedBefore &&
