@@ -307,7 +307,7 @@ class _PatchedChannels(AblyWireAdapter):
             wire = original(name)
             if not getattr(wire.realtime, "_patched", False):
                 self.patch(wire.realtime)
-                wire.realtime._patched = True
+                wire.realtime._patched = True  # type: ignore[attr-defined]
             return wire
 
         conn.channel = channel  # type: ignore[method-assign]
