@@ -84,6 +84,7 @@ class Feature(enum.StrEnum):
         "token-identity"  # connect_with_token(): a token of one identity, claiming another
     )
     SERVER_CONTROL = "server-control"  # `server:` steps: the adapter's server takes commands
+    CHANNEL_EVENTS = "channel-events"  # channel.state_changes(): its ChannelStateChanges
 
 
 ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {
@@ -91,6 +92,7 @@ ALL_FEATURES: frozenset[Feature] = frozenset(Feature) - {
     Feature.SERVER_FRAMES,
     Feature.TOKEN_IDENTITY,  # declared only by adapters that implement connect_with_token()
     Feature.SERVER_CONTROL,
+    Feature.CHANNEL_EVENTS,
 }
 
 
@@ -215,6 +217,12 @@ class AdapterChannel(abc.ABC):
     async def state(self) -> str:
         """The channel's state now (RTL2b), one of `CHANNEL_STATES` (lower case)."""
         raise NotImplementedError("this adapter has no channel state (Feature.CHANNEL_LIFECYCLE)")
+
+    async def state_changes(self) -> list[dict[str, Any]]:
+        """Every ChannelStateChange the channel emitted since the adapter first made it (RTL2a),
+        UPDATE events included (RTL2g, RTL12, RTP17e), oldest first: each
+        `{"event", "current", "previous", "resumed", "reason_code"}` (Feature.CHANNEL_EVENTS)."""
+        raise NotImplementedError("this adapter has no channel events (Feature.CHANNEL_EVENTS)")
 
 
 class AdapterConnection(abc.ABC):

@@ -25,8 +25,12 @@ What the client does (the protocol subset of `docs/protocol.md`):
 - close: CLOSE, then CLOSED; `drop()` aborts the TCP transport without any frame;
 - every wait is bounded by `timeout` and ends in `OperationTimeout` (a TimeoutError).
 
-This is the harness's own client, not an SDK: it never reconnects or resumes, and it does not
-re-enter members (RTP17). It exists to drive an Ably-protocol *server* under test.
+This is the harness's own client, not an SDK: it reconnects only after `interrupt` (a transient
+disconnect, RTN15: resumed, or not, then its own members re-entered, RTP17i), and it goes
+SUSPENDED when that disconnect outlasts the connectionStateTtl the server advertised (RTN14e,
+RTL3c: its channels keep their presence maps, RTP5f; presence operations fail, RTP16c, RTL11;
+`get` fails with 91005 or, without waiting for a sync, returns the stored members, RTP11d), and
+then makes a fresh connection (RTN15g). It exists to drive an Ably-protocol *server* under test.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ if "proxy" in inspect.signature(ws_connect.__init__).parameters:
 
 
 class ConnectionState(enum.StrEnum):
-    """Connection states (RTN4; no SUSPENDED: this client never retries)."""
+    """Connection states (RTN4)."""
 
     INITIALIZED = "initialized"
     CONNECTING = "connecting"
@@ -101,6 +105,7 @@ class ConnectionState(enum.StrEnum):
     CLOSING = "closing"
     CLOSED = "closed"
     DISCONNECTED = "disconnected"  # the transport went away (dropped, or lost)
+    SUSPENDED = "suspended"  # an interrupt outlasted connectionStateTtl (RTN14e)
     FAILED = "failed"
 
 
@@ -112,7 +117,14 @@ class ChannelState(enum.StrEnum):
     ATTACHED = "attached"
     DETACHING = "detaching"
     DETACHED = "detached"
+    SUSPENDED = "suspended"
     FAILED = "failed"
+
+
+CONNECTION_SUSPENDED = 80002  # Connection to server unavailable (RTN14e)
+PRESENCE_OUT_OF_SYNC = 91005  # RTP11d
+REENTRY_FAILED = 91004  # RTP17e
+DEFAULT_CONNECTION_STATE_TTL = 120000  # ms (TO3l5/DF1a)
 
 
 async def _bounded(awaitable: Awaitable[Any], timeout: float, what: str) -> Any:
@@ -195,6 +207,7 @@ class RealtimeConnection:
         # a transient disconnect (`interrupt`): cleared until connected and re-attached again
         self._online = asyncio.Event()
         self._online.set()
+        self._suspended = asyncio.Event()  # set while SUSPENDED (RTN14e)
         self.resume_key: str | None = None  # sent as `resume` on the next connect (RTN15b1)
         self.resumed: bool | None = None  # after a reconnect: did the server resume (RTN15c6)?
         self.reentry_errors: list[PresenceError] = []  # RTP17e: automatic re-entries refused
@@ -345,16 +358,29 @@ class RealtimeConnection:
     async def wait_usable(self) -> None:
         """During a transient disconnect wait (bounded) until the connection is back: presence
         operations made meanwhile are queued (RTP16a, RTP16b, RTL3d2)."""
-        if self._online.is_set():
+        if self._online.is_set() or self._suspended.is_set():
             return
-        await _bounded(self._online.wait(), self.timeout, f"reconnect of connection {self.id}")
+        online = asyncio.ensure_future(self._online.wait())
+        suspended = asyncio.ensure_future(self._suspended.wait())
+        try:
+            await _bounded(
+                asyncio.wait((online, suspended), return_when=asyncio.FIRST_COMPLETED),
+                self.timeout,
+                f"reconnect of connection {self.id}",
+            )
+        finally:
+            online.cancel()
+            suspended.cancel()
 
     async def interrupt(self, seconds: float, resume_key: str | None = None) -> None:
         """A transient disconnect (RTN15): cut the transport now, without CLOSE; after `seconds`
         reconnect with `resume` = the connectionKey (or `resume_key` when given, e.g. one the
         server cannot know), attach every channel again (RTL3d) and
         re-enter this connection's own members (RTP17i, RTP17g; no id when the connectionId
-        changed, RTP17g1). Returns at once; `reconnected()` waits."""
+        changed, RTP17g1). When `seconds` outlast connectionDetails.connectionStateTtl, the
+        connection goes SUSPENDED once that ttl has passed, and with it its attached channels
+        (RTN14e, RTL3c); it then comes back on a fresh connection (RTN15g: no resume).
+        Returns at once; `reconnected()` waits."""
         if self._ws is None or self.state is not ConnectionState.CONNECTED:
             raise PresenceError(errors.CONNECTION_CLOSED, f"connection is {self.state}")
         self._online.clear()
@@ -372,8 +398,15 @@ class RealtimeConnection:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(task), 1.0)
         self._watchdog = self._reader = None
+        ttl = self.details.get("connectionStateTtl")
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
+            ttl = DEFAULT_CONNECTION_STATE_TTL
+        suspend_at = None
+        if seconds * 1000 > ttl:
+            suspend_at = back_at - seconds + ttl / 1000
+            resume_key = None
         self._reconnect_task = asyncio.ensure_future(
-            self._come_back(back_at, resume_key or self.key, old_id, own)
+            self._come_back(back_at, resume_key or self.key, old_id, own, suspend_at)
         )
 
     async def reconnected(self) -> None:
@@ -382,11 +415,35 @@ class RealtimeConnection:
         if task is not None:
             await task
 
+    def _suspend(self) -> None:
+        """RTN14e: disconnected for longer than connectionStateTtl; RTL3c: ATTACHING and
+        ATTACHED channels go SUSPENDED, keeping their presence maps (RTP5f)."""
+        self.state = ConnectionState.SUSPENDED
+        self.error = PresenceError(
+            CONNECTION_SUSPENDED, f"connection {self.id}: suspended (connectionStateTtl passed)"
+        )
+        self.key = None  # RTN15g: the connection state is discarded, no resume
+        for channel in self._channels.values():
+            if channel.state in (ChannelState.ATTACHED, ChannelState.ATTACHING):
+                channel._on_suspended(self.error)
+        self._suspended.set()
+
     async def _come_back(
-        self, back_at: float, key: str | None, old_id: str, own: dict[str, list[PresenceMessage]]
+        self,
+        back_at: float,
+        key: str | None,
+        old_id: str,
+        own: dict[str, list[PresenceMessage]],
+        suspend_at: float | None = None,
     ) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.sleep(max(0.0, back_at - asyncio.get_running_loop().time()))
+            if suspend_at is not None:
+                await asyncio.sleep(max(0.0, suspend_at - loop.time()))
+                self._suspend()
+                key = None
+            await asyncio.sleep(max(0.0, back_at - loop.time()))
+            self._suspended.clear()
             self.resume_key = key
             self.error = None
             try:
@@ -397,7 +454,8 @@ class RealtimeConnection:
             channels = [
                 ch
                 for ch in self._channels.values()
-                if ch.state in (ChannelState.ATTACHED, ChannelState.ATTACHING)
+                if ch.state
+                in (ChannelState.ATTACHED, ChannelState.ATTACHING, ChannelState.SUSPENDED)
             ]
             for ch in channels:  # RTL3d
                 ch.state = ChannelState.DETACHED
@@ -423,8 +481,7 @@ class RealtimeConnection:
                             ch.name,
                         )
                     except PresenceError as exc:  # RTP17e
-                        log.warning("automatic re-entry of %r failed: %s", member.client_id, exc)
-                        self.reentry_errors.append(exc)
+                        ch._reentry_failed(member.client_id, exc)
         finally:
             self._online.set()
 
@@ -754,12 +811,73 @@ class RealtimeChannel:
     def __init__(self, connection: RealtimeConnection, name: str) -> None:
         self.connection = connection
         self.name = name
-        self.state = ChannelState.INITIALIZED
+        self._state = ChannelState.INITIALIZED
+        # every ChannelStateChange (RTL2a) and UPDATE (RTL2g, RTP17e) emitted, oldest first:
+        # {"event", "current", "previous", "resumed", "reason": PresenceError | None}
+        self.state_changes: list[dict[str, Any]] = []
         self.flags = 0
         self.error: PresenceError | None = None
         self.presence = RealtimePresence(self)
         self._attaching: asyncio.Future | None = None
         self._detaching: asyncio.Future | None = None
+
+    @property
+    def state(self) -> ChannelState:
+        return self._state
+
+    @state.setter
+    def state(self, value: ChannelState) -> None:
+        previous, self._state = self._state, value
+        if value is not previous:
+            self.state_changes.append(
+                {
+                    "event": value.value,
+                    "current": value.value,
+                    "previous": previous.value,
+                    "resumed": False,
+                    "reason": self.error,
+                }
+            )
+
+    def _reentry_failed(self, client_id: str | None, cause: PresenceError) -> None:
+        """RTP17e: an automatic re-entry was refused: an UPDATE with reason 91004."""
+        log.warning("automatic re-entry of %r failed: %s", client_id, cause)
+        self.connection.reentry_errors.append(cause)
+        reason = PresenceError(
+            REENTRY_FAILED,
+            f"automatic re-enter of clientId {client_id!r} failed: {cause.message} "
+            f"(code {cause.code})",
+        )
+        self.state_changes.append(
+            {
+                "event": "update",
+                "current": self.state.value,
+                "previous": self.state.value,
+                "resumed": True,
+                "reason": reason,
+            }
+        )
+
+    async def _reenter(self, own: list[PresenceMessage]) -> None:
+        """RTP17i, RTP17g: re-enter this connection's own members (with their ids, RTP17g1)."""
+        conn = self.connection
+        for member in own:
+            item = presence_to_wire(
+                Action.ENTER,
+                member.data,
+                member.client_id,
+                member.id if member.connection_id == conn.id else None,
+                binary=conn.binary,
+            )
+            try:
+                await conn.send_acked(
+                    {"action": ProtocolAction.PRESENCE, "channel": self.name, "presence": [item]},
+                    self.name,
+                )
+            except PresenceError as exc:
+                self._reentry_failed(member.client_id, exc)
+            except OperationTimeout as exc:
+                self._reentry_failed(member.client_id, PresenceError(50003, str(exc)))
 
     @property
     def modes(self) -> Flag:
@@ -814,8 +932,23 @@ class RealtimeChannel:
             self.flags = flags
             if frame.get("error"):
                 self.error = error_from_wire(frame["error"])
+            previous: ChannelState = self.state
+            conn = self.connection
+            reenter = (
+                conn._online.is_set()  # an interrupt's come-back re-enters by itself
+                and previous in (ChannelState.ATTACHED, ChannelState.ATTACHING)
+                and not (previous is ChannelState.ATTACHED and flags & Flag.RESUMED)
+            )
+            own = (  # RTP17: the members this connection entered
+                [m for m in self.presence.state.map.values() if m.connection_id == conn.id]
+                if reenter
+                else []
+            )
             self.state = ChannelState.ATTACHED
             self.presence.state.on_attached(flags)
+            if own:  # RTP17i
+                task = asyncio.ensure_future(self._reenter(own))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
             _resolve(self._attaching)
             self._attaching = None
         elif action == ProtocolAction.DETACHED:
@@ -862,6 +995,14 @@ class RealtimeChannel:
         _fail(self._attaching, err)
         _fail(self._detaching, err)
         self._attaching = self._detaching = None
+
+    def _on_suspended(self, err: PresenceError) -> None:
+        """RTL3c: the connection went SUSPENDED; the presence map is kept (RTP5f)."""
+        self.state = ChannelState.SUSPENDED
+        self.error = err
+        self.presence.state.on_suspended()
+        _fail(self._attaching, err)
+        self._attaching = None
 
     def _on_connection_gone(self, err: PresenceError) -> None:
         _fail(self._attaching, err)
@@ -926,6 +1067,11 @@ class RealtimePresence:
         channel = self.channel
         connection = channel.connection
         await connection.wait_usable()
+        if channel.state is ChannelState.SUSPENDED:  # RTP16c, RTP5f
+            raise PresenceError(
+                errors.CHANNEL_STATE,
+                f"cannot {action.value} presence on channel {channel.name!r}: it is suspended",
+            )
         connection.check_usable()
         data = validate_data(data)
         item = presence_to_wire(action, data, client_id, binary=connection.binary)
@@ -1011,6 +1157,14 @@ class RealtimePresence:
             )
         channel = self.channel
         await channel.connection.wait_usable()
+        if channel.state is ChannelState.SUSPENDED:  # RTP11d
+            if wait_for_sync:
+                raise PresenceError(
+                    PRESENCE_OUT_OF_SYNC,
+                    f"presence state of channel {channel.name!r} is out of sync: the channel "
+                    "is suspended",
+                )
+            return self.state.map.values(client_id, connection_id)
         if not wait_for_sync:
             channel.connection.check_usable()
             if channel.state in (ChannelState.INITIALIZED, ChannelState.DETACHED):

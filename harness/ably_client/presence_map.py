@@ -90,6 +90,11 @@ class PresenceState:
         self.map.on_detached()
         self._synced.set()  # release waiters; callers re-check the channel state
 
+    def on_suspended(self) -> None:
+        """RTP5f: SUSPENDED keeps the set."""
+        self.map.on_suspended()
+        self._synced.set()  # release waiters; callers re-check the channel state
+
     def on_presence(self, frame: Mapping[str, Any]) -> None:
         """A PRESENCE ProtocolMessage (RTP2)."""
         self.map.on_presence(frame)

@@ -79,7 +79,10 @@ class AblyJsAdapter(BridgeAdapter):
 
     name: ClassVar[str] = NAME
     # what ably_bridge.mjs declares in hello (the real set comes from hello at start)
-    features: frozenset[Feature] = ALL_FEATURES | {Feature.WIRE_FRAMES}  # type: ignore[misc]
+    features: frozenset[Feature] = ALL_FEATURES | {  # type: ignore[misc]
+        Feature.WIRE_FRAMES,
+        Feature.CHANNEL_EVENTS,
+    }
     options: ClassVar[Mapping[str, str]] = {
         **{k: v for k, v in BridgeAdapter.options.items() if k not in ("command", "cwd")},
         "node": "the node executable (default: `node` on PATH)",

@@ -94,7 +94,7 @@ _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 SDK_FEATURES: frozenset[Feature] = (
-    ALL_FEATURES | {Feature.WIRE_FRAMES, Feature.SERVER_CONTROL}
+    ALL_FEATURES | {Feature.WIRE_FRAMES, Feature.SERVER_CONTROL, Feature.CHANNEL_EVENTS}
 ) - {
     Feature.SUBSCRIBE_ACTION_LIST,
     Feature.UNSUBSCRIBE_BY_ACTION,
@@ -345,6 +345,26 @@ class SdkChannel(AdapterChannel):
         self.name = name
         self.sdk = connection.client.channels.get(name)
         self._presence = SdkPresence(self)
+        # every ChannelStateChange from now on (RTL2a; RTL2g UPDATE: current == previous)
+        self._changes: list[dict[str, Any]] = []
+        self.sdk.on(self._changed)
+
+    def _changed(self, change: Any, *_: Any) -> None:
+        current = str(getattr(change.current, "value", change.current))
+        previous = str(getattr(change.previous, "value", change.previous))
+        reason = getattr(change, "reason", None)
+        self._changes.append(
+            {
+                "event": "update" if current == previous else current,
+                "current": current,
+                "previous": previous,
+                "resumed": bool(getattr(change, "resumed", False)),
+                "reason_code": getattr(reason, "code", None),
+            }
+        )
+
+    async def state_changes(self) -> list[dict[str, Any]]:
+        return list(self._changes)
 
     @property
     def presence(self) -> SdkPresence:

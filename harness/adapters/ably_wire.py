@@ -198,6 +198,18 @@ class WireChannel(AdapterChannel):
     async def state(self) -> str:
         return str(self.realtime.state.value)
 
+    async def state_changes(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "event": c["event"],
+                "current": c["current"],
+                "previous": c["previous"],
+                "resumed": c["resumed"],
+                "reason_code": c["reason"].code if c["reason"] is not None else None,
+            }
+            for c in self.realtime.state_changes
+        ]
+
 
 class WireConnection(AdapterConnection):
     """One realtime connection (plus REST with the same key for history)."""
@@ -263,6 +275,7 @@ class AblyWireAdapter(Adapter):
         Feature.SERVER_FRAMES,
         Feature.TOKEN_IDENTITY,
         Feature.SERVER_CONTROL,
+        Feature.CHANNEL_EVENTS,
     }
     options: ClassVar[Mapping[str, str]] = {
         "endpoint": "HOST:PORT of an Ably-protocol server to test (default: start the embedded "
@@ -334,7 +347,11 @@ class AblyWireAdapter(Adapter):
         if self.external:
             # Another server: no log of the client's frames to read (its own frames to our client
             # are judged all the same); capabilities through its token endpoint.
-            self.features = ALL_FEATURES | {Feature.SERVER_FRAMES, Feature.TOKEN_IDENTITY}
+            self.features = ALL_FEATURES | {
+                Feature.SERVER_FRAMES,
+                Feature.TOKEN_IDENTITY,
+                Feature.CHANNEL_EVENTS,
+            }
             if self.control_token:  # `server:` steps only through its control endpoint
                 self.features |= {Feature.SERVER_CONTROL}
         self.server: Any = None

@@ -4,7 +4,7 @@ it enforces.
 Families: `events` (deliveries, order, extras), `sync` (syncComplete, convergence), `filtering`
 (get and its filters), `history` (contents, order, bounds, limit, pages), `messages` (schema,
 fields, ids, data round trip), `lifecycle` (attach, detach, channel states),
-`errors` (refusals and their codes), `wire` (client frames seen by
+`errors` (refusals and their codes), `reentry` (re-entry after a server DETACHED, RTP17e), `wire` (client frames seen by
 the reference server, for adapters with `Feature.WIRE_FRAMES`), `server_frames` (the frames a
 server sent to the harness's own client, for adapters with `Feature.SERVER_FRAMES`). `CHECKS`
 maps each check's name to its requirement IDs; `run_checks(record)` runs them all and returns
@@ -19,6 +19,7 @@ from presence_conformance.harness.checks import (
     history,
     lifecycle,
     messages,
+    reentry,
     rest,
     resume,
     server_frames,
@@ -47,6 +48,7 @@ __all__ = [
     "history",
     "lifecycle",
     "messages",
+    "reentry",
     "rest",
     "resume",
     "run_checks",

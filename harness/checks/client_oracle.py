@@ -28,6 +28,7 @@ __all__ = ["CLIENT_REQUIREMENTS"]
 
 CLIENT_REQUIREMENTS = (
     "client.older-message-discarded",
+    "client.late-message-per-member",
     "client.duplicate-discarded",
     "client.synthesized-leave-by-timestamp",
     "client.sync-items-compared",

@@ -5,7 +5,9 @@ the silence of a detached channel's listeners (RTP5a).
 The specification names no error code for these refusals (RTP8g, RTP16c, RTL11: "results in an
 error"), so any code is accepted: only whether the call was refused is judged. A get() on a
 channel attached without PRESENCE_SUBSCRIBE may fail with 91008 or return a list (RTP11f1 or
-RTP11f2: the harness does not know strictMode); any other error breaks both.
+RTP11f2: the harness does not know strictMode); any other error breaks both. On a SUSPENDED
+channel RTP11d does name one: get() fails with 91005, and without waiting for the sync it
+returns the members held when the channel was suspended.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ REQUIREMENTS = (
     "channel.get-when-failed",
     "channel.queued-fail-on-failed-attach",
     "channel.get-without-presence-subscribe",
+    "channel.suspended-with-connection",
+    "channel.get-when-suspended",
+    "channel.get-when-suspended-no-wait",
+    "channel.publish-when-suspended",
 )
 
 _WHAT = {
@@ -55,6 +61,23 @@ def channel_lifecycle(ctx: CheckContext) -> Iterator[Violation]:
                 )
             continue
         if rec.observed == rec.expected:
+            continue
+        if rec.kind in ("suspended-get", "suspended-members"):
+            yield ctx.violation(
+                rec.requirement,
+                f"{rec.label}: get() on the SUSPENDED channel gave {rec.observed}"
+                + (f" ({rec.message})" if rec.message else "")
+                + f"; it must give {rec.expected}"
+                + (
+                    " (the members held when the channel was suspended)"
+                    if rec.kind == "suspended-members"
+                    else ""
+                ),
+                expected=rec.expected,
+                observed=rec.observed,
+                step=rec.step,
+                history_index=rec.history_index,
+            )
             continue
         what = _WHAT.get(rec.kind, rec.kind)
         if rec.expected == "error":

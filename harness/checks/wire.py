@@ -444,6 +444,12 @@ def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
     the ENTER items of a connection that replaced one whose resume was refused, and those of a
     resumed connection sent after it attached the channel again (RTL3d)."""
     replacing = {i.new_id for i in ctx.record.interrupts if not i.resume and i.reentered}
+    # a server DETACHED makes the client re-enter with clientId and id (RTP17i, RTP17g)
+    redetached = {
+        s.connection_id
+        for s in ctx.record.staged.values()
+        if any(c.get("do") == "detached" for _, c, _ in s.commands)
+    }
     resumed = {i.old_id for i in ctx.record.interrupts if i.resume}
     # enterClient / updateClient / leaveClient name their clientId (RTP15a) on any connection
     on_behalf: dict[str, set[str]] = {}
@@ -457,6 +463,13 @@ def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
             findings = (f for f in findings if not _names_only(log.frames[f.index], named))
         if log.connection_id in replacing:
             findings = (f for f in findings if f.requirement != "wire.enter-no-client-id")
+        elif log.connection_id in redetached:
+            findings = (
+                f
+                for f in findings
+                if f.requirement != "wire.enter-no-client-id"
+                or not _carries_ids(log.frames[f.index])
+            )
         elif log.connection_id in resumed:
             reattached = _reattach_indexes(log)
             findings = (
@@ -466,6 +479,13 @@ def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
                 or not _after_reattach(log.frames[f.index], f.index, reattached)
             )
         yield from _violations(ctx, findings)
+
+
+def _carries_ids(frame: Any) -> bool:
+    """True if every ENTER item of the frame carries an id: a re-entry (RTP17g)."""
+    items = frame.get("presence") if isinstance(frame, dict) else None
+    enters = [i for i in items or () if isinstance(i, dict) and i.get("action") == 2]
+    return bool(enters) and all(i.get("id") for i in enters)
 
 
 def _names_only(frame: Any, client_ids: set[str]) -> bool:

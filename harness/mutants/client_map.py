@@ -22,6 +22,7 @@ from typing import Any
 from presence_conformance.harness.ably_client.emitter import PresenceEmitter
 from presence_conformance.harness.ably_client.protocol import ProtocolViolation, decode_data
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter, WireChannel
+from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.client_presence import (
     ChannelState,
     ClientPresence,
@@ -29,12 +30,16 @@ from presence_conformance.reference_impl.client_presence import (
     is_synthesized,
 )
 from presence_conformance.reference_impl.client_presence_bridge import OracleMapState
+from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
 
 __all__ = [
     "CLIENT_MAP_MUTANTS",
     "ClientMapMutantAdapter",
+    "NoReentryOnAttached",
     "OracleBackedState",
+    "ReentryFailureSilent",
+    "SuspendedGetWrongCode",
     "client_map_adapter",
     "client_map_class",
 ]
@@ -92,6 +97,10 @@ class OracleBackedState:
 
     def on_detached(self) -> None:
         self.bridge.on_detached()
+        self._synced.set()
+
+    def on_suspended(self) -> None:
+        self.bridge.on_suspended()
         self._synced.set()
 
     def on_presence(self, frame: dict) -> None:
@@ -193,6 +202,43 @@ class ClearingEmitsLeaves(ClientPresence):
         return super().channel_state(state)
 
 
+class SuspendedForgets(ClientPresence):
+    """SUSPENDED clears the map silently (RTP5f: it is maintained; RTP11d: get without waiting
+    returns the members held when the channel was suspended)."""
+
+    def channel_state(self, state: str) -> list[Event]:
+        if ChannelState(state) is ChannelState.SUSPENDED:
+            self.clear_silently()
+            return []
+        return super().channel_state(state)
+
+
+class ChannelWideNewness(ClientPresence):
+    """Newness against the newest message seen on the channel, whoever its member (RTP2a
+    compares only with the same member's): a late message of one member, delivered after newer
+    ones of others, is discarded."""
+
+    _newest = -1
+
+    @staticmethod
+    def _serial(message: PresenceMessage) -> int | None:
+        parts = (message.id or "").split(":")
+        return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        serial = self._serial(incoming)
+        if serial is not None and serial < self._newest:
+            return False
+        return super().newer(incoming, existing)
+
+    def put(self, message: PresenceMessage) -> list[Event]:
+        events = super().put(message)
+        serial = self._serial(message)
+        if events and serial is not None:
+            self._newest = max(self._newest, serial)
+        return events
+
+
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
     "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
@@ -216,6 +262,8 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     ),
     "duplicates-emitted": (DuplicatesEmitted, ("client.duplicate-discarded",)),
     "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
+    "suspended-forgets": (SuspendedForgets, ("channel.get-when-suspended-no-wait",)),
+    "channel-wide-newness": (ChannelWideNewness, ("client.late-message-per-member",)),
 }
 
 
@@ -236,6 +284,87 @@ class ClientMapMutantAdapter(AblyWireAdapter):
             presence = wire.realtime.presence
             if not isinstance(presence.state, OracleBackedState):
                 presence.state = OracleBackedState(oracle)  # type: ignore[assignment]
+            return wire
+
+        conn.channel = channel  # type: ignore[method-assign]
+        return conn
+
+
+class _PatchedChannels(AblyWireAdapter):
+    """`ably-wire` whose channels get `patch(realtime_channel)` once, when first used."""
+
+    @staticmethod
+    def patch(channel: Any) -> None:
+        raise NotImplementedError
+
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> Any:
+        conn = await super().connect(client_id, capability)
+        original: Callable[[str], WireChannel] = conn.channel
+
+        def channel(name: str) -> WireChannel:
+            wire = original(name)
+            if not getattr(wire.realtime, "_patched", False):
+                self.patch(wire.realtime)
+                wire.realtime._patched = True  # type: ignore[attr-defined]
+            return wire
+
+        conn.channel = channel  # type: ignore[method-assign]
+        return conn
+
+
+class NoReentryOnAttached(_PatchedChannels):
+    """`ably-wire` whose channels never re-enter their members on an ATTACHED (RTP17i)."""
+
+    name = "client-map:no-reentry-on-attached"
+
+    @staticmethod
+    def patch(channel: Any) -> None:
+        async def nothing(own: Any) -> None:
+            return None
+
+        channel._reenter = nothing
+
+
+class ReentryFailureSilent(_PatchedChannels):
+    """`ably-wire` whose refused automatic re-entry emits no channel UPDATE (RTP17e)."""
+
+    name = "client-map:reentry-failure-silent"
+
+    @staticmethod
+    def patch(channel: Any) -> None:
+        channel._reentry_failed = lambda client_id, cause: None
+
+
+class SuspendedGetWrongCode(AblyWireAdapter):
+    """`ably-wire` whose get() on a SUSPENDED channel fails with 90001 (a generic channel-state
+    error) where RTP11d names 91005."""
+
+    name = "client-map:suspended-get-wrong-code"
+
+    async def connect(
+        self, client_id: str | None, capability: dict[str, list[str]] | None = None
+    ) -> Any:
+        conn = await super().connect(client_id, capability)
+        original: Callable[[str], WireChannel] = conn.channel
+
+        def channel(name: str) -> WireChannel:
+            wire = original(name)
+            presence = wire.realtime.presence
+            if not getattr(presence, "_wrong_code", False):
+                get = presence.get
+
+                async def wrong(*args: Any, **kwargs: Any) -> Any:
+                    try:
+                        return await get(*args, **kwargs)
+                    except PresenceError as exc:
+                        if exc.code == errors.OUT_OF_SYNC:
+                            raise PresenceError(errors.CHANNEL_STATE, str(exc)) from None
+                        raise
+
+                presence.get = wrong  # type: ignore[method-assign]
+                presence._wrong_code = True  # type: ignore[attr-defined]
             return wire
 
         conn.channel = channel  # type: ignore[method-assign]

@@ -60,6 +60,11 @@ class StagedRecord:
     events: list[Seen] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
     commands: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
+    # step index -> the client's own members (clientId, id, data) when the command was sent:
+    # what a re-attach must re-enter (RTP17i, RTP17g)
+    own: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # the client channel's ChannelStateChanges at the end (Feature.CHANNEL_EVENTS), else None
+    channel_events: list[dict[str, Any]] | None = None
 
     def staged_frames(self) -> list[dict[str, Any]]:
         """The frames the server steps' commands sent (deliberately unusual: a SYNC left in

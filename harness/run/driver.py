@@ -72,8 +72,8 @@ class CaseDriver:
         self.history_steps = HistorySteps(case, calls)
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
         self.server = ServerSteps(case, calls)
-        self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
         self.lifecycle = LifecycleSteps(case, self.deliveries, self._before_attach)
+        self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops, self.lifecycle)
         self.contention = Contention(case, calls, self.deliveries)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {

@@ -12,6 +12,14 @@ What the model expects:
   members with the same clientId and data (RTP17i, RTP17g): others see an enter for the new
   member key, then the old member's leave.
 
+With `suspend` (needs server-control and channel-lifecycle) the server first sends the client a
+CONNECTED whose connectionDetails advertise a short connectionStateTtl (RTN24, CD2f), the
+transport is cut for longer than that, and the step waits until each attached channel of the
+client reports SUSPENDED (RTN14e, RTL3c; `channel.suspended-with-connection`, the case stops if
+it does not). The `during` steps then run one after another, the client's own judged by
+`lifecycle_steps.py` against the SUSPENDED channel (RTP11d, RTP16c); the client comes back on a
+fresh connection (RTN15g) and re-enters its members as after a refused resume.
+
 A connectionId that changes on a resume, or stays on a refused one, is recorded
 (`InterruptRecord`, judged by `checks/resume.py`) and stops the case: the model cannot follow.
 """
@@ -21,22 +29,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from presence_conformance.harness.adapters.control import ControlError
 from presence_conformance.harness.record.records import (
     EventOrigin,
     InterruptRecord,
+    LifecycleRecord,
     OpRecord,
+    jsonable,
 )
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.calls import Call
 from presence_conformance.harness.run.deliveries import Deliveries
+from presence_conformance.harness.run.lifecycle_steps import LifecycleSteps
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.harness.run.stops import Abort, Stop
 from presence_conformance.harness.scenario import Step
 from presence_conformance.reference_impl.types import PresenceMessage
 
-__all__ = ["FaultSteps"]
+__all__ = ["SUSPEND_TTL_MS", "FaultSteps"]
 
 Plan = Callable[[Step], tuple[OpRecord, Call]]
+SUSPEND_TTL_MS = 1000  # the connectionStateTtl advertised before a `suspend` interrupt
 
 
 class FaultSteps:
@@ -48,11 +61,13 @@ class FaultSteps:
         deliveries: Deliveries,
         plan: Plan,
         after_ops: Callable[[list[OpRecord]], Awaitable[None]],
+        lifecycle: LifecycleSteps | None = None,
     ) -> None:
         self.case = case
         self.deliveries = deliveries
         self.plan = plan
         self.after_ops = after_ops
+        self.lifecycle = lifecycle
 
     async def step_interrupt(self, step: Step) -> None:
         case = self.case
@@ -60,6 +75,7 @@ class FaultSteps:
         state = case.client(step)
         name = state.spec.name
         seconds, resume = float(step.args["seconds"]), bool(step.args["resume"])
+        suspend = bool(step.args.get("suspend"))
         if resume and case.leave_grace > 0:
             # a resume after the grace finds the members gone (the server may refuse it, or
             # resume without them and the client re-enters, RTP17i): another scenario. Stay
@@ -75,6 +91,14 @@ class FaultSteps:
         record.interrupts.append(rec)
         # the members the client must re-enter should the resume fail (RTP17)
         saved: dict[str, list[PresenceMessage]] = {}
+        held: dict[str, list[PresenceMessage]] = {}  # what the client's maps hold (RTP5f)
+        if suspend:
+            await self._short_ttl(step, name, old)
+            held = {
+                channel: model.get(channel)
+                for channel in case.scenario.channels
+                if model.is_attached(old, channel)
+            }
         if not resume:
             for channel in case.scenario.channels:
                 if model.is_attached(old, channel):
@@ -82,8 +106,18 @@ class FaultSteps:
             model.drop_connection(old)
         conn = state.conn
         await self._call(step, name, "interrupt", op.params, conn.interrupt(seconds, resume))
-        planned = [self.plan(inner) for inner in step.steps]
-        tasks = [asyncio.ensure_future(call()) for _, call in planned]
+        planned: list[tuple[OpRecord, Call]] = []
+        if suspend:
+            await self._until_suspended(step, name, held)
+            for inner in step.steps:  # one after another, while suspended
+                planned.append(self.plan(inner))
+                await planned[-1][1]()
+            if self.lifecycle is not None:
+                self.lifecycle.unsuspend(name)
+            tasks: list[asyncio.Future] = []
+        else:
+            planned = [self.plan(inner) for inner in step.steps]
+            tasks = [asyncio.ensure_future(call()) for _, call in planned]
         try:
             await self._call(
                 step, name, "reconnected", None, conn.reconnected(), seconds + case.op_timeout
@@ -118,6 +152,69 @@ class FaultSteps:
         await self.after_ops([inner for inner, _ in planned])
         if not resume:
             await self.deliveries.wait(case.leave_grace + case.op_timeout)
+
+    async def _short_ttl(self, step: Step, name: str, connection_id: str) -> None:
+        """RTN24: a CONNECTED advertising a short connectionStateTtl (CD2f)."""
+        control = getattr(self.case.adapter, "server_control", None)
+        if control is None:
+            raise Abort(Outcome.ERROR, f"{step.label}: the adapter has no server_control")
+        command = {
+            "do": "connected",
+            "connection": connection_id,
+            "details": {"connectionStateTtl": SUSPEND_TTL_MS},
+        }
+        history = self.case.history
+        history.record("invoke", name, "server connected", command, step.index)
+        try:
+            frames = await control.run(command)
+        except ControlError as exc:
+            raise Abort(Outcome.ERROR, f"{step.label}: the server refused: {exc}") from None
+        history.record("ok", name, "server connected", {"frames": jsonable(frames)}, step.index)
+        # the client reads the frame before the cut (nothing acknowledges a CONNECTED)
+        await asyncio.sleep(max(0.3, self.case.settings.poll_interval * 3))
+
+    async def _until_suspended(
+        self, step: Step, name: str, held: dict[str, list[PresenceMessage]]
+    ) -> None:
+        """Wait (bounded) until each channel the client had attached reports SUSPENDED."""
+        case = self.case
+        state = case.client(step)
+        assert state.conn is not None
+        deadline = case.loop.time() + SUSPEND_TTL_MS / 1000 + case.op_timeout
+        for channel, members in held.items():
+            rec = LifecycleRecord(
+                "state",
+                step.index,
+                step.label,
+                name,
+                channel,
+                "channel.suspended-with-connection",
+                "suspended",
+            )
+            case.record.lifecycle.append(rec)
+            adapter_channel = state.conn.channel(case.record.channels[channel])
+            observed = None
+            while True:
+                try:
+                    observed = str(await adapter_channel.state())
+                except Exception as exc:  # the adapter broke the contract
+                    raise Abort(
+                        Outcome.ERROR, f"{step.label}: channel state raised {exc!r}"
+                    ) from exc
+                if observed == "suspended" or case.loop.time() >= deadline:
+                    break
+                await asyncio.sleep(case.settings.poll_interval)
+            rec.observed = observed
+            rec.history_index = case.history.record(
+                "ok", name, "channel_state", {"channel": channel, "state": observed}, step.index
+            )
+            if observed != "suspended":
+                raise Stop(
+                    f"{step.label}: the channel {channel!r} of {name!r} is {observed!r}, not "
+                    "suspended: the case cannot go on"
+                )
+            if self.lifecycle is not None:
+                self.lifecycle.suspend(name, channel, members)
 
     def _replace(
         self,

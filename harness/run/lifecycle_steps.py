@@ -14,6 +14,10 @@ The driver follows each client's channel states as the specification has them:
   refused at once (RTP8g, RTP9e, RTP10e, RTP16c), and `get` on a failed one (RTP11e): the
   sentences name no code, so any code is accepted. Such an operation is planned here, not by its
   family, and recorded as a `LifecycleRecord` (`checks/lifecycle.py` judges them).
+- a SUSPENDED channel (an `interrupt` with `suspend`, `fault_steps.py`, marks it with
+  `suspend()`): `get` fails with 91005 (RTP11d), `get` without waiting for the sync returns the
+  members the map held when it was suspended (RTP11d, RTP5f), and presence operations are
+  refused (RTP16c).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from presence_conformance.harness.record.records import (
     EventOrigin,
     LifecycleRecord,
     OpRecord,
+    jsonable,
 )
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.calls import Call
@@ -37,6 +42,7 @@ from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, 
 from presence_conformance.harness.scenario import Step
 from presence_conformance.reference_impl import errors
 from presence_conformance.reference_impl.model import ListenerState
+from presence_conformance.reference_impl.types import PresenceMessage
 
 __all__ = ["LifecycleSteps"]
 
@@ -62,6 +68,16 @@ class LifecycleSteps:
         self.states: dict[Key, str] = {}  # states the steps set (else: derived from the model)
         self.saved: dict[Key, ListenerState] = {}  # listener registrations across a detach
         self.open_windows: dict[Key, LifecycleRecord] = {}  # detached, not attached again
+        self.suspended: dict[Key, list[PresenceMessage]] = {}  # the members held when suspended
+
+    def suspend(self, client: str, channel: str, members: list[PresenceMessage]) -> None:
+        """The client's channel is SUSPENDED (RTL3c) holding `members` (RTP5f)."""
+        self.suspended[(client, channel)] = members
+
+    def unsuspend(self, client: str) -> None:
+        """The client is back: its channels attach again (RTL3d)."""
+        for key in [k for k in self.suspended if k[0] == client]:
+            del self.suspended[key]
 
     # -- the state the model expects -----------------------------------------------------------
 
@@ -95,6 +111,15 @@ class LifecycleSteps:
             return None
         state = self.case.client(step)
         if state.connection_id is None or state.refused is not None:
+            return None
+        held = self.suspended.get((state.spec.name, step.channel))
+        if held is not None:
+            if step.kind == "get":
+                return self._plan_suspended_get(step, state, held)
+            if step.kind in _PUBLISH:
+                return self._plan_refused(
+                    step, state, "channel.publish-when-suspended", "suspended"
+                )
             return None
         current = self.expected_state(state, step.channel)
         if step.kind in _REATTACH and current == "detached":
@@ -260,6 +285,58 @@ class LifecycleSteps:
 
         return op, call
 
+    # -- a SUSPENDED channel (RTP11d) -----------------------------------------------------------
+
+    def _plan_suspended_get(
+        self, step: Step, state: ClientState, held: list[PresenceMessage]
+    ) -> tuple[OpRecord, Call]:
+        """get() on a SUSPENDED channel: error 91005, or without waiting for the sync the
+        members held when the channel was suspended (RTP11d)."""
+        op = OpRecord(step, step.client, step.channel, state.connection_id)
+        wait = step.args.get("wait_for_sync", True) is not False
+        filters = {k: step.args[k] for k in ("client_id", "connection_id") if k in step.args}
+        for key, value in list(filters.items()):
+            if isinstance(value, dict) and "of" in value:  # a reference to a client
+                other = self.case.clients[value["of"]]
+                filters[key] = other.model_client_id if key == "client_id" else other.cid
+        if wait:
+            rec = self._record(step, state, "suspended-get", "channel.get-when-suspended")
+            rec.expected = f"error {errors.OUT_OF_SYNC}"
+        else:
+            rec = self._record(
+                step, state, "suspended-members", "channel.get-when-suspended-no-wait"
+            )
+            rec.expected = _members(
+                m
+                for m in held
+                if filters.get("client_id") in (None, m.client_id)
+                and filters.get("connection_id") in (None, m.connection_id)
+            )
+        self.case.history.record(
+            "info",
+            "runner",
+            "channel state",
+            {"channel": step.channel, "state": "suspended", "expected": rec.expected},
+            step.index,
+        )
+
+        async def call() -> None:
+            result: dict[str, Any] = {}
+
+            async def get(presence: Any) -> Any:
+                result["members"] = await presence.get(wait_for_sync=wait, **filters)
+                return result["members"]
+
+            await self._call(step, state, rec, "get", lambda ch: get(ch.presence))
+            op.status = "fail" if rec.observed == "error" else "ok"
+            if rec.observed == "error":
+                rec.observed = f"error {rec.code}"
+            elif rec.observed == "ok":
+                members = result.get("members")
+                rec.observed = _members(members) if isinstance(members, list) else repr(members)
+
+        return op, call
+
     # -- internals ------------------------------------------------------------------------------
 
     def _record(
@@ -344,6 +421,16 @@ class LifecycleSteps:
         rec.history_index = case.history.record(
             "ok", name, f, rec.observed if rec.kind == "state" else None, step.index
         )
+
+
+def _members(members: Any) -> str:
+    """A list of members as a comparable text: sorted (clientId, data)."""
+    return repr(
+        sorted(
+            repr((getattr(m, "client_id", None), jsonable(getattr(m, "data", None))))
+            for m in members
+        )
+    )
 
 
 def _status(status: str) -> str | None:

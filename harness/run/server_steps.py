@@ -84,6 +84,13 @@ class ServerSteps:
         state = case.client(step)
         staged = await self._staged(state, step)
         command = self._command(step, state, staged)
+        oracle = ClientPresence()
+        oracle.feed(await self.control.sent(staged.connection_id, staged.wire_channel))
+        staged.own[step.index] = [
+            {"client_id": m.client_id, "id": m.id, "data": jsonable(m.data)}
+            for m in oracle.members()
+            if m.connection_id == staged.connection_id
+        ]
         name = f"server {command['do']}"
         case.history.record("invoke", state.spec.name, name, jsonable(command), step.index)
         try:
@@ -100,7 +107,37 @@ class ServerSteps:
             state = self.case.clients[client]
             if state.connected and state.connection_id == staged.connection_id:
                 await self.observe(staged, state, None)
+                await self._channel_events(staged, state)
             staged.frames = await self.control.sent(staged.connection_id, staged.wire_channel)
+
+    async def _channel_events(self, staged: StagedRecord, state: ClientState) -> None:
+        """The channel's state changes (Feature.CHANNEL_EVENTS); after a refused re-entry,
+        waited for (bounded) until an UPDATE came (RTP17e)."""
+        case = self.case
+        if not case.adapter.supports(Feature.CHANNEL_EVENTS) or state.conn is None:
+            return
+        channel = state.conn.channel(staged.wire_channel)
+        refused = any(c.get("refuse_reentry") for _, c, _ in staged.commands)
+
+        async def attempt() -> bool:
+            async with asyncio.timeout(case.op_timeout):
+                staged.channel_events = list(await channel.state_changes())
+            return not refused or any(e.get("event") == "update" for e in staged.channel_events)
+
+        await poll_until(
+            attempt,
+            case.deadline(case.wait_budget),
+            case.settings.poll_interval,
+            case.settled,
+            lambda: len(staged.channel_events or ()),
+        )
+        case.history.record(
+            "info",
+            state.spec.name,
+            "channel events",
+            {"channel": staged.channel, "events": jsonable(staged.channel_events)},
+            None,
+        )
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -307,6 +307,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.ABRUPT_DISCONNECT)
         elif kind == "interrupt":
             needed.add(Feature.TRANSIENT_DISCONNECT)
+            if args.get("suspend"):  # a short connectionStateTtl, the channel's state
+                needed.update((Feature.SERVER_CONTROL, Feature.CHANNEL_LIFECYCLE))
         elif kind in LIFECYCLE_STEPS:
             needed.add(Feature.CHANNEL_LIFECYCLE)
         elif kind in CLIENT_PUBLISH_STEPS:
@@ -334,6 +336,8 @@ def _implied_features(scenario: Scenario) -> frozenset[Feature]:
             needed.add(Feature.SYNC_COMPLETE)
         elif kind == "server":
             needed.add(Feature.SERVER_CONTROL)
+            if args.get("refuse_reentry"):  # RTP17e: the channel's UPDATE event
+                needed.add(Feature.CHANNEL_EVENTS)
         elif kind in ("subscribe", "unsubscribe") and "actions" in args:
             if kind == "unsubscribe":
                 needed.add(Feature.UNSUBSCRIBE_BY_ACTION)

@@ -393,7 +393,7 @@ class _Normaliser:
         inner: list[Step] = []
         for j, raw in enumerate(body.get("during", ())):
             step = self._step((*path, "during", j), raw, index, j)
-            if step.client == client and not args["resume"]:
+            if step.client == client and not args["resume"] and not args.get("suspend"):
                 self.report.add(
                     (*path, "during", j),
                     f"client {client!r} cannot act during its own interrupt without resume "
@@ -401,7 +401,8 @@ class _Normaliser:
                     "interrupt-during",
                 )
             inner.append(step)
-        self._check_block(path, inner, "during")
+        if not args.get("suspend"):  # a suspended client's `during` runs step by step
+            self._check_block(path, inner, "during")
         return tuple(inner)
 
     def _check_requirement(self, path: FieldPath, rid: str) -> None:
@@ -593,7 +594,16 @@ class _Normaliser:
         return args
 
     def _args_interrupt(self, path: FieldPath, body: dict, *_: Any) -> dict:
-        return {"seconds": body.get("seconds", 0.3), "resume": body.get("resume", True)}
+        if not body.get("suspend", False):
+            return {"seconds": body.get("seconds", 0.3), "resume": body.get("resume", True)}
+        # SUSPENDED (RTN14e): the client comes back on a fresh connection (RTN15g)
+        if body.get("resume", False):
+            self.report.add(
+                (*path, "resume"),
+                "a suspended client does not resume (RTN15g): drop `resume` or make it false",
+                "interrupt-suspend-resume",
+            )
+        return {"seconds": body.get("seconds", 4), "resume": False, "suspend": True}
 
     def _args_get(self, path: FieldPath, body: dict, *_: Any) -> dict:
         args: dict[str, Any] = {}

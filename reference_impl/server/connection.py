@@ -43,4 +43,7 @@ class Connection:
     # connection can no longer be resumed
     backlog: list[dict] | None = field(default_factory=list)
     resumable: bool = True  # False: refuse its resume (fault injection, `refuse_resume`)
+    # channels whose next ENTER from this connection is NACKed (server control: a refused
+    # automatic re-entry, RTP17e)
+    refuse_enter: set[str] = field(default_factory=set)
     resumed: set[str] = field(default_factory=set)  # channels to attach again with RESUMED

@@ -19,9 +19,15 @@ Commands (the frames each sends are listed in `docs/scenarios.md`, `server:` ste
 - `attached`: ATTACHED with or without HAS_PRESENCE (`has_presence`, default false: RTP19a).
 - `presence`: PRESENCE frames, one per entry of `frames` (a list of lists of items); `repeat`
   sends the whole series that many times (duplicates).
-- `detached`: DETACHED with an error (the client re-attaches, RTL13a).
+- `detached`: DETACHED with an error (the client re-attaches, RTL13a and re-enters its own
+  members, RTP17i); with `refuse_reentry: true` the server NACKs the connection's next ENTER on
+  the channel, the automatic re-entry (RTP17e).
 - `error`: a channel ERROR (the channel becomes FAILED, RTL14); the server detaches the
   connection from the channel as it does for its own channel errors.
+- `connected`: a CONNECTED with the connection's own connectionId and key (RTN24), whose
+  connectionDetails take `details` (only `connectionStateTtl` and `maxIdleInterval`, in ms) over
+  the server's: a short `connectionStateTtl` lets a cut client go SUSPENDED within a case
+  (RTN14e, RTL3c). It needs no `channel`.
 
 An item is `{"action": "enter"|"update"|"leave"|"present" (default: present in a SYNC, enter
 in a PRESENCE), "client_id", "connection_id",
@@ -48,7 +54,8 @@ from presence_conformance.reference_impl.types import Action
 
 __all__ = ["COMMANDS", "CommandError", "SentLog", "ServerControl"]
 
-COMMANDS = ("sync", "attached", "presence", "detached", "error")
+COMMANDS = ("sync", "attached", "presence", "detached", "error", "connected")
+_DETAILS = frozenset({"connectionStateTtl", "maxIdleInterval"})
 SENT_PER_CONNECTION = 5000
 _ITEM_FIELDS = frozenset(
     {
@@ -143,6 +150,10 @@ class ServerControl:
         conn = self.realtime.connections.get(str(command.get("connection")))
         if conn is None or conn.state != "open":
             raise CommandError(f"connection: {command.get('connection')!r} is not open")
+        if name == "connected":
+            sent = self._connected(conn, command)
+            self.log.append((dict(command), sent))
+            return sent
         channel = command.get("channel")
         if not isinstance(channel, str) or channel not in conn.attached:
             raise CommandError(f"channel: {channel!r} is not attached by that connection")
@@ -215,6 +226,8 @@ class ServerControl:
         return self._send_all(conn, frames * repeat)
 
     def _detached(self, conn: Connection, channel: str, cmd: Mapping[str, Any]) -> list[dict]:
+        if cmd.get("refuse_reentry", False) is True:
+            conn.refuse_enter.add(channel)
         error = FrameError(DETACHED_ERROR, "scripted DETACHED (server control)", channel=channel)
         frame = {
             "action": ProtocolAction.DETACHED,
@@ -231,6 +244,17 @@ class ServerControl:
         sent = self._send_all(conn, [frame])
         self.realtime._detach(conn, channel)  # a channel ERROR fails the channel (RTL14)
         return sent
+
+    def _connected(self, conn: Connection, cmd: Mapping[str, Any]) -> list[dict]:
+        details = cmd.get("details") or {}
+        if not isinstance(details, Mapping) or not set(details) <= _DETAILS:
+            raise CommandError(f"details: an object with at most {sorted(_DETAILS)}")
+        for key, value in details.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CommandError(f"details.{key}: expected a positive integer (ms)")
+        frame = self.realtime._connected_frame(conn)
+        frame["connectionDetails"] = {**frame["connectionDetails"], **details}
+        return self._send_all(conn, [frame])
 
     # -- frames ---------------------------------------------------------------------------------
 

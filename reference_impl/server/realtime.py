@@ -798,6 +798,15 @@ class RealtimeProtocol:
                 msg_serial=serial,
             )
         require_operation(conn.capability, conn.key_name, channel, "presence", serial)
+        if channel in conn.refuse_enter and any(
+            isinstance(i, dict) and i.get("action") == Action.ENTER.wire for i in items
+        ):
+            conn.refuse_enter.discard(channel)
+            raise FrameError(
+                errors.BAD_REQUEST,
+                "scripted refusal of an ENTER (server control)",
+                msg_serial=serial,
+            )
         try:
             prepared = [self._prepare_item(conn, index, item) for index, item in enumerate(items)]
         except FrameError as exc:

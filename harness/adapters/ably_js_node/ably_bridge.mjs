@@ -223,8 +223,31 @@ function conn(req) {
   return c;
 }
 
+// every ChannelStateChange a channel emits (RTL2a, RTL2g UPDATE, RTP17e), from its first use
+const channelEvents = new WeakMap();
+
+function channelOf(req) {
+  const channel = conn(req).client.channels.get(req.channel);
+  if (!channelEvents.has(channel)) {
+    const seen = [];
+    channelEvents.set(channel, seen);
+    channel.on(function listener(change) {
+      // ably-js calls a listener with `this` = { event } (an UPDATE: current == previous)
+      const event = this?.event ?? (change.current === change.previous ? 'update' : change.current);
+      seen.push({
+        event,
+        current: change.current,
+        previous: change.previous,
+        resumed: !!change.resumed,
+        reasonCode: change.reason?.code ?? null,
+      });
+    });
+  }
+  return channel;
+}
+
 function presence(req) {
-  return conn(req).client.channels.get(req.channel).presence;
+  return channelOf(req).presence;
 }
 
 function listenerFor(subscription) {
@@ -297,6 +320,7 @@ const ops = {
         'multiple-connections', 'sync-complete', 'wait-for-sync-option', 'unsubscribe-by-action',
         'subscribe-action-list', 'large-messages', 'argument-validation',
         'enter-client', 'rest-presence', 'transient-disconnect', 'channel-lifecycle',
+        'channel-events',
       ],
       ops: ['quiesce'],
     };
@@ -315,6 +339,13 @@ const ops = {
       fallbackHosts: [],
       logLevel: 1,
       logHandler: (msg) => logErr(`ably-js[${req.connection}]:`, msg),
+      // a connection suspended by a case (a short connectionStateTtl from the server) retries
+      // within the case, not after the default 30 s (RTN14e)
+      suspendedRetryTimeout: 500,
+      // the relay holds a reconnection while a case keeps the client away; past this timeout
+      // ably-js checks connectivity over HTTP, which the embedded server does not serve, and
+      // would then sleep its disconnectedRetryTimeout (15 s)
+      webSocketSlowTimeout: 30000,
     };
     if (req.clientId === '*') {
       // ably-js refuses clientId '*' with an API key: a token bound to '*' (from the harness)
@@ -383,17 +414,22 @@ const ops = {
   },
 
   async attach(req) {
-    await conn(req).client.channels.get(req.channel).attach();
+    await channelOf(req).attach();
     return null;
   },
 
   async detach(req) {
-    await conn(req).client.channels.get(req.channel).detach();
+    await channelOf(req).detach();
     return null;
   },
 
   async channel_state(req) {
-    return conn(req).client.channels.get(req.channel).state;
+    return channelOf(req).state;
+  },
+
+  async channel_events(req) {
+    channelOf(req);
+    return channelEvents.get(channelOf(req));
   },
 
   async interrupt(req) {
@@ -406,9 +442,16 @@ const ops = {
   async reconnected(req) {
     // back once reconnected through the relay, connected, and every channel attached again
     const { client, relay } = conn(req);
+    let nudged = Date.now();
     for (;;) {
       const channels = [...client.channels.all ? Object.values(client.channels.all) : []];
       const state = client.connection.state;
+      if (['suspended', 'disconnected'].includes(state) && Date.now() - nudged > 1000) {
+        // a failed attempt (e.g. one the relay held) would wait out the retry timeout: the
+        // case is over waiting, so ask for the next attempt now (RTN11c)
+        nudged = Date.now();
+        client.connection.connect();
+      }
       if (['failed', 'closed'].includes(state)) throw client.connection.errorReason ?? new Error(state);
       if (
         (relay.accepted ?? 0) > relay.acceptedBefore &&

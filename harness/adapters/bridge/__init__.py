@@ -77,7 +77,9 @@ QUIESCE_TIMEOUT = 5.0
 SHUTDOWN_GRACE = 2.0
 STDERR_LINES = 20
 LINE_LIMIT = 64 << 20  # one stdout line: a history page of 1000 large members fits
-NEGOTIABLE = ALL_FEATURES  # what a child may declare (wire frames come from the server side)
+NEGOTIABLE = ALL_FEATURES | {
+    Feature.CHANNEL_EVENTS
+}  # what a child may declare (wire frames: server side)
 
 
 class BridgeError(RuntimeError):
@@ -633,6 +635,19 @@ class BridgeChannel(AdapterChannel):
 
     async def state(self) -> str:
         return str(await self.connection.request("channel_state", self._where()))
+
+    async def state_changes(self) -> list[dict[str, Any]]:
+        events = await self.connection.request("channel_events", self._where())
+        return [
+            {
+                "event": e.get("event"),
+                "current": e.get("current"),
+                "previous": e.get("previous"),
+                "resumed": bool(e.get("resumed")),
+                "reason_code": e.get("reasonCode"),
+            }
+            for e in events or ()
+        ]
 
 
 class BridgeConnection(AdapterConnection):

@@ -24,7 +24,11 @@ from presence_conformance.harness.adapters.reference import (
 )
 from presence_conformance.harness.checks import CHECKS, REGISTRY
 from presence_conformance.harness.mutants import get_mutant
-from presence_conformance.harness.mutants.client_map import client_map_class
+from presence_conformance.harness.mutants.client_map import (
+    NoReentryOnAttached,
+    ReentryFailureSilent,
+    client_map_class,
+)
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import load_scenario, load_scenarios
@@ -485,6 +489,18 @@ DETACH_THEN_ENTER = make_scenario(
 
 # check -> (mutant adapter class, scenario, requirement it must report, outcome)
 CASES: dict[str, tuple[type[ReferenceAdapter], Any, str, Outcome]] = {
+    "reentered_after_reattach": (
+        NoReentryOnAttached,  # type: ignore[dict-item]
+        load_scenario(ROOT / "scenarios" / "client" / "detached-reenters-own-member.yaml"),
+        "client.reenter-after-reattach",
+        Outcome.NON_STRICT,
+    ),
+    "reentry_failure_update": (
+        ReentryFailureSilent,  # type: ignore[dict-item]
+        load_scenario(ROOT / "scenarios" / "client" / "refused-reentry-update.yaml"),
+        "channel.reentry-failure-update",
+        Outcome.NON_STRICT,
+    ),
     "client_presence_matches_oracle": (
         client_map_class("sync-never-purges"),  # type: ignore[dict-item]
         load_scenario(ROOT / "scenarios" / "client" / "injected-member-purged.yaml"),

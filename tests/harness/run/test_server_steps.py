@@ -12,7 +12,11 @@ import pytest
 from presence_conformance.harness.adapter import Feature
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.harness.adapters.reference import ReferenceAdapter
-from presence_conformance.harness.mutants.client_map import CLIENT_MAP_MUTANTS, client_map_adapter
+from presence_conformance.harness.mutants.client_map import (
+    CLIENT_MAP_MUTANTS,
+    SuspendedGetWrongCode,
+    client_map_adapter,
+)
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.runner import run_scenario
 from presence_conformance.harness.run.settings import RunSettings
@@ -23,7 +27,9 @@ from presence_conformance.reference_impl.server.control_http import add_control_
 from support import make_scenario, op, run_case
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
-RESYNC = [s for s in load_scenarios(SCENARIOS) if s.case_id.startswith("client/")]
+RESYNC = [
+    s for s in load_scenarios(SCENARIOS) if s.case_id.startswith(("client/", "channel/suspended"))
+]
 SETTINGS = RunSettings(op_timeout=5.0)
 TOKEN = "a-control-token-for-tests"
 
@@ -130,3 +136,20 @@ def test_each_client_map_mutant_is_caught_under_its_requirement(name: str) -> No
     caught = {case for case, (o, found) in outcomes.items() if requirements & found}
     assert caught, f"mutant {name} not caught: {outcomes}"
     assert all(o in (Outcome.FAIL, Outcome.NON_STRICT) for o, found in outcomes.values() if found)
+
+
+def test_a_suspended_get_with_the_wrong_code_is_caught() -> None:
+    scenario = next(s for s in RESYNC if s.case_id == "channel/suspended-keeps-members")
+
+    async def main() -> tuple[Outcome, set[str]]:
+        adapter = SuspendedGetWrongCode()
+        await adapter.start()
+        try:
+            result = await run_scenario(scenario, adapter, SETTINGS)
+        finally:
+            await adapter.stop()
+        return result.outcome, {v.requirement for v in result.violations}
+
+    outcome, found = asyncio.run(main())
+    assert outcome is Outcome.FAIL
+    assert found == {"channel.get-when-suspended"}
