@@ -72,7 +72,9 @@ class CaseDriver:
         self.history_steps = HistorySteps(case, calls)
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
         self.server = ServerSteps(case, calls)
-        self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops)
+        self.faults = FaultSteps(
+            case, self.deliveries, self._plan, self._after_ops, self.connections.defer
+        )
         self.lifecycle = LifecycleSteps(case, self.deliveries, self._before_attach)
         self.contention = Contention(case, calls, self.deliveries)
         # operations: planned (model first), then called; alone or in a `concurrently` block
