@@ -273,6 +273,7 @@ class ConnectionSteps:
                 and state.refused is None
                 and state.connection_id != exclude
                 and self.case.model.is_attached(state.cid, channel)
+                and self.case.model.receives_presence(state.cid, channel)
             ):
                 return state
         return None
