@@ -202,8 +202,12 @@ def _kind(*kinds: str) -> Callable[[OpRecord], bool]:
     return lambda op: op.kind in kinds
 
 
+ANONYMOUS_ON_BEHALF = "enter.client-on-anonymous-connection"
+
 UNEXPECTED_TABLE: tuple[Rule, ...] = (
-    # on behalf of other clients (RTP15), REST presence (RSP3)
+    # on behalf of other clients (RTP15): from an anonymous connection a refusal is the
+    # server's choice (INFO), REST presence (RSP3)
+    (ANONYMOUS_ON_BEHALF, lambda op: op.kind in CLIENT_PUBLISH and op.anonymous),
     ("enter.client-on-behalf", _kind(*CLIENT_PUBLISH)),
     ("get.rest-members", _kind("rest_get")),
     # enter, update, leave
@@ -289,6 +293,25 @@ def unexpected_errors(ctx: CheckContext) -> Iterator[Violation]:
             step=op.index,
             history_index=op.done_index,
         )
+
+
+@check(ANONYMOUS_ON_BEHALF)
+def anonymous_on_behalf(ctx: CheckContext) -> Iterator[Violation]:
+    """Which way an implementation went where the spec leaves it open: an enterClient,
+    updateClient or leaveClient on an anonymous connection (no clientId, not '*') that
+    succeeded (RTP15a); its refusal is recorded by `unexpected_errors`."""
+    for op in ctx.record.ops:
+        if op.anonymous and op.model_error is None and op.status == "ok":
+            yield ctx.violation(
+                ANONYMOUS_ON_BEHALF,
+                f"{op.step.label} succeeded: the server let an anonymous connection act for "
+                f"clientId {op.step.args.get('client_id')!r} (RTP15a; a refusal, RTP8j, is "
+                "accepted too)",
+                expected="ok, or a refusal with no trace",
+                observed="ok",
+                step=op.index,
+                history_index=op.done_index,
+            )
 
 
 def _unexplained(ctx: CheckContext) -> Iterator[Seen]:
