@@ -295,25 +295,6 @@ def unexpected_errors(ctx: CheckContext) -> Iterator[Violation]:
         )
 
 
-@check(ANONYMOUS_ON_BEHALF)
-def anonymous_on_behalf(ctx: CheckContext) -> Iterator[Violation]:
-    """Which way an implementation went where the spec leaves it open: an enterClient,
-    updateClient or leaveClient on an anonymous connection (no clientId, not '*') that
-    succeeded (RTP15a); its refusal is recorded by `unexpected_errors`."""
-    for op in ctx.record.ops:
-        if op.anonymous and op.model_error is None and op.status == "ok":
-            yield ctx.violation(
-                ANONYMOUS_ON_BEHALF,
-                f"{op.step.label} succeeded: the server let an anonymous connection act for "
-                f"clientId {op.step.args.get('client_id')!r} (RTP15a; a refusal, RTP8j, is "
-                "accepted too)",
-                expected="ok, or a refusal with no trace",
-                observed="ok",
-                step=op.index,
-                history_index=op.done_index,
-            )
-
-
 def _unexplained(ctx: CheckContext) -> Iterator[Seen]:
     """Messages no expectation accounts for: extra events, extra members, extra history items."""
     for analysis in listener_alignments(ctx).values():
