@@ -385,6 +385,13 @@ class PresenceModel:
     def is_attached(self, connection_id: str, channel: str) -> bool:
         return channel in self._conn(connection_id).attached
 
+    def receives_presence(self, connection_id: str, channel: str) -> bool:
+        """Whether the connection hears the presence of others on `channel`: its capability
+        grants `subscribe` there, so its attach is granted the PRESENCE_SUBSCRIBE mode. Without
+        it the server delivers it only its own members (RTP17a) and its get() reflects no more
+        than that (RTP11f: 91008 in strictMode, else "an empty or incomplete list")."""
+        return _check_capability(self._conn(connection_id).capability, channel, "subscribe")
+
     def sync_complete(self, connection_id: str, channel: str) -> bool:
         """RTP13: the model's sync is complete as soon as the channel is attached."""
         return self.is_attached(connection_id, channel)

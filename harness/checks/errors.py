@@ -202,8 +202,12 @@ def _kind(*kinds: str) -> Callable[[OpRecord], bool]:
     return lambda op: op.kind in kinds
 
 
+ANONYMOUS_ON_BEHALF = "enter.client-on-anonymous-connection"
+
 UNEXPECTED_TABLE: tuple[Rule, ...] = (
-    # on behalf of other clients (RTP15), REST presence (RSP3)
+    # on behalf of other clients (RTP15): from an anonymous connection a refusal is the
+    # server's choice (INFO), REST presence (RSP3)
+    (ANONYMOUS_ON_BEHALF, lambda op: op.kind in CLIENT_PUBLISH and op.anonymous),
     ("enter.client-on-behalf", _kind(*CLIENT_PUBLISH)),
     ("get.rest-members", _kind("rest_get")),
     # enter, update, leave

@@ -277,6 +277,7 @@ class OpRecord:
     was_present: bool | None = None
     form: str | None = None  # unsubscribe: all | listener | action-listener | action
     contested: bool = False  # raced another enter/update of its member in a concurrently block
+    anonymous: bool = False  # enterClient & co. on a connection without a clientId (not '*')
 
     @property
     def index(self) -> int:

@@ -53,6 +53,13 @@ class ClientSteps:
         kind, data = op.step.kind, op.step.args.get("data")
         client_id: str = op.step.args["client_id"]
         op.params = {"client_id": client_id}
+        # RTP15a lets an anonymous client call these; whether its server lets it act for a
+        # clientId is the server's (its auth): success or a refusal, both accepted (INFO)
+        spec = state.spec  # the model gives a wildcard no clientId either: ask the spec
+        own = (
+            spec.token_client_id if spec.token_given and spec.client_id is None else spec.client_id
+        )
+        op.anonymous = own is None
         if "data" in op.step.args:
             op.params["data"] = jsonable(data)
         plan_model_publish(

@@ -293,11 +293,17 @@ class ConnectionSteps:
         """The events of a close or an expiry, their origin and the deliveries they require."""
         op.events += outcome.events
         channel_of = self._channels_of(outcome.events)
+        kind = "drop" if step.kind == "interrupt" else step.kind  # a refused resume's leaves
         for event in outcome.events:
             self.case.record.origins[event.model_id] = EventOrigin(
-                step.kind, step.index, channel_of[event.model_id], True, False
+                kind, step.index, channel_of[event.model_id], True, False
             )
         self.deliveries.expect(outcome, step.index)
+
+    def defer(self, step: Step, op: OpRecord, state: ClientState, cid: str, at: float) -> None:
+        """Connection `cid` (already dropped in the model) leaves its members pending, as a
+        drop with `wait: false` does; `at`: loop time it was cut (a refused resume)."""
+        self.pending.append(_Pending(step, op, state, cid, at))
 
     async def settle_pending(self) -> None:
         """The leaves of the drops made with `wait: false` are due: the model synthesizes them
@@ -326,6 +332,7 @@ class ConnectionSteps:
                 and state.refused is None
                 and state.connection_id != exclude
                 and self.case.model.is_attached(state.cid, channel)
+                and self.case.model.receives_presence(state.cid, channel)
             ):
                 return state
         return None

@@ -73,7 +73,14 @@ class CaseDriver:
         self.client_steps = ClientSteps(case, calls, self.deliveries, refusals)
         self.server = ServerSteps(case, calls)
         self.lifecycle = LifecycleSteps(case, self.deliveries, self._before_attach)
-        self.faults = FaultSteps(case, self.deliveries, self._plan, self._after_ops, self.lifecycle)
+        self.faults = FaultSteps(
+            case,
+            self.deliveries,
+            self._plan,
+            self._after_ops,
+            self.connections.defer,
+            self.lifecycle,
+        )
         self.contention = Contention(case, calls, self.deliveries)
         # operations: planned (model first), then called; alone or in a `concurrently` block
         self.plans: dict[str, Plan] = {

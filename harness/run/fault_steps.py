@@ -10,7 +10,10 @@ What the model expects:
 - not resumed (RTN15c7): the old connection is dropped (its members leave after the grace,
   RTP2b1), the client's new connection (new connectionId) re-attaches and re-enters each of its
   members with the same clientId and data (RTP17i, RTP17g): others see an enter for the new
-  member key, then the old member's leave.
+  member key, then the old member's leave. Until that leave the old members are pending leaves
+  (`PresenceModel.pending_leaves`, as after a `drop` with `wait: false`): a get may show them
+  beside the re-entered ones, or not; the driver settles them (`defer`, counted from the cut)
+  before a step that needs them gone, or at the end of the case.
 
 With `suspend` (needs server-control and channel-lifecycle) the server first sends the client a
 CONNECTED whose connectionDetails advertise a short connectionStateTtl (RTN24, CD2f), the
@@ -39,6 +42,7 @@ from presence_conformance.harness.record.records import (
 )
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.calls import Call
+from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.lifecycle_steps import LifecycleSteps
 from presence_conformance.harness.run.state import CaseState
@@ -50,6 +54,9 @@ __all__ = ["SUSPEND_TTL_MS", "FaultSteps"]
 
 Plan = Callable[[Step], tuple[OpRecord, Call]]
 SUSPEND_TTL_MS = 1000  # the connectionStateTtl advertised before a `suspend` interrupt
+# the old connection of a refused resume: its leaves are pending (step, op, client, old
+# connectionId, loop time of the cut), settled by the driver (ConnectionSteps.defer)
+Defer = Callable[[Step, OpRecord, ClientState, str, float], None]
 
 
 class FaultSteps:
@@ -61,6 +68,7 @@ class FaultSteps:
         deliveries: Deliveries,
         plan: Plan,
         after_ops: Callable[[list[OpRecord]], Awaitable[None]],
+        defer: Defer,
         lifecycle: LifecycleSteps | None = None,
     ) -> None:
         self.case = case
@@ -68,6 +76,7 @@ class FaultSteps:
         self.plan = plan
         self.after_ops = after_ops
         self.lifecycle = lifecycle
+        self.defer = defer
 
     async def step_interrupt(self, step: Step) -> None:
         case = self.case
@@ -105,6 +114,7 @@ class FaultSteps:
                     saved[channel] = model.get(channel, connection_id=old)
             model.drop_connection(old)
         conn = state.conn
+        cut_at = case.loop.time()
         await self._call(step, name, "interrupt", op.params, conn.interrupt(seconds, resume))
         planned: list[tuple[OpRecord, Call]] = []
         if suspend:
@@ -142,6 +152,8 @@ class FaultSteps:
             self._replace(step, op, rec, state.spec.capability, old, new, saved)
             state.connection_id = new
             record.client_connections.setdefault(name, []).append(new)
+            case.timer_started(max(0.0, cut_at + case.leave_grace - case.loop.time()))
+            self.defer(step, op, state, old, cut_at)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -150,8 +162,8 @@ class FaultSteps:
             raise Stop(f"{step.label}: {mismatch}")
         op.status = "ok"
         await self.after_ops([inner for inner, _ in planned])
-        if not resume:
-            await self.deliveries.wait(case.leave_grace + case.op_timeout)
+        if not resume:  # the re-entries (the old members' leaves are pending: `defer`)
+            await self.deliveries.wait(case.wait_budget)
 
     async def _short_ttl(self, step: Step, name: str, connection_id: str) -> None:
         """RTN24: a CONNECTED advertising a short connectionStateTtl (CD2f)."""
@@ -226,9 +238,9 @@ class FaultSteps:
         new: str,
         saved: dict[str, list[PresenceMessage]],
     ) -> None:
-        """The model after a refused resume: a new connection re-enters the old one's members,
-        then the old members leave (the grace is over by the end of the step)."""
-        case, record, model = self.case, self.case.record, self.case.model
+        """The model after a refused resume: a new connection re-enters the old one's members
+        (the old members stay, pending leaves, until the driver settles them)."""
+        record, model = self.case.record, self.case.model
         model.open_connection(model.connection_client_id(old), capability, connection_id=new)
         for channel, members in saved.items():
             self.deliveries.expect(model.attach(new, channel), step.index)
@@ -241,21 +253,6 @@ class FaultSteps:
                 op.events.extend(outcome.events)
                 self.deliveries.expect(outcome, step.index)
                 rec.reentered.append((channel, member.client_id))
-        outcome = model.expire_connection(old)
-        record.synthesized.update(e.id for e in outcome.events if e.id is not None)
-        channel_of: dict[str, str] = {}
-        if outcome.events:
-            for channel in case.scenario.channels:
-                for event in model.history_all(channel)[-len(outcome.events) :]:
-                    if event.id is not None:
-                        channel_of[event.id] = channel
-        for event in outcome.events:
-            if event.id is not None:
-                record.origins[event.id] = EventOrigin(
-                    "drop", step.index, channel_of[event.id], True, False
-                )
-        op.events.extend(outcome.events)
-        self.deliveries.expect(outcome, step.index)
 
     async def _call(
         self,

@@ -234,6 +234,7 @@ class MemberSteps:
                 or observer.refused is not None
                 or observer.conn is None
                 or not model.is_attached(observer.cid, channel)
+                or not model.receives_presence(observer.cid, channel)  # sees only its own
             ):
                 continue
             if await self._observer_shows(observer, channel, expected, step, pending):
@@ -297,6 +298,10 @@ class MemberSteps:
                 if not case.model.is_attached(state.cid, channel):
                     continue
                 if (name, channel) in case.record.staged:  # judged by the client oracle
+                    continue
+                if not case.model.receives_presence(state.cid, channel):
+                    # attached without PRESENCE_SUBSCRIBE: its map cannot reflect the channel
+                    # (RTP11f2); its gets are judged by channel.get-without-presence-subscribe
                     continue
                 op = OpRecord(
                     Step("converge", len(case.scenario.steps), "(end of case)"),

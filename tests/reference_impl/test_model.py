@@ -698,6 +698,28 @@ def test_presence_capability_grants_enter(capability: dict | None) -> None:
     assert len(m.get(CH)) == 1
 
 
+@pytest.mark.parametrize(
+    ("capability", "receives"),
+    [
+        (None, True),
+        ({CH: ["subscribe", "presence"]}, True),
+        ({"*": ["*"]}, True),
+        ({CH: ["presence"]}, False),
+        ({CH: ["presence", "history"]}, False),
+        ({"other": ["subscribe"], CH: ["presence"]}, False),
+    ],
+)
+def test_receives_presence_needs_subscribe(capability: dict | None, receives: bool) -> None:
+    """RTP11f, RTP17a: without subscribe a connection hears only its own members."""
+    m = make()
+    c = m.open_connection("c", capability)
+    other = m.open_connection("other")
+    m.subscribe(c, CH, "l")
+    assert m.receives_presence(c, CH) is receives
+    assert bool(m.enter(other, CH, "o").deliveries) is receives
+    assert [d.connection_id for d in m.enter(c, CH, "mine").deliveries] == [c]
+
+
 def test_a_namespace_wildcard_capability_grants_its_channels() -> None:
     m = make()
     c = m.open_connection("ok", {"lobby:*": ["presence"]})

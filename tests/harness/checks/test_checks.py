@@ -948,6 +948,7 @@ def fake_op(
     was_present: bool = True,
     fresh_attach: bool = False,
     form: str | None = None,
+    anonymous: bool = False,
     **args: Any,
 ) -> Any:
     """What the tables read of an `OpRecord`: the step, the model's refusal, the member state."""
@@ -961,6 +962,7 @@ def fake_op(
         was_present=was_present,
         fresh_attach=fresh_attach,
         form=form,
+        anonymous=anonymous,
     )
 
 
@@ -991,6 +993,7 @@ def refusal_cases() -> list[tuple[Any, str]]:
 
 
 UNEXPECTED_CASES = [
+    (fake_op("enter_client", anonymous=True), "enter.client-on-anonymous-connection"),
     (fake_op("update_client", data="a"), "enter.client-on-behalf"),
     (fake_op("rest_get"), "get.rest-members"),
     (fake_op("leave", was_present=False, fresh_attach=True), "leave.when-not-present"),
@@ -1044,7 +1047,7 @@ def test_error_checks_register_exactly_their_tables() -> None:
         "error.documented-code",
     )
     assert CHECKS["unexpected_errors"] == requirements_of(UNEXPECTED_TABLE)
-    assert len(CHECKS["refusals"]) == 15 and len(CHECKS["unexpected_errors"]) == 32
+    assert len(CHECKS["refusals"]) == 15 and len(CHECKS["unexpected_errors"]) == 33
     assert len(REFUSAL_TABLE) == len(CHECKS["refusals"]) - 2  # each requirement one row
     assert len(UNEXPECTED_TABLE) == len(CHECKS["unexpected_errors"])
 
