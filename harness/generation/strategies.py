@@ -99,16 +99,22 @@ KINDS = (
     "update",
     "history",
     "drop",
+    "concurrently",
     "get",
     "connect",
     # the optional features, last (a shrunk choice moves away from them)
     "interrupt",
+    "rejoin",
+    "detach",
     "enter_client",
     "rest_get",
     "update_client",
     "leave_client",
     "unsubscribe",
+    "attach",
     "crowd",
+    "channel_state",
+    "detach",
 )
 INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!", "history!")
 """Invalid variants of kinds (drawn only when the adapter validates arguments): history with
@@ -305,6 +311,14 @@ LARGE_STRING = {"$repeat": "x", "times": 60_000}
 # a watcher subscribes to every action on its channels as soon as it connects (bit n: channel
 # n), so that most programs have someone to deliver events to; shrinks towards no watcher
 _WATCH = st.integers(0, 3)
+# 2: a publish or a drop with `wait: false` (the next step is issued while its deliveries, or
+# the dropped connection's leave, are still on their way); shrinks towards waiting
+_NOWAIT = st.integers(0, 2)
+# a block's second enter/update of a member already in it: 1 races them (same member)
+_RACE = st.integers(0, 1)
+# a token client's token: 0 its own clientId, 1 a wildcard token, 2 none (an impostor), 3
+# another cast member's (an impostor)
+_TOKEN = st.integers(0, 3)
 # final reads, a bit mask (shrinks towards none): 1 history with the defaults, 2 filtered gets,
 # 4 history forwards by pages of 2, 8 gets with filters across members (one client's clientId
 # with another's connectionId, a prefix of a clientId) and get(waitForSync=false) by a newcomer,
@@ -397,6 +411,14 @@ class _Draws:
                     intent["data"] = draw(self.data)
             if kind in CLIENT_PUBLISH:
                 intent["target"] = draw(_TARGET)
+            if not invalid:
+                intent["nowait"] = draw(_NOWAIT) == 2
+        elif kind in ("drop", "rejoin"):
+            intent["nowait"] = kind == "rejoin" or draw(_NOWAIT) == 2
+            if kind == "rejoin":
+                has_data = draw(_HAS_DATA)
+                if has_data > 3:
+                    intent["data"] = draw(self.data)
         elif kind == "rest_get":
             intent["filter"] = draw(_REST_FILTERS)
             if intent["filter"] != "none":
@@ -427,6 +449,7 @@ class _Draws:
         elif kind == "history":
             intent.update(self.history(draw, invalid))
         elif kind == "concurrently":
+            intent["race"] = draw(_RACE)
             intent["steps"] = draw(st.lists(self.block_intents(disabled), min_size=2, max_size=3))
         return intent
 
@@ -480,6 +503,7 @@ class _Client:
     client_id: str | None
     kind: str
     watch: int = 0  # bit n set: subscribed to all actions on channel n whenever it connects
+    token: int = 0  # kind "token": which token it connects with (see `_TOKEN`)
 
 
 def _cast_kinds(config: GenerationConfig) -> list[str]:
@@ -495,6 +519,11 @@ def _cast_kinds(config: GenerationConfig) -> list[str]:
         kinds.append("restricted")
     if config.has(Feature.ENTER_CLIENT):
         kinds.append("hub")  # the wildcard clientId: enterClient for any clientId
+    if config.has(Feature.TOKEN_IDENTITY):
+        kinds.append("token")  # connects with a token, honest or an impostor's (TK2c, TD6)
+    if config.has(Feature.CAPABILITIES) and config.has(Feature.CHANNEL_LIFECYCLE):
+        # every capability on the first channel only: its attach of the second fails (RTL14)
+        kinds.append("confined")
     return kinds
 
 
@@ -521,7 +550,10 @@ def _cast(draw: st.DrawFn, config: GenerationConfig) -> list[_Client]:
             client_id = None
         elif kind == "hub":
             client_id = WILDCARD
-        clients.append(_Client(name, client_id, kind, draw(_WATCH)))
+        token = draw(_TOKEN) if kind == "token" else 0
+        if token == 3 and index == 0:
+            token = 2
+        clients.append(_Client(name, client_id, kind, draw(_WATCH), token))
     return clients
 
 
@@ -571,6 +603,10 @@ def _kind_supported(kind: str, config: GenerationConfig) -> bool:
         "leave_client": (Feature.ENTER_CLIENT,),
         "crowd": (Feature.ENTER_CLIENT, Feature.MULTIPLE_CONNECTIONS),
         "rest_get": (Feature.REST_PRESENCE,),
+        "rejoin": (Feature.ABRUPT_DISCONNECT, Feature.MULTIPLE_CONNECTIONS),
+        "detach": (Feature.CHANNEL_LIFECYCLE,),
+        "attach": (Feature.CHANNEL_LIFECYCLE,),
+        "channel_state": (Feature.CHANNEL_LIFECYCLE,),
     }
     return all(config.has(feature) for feature in needs.get(kind, ()))
 
@@ -600,6 +636,7 @@ class _Compiler:
         self.subscribed: set[str] = set()  # clients with a subscribe step so far
         self.entered: dict[str, list[str]] = {}  # channel -> clientIds entered with enter()
         self.crowded: set[str] = set()  # channels a crowd has entered
+        self.detached: set[tuple[str, str]] = set()  # (client, channel) detached so far
 
     # resolution helpers
 
@@ -654,6 +691,10 @@ class _Compiler:
             out["data"] = intent["data"]
         if invalid:
             out["expect_error"] = intent["expect_error"]
+        elif intent.get("nowait"):
+            out["wait"] = False
+        if invalid or self.impostor(client):
+            pass
         elif intent["kind"] == "enter" and client.client_id not in (None, WILDCARD):
             known = self.entered.setdefault(channel, [])
             if client.client_id not in known:
@@ -670,7 +711,7 @@ class _Compiler:
     def _client_publish(
         self, intent: dict[str, Any], client: _Client, channel: str
     ) -> dict[str, Any] | None:
-        if client.kind == "restricted" or client.client_id is None:
+        if client.kind == "restricted" or client.client_id is None or self.impostor(client):
             # refused for want of the capability (the plain publish covers it); an anonymous
             # connection: the reference model lets it act for a clientId, the reference server
             # refuses (40012), so generation leaves it out
@@ -692,6 +733,8 @@ class _Compiler:
             out["client_id"] = client.client_id
         if "data" in intent:
             out["data"] = intent["data"]
+        if intent.get("nowait") and "expect_error" not in out:
+            out["wait"] = False
         return out
 
     _enter_client = _update_client = _leave_client = _client_publish
@@ -813,6 +856,12 @@ class _Compiler:
     ) -> dict[str, Any]:
         return {}
 
+    _attach = _channel_state = _sync_complete
+
+    def _detach(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
+        self.detached.add((client.name, channel))
+        return {}
+
     # top-level steps
 
     def add(self, intent: dict[str, Any]) -> None:
@@ -822,16 +871,31 @@ class _Compiler:
             intent = {**intent, "kind": kind}
         index = len(self.steps)
         if kind == "concurrently":
-            step = self._block(intent["steps"])
+            step = self._block(intent["steps"], intent.get("race", 0))
         elif kind == "interrupt":
             step = self._interrupt(intent)
         elif kind == "crowd":
             step = self._crowd(intent)
+        elif kind == "rejoin":
+            self._rejoin(intent)
+            return
         elif kind in ("drop", "close"):
             client = self.client(intent["who"])
             step = None if client is None else {kind: {"client": client.name}}
             if client is not None:
                 self.connected[client.name] = False
+                self.detached = {p for p in self.detached if p[0] != client.name}
+                if kind == "drop" and intent.get("nowait"):
+                    step = {kind: {"client": client.name, "wait": False}}
+        elif kind == "attach":
+            # prefer a channel the client detached (attached again: no re-entry, RTP5a)
+            pairs = [p for p in sorted(self.detached) if self.connected[p[0]]]
+            if pairs:
+                name, channel = pairs[intent["who"] % len(pairs)]
+                self.detached.discard((name, channel))
+                step = {"attach": {"client": name, "channel": channel}}
+            else:
+                step = self.op(intent)
         elif kind == "connect":
             waiting = [c for c in self.cast if not self.connected[c.name]]
             client = waiting[intent["who"] % len(waiting)] if waiting else None
@@ -855,6 +919,33 @@ class _Compiler:
         ((step_kind, _),) = step.items()
         if step_kind in (*PUBLISH, "drop", "close"):
             self.events.append(index)
+
+    def _rejoin(self, intent: dict[str, Any]) -> None:
+        """A member's connection drops and the same clientId connects again and enters within
+        the leave grace (`drop` with `wait: false`): two members of one clientId until the old
+        one's synthesized leave, which must remove the old member only (TP3h, RTP2b1)."""
+        members = [
+            c
+            for c in self.live()
+            if c.kind not in ("hub", "anonymous", "restricted")
+            and not self.impostor(c)
+            and c.client_id is not None
+        ]
+        if not members or not self.config.has(Feature.MULTIPLE_CONNECTIONS):
+            return
+        client = members[intent["who"] % len(members)]
+        channel = self.channel(intent["chan"])
+        self.events.append(len(self.steps))
+        self.steps.append({"drop": {"client": client.name, "wait": False}})
+        self.steps.append({"connect": {"client": client.name}})
+        self.detached = {p for p in self.detached if p[0] != client.name}
+        body: dict[str, Any] = {"client": client.name, "channel": channel}
+        if "data" in intent:
+            body["data"] = intent["data"]
+        self.events.append(len(self.steps))
+        self.steps.append({"enter": body})
+        self.ever.add(client.name)
+        self.watch(client)
 
     def watch(self, client: _Client) -> None:
         """A watcher's subscriptions, right after it connects (at the start or later)."""
@@ -924,8 +1015,22 @@ class _Compiler:
             ]
         }
 
-    def _block(self, intents: list[dict[str, Any]]) -> dict[str, Any] | None:
-        ops = self._block_ops(intents)
+    def _block(self, intents: list[dict[str, Any]], race: int = 0) -> dict[str, Any] | None:
+        if race:
+            # the first two operations act on one member: an enter (or update) and an update
+            # racing (the server may apply them in either order)
+            first, second = intents[0], intents[1]
+            kind = first["kind"] if first["kind"] in ("enter", "update") else "enter"
+            racing = [
+                {**first, "kind": kind},
+                {**second, "kind": "update", "who": first["who"], "chan": first["chan"]},
+            ]
+            for intent in racing:
+                intent.pop("expect_error", None)
+                if not isinstance(intent.get("data"), (str, dict, list, type(None))):
+                    intent.pop("data", None)
+            intents = racing + intents[2:]
+        ops = self._block_ops(intents, race=bool(race))
         if not ops:
             return None
         if len(ops) == 1:
@@ -933,22 +1038,40 @@ class _Compiler:
         return {"concurrently": ops}
 
     def _block_ops(
-        self, intents: list[dict[str, Any]], away: str | None = None, own: tuple[str, ...] = ()
+        self,
+        intents: list[dict[str, Any]],
+        away: str | None = None,
+        own: tuple[str, ...] = (),
+        race: bool = False,
     ) -> list[dict[str, Any]]:
         """The operations of a block (or of an interrupt's `during`: `away` is the client
         interrupted, which may only run the kinds `own`)."""
         # first decide which operations take part, then compile them (compiling registers
         # listeners, which only an operation that stays in the block may do)
         chosen: list[tuple[dict[str, Any], str]] = []
-        pairs: set[tuple[str, str]] = set()
+        pairs: dict[tuple[str, str], str] = {}
         for intent in intents:
             client = self.client(intent["who"])
             channel = self.channel(intent["chan"])
-            if client is None or (client.name, channel) in pairs:
-                continue  # one operation per member (client and channel) in a block
+            if client is None:
+                continue
+            if (client.name, channel) in pairs:
+                # one operation per member (client and channel) in a block, except enters and
+                # updates of a member with an identity, which may race (`race`)
+                if not (
+                    race
+                    and intent["kind"] in ("enter", "update")
+                    and pairs[(client.name, channel)] in ("enter", "update")
+                    and "expect_error" not in intent
+                    and client.kind not in ("hub", "anonymous", "restricted")
+                    and not self.impostor(client)
+                ):
+                    continue
             if client.name == away and intent["kind"] not in own:
                 continue
-            pairs.add((client.name, channel))
+            if away is not None and intent.get("nowait"):
+                intent = {**intent, "nowait": False}
+            pairs.setdefault((client.name, channel), intent["kind"])
             chosen.append((intent, channel))
         writes = {channel for intent, channel in chosen if intent["kind"] in PUBLISH}
         # a read or a listener change racing a write on the same channel has no defined outcome
@@ -1064,6 +1187,21 @@ class _Compiler:
                 return True
         return False
 
+    def token_id(self, client: _Client) -> str | None:
+        """The clientId of a token client's token (`_TOKEN`): its own, `*`, none, or the
+        first client's (an impostor claims what its token does not allow)."""
+        if client.token == 0:
+            return client.client_id
+        if client.token == 1:
+            return WILDCARD
+        if client.token == 2:
+            return None
+        first = self.cast[0].client_id
+        return first if first != client.client_id else None
+
+    def impostor(self, client: _Client) -> bool:
+        return client.kind == "token" and client.client_id != self.token_id(client) != WILDCARD
+
     def document(self) -> dict[str, Any]:
         if not self.steps:  # every intent was skipped: a program still needs one step
             first = self.live()[0] if self.live() else self.cast[0]
@@ -1086,6 +1224,10 @@ class _Compiler:
                 spec["connect"] = "later"
             if client.kind == "restricted":  # may subscribe and read history, not enter
                 spec["capability"] = {c: ["subscribe", "history"] for c in channels}
+            elif client.kind == "confined":
+                spec["capability"] = {channels[0]: ["*"]}
+            elif client.kind == "token":
+                spec["token_client_id"] = self.token_id(client)
             clients[client.name] = spec
         return {
             "name": "generated",
