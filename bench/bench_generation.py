@@ -299,6 +299,52 @@ def bench_throughput(examples: int, op_timeout: float, profile_run: bool) -> dic
     return out
 
 
+def bench_wire(globs: list[str]) -> int:
+    """Generation alone over ably-wire, per family: the client-map mutants
+    (`generation_alone_client_map`, `WIRE_EXAMPLES` programs each, the unbroken client first)
+    and the server-frame mutants (`generation_alone`, the dev profile's 200 programs, as in
+    `tests/harness/mutants/test_generation_alone.py`). Prints the figure per family."""
+    from presence_conformance.harness.mutant_detection import (
+        generation_alone,
+        generation_alone_client_map,
+    )
+    from presence_conformance.harness.mutants import get_mutant
+    from presence_conformance.harness.mutants.base import ServerMutantAdapter
+    from presence_conformance.harness.mutants.client_map import CLIENT_MAP_MUTANTS
+
+    def wanted(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+    families = {
+        "client-map": [n for n in sorted(CLIENT_MAP_MUTANTS) if wanted(n)],
+        "server-frame": [
+            n for n in MUTANTS if issubclass(get_mutant(n), ServerMutantAdapter) and wanted(n)
+        ],
+    }
+    unbroken = generation_alone_client_map("oracle")
+    print(
+        f"unbroken client (ably-wire, client-side oracle): {unbroken.programs_run} programs, "
+        f"{unbroken.outcomes} ({unbroken.elapsed:.1f}s)",
+        flush=True,
+    )
+    for family, names in families.items():
+        caught = 0
+        for name in names:
+            if family == "client-map":
+                found = generation_alone_client_map(name)
+            else:
+                found = generation_alone(name)
+            caught += found.detected
+            why = sorted({v.requirement for v in found.case.violations}) if found.case else []
+            print(
+                f"  {family:<12} {name:<36} {'caught' if found.detected else 'MISSED':<7}"
+                f" after {found.programs_run:>3} programs ({found.elapsed:5.1f}s) {why[:3]}",
+                flush=True,
+            )
+        print(f"{family}: generation alone catches {caught} of {len(names)}\n", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -356,11 +402,19 @@ def main(argv: list[str] | None = None) -> int:
         "(to compare shrink times)",
     )
     parser.add_argument(
+        "--wire",
+        action="store_true",
+        help="only the ably-wire families, generation alone with server steps: the client-map "
+        "mutants (and the unbroken client, which must pass) and the server-frame mutants",
+    )
+    parser.add_argument(
         "--no-validators",
         action="store_true",
         help="skip the compiled-versus-jsonschema throughput comparison",
     )
     args = parser.parse_args(argv)
+    if args.wire:
+        return bench_wire(args.mutants.split(","))
     globs = args.mutants.split(",")
     names = [n for n in MUTANTS if any(fnmatch.fnmatchcase(n, g) for g in globs)]
     examples = args.examples

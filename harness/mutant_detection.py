@@ -16,13 +16,17 @@ from typing import Any
 from presence_conformance.harness.results import CaseResult
 
 __all__ = [
+    "CLIENT_MAP_GENERATION_MISSES",
     "DETECTION_SETTINGS",
     "GENERATION_MISSES",
     "GENERATION_PROFILE",
     "GENERATION_SEED",
+    "WIRE_EXAMPLES",
+    "WIRE_OPTIONS",
     "Detection",
     "detect",
     "generation_alone",
+    "generation_alone_client_map",
     "order_for",
 ]
 
@@ -45,11 +49,20 @@ GENERATION_SEED = 12345
 this seed: the same programs on every run and in every process."""
 GENERATION_MISSES: frozenset[str] = frozenset(
     {
-        "get-client-id-case-insensitive",
+        "enter-client-id-mismatch-accepted",
+        "failed-reported-detached",
+        "get-needs-subscribe",
+        "get-stops-at-100-members",
+        "history-limit-default-10",
+        "history-limit-default-ignored",
+        "leave-client-leaves-everywhere",
         "leave-without-data-drops-data",
-        "missed-events-lost-on-resume",
         "own-events-need-subscribe",
-        "unsubscribe-all-every-channel",
+        "racing-updates-coalesced",
+        "reattach-reenters",
+        "synthesized-leave-clears-client-id",
+        "token-identity-taken",
+        "unsubscribe-listener-noop",
     }
 )
 """The mutants that generation alone (`generation_alone`) does not catch. Published in
@@ -171,3 +184,62 @@ def generation_alone(name: str, settings: Any = None, **options: Any) -> Detecti
         settings=settings,
         **options,
     )
+
+
+CLIENT_MAP_GENERATION_MISSES: frozenset[str] = frozenset()
+"""The client-map mutants generation alone (`generation_alone_client_map`) misses; see
+docs/generation.md, "Server steps"."""
+WIRE_OPTIONS = {"leave_grace": "0.1"}
+"""ably-wire runs (client-map mutants, the unbroken client, the server-frame mutants in the wire
+bench) use a longer grace than the in-process ones: a generated interrupt must resume within a
+third of it over real websockets on a busy machine."""
+WIRE_EXAMPLES = 100
+"""Generation alone over ably-wire (slower: ~0.1 s a program) draws this many programs of the
+`GENERATION_PROFILE` from `GENERATION_SEED` (`bench/bench_generation.py --wire` prints the
+figures, docs/generation.md "Server steps" publishes them)."""
+
+
+def generation_alone_client_map(
+    name: str, examples: int = WIRE_EXAMPLES, settings: Any = None
+) -> Detection:
+    """Does generation alone catch the client-map mutant `name` (`ably-wire` whose client keeps
+    its presence map in a broken client-side oracle, `harness/mutants/client_map.py`)? `name`
+    "oracle" is the unbroken one (it must pass). Programs include `server:` steps (the adapter
+    declares server-control)."""
+    from presence_conformance.harness.generation import GenerationOptions, run_generation
+    from presence_conformance.harness.mutants.client_map import client_map_adapter
+    from presence_conformance.harness.run.runner import RunSettings
+    from presence_conformance.harness.session import ConformanceSession
+
+    session = ConformanceSession(
+        client_map_adapter(name, dict(WIRE_OPTIONS)),
+        adapter_name=f"client-map:{name}",
+        options=dict(WIRE_OPTIONS),
+        settings=settings or RunSettings(op_timeout=5.0, quiet_period=0.02),
+    )
+    found = Detection(name)
+    started = time.monotonic()
+    try:
+        result = run_generation(
+            session,
+            GenerationOptions(
+                profile=GENERATION_PROFILE,
+                examples=examples,
+                seed=GENERATION_SEED,
+                shrink=False,
+                strict=True,
+                failures_dir=None,
+                use_database=False,
+                server_steps=True,
+            ),
+        )
+    finally:
+        session.stop()
+    found.generation = result
+    found.programs_run = result.programs
+    found.outcomes = dict(result.outcomes)
+    # a timeout over websockets on a busy machine is no detection: only a violation counts
+    if result.failed and result.case is not None and result.case.violations:
+        found.detected_by, found.case = "generation", result.case
+    found.elapsed = time.monotonic() - started
+    return found

@@ -136,6 +136,7 @@ class GenerationOptions:
     max_steps: int | None = None
     min_steps: int | None = None
     config: GenerationConfig | None = None
+    server_steps: bool = False  # draw `server:` steps (GenerationConfig.server_steps)
     shrink_seconds: float | None = DEFAULT_SHRINK_SECONDS
     program_budget: float | None = None
     reuse: bool = True
@@ -219,6 +220,7 @@ def _config_for(session: GenerationSession, options: GenerationOptions) -> Gener
         max_steps=max_steps,
         features=features,
         leave_grace=float(grace) if isinstance(grace, (int, float)) else None,
+        server_steps=options.server_steps,
     )
 
 

@@ -99,16 +99,25 @@ KINDS = (
     "update",
     "history",
     "drop",
+    "concurrently",
     "get",
     "connect",
     # the optional features, last (a shrunk choice moves away from them)
     "interrupt",
+    "rejoin",
+    "detach",
     "enter_client",
     "rest_get",
     "update_client",
     "leave_client",
     "unsubscribe",
+    "attach",
     "crowd",
+    "history",
+    "server",
+    "server",
+    "server",
+    "server",
 )
 INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!", "history!")
 """Invalid variants of kinds (drawn only when the adapter validates arguments): history with
@@ -153,7 +162,9 @@ class GenerationConfig:
     (top-level steps; a `concurrently` block counts as one); `leave_grace`, the adapter's leave
     grace when known, how long a client whose resume is refused stays away (longer than the
     grace; unknown: the scenario default of 0.3 s); `swarm`: each program switches a random
-    subset of step kinds off (False: every kind in every program; for comparisons).
+    subset of step kinds off (False: every kind in every program; for comparisons);
+    `server_steps`: draw `server:` steps when the adapter declares server-control (opt-in while
+    the false alarms listed in docs/generation.md, "Server steps", remain).
     """
 
     min_steps: int = 1
@@ -164,6 +175,7 @@ class GenerationConfig:
     invalid: bool = True
     leave_grace: float | None = None
     swarm: bool = True
+    server_steps: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_clients <= len(CLIENT_NAMES):
@@ -305,6 +317,60 @@ LARGE_STRING = {"$repeat": "x", "times": 60_000}
 # a watcher subscribes to every action on its channels as soon as it connects (bit n: channel
 # n), so that most programs have someone to deliver events to; shrinks towards no watcher
 _WATCH = st.integers(0, 3)
+# 2: a publish or a drop with `wait: false` (the next step is issued while its deliveries, or
+# the dropped connection's leave, are still on their way); shrinks towards waiting
+_NOWAIT = st.integers(0, 2)
+_NOWAIT_PUBLISH = st.integers(0, 1)  # publishes: one in two does not wait
+# a block's second enter/update of a member already in it: 1 races them (same member)
+_RACE = st.integers(0, 1)
+# a token client's token: 0 its own clientId, 1 a wildcard token, 2 none (an impostor), 3
+# another cast member's (an impostor)
+_TOKEN = st.integers(0, 3)
+
+# `server:` steps (feature server-control, reference_impl/server/control.py): what the server
+# does to one client on one channel; every mismatch with the client-side oracle is reported
+# against the client.* requirements (every server step is tagged with all of them)
+SERVER_REQUIREMENTS = [
+    "client.older-message-discarded",
+    "client.duplicate-discarded",
+    "client.synthesized-leave-by-timestamp",
+    "client.sync-items-compared",
+    "client.staged-member-stored",
+    "client.leave-during-sync-absent",
+    "client.new-sync-sequence-discards",
+    "client.sync-ends-on-empty-cursor",
+    "client.sync-without-channel-serial",
+    "client.sync-purges-unseen-members",
+    "client.attached-without-presence-clears",
+    "client.item-fields-default-from-frame",
+    "client.detached-reattach-resyncs",
+    "client.channel-error-clears-silently",
+]
+GHOSTS = (("ghost", "ghostconn"), ("ghost2", "ghostconn2"))
+"""Members a server step injects that no client entered (a clientId and a connectionId)."""
+_SERVER_COMMANDS = st.sampled_from(["presence", "sync", "attached", "detached", "error"])
+_ITEM = st.fixed_dictionaries(
+    {
+        "who": st.integers(0, 5),  # 0-3: a cast client (mod the live ones), 4-5: a ghost
+        "action": st.sampled_from(["enter", "update", "leave", "present"]),
+        "serial": st.sampled_from([ABSENT, 60, 40, 50]),
+        "synthesized": st.booleans(),
+        "timestamp": st.sampled_from([ABSENT, -60000, 60000]),
+        "omit": st.sampled_from([(), ("id",), ("timestamp",), ("connectionId",)]),
+        "data": st.sampled_from([ABSENT, "s1", "s2", {"k": 1}]),
+    }
+)
+_FRAMES = st.lists(st.lists(_ITEM, min_size=1, max_size=2), min_size=1, max_size=3)
+_SYNC = st.fixed_dictionaries(
+    {
+        "pages": st.sampled_from([1, 2, 3]),
+        "omit": st.integers(0, 4),  # 4: nobody
+        "add": st.lists(_ITEM, max_size=1),
+        "between": st.lists(st.lists(_ITEM, min_size=1, max_size=1), max_size=2),
+        "complete": st.sampled_from([True, False]),
+        "channel_serial": st.sampled_from([True, False]),
+    }
+)
 # final reads, a bit mask (shrinks towards none): 1 history with the defaults, 2 filtered gets,
 # 4 history forwards by pages of 2, 8 gets with filters across members (one client's clientId
 # with another's connectionId, a prefix of a clientId) and get(waitForSync=false) by a newcomer,
@@ -397,6 +463,14 @@ class _Draws:
                     intent["data"] = draw(self.data)
             if kind in CLIENT_PUBLISH:
                 intent["target"] = draw(_TARGET)
+            if not invalid:
+                intent["nowait"] = draw(_NOWAIT_PUBLISH) == 1
+        elif kind in ("drop", "rejoin"):
+            intent["nowait"] = kind == "rejoin" or draw(_NOWAIT) == 2
+            if kind == "rejoin":
+                has_data = draw(_HAS_DATA)
+                if has_data > 3:
+                    intent["data"] = draw(self.data)
         elif kind == "rest_get":
             intent["filter"] = draw(_REST_FILTERS)
             if intent["filter"] != "none":
@@ -426,7 +500,15 @@ class _Draws:
                 intent["actions"] = self.actions(draw, invalid, self.required_action_forms)
         elif kind == "history":
             intent.update(self.history(draw, invalid))
+        elif kind == "server":
+            intent["command"] = command = draw(_SERVER_COMMANDS)
+            if command == "presence":
+                intent["frames"] = draw(_FRAMES)
+                intent["repeat"] = draw(st.sampled_from([1, 2]))
+            elif command == "sync":
+                intent["sync"] = draw(_SYNC)
         elif kind == "concurrently":
+            intent["race"] = draw(_RACE)
             intent["steps"] = draw(st.lists(self.block_intents(disabled), min_size=2, max_size=3))
         return intent
 
@@ -480,6 +562,7 @@ class _Client:
     client_id: str | None
     kind: str
     watch: int = 0  # bit n set: subscribed to all actions on channel n whenever it connects
+    token: int = 0  # kind "token": which token it connects with (see `_TOKEN`)
 
 
 def _cast_kinds(config: GenerationConfig) -> list[str]:
@@ -495,6 +578,11 @@ def _cast_kinds(config: GenerationConfig) -> list[str]:
         kinds.append("restricted")
     if config.has(Feature.ENTER_CLIENT):
         kinds.append("hub")  # the wildcard clientId: enterClient for any clientId
+    if config.has(Feature.TOKEN_IDENTITY):
+        kinds.append("token")  # connects with a token, honest or an impostor's (TK2c, TD6)
+    if config.has(Feature.CAPABILITIES) and config.has(Feature.CHANNEL_LIFECYCLE):
+        # every capability on the first channel only: its attach of the second fails (RTL14)
+        kinds.append("confined")
     return kinds
 
 
@@ -521,7 +609,10 @@ def _cast(draw: st.DrawFn, config: GenerationConfig) -> list[_Client]:
             client_id = None
         elif kind == "hub":
             client_id = WILDCARD
-        clients.append(_Client(name, client_id, kind, draw(_WATCH)))
+        token = draw(_TOKEN) if kind == "token" else 0
+        if token == 3 and index == 0:
+            token = 2
+        clients.append(_Client(name, client_id, kind, draw(_WATCH), token))
     return clients
 
 
@@ -560,6 +651,8 @@ def program_steps(
 
 
 def _kind_supported(kind: str, config: GenerationConfig) -> bool:
+    if kind == "server" and not config.server_steps:
+        return False
     needs = {
         "history": (Feature.HISTORY,),
         "drop": (Feature.ABRUPT_DISCONNECT,),
@@ -571,6 +664,11 @@ def _kind_supported(kind: str, config: GenerationConfig) -> bool:
         "leave_client": (Feature.ENTER_CLIENT,),
         "crowd": (Feature.ENTER_CLIENT, Feature.MULTIPLE_CONNECTIONS),
         "rest_get": (Feature.REST_PRESENCE,),
+        "rejoin": (Feature.ABRUPT_DISCONNECT, Feature.MULTIPLE_CONNECTIONS),
+        "detach": (Feature.CHANNEL_LIFECYCLE,),
+        "attach": (Feature.CHANNEL_LIFECYCLE,),
+        "channel_state": (Feature.CHANNEL_LIFECYCLE,),
+        "server": (Feature.SERVER_CONTROL,),
     }
     return all(config.has(feature) for feature in needs.get(kind, ()))
 
@@ -600,6 +698,16 @@ class _Compiler:
         self.subscribed: set[str] = set()  # clients with a subscribe step so far
         self.entered: dict[str, list[str]] = {}  # channel -> clientIds entered with enter()
         self.crowded: set[str] = set()  # channels a crowd has entered
+        self.detached: set[tuple[str, str]] = set()  # (client, channel) detached so far
+        # (client, channel) targeted by server steps: no subscribe there, no get/sync_complete
+        # (loader rule server-staged)
+        self.staged: set[tuple[str, str]] = set()
+        # (client, channel) a server `error` step failed: the runner does not follow that state,
+        # so the client does nothing more there until it reconnects
+        self.failed: set[tuple[str, str]] = set()
+        self.attached: set[tuple[str, str]] = set()  # (client, channel) a step may have attached
+        self.inflight = False  # the last step did not wait for its deliveries
+        self.server_done: set[tuple[str, str]] = set()  # no more server steps there
 
     # resolution helpers
 
@@ -638,6 +746,18 @@ class _Compiler:
             ]
             if pairs:
                 client, channel = pairs[intent["who"] % len(pairs)]
+        if (client.name, channel) in self.staged and kind in _STAGED_OUT:
+            return None
+        if (client.name, channel) in self.failed:
+            return None
+        if (
+            client.kind == "confined"
+            and channel != self.channels[0]
+            and kind not in ("attach", "channel_state", "detach")
+        ):
+            # no capability there: its attach fails (RTL14); other operations are left out
+            # (the reference model and the reference server refuse some of them differently)
+            return None
         body: dict[str, Any] = {"client": client.name, "channel": channel}
         extra = getattr(self, f"_{kind}")(intent, client, channel)
         if extra is None:
@@ -654,6 +774,10 @@ class _Compiler:
             out["data"] = intent["data"]
         if invalid:
             out["expect_error"] = intent["expect_error"]
+        elif intent.get("nowait"):
+            out["wait"] = False
+        if invalid or self.impostor(client):
+            pass
         elif intent["kind"] == "enter" and client.client_id not in (None, WILDCARD):
             known = self.entered.setdefault(channel, [])
             if client.client_id not in known:
@@ -670,7 +794,7 @@ class _Compiler:
     def _client_publish(
         self, intent: dict[str, Any], client: _Client, channel: str
     ) -> dict[str, Any] | None:
-        if client.kind == "restricted" or client.client_id is None:
+        if client.kind == "restricted" or client.client_id is None or self.impostor(client):
             # refused for want of the capability (the plain publish covers it); an anonymous
             # connection: the reference model lets it act for a clientId, the reference server
             # refuses (40012), so generation leaves it out
@@ -692,6 +816,8 @@ class _Compiler:
             out["client_id"] = client.client_id
         if "data" in intent:
             out["data"] = intent["data"]
+        if intent.get("nowait") and "expect_error" not in out:
+            out["wait"] = False
         return out
 
     _enter_client = _update_client = _leave_client = _client_publish
@@ -813,6 +939,12 @@ class _Compiler:
     ) -> dict[str, Any]:
         return {}
 
+    _attach = _channel_state = _sync_complete
+
+    def _detach(self, intent: dict[str, Any], client: _Client, channel: str) -> dict[str, Any]:
+        self.detached.add((client.name, channel))
+        return {}
+
     # top-level steps
 
     def add(self, intent: dict[str, Any]) -> None:
@@ -822,16 +954,66 @@ class _Compiler:
             intent = {**intent, "kind": kind}
         index = len(self.steps)
         if kind == "concurrently":
-            step = self._block(intent["steps"])
+            step = self._block(intent["steps"], intent.get("race", 0))
         elif kind == "interrupt":
             step = self._interrupt(intent)
         elif kind == "crowd":
             step = self._crowd(intent)
+        elif kind == "rejoin":
+            self._rejoin(intent)
+            return
+        elif kind == "server":
+            step = self._server(intent)
         elif kind in ("drop", "close"):
             client = self.client(intent["who"])
             step = None if client is None else {kind: {"client": client.name}}
             if client is not None:
+                self.reattach(client.name)
+                index = len(self.steps)
                 self.connected[client.name] = False
+                self.detached = {p for p in self.detached if p[0] != client.name}
+                self.failed = {p for p in self.failed if p[0] != client.name}
+                if kind == "drop" and intent.get("nowait"):
+                    step = {kind: {"client": client.name, "wait": False}}
+        elif kind == "attach":
+            # prefer a channel the client detached (attached again: no re-entry, RTP5a)
+            pairs = [
+                p for p in sorted(self.detached) if self.connected[p[0]] and p not in self.failed
+            ]
+            confined = [c for c in self.live() if c.kind == "confined"]
+            if pairs:
+                name, channel = pairs[intent["who"] % len(pairs)]
+                self.detached.discard((name, channel))
+                step = {"attach": {"client": name, "channel": channel}}
+            elif confined and len(self.channels) > 1:
+                # an attach the server refuses (no capability there): the channel fails (RTL14)
+                name = confined[intent["who"] % len(confined)].name
+                step = {"attach": {"client": name, "channel": self.channels[1]}}
+            else:
+                step = self.op(intent)
+        elif kind == "detach" and self.inflight:
+            # a detach while the client's own deliveries are in flight: the model does not
+            # know whether they reached the channel before it (a false alarm of the reference)
+            return
+        elif kind == "detach":
+            # prefer a client detaching where it has entered (its member must leave, RTP5a; and
+            # an attach after it must not enter it again)
+            entered = [
+                (c, ch)
+                for ch in self.channels
+                for c in self.live()
+                if c.client_id in self.entered.get(ch, [])
+                and (c.name, ch) not in self.detached
+                and (c.name, ch) not in self.failed
+            ]
+            if entered:
+                client, channel = entered[intent["who"] % len(entered)]
+                intent = {
+                    **intent,
+                    "who": self.live().index(client),
+                    "chan": self.channels.index(channel),
+                }
+            step = self.op(intent)
         elif kind == "connect":
             waiting = [c for c in self.cast if not self.connected[c.name]]
             client = waiting[intent["who"] % len(waiting)] if waiting else None
@@ -852,19 +1034,188 @@ class _Compiler:
         if step is None:
             return
         self.steps.append(step)
-        ((step_kind, _),) = step.items()
+        self.track(step)
+        ((step_kind, body),) = step.items()
+        if step_kind in ("attach", "detach"):
+            # the state the channel is in now: attached, detached, or failed (a refused attach)
+            self.steps.append(
+                {"channel_state": {"client": body["client"], "channel": body["channel"]}}
+            )
         if step_kind in (*PUBLISH, "drop", "close"):
             self.events.append(index)
+
+    def track(self, step: dict[str, Any]) -> None:
+        """Follow which channels each client has attached, and whether deliveries of a step
+        with `wait: false` are still on their way (for server steps)."""
+        ((kind, body),) = step.items()
+        ops = body if kind == "concurrently" else [step]
+        self.inflight = all(next(iter(o.values())).get("wait") is False for o in ops)
+        for leaf, b in _leaves([step]):
+            name, channel = str(b.get("client")), b.get("channel")
+            if leaf in ("drop", "close"):
+                self.attached = {p for p in self.attached if p[0] != name}
+            elif leaf == "detach":
+                self.attached.discard((name, channel))
+            elif channel is not None and leaf not in ("channel_state", "rest_get", "server"):
+                self.attached.add((name, channel))
+
+    def _server(self, intent: dict[str, Any]) -> dict[str, Any] | None:
+        """A `server:` step on a (client, channel) where the client never subscribed; from
+        then on the server steps observe the client there (rule server-staged)."""
+        listened = {
+            (b["client"], b["channel"])
+            for k, b in _leaves(self.steps)
+            if k in ("subscribe", "unsubscribe")
+        }
+        pairs = [
+            (c, ch)
+            for ch in self.channels
+            for c in self.live()
+            if not self.listeners.get((c.name, ch))
+            and (c.name, ch) not in listened
+            and c.kind not in ("restricted", "confined")
+            and not self.impostor(c)
+            and (c.name, ch) not in self.failed
+            and (c.name, ch) not in self.detached
+            and (c.name, ch) not in self.server_done
+            and ((c.name, ch) in self.attached or (c.name, ch) not in self.staged)
+        ]
+        if intent["command"] in ("attached", "detached", "error"):
+            # only where the client has no member of its own: its re-entry after a re-attach
+            # (RTP17) and the oracle's reading of it disagreed, and an `error` detaches the
+            # connection on the server, so its members leave (which the model does not know)
+            pairs = [
+                (c, ch)
+                for c, ch in pairs
+                if c.kind != "hub" and c.client_id not in self.entered.get(ch, [])
+            ]
+        if not pairs or self.inflight:
+            return None
+        staged = [p for p in pairs if (p[0].name, p[1]) in self.staged]
+        client, channel = (staged or pairs)[intent["who"] % len(staged or pairs)]
+        if (client.name, channel) not in self.attached:
+            # attach it first (a get), as long as no server step observes it there yet
+            self.steps.append({"get": {"client": client.name, "channel": channel}})
+            self.track(self.steps[-1])
+        self.staged.add((client.name, channel))
+        command = intent["command"]
+        if command == "error":
+            self.failed.add((client.name, channel))
+        if command in ("error", "detached"):
+            # no further server step there: after a scripted DETACHED the client re-attaches
+            # and a later server step's frames were judged wrongly (a false alarm of the
+            # unbroken client, left to investigate: see docs/generation.md)
+            self.server_done.add((client.name, channel))
+        args: dict[str, Any] = {}
+        if command == "presence":
+            args["frames"] = [[self._item(i) for i in frame] for frame in intent["frames"]]
+            if intent["repeat"] != 1:
+                args["repeat"] = intent["repeat"]
+        elif command == "sync":
+            sync = intent["sync"]
+            if sync["pages"] != 1:
+                args["pages"] = sync["pages"]
+            known = [c for c in self.cast if c.name in self.ever]
+            if sync["omit"] < 4 and known:
+                args["omit"] = [known[sync["omit"] % len(known)].name]
+            if sync["add"]:
+                args["add"] = [self._item(i, "present") for i in sync["add"]]
+            between = sync["between"][: args.get("pages", 1)]
+            if between:
+                args["between"] = [[self._item(i) for i in frame] for frame in between]
+            if not sync["complete"]:
+                args["complete"] = False
+            if not sync["channel_serial"]:  # one whole SYNC (RTP18c): one page, nothing between
+                args["channel_serial"] = False
+                for key in ("pages", "between", "complete"):
+                    args.pop(key, None)
+        # `attached` always without HAS_PRESENCE (RTP19a): with it a SYNC must follow, which
+        # the command does not send (the client then waits for it)
+        return {
+            "server": {
+                "client": client.name,
+                "channel": channel,
+                "requirements": list(SERVER_REQUIREMENTS),
+                command: args,
+            }
+        }
+
+    def _item(self, raw: dict[str, Any], action: str | None = None) -> dict[str, Any]:
+        """One presence item of a server step: a live client's member, or a ghost."""
+        members = [c for c in self.live() if c.client_id not in (None, WILDCARD)]
+        item: dict[str, Any]
+        if raw["who"] < 4 and members:
+            item = {"of": members[raw["who"] % len(members)].name}
+        else:
+            client_id, connection_id = GHOSTS[raw["who"] % 2]
+            item = {"client_id": client_id, "connection_id": connection_id}
+        item["action"] = action or raw["action"]
+        if raw["serial"] != ABSENT:
+            item["serial"] = raw["serial"]
+        if item["action"] == "leave" and raw["synthesized"]:
+            item["synthesized"] = True
+        if raw["timestamp"] != ABSENT:
+            item["timestamp"] = raw["timestamp"]
+        if raw["omit"]:
+            item["omit"] = list(raw["omit"])
+        if raw["data"] != ABSENT:
+            item["data"] = raw["data"]
+        return item
+
+    def reattach(self, name: str) -> None:
+        """Attach again the channels `name` detached, before its connection goes: the runner
+        keeps a detached state across a reconnection (a false alarm of the reference when the
+        new connection enters there; harness/run/lifecycle_steps.py, to fix there)."""
+        for client, channel in sorted(p for p in self.detached if p[0] == name):
+            self.steps.append({"attach": {"client": client, "channel": channel}})
+            self.track(self.steps[-1])
+            self.detached.discard((client, channel))
+
+    def _rejoin(self, intent: dict[str, Any]) -> None:
+        """A member's connection drops and the same clientId connects again and enters within
+        the leave grace (`drop` with `wait: false`): two members of one clientId until the old
+        one's synthesized leave, which must remove the old member only (TP3h, RTP2b1)."""
+        members = [
+            c
+            for c in self.live()
+            if c.kind not in ("hub", "anonymous", "restricted")
+            and not self.impostor(c)
+            and c.client_id is not None
+        ]
+        if not members or not self.config.has(Feature.MULTIPLE_CONNECTIONS):
+            return
+        client = members[intent["who"] % len(members)]
+        channel = self.channel(intent["chan"])
+        self.reattach(client.name)
+        self.events.append(len(self.steps))
+        self.steps.append({"drop": {"client": client.name, "wait": False}})
+        self.track(self.steps[-1])
+        self.steps.append({"connect": {"client": client.name}})
+        self.detached = {p for p in self.detached if p[0] != client.name}
+        self.failed = {p for p in self.failed if p[0] != client.name}
+        body: dict[str, Any] = {"client": client.name, "channel": channel}
+        if "data" in intent:
+            body["data"] = intent["data"]
+        self.events.append(len(self.steps))
+        self.steps.append({"enter": body})
+        self.track(self.steps[-1])
+        self.ever.add(client.name)
+        self.watch(client)
 
     def watch(self, client: _Client) -> None:
         """A watcher's subscriptions, right after it connects (at the start or later)."""
         for n, channel in enumerate(self.channels):
-            if client.watch >> n & 1:
+            if (
+                client.watch >> n & 1
+                and (client.name, channel) not in self.staged
+                and not (client.kind == "confined" and n > 0)
+            ):
                 self.subscribed.add(client.name)
                 name = self._listener_name(client, channel, 0)
                 self.steps.append(
                     {"subscribe": {"client": client.name, "channel": channel, "listener": name}}
                 )
+                self.track(self.steps[-1])
                 known = self.listeners.setdefault((client.name, channel), [])
                 if name not in known:
                     known.append(name)
@@ -917,6 +1268,8 @@ class _Compiler:
             return None
         self.crowded.add(channel)
         hub = hubs[intent["who"] % len(hubs)].name
+        if (hub, channel) in self.failed:
+            return None
         return {
             "concurrently": [
                 {"enter_client": {"client": hub, "channel": channel, "client_id": f"m{i:03d}"}}
@@ -924,8 +1277,22 @@ class _Compiler:
             ]
         }
 
-    def _block(self, intents: list[dict[str, Any]]) -> dict[str, Any] | None:
-        ops = self._block_ops(intents)
+    def _block(self, intents: list[dict[str, Any]], race: int = 0) -> dict[str, Any] | None:
+        if race:
+            # the first two operations act on one member: an enter (or update) and an update
+            # racing (the server may apply them in either order)
+            first, second = intents[0], intents[1]
+            kind = first["kind"] if first["kind"] in ("enter", "update") else "enter"
+            racing = [
+                {**first, "kind": kind},
+                {**second, "kind": "update", "who": first["who"], "chan": first["chan"]},
+            ]
+            for intent in racing:
+                intent.pop("expect_error", None)
+                if not isinstance(intent.get("data"), (str, dict, list, type(None))):
+                    intent.pop("data", None)
+            intents = racing + intents[2:]
+        ops = self._block_ops(intents, race=bool(race))
         if not ops:
             return None
         if len(ops) == 1:
@@ -933,22 +1300,40 @@ class _Compiler:
         return {"concurrently": ops}
 
     def _block_ops(
-        self, intents: list[dict[str, Any]], away: str | None = None, own: tuple[str, ...] = ()
+        self,
+        intents: list[dict[str, Any]],
+        away: str | None = None,
+        own: tuple[str, ...] = (),
+        race: bool = False,
     ) -> list[dict[str, Any]]:
         """The operations of a block (or of an interrupt's `during`: `away` is the client
         interrupted, which may only run the kinds `own`)."""
         # first decide which operations take part, then compile them (compiling registers
         # listeners, which only an operation that stays in the block may do)
         chosen: list[tuple[dict[str, Any], str]] = []
-        pairs: set[tuple[str, str]] = set()
+        pairs: dict[tuple[str, str], str] = {}
         for intent in intents:
             client = self.client(intent["who"])
             channel = self.channel(intent["chan"])
-            if client is None or (client.name, channel) in pairs:
-                continue  # one operation per member (client and channel) in a block
+            if client is None:
+                continue
+            if (client.name, channel) in pairs:
+                # one operation per member (client and channel) in a block, except enters and
+                # updates of a member with an identity, which may race (`race`)
+                if not (
+                    race
+                    and intent["kind"] in ("enter", "update")
+                    and pairs[(client.name, channel)] in ("enter", "update")
+                    and "expect_error" not in intent
+                    and client.kind not in ("hub", "anonymous", "restricted")
+                    and not self.impostor(client)
+                ):
+                    continue
             if client.name == away and intent["kind"] not in own:
                 continue
-            pairs.add((client.name, channel))
+            if away is not None and intent.get("nowait"):
+                intent = {**intent, "nowait": False}
+            pairs.setdefault((client.name, channel), intent["kind"])
             chosen.append((intent, channel))
         writes = {channel for intent, channel in chosen if intent["kind"] in PUBLISH}
         # a read or a listener change racing a write on the same channel has no defined outcome
@@ -969,17 +1354,28 @@ class _Compiler:
         unsubscribed = any(next(iter(step)) == "unsubscribe" for step in self.steps)
         if not (mask or unsubscribed) or not live:
             return
-        reader = live[0].name
+        readers = [c for c in live if c.kind != "confined"]
+        if not readers:
+            return
+        reader = readers[0].name
         history = self.config.has(Feature.HISTORY)
         known = [c for c in self.cast if c.name in self.ever]
-        speakers = [c for c in live if c.kind not in ("hub", "anonymous", "restricted")]
+        speakers = [
+            c
+            for c in live
+            if c.kind not in ("hub", "anonymous", "restricted", "confined") and not self.impostor(c)
+        ]
         # an unsubscribe shows only in the events that follow it: always a last word after one
         if (mask & 16 or unsubscribed) and speakers:
             for channel in self.channels:
+                if (speakers[-1].name, channel) in self.failed:
+                    continue
                 self.steps.append(
                     {"update": {"client": speakers[-1].name, "channel": channel, "data": "last"}}
                 )
         for channel in self.channels:
+            if (reader, channel) in self.staged or (reader, channel) in self.failed:
+                continue  # the server steps observe the reader there (server-staged)
             if mask & 32 and self.config.has(Feature.REST_PRESENCE):
                 self.steps.append({"rest_get": {"client": reader, "channel": channel, "limit": 1}})
                 ids = [c.client_id for c in known if c.client_id not in (None, WILDCARD)]
@@ -1042,11 +1438,23 @@ class _Compiler:
                     {"get": {"client": reader, "channel": channel, "client_id": cid[:-1]}}
                 )
         if self.config.has(Feature.WAIT_FOR_SYNC_OPTION):
-            fresh = [c for c in self.live() if not self.touched(c.name, channel)]
+            fresh = [
+                c
+                for c in self.live()
+                if not self.touched(c.name, channel)
+                and (c.name, channel) not in self.staged
+                and c.kind != "confined"
+            ]
             if not fresh and self.config.has(Feature.MULTIPLE_CONNECTIONS):
                 # bring back a client that is away (without its watcher's subscriptions), so
                 # that its get attaches now: after the others' leaves
-                away = [c for c in self.cast if not self.connected[c.name]]
+                away = [
+                    c
+                    for c in self.cast
+                    if not self.connected[c.name]
+                    and (c.name, channel) not in self.staged
+                    and c.kind != "confined"
+                ]
                 if away:
                     self.connected[away[0].name] = True
                     self.ever.add(away[0].name)
@@ -1063,6 +1471,21 @@ class _Compiler:
             if b.get("client") == name and b.get("channel") == channel:
                 return True
         return False
+
+    def token_id(self, client: _Client) -> str | None:
+        """The clientId of a token client's token (`_TOKEN`): its own, `*`, none, or the
+        first client's (an impostor claims what its token does not allow)."""
+        if client.token == 0:
+            return client.client_id
+        if client.token == 1:
+            return WILDCARD
+        if client.token == 2:
+            return None
+        first = self.cast[0].client_id
+        return first if first != client.client_id else None
+
+    def impostor(self, client: _Client) -> bool:
+        return client.kind == "token" and client.client_id != self.token_id(client) != WILDCARD
 
     def document(self) -> dict[str, Any]:
         if not self.steps:  # every intent was skipped: a program still needs one step
@@ -1086,6 +1509,10 @@ class _Compiler:
                 spec["connect"] = "later"
             if client.kind == "restricted":  # may subscribe and read history, not enter
                 spec["capability"] = {c: ["subscribe", "history"] for c in channels}
+            elif client.kind == "confined":
+                spec["capability"] = {channels[0]: ["*"]}
+            elif client.kind == "token":
+                spec["token_client_id"] = self.token_id(client)
             clients[client.name] = spec
         return {
             "name": "generated",
@@ -1095,6 +1522,10 @@ class _Compiler:
             "channels": channels,
             "steps": self.steps,
         }
+
+
+_STAGED_OUT = ("subscribe", "unsubscribe", "get", "sync_complete")
+"""What a client may not do on a channel it is the target of server steps on (server-staged)."""
 
 
 def _invalid_actions(actions: Any) -> bool:
@@ -1126,6 +1557,12 @@ def _used(steps: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
         ref = b.get("connection_id")
         if isinstance(ref, dict):
             clients.add(ref["of"])
+        for command in ("sync", "presence"):
+            raw = b.get(command)
+            args: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            frames = [args.get("add") or [], *(args.get("between") or args.get("frames") or [])]
+            clients.update(i["of"] for frame in frames for i in frame if "of" in i)
+            clients.update(args.get("omit") or [])
     return clients, channels
 
 
