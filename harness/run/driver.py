@@ -99,7 +99,7 @@ class CaseDriver:
         }
         # steps that run on their own
         self.steps: dict[str, Callable[[Step], Awaitable[None]]] = {
-            "connect": self.connections.step_connect,
+            "connect": self._step_connect,
             "close": self.connections.step_close,
             "drop": self.connections.step_drop,
             "interrupt": self.faults.step_interrupt,
@@ -202,6 +202,13 @@ class CaseDriver:
                 continue
             done.add(step.channel)
             await self.members.before_attach(state, step.channel, step)
+
+    async def _step_connect(self, step: Step) -> None:
+        """A new connection for the client: its channels start INITIALIZED (RTL2b), whatever
+        the old connection had detached or failed."""
+        if step.client is not None:
+            self.lifecycle.new_connection(step.client)
+        await self.connections.step_connect(step)
 
     async def _after_ops(self, ops: list[OpRecord], wait: bool = True) -> None:
         """After operations: the sync of a channel they attached, then (unless the steps say

@@ -79,6 +79,13 @@ class LifecycleSteps:
         for key in [k for k in self.suspended if k[0] == client]:
             del self.suspended[key]
 
+    def new_connection(self, client: str) -> None:
+        """`client` connects again: the states its steps set belonged to the old connection."""
+        for key in [k for k in self.states if k[0] == client]:
+            del self.states[key]
+        for key in [k for k in self.open_windows if k[0] == client]:
+            self._close_window(key)
+
     # -- the state the model expects -----------------------------------------------------------
 
     def expected_state(self, state: ClientState, channel: str) -> str:
