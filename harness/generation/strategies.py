@@ -572,10 +572,11 @@ def _cast_kinds(config: GenerationConfig) -> list[str]:
     if config.has(Feature.ANONYMOUS_CLIENTS):
         kinds.append("anonymous")
     if config.has(Feature.CAPABILITIES):
-        # without presence (may subscribe and read history). Not drawn: presence without
-        # subscribe, whose get() the reference model and the reference server answer differently
-        # (the server attaches it without PRESENCE_SUBSCRIBE, RTP11f, so it sees only its own)
+        # without presence (may subscribe and read history)
         kinds.append("restricted")
+        # presence without subscribe: attached without PRESENCE_SUBSCRIBE (RTP11f), it hears
+        # its own members only (RTP17a) and its get() may be incomplete (RTP11f2)
+        kinds.append("presence-only")
     if config.has(Feature.ENTER_CLIENT):
         kinds.append("hub")  # the wildcard clientId: enterClient for any clientId
     if config.has(Feature.TOKEN_IDENTITY):
@@ -1509,6 +1510,8 @@ class _Compiler:
                 spec["connect"] = "later"
             if client.kind == "restricted":  # may subscribe and read history, not enter
                 spec["capability"] = {c: ["subscribe", "history"] for c in channels}
+            elif client.kind == "presence-only":
+                spec["capability"] = {c: ["presence", "history"] for c in channels}
             elif client.kind == "confined":
                 spec["capability"] = {channels[0]: ["*"]}
             elif client.kind == "token":
