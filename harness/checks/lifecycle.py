@@ -22,6 +22,7 @@ REQUIREMENTS = (
     "channel.detach-clears-silently",
     "channel.reattach-no-reenter",
     "channel.failed-on-refused-attach",
+    "channel.detach-when-not-attached",
     "channel.enter-when-detached-or-failed",
     "channel.update-leave-when-detached-or-failed",
     "channel.get-when-failed",

@@ -150,3 +150,20 @@ class DetachKeepsMembers(MutantAdapter):
     attached)."""
 
     Connection = _lifecycle_connection(_DetachKeepsMembers)
+
+
+class _DetachInitializedDetaches(ReferenceChannel):
+    async def detach(self) -> None:
+        presence = self.service_channel.presence
+        if presence._channel_state == "initialized":
+            presence._channel_state = "detached"  # as if a DETACH had been sent and answered
+            return
+        await super().detach()
+
+
+@mutant("detach-initialized-detaches", "channel.detach-when-not-attached")
+class DetachInitializedDetaches(MutantAdapter):
+    """detach() on a channel never attached sends DETACH and leaves it DETACHED, instead of
+    doing nothing (RTL5a): a later enter() is refused instead of attaching implicitly."""
+
+    Connection = _lifecycle_connection(_DetachInitializedDetaches)

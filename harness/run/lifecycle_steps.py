@@ -218,6 +218,8 @@ class LifecycleSteps:
         rec = self._record(step, state, "detach", "channel.detach-clears-silently")
         if current == "failed":
             rec.expected = "error"  # RTL5b
+        elif current in ("initialized", "detached"):
+            rec.requirement = "channel.detach-when-not-attached"  # RTL5a: nothing is done
         elif current == "attached":
             self.saved[key] = model.listener_state(state.cid, channel)
             outcome = model.detach_channel(state.cid, channel)
@@ -444,5 +446,5 @@ _STATE_RULE = {
     "attached": "channel.reattach-no-reenter",
     "detached": "channel.detach-clears-silently",
     "failed": "channel.failed-on-refused-attach",
-    "initialized": "channel.failed-on-refused-attach",
+    "initialized": "channel.detach-when-not-attached",
 }
