@@ -304,17 +304,7 @@ class PresenceModel:
             return outcome
         ch.attached.discard(connection_id)
         ch.listening.discard(connection_id)
-        for key in sorted(ch.by_connection.get(connection_id, ())):
-            member = ch.members[key]
-            leave = PresenceMessage(
-                action=Action.LEAVE,
-                client_id=member.client_id,
-                connection_id=member.connection_id,
-                data=member.data,
-                timestamp=self._now(),
-                id=self._ids("synthetic"),
-            )
-            outcome.extend(self._apply(ch, leave))
+        outcome.extend(self._synthesize_leaves(ch, connection_id))
         self._free_if_idle(channel)
         return outcome
 
@@ -641,20 +631,25 @@ class PresenceModel:
     def _remove_connection_members(self, conn: _Connection) -> Outcome:
         outcome = Outcome()
         for name in sorted(conn.member_channels):  # the index: O(its channels), not O(all)
-            ch = self._channels[name]
-            for key in sorted(ch.by_connection.get(conn.id, ())):
-                member = ch.members[key]
-                # Not published by the connection: its id must not start with the connectionId (RTP2b1).
-                leave = PresenceMessage(
-                    action=Action.LEAVE,
-                    client_id=member.client_id,
-                    connection_id=member.connection_id,
-                    data=member.data,
-                    timestamp=self._now(),
-                    id=self._ids("synthetic"),
-                )
-                outcome.extend(self._apply(ch, leave))
+            outcome.extend(self._synthesize_leaves(self._channels[name], conn.id))
             self._free_if_idle(name)
+        return outcome
+
+    def _synthesize_leaves(self, ch: _Channel, connection_id: str) -> Outcome:
+        """A LEAVE for each member of `connection_id` on `ch`, made by the service: not
+        published by the connection, so its id does not start with the connectionId (RTP2b1)."""
+        outcome = Outcome()
+        for key in sorted(ch.by_connection.get(connection_id, ())):
+            member = ch.members[key]
+            leave = PresenceMessage(
+                action=Action.LEAVE,
+                client_id=member.client_id,
+                connection_id=member.connection_id,
+                data=member.data,
+                timestamp=self._now(),
+                id=self._ids("synthetic"),
+            )
+            outcome.extend(self._apply(ch, leave))
         return outcome
 
     def _deliveries_to(

@@ -38,6 +38,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 from presence_conformance.harness.adapter import ALL_FEATURES, Feature
+from presence_conformance.harness.checks.client_oracle import CLIENT_REQUIREMENTS
 from presence_conformance.harness.scenario import ACTIONS
 
 __all__ = [
@@ -330,22 +331,7 @@ _TOKEN = st.integers(0, 3)
 # `server:` steps (feature server-control, reference_impl/server/control.py): what the server
 # does to one client on one channel; every mismatch with the client-side oracle is reported
 # against the client.* requirements (every server step is tagged with all of them)
-SERVER_REQUIREMENTS = [
-    "client.older-message-discarded",
-    "client.duplicate-discarded",
-    "client.synthesized-leave-by-timestamp",
-    "client.sync-items-compared",
-    "client.staged-member-stored",
-    "client.leave-during-sync-absent",
-    "client.new-sync-sequence-discards",
-    "client.sync-ends-on-empty-cursor",
-    "client.sync-without-channel-serial",
-    "client.sync-purges-unseen-members",
-    "client.attached-without-presence-clears",
-    "client.item-fields-default-from-frame",
-    "client.detached-reattach-resyncs",
-    "client.channel-error-clears-silently",
-]
+SERVER_REQUIREMENTS = CLIENT_REQUIREMENTS
 GHOSTS = (("ghost", "ghostconn"), ("ghost2", "ghostconn2"))
 """Members a server step injects that no client entered (a clientId and a connectionId)."""
 _SERVER_COMMANDS = st.sampled_from(["presence", "sync", "attached", "detached", "error"])
