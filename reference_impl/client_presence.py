@@ -23,6 +23,9 @@ Rules, each with the spec sentence it follows (quoted in the method that applies
 - RTP19/RTP19a: members not seen during a sync, and every member on an ATTACHED without
   HAS_PRESENCE, leave with a LEAVE whose `id` is None and whose `timestamp` is now.
 - RTP5a/RTP5f: DETACHED and FAILED clear the map silently; SUSPENDED keeps it.
+- RSL6a: member data is decoded by its `encoding` (`decode_data`: the inverse of RSL4, JSON
+  objects and arrays from `json`, binary from `base64`, text from `utf-8`), when the map is
+  built with `decode=decode_data` (the harness's own client, and the `client.*` checks, do).
 
 Where the spec leaves a choice open, the choice made here is named in the docstring of the rule
 and, where both readings are plausible, is a constructor option (`emit_leave_during_sync`,
@@ -31,7 +34,10 @@ and, where both readings are plausible, is a constructor option (`emit_leave_dur
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,6 +51,7 @@ __all__ = [
     "ClientPresence",
     "Event",
     "MalformedFrame",
+    "decode_data",
     "is_newer",
     "is_synthesized",
     "item_from_wire",
@@ -80,6 +87,36 @@ class Event:
     action: Action
     member: PresenceMessage
     synthesized: bool = False
+
+
+def decode_data(data: Any, encoding: str | None) -> tuple[Any, str | None]:
+    """Decode received `data` by its `encoding`; return (data, residual encoding or None).
+
+    RSL6a: "All messages received will be decoded automatically based on the `encoding` field
+    (by inverting the encoding rules of RSL4 ...) and the payloads will be converted into the
+    format they were originally sent using". The chain is `/`-separated and undone right to
+    left: `base64` -> binary (RSL4d1), `utf-8` -> text, `json` -> the JSON value (RSL4c3,
+    RSL4d3). RSL6b: a step that cannot be undone (unknown, or invalid base64) stops the
+    decoding, and the data is kept as decoded so far with the steps left as its encoding.
+    Data without an encoding is kept as it is, whatever it looks like."""
+    if not encoding:
+        return data, None
+    steps = [s for s in encoding.split("/") if s]
+    while steps:
+        step = steps[-1]
+        try:
+            if step == "json" and isinstance(data, str | bytes):
+                data = json.loads(data)
+            elif step == "base64" and isinstance(data, str):
+                data = base64.b64decode(data, validate=True)
+            elif step in ("utf-8", "utf8") and isinstance(data, bytes):
+                data = data.decode("utf-8")
+            else:
+                break
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            break
+        steps.pop()
+    return data, ("/".join(steps) or None)
 
 
 def item_from_wire(

@@ -10,7 +10,8 @@ converted between the wire form and `PresenceMessage`:
   MessagePack `bin`, no encoding) in MessagePack (RSL4d3, `binary=True`);
 - incoming data is decoded by its `encoding`, a `/`-separated chain applied right to left
   (`json`, `base64`, `utf-8`); anything not understood stays encoded and the residual encoding
-  is kept in `PresenceMessage.extra["encoding"]` (RSL6b);
+  is kept in `PresenceMessage.extra["encoding"]` (RSL6b): `decode_data`, the client-side
+  oracle's (`reference_impl/client_presence.py`), re-exported here;
 - `id`, `connectionId` and `timestamp` missing on an item are filled from the enclosing
   ProtocolMessage (TP3a, TP3d, TP3g).
 """
@@ -18,13 +19,16 @@ converted between the wire form and `PresenceMessage`:
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 from typing import Any
 
 from presence_conformance.reference_impl import errors
-from presence_conformance.reference_impl.client_presence import MalformedFrame, item_from_wire
+from presence_conformance.reference_impl.client_presence import (
+    MalformedFrame,
+    decode_data,
+    item_from_wire,
+)
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.protocol import (
     HAS_PRESENCE,
@@ -110,28 +114,6 @@ def encode_data(data: Any, binary: bool = False) -> tuple[Any, str | None]:
         "expected string, JSON object or array, or binary",
         "data",
     )
-
-
-def decode_data(data: Any, encoding: str | None) -> tuple[Any, str | None]:
-    """Decode wire `data` by its `encoding` chain; return (data, residual encoding or None)."""
-    if not encoding:
-        return data, None
-    steps = [s for s in encoding.split("/") if s]
-    while steps:
-        step = steps[-1]
-        try:
-            if step == "json" and isinstance(data, str | bytes):
-                data = json.loads(data)
-            elif step == "base64" and isinstance(data, str):
-                data = base64.b64decode(data, validate=True)
-            elif step in ("utf-8", "utf8") and isinstance(data, bytes):
-                data = data.decode("utf-8")
-            else:
-                break
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            break
-        steps.pop()
-    return data, ("/".join(steps) or None)
 
 
 def presence_to_wire(

@@ -13,7 +13,6 @@ connection, which the `client.*` checks feed to the client-side oracle.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -60,17 +59,6 @@ def local_control(server: Any) -> LocalControl:
     return LocalControl(control)
 
 
-def _unbytes(value: Any) -> Any:
-    """JSON from the control endpoint back to frames: `{"$bytes": BASE64}` -> bytes."""
-    if isinstance(value, dict):
-        if set(value) == {"$bytes"}:
-            return base64.b64decode(value["$bytes"])
-        return {k: _unbytes(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unbytes(v) for v in value]
-    return value
-
-
 class HttpControl:
     """The control endpoint of a server run with `serve --control` (bearer token)."""
 
@@ -80,14 +68,16 @@ class HttpControl:
         self.token = token
 
     async def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        from presence_conformance.reference_impl.server.control_http import from_json, to_json
+
         headers = {"Authorization": f"Bearer {self.token}"}
         async with self.session.post(
-            f"{self.base_url}{path}", json=dict(body), headers=headers
+            f"{self.base_url}{path}", json=to_json(dict(body)), headers=headers
         ) as response:
             payload = await response.json(content_type=None)
             if response.status != 200:
                 raise ControlError(f"control endpoint: HTTP {response.status}: {payload}")
-            return _unbytes(payload)
+            return from_json(payload)
 
     async def run(self, command: Mapping[str, Any]) -> list[dict[str, Any]]:
         return list((await self._post("/control/command", command))["frames"])

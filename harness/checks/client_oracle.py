@@ -5,7 +5,8 @@ sent that connection are replayed through `ClientPresence` (`reference_impl/clie
 and cut at the observations (`record/staged.py`). After each step the client must have shown
 the oracle's events (per member in the oracle's order; across members in any order, RTP2c: a
 sync gives no order), `get()` the oracle's members, and `sync_complete()` true once the oracle's
-sync has ended. Where the spec leaves a choice open the oracle offers both readings
+sync has ended. Member data is compared as decoded by a conforming client (RSL6a: the oracle
+decodes `json`, `base64`, `utf-8`) under the project's data equality (`data_equal`). Where the spec leaves a choice open the oracle offers both readings
 (`ORACLE_OPTIONS`): a client passes a step if one of them matches it.
 
 A mismatch is reported against the `client.*` requirements the server step is tagged with (the
@@ -20,9 +21,15 @@ from typing import Any
 
 from presence_conformance.harness.checks.base import CheckContext, check
 from presence_conformance.harness.record.records import Seen, jsonable
-from presence_conformance.harness.record.staged import ORACLE_OPTIONS, Mark, StagedRecord
+from presence_conformance.harness.record.staged import (
+    ORACLE_OPTIONS,
+    Mark,
+    StagedRecord,
+    same_members,
+)
 from presence_conformance.harness.results import Violation
 from presence_conformance.reference_impl.client_presence import Event
+from presence_conformance.reference_impl.types import data_equal
 
 __all__ = ["CLIENT_REQUIREMENTS"]
 
@@ -42,19 +49,20 @@ CLIENT_REQUIREMENTS = (
     "client.item-fields-default-from-frame",
     "client.detached-reattach-resyncs",
     "client.channel-error-clears-silently",
+    "client.data-decoded",
 )
 
 
 def _event_key(event: Event) -> tuple[Any, ...]:
     m = event.member
-    base = (event.action.value, m.client_id, m.connection_id, jsonable(m.data))
+    base = (event.action.value, m.client_id, m.connection_id)
     if event.synthesized:
         return base
     return (*base, m.id, m.timestamp)
 
 
 def _seen_key(seen: Seen, synthesized: bool) -> tuple[Any, ...]:
-    base = (seen.action, seen.client_id, seen.connection_id, jsonable(seen.data))
+    base = (seen.action, seen.client_id, seen.connection_id)
     return base if synthesized else (*base, seen.id, seen.timestamp)
 
 
@@ -76,7 +84,9 @@ def _events_match(expected: Sequence[Event], observed: Sequence[Seen]) -> bool:
         if len(member_seen) != len(events):
             return False
         for event, s in zip(events, member_seen, strict=True):
-            if _event_key(event) != _seen_key(s, event.synthesized):
+            if _event_key(event) != _seen_key(s, event.synthesized) or not data_equal(
+                event.member.data, s.data
+            ):
                 return False
     return True
 
@@ -135,7 +145,7 @@ def _judge(ctx: CheckContext, staged: StagedRecord) -> Iterable[Violation]:
                     _describe(segment.events),
                     [s.json for s in observed],
                 )
-            elif mark.get is not None and _members(mark.get) != _members(segment.members):
+            elif mark.get is not None and not same_members(mark.get, segment.members):
                 problem = ("get", _members(segment.members), _members(mark.get))
             if problem is None:
                 still.append(i)

@@ -16,7 +16,9 @@ one (`tests/harness/mutants/test_client_map_mutants.py`).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from presence_conformance.harness.ably_client.emitter import PresenceEmitter
@@ -239,6 +241,35 @@ class ChannelWideNewness(ClientPresence):
         return events
 
 
+class EncodingLeftUndecoded(ClientPresence):
+    """Member data kept as it came off the wire: the `encoding` is not undone (RSL6a), so a JSON
+    object stays its JSON string and binary on a JSON connection its base64 text."""
+
+    def _items(self, frame: Mapping[str, Any]) -> list[PresenceMessage]:
+        decode, self.decode = self.decode, None
+        try:
+            return super()._items(frame)
+        finally:
+            self.decode = decode
+
+
+class JsonGuessedWithoutEncoding(ClientPresence):
+    """String data without an encoding parsed as JSON when it looks like JSON (RSL6a decodes by
+    the `encoding` field only: such a string was sent as a string)."""
+
+    def _items(self, frame: Mapping[str, Any]) -> list[PresenceMessage]:
+        out = []
+        for message in super()._items(frame):
+            data = message.data
+            if isinstance(data, str) and "encoding" not in message.extra:
+                try:
+                    message = replace(message, data=json.loads(data))
+                except ValueError:
+                    pass
+            out.append(message)
+        return out
+
+
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
     "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
@@ -264,6 +295,8 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
     "suspended-forgets": (SuspendedForgets, ("channel.get-when-suspended-no-wait",)),
     "channel-wide-newness": (ChannelWideNewness, ("client.late-message-per-member",)),
+    "encoding-left-undecoded": (EncodingLeftUndecoded, ("client.data-decoded",)),
+    "json-guessed-without-encoding": (JsonGuessedWithoutEncoding, ("client.data-decoded",)),
 }
 
 

@@ -7,20 +7,34 @@ that connection and what the client under test showed after each step (events, `
 observations: `Replay.segments[i]` holds the events the oracle emits for the frames of mark i,
 and the members and `sync_complete` after them. The frames before `start` (sent before the
 first server step: the attach and its sync) only build the oracle's map; their events are not
-compared (they were delivered before the watching listener existed).
+compared (they were delivered before the watching listener existed). The oracle decodes member
+data as a conforming client does (`decode_data`, RSL6a), and `same_members` compares what a
+client shows with it under the project's data equality (`data_equal`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from presence_conformance.harness.record.records import Seen
-from presence_conformance.reference_impl.client_presence import ClientPresence, Event
-from presence_conformance.reference_impl.types import PresenceMessage
+from presence_conformance.harness.record.records import Seen, jsonable
+from presence_conformance.reference_impl.client_presence import (
+    ClientPresence,
+    Event,
+    decode_data,
+)
+from presence_conformance.reference_impl.types import PresenceMessage, data_equal
 
-__all__ = ["ORACLE_OPTIONS", "Mark", "Replay", "Segment", "StagedRecord"]
+__all__ = [
+    "ORACLE_OPTIONS",
+    "Mark",
+    "Replay",
+    "Segment",
+    "StagedRecord",
+    "client_oracle",
+    "same_members",
+]
 
 ORACLE_OPTIONS: tuple[dict[str, bool], ...] = (
     {"emit_leave_during_sync": True, "absent_for_unknown_leave": False},
@@ -30,6 +44,33 @@ ORACLE_OPTIONS: tuple[dict[str, bool], ...] = (
 )
 """The readings of the spec the oracle offers where it is silent (see `ClientPresence`): a
 client is conforming if its behaviour matches the oracle under one of them."""
+
+
+def client_oracle(options: Mapping[str, bool] | None = None) -> ClientPresence:
+    """The client-side oracle as the `server:` steps and the `client.*` checks use it: member
+    data decoded by its encoding as a conforming client does (RSL6a)."""
+    opts = dict(options or {})
+    return ClientPresence(
+        emit_leave_during_sync=opts.get("emit_leave_during_sync", True),
+        absent_for_unknown_leave=opts.get("absent_for_unknown_leave", False),
+        decode=decode_data,
+    )
+
+
+def _sort_key(member: Any) -> tuple[str, str, str]:
+    return (str(member.client_id), str(member.connection_id), repr(jsonable(member.data)))
+
+
+def same_members(observed: Iterable[Any], expected: Iterable[Any]) -> bool:
+    """The same members (clientId, connectionId) with equal data (`data_equal`: binary is not
+    text, `true` is not `1`); each argument holds objects with `client_id`, `connection_id`
+    and `data` (`Seen`, `PresenceMessage`)."""
+    a, b = sorted(observed, key=_sort_key), sorted(expected, key=_sort_key)
+    return len(a) == len(b) and all(
+        (x.client_id, x.connection_id) == (y.client_id, y.connection_id)
+        and data_equal(x.data, y.data)
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 @dataclass
@@ -74,11 +115,7 @@ class StagedRecord:
 
     def replay(self, options: Mapping[str, bool] | None = None) -> Replay:
         """The oracle fed `frames`, cut at the marks."""
-        opts = dict(options or {})
-        oracle = ClientPresence(
-            emit_leave_during_sync=opts.get("emit_leave_during_sync", True),
-            absent_for_unknown_leave=opts.get("absent_for_unknown_leave", False),
-        )
+        oracle = client_oracle(options)
         try:
             oracle.feed(self.frames[: self.start])
             segments: list[Segment] = []

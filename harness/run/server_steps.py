@@ -24,7 +24,12 @@ from typing import Any
 from presence_conformance.harness.adapter import Feature
 from presence_conformance.harness.adapters.control import ControlError
 from presence_conformance.harness.record.records import OpRecord, Seen, jsonable
-from presence_conformance.harness.record.staged import Mark, StagedRecord
+from presence_conformance.harness.record.staged import (
+    Mark,
+    StagedRecord,
+    client_oracle,
+    same_members,
+)
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.calls import Calls
 from presence_conformance.harness.run.clients import ClientState
@@ -57,10 +62,6 @@ def reattaching(frames: list[dict[str, Any]], oracle: ClientPresence) -> bool:
     return bool(isinstance(flags, int) and flags & HAS_PRESENCE) and oracle.sync_in_progress
 
 
-def _member(message: Any) -> tuple[Any, Any, Any]:
-    return (message.client_id, message.connection_id, jsonable(message.data))
-
-
 class ServerSteps:
     """The `server:` step and the end-of-case observation of the staged pairs."""
 
@@ -84,7 +85,7 @@ class ServerSteps:
         state = case.client(step)
         staged = await self._staged(state, step)
         command = self._command(step, state, staged)
-        oracle = ClientPresence()
+        oracle = client_oracle()
         oracle.feed(await self.control.sent(staged.connection_id, staged.wire_channel))
         staged.own[step.index] = [
             {"client_id": m.client_id, "id": m.id, "data": jsonable(m.data)}
@@ -220,7 +221,7 @@ class ServerSteps:
 
         async def attempt() -> bool:
             frames = await self.control.sent(staged.connection_id, staged.wire_channel)
-            oracle = ClientPresence()
+            oracle = client_oracle()
             oracle.feed(frames[: staged.start])
             wanted = len(oracle.feed(frames[staged.start :]))
             snapshot["frames"] = len(frames)
@@ -235,12 +236,13 @@ class ServerSteps:
                     lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
                     record=False,
                 )
-                members = sorted(map(_member, result)) if isinstance(result, list) else None
-            snapshot["get"] = members
-            expected = sorted(map(_member, oracle.members()))
+                members = result if isinstance(result, list) else None
+            snapshot["get"] = None if members is None else jsonable(members)
             if reattaching(frames, oracle):
                 return False
-            return len(staged.events) >= wanted and (members is None or members == expected)
+            return len(staged.events) >= wanted and (
+                members is None or same_members(members, oracle.members())
+            )
 
         await poll_until(
             attempt,
@@ -260,7 +262,7 @@ class ServerSteps:
             None,
             label=step.label if step is not None else "(end of case)",
         )
-        oracle = ClientPresence()
+        oracle = client_oracle()
         oracle.feed(frames)
         if can_wait_false or not oracle.sync_in_progress:
             probe.status = "ok"

@@ -31,8 +31,13 @@ Commands (the frames each sends are listed in `docs/scenarios.md`, `server:` ste
 
 An item is `{"action": "enter"|"update"|"leave"|"present" (default: present in a SYNC, enter
 in a PRESENCE), "client_id", "connection_id",
-"serial", "index", "timestamp" (ms relative to the command's time), "data", "id",
-"synthesized", "omit": ["id", "connectionId", "timestamp"]}`: its wire id is
+"serial", "index", "timestamp" (ms relative to the command's time), "data", "encoding", "id",
+"synthesized", "omit": ["id", "connectionId", "timestamp"]}`: `data` goes on the wire as an Ably
+server sends member data (RSL4): a string as it is, a JSON object or array as a JSON string with
+`encoding: "json"` (RSL4c3, RSL4d3), binary as binary (a MessagePack `bin`; base64 with
+`encoding: "base64"` on a JSON connection, RSL4d1, by `codec.py`); with `encoding` given,
+`data` (a string or binary) is sent as it is under that encoding (a chain such as
+`utf-8/base64`). Its wire id is
 `connectionId:serial:index` (TP3/RTP2b2), or not prefixed by its connectionId when
 `synthesized` (RTP2b1), or `id` as given; `omit` leaves fields out so that the client must take
 them from the enclosing ProtocolMessage (TP3a/d/g), whose `id`, `connectionId` and `timestamp`
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -66,6 +72,7 @@ _ITEM_FIELDS = frozenset(
         "index",
         "timestamp",
         "data",
+        "encoding",
         "id",
         "synthesized",
         "omit",
@@ -315,8 +322,11 @@ class ServerControl:
             "connectionId": connection_id,
             "timestamp": now + int(item.get("timestamp", 0)),
         }
-        if item.get("data") is not None:
-            wire["data"] = item["data"]
+        data, encoding = _wire_data(item.get("data"), item.get("encoding"))
+        if data is not None:
+            wire["data"] = data
+        if encoding:
+            wire["encoding"] = encoding
         omit = item.get("omit") or []
         if not isinstance(omit, list) or not set(omit) <= _OMITTABLE:
             raise CommandError(f"presence item: omit takes some of {sorted(_OMITTABLE)}")
@@ -325,6 +335,28 @@ class ServerControl:
         if wire.get("id") is None:
             wire.pop("id", None)
         return wire
+
+
+def _wire_data(data: Any, encoding: Any) -> tuple[Any, str | None]:
+    """Item data as a server sends it (see the module docstring); CommandError if it is not
+    presence data (TP3e: a string, a JSON object or array, or binary)."""
+    if encoding is not None:
+        if not isinstance(encoding, str) or not encoding:
+            raise CommandError("presence item: encoding is a non-empty string")
+        if not isinstance(data, str | bytes):
+            raise CommandError("presence item: data under an encoding is a string or binary")
+        return data, encoding
+    if data is None or isinstance(data, str | bytes):
+        return data, None
+    if isinstance(data, dict | list):
+        try:
+            return json.dumps(data, separators=(",", ":"), allow_nan=False), "json"
+        except (TypeError, ValueError) as exc:
+            raise CommandError(f"presence item: data is not JSON ({exc})") from None
+    raise CommandError(
+        f"presence item: data {data!r} is not presence data (a string, a JSON object or "
+        "array, or binary)"
+    )
 
 
 def _list(cmd: Mapping[str, Any], name: str) -> list[Any]:

@@ -10,7 +10,8 @@ or in `PRESENCE_CONFORMANCE_CONTROL_TOKEN` (compared in constant time):
 - `/control/sent`: `{"connection": ID, "channel": NAME}` -> `{"frames": [...]}`, the channel
   frames the server sent to that connection.
 
-Binary data in frames travels as `{"$bytes": BASE64}`. The control can make any client see
+Binary data, in commands and frames alike, travels as `{"$bytes": BASE64}` (`to_json`,
+`from_json`, which the harness's `HttpControl` uses too). The control can make any client see
 anything on any channel, which is why it is off unless asked for and never unauthenticated.
 """
 
@@ -24,19 +25,31 @@ from typing import Any
 from aiohttp import web
 from presence_conformance.reference_impl.server.control import CommandError, ServerControl
 
-__all__ = ["CONTROL_TOKEN_ENV", "MIN_TOKEN_LENGTH", "add_control_routes"]
+__all__ = ["CONTROL_TOKEN_ENV", "MIN_TOKEN_LENGTH", "add_control_routes", "from_json", "to_json"]
 
 CONTROL_TOKEN_ENV = "PRESENCE_CONFORMANCE_CONTROL_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
+def to_json(value: Any) -> Any:
+    """`value` with binary as `{"$bytes": BASE64}`, ready for JSON."""
+    if isinstance(value, bytes | bytearray):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [to_json(v) for v in value]
+    return value
+
+
+def from_json(value: Any) -> Any:
+    """The inverse of `to_json`: `{"$bytes": BASE64}` -> bytes."""
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"} and isinstance(value["$bytes"], str):
+            return base64.b64decode(value["$bytes"])
+        return {k: from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
     return value
 
 
@@ -58,7 +71,7 @@ def add_control_routes(app: web.Application, control: ServerControl, token: str)
 
     async def _body(request: web.Request) -> Any:
         try:
-            return json.loads(await request.text())
+            return from_json(json.loads(await request.text()))
         except ValueError:
             raise CommandError("body: not JSON") from None
 
@@ -70,7 +83,7 @@ def add_control_routes(app: web.Application, control: ServerControl, token: str)
             frames = control.run(await _body(request))
         except CommandError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"frames": _jsonable(frames)})
+        return web.json_response({"frames": to_json(frames)})
 
     async def sent(request: web.Request) -> web.Response:
         refused = _refuse(request)
@@ -86,7 +99,7 @@ def add_control_routes(app: web.Application, control: ServerControl, token: str)
         frames = control.sent_frames(
             body["connection"], channel if isinstance(channel, str) else None
         )
-        return web.json_response({"frames": _jsonable(frames)})
+        return web.json_response({"frames": to_json(frames)})
 
     app.router.add_post("/control/command", command)
     app.router.add_post("/control/sent", sent)
