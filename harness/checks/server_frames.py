@@ -63,7 +63,12 @@ from typing import Any, TypeGuard
 from presence_conformance.harness.ably_client.server_log import ServerFrames
 from presence_conformance.harness.adapter import Adapter, Feature
 from presence_conformance.harness.checks.base import CheckContext, check
-from presence_conformance.harness.checks.wire import WireFinding, _schema_view, shown
+from presence_conformance.harness.checks.wire import (
+    WireFinding,
+    case_connections,
+    frame_schema_finding,
+    shown,
+)
 from presence_conformance.harness.record.records import CaseRecord
 from presence_conformance.harness.results import Violation
 
@@ -111,21 +116,16 @@ def collect_server_frames(record: CaseRecord, adapter: Adapter) -> list[ServerFr
     if not adapter.supports(Feature.SERVER_FRAMES):
         return []
     logs: list[ServerFrames] = []
-    seen: set[str] = set()
-    for client, connection_ids in record.client_connections.items():
-        for connection_id in connection_ids:
-            if connection_id in seen:
-                continue
-            seen.add(connection_id)
-            try:
-                log = adapter.server_frames(connection_id)
-            except NotImplementedError:
-                return []
-            except KeyError:
-                continue
-            if isinstance(log, ServerFrames):
-                log.client = client
-                logs.append(log)
+    for client, connection_id in case_connections(record):
+        try:
+            log = adapter.server_frames(connection_id)
+        except NotImplementedError:
+            return []
+        except KeyError:
+            continue
+        if isinstance(log, ServerFrames):
+            log.client = client
+            logs.append(log)
     set_server_frames(record, logs)
     return logs
 
@@ -211,29 +211,14 @@ def _where(log: ServerFrames, index: int) -> str:
 
 def frames_valid_findings(log: ServerFrames) -> Iterator[WireFinding]:
     """TR4 / TR2: every server frame is a valid ProtocolMessage; undecodable ones count too."""
-    from presence_conformance import spec
-
-    validator = spec.validator("wire-protocol-message")
     for index, (direction, _, frame) in enumerate(log.entries):
         if direction != "in":
             continue
-        if not isinstance(frame, dict):
-            problem = f"is {type(frame).__name__}, not a ProtocolMessage object"
-        else:
-            view = _schema_view(frame)
-            if validator.is_valid(view):
-                continue
-            problem = "is not a valid ProtocolMessage: " + "; ".join(
-                spec.validate("wire-protocol-message", view)
-            )
-        yield WireFinding(
-            "wire.server-frames-valid",
-            log.connection_id,
-            index,
-            f"{_where(log, index)} {problem}",
-            shown(frame),
-            expected="a ProtocolMessage (spec/schemas/wire-protocol-message.json)",
+        finding = frame_schema_finding(
+            "wire.server-frames-valid", log.connection_id, index, _where(log, index), frame
         )
+        if finding is not None:
+            yield finding
     for text in log.noticed:
         if any(marker in text for marker in _UNDECODABLE):
             yield WireFinding(

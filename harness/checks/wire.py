@@ -140,28 +140,33 @@ def collect_wire_frames(record: CaseRecord, adapter: Adapter) -> list[Connection
         return []
     limit = _frame_log_limit(adapter)
     logs: list[ConnectionFrames] = []
+    for client, connection_id in case_connections(record):
+        try:
+            frames = list(adapter.wire_frames(connection_id))
+        except NotImplementedError:
+            return []
+        logs.append(
+            ConnectionFrames(
+                connection_id,
+                record.client_ids.get(client),
+                frames,
+                client,
+                truncated=limit is not None and len(frames) >= limit,
+                wire_format=_wire_format(adapter),
+            )
+        )
+    set_wire_frames(record, logs)
+    return logs
+
+
+def case_connections(record: CaseRecord) -> Iterator[tuple[str, str]]:
+    """(client, connectionId) of every connection the case opened, each once."""
     seen: set[str] = set()
     for client, connection_ids in record.client_connections.items():
         for connection_id in connection_ids:
-            if connection_id in seen:
-                continue
-            seen.add(connection_id)
-            try:
-                frames = list(adapter.wire_frames(connection_id))
-            except NotImplementedError:
-                return []
-            logs.append(
-                ConnectionFrames(
-                    connection_id,
-                    record.client_ids.get(client),
-                    frames,
-                    client,
-                    truncated=limit is not None and len(frames) >= limit,
-                    wire_format=_wire_format(adapter),
-                )
-            )
-    set_wire_frames(record, logs)
-    return logs
+            if connection_id not in seen:
+                seen.add(connection_id)
+                yield client, connection_id
 
 
 def _frame_log_limit(adapter: Adapter) -> int | None:
@@ -237,6 +242,43 @@ def _schema_view(frame: dict) -> dict:
             for item in items
         ]
     return view
+
+
+SCHEMA_EXPECTED = "a ProtocolMessage (spec/schemas/wire-protocol-message.json)"
+
+
+def frame_schema_finding(
+    requirement: str,
+    connection_id: str,
+    index: int,
+    where: str,
+    frame: Any,
+    problem: str | None = None,
+) -> WireFinding | None:
+    """TR2 / TR4, for the frames a client sent (`wire.json-frames-valid`) and those a server sent
+    (`wire.server-frames-valid`) alike: a finding when `frame` is not a ProtocolMessage object
+    valid against the wire-protocol-message schema (binary item data allowed, `_schema_view`),
+    or None. `problem`: a reason already known (an undecodable frame), reported as it is."""
+    from presence_conformance import spec
+
+    if problem is None:
+        if not isinstance(frame, dict):
+            problem = f"is {type(frame).__name__}, not a ProtocolMessage object"
+        else:
+            view = _schema_view(frame)
+            if spec.validator("wire-protocol-message").is_valid(view):
+                return None
+            problem = "is not a valid ProtocolMessage: " + "; ".join(
+                spec.validate("wire-protocol-message", view)
+            )
+    return WireFinding(
+        requirement,
+        connection_id,
+        index,
+        f"{where} {problem}",
+        shown(frame),
+        expected=SCHEMA_EXPECTED,
+    )
 
 
 def _action(frame: Any) -> Any:
@@ -371,16 +413,11 @@ def frame_validity_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
     """TR2 / TR4: every frame (JSON, or MessagePack with binary item data, RSL4c1) is a
     ProtocolMessage object valid against the wire-protocol-message schema. Frames of the wrong
     type for their connection (`$binary`, `$text`) are not judged."""
-    from presence_conformance import spec
-
-    validator = spec.validator("wire-protocol-message")
     for index, frame in enumerate(log.frames):
-        where = f"{log.label}, frame #{index}"
         if isinstance(frame, dict) and ("$binary" in frame or "$text" in frame):
             continue
-        if not isinstance(frame, dict):
-            problem = f"is {type(frame).__name__}, not a JSON object"
-        elif "$malformed" in frame:
+        problem = None
+        if isinstance(frame, dict) and "$malformed" in frame:
             value = frame["$malformed"]
             if isinstance(value, bytes):
                 problem = f"is not valid MessagePack: {shown(value)!r}"
@@ -388,21 +425,16 @@ def frame_validity_findings(log: ConnectionFrames) -> Iterator[WireFinding]:
                 problem = f"is not valid JSON or not a JSON object: {shown(value)!r}"
             else:
                 problem = f"is JSON but not an object (a ProtocolMessage): {shown(value)!r}"
-        else:
-            view = _schema_view(frame)
-            if validator.is_valid(view):
-                continue
-            problem = "is not a valid ProtocolMessage: " + "; ".join(
-                spec.validate("wire-protocol-message", view)
-            )
-        yield WireFinding(
+        finding = frame_schema_finding(
             "wire.json-frames-valid",
             log.connection_id,
             index,
-            f"{where} {problem}",
-            shown(frame),
-            expected="a ProtocolMessage (spec/schemas/wire-protocol-message.json)",
+            f"{log.label}, frame #{index}",
+            frame,
+            problem,
         )
+        if finding is not None:
+            yield finding
 
 
 Rule = Callable[[ConnectionFrames], Iterator[WireFinding]]

@@ -564,3 +564,22 @@ def test_a_case_that_scripts_the_server_is_not_judged(monkeypatch: pytest.Monkey
     assert run_checks(record, only=SERVER_CHECKS)[0]
     monkeypatch.setattr(server_frames, "SCRIPTED_STEPS", frozenset({"enter"}))
     assert run_checks(record, only=SERVER_CHECKS) == ([], [])
+
+
+def test_frame_schema_is_judged_alike_for_frames_of_both_directions() -> None:
+    """One helper (`wire.frame_schema_finding`) judges the frames a client sent and those a
+    server sent: the same frames get the same problem, each under its own requirement."""
+    from presence_conformance.harness.checks.server_frames import frames_valid_findings
+    from presence_conformance.harness.checks.wire import ConnectionFrames, frame_validity_findings
+
+    bad = [["not", "an", "object"], {"action": "fifteen"}, {"action": 15, "channel": "room"}]
+    server = ServerFrames("c1", "alice", [("in", 0.0, f) for f in bad], [], False, "alice")
+    client = ConnectionFrames("c1", "alice", list(bad), "alice")
+    from_server = list(frames_valid_findings(server))
+    from_client = list(frame_validity_findings(client))
+    assert [f.index for f in from_server] == [f.index for f in from_client] == [0, 1]
+    assert {f.requirement for f in from_server} == {"wire.server-frames-valid"}
+    assert {f.requirement for f in from_client} == {"wire.json-frames-valid"}
+    for a, b in zip(from_server, from_client, strict=True):
+        assert a.message.split(f"#{a.index} ", 1)[1] == b.message.split(f"#{b.index} ", 1)[1]
+        assert a.expected == b.expected
