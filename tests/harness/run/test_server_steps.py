@@ -153,3 +153,11 @@ def test_a_suspended_get_with_the_wrong_code_is_caught() -> None:
     outcome, found = asyncio.run(main())
     assert outcome is Outcome.FAIL
     assert found == {"channel.get-when-suspended"}
+
+
+def test_a_suspend_sends_connected_through_the_control_endpoint() -> None:
+    """A `suspend` interrupt's CONNECTED (the short connectionStateTtl, RTN24) goes through the
+    HTTP control endpoint of a server run apart, as `serve --control` offers it."""
+    scenario = next(s for s in RESYNC if s.case_id == "channel/suspended-keeps-members")
+    assert _remote(scenario, TOKEN) is Outcome.PASS
+    assert _remote(scenario, "a-wrong-token-for-tests") is Outcome.ERROR  # refused: 401

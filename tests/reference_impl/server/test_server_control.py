@@ -224,3 +224,44 @@ def test_serve_control_needs_a_token(
     assert "PRESENCE_CONFORMANCE_CONTROL_TOKEN" in capsys.readouterr().err
     assert serve_main(["--control", "short"]) == 2
     assert "16 characters" in capsys.readouterr().err
+
+
+def test_http_control_runs_connected_and_carries_binary_data_both_ways() -> None:
+    """`connected` (no channel) over the HTTP endpoint: the client receives a CONNECTED with its
+    own connectionId and the short connectionStateTtl; a bad `details` is a 400. Binary item data
+    goes in a command as `{"$bytes": ...}` and reaches the client as base64 (a JSON client)."""
+    server = PresenceServer(ServerConfig(leave_grace=0.1))
+    control = ServerControl(server.realtime, server.now)
+    server.route_hooks.append(lambda app: add_control_routes(app, control, TOKEN))
+
+    async def body(server: PresenceServer) -> None:
+        alice = await RawClient.open(server, "alice")
+        await alice.attach("room")
+        cid = alice.connection_id
+        base = server.rest_url.rstrip("/")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with aiohttp.ClientSession() as session:
+            command = {"do": "connected", "connection": cid, "details": {"connectionStateTtl": 900}}
+            async with session.post(base + "/control/command", json=command, headers=auth) as r:
+                assert r.status == 200
+                (frame,) = (await r.json())["frames"]
+            assert frame["action"] == ProtocolAction.CONNECTED
+            assert frame["connectionId"] == cid
+            assert frame["connectionDetails"]["connectionStateTtl"] == 900
+            received = await alice.expect(ProtocolAction.CONNECTED)
+            assert received["connectionDetails"]["connectionStateTtl"] == 900
+            bad = {**command, "details": {"connectionStateTtl": 0}}
+            async with session.post(base + "/control/command", json=bad, headers=auth) as r:
+                assert r.status == 400 and "connectionStateTtl" in (await r.json())["error"]
+            item = {"client_id": "ghost", "data": {"$bytes": "AP8="}}
+            presence = {"do": "presence", "connection": cid, "channel": "room", "frames": [[item]]}
+            async with session.post(base + "/control/command", json=presence, headers=auth) as r:
+                assert r.status == 200
+                (sent,) = (await r.json())["frames"]
+            assert sent["presence"][0]["data"] == {"$bytes": "AP8="}
+            got = await alice.expect(ProtocolAction.PRESENCE)
+            assert got["presence"][0]["data"] == "AP8="
+            assert got["presence"][0]["encoding"] == "base64"
+        await alice.close()
+
+    run_adapter(server, body)
