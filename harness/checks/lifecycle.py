@@ -32,6 +32,7 @@ REQUIREMENTS = (
     "channel.get-when-suspended",
     "channel.get-when-suspended-no-wait",
     "channel.publish-when-suspended",
+    "channel.queued-fail-on-suspended",
 )
 
 _WHAT = {
@@ -39,6 +40,7 @@ _WHAT = {
     "detach": "detach()",
     "refused": "the operation",
     "queued": "the operation queued behind the attach",
+    "queued-suspended": "the operation queued behind the attach when the channel became SUSPENDED",
     "get-no-mode": "get() on a channel attached without PRESENCE_SUBSCRIBE",
 }
 

@@ -40,6 +40,7 @@ __all__ = [
     "ClientMapMutantAdapter",
     "NoReentryOnAttached",
     "OracleBackedState",
+    "QueuedSurvivesSuspend",
     "ReentryFailureSilent",
     "SuspendedGetWrongCode",
     "client_map_adapter",
@@ -368,6 +369,24 @@ class ReentryFailureSilent(_PatchedChannels):
     @staticmethod
     def patch(channel: Any) -> None:
         channel._reentry_failed = lambda client_id, cause: None
+
+
+class QueuedSurvivesSuspend(_PatchedChannels):
+    """`ably-wire` whose presence operations made while the transport is away wait for the
+    connection to come back, even past SUSPENDED, and are sent then (RTL11: a channel that
+    becomes SUSPENDED fails the operations queued on it)."""
+
+    name = "client-map:queued-survives-suspend"
+
+    @staticmethod
+    def patch(channel: Any) -> None:
+        connection = channel.connection
+
+        async def wait_online() -> None:
+            async with asyncio.timeout(connection.timeout):
+                await connection._online.wait()
+
+        connection.wait_usable = wait_online
 
 
 class SuspendedGetWrongCode(AblyWireAdapter):

@@ -117,9 +117,10 @@ class FaultSteps:
         cut_at = case.loop.time()
         await self._call(step, name, "interrupt", op.params, conn.interrupt(seconds, resume))
         planned: list[tuple[OpRecord, Call]] = []
+        queued = int(step.args.get("queued", 0))
         if suspend:
-            await self._until_suspended(step, name, held)
-            for inner in step.steps:  # one after another, while suspended
+            await self._queued_fail(step, name, held, step.steps[:queued])
+            for inner in step.steps[queued:]:  # one after another, while suspended
                 planned.append(self.plan(inner))
                 await planned[-1][1]()
             if self.lifecycle is not None:
@@ -184,6 +185,31 @@ class FaultSteps:
         history.record("ok", name, "server connected", {"frames": jsonable(frames)}, step.index)
         # the client reads the frame before the cut (nothing acknowledges a CONNECTED)
         await asyncio.sleep(max(0.3, self.case.settings.poll_interval * 3))
+
+    async def _queued_fail(
+        self,
+        step: Step,
+        name: str,
+        held: dict[str, list[PresenceMessage]],
+        queued: tuple[Step, ...],
+    ) -> None:
+        """Issue the `queued` operations at once (their channels attach behind them, RTP16b),
+        wait until the client's channels are SUSPENDED, then for the operations: each must have
+        failed, or fail now (RTL11), within the operation timeout from its issue."""
+        if self.lifecycle is None and queued:
+            raise Abort(Outcome.ERROR, f"{step.label}: queued steps need channel-lifecycle")
+        calls = [self.lifecycle.plan_queued(inner)[1] for inner in queued if self.lifecycle]
+        tasks = [asyncio.ensure_future(call()) for call in calls]
+        try:
+            await self._until_suspended(step, name, held)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
 
     async def _until_suspended(
         self, step: Step, name: str, held: dict[str, list[PresenceMessage]]

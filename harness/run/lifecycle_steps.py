@@ -17,7 +17,9 @@ The driver follows each client's channel states as the specification has them:
 - a SUSPENDED channel (an `interrupt` with `suspend`, `fault_steps.py`, marks it with
   `suspend()`): `get` fails with 91005 (RTP11d), `get` without waiting for the sync returns the
   members the map held when it was suspended (RTP11d, RTP5f), and presence operations are
-  refused (RTP16c).
+  refused (RTP16c); an operation issued while the transport is cut, on a channel not attached
+  yet, waits behind the attach (RTP16b) and fails once the channel is SUSPENDED (RTL11,
+  `plan_queued`).
 """
 
 from __future__ import annotations
@@ -290,6 +292,15 @@ class LifecycleSteps:
 
         return op, call
 
+    def plan_queued(self, step: Step) -> tuple[OpRecord, Call]:
+        """An operation of a client whose transport was just cut, on a channel it has not
+        attached: it waits behind the channel's attach (RTP16b) and must fail once the channel
+        is SUSPENDED (RTL11); the model does not apply it."""
+        state = self.case.client(step)
+        return self._plan_refused(
+            step, state, "channel.queued-fail-on-suspended", "attaching", kind="queued-suspended"
+        )
+
     # -- a SUSPENDED channel (RTP11d) -----------------------------------------------------------
 
     def _plan_suspended_get(
@@ -354,10 +365,15 @@ class LifecycleSteps:
         return rec
 
     def _plan_refused(
-        self, step: Step, state: ClientState, requirement: str, current: str
+        self,
+        step: Step,
+        state: ClientState,
+        requirement: str,
+        current: str,
+        kind: str = "refused",
     ) -> tuple[OpRecord, Call]:
         op = OpRecord(step, step.client, step.channel, state.connection_id)
-        rec = self._record(step, state, "refused", requirement)
+        rec = self._record(step, state, kind, requirement)
         rec.expected = "error"
         data = step.args.get("data")
         calls: dict[str, Callable[[Any], Awaitable[Any]]] = {

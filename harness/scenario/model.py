@@ -160,7 +160,8 @@ class Step:
     the block's position, with `sub` its position in the block), `path` its field path and `line`
     its line in the file (0 when built from a dict). `args` holds the kind's own fields, with data
     decoded (`{$binary: ...}` -> bytes) and `actions` always a list (`actions_list` says whether
-    the file wrote a list). `steps` holds the operations of a `concurrently` block.
+    the file wrote a list). `steps` holds the operations of a `concurrently` block, or of an
+    `interrupt`: its `queued` steps first (`args["queued"]` of them), then its `during` steps.
     """
 
     kind: str
@@ -188,13 +189,17 @@ class Step:
             return {"concurrently": [s.to_dict() for s in self.steps]}
         body: dict[str, Any] = {}
         if self.kind == "interrupt" and self.steps:
-            body["during"] = [s.to_dict() for s in self.steps]
+            queued = int(self.args.get("queued", 0))
+            if queued:
+                body["queued"] = [s.to_dict() for s in self.steps[:queued]]
+            if self.steps[queued:]:
+                body["during"] = [s.to_dict() for s in self.steps[queued:]]
         if self.client is not None:
             body["client"] = self.client
         if self.channel is not None:
             body["channel"] = self.channel
         for key, value in self.args.items():
-            if key == "actions_list":
+            if key == "actions_list" or (key == "queued" and self.kind == "interrupt"):
                 continue
             if key == "actions" and value is not None and not self.args.get("actions_list"):
                 value = value[0]

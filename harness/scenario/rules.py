@@ -240,6 +240,7 @@ class _Normaliser:
         self.listeners: dict[str, tuple[str, str]] = {}  # name -> (client, channel)
         self.step_ids: dict[str, str] = {}  # id -> kind
         self.staged: set[tuple[str, str]] = set()  # (client, channel) of server steps
+        self.used: set[tuple[str, str]] = set()  # (client, channel) of the steps so far
 
     def run(self) -> Scenario:
         obj = self.obj
@@ -340,6 +341,8 @@ class _Normaliser:
                 f"{', '.join(self.channels)}){_suggest(channel, self.channels)}",
                 "unknown-channel",
             )
+        if isinstance(client, str) and isinstance(channel, str):
+            self.used.add((client, channel))
         requirements = tuple(body.get("requirements", ()))
         for i, rid in enumerate(requirements):
             self._check_requirement((*bpath, "requirements", i), rid)
@@ -390,7 +393,7 @@ class _Normaliser:
                     "from another client",
                     "interrupt-listeners",
                 )
-        inner: list[Step] = []
+        inner: list[Step] = self._queued(path, body, client, args, index)
         for j, raw in enumerate(body.get("during", ())):
             step = self._step((*path, "during", j), raw, index, j)
             if step.client == client and not args["resume"] and not args.get("suspend"):
@@ -404,6 +407,36 @@ class _Normaliser:
         if not args.get("suspend"):  # a suspended client's `during` runs step by step
             self._check_block(path, inner, "during")
         return tuple(inner)
+
+    def _queued(
+        self, path: FieldPath, body: dict, client: str, args: dict, index: int
+    ) -> list[Step]:
+        """A suspended client's operations issued as soon as its transport is cut, on channels it
+        has not used yet (so they wait behind the channel's attach, RTP16b, until it is SUSPENDED,
+        RTL11): enter/update/leave (and on behalf of others) of that client only."""
+        raw_steps = body.get("queued") or []
+        if raw_steps and not args.get("suspend"):
+            self.report.add(
+                (*path, "queued"), "queued steps need suspend: true", "interrupt-queued"
+            )
+            return []
+        out: list[Step] = []
+        for j, raw in enumerate(raw_steps):
+            ((kind, inner_body),) = raw.items()
+            pair = (inner_body.get("client"), inner_body.get("channel"))
+            fresh = pair not in self.used
+            step = self._step((*path, "queued", j), raw, index, j)
+            if kind not in PUBLISH_STEPS or step.client != client or not fresh:
+                self.report.add(
+                    (*path, "queued", j),
+                    f"a queued step is an enter, update or leave of {client!r} on a channel it "
+                    "has not used before (so that it waits behind the channel's attach)",
+                    "interrupt-queued",
+                )
+            out.append(step)
+        if out:
+            args["queued"] = len(out)
+        return out
 
     def _check_requirement(self, path: FieldPath, rid: str) -> None:
         catalogue = _catalogue()

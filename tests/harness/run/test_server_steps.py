@@ -14,6 +14,7 @@ from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.harness.adapters.reference import ReferenceAdapter
 from presence_conformance.harness.mutants.client_map import (
     CLIENT_MAP_MUTANTS,
+    QueuedSurvivesSuspend,
     SuspendedGetWrongCode,
     client_map_adapter,
 )
@@ -161,3 +162,24 @@ def test_a_suspend_sends_connected_through_the_control_endpoint() -> None:
     scenario = next(s for s in RESYNC if s.case_id == "channel/suspended-keeps-members")
     assert _remote(scenario, TOKEN) is Outcome.PASS
     assert _remote(scenario, "a-wrong-token-for-tests") is Outcome.ERROR  # refused: 401
+
+
+def test_an_operation_queued_past_suspended_is_caught() -> None:
+    """RTL11: a client whose operation, queued while its transport is away on a channel still
+    attaching, survives the SUSPENDED state and is sent once the client is back."""
+    scenario = next(
+        s for s in load_scenarios(SCENARIOS) if s.case_id == "channel/queued-fail-on-suspended"
+    )
+
+    async def main() -> tuple[Outcome, set[str]]:
+        adapter = QueuedSurvivesSuspend()
+        await adapter.start()
+        try:
+            result = await run_scenario(scenario, adapter, SETTINGS)
+        finally:
+            await adapter.stop()
+        return result.outcome, {v.requirement for v in result.violations}
+
+    outcome, found = asyncio.run(main())
+    assert "channel.queued-fail-on-suspended" in found
+    assert outcome in (Outcome.FAIL, Outcome.NON_STRICT)

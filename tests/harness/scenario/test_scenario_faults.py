@@ -123,3 +123,39 @@ def test_enter_client_for_distinct_client_ids_may_run_concurrently() -> None:
         ]
     )
     assert [s.args["client_id"] for s in case.steps[0].steps] == ["x", "y"]
+
+
+def _queued(queued: list[dict], suspend: bool = True, before: list[dict] | None = None) -> Any:
+    body: dict[str, Any] = {"client": "alice", "queued": queued}
+    if suspend:
+        body["suspend"] = True
+    return scenario([*(before or []), {"interrupt": body}])
+
+
+def test_queued_steps_of_a_suspend_load_first_and_round_trip() -> None:
+    case = _queued([{"enter": {"client": "alice", "channel": "room", "data": "q"}}])
+    interrupt = case.steps[0]
+    assert interrupt.args["queued"] == 1
+    assert [s.kind for s in interrupt.steps] == ["enter"]
+    assert "queued" in interrupt.to_dict()["interrupt"]
+    assert "during" not in interrupt.to_dict()["interrupt"]
+    assert scenario_from_dict(case.to_dict()).to_dict() == case.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("queued", "suspend", "before"),
+    [
+        ([{"enter": {"client": "alice", "channel": "room"}}], False, None),  # needs suspend
+        ([{"enter": {"client": "bob", "channel": "room"}}], True, None),  # another client
+        ([{"get": {"client": "alice", "channel": "room"}}], True, None),  # not a publish
+        (  # a channel alice used already is attached: nothing queues behind its attach
+            [{"enter": {"client": "alice", "channel": "room"}}],
+            True,
+            [{"get": {"client": "alice", "channel": "room"}}],
+        ),
+    ],
+)
+def test_queued_rules(queued: list[dict], suspend: bool, before: list[dict] | None) -> None:
+    with pytest.raises(ScenarioError) as info:
+        _queued(queued, suspend, before)
+    assert "interrupt-queued" in {p.rule for p in info.value.problems}
