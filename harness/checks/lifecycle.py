@@ -7,7 +7,8 @@ error"), so any code is accepted: only whether the call was refused is judged. A
 channel attached without PRESENCE_SUBSCRIBE may fail with 91008 or return a list (RTP11f1 or
 RTP11f2: the harness does not know strictMode); any other error breaks both. On a SUSPENDED
 channel RTP11d does name one: get() fails with 91005, and without waiting for the sync it
-returns the members held when the channel was suspended.
+returns the members held when the channel was suspended; and its map is maintained (RTP5f):
+no LEAVE while suspended, and after the re-attach events only for what changed meanwhile.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ REQUIREMENTS = (
     "channel.publish-when-suspended",
     "channel.queued-fail-on-suspended",
 )
+SUSPEND_REQUIREMENT = "channel.suspended-map-maintained"
 
 _WHAT = {
     "attach": "attach()",
@@ -95,6 +97,31 @@ def channel_lifecycle(ctx: CheckContext) -> Iterator[Violation]:
             step=rec.step,
             history_index=rec.history_index,
         )
+
+
+@check(SUSPEND_REQUIREMENT)
+def suspended_map_maintained(ctx: CheckContext) -> Iterator[Violation]:
+    """RTP5f: a SUSPENDED channel keeps its presence map, so its listeners hear no LEAVE while
+    it is suspended, and once it is attached again the sync emits no event for a member
+    present before and after with the same message, and one for each change meanwhile (seen by
+    the runner's watching listener, `SuspendWatch`)."""
+    for watch in ctx.record.suspends:
+        if watch.end is None:
+            continue  # the client never came back: the case stopped
+        for kind, message, expected, seen in watch.problems():
+            when = (
+                "while it was suspended" if kind == "suspended" else "after it was attached again"
+            )
+            yield ctx.violation(
+                SUSPEND_REQUIREMENT,
+                f"{watch.label}: {watch.client}'s listener on {watch.channel!r} {when}: "
+                f"{message}; the presence map is maintained while suspended, and the sync "
+                "after the re-attach emits events only for what changed",
+                expected=expected,
+                observed=None if seen is None else seen.json,
+                step=watch.step if seen is None else seen.step,
+                history_index=None if seen is None else seen.history_index,
+            )
 
 
 @check("channel.detach-clears-silently")

@@ -216,6 +216,16 @@ class SuspendedForgets(ClientPresence):
         return super().channel_state(state)
 
 
+class SuspendedEmitsLeaves(ClientPresence):
+    """SUSPENDED clears the map with a LEAVE per member (RTP5f: the map is maintained, so the
+    sync after the re-attach emits only what changed)."""
+
+    def channel_state(self, state: str) -> list[Event]:
+        if ChannelState(state) is ChannelState.SUSPENDED:
+            return self.clear_with_leaves()
+        return super().channel_state(state)
+
+
 class ChannelWideNewness(ClientPresence):
     """Newness against the newest message seen on the channel, whoever its member (RTP2a
     compares only with the same member's): a late message of one member, delivered after newer
@@ -294,7 +304,11 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     ),
     "duplicates-emitted": (DuplicatesEmitted, ("client.duplicate-discarded",)),
     "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
-    "suspended-forgets": (SuspendedForgets, ("channel.get-when-suspended-no-wait",)),
+    "suspended-forgets": (
+        SuspendedForgets,
+        ("channel.get-when-suspended-no-wait", "channel.suspended-map-maintained"),
+    ),
+    "suspended-emits-leaves": (SuspendedEmitsLeaves, ("channel.suspended-map-maintained",)),
     "channel-wide-newness": (ChannelWideNewness, ("client.late-message-per-member",)),
     "encoding-left-undecoded": (EncodingLeftUndecoded, ("client.data-decoded",)),
     "json-guessed-without-encoding": (JsonGuessedWithoutEncoding, ("client.data-decoded",)),

@@ -23,6 +23,7 @@ from presence_conformance.reference_impl.model import PresenceModel
 from presence_conformance.reference_impl.types import (
     Action,
     PresenceMessage,
+    data_equal,
     data_from_json,
     data_to_json,
 )
@@ -418,6 +419,101 @@ class InterruptRecord:
 
 
 @dataclass(eq=False)
+class SuspendWatch:
+    """A client's channel across an `interrupt` with `suspend` (RTP5f), seen by a watching
+    listener the runner subscribed before the cut.
+
+    `held` are the members the channel's map held when it was suspended, `after` the members
+    once the client was back (the model's, less pending leaves), `own` the client's connection
+    ids (old and new: its own members leave and are re-entered, judged elsewhere). `events`
+    are what the listener received, `back` the history index when the client was back (before:
+    suspended; after: the re-attach and its sync), `end` where the watch stopped counting."""
+
+    client: str
+    channel: str
+    step: int
+    label: str
+    held: list[PresenceMessage]
+    own: set[str] = field(default_factory=set)
+    after: list[PresenceMessage] = field(default_factory=list)
+    events: list[Seen] = field(default_factory=list)
+    back: int | None = None
+    end: int | None = None
+
+    def problems(self) -> list[tuple[str, str, Any, Seen | None]]:
+        """What breaks RTP5f, as (kind, message, expected, seen): kind `suspended` (a LEAVE
+        while suspended: the map was not maintained), `unchanged` (an event for a member present
+        before and after with the same message), `missing` (no event for a change meanwhile:
+        a member updated or entered shows with its data, one that left with a LEAVE), `left`
+        (a LEAVE for a member still present)."""
+        far = 1 << 62
+        back = far if self.back is None else self.back
+        end = far if self.end is None else self.end
+        out: list[tuple[str, str, Any, Seen | None]] = []
+        for seen in self.events:
+            if seen.connection_id in self.own:
+                continue
+            if seen.history_index < back and seen.action == "leave":
+                out.append(
+                    (
+                        "suspended",
+                        f"LEAVE of {seen.client_id!r} while the channel was suspended",
+                        None,
+                        seen,
+                    )
+                )
+        later = [s for s in self.events if back <= s.history_index < end]
+        held = {m.member_key: m for m in self.held if m.connection_id not in self.own}
+        after = {m.member_key: m for m in self.after if m.connection_id not in self.own}
+        for key in sorted(held.keys() | after.keys()):
+            before, now = held.get(key), after.get(key)
+            seen_here = [s for s in later if s.member_key == key]
+            who = (now or before).client_id  # type: ignore[union-attr]
+            if before is not None and now is not None and before.id == now.id:
+                for seen in seen_here:
+                    out.append(
+                        (
+                            "unchanged",
+                            f"{seen.action} of {who!r}, present before and after the "
+                            "suspension with the same message",
+                            None,
+                            seen,
+                        )
+                    )
+                continue
+            if now is not None:
+                if not any(
+                    s.action in ("enter", "update", "present") and data_equal(s.data, now.data)
+                    for s in seen_here
+                ):
+                    out.append(
+                        (
+                            "missing",
+                            f"no event for {who!r}, "
+                            + ("updated" if before is not None else "entered")
+                            + " while the channel was suspended",
+                            {"client_id": who, "data": jsonable(now.data)},
+                            None,
+                        )
+                    )
+                out += [
+                    ("left", f"LEAVE of {who!r}, who is still present", None, s)
+                    for s in seen_here
+                    if s.action == "leave"
+                ]
+            elif not any(s.action == "leave" for s in seen_here):
+                out.append(
+                    (
+                        "missing",
+                        f"no LEAVE for {who!r}, who left while the channel was suspended",
+                        {"client_id": who, "action": "leave"},
+                        None,
+                    )
+                )
+        return out
+
+
+@dataclass(eq=False)
 class RestGetRecord:
     """A `rest_get` step (RestPresence#get, RSP3): the model's members and the first page read."""
 
@@ -468,6 +564,7 @@ class CaseRecord:
     rest_gets: list[RestGetRecord] = field(default_factory=list)
     expectations: list[ExpectEventsRecord] = field(default_factory=list)
     lifecycle: list[LifecycleRecord] = field(default_factory=list)
+    suspends: list[SuspendWatch] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     synthesized: set[str] = field(default_factory=set)  # model ids of leaves after a drop
     void: set[str] = field(default_factory=set)  # model ids of events the checks must ignore

@@ -30,7 +30,9 @@ A connectionId that changes on a resume, or stays on a refused one, is recorded
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from presence_conformance.harness.adapters.control import ControlError
 from presence_conformance.harness.record.records import (
@@ -38,6 +40,8 @@ from presence_conformance.harness.record.records import (
     InterruptRecord,
     LifecycleRecord,
     OpRecord,
+    Seen,
+    SuspendWatch,
     jsonable,
 )
 from presence_conformance.harness.results import Outcome
@@ -45,6 +49,7 @@ from presence_conformance.harness.run.calls import Call
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.lifecycle_steps import LifecycleSteps
+from presence_conformance.harness.run.poll import poll_until
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.harness.run.stops import Abort, Stop
 from presence_conformance.harness.scenario import Step
@@ -54,6 +59,7 @@ __all__ = ["SUSPEND_TTL_MS", "FaultSteps"]
 
 Plan = Callable[[Step], tuple[OpRecord, Call]]
 SUSPEND_TTL_MS = 1000  # the connectionStateTtl advertised before a `suspend` interrupt
+_MARGIN_S = 0.5  # a suspended client surely comes back no sooner than this before it is due
 # the old connection of a refused resume: its leaves are pending (step, op, client, old
 # connectionId, loop time of the cut), settled by the driver (ConnectionSteps.defer)
 Defer = Callable[[Step, OpRecord, ClientState, str, float], None]
@@ -101,13 +107,15 @@ class FaultSteps:
         # the members the client must re-enter should the resume fail (RTP17)
         saved: dict[str, list[PresenceMessage]] = {}
         held: dict[str, list[PresenceMessage]] = {}  # what the client's maps hold (RTP5f)
+        watches: list[SuspendWatch] = []
         if suspend:
-            await self._short_ttl(step, name, old)
             held = {
                 channel: model.get(channel)
                 for channel in case.scenario.channels
                 if model.is_attached(old, channel)
             }
+            watches = await self._watch(step, name, held)
+            await self._short_ttl(step, name, old)
         if not resume:
             for channel in case.scenario.channels:
                 if model.is_attached(old, channel):
@@ -120,11 +128,18 @@ class FaultSteps:
         queued = int(step.args.get("queued", 0))
         if suspend:
             await self._queued_fail(step, name, held, step.steps[:queued])
+            suspended_at = len(history.entries)
             for inner in step.steps[queued:]:  # one after another, while suspended
                 planned.append(self.plan(inner))
                 await planned[-1][1]()
             if self.lifecycle is not None:
                 self.lifecycle.unsuspend(name)
+            # the client comes back `seconds` after the cut: until then (with a margin) the
+            # channel is still SUSPENDED; if the `during` steps took longer, only until the
+            # runner saw it SUSPENDED
+            still = case.loop.time() < cut_at + seconds - _MARGIN_S
+            for watch in watches:
+                watch.back = len(history.entries) if still else suspended_at
             tasks: list[asyncio.Future] = []
         else:
             planned = [self.plan(inner) for inner in step.steps]
@@ -165,6 +180,8 @@ class FaultSteps:
         await self.after_ops([inner for inner, _ in planned])
         if not resume:  # the re-entries (the old members' leaves are pending: `defer`)
             await self.deliveries.wait(case.wait_budget)
+        if watches:
+            await self._settle_watches(watches, new)
 
     async def _short_ttl(self, step: Step, name: str, connection_id: str) -> None:
         """RTN24: a CONNECTED advertising a short connectionStateTtl (CD2f)."""
@@ -185,6 +202,74 @@ class FaultSteps:
         history.record("ok", name, "server connected", {"frames": jsonable(frames)}, step.index)
         # the client reads the frame before the cut (nothing acknowledges a CONNECTED)
         await asyncio.sleep(max(0.3, self.case.settings.poll_interval * 3))
+
+    async def _watch(
+        self, step: Step, name: str, held: dict[str, list[PresenceMessage]]
+    ) -> list[SuspendWatch]:
+        """Subscribe a watching listener on each channel the client has attached, before it is
+        suspended: what its map emits then and after the re-attach (RTP5f, `SuspendWatch`)."""
+        case = self.case
+        state = case.client(step)
+        assert state.conn is not None
+        process = f"{name}/suspend-watch"
+        watches: list[SuspendWatch] = []
+        for channel, members in held.items():
+            watch = SuspendWatch(name, channel, step.index, step.label, list(members), {state.cid})
+
+            def listener(message: Any, watch: SuspendWatch = watch, channel: str = channel) -> None:
+                if threading.get_ident() != case.thread:
+                    case.loop.call_soon_threadsafe(listener, message)
+                    return
+                if not case.recording or watch.end is not None:
+                    return
+                index = len(case.history.entries)
+                seen = Seen.read(message, "event", index, case.current_step, channel)
+                case.history.record("event", process, "event", seen.json, case.current_step)
+                watch.events.append(seen)
+
+            presence = state.conn.channel(case.record.channels[channel]).presence
+            await self._call(
+                step,
+                process,
+                "subscribe",
+                {"channel": channel, "watch": True},
+                presence.subscribe(listener, None),
+            )
+            case.record.suspends.append(watch)
+            watches.append(watch)
+        return watches
+
+    async def _settle_watches(self, watches: list[SuspendWatch], new: Any) -> None:
+        """The client is back: wait (bounded) until each watch saw an event for every change
+        made while it was suspended, let it settle, and close the watches."""
+        case, model = self.case, self.case.model
+        for watch in watches:
+            if isinstance(new, str):
+                watch.own.add(new)
+            pending = {m.member_key for m in model.pending_leaves(watch.channel)}
+            watch.after = [m for m in model.get(watch.channel) if m.member_key not in pending]
+
+        async def attempt() -> bool:
+            return not any(k == "missing" for w in watches for k, *_ in w.problems())
+
+        await poll_until(
+            attempt,
+            case.deadline(case.wait_budget),
+            case.settings.poll_interval,
+            case.settled,
+            lambda: sum(len(w.events) for w in watches),
+        )
+        if not await case.settled():
+            await asyncio.sleep(case.settings.quiet_period or case.adapter.quiet_period)
+        for watch in watches:
+            watch.end = len(case.history.entries)
+        case.history.record(
+            "info",
+            watches[0].client,
+            "suspend watch",
+            {w.channel: {"back": w.back, "end": w.end, "events": len(w.events)} for w in watches},
+            watches[0].step,
+        )
 
     async def _queued_fail(
         self,
