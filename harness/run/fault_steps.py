@@ -283,7 +283,11 @@ class FaultSteps:
         failed, or fail now (RTL11), within the operation timeout from its issue."""
         if self.lifecycle is None and queued:
             raise Abort(Outcome.ERROR, f"{step.label}: queued steps need channel-lifecycle")
-        calls = [self.lifecycle.plan_queued(inner)[1] for inner in queued if self.lifecycle]
+        calls, recs = [], []
+        for inner in queued:
+            assert self.lifecycle is not None
+            calls.append(self.lifecycle.plan_queued(inner)[1])
+            recs.append(self.case.record.lifecycle[-1])
         tasks = [asyncio.ensure_future(call()) for call in calls]
         try:
             await self._until_suspended(step, name, held)
@@ -291,6 +295,8 @@ class FaultSteps:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for rec in recs:  # never SUSPENDED: RTL11 cannot be judged
+                rec.observed = None
             raise
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, BaseException):
