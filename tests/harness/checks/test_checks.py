@@ -507,6 +507,12 @@ CASES: dict[str, tuple[type[ReferenceAdapter], Any, str, Outcome]] = {
         "client.sync-purges-unseen-members",
         Outcome.FAIL,
     ),
+    "suspended_map_maintained": (
+        client_map_class("suspended-emits-leaves"),  # type: ignore[dict-item]
+        load_scenario(ROOT / "scenarios" / "channel" / "suspended-resync-events.yaml"),
+        "channel.suspended-map-maintained",
+        Outcome.NON_STRICT,
+    ),
     "interrupt_connection_id": (
         get_mutant("resume-gives-new-connection"),
         INTERRUPT,
