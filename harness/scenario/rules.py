@@ -594,6 +594,13 @@ class _Normaliser:
                     )
                 if "data" in item:
                     item["data"] = self._data((*path, command, where, j, "data"), item["data"])
+                    if isinstance(item["data"], bool | int | float):
+                        self.report.add(
+                            (*path, command, where, j, "data"),
+                            "a server item's data is a string, a JSON object or array, or binary "
+                            "(TP3e): numbers and booleans go inside an object or array",
+                            "server-item",
+                        )
         for name in args.get("omit") or []:
             if name not in self.clients:
                 self.report.add(

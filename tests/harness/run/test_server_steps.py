@@ -53,6 +53,10 @@ def _staged(*steps: dict) -> Scenario:
         ([op("server", "alice", presence={"frames": [[{"of": "zed"}]]})], "unknown-client"),
         ([op("server", "alice", presence={"frames": [[{"action": "enter"}]]})], "server-item"),
         ([op("server", "alice", sync={"omit": ["zed"]})], "unknown-client"),
+        (
+            [op("server", "alice", presence={"frames": [[{"client_id": "x", "data": 42}]]})],
+            "server-item",
+        ),
         ([op("server", "alice", sync={}), op("get", "alice")], "server-staged"),
         ([op("subscribe", "alice", listener="l"), op("server", "alice", sync={})], "server-staged"),
     ],
