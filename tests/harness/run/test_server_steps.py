@@ -143,11 +143,11 @@ def test_each_client_map_mutant_is_caught_under_its_requirement(name: str) -> No
     assert all(o in (Outcome.FAIL, Outcome.NON_STRICT) for o, found in outcomes.values() if found)
 
 
-def test_a_suspended_get_with_the_wrong_code_is_caught() -> None:
-    scenario = next(s for s in RESYNC if s.case_id == "channel/suspended-keeps-members")
+def _judged(adapter: AblyWireAdapter, case_id: str) -> tuple[Outcome, set[str]]:
+    """The outcome and the violated requirements of one packaged scenario on `adapter`."""
+    scenario = next(s for s in load_scenarios(SCENARIOS) if s.case_id == case_id)
 
     async def main() -> tuple[Outcome, set[str]]:
-        adapter = SuspendedGetWrongCode()
         await adapter.start()
         try:
             result = await run_scenario(scenario, adapter, SETTINGS)
@@ -155,7 +155,11 @@ def test_a_suspended_get_with_the_wrong_code_is_caught() -> None:
             await adapter.stop()
         return result.outcome, {v.requirement for v in result.violations}
 
-    outcome, found = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_suspended_get_with_the_wrong_code_is_caught() -> None:
+    outcome, found = _judged(SuspendedGetWrongCode(), "channel/suspended-keeps-members")
     assert outcome is Outcome.FAIL
     assert found == {"channel.get-when-suspended"}
 
@@ -171,19 +175,6 @@ def test_a_suspend_sends_connected_through_the_control_endpoint() -> None:
 def test_an_operation_queued_past_suspended_is_caught() -> None:
     """RTL11: a client whose operation, queued while its transport is away on a channel still
     attaching, survives the SUSPENDED state and is sent once the client is back."""
-    scenario = next(
-        s for s in load_scenarios(SCENARIOS) if s.case_id == "channel/queued-fail-on-suspended"
-    )
-
-    async def main() -> tuple[Outcome, set[str]]:
-        adapter = QueuedSurvivesSuspend()
-        await adapter.start()
-        try:
-            result = await run_scenario(scenario, adapter, SETTINGS)
-        finally:
-            await adapter.stop()
-        return result.outcome, {v.requirement for v in result.violations}
-
-    outcome, found = asyncio.run(main())
+    outcome, found = _judged(QueuedSurvivesSuspend(), "channel/queued-fail-on-suspended")
     assert "channel.queued-fail-on-suspended" in found
     assert outcome in (Outcome.FAIL, Outcome.NON_STRICT)

@@ -178,10 +178,16 @@ def test_commands_that_cannot_run_are_refused(command: dict, message: str) -> No
     run_server(body)
 
 
-def test_http_control_refuses_requests_without_the_token() -> None:
+def _controlled() -> tuple[PresenceServer, ServerControl]:
+    """A server with its HTTP control endpoint (bearer TOKEN), not started."""
     server = PresenceServer(ServerConfig(leave_grace=0.1))
     control = ServerControl(server.realtime, server.now)
     server.route_hooks.append(lambda app: add_control_routes(app, control, TOKEN))
+    return server, control
+
+
+def test_http_control_refuses_requests_without_the_token() -> None:
+    server, control = _controlled()
 
     async def body(server: PresenceServer) -> None:
         alice = await RawClient.open(server, "alice")
@@ -230,9 +236,7 @@ def test_http_control_runs_connected_and_carries_binary_data_both_ways() -> None
     """`connected` (no channel) over the HTTP endpoint: the client receives a CONNECTED with its
     own connectionId and the short connectionStateTtl; a bad `details` is a 400. Binary item data
     goes in a command as `{"$bytes": ...}` and reaches the client as base64 (a JSON client)."""
-    server = PresenceServer(ServerConfig(leave_grace=0.1))
-    control = ServerControl(server.realtime, server.now)
-    server.route_hooks.append(lambda app: add_control_routes(app, control, TOKEN))
+    server, _ = _controlled()
 
     async def body(server: PresenceServer) -> None:
         alice = await RawClient.open(server, "alice")
