@@ -239,6 +239,76 @@ class ChannelWideNewness(ClientPresence):
         return events
 
 
+# -- red-team client-map mutants (harness/mutants/redteam.py has the others) ---------------------
+
+
+class LeaveSkipsNewness(ClientPresence):
+    """A LEAVE removes the member whatever its newness: a stale LEAVE, older than the member's
+    current message, removes a member that entered again (RTP2h applies the RTP2b check)."""
+
+    def remove(self, message: PresenceMessage) -> list[Event]:
+        self.newer = lambda incoming, existing: True  # type: ignore[method-assign]
+        try:
+            return super().remove(message)
+        finally:
+            del self.newer
+
+
+class PurgesEveryPage(ClientPresence):
+    """The members a sync has not confirmed yet are purged at the end of every SYNC page, not
+    only when the sync completes (a member listed on a later page leaves and comes back; ably-
+    cocoa #1870 review: "cleaning up should only happen at the end of the sync")."""
+
+    def on_sync(self, frame: Mapping[str, Any]) -> list[Event]:
+        events = super().on_sync(frame)
+        if self.sync_in_progress and self._residual:
+            gone = [self._map.pop(k) for k in sorted(self._residual) if k in self._map]
+            self._residual = set()
+            events += [self._synthesized_leave(m) for m in gone]
+        return events
+
+
+class UpdateForUnknownIgnored(ClientPresence):
+    """An UPDATE for a member the map does not hold is dropped (update read as "change an
+    existing member"), where RTP2d adds it as PRESENT and emits it."""
+
+    def put(self, message: PresenceMessage) -> list[Event]:
+        if message.action is Action.UPDATE and message.member_key not in self._map:
+            return []
+        return super().put(message)
+
+
+class PresenceDuringSyncNotConfirming(ClientPresence):
+    """During a sync only SYNC items confirm a member: an ENTER or UPDATE received in a PRESENCE
+    message during the sync leaves it unconfirmed, so the end of the sync removes a member that
+    just changed (RTP19: "a member can be added or updated when received in a SYNC message or
+    when received in a PRESENCE message during the sync process")."""
+
+    def put(self, message: PresenceMessage) -> list[Event]:
+        residual = self._residual
+        keep = (
+            residual is not None
+            and message.action is not Action.PRESENT
+            and message.member_key in residual
+        )
+        events = super().put(message)
+        if keep and self._residual is not None:
+            self._residual.add(message.member_key)
+        return events
+
+
+class AbsentShownByGet(ClientPresence):
+    """The ABSENT entries a LEAVE leaves during a sync are returned by get() as members (the
+    map's values are not filtered by action): a member that left during the sync is still there
+    until the sync ends (RTP2h2a, RTP11)."""
+
+    def members(self) -> list[PresenceMessage]:
+        return [
+            m.with_action(Action.PRESENT) if m.action is Action.ABSENT else m
+            for _, m in sorted(self._map.items())
+        ]
+
+
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
     "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
@@ -264,6 +334,15 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "clearing-emits-leaves": (ClearingEmitsLeaves, ("client.channel-error-clears-silently",)),
     "suspended-forgets": (SuspendedForgets, ("channel.get-when-suspended-no-wait",)),
     "channel-wide-newness": (ChannelWideNewness, ("client.late-message-per-member",)),
+    # -- red-team client-map mutants
+    "leave-skips-newness": (LeaveSkipsNewness, ("client.synthesized-leave-by-timestamp",)),
+    "purges-every-page": (PurgesEveryPage, ("client.sync-purges-unseen-members",)),
+    "update-for-unknown-ignored": (UpdateForUnknownIgnored, ("client.staged-member-stored",)),
+    "presence-during-sync-not-confirming": (
+        PresenceDuringSyncNotConfirming,
+        ("client.sync-purges-unseen-members",),
+    ),
+    "absent-shown-by-get": (AbsentShownByGet, ("client.leave-during-sync-absent",)),
 }
 
 
