@@ -67,6 +67,7 @@ GENERATION_MISSES: frozenset[str] = frozenset(
     # -- red-team mutants (harness/mutants/redteam.py) that generation alone misses
     | {
         "drop-leaves-own-client-id-only",
+        "get-connection-id-prefix-match",
         "history-next-page-drops-bounds",
         "leave-leaves-every-channel",
         "reentry-with-entered-data",
@@ -74,6 +75,7 @@ GENERATION_MISSES: frozenset[str] = frozenset(
         "resume-duplicates-missed-events",
         "resume-leave-timer-not-cancelled",
         "server-sync-drops-page-end",
+        "update-client-updates-other-connection",
     }
     # -- end of the red-team block
 )

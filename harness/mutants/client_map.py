@@ -28,6 +28,7 @@ from presence_conformance.reference_impl.client_presence import (
     ClientPresence,
     Event,
     is_synthesized,
+    serial_index,
 )
 from presence_conformance.reference_impl.client_presence_bridge import OracleMapState
 from presence_conformance.reference_impl.errors import PresenceError
@@ -309,6 +310,33 @@ class AbsentShownByGet(ClientPresence):
         ]
 
 
+class SerialsComparedAsText(ClientPresence):
+    """The msgSerial and index of two ids are compared as text, not as integers: "c:9:0" is
+    taken for newer than "c:10:0", so a member's update with serial 10 after one with serial 9 is
+    discarded (RTP2b2: "parse the latter two as integers")."""
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        if not is_synthesized(incoming) and not is_synthesized(existing):
+            a = (incoming.id or "").rsplit(":", 2)
+            b = (existing.id or "").rsplit(":", 2)
+            if len(a) == 3 and len(b) == 3:
+                return (a[1], a[2]) > (b[1], b[2])
+        return super().newer(incoming, existing)
+
+
+class IndexBeforeSerial(ClientPresence):
+    """Ids compared by index first, then msgSerial (the tuple built the wrong way round): a
+    message `c:5:0` loses to an older `c:4:1` (RTP2b2: "first by msgSerial ..., then (if msgSerial
+    is equal) by index")."""
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        if not is_synthesized(incoming) and not is_synthesized(existing):
+            a, b = serial_index(incoming.id), serial_index(existing.id)
+            if a is not None and b is not None:
+                return (a[1], a[0]) > (b[1], b[0])
+        return super().newer(incoming, existing)
+
+
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "ignores-newness": (IgnoresNewness, ("client.older-message-discarded",)),
     "sync-never-purges": (SyncNeverPurges, ("client.sync-purges-unseen-members",)),
@@ -343,6 +371,8 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
         ("client.sync-purges-unseen-members",),
     ),
     "absent-shown-by-get": (AbsentShownByGet, ("client.leave-during-sync-absent",)),
+    "serials-compared-as-text": (SerialsComparedAsText, ("client.older-message-discarded",)),
+    "index-before-serial": (IndexBeforeSerial, ("client.older-message-discarded",)),
 }
 
 

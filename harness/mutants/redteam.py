@@ -359,6 +359,58 @@ class ReenterAfterLeaveRestoresData(MutantAdapter):
             self.adapter.last_data[self._key()] = data
 
 
+@mutant("get-connection-id-prefix-match", "get.filter-connection-id")
+class GetConnectionIdPrefixMatch(MutantAdapter):
+    """get(connectionId=...) matches every member whose connectionId starts with the filter (a
+    `LIKE 'x%'` or `startswith` lookup): the connection `conn-1` also finds the members of
+    `conn-10` and `conn-11`."""
+
+    class Presence(MutantPresence):
+        async def get(
+            self,
+            client_id: str | None = None,
+            connection_id: str | None = None,
+            wait_for_sync: bool = True,
+        ) -> list[PresenceMessage]:
+            members = await super().get(client_id, None, wait_for_sync)
+            if connection_id is None:
+                return members
+            return [m for m in members if m.connection_id.startswith(connection_id)]
+
+
+@mutant("update-client-updates-other-connection", "enter.client-no-side-effects")
+class UpdateClientUpdatesOtherConnection(MutantAdapter):
+    """updateClient(X) on a connection that has not entered X updates the member X of another
+    connection instead of entering X for itself (RTP9b): the member is looked up by clientId
+    alone, so the other connection's member changes (RTP15c: no side effects on it)."""
+
+    class Presence(MutantPresence):
+        async def update_client(self, client_id: str, data: Any = None) -> None:
+            conn = self.service_connection
+            service = self.adapter.service
+            assert service is not None
+            model = service.model
+            name = self.channel_name
+            mine = model.get(name, client_id, conn.id)
+            others = [m for m in model.get(name, client_id) if m.connection_id != conn.id]
+            if mine or not others or conn.state != "connected":
+                await super().update_client(client_id, data)
+                return
+            owner = others[0].connection_id
+            behalf = None if model.connection_client_id(owner) == client_id else client_id
+            service._dispatch(model.update(owner, name, data, client_id=behalf))
+
+
+@mutant("leave-client-data-ignored", "leave.data-given")
+class LeaveClientDataIgnored(MutantAdapter):
+    """leaveClient(X, data) leaves without the data given: the leave carries the member's last
+    data (the data argument is not forwarded to the leave message, RTP15a: as leave(data))."""
+
+    class Presence(MutantPresence):
+        async def leave_client(self, client_id: str, data: Any = None) -> None:
+            await super().leave_client(client_id, None)
+
+
 # -- server mutants ----------------------------------------------------------------------------
 
 
