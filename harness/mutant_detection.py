@@ -206,7 +206,28 @@ def generation_alone(name: str, settings: Any = None, **options: Any) -> Detecti
     )
 
 
-CLIENT_MAP_GENERATION_MISSES: frozenset[str] = frozenset()
+CLIENT_MAP_GENERATION_MISSES: frozenset[str] = frozenset(
+    {
+        "attached-keeps-members",
+        "leave-during-sync-forgotten",
+        "no-channel-serial-is-partial",
+        "no-defaults-from-frame",
+        "resync-keeps-first-sequence",
+        "suspended-forgets",
+        "sync-never-purges",
+        "synthesized-leave-always-wins",
+    }
+    # -- red-team client-map mutants (harness/mutants/client_map.py) that generation alone misses
+    | {
+        "absent-shown-by-get",
+        "index-before-serial",
+        "leave-skips-newness",
+        "presence-during-sync-not-confirming",
+        "purges-every-page",
+        "serials-compared-as-text",
+    }
+    # -- end of the red-team block
+)
 """The client-map mutants generation alone (`generation_alone_client_map`) misses; see
 docs/generation.md, "Server steps"."""
 WIRE_OPTIONS = {"leave_grace": "0.1"}
