@@ -21,6 +21,7 @@ __all__ = [
     "GENERATION_MISSES",
     "GENERATION_PROFILE",
     "GENERATION_SEED",
+    "GENERATION_TIMING_DEPENDENT",
     "WIRE_EXAMPLES",
     "WIRE_OPTIONS",
     "Detection",
@@ -63,11 +64,30 @@ GENERATION_MISSES: frozenset[str] = frozenset(
         "token-identity-taken",
         "unsubscribe-all-every-channel",
     }
+    # -- red-team mutants (harness/mutants/redteam.py) that generation alone misses
+    | {
+        "drop-leaves-own-client-id-only",
+        "get-connection-id-prefix-match",
+        "history-next-page-drops-bounds",
+        "leave-leaves-every-channel",
+        "reentry-with-entered-data",
+        "rest-get-connection-id-as-client-id",
+        "resume-duplicates-missed-events",
+        "resume-leave-timer-not-cancelled",
+        "server-sync-drops-page-end",
+        "update-client-updates-other-connection",
+    }
+    # -- end of the red-team block
 )
 """The mutants that generation alone (`generation_alone`) does not catch. Published in
 docs/generation.md; `tests/harness/mutants/test_generation_alone.py` keeps it exact (a mutant
 caught or missed against this list fails the test) and the share caught at its floor (the
 90% goal is not met yet: docs/generation.md)."""
+GENERATION_TIMING_DEPENDENT: frozenset[str] = frozenset({"resume-leave-timer-not-cancelled"})
+"""Mutants in `GENERATION_MISSES` that generation alone catches only when the machine is slow (red
+-team): the bug shows a grace period after an interrupt, and only a program that is still
+running then sees it. Measured alone they are missed (the published figure counts them so);
+`tests/harness/mutants/test_generation_alone.py` does not hold them to either outcome."""
 
 
 @dataclass
@@ -186,7 +206,28 @@ def generation_alone(name: str, settings: Any = None, **options: Any) -> Detecti
     )
 
 
-CLIENT_MAP_GENERATION_MISSES: frozenset[str] = frozenset()
+CLIENT_MAP_GENERATION_MISSES: frozenset[str] = frozenset(
+    {
+        "attached-keeps-members",
+        "leave-during-sync-forgotten",
+        "no-channel-serial-is-partial",
+        "no-defaults-from-frame",
+        "resync-keeps-first-sequence",
+        "suspended-forgets",
+        "sync-never-purges",
+        "synthesized-leave-always-wins",
+    }
+    # -- red-team client-map mutants (harness/mutants/client_map.py) that generation alone misses
+    | {
+        "absent-shown-by-get",
+        "index-before-serial",
+        "leave-skips-newness",
+        "presence-during-sync-not-confirming",
+        "purges-every-page",
+        "serials-compared-as-text",
+    }
+    # -- end of the red-team block
+)
 """The client-map mutants generation alone (`generation_alone_client_map`) misses; see
 docs/generation.md, "Server steps"."""
 WIRE_OPTIONS = {"leave_grace": "0.1"}

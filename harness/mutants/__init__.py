@@ -27,6 +27,7 @@ from presence_conformance.harness.mutants import (  # noqa: F401 (registers)
     interleavings,
     lifecycle,
     members,
+    redteam,
     server,
     varied,
 )

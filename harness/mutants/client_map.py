@@ -30,6 +30,7 @@ from presence_conformance.reference_impl.client_presence import (
     ClientPresence,
     Event,
     is_synthesized,
+    serial_index,
 )
 from presence_conformance.reference_impl.client_presence_bridge import OracleMapState
 from presence_conformance.reference_impl.errors import PresenceError
@@ -279,6 +280,101 @@ class JsonGuessedWithoutEncoding(ClientPresence):
                     pass
             out.append(message)
         return out
+# -- red-team client-map mutants (harness/mutants/redteam.py has the others) ---------------------
+
+
+class LeaveSkipsNewness(ClientPresence):
+    """A LEAVE removes the member whatever its newness: a stale LEAVE, older than the member's
+    current message, removes a member that entered again (RTP2h applies the RTP2b check)."""
+
+    def remove(self, message: PresenceMessage) -> list[Event]:
+        self.newer = lambda incoming, existing: True  # type: ignore[method-assign]
+        try:
+            return super().remove(message)
+        finally:
+            del self.newer
+
+
+class PurgesEveryPage(ClientPresence):
+    """The members a sync has not confirmed yet are purged at the end of every SYNC page, not
+    only when the sync completes (a member listed on a later page leaves and comes back; ably-
+    cocoa #1870 review: "cleaning up should only happen at the end of the sync")."""
+
+    def on_sync(self, frame: Mapping[str, Any]) -> list[Event]:
+        events = super().on_sync(frame)
+        if self.sync_in_progress and self._residual:
+            gone = [self._map.pop(k) for k in sorted(self._residual) if k in self._map]
+            self._residual = set()
+            events += [self._synthesized_leave(m) for m in gone]
+        return events
+
+
+class UpdateForUnknownIgnored(ClientPresence):
+    """An UPDATE for a member the map does not hold is dropped (update read as "change an
+    existing member"), where RTP2d adds it as PRESENT and emits it."""
+
+    def put(self, message: PresenceMessage) -> list[Event]:
+        if message.action is Action.UPDATE and message.member_key not in self._map:
+            return []
+        return super().put(message)
+
+
+class PresenceDuringSyncNotConfirming(ClientPresence):
+    """During a sync only SYNC items confirm a member: an ENTER or UPDATE received in a PRESENCE
+    message during the sync leaves it unconfirmed, so the end of the sync removes a member that
+    just changed (RTP19: "a member can be added or updated when received in a SYNC message or
+    when received in a PRESENCE message during the sync process")."""
+
+    def put(self, message: PresenceMessage) -> list[Event]:
+        residual = self._residual
+        keep = (
+            residual is not None
+            and message.action is not Action.PRESENT
+            and message.member_key in residual
+        )
+        events = super().put(message)
+        if keep and self._residual is not None:
+            self._residual.add(message.member_key)
+        return events
+
+
+class AbsentShownByGet(ClientPresence):
+    """The ABSENT entries a LEAVE leaves during a sync are returned by get() as members (the
+    map's values are not filtered by action): a member that left during the sync is still there
+    until the sync ends (RTP2h2a, RTP11)."""
+
+    def members(self) -> list[PresenceMessage]:
+        return [
+            m.with_action(Action.PRESENT) if m.action is Action.ABSENT else m
+            for _, m in sorted(self._map.items())
+        ]
+
+
+class SerialsComparedAsText(ClientPresence):
+    """The msgSerial and index of two ids are compared as text, not as integers: "c:9:0" is
+    taken for newer than "c:10:0", so a member's update with serial 10 after one with serial 9 is
+    discarded (RTP2b2: "parse the latter two as integers")."""
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        if not is_synthesized(incoming) and not is_synthesized(existing):
+            a = (incoming.id or "").rsplit(":", 2)
+            b = (existing.id or "").rsplit(":", 2)
+            if len(a) == 3 and len(b) == 3:
+                return (a[1], a[2]) > (b[1], b[2])
+        return super().newer(incoming, existing)
+
+
+class IndexBeforeSerial(ClientPresence):
+    """Ids compared by index first, then msgSerial (the tuple built the wrong way round): a
+    message `c:5:0` loses to an older `c:4:1` (RTP2b2: "first by msgSerial ..., then (if msgSerial
+    is equal) by index")."""
+
+    def newer(self, incoming: PresenceMessage, existing: PresenceMessage) -> bool:
+        if not is_synthesized(incoming) and not is_synthesized(existing):
+            a, b = serial_index(incoming.id), serial_index(existing.id)
+            if a is not None and b is not None:
+                return (a[1], a[0]) > (b[1], b[0])
+        return super().newer(incoming, existing)
 
 
 CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
@@ -312,6 +408,17 @@ CLIENT_MAP_MUTANTS: dict[str, tuple[type[ClientPresence], tuple[str, ...]]] = {
     "channel-wide-newness": (ChannelWideNewness, ("client.late-message-per-member",)),
     "encoding-left-undecoded": (EncodingLeftUndecoded, ("client.data-decoded",)),
     "json-guessed-without-encoding": (JsonGuessedWithoutEncoding, ("client.data-decoded",)),
+    # -- red-team client-map mutants
+    "leave-skips-newness": (LeaveSkipsNewness, ("client.synthesized-leave-by-timestamp",)),
+    "purges-every-page": (PurgesEveryPage, ("client.sync-purges-unseen-members",)),
+    "update-for-unknown-ignored": (UpdateForUnknownIgnored, ("client.staged-member-stored",)),
+    "presence-during-sync-not-confirming": (
+        PresenceDuringSyncNotConfirming,
+        ("client.sync-purges-unseen-members",),
+    ),
+    "absent-shown-by-get": (AbsentShownByGet, ("client.leave-during-sync-absent",)),
+    "serials-compared-as-text": (SerialsComparedAsText, ("client.older-message-discarded",)),
+    "index-before-serial": (IndexBeforeSerial, ("client.older-message-discarded",)),
 }
 
 

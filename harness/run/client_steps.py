@@ -24,7 +24,7 @@ from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.poll import poll_until
 from presence_conformance.harness.run.publish import plan_model_publish
-from presence_conformance.harness.run.state import CaseState, channel_of
+from presence_conformance.harness.run.state import CaseState, channel_of, ref_value
 from presence_conformance.harness.run.stops import items_json
 from presence_conformance.reference_impl.types import Data
 
@@ -81,7 +81,10 @@ class ClientSteps:
     def _resolve(self, value: Any, attribute: str) -> str | None:
         if isinstance(value, dict):
             state = self.case.clients[value["of"]]
-            return state.model_client_id if attribute == "client_id" else state.connection_id
+            return ref_value(
+                value,
+                state.model_client_id if attribute == "client_id" else state.connection_id,
+            )
         return value
 
     def plan_rest_get(self, op: OpRecord, state: ClientState) -> Call:

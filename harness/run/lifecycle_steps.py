@@ -39,7 +39,7 @@ from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.calls import Call
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
-from presence_conformance.harness.run.state import CaseState, channel_of
+from presence_conformance.harness.run.state import CaseState, channel_of, ref_value
 from presence_conformance.harness.run.stops import Abort, Stop, adapter_raised, raised
 from presence_conformance.harness.scenario import Step
 from presence_conformance.reference_impl import errors
@@ -314,7 +314,9 @@ class LifecycleSteps:
         for key, value in list(filters.items()):
             if isinstance(value, dict) and "of" in value:  # a reference to a client
                 other = self.case.clients[value["of"]]
-                filters[key] = other.model_client_id if key == "client_id" else other.cid
+                filters[key] = ref_value(
+                    value, other.model_client_id if key == "client_id" else other.cid
+                )
         if wait:
             rec = self._record(step, state, "suspended-get", "channel.get-when-suspended")
             rec.expected = f"error {errors.OUT_OF_SYNC}"

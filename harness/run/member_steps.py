@@ -24,7 +24,7 @@ from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.poll import poll_until
 from presence_conformance.harness.run.publish import plan_model_publish
-from presence_conformance.harness.run.state import CaseState, channel_of
+from presence_conformance.harness.run.state import CaseState, channel_of, ref_value
 from presence_conformance.harness.run.stops import items_json
 from presence_conformance.harness.scenario import Step
 from presence_conformance.reference_impl.types import Action, Data, PresenceMessage
@@ -87,12 +87,12 @@ class MemberSteps:
 
     def _resolve_client_id(self, value: Any) -> str | None:
         if isinstance(value, dict):
-            return self.case.clients[value["of"]].model_client_id
+            return ref_value(value, self.case.clients[value["of"]].model_client_id)
         return value
 
     def _resolve_connection_id(self, value: Any) -> str | None:
         if isinstance(value, dict):
-            return self.case.clients[value["of"]].connection_id
+            return ref_value(value, self.case.clients[value["of"]].connection_id)
         return value
 
     def plan_get(self, op: OpRecord, state: ClientState) -> Call:

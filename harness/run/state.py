@@ -19,7 +19,7 @@ from presence_conformance.harness.run.stops import Abort, adapter_raised, raised
 from presence_conformance.harness.scenario import Scenario, Step
 from presence_conformance.reference_impl.model import PresenceModel
 
-__all__ = ["CaseState", "channel_of"]
+__all__ = ["CaseState", "channel_of", "ref_value"]
 
 
 class CaseState:
@@ -111,3 +111,12 @@ def channel_of(step: Step) -> str:
     if step.channel is None:
         raise RuntimeError(f"{step.label}: the step has no channel")
     return step.channel
+
+
+def ref_value(ref: dict, resolved: str | None) -> str | None:
+    """The filter a `{of: CLIENT}` reference stands for: `resolved` (that client's clientId or
+    connectionId), without its last character with `prefix: true` (a strict prefix of a real id:
+    an exact-match filter finds nothing by it)."""
+    if ref.get("prefix") and resolved:
+        return resolved[:-1] or resolved
+    return resolved

@@ -619,7 +619,12 @@ class RealtimeProtocol:
         receives = bool(modes & Flag.PRESENCE_SUBSCRIBE)
         if receives:  # only subscribers hear the channel's presence (its own: _publish_events)
             self._subscribers.setdefault(channel, {})[conn.id] = conn
-        members = self.model.get(channel) if receives else []
+        # RTP17a: a connection's own members reach it whatever its capability, so a connection
+        # without presence-subscribe is synced its own (else, attached again after a resume, it
+        # would clear them with a LEAVE each, RTP19a)
+        members = (
+            self.model.get(channel) if receives else self.model.get(channel, connection_id=conn.id)
+        )
         # RTN15c6 / RTL3d: attached before the resume and nothing missed: RESUMED (RTP17i: the
         # client does not re-enter)
         resumed = RESUMED if channel in conn.resumed else 0

@@ -22,6 +22,7 @@ from presence_conformance.harness.mutant_detection import (
     GENERATION_MISSES,
     GENERATION_PROFILE,
     GENERATION_SEED,
+    GENERATION_TIMING_DEPENDENT,
     generation_alone,
 )
 from presence_conformance.harness.mutants import MUTANTS
@@ -29,9 +30,11 @@ from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.session import ConformanceSession
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "generation.md"
-# The share generation alone has reached (92 of 105): a change that lowers it fails here. The
+# The share generation alone has reached (100 of 123): a change that lowers it fails here. The
 # goal is 90%, not met yet (docs/generation.md says so); raise FLOOR as the figure rises.
-FLOOR = 0.875
+# red-team: 18 new mutants (harness/mutants/redteam.py), 10 of them missed, took it from 92 of
+# 105 (0.876) to 100 of 123 (0.813): harder mutants, not a weaker generator.
+FLOOR = 0.81
 
 
 def published_figure() -> tuple[int, int]:
@@ -47,6 +50,7 @@ def published_figure() -> tuple[int, int]:
 
 def test_the_misses_are_mutants_and_the_share_keeps_its_floor() -> None:
     assert GENERATION_MISSES <= set(MUTANTS)
+    assert GENERATION_TIMING_DEPENDENT <= GENERATION_MISSES
     caught = len(MUTANTS) - len(GENERATION_MISSES)
     assert caught / len(MUTANTS) >= FLOOR, (caught, len(MUTANTS))
 
@@ -84,6 +88,10 @@ def test_the_reference_passes_the_same_programs() -> None:
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_generation_alone(name: str) -> None:
+    if name in GENERATION_TIMING_DEPENDENT:
+        pytest.skip(
+            "caught by generation alone only on a slow machine (GENERATION_TIMING_DEPENDENT)"
+        )
     found = generation_alone(name)
     assert found.scenarios_run == 0
     if name in GENERATION_MISSES:

@@ -38,7 +38,14 @@ ALSO_VISIBLE = {
 }
 WAITS_FOREVER = {"server-has-presence-without-sync"}  # a get() waits for the promised SYNC
 # mutants whose frames are well formed: a scenario of their own requirement catches them
-BY_SCENARIO = {"server-members-to-non-subscribers": "error/presence-only-hears-own"}
+BY_SCENARIO = {
+    "server-members-to-non-subscribers": "error/presence-only-hears-own",
+    # red-team mutants (harness/mutants/redteam.py)
+    "server-sync-drops-page-end": "enter/client-many-members",
+    "server-sync-drops-encoding": "data/late-joiner-sync",
+    "server-leave-timestamp-of-enter": "disconnect/leave-after-update",
+    "server-presence-after-detach": "channel/detach-clears-silently",
+}
 
 
 def run(adapter: Any) -> Any:
