@@ -280,6 +280,8 @@ class JsonGuessedWithoutEncoding(ClientPresence):
                     pass
             out.append(message)
         return out
+
+
 # -- red-team client-map mutants (harness/mutants/redteam.py has the others) ---------------------
 
 
