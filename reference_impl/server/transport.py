@@ -159,6 +159,14 @@ class Transport:
 
     # -- writing ---------------------------------------------------------------------------------
 
+    def flush_held(self) -> None:
+        """Write the direct writes held so far for the frame being handled, now rather than
+        when its handling ends (its replies are complete: what remains is bookkeeping). Frames
+        sent after this are held again, behind these."""
+        held = self._held
+        if held is not None:
+            held.flush()
+
     def start_writer(self, conn: Connection) -> None:
         """Start the task that writes `conn`'s queued frames."""
         conn.writer = asyncio.create_task(self._writer(conn))
