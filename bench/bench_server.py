@@ -36,6 +36,9 @@ on asyncio and on uvloop side by side.
 in between): the same on both loops, which is why the enter -> ACK / echo ratio of (a) is
 higher on uvloop, whose gains are all in the part a bare echo consists of.
 
+The figures of the last measurement, and what bounds the ratio of (a) on uvloop, are in
+`bench/README.md`.
+
 Server CPU per operation (the child process's `time.process_time()` before and after) is shown
 next to the wall-clock figures, since on a small machine the clients' own work is part of every
 wall-clock figure. The process exits 0 whatever the figures; the verdicts are printed.

@@ -625,16 +625,16 @@ class PresenceModel:
                     owner.member_channels.discard(ch.name)
         else:
             ch.members[key] = event.with_action(_PRESENT)
-            keys = ch.by_client.get(client_id)
-            if keys is None:
+            found = ch.by_client.get(client_id)
+            if found is None:
                 ch.by_client[client_id] = {key}
             else:
-                keys.add(key)
-            keys = ch.by_connection.get(connection_id)
-            if keys is None:
+                found.add(key)
+            found = ch.by_connection.get(connection_id)
+            if found is None:
                 ch.by_connection[connection_id] = {key}
             else:
-                keys.add(key)
+                found.add(key)
             owner = self._connections.get(connection_id)
             if owner is not None:
                 owner.member_channels.add(ch.name)

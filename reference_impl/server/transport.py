@@ -13,8 +13,10 @@
   `max_outbound_queue` frames pile up is cut off as a slow consumer: its transport is aborted
   and the handler loses it.
 - While one received frame is handled, direct writes are held and each connection's share goes
-  out in one `write` when the handling ends (`_Batch`): the presence event a client caused and
-  the ACK that follows it reach that client in one write (one segment, one wake-up).
+  out in one `write` when the handling ends, or as soon as the handler says its replies are
+  complete (`flush_held`) (`_Batch`): the presence event a client caused and the ACK that follows
+  it reach that client in one write (one segment, one wake-up). A broadcast frames its payload
+  once for all its recipients.
 - The direct-write path works on any asyncio-compatible transport (the stock loop's, uvloop's):
   it needs `write`, `is_closing` and `get_write_buffer_size`, not a class.
 """
