@@ -36,6 +36,9 @@ on asyncio and on uvloop side by side.
 in between): the same on both loops, which is why the enter -> ACK / echo ratio of (a) is
 higher on uvloop, whose gains are all in the part a bare echo consists of.
 
+The figures of the last measurement, and what bounds the ratio of (a) on uvloop, are in
+`bench/README.md`.
+
 Server CPU per operation (the child process's `time.process_time()` before and after) is shown
 next to the wall-clock figures, since on a small machine the clients' own work is part of every
 wall-clock figure. The process exits 0 whatever the figures; the verdicts are printed.
@@ -230,12 +233,20 @@ async def ws_open(url: str) -> ClientConnection:
 
 async def recv_until(ws: ClientConnection, prefix: str) -> str:
     """Frames until one whose text starts with `prefix` (server frames are compact JSON with
-    `action` first, so `{"action":1,` is an ACK)."""
+    `action` first, so `{"action":1,` is an ACK), within WAIT seconds."""
     async with asyncio.timeout(WAIT):
-        while True:
-            text = await ws.recv()
-            if isinstance(text, str) and text.startswith(prefix):
-                return text
+        return await next_with(ws, prefix)
+
+
+async def next_with(ws: ClientConnection, prefix: str) -> str:
+    """Frames until one whose text starts with `prefix`, without a timeout of its own: the
+    timed loops of (a) run under one timeout around the whole loop, since an `asyncio.timeout`
+    per frame costs the client ~10 us (a timer armed and cancelled), which would be timed on one
+    side of the ratio only."""
+    while True:
+        text = await ws.recv()
+        if isinstance(text, str) and text.startswith(prefix):
+            return text
 
 
 async def attach(ws: ClientConnection, channel: str) -> tuple[float, int, int]:
@@ -358,28 +369,32 @@ async def bench_rtt(server: ServerProcess, report: Report, samples: int, rounds:
     echo_times: list[float] = []
     cpu = {"enter": 0.0, "echo": 0.0}
 
+    # Both sides run the same client code: send, then read frames with `next_with` (a
+    # prefix test per frame), under one timeout around the whole loop.
     async def enters(count: int) -> None:
         nonlocal serial
-        for _ in range(count):
-            text = presence_frame(channel, serial, 2, "rtt-data")
-            started = time.perf_counter()
-            await ws.send(text)
-            # the server broadcasts the event (the sender included) before it ACKs
-            await recv_until(ws, '{"action":14,')
-            await recv_until(ws, '{"action":1,')
-            enter_times.append(time.perf_counter() - started)
-            serial += 1
-            await ws.send(presence_frame(channel, serial, 3))
-            await recv_until(ws, '{"action":14,')
-            await recv_until(ws, '{"action":1,')
-            serial += 1
+        async with asyncio.timeout(WAIT + count * 1.0):
+            for _ in range(count):
+                text = presence_frame(channel, serial, 2, "rtt-data")
+                started = time.perf_counter()
+                await ws.send(text)
+                # the server broadcasts the event (the sender included) before it ACKs
+                await next_with(ws, '{"action":14,')
+                await next_with(ws, '{"action":1,')
+                enter_times.append(time.perf_counter() - started)
+                serial += 1
+                await ws.send(presence_frame(channel, serial, 3))
+                await next_with(ws, '{"action":14,')
+                await next_with(ws, '{"action":1,')
+                serial += 1
 
     async def echoes(count: int) -> None:
-        for _ in range(count):
-            started = time.perf_counter()
-            await echo.send(payload)
-            await echo.recv()
-            echo_times.append(time.perf_counter() - started)
+        async with asyncio.timeout(WAIT + count * 1.0):
+            for _ in range(count):
+                started = time.perf_counter()
+                await echo.send(payload)
+                await next_with(echo, "x")
+                echo_times.append(time.perf_counter() - started)
 
     await enters(20)  # warm up both
     await echoes(20)

@@ -532,9 +532,14 @@ class PresenceModel:
         on_behalf_of: str | None = None,
         event_id: str | None = None,
     ) -> Outcome:
-        conn = self._live(connection_id)
-        self._check_channel_name(channel)
-        data = validate_data(data)
+        # (the checks are inlined where they pass: this is the path of every presence frame)
+        conn = self._connections.get(connection_id)
+        if conn is None or conn.state != "connected":
+            conn = self._live(connection_id)  # raises
+        if not isinstance(channel, str) or not channel:
+            self._check_channel_name(channel)  # raises
+        if data is not None and type(data) is not str:
+            data = validate_data(data)
         client_id = conn.client_id
         if on_behalf_of is not None:
             if not isinstance(on_behalf_of, str) or not on_behalf_of or on_behalf_of == "*":
@@ -578,8 +583,10 @@ class PresenceModel:
         outcome = self.attach(connection_id, channel) if channel not in conn.attached else None
         if not _check_capability(conn.capability, channel, "presence"):
             self.check_capability(connection_id, channel, "presence")
-        ch = self._channel(channel)
-        key = member_key(conn.id, client_id)
+        ch = self._channels.get(channel)
+        if ch is None:
+            ch = self._channel(channel)
+        key = f"{conn.id}:{client_id}"  # member_key
         serial = conn.msg_serial
         conn.msg_serial += 1
         existing = ch.members.get(key)
@@ -591,35 +598,50 @@ class PresenceModel:
         event = PresenceMessage(
             action, client_id, conn.id, data, self._now(), event_id or f"{conn.id}:{serial}:0"
         )
-        applied = self._apply(ch, event)
+        applied = self._apply(ch, event, key)
         if outcome is None:
             return applied
         outcome.extend(applied)
         return outcome
 
-    def _apply(self, ch: _Channel, event: PresenceMessage) -> Outcome:
-        key = event.member_key
+    def _apply(self, ch: _Channel, event: PresenceMessage, key: str | None = None) -> Outcome:
+        """Apply `event` to `ch` (members, indexes, history); `key` is its member key, when
+        the caller has it."""
+        if key is None:
+            key = event.member_key
+        client_id, connection_id = event.client_id, event.connection_id
         if event.action is _LEAVE:
             del ch.members[key]
-            ch.by_client[event.client_id].discard(key)
-            if not ch.by_client[event.client_id]:
-                del ch.by_client[event.client_id]
-            ch.by_connection[event.connection_id].discard(key)
-            if not ch.by_connection[event.connection_id]:
-                del ch.by_connection[event.connection_id]
-                owner = self._connections.get(event.connection_id)
+            keys = ch.by_client[client_id]
+            keys.discard(key)
+            if not keys:
+                del ch.by_client[client_id]
+            keys = ch.by_connection[connection_id]
+            keys.discard(key)
+            if not keys:
+                del ch.by_connection[connection_id]
+                owner = self._connections.get(connection_id)
                 if owner is not None:
                     owner.member_channels.discard(ch.name)
         else:
             ch.members[key] = event.with_action(_PRESENT)
-            ch.by_client.setdefault(event.client_id, set()).add(key)
-            ch.by_connection.setdefault(event.connection_id, set()).add(key)
-            owner = self._connections.get(event.connection_id)
+            found = ch.by_client.get(client_id)
+            if found is None:
+                ch.by_client[client_id] = {key}
+            else:
+                found.add(key)
+            found = ch.by_connection.get(connection_id)
+            if found is None:
+                ch.by_connection[connection_id] = {key}
+            else:
+                found.add(key)
+            owner = self._connections.get(connection_id)
             if owner is not None:
                 owner.member_channels.add(ch.name)
         ch.log.append(event)
         ch.log_times.append(event.timestamp)
-        self._retain(ch)
+        if self.history_max_count is not None or self.history_max_age_ms is not None:
+            self._retain(ch)
         outcome = Outcome([event])
         if ch.listening:
             for cid in sorted(ch.listening):  # O(listening connections), not O(attached)

@@ -110,7 +110,14 @@ def _has_huge_float(value: Any) -> bool:
     """Whether a decoded value holds a float of magnitude 2**63 or more (without recursion)."""
     if type(value) is not dict:  # frames are objects; anything else: look at all of it
         return _huge_in([value])
-    return _huge_in(list(value.values()))
+    for item in value.values():  # the top level here, the containers in `_huge_in`
+        kind = type(item)
+        if kind is float:
+            if not -_HUGE < item < _HUGE:
+                return True
+        elif (kind is dict or kind is list) and _huge_in([item]):
+            return True
+    return False
 
 
 def _huge_in(stack: list[Any]) -> bool:
@@ -131,8 +138,13 @@ def _huge_in(stack: list[Any]) -> bool:
 
 def encode_json(frame: Any) -> bytes:
     """`frame` as JSON text (UTF-8), binary presence data as base64."""
-    if isinstance(frame, dict) and "presence" in frame:  # (others: no call on their path)
-        frame = _for_format(frame, _items_to_json)
+    if isinstance(frame, dict):  # (frames without binary presence data: no call on their path)
+        items = frame.get("presence")
+        if isinstance(items, list):
+            for item in items:  # the test of `_items_to_json`, inlined
+                if type(item) is dict and type(item.get("data")) in _BINARY_TYPES:
+                    frame = _for_format(frame, _items_to_json)
+                    break
     try:
         return orjson.dumps(frame)
     except (orjson.JSONEncodeError, TypeError):

@@ -222,10 +222,10 @@ def capability_allows(capability: Capability | None, channel: str, operation: st
     """True if `capability` grants `operation` on `channel` (same rules as the model's)."""
     if capability is None:
         return True
-    return any(
-        _pattern_matches(pattern, channel) and ("*" in ops or operation in ops)
-        for pattern, ops in capability.items()
-    )
+    for pattern, ops in capability.items():  # (a loop, not any(): on every PRESENCE frame)
+        if _pattern_matches(pattern, channel) and ("*" in ops or operation in ops):
+            return True
+    return False
 
 
 def capability_any(capability: Capability | None, channel: str) -> bool:

@@ -101,16 +101,17 @@ class FrameLog:
         sizes = self._sizes[connection_id]
         frames.append(frame)
         sizes.append(size)
-        self._bytes[connection_id] += size
-        self.total += size
-        while len(frames) > 1 and (
-            len(frames) > self._per_connection
-            or self._bytes[connection_id] > self._bytes_per_connection
-        ):
+        held = self._bytes[connection_id] + size
+        total = self.total + size
+        count = len(frames)
+        while count > 1 and (count > self._per_connection or held > self._bytes_per_connection):
             frames.popleft()
             dropped = sizes.popleft()
-            self._bytes[connection_id] -= dropped
-            self.total -= dropped
+            held -= dropped
+            total -= dropped
+            count -= 1
+        self._bytes[connection_id] = held
+        self.total = total
         while self.total > self._total_bytes and len(self._frames) > 1:
             if next(iter(self._frames)) == connection_id:
                 self._frames.move_to_end(connection_id)

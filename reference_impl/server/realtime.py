@@ -383,13 +383,21 @@ class RealtimeProtocol:
         """Record and handle one decoded frame of `size` bytes."""
         channel = frame.get("channel") if isinstance(frame, dict) else None
         channel = channel if isinstance(channel, str) and channel else None
-        self._recorder.record(conn.id, frame, size)
         if conn.state != "open":
+            self._recorder.record(conn.id, frame, size)
             return
         try:
             if size > self.config.max_frame_size:
+                self._recorder.record(conn.id, frame, size)
                 raise _oversized(frame, size, self.config.max_frame_size, channel)
-            if not self._presence_fast(conn, frame):
+            try:
+                fast = self._presence_fast(conn, frame)
+            finally:
+                # After the fast path, which has written its replies already: the record is
+                # off the round trip. Nothing can read the log in between (one synchronous
+                # call), and the general path still finds the frame recorded.
+                self._recorder.record(conn.id, frame, size)
+            if not fast:
                 self._dispatch(conn, frame)
         except FrameError as exc:
             self._send_error(conn, exc)
@@ -1016,11 +1024,6 @@ class RealtimeProtocol:
         capability = conn.capability
         if capability is not None and not capability_allows(capability, channel, "presence"):
             return False
-        try:
-            if message_size(client_id, data) > self.config.max_message_size:
-                return False
-        except UnicodeEncodeError:  # the general path refuses it with its reason
-            return False
         previous = None
         if action is _LEAVE and data is None:
             found = self.model.get(channel, client_id=client_id, connection_id=conn.id)
@@ -1034,7 +1037,10 @@ class RealtimeProtocol:
                 client_id=behalf,
                 event_id=f"{conn.id}:{serial}:0",
             )
-        except PresenceError:  # pragma: no cover - checked above; the model changed nothing
+        except PresenceError:
+            # data beyond maxMessageSize, or a lone surrogate: the model refuses them before it
+            # changes anything (its size check, the same as `_prepare_item`'s for such an
+            # item), and the general path refuses the frame with its reason
             return False
         events = outcome.events
         wire = WireData(data, None, None)
@@ -1052,6 +1058,7 @@ class RealtimeProtocol:
         else:  # the broadcast before the ACK: see _on_presence
             self._publish_events(channel, events, conn, serial)
             self._send(conn, ack)
+        self.transport.flush_held()  # the replies are complete: out now, the rest after
         return True
 
     def _on_message(self, conn: Connection, frame: dict[str, Any]) -> None:

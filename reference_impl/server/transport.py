@@ -13,8 +13,10 @@
   `max_outbound_queue` frames pile up is cut off as a slow consumer: its transport is aborted
   and the handler loses it.
 - While one received frame is handled, direct writes are held and each connection's share goes
-  out in one `write` when the handling ends (`_Batch`): the presence event a client caused and
-  the ACK that follows it reach that client in one write (one segment, one wake-up).
+  out in one `write` when the handling ends, or as soon as the handler says its replies are
+  complete (`flush_held`) (`_Batch`): the presence event a client caused and the ACK that follows
+  it reach that client in one write (one segment, one wake-up). A broadcast frames its payload
+  once for all its recipients.
 - The direct-write path works on any asyncio-compatible transport (the stock loop's, uvloop's):
   it needs `write`, `is_closing` and `get_write_buffer_size`, not a class.
 """
@@ -159,6 +161,14 @@ class Transport:
 
     # -- writing ---------------------------------------------------------------------------------
 
+    def flush_held(self) -> None:
+        """Write the direct writes held so far for the frame being handled, now rather than
+        when its handling ends (its replies are complete: what remains is bookkeeping). Frames
+        sent after this are held again, behind these."""
+        held = self._held
+        if held is not None:
+            held.flush()
+
     def start_writer(self, conn: Connection) -> None:
         """Start the task that writes `conn`'s queued frames."""
         conn.writer = asyncio.create_task(self._writer(conn))
@@ -185,13 +195,16 @@ class Transport:
     def enqueue(self, conn: Connection, data: bytes | None) -> None:
         """Send `data`, a frame encoded in `conn`'s format, to `conn` after everything sent
         before it (None: close the WebSocket once everything before it is out)."""
-        if conn.state in ("closed", "dropped"):
+        state = conn.state
+        if state == "closed" or state == "dropped":
             return
-        if conn.queue.qsize() >= self.config.max_outbound_queue:
+        queue = conn.queue
+        queued = queue.qsize()
+        if queued >= self.config.max_outbound_queue:
             log.warning(
                 "connection %s: %d frames queued, cutting off a slow client",
                 conn.id,
-                conn.queue.qsize(),
+                queued,
             )
             self.stats["slow_consumers"] += 1
             if conn.writer is not None:
@@ -201,8 +214,8 @@ class Transport:
             if conn.state == "open":
                 self.handler.lose(conn)
             return
-        if not _write_now(conn, data, self._held):
-            conn.queue.put_nowait(data)
+        if queued or not _write_now(conn, data, self._held):
+            queue.put_nowait(data)
 
     def close_after_flush(self, conn: Connection) -> None:
         """Close `conn`'s WebSocket once the frames queued so far are out."""
@@ -296,32 +309,38 @@ _STREAM_TYPES: dict[type, bool] = {}
 
 
 class _Batch:
-    """Direct writes held while one received frame is handled: per connection, in order."""
+    """Direct writes held while one received frame is handled: per connection, its frames in
+    order (each with its header), written in one `write` by `flush`."""
 
-    __slots__ = ("held", "sizes")
+    __slots__ = ("held",)
 
     def __init__(self) -> None:
         self.held: dict[Connection, list[bytes]] = {}
-        self.sizes: dict[Connection, int] = {}
 
-    def add(self, conn: Connection, header: bytes, data: bytes) -> None:
-        """One frame (its header, its payload) for `conn`."""
+    def add(self, conn: Connection, transport: _Stream, framed: bytes) -> bool:
+        """Hold one frame for `conn`, unless the transport's buffer and the frames held for
+        `conn` already exceed DIRECT_WRITE_LIMIT (then False: the writer's path)."""
         chunks = self.held.get(conn)
         if chunks is None:
-            self.held[conn] = [header, data]
-            self.sizes[conn] = len(header) + len(data)
-        else:
-            chunks += (header, data)
-            self.sizes[conn] += len(header) + len(data)
+            if transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                return False
+            self.held[conn] = [framed]
+            return True
+        if transport.get_write_buffer_size() + sum(map(len, chunks)) > DIRECT_WRITE_LIMIT:
+            return False
+        chunks.append(framed)
+        return True
 
     def flush(self) -> None:
-        for conn, chunks in self.held.items():
+        held = self.held
+        if not held:
+            return
+        for conn, chunks in held.items():
             transport = conn.transport
             if not _is_stream(transport) or transport.is_closing():
                 continue  # the connection went away meanwhile: nothing to deliver to
-            transport.write(b"".join(chunks))
-        self.held.clear()
-        self.sizes.clear()
+            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        held.clear()
 
 
 def _write_now(conn: Connection, data: bytes | None, batch: _Batch | None = None) -> bool:
@@ -335,38 +354,53 @@ def _write_now(conn: Connection, data: bytes | None, batch: _Batch | None = None
     RSV1 clear, so it is valid with or without permessage-deflate). Anything unusual takes the
     writer's path, which awaits drain.
     """
-    transport = conn.transport
+    if data is None or conn.sending or conn.state != "open":
+        return False
     writer = conn.writer
-    if (
-        data is None
-        or conn.sending
-        or conn.state != "open"
-        or conn.queue.qsize()
-        or writer is None
-        or writer.done()
-        or conn.ws.closed
-        or not _is_stream(transport)
-        or transport.is_closing()
-    ):
+    if writer is None or writer.done() or conn.queue.qsize() or conn.ws.closed:
         return False
-    buffered = transport.get_write_buffer_size()
-    if batch is not None:
-        buffered += batch.sizes.get(conn, 0)
-    if buffered > DIRECT_WRITE_LIMIT:
+    transport = conn.transport
+    if not _is_stream(transport) or transport.is_closing():
         return False
-    size = len(data)
-    first = 0x82 if conn.format == "msgpack" else 0x81
-    if size < 126:
-        header = bytes((first, size))
-    elif size < 65536:
-        header = bytes((first, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    framed = _frame(data, conn.format == "msgpack")
     if batch is not None:
-        batch.add(conn, header, data)
-    else:
-        transport.write(header + data)
+        return batch.add(conn, transport, framed)
+    if transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+        return False
+    transport.write(framed)
     return True
+
+
+class _Framing:
+    """The last payload framed, with its frame: a broadcast hands the same payload object to
+    every subscriber of a format, which is framed once."""
+
+    __slots__ = ("binary", "framed", "payload")
+
+    def __init__(self) -> None:
+        self.payload: bytes | None = None
+        self.binary = False
+        self.framed = b""
+
+
+_LAST = _Framing()
+
+
+def _frame(data: bytes, binary: bool) -> bytes:
+    """`data` as one unmasked, final RFC 6455 frame (binary or text), header included."""
+    last = _LAST
+    if data is last.payload and binary is last.binary:
+        return last.framed
+    size = len(data)
+    first = 0x82 if binary else 0x81
+    if size < 126:
+        framed = bytes((first, size)) + data
+    elif size < 65536:
+        framed = bytes((first, 126)) + size.to_bytes(2, "big") + data
+    else:
+        framed = bytes((first, 127)) + size.to_bytes(8, "big") + data
+    last.payload, last.binary, last.framed = data, binary, framed
+    return framed
 
 
 async def _send_one(ws: web.WebSocketResponse, fmt: str, frame: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import msgpack
 import pytest
 from presence_conformance.reference_impl.server import PresenceServer
 from presence_conformance.reference_impl.server import transport as server_app
@@ -190,11 +191,11 @@ def test_under_uvloop_frames_are_written_directly_and_event_and_ack_together(
         return done
 
     monkeypatch.setattr(server_app, "_write_now", counting)
-    writes: list[tuple[str, int]] = []
+    writes: list[tuple[str, list[bytes]]] = []
     real_flush = server_app._Batch.flush
 
     def flush(self: Any) -> None:
-        writes.extend((conn.id, len(chunks)) for conn, chunks in self.held.items())
+        writes.extend((conn.id, _frames(b"".join(chunks))) for conn, chunks in self.held.items())
         real_flush(self)
 
     monkeypatch.setattr(server_app._Batch, "flush", flush)
@@ -211,7 +212,11 @@ def test_under_uvloop_frames_are_written_directly_and_event_and_ack_together(
             writes.clear()
             await alice.presence("room", 0, {"action": 2, "data": "x"})
             await alice.expect(14)
-            assert writes == [(conn.id, 4)]  # one write: two frame headers, two payloads
+            # one write: the event, then the ACK, each a whole frame of the connection's format
+            [(written_to, frames)] = writes
+            assert written_to == conn.id
+            decode = msgpack.unpackb if fmt == "msgpack" else json.loads
+            assert [decode(payload)["action"] for payload in frames] == [14, 1]
             await alice.close()
         finally:
             await server.stop()
@@ -219,3 +224,18 @@ def test_under_uvloop_frames_are_written_directly_and_event_and_ack_together(
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(test(), 20))
     assert paths == {"direct": 2}, paths  # the event and the ACK, both straight to the socket
+
+
+def _frames(data: bytes) -> list[bytes]:
+    """The payloads of unmasked, final WebSocket frames back to back in `data` (all of it)."""
+    payloads = []
+    while data:
+        assert data[0] in (0x81, 0x82), data[:2]
+        size, start = data[1], 2
+        if size == 126:
+            size, start = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            size, start = int.from_bytes(data[2:10], "big"), 10
+        payloads.append(data[start : start + size])
+        data = data[start + size :]
+    return payloads
