@@ -1370,7 +1370,7 @@ class _Compiler:
         """`CROWD` members entered with enterClient by a live wildcard client, in one block."""
         hubs = [c for c in self.live() if c.kind == "hub"]
         channel = self.channel(intent["chan"])
-        if intent["gate"] or not hubs or channel in self.crowded:
+        if intent["gate"] or not hubs or self.crowded:  # one crowd a program at most
             return None
         self.crowded.add(channel)
         hub = hubs[intent["who"] % len(hubs)].name

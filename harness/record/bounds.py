@@ -82,6 +82,14 @@ class _Bounder:
                 self.budget -= len(name)
                 result[name] = self.walk(item, depth + 1)
             return result
+        if kind is list and depth < MAX_DEPTH and len(value) <= MAX_ITEMS:
+            items: list[Any] = []
+            for index, item in enumerate(value):
+                if self.budget <= 0:
+                    items.append(f"…[truncated: {len(value) - index} more items]")
+                    break
+                items.append(self.walk(item, depth + 1))
+            return items
         return self._walk(value, depth)
 
     def _walk(self, value: Any, depth: int) -> Any:
