@@ -9,14 +9,17 @@ How a program is drawn, and why it shrinks well:
 1. a *cast*: up to four clients (`alice`, `bob`, `carol`, `dave`), each plain, a second
    connection of an earlier client's clientId (a twin), a late joiner (`connect: later`),
    anonymous, or without the presence capability, some of them *watchers* that subscribe to
-   every action as soon as they connect; their clientIds in one of `CLIENT_ID_STYLES` (shared
+   every action as soon as they connect, some *eager* (they enter the first channel as soon as
+   they connect; an impostor always tries to); their clientIds in one of `CLIENT_ID_STYLES` (shared
    prefixes, case variants, unicode, long ids, odd characters, or the names themselves); and
    one or two channels;
 2. a *swarm* choice: a random subset of step kinds is switched off for the whole program
    (Hypothesis' swarm testing), so some programs have no leaves, others no history, ...;
 3. a list of *intents*: each names a step kind and small integers for "which client", "which
    channel", "which listener", "which earlier event", plus the arguments (data of every type,
-   filters, action lists, history bounds and options, sometimes invalid ones);
+   filters, action lists, history bounds and options, sometimes invalid ones); some intents
+   build a small situation of several steps (a rejoin, a burst of updates in flight, a crowd
+   of 101 members, a race of writes and a leave on one member);
 4. an *epilogue*: final reads on every channel (history, filtered gets, gets with filters
    across members, a get(waitForSync=false) that attaches), any of them or none;
 5. `compile_program` turns all this into a valid scenario, resolving each integer against the
