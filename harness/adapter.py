@@ -273,7 +273,12 @@ class Adapter(abc.ABC):
     - `options`: accepted `--adapter-option` keys with a one-line description each;
     - `leave_grace`: seconds a dropped connection's members stay before their leave (Ably: 15);
     - `quiet_period`: seconds the runner watches for extra events after the expected ones arrived
-      (an in-process implementation can use a few milliseconds, a network one needs more).
+      (an in-process implementation can use a few milliseconds, a network one needs more);
+    - `drops_noticed_at_once`: True when the implementation has noticed a `drop()` by the time
+      the call returns (in-process), so its `leave_grace` runs from then: once the grace has
+      passed and `quiesce()` answers True, a dropped member nobody watches has left. False (the
+      default; a server behind a socket notices later, and its timer may be late): the runner
+      gives such a leave its whole wait budget after the grace.
     """
 
     name: ClassVar[str] = "unnamed"
@@ -281,6 +286,7 @@ class Adapter(abc.ABC):
     options: ClassVar[Mapping[str, str]] = {}
     leave_grace: float = 15.0
     quiet_period: float = 0.1
+    drops_noticed_at_once: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         options = dict(options or {})

@@ -119,6 +119,8 @@ class PresenceService:
         self._connections: dict[str, ServiceConnection] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
+        # the connections that have had events queued since their queue was last seen empty
+        self._busy: set[ServiceConnection] = set()
 
     @property
     def closed(self) -> bool:
@@ -146,6 +148,15 @@ class PresenceService:
         """How many events are queued for, or being delivered to, listeners right now
         (0: every listener has returned for every event so far)."""
         return sum(conn._pending for conn in self._connections.values())
+
+    def queued(self) -> bool:
+        """True while an event waits in a connection's delivery queue (False: every event so
+        far has been taken for delivery). Looks only at the connections that had events queued
+        since it last found their queue empty, not at every connection the service ever had."""
+        busy = self._busy
+        for conn in [c for c in busy if c._queue.empty()]:
+            busy.discard(conn)
+        return bool(busy)
 
     def connection(self, connection_id: str) -> ServiceConnection:
         """The connection with this id (KeyError if there is none)."""
@@ -350,6 +361,7 @@ class ServiceConnection:
                 self._pump(), name=f"presence-delivery-{self.id}"
             )
         self._pending += 1
+        self._service._busy.add(self)
         self._queue.put_nowait((listener, event))
 
     async def _pump(self) -> None:

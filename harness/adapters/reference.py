@@ -244,6 +244,8 @@ class ReferenceAdapter(Adapter):
     }
     connection_class: ClassVar[type[ReferenceConnection]] = ReferenceConnection
     quiet_period: float = 0.01
+    # the service drops the connection and starts its grace timer within drop()
+    drops_noticed_at_once: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         super().__init__(options)
@@ -297,7 +299,7 @@ class ReferenceAdapter(Adapter):
         quiet = 0
         for _ in range(10_000):
             await asyncio.sleep(0)  # work scheduled with call_soon (a sync completing) runs first
-            if any(not c._queue.empty() for c in service._connections.values()):
+            if service.queued():
                 quiet = 0
             else:
                 quiet += 1

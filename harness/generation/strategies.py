@@ -9,14 +9,17 @@ How a program is drawn, and why it shrinks well:
 1. a *cast*: up to four clients (`alice`, `bob`, `carol`, `dave`), each plain, a second
    connection of an earlier client's clientId (a twin), a late joiner (`connect: later`),
    anonymous, or without the presence capability, some of them *watchers* that subscribe to
-   every action as soon as they connect; their clientIds in one of `CLIENT_ID_STYLES` (shared
+   every action as soon as they connect, some *eager* (they enter the first channel as soon as
+   they connect; an impostor always tries to); their clientIds in one of `CLIENT_ID_STYLES` (shared
    prefixes, case variants, unicode, long ids, odd characters, or the names themselves); and
    one or two channels;
 2. a *swarm* choice: a random subset of step kinds is switched off for the whole program
    (Hypothesis' swarm testing), so some programs have no leaves, others no history, ...;
 3. a list of *intents*: each names a step kind and small integers for "which client", "which
    channel", "which listener", "which earlier event", plus the arguments (data of every type,
-   filters, action lists, history bounds and options, sometimes invalid ones);
+   filters, action lists, history bounds and options, sometimes invalid ones); some intents
+   build a small situation of several steps (a rejoin, a burst of updates in flight, a crowd
+   of 101 members, a race of writes and a leave on one member);
 4. an *epilogue*: final reads on every channel (history, filtered gets, gets with filters
    across members, a get(waitForSync=false) that attaches), any of them or none;
 5. `compile_program` turns all this into a valid scenario, resolving each integer against the
@@ -115,6 +118,11 @@ KINDS = (
     "attach",
     "crowd",
     "history",
+    "burst",
+    "crowd",
+    "leave",
+    "interrupt",
+    "burst",
     "server",
     "server",
     "server",
@@ -140,6 +148,10 @@ BLOCK_KINDS = (
     "leave_client",
 )
 CLIENT_PUBLISH = ("enter_client", "update_client", "leave_client")
+BURSTS = (3, 5, 12)
+"""How many updates a `burst` issues in quick succession (all but the last with `wait: false`):
+enough to have several in flight to one listener, and to fill more than a page of 10 history
+events."""
 PUBLISH = ("enter", "update", "leave", *CLIENT_PUBLISH)
 READS = ("get", "history", "sync_complete", "subscribe", "unsubscribe", "rest_get")
 BEHALF_IDS = ("sensor-1", "sensor-2")
@@ -293,9 +305,12 @@ _REST_FILTERS = st.sampled_from(
     ["none", "client_id", "connection_id", "both", "unknown", "cross", "prefix"]
 )
 _REST_LIMITS = st.sampled_from([ABSENT, 1, 2, 100])
-# a crowd costs as much as ten other programs: only one crowd intent in eight enters it
-_CROWD_GATE = st.integers(0, 7)
+# a crowd costs about as much as five other programs (0.15 s against the reference): one crowd
+# intent in two enters it
+_CROWD_GATE = st.integers(0, 1)
+_BURST = st.sampled_from(BURSTS)
 _RESUME = st.sampled_from([True, False])  # resumed (RTN15c6) or refused (RTN15c7)
+_AWAY = st.sampled_from(["after", "within"])  # a refused resume: back after the grace, or within
 _HISTORY_PROBLEMS = st.sampled_from(["limit", "start-after-end", "direction"])
 _BAD_LIMITS = st.sampled_from([1001, 0, -1])
 _BOUNDS = st.sampled_from(
@@ -318,12 +333,16 @@ LARGE_STRING = {"$repeat": "x", "times": 60_000}
 # a watcher subscribes to every action on its channels as soon as it connects (bit n: channel
 # n), so that most programs have someone to deliver events to; shrinks towards no watcher
 _WATCH = st.integers(0, 3)
+# an eager client enters the first channel as soon as it connects (one in four; an impostor
+# always tries to act as the identity it claims): shrinks towards not eager
+_EAGER = st.integers(0, 3)
 # 2: a publish or a drop with `wait: false` (the next step is issued while its deliveries, or
 # the dropped connection's leave, are still on their way); shrinks towards waiting
 _NOWAIT = st.integers(0, 2)
 _NOWAIT_PUBLISH = st.integers(0, 1)  # publishes: one in two does not wait
-# a block's second enter/update of a member already in it: 1 races them (same member)
-_RACE = st.integers(0, 1)
+# a block's second operation on a member already in it: 1 an update races it, 2 a leave does
+# (same member; the server may apply them in either order)
+_RACE = st.integers(0, 2)
 # a token client's token: 0 its own clientId, 1 a wildcard token, 2 none (an impostor), 3
 # another cast member's (an impostor)
 _TOKEN = st.integers(0, 3)
@@ -401,9 +420,9 @@ class _Draws:
         return self.by_disabled[disabled]
 
     def maybe_intents(self, disabled: frozenset[str]) -> st.SearchStrategy[Any]:
-        """None (the program stops here: one chance in max_steps / 2) or an intent."""
+        """None (the program stops here: one chance in max_steps) or an intent."""
         if disabled not in self.maybe:
-            stop = st.integers(0, max(self.config.max_steps // 2, 4) - 1)
+            stop = st.integers(0, max(self.config.max_steps, 4) - 1)
             intent = self.intents(disabled)
 
             @st.composite
@@ -466,9 +485,13 @@ class _Draws:
             intent["limit"] = draw(_REST_LIMITS)
         elif kind == "crowd":
             intent["gate"] = draw(_CROWD_GATE)
+        elif kind == "burst":
+            intent["count"] = draw(_BURST)
         elif kind == "interrupt":
             intent["resume"] = draw(_RESUME)
-            intent["steps"] = draw(st.lists(self.block_intents(disabled), max_size=2))
+            if not intent["resume"]:
+                intent["away"] = draw(_AWAY)
+            intent["steps"] = draw(st.lists(self.block_intents(disabled), min_size=1, max_size=2))
         elif kind == "get":
             intent["filter"] = draw(_GET_FILTERS)
             if intent["filter"] != "none":
@@ -549,6 +572,7 @@ class _Client:
     kind: str
     watch: int = 0  # bit n set: subscribed to all actions on channel n whenever it connects
     token: int = 0  # kind "token": which token it connects with (see `_TOKEN`)
+    eager: bool = False  # enters the first channel as soon as it connects
 
 
 def _cast_kinds(config: GenerationConfig) -> list[str]:
@@ -564,7 +588,9 @@ def _cast_kinds(config: GenerationConfig) -> list[str]:
         # its own members only (RTP17a) and its get() may be incomplete (RTP11f2)
         kinds.append("presence-only")
     if config.has(Feature.ENTER_CLIENT):
-        kinds.append("hub")  # the wildcard clientId: enterClient for any clientId
+        # the wildcard clientId: enterClient for any clientId (three times: crowds and
+        # leaveClient for another connection's clientId need one)
+        kinds += ["hub", "hub", "hub"]
     if config.has(Feature.TOKEN_IDENTITY):
         kinds.append("token")  # connects with a token, honest or an impostor's (TK2c, TD6)
     if config.has(Feature.CAPABILITIES) and config.has(Feature.CHANNEL_LIFECYCLE):
@@ -599,7 +625,8 @@ def _cast(draw: st.DrawFn, config: GenerationConfig) -> list[_Client]:
         token = draw(_TOKEN) if kind == "token" else 0
         if token == 3 and index == 0:
             token = 2
-        clients.append(_Client(name, client_id, kind, draw(_WATCH), token))
+        eager = draw(_EAGER) == 3
+        clients.append(_Client(name, client_id, kind, draw(_WATCH), token, eager))
     return clients
 
 
@@ -733,6 +760,24 @@ class _Compiler:
             ]
             if pairs:
                 client, channel = pairs[intent["who"] % len(pairs)]
+        if retarget and kind == "leave_client" and client.kind != "hub" and intent["target"] % 2:
+            # preferably a hub's, for a clientId other connections entered there (their
+            # members must stay, RTP15c)
+            hubs = [c for c in self.live() if c.kind == "hub"]
+            if hubs:
+                client = hubs[intent["who"] % len(hubs)]
+        if retarget and kind == "unsubscribe" and intent.get("form") == "all":
+            # unsubscribe() removes the listeners of one channel: prefer a client that also
+            # listens on another, whose listeners must stay
+            both = [
+                (c, ch)
+                for c in self.live()
+                for ch in self.channels
+                if self.listeners.get((c.name, ch))
+                and any(self.listeners.get((c.name, o)) for o in self.channels if o != ch)
+            ]
+            if both:
+                client, channel = both[intent["who"] % len(both)]
         if (client.name, channel) in self.staged and kind in _STAGED_OUT:
             return None
         if (client.name, channel) in self.failed:
@@ -948,6 +993,9 @@ class _Compiler:
             step = self._crowd(intent)
         elif kind == "rejoin":
             self._rejoin(intent)
+            return
+        elif kind == "burst":
+            self._burst(intent)
             return
         elif kind == "server":
             step = self._server(intent)
@@ -1190,7 +1238,9 @@ class _Compiler:
         self.watch(client)
 
     def watch(self, client: _Client) -> None:
-        """A watcher's subscriptions, right after it connects (at the start or later)."""
+        """A watcher's subscriptions, and an eager client's enter (an impostor's always: it
+        tries at once to act as the identity it claims), right after it connects (at the
+        start or later)."""
         for n, channel in enumerate(self.channels):
             if (
                 client.watch >> n & 1
@@ -1206,6 +1256,55 @@ class _Compiler:
                 known = self.listeners.setdefault((client.name, channel), [])
                 if name not in known:
                     known.append(name)
+        if (client.eager or self.impostor(client)) and client.kind != "hub":
+            self.join(client, self.channels[0], "eager")
+
+    def join(self, client: _Client, channel: str, data: Any) -> None:
+        """An enter of `client` on `channel` as a step of its own."""
+        if (client.name, channel) in self.failed:
+            return
+        body: dict[str, Any] = {"client": client.name, "channel": channel, "data": data}
+        self.events.append(len(self.steps))
+        self.steps.append({"enter": body})
+        self.track(self.steps[-1])
+        self._publish({"kind": "enter"}, client, channel)
+
+    def speakers(self) -> list[_Client]:
+        """The live clients whose enter and update may take effect (a member of their own)."""
+        return [
+            c
+            for c in self.live()
+            if c.kind not in ("hub", "anonymous", "restricted")
+            and not self.impostor(c)
+            and c.client_id is not None
+        ]
+
+    def _burst(self, intent: dict[str, Any]) -> None:
+        """A member's updates in quick succession: all but the last issued with `wait: false`,
+        so several are in flight to each listener at once (each must be emitted, in order,
+        RTP2d1, RTP2a), and a channel gets more events than a short history page holds."""
+        speakers = self.speakers()
+        if not speakers:
+            return
+        client = speakers[intent["who"] % len(speakers)]
+        channel = self.channel(intent["chan"])
+        if (client.name, channel) in self.failed or (
+            client.kind == "confined" and channel != self.channels[0]
+        ):
+            channel = self.channels[0]
+        if (client.name, channel) in self.failed:
+            return
+        count = intent["count"]
+        for n in range(1, count + 1):
+            body: dict[str, Any] = {"client": client.name, "channel": channel, "data": f"b{n}"}
+            if n < count:
+                body["wait"] = False
+            self.events.append(len(self.steps))
+            self.steps.append({"update": body})
+            self.track(self.steps[-1])
+        known = self.entered.setdefault(channel, [])
+        if client.client_id not in known:
+            known.append(client.client_id)
 
     def _interrupt(self, intent: dict[str, Any]) -> dict[str, Any] | None:
         """A transient disconnect of a client, with operations while it is away: its own
@@ -1229,19 +1328,42 @@ class _Compiler:
             if members and client not in members:
                 client = members[intent["who"] % len(members)]
         resume = intent["resume"] or client.name in self.subscribed
+        if (
+            not resume
+            and client in self.speakers()
+            and not any(client.client_id in ids for ids in self.entered.values())
+        ):
+            # a member to re-enter on the new connection (RTP17i), entered just before
+            self.join(client, self.channel(intent["chan"]), "before")
         # away briefly: a resumed client comes back within a third of the leave grace anyway; a
-        # refused one after the grace (back within it, the old member is still there: a case of
-        # its own, which generation leaves to the scenarios)
+        # refused one after the grace, or within it (`away`: the old member is still there, a
+        # pending leave, when the client re-enters on its new connection)
         body: dict[str, Any] = {"client": client.name, "seconds": INTERRUPT_SECONDS}
         if not resume:
             body["resume"] = False
             grace = self.config.leave_grace
             if grace is None:
                 del body["seconds"]
+            elif intent.get("away") == "within":
+                body["seconds"] = max(INTERRUPT_SECONDS, round(grace / 2, 3))
             else:
                 body["seconds"] = max(INTERRUPT_SECONDS, round(2 * grace + 0.005, 3))
+        steps = intent["steps"]
+        heard = [ch for ch in self.channels if self.listeners.get((client.name, ch))]
+        others = [c for c in self.speakers() if c.name != client.name]
+        if resume and heard and others:
+            # another member's operation while it is away, where it listens: the resumed
+            # connection must deliver it (RTN15c6); the rest as drawn
+            target = self.channels.index(heard[intent["who"] % len(heard)])
+            other = others[intent["who"] % len(others)]
+            first = steps[0]
+            if first["kind"] not in PUBLISH or "expect_error" in first:
+                first = {"kind": "update", "data": "away"}
+            first = {**first, "kind": first["kind"].removesuffix("_client")}
+            first.pop("target", None)
+            steps = [{**first, "who": self.live().index(other), "chan": target}, *steps[1:]]
         during = self._block_ops(
-            intent["steps"], away=client.name, own=("enter", "update", "leave") if resume else ()
+            steps, away=client.name, own=("enter", "update", "leave") if resume else ()
         )
         if during:
             body["during"] = during
@@ -1251,7 +1373,7 @@ class _Compiler:
         """`CROWD` members entered with enterClient by a live wildcard client, in one block."""
         hubs = [c for c in self.live() if c.kind == "hub"]
         channel = self.channel(intent["chan"])
-        if intent["gate"] or not hubs or channel in self.crowded:
+        if intent["gate"] or not hubs or self.crowded:  # one crowd a program at most
             return None
         self.crowded.add(channel)
         hub = hubs[intent["who"] % len(hubs)].name
@@ -1267,12 +1389,19 @@ class _Compiler:
     def _block(self, intents: list[dict[str, Any]], race: int = 0) -> dict[str, Any] | None:
         if race:
             # the first two operations act on one member: an enter (or update) and an update
-            # racing (the server may apply them in either order)
+            # (race 1) or a leave (race 2) racing (the server may apply them in either order)
             first, second = intents[0], intents[1]
             kind = first["kind"] if first["kind"] in ("enter", "update") else "enter"
+            if race == 2 and first["kind"] not in ("enter", "update"):
+                kind = "update"  # a leave racing a write of a member (present or not)
             racing = [
                 {**first, "kind": kind},
-                {**second, "kind": "update", "who": first["who"], "chan": first["chan"]},
+                {
+                    **second,
+                    "kind": "update" if race == 1 else "leave",
+                    "who": first["who"],
+                    "chan": first["chan"],
+                },
             ]
             for intent in racing:
                 intent.pop("expect_error", None)
@@ -1309,7 +1438,7 @@ class _Compiler:
                 # updates of a member with an identity, which may race (`race`)
                 if not (
                     race
-                    and intent["kind"] in ("enter", "update")
+                    and intent["kind"] in ("enter", "update", "leave")
                     and pairs[(client.name, channel)] in ("enter", "update")
                     and "expect_error" not in intent
                     and client.kind not in ("hub", "anonymous", "restricted")

@@ -58,6 +58,41 @@ class _Bounder:
         self.budget = MAX_VALUE_CHARS
 
     def walk(self, value: Any, depth: int) -> Any:
+        # the exact types a run records most, first (the same result as `_walk`, sooner)
+        kind = type(value)
+        if kind is str and len(value) <= MAX_TEXT:
+            self.budget -= len(value)
+            return value
+        if value is None or kind is bool or kind is float:
+            return value
+        if kind is int and value.bit_length() <= MAX_INT_BITS:
+            return value
+        if (
+            kind is dict
+            and depth < MAX_DEPTH
+            and len(value) <= MAX_ITEMS
+            and (len(value) != 1 or "$binary" not in value)
+        ):
+            result: dict[str, Any] = {}
+            for index, (key, item) in enumerate(value.items()):
+                if self.budget <= 0:
+                    result["…"] = f"[truncated: {len(value) - index} more keys]"
+                    break
+                name = key if type(key) is str and len(key) <= MAX_TEXT else bounded_text(str(key))
+                self.budget -= len(name)
+                result[name] = self.walk(item, depth + 1)
+            return result
+        if kind is list and depth < MAX_DEPTH and len(value) <= MAX_ITEMS:
+            items: list[Any] = []
+            for index, item in enumerate(value):
+                if self.budget <= 0:
+                    items.append(f"…[truncated: {len(value) - index} more items]")
+                    break
+                items.append(self.walk(item, depth + 1))
+            return items
+        return self._walk(value, depth)
+
+    def _walk(self, value: Any, depth: int) -> Any:
         if value is None or isinstance(value, bool | float):
             return value
         if isinstance(value, int):

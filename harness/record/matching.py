@@ -353,4 +353,8 @@ def data_key(data: Any) -> Any:
 
 def identity_key(seen: Seen) -> tuple:
     """A hashable identity of an item returned by the implementation."""
-    return (seen.action, repr(seen.client_id), repr(seen.connection_id), data_key(seen.data))
+    cached = seen.__dict__.get("_identity_key")  # a Seen is not changed once read
+    if cached is None:
+        cached = (seen.action, repr(seen.client_id), repr(seen.connection_id), data_key(seen.data))
+        seen.__dict__["_identity_key"] = cached
+    return cached

@@ -570,6 +570,9 @@ class _SlowPresenceAdapter(ReferenceAdapter):
 
         def channel(name: str) -> Any:
             chan = original(name)
+            if getattr(chan.presence, "slowed", False):  # the same channel object again
+                return chan
+            chan.presence.slowed = True
             enter = chan.presence.enter
 
             async def slow_enter(data: Any = None) -> None:

@@ -30,11 +30,9 @@ from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.session import ConformanceSession
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "generation.md"
-# The share generation alone has reached (100 of 123): a change that lowers it fails here. The
-# goal is 90%, not met yet (docs/generation.md says so); raise FLOOR as the figure rises.
-# red-team: 18 new mutants (harness/mutants/redteam.py), 10 of them missed, took it from 92 of
-# 105 (0.876) to 100 of 123 (0.813): harder mutants, not a weaker generator.
-FLOOR = 0.81
+# The share generation alone has reached (103 of 105): a change that lowers it fails here. The
+# goal is 90%; raise FLOOR as the figure rises.
+FLOOR = 0.98
 
 
 def published_figure() -> tuple[int, int]:
