@@ -57,14 +57,8 @@ GENERATION_MISSES: frozenset[str] = frozenset(
     | {
         "drop-leaves-own-client-id-only",
         "get-connection-id-prefix-match",
-        "history-next-page-drops-bounds",
-        "leave-leaves-every-channel",
         "reentry-with-entered-data",
-        "rest-get-connection-id-as-client-id",
-        "resume-duplicates-missed-events",
         "resume-leave-timer-not-cancelled",
-        "server-sync-drops-page-end",
-        "update-client-updates-other-connection",
     }
     # -- end of the red-team block
 )
