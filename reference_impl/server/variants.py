@@ -196,12 +196,17 @@ class VariantProtocol(RealtimeProtocol):
         if "id-shapes" in self.variants:
             rng = random.Random(seed ^ 0x1D)
             self._instance = _token(rng, rng.randint(8, 20)).replace("-", "_")
-            self._conn_seq = _other_counter(rng)
-            self._serial_seq = _other_counter(rng)
+            self._conn_seq = itertools.count(rng.randint(10**6, 10**9), rng.randint(1, 97))
+            self._serials = _other_counter(rng)
         # ack-batch: per connection, the ACK being held [first msgSerial, count] and its timer
         self._held_acks: dict[Connection, list[int]] = {}
         self._ack_timers: dict[Connection, asyncio.TimerHandle] = {}
         self._resyncs: set[str] = set()  # channels with a re-sync scheduled
+
+    def _channel_serial(self) -> str:
+        if "id-shapes" in self.variants:
+            return f"{next(self._serials)}@{self._instance}"
+        return super()._channel_serial()
 
     # -- jitter: frames held for a lost connection ----------------------------------------------
 
