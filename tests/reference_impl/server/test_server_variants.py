@@ -57,6 +57,8 @@ def test_serve_option_and_adapter_option() -> None:
     assert config.variants == {"jitter", "resync", "ack-batch"}
     assert config_from_args(parser.parse_args([])).variants == frozenset()
     assert AblyWireAdapter({"server_variants": "all"}).server_variants == SERVER_VARIANTS
+    sdk = resolve_adapter("ably-python", {"server_variants": "jitter", "variant_seed": "4"})
+    assert (sdk.server_variants, sdk.variant_seed) == ({"jitter"}, 4)
     with pytest.raises(UsageError, match="unknown"):
         AblyWireAdapter({"server_variants": "nope"})
     with pytest.raises(UsageError, match="embedded"):
