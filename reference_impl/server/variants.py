@@ -12,7 +12,7 @@ is one such other way, and the packaged suite must pass with every one of them o
 | `jitter` | frames to a connection are held a random 0-15 ms (frames sent together stay together); one connection's frames keep their order, different connections hear a broadcast at different times | fan-out order across connections is not specified; RTN7 (ACK) only orders one connection |
 | `sync-shuffle` | SYNC members in a random order | RTP18: a SYNC is the member list, in no given order |
 | `sync-pages` | SYNC pages of random sizes (1 to `sync_page_size`), cursors opaque strings | RTP18a/b: only `<sync id>:<cursor>` and the empty final cursor are relied on |
-| `sync-no-cursor` | a sync that fits one page is sent without `channelSerial` | RTP18c |
+| `sync-no-cursor` | a sync that fits one page is sent, half the time, without `channelSerial` | RTP18c |
 | `sync-empty` | attaching to a channel without members still sets HAS_PRESENCE and sends one empty SYNC | RTP1: the flag does not imply members; the sync may be empty |
 | `resync` | after presence activity, at a random later moment, a complete SYNC of the channel to every subscriber | RTP18: the server may sync at any point once attached |
 | `id-shapes` | connection ids, sync ids and channel serials of other shapes and lengths; synthesized leave ids of another form | TR4c/TR4d/TP3a: opaque strings; RTP2b1/RTP2b2 rely only on `connId:msgSerial:index` of published ids and on a synthesized id not starting with its connectionId |
@@ -62,7 +62,7 @@ VARIANTS: dict[str, str] = {
     "ack-batch": "ACKs of consecutive PRESENCEs merged into one with count > 1 (RTN7b, TR4g)",
     "split-presence": "the events of one PRESENCE broadcast one per frame (TR4l, TP3a)",
 }
-"""Every variant by name, with one line on what it does (`serve --list-variants`)."""
+"""Every variant by name, with one line on what it does (`docs/protocol.md` §15)."""
 assert VARIANTS.keys() == SERVER_VARIANTS
 
 JITTER_MAX = 0.015  # s a frame may be held (jitter)
