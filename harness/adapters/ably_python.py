@@ -81,6 +81,7 @@ from presence_conformance.harness.adapters.embedded import (
     ServerTarget,
     parse_float,
     parse_protocol,
+    parse_server_variants,
 )
 from presence_conformance.harness.adapters.relay import TcpRelay
 from presence_conformance.reference_impl.types import Action, PresenceMessage
@@ -516,6 +517,9 @@ class AblyPythonAdapter(Adapter):
         "timeout": f"seconds to wait for a connection or a close (default {DEFAULT_TIMEOUT:g})",
         "protocol": "msgpack or json: the SDK's use_binary_protocol true or false (default "
         "msgpack, the SDK's own default)",
+        "server_variants": "conforming variants of the embedded server, comma-separated, or "
+        "all (reference_impl/server/variants.py; default none)",
+        "variant_seed": "seed of the embedded server's variant randomness (default 0)",
     }
     quiet_period = 0.1
 
@@ -531,6 +535,11 @@ class AblyPythonAdapter(Adapter):
         self.protocol = parse_protocol(NAME, opts, "msgpack")
         self.binary = self.protocol == "msgpack"
         self.target = ServerTarget.from_options(NAME, opts)
+        self.server_variants, self.variant_seed = parse_server_variants(NAME, opts)
+        if self.target.external and self.server_variants:
+            raise UsageError(
+                f"adapter {NAME!r}: server_variants only applies to the embedded server"
+            )
         self.rest_token = opts.get("token")
         if self.rest_token is not None and not self.target.external:
             raise UsageError(
@@ -559,7 +568,10 @@ class AblyPythonAdapter(Adapter):
         self._quiet_sdk_tasks(asyncio.get_running_loop())
         if self.target.external:
             return
-        self.embedded = EmbeddedServer(leave_grace=self.leave_grace)
+        variants: dict[str, Any] = {}
+        if self.server_variants:
+            variants = {"variants": self.server_variants, "variant_seed": self.variant_seed}
+        self.embedded = EmbeddedServer(leave_grace=self.leave_grace, **variants)
         self.target.endpoint = await self.embedded.start()
         self.target.key = self.embedded.key
 

@@ -68,6 +68,7 @@ from presence_conformance.harness.adapters.embedded import (
     check_key,
     parse_float,
     parse_protocol,
+    parse_server_variants,
 )
 from presence_conformance.reference_impl.client_presence import ClientPresence
 from presence_conformance.reference_impl.errors import INVALID_CLIENT_ID, PresenceError
@@ -288,6 +289,9 @@ class AblyWireAdapter(Adapter):
         "sync_page_size": "members per SYNC frame on the embedded server (default: the server's)",
         "ack_first": "true: the embedded server ACKs a PRESENCE before broadcasting its events "
         "(default false: broadcast first)",
+        "server_variants": "conforming variants of the embedded server, comma-separated, or "
+        "all (reference_impl/server/variants.py; default none)",
+        "variant_seed": "seed of the embedded server's variant randomness (default 0)",
         "protocol": "json or msgpack: the wire format of realtime frames and REST bodies "
         "(default json)",
         "control_token": "with endpoint: the token of that server's control endpoint "
@@ -338,6 +342,11 @@ class AblyWireAdapter(Adapter):
                     f"adapter 'ably-wire': ack_first={opts['ack_first']!r}: expected true or false"
                 )
             self.ack_first = raw in ("true", "1", "yes")
+        self.server_variants, self.variant_seed = parse_server_variants(self.name, opts)
+        if self.external and (self.server_variants or "variant_seed" in opts):
+            raise UsageError(
+                "adapter 'ably-wire': server_variants only applies to the embedded server"
+            )
         self.control_token = opts.get("control_token")
         if self.control_token is not None and not self.external:
             raise UsageError(
@@ -380,6 +389,9 @@ class AblyWireAdapter(Adapter):
             config_args["sync_page_size"] = self.sync_page_size
         if self.ack_first:
             config_args["ack_first"] = True
+        if self.server_variants:
+            config_args["variants"] = self.server_variants
+            config_args["variant_seed"] = self.variant_seed
         config = ServerConfig(**config_args)
         self.server = PresenceServer(config)
         host, port = await self.server.start("127.0.0.1", 0)

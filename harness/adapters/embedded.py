@@ -75,6 +75,26 @@ def parse_protocol(adapter: str, options: Mapping[str, str], default: str) -> st
     return value
 
 
+def parse_server_variants(adapter: str, options: Mapping[str, str]) -> tuple[frozenset[str], int]:
+    """`options["server_variants"]` (names, comma-separated, or `all`) and `variant_seed`: the
+    conforming variants of the embedded reference server (`reference_impl/server/variants.py`);
+    UsageError naming a bad one."""
+    from presence_conformance.reference_impl.server.config import ConfigError, parse_variants
+
+    try:
+        names = parse_variants(options.get("server_variants", ""))
+    except ConfigError as exc:
+        raise UsageError(f"adapter {adapter!r}: {exc}") from None
+    raw = options.get("variant_seed", "0")
+    try:
+        seed = int(raw)
+    except ValueError:
+        raise UsageError(
+            f"adapter {adapter!r}: variant_seed={raw!r}: expected an integer"
+        ) from None
+    return names, seed
+
+
 def check_endpoint(adapter: str, endpoint: str) -> str:
     """`HOST:PORT` with a valid port; UsageError otherwise."""
     host, sep, port = endpoint.rpartition(":")

@@ -313,6 +313,9 @@ class GetRecord:
     attempts: int = 0
     history_index: int | None = None
     expect: list[tuple[str | None, str | None, bool, Any]] | None = None
+    # members whose leave was pending when the get was made (a dropped connection within the
+    # grace): it may return them or not
+    optional: list[PresenceMessage] = field(default_factory=list)
 
     @property
     def step(self) -> int | None:

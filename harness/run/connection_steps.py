@@ -326,16 +326,19 @@ class ConnectionSteps:
         return out
 
     def _observer(self, channel: str, exclude: str) -> ClientState | None:
-        for state in self.case.clients.values():
-            if (
-                state.connected
-                and state.refused is None
-                and state.connection_id != exclude
-                and self.case.model.is_attached(state.cid, channel)
-                and self.case.model.receives_presence(state.cid, channel)
-            ):
-                return state
-        return None
+        return next(iter(self._observers(channel, exclude)), None)
+
+    def _observers(self, channel: str, exclude: str) -> list[ClientState]:
+        """The connections that hear `channel`'s presence, but `exclude`."""
+        return [
+            state
+            for state in self.case.clients.values()
+            if state.connected
+            and state.refused is None
+            and state.connection_id != exclude
+            and self.case.model.is_attached(state.cid, channel)
+            and self.case.model.receives_presence(state.cid, channel)
+        ]
 
     async def _settle_drop(
         self,
@@ -377,12 +380,15 @@ class ConnectionSteps:
         deadline = case.deadline(case.wait_budget)
         blind = False
         for channel in unobserved:
-            observer = self._observer(channel, cid)
-            if observer is None:
+            observers = self._observers(channel, cid)
+            if not observers:
                 blind = True
-            elif case.loop.time() < deadline:
-                watch = functools.partial(self._member_gone, observer, channel, cid, step)
-                await poll_until(watch, deadline, case.settings.poll_interval)
+            # every one of them: a broadcast reaches different connections at different times,
+            # so one that has the leave says nothing of another that may subscribe next
+            for observer in observers:
+                if case.loop.time() < deadline:
+                    watch = functools.partial(self._member_gone, observer, channel, cid, step)
+                    await poll_until(watch, deadline, case.settings.poll_interval)
         if blind and not await self._left_unwatched(dropped_at, deadline):
             # nobody can watch the leave: the grace runs from when the server noticed the drop,
             # later than `dropped_at`, and its timer may fire late; give it the budget any

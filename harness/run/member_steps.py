@@ -134,6 +134,7 @@ class MemberSteps:
         pending = {m.member_key for m in model.pending_leaves(channel)}
         optional = [m for m in members if m.member_key in pending]
         rec.expected = [m for m in members if m.member_key not in pending]
+        rec.optional = optional
         rec.possible = self._possible_members(channel, rec.fresh)
         if "expect" in step.args:
             rec.expect = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from presence_conformance.harness.adapter import Feature
@@ -60,6 +61,10 @@ def reattaching(frames: list[dict[str, Any]], oracle: ClientPresence) -> bool:
         return True
     flags = attached[-1].get("flags")
     return bool(isinstance(flags, int) and flags & HAS_PRESENCE) and oracle.sync_in_progress
+
+
+def _where(state: ClientState, channel: str) -> tuple[str, str, str | None]:
+    return state.spec.name, channel, state.connection_id
 
 
 class ServerSteps:
@@ -165,6 +170,7 @@ class ServerSteps:
             case.history.record("event", process, "event", seen.json, case.current_step)
             staged.events.append(seen)
 
+        await self._caught_up(state, staged, OpRecord(step, *_where(state, channel)))
         probe = OpRecord(step, state.spec.name, channel, state.connection_id)
         await self.calls.call(
             probe, state, "subscribe", lambda p: p.subscribe(listener, None), params={"watch": True}
@@ -173,6 +179,36 @@ class ServerSteps:
             raise Abort(Outcome.ERROR, f"{step.label}: the watching subscribe failed")
         staged.start = len(await self.control.sent(state.cid, wire_channel))
         return staged
+
+    async def _caught_up(self, state: ClientState, staged: StagedRecord, probe: OpRecord) -> None:
+        """Before the watch starts: wait (bounded, not judged) until the client's members are
+        those of every frame the server has sent it on the channel. A frame is sent before it
+        arrives, and nothing promises when it arrives (a server may hold frames to one
+        connection longer than to another): one sent before the watch but received after it
+        would be an event the oracle does not count."""
+        case = self.case
+        can_wait_false = case.adapter.supports(Feature.WAIT_FOR_SYNC_OPTION)
+
+        async def attempt() -> bool:
+            frames = await self.control.sent(staged.connection_id, staged.wire_channel)
+            oracle = client_oracle()
+            oracle.feed(frames)
+            if oracle.sync_in_progress and not can_wait_false:
+                return False
+            result = await self.calls.quiet_call(
+                probe,
+                state,
+                "get",
+                lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
+                record=False,
+            )
+            if not isinstance(result, list):
+                return True  # the observation will tell
+            return same_members(result, oracle.members())
+
+        await poll_until(
+            attempt, case.deadline(case.wait_budget), case.settings.poll_interval, case.settled
+        )
 
     def _command(self, step: Step, state: ClientState, staged: StagedRecord) -> dict[str, Any]:
         args = dict(step.args)
@@ -204,6 +240,63 @@ class ServerSteps:
             out.setdefault("client_id", other.spec.client_id)
             out.setdefault("connection_id", other.connection_id)
         return out
+
+    async def _mark(
+        self,
+        staged: StagedRecord,
+        state: ClientState,
+        step: Step | None,
+        probe: OpRecord,
+        attempt: Callable[[], Awaitable[bool]],
+        snapshot: dict[str, Any],
+        deadline: float,
+    ) -> Mark:
+        """Poll `attempt` until the client caught up, let it settle, and read the observation."""
+        case = self.case
+        adapter = case.adapter
+        can_wait_false = adapter.supports(Feature.WAIT_FOR_SYNC_OPTION)
+        await poll_until(
+            attempt,
+            deadline,
+            case.settings.poll_interval,
+            case.settled,
+            lambda: (snapshot.get("get"), len(staged.events), snapshot.get("frames")),
+        )
+        if not await case.settled():
+            await asyncio.sleep(case.settings.quiet_period or adapter.quiet_period)
+        frames = await self.control.sent(staged.connection_id, staged.wire_channel)
+        mark = Mark(
+            step.index if step is not None else None,
+            step.requirements if step is not None else (),
+            len(frames),
+            len(staged.events),
+            None,
+            label=step.label if step is not None else "(end of case)",
+        )
+        oracle = client_oracle()
+        oracle.feed(frames)
+        if can_wait_false or not oracle.sync_in_progress:
+            probe.status = "ok"
+            result = await self.calls.quiet_call(
+                probe,
+                state,
+                "get",
+                lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
+                record=False,
+            )
+            if probe.status == "ok" and isinstance(result, list):
+                index = len(case.history.entries)
+                mark.get = [
+                    Seen.read(m, "get", index, case.current_step, staged.channel) for m in result
+                ]
+            else:
+                mark.get_error = jsonable(result)
+        if adapter.supports(Feature.SYNC_COMPLETE):
+            probe.status = "ok"
+            mark.sync_complete = await self.calls.quiet_call(
+                probe, state, "sync_complete", lambda p: p.sync_complete(), record=False
+            )
+        return mark
 
     async def observe(self, staged: StagedRecord, state: ClientState, step: Step | None) -> None:
         """Wait until the client shows what the oracle computes from the frames sent so far
@@ -244,47 +337,16 @@ class ServerSteps:
                 members is None or same_members(members, oracle.members())
             )
 
-        await poll_until(
-            attempt,
-            case.deadline(case.wait_budget),
-            case.settings.poll_interval,
-            case.settled,
-            lambda: (snapshot.get("get"), len(staged.events), snapshot.get("frames")),
-        )
-        if not await case.settled():
-            await asyncio.sleep(case.settings.quiet_period or adapter.quiet_period)
-        frames = await self.control.sent(staged.connection_id, staged.wire_channel)
-        mark = Mark(
-            step.index if step is not None else None,
-            step.requirements if step is not None else (),
-            len(frames),
-            len(staged.events),
-            None,
-            label=step.label if step is not None else "(end of case)",
-        )
-        oracle = client_oracle()
-        oracle.feed(frames)
-        if can_wait_false or not oracle.sync_in_progress:
-            probe.status = "ok"
-            result = await self.calls.quiet_call(
-                probe,
-                state,
-                "get",
-                lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
-                record=False,
-            )
-            if probe.status == "ok" and isinstance(result, list):
-                index = len(case.history.entries)
-                mark.get = [
-                    Seen.read(m, "get", index, case.current_step, staged.channel) for m in result
-                ]
-            else:
-                mark.get_error = jsonable(result)
-        if adapter.supports(Feature.SYNC_COMPLETE):
-            probe.status = "ok"
-            mark.sync_complete = await self.calls.quiet_call(
-                probe, state, "sync_complete", lambda p: p.sync_complete(), record=False
-            )
+        deadline = case.deadline(case.wait_budget)
+        while True:
+            mark = await self._mark(staged, state, step, probe, attempt, snapshot, deadline)
+            # A server may send frames of its own accord (a sync at any point, RTP18): the
+            # observation holds only if no frame was sent between the caught-up read and the
+            # end of the observation; otherwise it is taken again (bounded)
+            after = await self.control.sent(staged.connection_id, staged.wire_channel)
+            stable = snapshot.get("frames") == mark.frames == len(after)
+            if stable or case.loop.time() >= deadline:
+                break
         mark.history_index = case.history.record(
             "info",
             state.spec.name,
@@ -298,4 +360,4 @@ class ServerSteps:
             mark.step,
         )
         staged.marks.append(mark)
-        staged.frames = frames
+        staged.frames = after

@@ -9,7 +9,9 @@ the parts, each with one job, and runs their life:
 - `realtime.py`: the connection and channel protocol (the subset of `docs/protocol.md`);
 - `rest.py`: the REST endpoints;
 - `inspection.py`: what tests read from the server (the client frame log, the connections) and
-  the faults they inject (`drop`, `expire_now`).
+  the faults they inject (`drop`, `expire_now`);
+- `variants.py`: conforming variants (`ServerConfig.variants`): behaviours the spec allows that
+  the reference does not show by default.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from presence_conformance.reference_impl.model import IdFactory, PresenceModel
-from presence_conformance.reference_impl.server import rest
+from presence_conformance.reference_impl.model import PresenceModel
+from presence_conformance.reference_impl.server import rest, variants
 from presence_conformance.reference_impl.server.auth import Authenticator
 from presence_conformance.reference_impl.server.config import Capability, ServerConfig
 from presence_conformance.reference_impl.server.inspection import FrameLog, Inspection
@@ -33,7 +35,6 @@ from presence_conformance.reference_impl.server.limits import (
     SocketCap,
     install_log_limits,
 )
-from presence_conformance.reference_impl.server.realtime import RealtimeProtocol
 
 log = logging.getLogger("presence_conformance.reference_impl.server")
 
@@ -54,8 +55,8 @@ class PresenceServer:
         self, config: ServerConfig | None = None, *, clock: Callable[[], int] | None = None
     ) -> None:
         self.config = config or ServerConfig()
-        self._clock = clock or (lambda: int(time.time() * 1000))
-        ids = IdFactory()
+        self._clock = variants.skewed_clock(self.config, clock or (lambda: int(time.time() * 1000)))
+        ids = variants.id_factory(self.config)
         self.model = PresenceModel(
             self._clock,
             ids,
@@ -71,7 +72,7 @@ class PresenceServer:
             self.config.frame_log_bytes,
             self.config.frame_log_total_bytes,
         )
-        self.realtime = RealtimeProtocol(
+        self.realtime = variants.protocol_class(self.config)(
             self.config, self.model, ids, self.auth, frame_log, self.stats
         )
         self.inspection = Inspection(self.realtime, frame_log)
@@ -103,6 +104,7 @@ class PresenceServer:
             auth=self.auth,
             now=self.now,
             max_channel_name_length=self.config.max_channel_name_length,
+            history_page=variants.history_page(self.config),
         )
         for hook in self.route_hooks:
             hook(app)

@@ -29,10 +29,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from presence_conformance.reference_impl.server.config import (
+    SERVER_VARIANTS,
     ConfigError,
     ServerConfig,
     key_strings,
     load_keys_file,
+    parse_variants,
 )
 
 
@@ -79,6 +81,23 @@ def build_parser(prog: str = "presence-conformance serve") -> argparse.ArgumentP
         help="ACK a PRESENCE before broadcasting its events (the sender's own echo too); "
         "default: broadcast first. Both orders are correct: this one checks that clients and "
         "test harnesses do not assume an event reached other connections when enter() returned",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a conforming variant: behaviour the Ably spec allows that the reference does not "
+        "show by default (repeat, or NAME,NAME; 'all' for every one): "
+        + ", ".join(sorted(SERVER_VARIANTS))
+        + " (docs/server.md says what each does)",
+    )
+    parser.add_argument(
+        "--variant-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the variants' randomness (default %(default)s)",
     )
     parser.add_argument(
         "--show-keys",
@@ -181,6 +200,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "max_sockets": args.max_sockets,
         "max_sockets_per_ip": args.max_sockets_per_ip,
         "allowed_origins": tuple(args.allow_origin),
+        "variants": parse_variants(",".join(args.variant)),
+        "variant_seed": args.variant_seed,
     }
     if args.keys:
         kwargs["keys"] = load_keys_file(args.keys)

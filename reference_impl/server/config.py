@@ -42,6 +42,23 @@ OPERATIONS = frozenset(
 )
 
 
+SERVER_VARIANTS = frozenset(
+    {
+        "jitter",
+        "sync-shuffle",
+        "sync-pages",
+        "sync-no-cursor",
+        "sync-empty",
+        "resync",
+        "id-shapes",
+        "clock-skew",
+        "history-pages",
+        "ack-batch",
+        "split-presence",
+    }
+)
+"""The names `ServerConfig.variants` accepts (`variants.VARIANTS` says what each does)."""
+
 FD_RESERVE = 128  # descriptors kept for refusals, files and the loop (see effective_max_sockets)
 
 
@@ -125,6 +142,10 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     log_rate: int = 20  # log lines of one kind per `log_rate_period`; more are counted, not logged
     log_rate_period: float = 10.0
+    # Conforming variants (`variants.py`): behaviours the Ably spec allows that the reference
+    # does not show by default, by name; their randomness is drawn from `variant_seed`.
+    variants: frozenset[str] = frozenset()
+    variant_seed: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.keys, Mapping) or not self.keys:
@@ -160,6 +181,16 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: expected an integer >= 1 or None, got {value!r}")
+        if isinstance(self.variants, str) or not all(isinstance(v, str) for v in self.variants):
+            raise ConfigError(f"variants: expected a set of variant names, got {self.variants!r}")
+        self.variants = frozenset(self.variants)
+        unknown = sorted(self.variants - SERVER_VARIANTS)
+        if unknown:
+            raise ConfigError(
+                f"variants: unknown {unknown}; expected some of {sorted(SERVER_VARIANTS)}"
+            )
+        if not isinstance(self.variant_seed, int):
+            raise ConfigError(f"variant_seed: expected an integer, got {self.variant_seed!r}")
         for name in ("handshake_timeout", "keepalive_timeout", "sweep_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected > 0 seconds, got {getattr(self, name)!r}")
@@ -184,6 +215,20 @@ class ServerConfig:
         if self.heartbeat_interval is not None:
             return max(0.0, self.heartbeat_interval)
         return self.max_idle_interval / 3000.0
+
+
+def parse_variants(text: str) -> frozenset[str]:
+    """Variant names from `a,b c` (commas or spaces); `all` stands for every variant.
+    ConfigError names any unknown one."""
+    names = frozenset(n for n in text.replace(",", " ").split() if n)
+    if "all" in names:
+        names = (names - {"all"}) | SERVER_VARIANTS
+    unknown = sorted(names - SERVER_VARIANTS)
+    if unknown:
+        raise ConfigError(
+            f"server variants: unknown {unknown}; expected some of {sorted(SERVER_VARIANTS)} or all"
+        )
+    return names
 
 
 def check_key_name(name: Any) -> None:

@@ -637,17 +637,23 @@ class RealtimeProtocol:
         # client does not re-enter)
         resumed = RESUMED if channel in conn.resumed else 0
         conn.resumed.discard(channel)
+        announce = self._announces_presence(members)
         self._send(
             conn,
             {
                 "action": ProtocolAction.ATTACHED,
                 "channel": channel,
-                "flags": modes | (HAS_PRESENCE if members else 0) | resumed,
+                "flags": modes | (HAS_PRESENCE if announce else 0) | resumed,
                 "channelSerial": self._channel_serial(),
             },
         )
-        if members:
+        if announce:
             self._sync(conn, channel, members)
+
+    def _announces_presence(self, members: list[PresenceMessage]) -> bool:
+        """Whether ATTACHED sets HAS_PRESENCE (then a SYNC follows): when there are members
+        (RTP1 allows it on an empty channel too, with an empty SYNC: `variants.py`)."""
+        return bool(members)
 
     def _sync(self, conn: Connection, channel: str, members: list[PresenceMessage]) -> None:
         """RTP18: SYNC pages `<syncId>:<cursor>`, the last with an empty cursor."""

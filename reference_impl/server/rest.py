@@ -116,10 +116,13 @@ def add_routes(
     auth: Authenticator,
     now: Callable[[], int],
     max_channel_name_length: int = 1024,
+    history_page: Callable[[int], int] | None = None,
 ) -> None:
     """Register the REST routes on `app`: they read `model`, check credentials with `auth`
     and tell the time by `now` (ms since the epoch). Channel names are refused as the realtime
-    side refuses them (40010 beyond `max_channel_name_length` characters)."""
+    side refuses them (40010 beyond `max_channel_name_length` characters). `history_page`
+    (a server variant) gives the items a history page holds for a `limit`: at most `limit`
+    (RSP4b3), the rest behind the `next` link."""
 
     def channel_of(request: web.Request) -> str:
         channel = request.match_info["channel"]
@@ -196,7 +199,8 @@ def add_routes(
         direction = query.get("direction")
         start, end, limit, direction = validate_history_params(start, end, limit, direction)
         cursor = query.get("cursor")
-        page = model.history(channel, start, end, limit, direction, cursor or None)
+        size = limit if history_page is None else history_page(limit)
+        page = model.history(channel, start, end, size, direction, cursor or None)
         base: dict[str, Any] = {}
         if start is not None:
             base["start"] = start

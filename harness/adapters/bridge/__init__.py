@@ -55,6 +55,7 @@ from presence_conformance.harness.adapters.embedded import (
     EmbeddedServer,
     ServerTarget,
     parse_float,
+    parse_server_variants,
 )
 from presence_conformance.reference_impl.types import (
     Action,
@@ -724,6 +725,9 @@ class BridgeAdapter(Adapter):
         f"(default {DEFAULT_LEAVE_GRACE:g})",
         "timeout": f"seconds the child may take to answer one request (default "
         f"{DEFAULT_TIMEOUT:g}); it is killed after that",
+        "server_variants": "conforming variants of the embedded server, comma-separated, or "
+        "all (reference_impl/server/variants.py; default none)",
+        "variant_seed": "seed of the embedded server's variant randomness (default 0)",
     }
     quiet_period = 0.2
 
@@ -733,6 +737,11 @@ class BridgeAdapter(Adapter):
         self.leave_grace = parse_float(self.name, opts, "leave_grace", DEFAULT_LEAVE_GRACE)
         self.timeout = parse_float(self.name, opts, "timeout", DEFAULT_TIMEOUT, minimum=0.001)
         self.target = ServerTarget.from_options(self.name, opts)
+        self.server_variants, self.variant_seed = parse_server_variants(self.name, opts)
+        if self.target.external and self.server_variants:
+            raise UsageError(
+                f"adapter {self.name!r}: server_variants only applies to the embedded server"
+            )
         self.command = self.child_command(opts)
         cwd = opts.get("cwd")
         if cwd is not None and not Path(cwd).is_dir():
@@ -778,7 +787,10 @@ class BridgeAdapter(Adapter):
         """Start the embedded reference server (unless an endpoint was given) and the child."""
         self._spawn_lock = asyncio.Lock()
         if not self.target.external:
-            self.embedded = EmbeddedServer(leave_grace=self.leave_grace)
+            variants: dict[str, Any] = {}
+            if self.server_variants:
+                variants = {"variants": self.server_variants, "variant_seed": self.variant_seed}
+            self.embedded = EmbeddedServer(leave_grace=self.leave_grace, **variants)
             self.target.endpoint = await self.embedded.start()
             self.target.key = self.embedded.key
         try:
