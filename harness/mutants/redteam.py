@@ -159,7 +159,7 @@ class _ExpiresOwnClientIdOnly(PresenceService):
                 if hidden:
                     ch.by_connection.setdefault(cid, set()).update(hidden)
 
-        model._synthesize_leaves = only_own  # type: ignore[method-assign,assignment]
+        model._synthesize_leaves = only_own  # type: ignore[method-assign]
         try:
             super()._expire(connection_id)
         finally:
@@ -311,10 +311,10 @@ class _LeavesWithoutData(PresenceService):
         model = self.model
         original = model._apply
 
-        def apply(ch: Any, event: PresenceMessage) -> Outcome:
+        def apply(ch: Any, event: PresenceMessage, key: str | None = None) -> Outcome:
             if event.action is Action.LEAVE and event.data is not None:
                 event = _with_data(event, None)
-            return original(ch, event)
+            return original(ch, event, key)
 
         model._apply = apply  # type: ignore[method-assign]
         try:
