@@ -159,7 +159,7 @@ class _ExpiresOwnClientIdOnly(PresenceService):
                 if hidden:
                     ch.by_connection.setdefault(cid, set()).update(hidden)
 
-        model._synthesize_leaves = only_own  # type: ignore[method-assign]
+        model._synthesize_leaves = only_own  # type: ignore[method-assign,assignment]
         try:
             super()._expire(connection_id)
         finally:
