@@ -1,13 +1,10 @@
 """`presence-conformance`: run, replay, list, report/serve delegation, usage errors, exit codes,
-adapter crashes and hangs, interrupts."""
+adapter crashes and hangs (interrupts: test_interrupts.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import types
@@ -322,47 +319,6 @@ def test_internal_runner_error_exits_3_after_the_whole_run(
         main(["replay", str(scenarios / "get" / "filter-client-id.yaml"), "--adapter", "reference"])
         == 3
     )
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_writes_a_partial_report(
-    scenarios: Path, tmp_path: Path, sig: signal.Signals
-) -> None:
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "presence_conformance.harness.cli",
-            "run",
-            "--adapter",
-            "reference",
-            "--adapter-option",
-            "op_delay=0.4",
-            "--scenarios",
-            str(scenarios),
-            "--report-dir",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    first = ""
-    while not first.startswith("[1/3]"):
-        first = proc.stdout.readline()
-        assert first, proc.stderr.read() if proc.stderr else ""
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 3, stdout + stderr  # partial, no failure found: HARNESS_FAILURE
-    assert "PARTIAL RUN: interrupted" in stdout
-    assert stdout.rstrip().endswith("INCOMPLETE (interrupted)")
-    results = _results(out)
-    assert results["partial"] and results["partial_reason"] == "interrupted"
-    assert 1 <= len(results["cases"]) < 3
 
 
 # -- replay ---------------------------------------------------------------------------------------
