@@ -16,7 +16,7 @@ from presence_conformance.harness import session as session_module
 from presence_conformance.harness.cli import main
 from presence_conformance.harness.results import Outcome
 from sample_project import BROKEN, SCENARIOS
-from support import ROOT, write_files
+from support import ROOT, packaged_suite, write_files
 
 MINIMAL = f"{ROOT / 'examples' / 'minimal_adapter.py'}:MinimalAdapter"
 
@@ -443,9 +443,8 @@ def test_minimal_example_passes_the_packaged_suite(tmp_path: Path) -> None:
     cases = {c["case_id"]: c["outcome"] for c in _results(out)["cases"]}
     assert cases and set(cases.values()) <= {"pass", "unsupported"}
     # it is a real implementation: every case that needs no optional feature runs and passes
-    from presence_conformance.harness.session import load_suite
 
-    core = [s.case_id for s in load_suite() if not s.needed_features()]
+    core = [s.case_id for s in packaged_suite() if not s.needed_features()]
     assert core and all(cases[case_id] == "pass" for case_id in core)
 
 

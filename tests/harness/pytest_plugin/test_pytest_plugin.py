@@ -11,9 +11,8 @@ import re
 
 import pytest
 from presence_conformance.harness.adapter import Feature
-from presence_conformance.harness.session import load_suite
 from sample_project import BROKEN, SCENARIOS  # the CLI tests' scenario set and broken adapters
-from support import ROOT, write_files
+from support import ROOT, packaged_suite, write_files
 
 pytest_plugins = ["pytester"]
 
@@ -55,7 +54,7 @@ def _outcomes(result: pytest.RunResult) -> dict[str, str]:
 
 
 def test_reference_runs_every_packaged_scenario(pytester: pytest.Pytester) -> None:
-    suite = load_suite()
+    suite = packaged_suite()
     assert suite, "no scenario files are packaged"
     result = pytester.runpytest_subprocess("--adapter=reference", "-v")
     assert result.ret == 0
