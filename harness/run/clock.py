@@ -18,25 +18,40 @@ model's timing rules (a leave grace, a pending leave due) are judged by.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from types import TracebackType
 
 __all__ = ["Deadline", "starved", "timeout"]
 
 _SCHEDSTAT = "/proc/thread-self/schedstat"
+_REUSE = 0.05  # seconds a reading may be reused as the starting point of a limit
 _readable = True
+_last = threading.local()  # this thread's last reading: (monotonic time, seconds starved)
 
 
-def starved() -> float:
-    """Seconds the calling thread has spent runnable but waiting for a CPU (0.0 if unknown)."""
+def starved(fresh: bool = True) -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (0.0 if unknown).
+
+    `fresh=False` may return this thread's reading of up to 50 ms ago: a limit's starting
+    point then counts at most that much earlier starvation (a reading costs ~20 us, and a run
+    sets a limit for every call and wait)."""
     global _readable
     if not _readable:
         return 0.0
+    now = time.monotonic()
+    if not fresh:
+        last = getattr(_last, "reading", None)
+        if last is not None and now - last[0] < _REUSE:
+            return float(last[1])
     try:
         with open(_SCHEDSTAT, "rb") as handle:
-            return int(handle.read().split()[1]) / 1e9
+            value = int(handle.read().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
         _readable = False
         return 0.0
+    _last.reading = (now, value)
+    return value
 
 
 class Deadline:
@@ -46,7 +61,7 @@ class Deadline:
     def __init__(self, seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.when = self.loop.time() + seconds
-        self._starved = starved()
+        self._starved = starved(fresh=False)
 
     def remaining(self) -> float:
         """Seconds left (<= 0: the deadline has passed, starvation included)."""

@@ -24,7 +24,7 @@ class FakeStarvation:
     def __init__(self, per_read: float, total: float) -> None:
         self.per_read, self.total, self.value = per_read, total, 0.0
 
-    def __call__(self) -> float:
+    def __call__(self, fresh: bool = True) -> float:
         value = self.value
         self.value = min(self.total, self.value + self.per_read)
         return value
@@ -36,6 +36,26 @@ def test_starved_is_this_threads_run_queue_wait() -> None:
     if sys.platform.startswith("linux"):
         assert first > 0.0  # a thread that ran has waited for a CPU at least once
     assert clock.starved() >= first
+    assert clock.starved(fresh=False) >= first  # a recent reading, or a new one
+
+
+def test_a_reading_is_reused_for_50_ms_only_when_not_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = []
+    real_open = open
+
+    def counting_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    clock.starved()
+    clock.starved(fresh=False)
+    assert len(reads) == 1 or not sys.platform.startswith("linux")
+    clock.starved()
+    assert len(reads) == 2 or not sys.platform.startswith("linux")
+    time.sleep(0.06)
+    clock.starved(fresh=False)
+    assert len(reads) == 3 or not sys.platform.startswith("linux")
 
 
 def test_a_deadline_is_lengthened_by_the_starvation_since_it_was_set(
