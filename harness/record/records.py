@@ -307,6 +307,9 @@ class GetRecord:
     fresh: bool = False
     expected: list[PresenceMessage] = field(default_factory=list)
     possible: list[PresenceMessage] = field(default_factory=list)
+    # members whose leave the model held pending at the read (a drop's, or the old connection's
+    # after a refused resume): the read may return them or not
+    pending: list[PresenceMessage] = field(default_factory=list)
     observed: list[Seen] | None = None
     malformed: Any = None
     attempts: int = 0

@@ -133,6 +133,7 @@ class MemberSteps:
         members = model.get(channel, client_id, connection_id)
         pending = {m.member_key for m in model.pending_leaves(channel)}
         optional = [m for m in members if m.member_key in pending]
+        rec.pending = optional
         rec.expected = [m for m in members if m.member_key not in pending]
         rec.possible = self._possible_members(channel, rec.fresh)
         if "expect" in step.args:
