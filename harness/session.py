@@ -12,6 +12,10 @@ it owns what both front ends need to do the same way:
 - fill in what a result needs to be replayed (scenario file, replay command);
 - collect the `CaseResult`s into a `RunResult` that can be written at any moment, also after an
   interrupt (`partial`);
+- cancel a run from a signal handler (`ConformanceSession.cancel`): the call in flight on the
+  adapter's loop is cancelled there, the caller gets `RunCancelled`, and no exception is ever
+  raised into whatever the caller's thread was doing (a `KeyboardInterrupt` raised by a signal
+  handler can land in a `finally`, a finalizer or a cleanup and be lost);
 - keep adapter code from ending the run: a `BaseException` it raises on the loop (SystemExit,
   KeyboardInterrupt, GeneratorExit, a CancelledError nobody asked for) becomes `AdapterEscape`,
   the case's `error`, and the loop thread outlives the ones its own tasks let out;
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import fnmatch
 import inspect
 import json
@@ -48,6 +53,7 @@ __all__ = [
     "AdapterLoop",
     "ConformanceSession",
     "HarnessError",
+    "RunCancelled",
     "area_of",
     "default_scenarios_root",
     "describe_case",
@@ -66,6 +72,7 @@ RUNNER_INTERNAL_ERROR = (
 START_TIMEOUT = 60.0  # seconds adapter.start() may take
 STOP_TIMEOUT = 15.0  # seconds adapter.stop() may take
 PING_TIMEOUT = 2.0  # seconds a healthy loop needs to run a no-op
+CANCEL_GRACE = 3.0  # seconds a cancelled call may take to unwind before its caller moves on
 MAX_ERROR_CHARS = 8_000  # of a case's error text (tracebacks fit; an adapter's megabyte does not)
 MAX_MESSAGE_CHARS = 2_000  # of a violation's message
 
@@ -83,6 +90,11 @@ class AdapterEscape(Exception):
     def __init__(self, original: BaseException) -> None:
         super().__init__(_escape_message(original))
         self.original = original
+
+
+class RunCancelled(Exception):
+    """The run was cancelled (`ConformanceSession.cancel`, e.g. on SIGINT or SIGTERM): the call
+    that raises it was cancelled on the adapter's loop, or never started."""
 
 
 def _escape_message(exc: BaseException) -> str:
@@ -144,6 +156,9 @@ class AdapterLoop:
         self.blocked: str | None = None  # why the loop is considered unusable
         # BaseExceptions that adapter tasks or callbacks let out of the loop (it keeps running)
         self.escaped: list[BaseException] = []
+        # set by cancel(): cancellable calls in flight are cancelled, later ones do not start
+        self.cancel_requested = False
+        self._calls: set[_Call] = set()  # calls in flight (touched on the loop thread only)
         self._loop.set_exception_handler(self._exception_handler)
         self._thread.start()
 
@@ -186,12 +201,15 @@ class AdapterLoop:
         finally:
             self._loop.close()
 
-    def run(self, awaitable: Awaitable[T], timeout: float | None) -> T:
+    def run(self, awaitable: Awaitable[T], timeout: float | None, *, cancellable: bool = True) -> T:
         """Run `awaitable` on the loop and wait at most `timeout` seconds for its result.
 
         On timeout or KeyboardInterrupt the task is cancelled and the exception propagates
         (`TimeoutError`). If the loop does not even run a no-op afterwards, `blocked` is set:
-        the adapter blocked its event loop and nothing more can run on it.
+        the adapter blocked its event loop and nothing more can run on it. A `cancellable` call
+        raises `RunCancelled` once `cancel()` was called: at once if it had not started, else
+        when its task has unwound from the cancellation (at most `CANCEL_GRACE` seconds later;
+        a task that ignores it is abandoned on the loop).
         """
         refusal = self.blocked or (
             None if self._thread.is_alive() else "the adapter event loop has stopped"
@@ -200,17 +218,55 @@ class AdapterLoop:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # never awaited, on purpose: no "never awaited" warning
             raise RuntimeError(refusal)
-        future = asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), self._loop)
+        call = _Call(cancellable)
+        future = asyncio.run_coroutine_threadsafe(self._call(awaitable, call), self._loop)
+        future.add_done_callback(lambda _: call.wake.set())
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            self._check_alive()
-            raise TimeoutError(f"no result after {timeout:.1f}s") from None
+            finished = call.wake.wait(timeout)
+            if call.cancelled:
+                with contextlib.suppress(BaseException):
+                    future.result(CANCEL_GRACE)
+                raise RunCancelled("cancelled")
+            if not finished:
+                future.cancel()
+                self._check_alive()
+                raise TimeoutError(f"no result after {timeout:.1f}s")
+            return future.result(0)
         except BaseException:
             if not future.done():
                 future.cancel()
             raise
+
+    async def _call(self, awaitable: Awaitable[T], call: _Call) -> T:
+        """`awaitable` on the loop, as `call` (which `cancel()` can cancel)."""
+        call.task = asyncio.current_task()
+        self._calls.add(call)
+        try:
+            if call.cancellable and self.cancel_requested:
+                call.cancelled = True
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()
+                raise RunCancelled("cancelled before it started")
+            return await _as_coroutine(awaitable)
+        finally:
+            self._calls.discard(call)
+
+    def cancel(self) -> None:
+        """Cancel the cancellable calls in flight, and refuse the ones made from now on.
+
+        Safe in a signal handler, on any thread: it sets a flag and wakes the loop (the
+        cancelling itself happens on the loop thread); it takes no lock and raises nothing.
+        """
+        self.cancel_requested = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to cancel
+            self._loop.call_soon_threadsafe(self._cancel_calls)
+
+    def _cancel_calls(self) -> None:
+        for call in list(self._calls):
+            if call.cancellable and call.task is not None and not call.task.done():
+                call.cancelled = True
+                call.task.cancel()
+                call.wake.set()
 
     def _check_alive(self) -> None:
         probe = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self._loop)
@@ -233,10 +289,22 @@ class AdapterLoop:
             self._thread.join(timeout)
 
 
+class _Call:
+    """One call into the loop: its task, whether `cancel()` cancelled it, and the event its
+    caller waits on (set when the call ends or is cancelled)."""
+
+    def __init__(self, cancellable: bool) -> None:
+        self.cancellable = cancellable
+        self.cancelled = False
+        self.task: asyncio.Task[Any] | None = None
+        self.wake = threading.Event()
+
+
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     """Await `awaitable` on the loop; a BaseException the harness did not cause becomes
     `AdapterEscape` (an `Exception`), so it neither stops the loop thread nor reaches the caller
     as if the harness itself were exiting or interrupted."""
+    mine = asyncio.current_task()
     try:
         return await awaitable
     except asyncio.CancelledError as exc:
@@ -244,8 +312,19 @@ async def _as_coroutine(awaitable: Awaitable[T]) -> T:
         if task is None or task.cancelling():
             raise  # the bridge cancelled it (timeout, Ctrl-C): a real cancellation
         raise AdapterEscape(exc) from exc
-    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+    except GeneratorExit as exc:
+        if _running_task() is not mine:
+            raise  # this coroutine is being closed (an abandoned call collected), not adapter code
         raise AdapterEscape(exc) from exc
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise AdapterEscape(exc) from exc
+
+
+def _running_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no loop running on this thread
+        return None
 
 
 # -- the session ---------------------------------------------------------------------------------
@@ -278,6 +357,7 @@ class ConformanceSession:
         self.start_error: str | None = None
         self.harness_error: HarnessError | None = None
         self.internal_errors: list[str] = []  # cases the runner itself failed on (its own bugs)
+        self.cancelled: str | None = None  # why the run was cancelled (`cancel`)
         self._loop: AdapterLoop | None = None
         self._started = False
         self._lock = threading.Lock()
@@ -298,8 +378,12 @@ class ConformanceSession:
             if self._started or self.start_error:
                 return
             self._loop = AdapterLoop()
+            if self.cancelled is not None:  # cancelled while there was no loop to tell
+                self._loop.cancel()
             try:
                 self._loop.run(self.adapter.start(), START_TIMEOUT)
+            except RunCancelled:
+                raise
             except TimeoutError:
                 self.start_error = f"adapter.start() did not finish within {START_TIMEOUT:.0f}s"
             except AdapterEscape as exc:
@@ -327,6 +411,19 @@ class ConformanceSession:
             awaitable = awaitable()
         return self._loop.run(awaitable, timeout if timeout is not None else self.case_timeout())
 
+    def cancel(self, reason: str = "interrupted") -> None:
+        """Stop the run: the case (or adapter start) in flight is cancelled on the adapter's
+        loop and `run_case`/`run_all` raise or stop with `RunCancelled`; `stop()` still runs.
+
+        Meant for a signal handler (the CLI's SIGINT/SIGTERM): it takes no lock and raises
+        nothing into the thread it interrupts; `run_all` marks the run partial with `reason`.
+        """
+        if self.cancelled is None:
+            self.cancelled = reason
+        loop = self._loop
+        if loop is not None:
+            loop.cancel()
+
     def stop(self) -> None:
         """`await adapter.stop()` (bounded) and stop the loop thread. Safe to call twice."""
         with self._lock:
@@ -336,7 +433,7 @@ class ConformanceSession:
         try:
             # also after a failed start: a half-started adapter may hold processes or sockets
             if not loop.blocked:
-                loop.run(self.adapter.stop(), STOP_TIMEOUT)
+                loop.run(self.adapter.stop(), STOP_TIMEOUT, cancellable=False)
         except BaseException:  # a failing stop must not hide the run's results
             pass
         finally:
@@ -357,7 +454,8 @@ class ConformanceSession:
         """Run one scenario and record its result; adapter trouble becomes an `error`/`timeout`.
 
         Raises `HarnessError` (after recording an `error` result) when the runner itself broke,
-        and lets KeyboardInterrupt through (the running case is cancelled).
+        and lets KeyboardInterrupt and `RunCancelled` through (the running case is cancelled and
+        not recorded).
         """
         self.start()
         started = time.monotonic()
@@ -383,7 +481,7 @@ class ConformanceSession:
             if self._loop.blocked:
                 message += f"; {self._loop.blocked}"
             result = self._synthetic(scenario, Outcome.TIMEOUT, message)
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, RunCancelled):
             raise
         except BaseException as exc:
             text = "".join(traceback.format_exception(exc))
@@ -418,14 +516,16 @@ class ConformanceSession:
         """Run `scenarios` in order; returns the run (partial after Ctrl-C or a harness error,
         or when `stop(case)` returns a reason to stop after that case, e.g. `--maxfail`).
 
-        KeyboardInterrupt is absorbed here and reported as `partial_reason="interrupted"` so
-        the caller can write the report; a `HarnessError` stops the run the same way and is
-        kept in `harness_error`.
+        A cancellation (`cancel`) or a KeyboardInterrupt is absorbed here and reported as
+        `partial_reason` (the cancel's reason, or "interrupted") so the caller can write the
+        report; a `HarnessError` stops the run the same way and is kept in `harness_error`.
         """
         self.harness_error = None
         total = len(scenarios)
         try:
             for index, scenario in enumerate(scenarios, 1):
+                if self.cancelled is not None:
+                    raise RunCancelled(self.cancelled)
                 case = self.run_case(scenario)
                 if on_result is not None:
                     on_result(index, total, case)
@@ -433,8 +533,8 @@ class ConformanceSession:
                 if reason is not None and index < total:
                     self.mark_partial(reason)
                     break
-        except KeyboardInterrupt:
-            self.mark_partial("interrupted")
+        except (KeyboardInterrupt, RunCancelled):
+            self.mark_partial(self.cancelled or "interrupted")
         except HarnessError as exc:
             self.harness_error = exc
             self.mark_partial(f"harness error: {str(exc).splitlines()[0]}")

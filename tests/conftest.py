@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from presence_conformance.harness.session import load_suite
+from support import packaged_suite
 
 from presence_conformance import spec
 
@@ -32,7 +32,7 @@ def catalogue() -> spec.Catalogue:
 def suite() -> list[Any]:
     """The shipped scenario suite, sorted by case id (load_scenarios raises one ScenarioError
     listing every problem of every file)."""
-    return load_suite()
+    return packaged_suite()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ the fixtures built on these live in `tests/conftest.py`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 import time
@@ -125,3 +126,27 @@ def write_files(root: Path, files: Mapping[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root
+
+
+@functools.cache
+def _packaged() -> tuple[Scenario, ...]:
+    from presence_conformance.harness.session import load_suite
+
+    return tuple(load_suite())
+
+
+def packaged_suite() -> list[Scenario]:
+    """The shipped scenarios, sorted by case id, loaded once per process (loading and validating
+    the 200-odd files takes seconds; the tests only read them)."""
+    return list(_packaged())
+
+
+def packaged(case_id: str) -> Scenario:
+    """The shipped scenario `case_id` (its file alone, unless the suite is loaded already)."""
+    if _packaged.cache_info().currsize == 0:
+        from presence_conformance.harness.scenario import load_scenario
+        from presence_conformance.scenarios import scenarios_root
+
+        root = scenarios_root()
+        return load_scenario(root / f"{case_id}.yaml", root)
+    return next(s for s in _packaged() if s.case_id == case_id)

@@ -267,6 +267,7 @@ def get_expect(ctx: CheckContext) -> Iterator[Violation]:
             ("count", f"unexpected member {s.client_id!r}")
             for s in remaining
             if not any(s.client_id == c and s.connection_id == k for c, k, _, _ in rec.expect)
+            and s.member_key not in pending
         )
         tags = ctx.record.step_requirements(rec.op.step)
         by_requirement: dict[str, list[str]] = {}

@@ -292,10 +292,16 @@ def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> No
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    with _cancel_on_signals() as cancellation:
+        return _run(args, cancellation)
+
+
+def _run(args: argparse.Namespace, cancellation: _Cancellation) -> int:
     from presence_conformance.harness.output import write_run
     from presence_conformance.harness.session import load_suite, printable, select_scenarios
 
     session = _open_session(args)
+    cancellation.attach(session)
     scenarios = select_scenarios(load_suite(args.scenarios), args.select)
     if not scenarios:
         raise UsageError(
@@ -340,11 +346,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return None
 
     _write_unfinished(session.run_result, report_dir)
-    with _sigterm_as_interrupt():
-        try:
-            run = session.run_all(scenarios, on_result=progress, stop=stop)
-        finally:
-            session.stop()
+    try:
+        run = session.run_all(scenarios, on_result=progress, stop=stop)
+    finally:
+        session.stop()
     complete = not getattr(args, "select", None) and not run.partial
     stale = known_failing.apply(run, complete=complete) if known_failing is not None else []
     try:
@@ -396,8 +401,18 @@ def _write_unfinished(started: RunResult, report_dir: Path) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    with _cancel_on_signals() as cancellation:
+        return _replay(args, cancellation)
+
+
+def _replay(args: argparse.Namespace, cancellation: _Cancellation) -> int:
     from presence_conformance.harness.scenario import load_scenario
-    from presence_conformance.harness.session import HarnessError, describe_case, printable
+    from presence_conformance.harness.session import (
+        HarnessError,
+        RunCancelled,
+        describe_case,
+        printable,
+    )
 
     if not args.file.is_file():
         raise UsageError(f"replay: no such scenario file {args.file}")
@@ -406,35 +421,39 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     _load_conftest_for(args)
     scenario = load_scenario(args.file)
     session = _open_session(args)
+    cancellation.attach(session)
     cases: list[CaseResult] = []
     width = len(str(args.repeat))
-    with _sigterm_as_interrupt():
-        try:
-            for n in range(1, args.repeat + 1):
-                began = time.monotonic()
-                case = session.run_case(scenario)
-                took = time.monotonic() - began
-                cases.append(case)
-                if session.internal_errors:
-                    break
-                first = case.violations[0] if case.violations else None
-                why = f"  {first.requirement}: {first.message}" if first else ""
-                if not why and case.error and case.outcome is not Outcome.PASS:
-                    why = f"  {case.error.splitlines()[0] if case.error.strip() else ''}"
-                print(
-                    printable(
-                        f"run {n:>{width}}/{args.repeat}: {case.outcome.value:<11} "
-                        f"({took:.2f}s){why}"
-                    ),
-                    flush=True,
-                )
-                if case.outcome is Outcome.UNSUPPORTED:
-                    break  # the same on every run: nothing to repeat
-        except HarnessError as exc:
-            _err(printable(f"presence-conformance: the harness itself failed:\n{exc}"))
-            return EXIT_HARNESS
-        finally:
-            session.stop()
+    try:
+        for n in range(1, args.repeat + 1):
+            if session.cancelled is not None:
+                raise RunCancelled(session.cancelled)
+            began = time.monotonic()
+            case = session.run_case(scenario)
+            took = time.monotonic() - began
+            cases.append(case)
+            if session.internal_errors:
+                break
+            first = case.violations[0] if case.violations else None
+            why = f"  {first.requirement}: {first.message}" if first else ""
+            if not why and case.error and case.outcome is not Outcome.PASS:
+                why = f"  {case.error.splitlines()[0] if case.error.strip() else ''}"
+            print(
+                printable(
+                    f"run {n:>{width}}/{args.repeat}: {case.outcome.value:<11} ({took:.2f}s){why}"
+                ),
+                flush=True,
+            )
+            if case.outcome is Outcome.UNSUPPORTED:
+                break  # the same on every run: nothing to repeat
+    except HarnessError as exc:
+        _err(printable(f"presence-conformance: the harness itself failed:\n{exc}"))
+        return EXIT_HARNESS
+    except RunCancelled:
+        _err(f"interrupted after {len(cases)} run(s)")
+        return EXIT_HARNESS
+    finally:
+        session.stop()
     if session.internal_errors:
         _err(
             "presence-conformance: the harness itself failed (please report it):\n"
@@ -725,22 +744,58 @@ def _is_scenario_error(exc: BaseException) -> bool:
     return isinstance(exc, ScenarioError)
 
 
+class _Cancellation:
+    """SIGINT and SIGTERM during `run` and `replay` (Ctrl-C, a cancelled CI job).
+
+    The first signal cancels the session (`ConformanceSession.cancel`): the case in flight is
+    cancelled on the adapter's loop, no further case starts, and the command goes on to write
+    its partial report. The handler raises nothing: an exception raised by a signal handler
+    lands wherever the main thread happens to be, and a `finally`, a cleanup or a finalizer
+    there can lose it (the run then went on to the end). A second signal ends the process at
+    once, exit 3, without a report (the one marked unfinished at the start stays).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.session: Any = None
+        self.signals = 0
+
+    def attach(self, session: Any) -> None:
+        """Cancel `session` on the next signal (at once if one came before it existed)."""
+        self.session = session
+        if self.signals:
+            session.cancel("interrupted")
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            with contextlib.suppress(OSError):
+                os.write(2, b"presence-conformance: interrupted again: exiting without a report\n")
+            os._exit(EXIT_HARNESS)
+        with contextlib.suppress(OSError):
+            os.write(
+                2, b"presence-conformance: interrupted: stopping, writing the partial report\n"
+            )
+        if self.session is not None:
+            self.session.cancel("interrupted")
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a cancelled CI job) like Ctrl-C, so the partial report is still written."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
+def _cancel_on_signals() -> Iterator[_Cancellation]:
+    """Install `_Cancellation` for SIGINT and SIGTERM (main thread only), restore on exit."""
+    cancellation = _Cancellation()
+    previous: dict[signal.Signals, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
+        for sig in _Cancellation.SIGNALS:
+            previous[sig] = signal.signal(sig, cancellation.handle)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        pass
     try:
-        yield
+        yield cancellation
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -313,8 +313,8 @@ class GetRecord:
     attempts: int = 0
     history_index: int | None = None
     expect: list[tuple[str | None, str | None, bool, Any]] | None = None
-    # members whose leave was pending when the get was made (a dropped connection within the
-    # grace): it may return them or not
+    # members whose leave the model held pending at the read (a drop's within its grace, or the
+    # old connection's after a refused resume): the read may return them or not
     optional: list[PresenceMessage] = field(default_factory=list)
 
     @property

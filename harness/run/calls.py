@@ -10,13 +10,13 @@ GeneratorExit, a CancelledError of its own): only a cancellation of the run itse
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from presence_conformance.harness.adapter import AdapterPresence, PresenceError
 from presence_conformance.harness.record.records import OpRecord, Seen, jsonable
 from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run import clock
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
 from presence_conformance.harness.run.state import CaseState
@@ -120,7 +120,7 @@ class Calls:
             )
             return None
         try:
-            async with asyncio.timeout(timeout):
+            async with clock.timeout(timeout):
                 result = await factory(self.case.presence(state, _channel(op)))
         except TimeoutError:
             op.status = "timeout"
@@ -163,7 +163,7 @@ class Calls:
         probe's status says so)."""
         timeout = self.case.op_timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with clock.timeout(timeout):
                 return await factory(self.case.presence(state, _channel(probe)))
         except TimeoutError:
             raise Abort(

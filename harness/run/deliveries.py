@@ -21,6 +21,7 @@ from presence_conformance.harness.record.records import (
     OpRecord,
     Seen,
 )
+from presence_conformance.harness.run.clock import Deadline
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.reference_impl.model import Outcome as ModelOutcome
 from presence_conformance.reference_impl.types import Action
@@ -139,15 +140,14 @@ class Deliveries:
         if done():
             return True
         case = self.case
-        loop = case.loop
-        deadline = loop.time() + timeout
+        deadline = Deadline(timeout, case.loop)  # time starved of a CPU not counted
         settling = settle and case.settings.settle and case.can_quiesce is not False
         quiet_mark: int | None = None  # events received when the last quiesced check failed
         while True:
             self.wakeup.clear()
             if done():
                 return True
-            remaining = deadline - loop.time()
+            remaining = deadline.remaining()
             if remaining <= 0:
                 return done()
             slice_ = min(remaining, case.settings.poll_interval) if settling else remaining

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from presence_conformance.harness.run.clock import Deadline
+
 __all__ = ["FIRST_PAUSE", "poll_until"]
 
 FIRST_PAUSE = 0.0005  # the second pause; the first is 0 (a yield), then pauses double
@@ -21,14 +23,16 @@ async def poll_until(
     read: Callable[[], object] | None = None,
 ) -> bool:
     """Await `attempt()` until it returns True or the event loop's clock reaches `deadline`
-    (checked after each attempt: there is always at least one). Between attempts the pause
-    starts at 0 and doubles up to `max_pause`. Returns the last attempt's answer.
+    (checked after each attempt: there is always at least one; the time this thread waited for
+    a CPU meanwhile is added to it, `presence_conformance.harness.run.clock`). Between attempts
+    the pause starts at 0 and doubles up to `max_pause`. Returns the last attempt's answer.
 
     With `settle` (True once the implementation is quiet: the adapter's `quiesce()`) and `read`
     (what the last attempt read, comparable with ==), each pause begins with a `settle()`, and two
     attempts in a row that each followed a successful settle and read the same end the wait
     early: nothing in flight can change the answer any more."""
     loop = asyncio.get_running_loop()
+    limit = Deadline(deadline - loop.time(), loop)
     pause = 0.0
     after_quiet = False  # the last attempt followed a successful settle()
     quiet_read: object = _NOTHING
@@ -40,7 +44,7 @@ async def poll_until(
             if current == quiet_read:
                 return False
             quiet_read = current
-        if loop.time() >= deadline:
+        if limit.passed():
             return False
         if settle is not None and read is not None:
             after_quiet = await settle()

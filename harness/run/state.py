@@ -13,6 +13,7 @@ from presence_conformance.harness.adapter import Adapter, AdapterPresence
 from presence_conformance.harness.record.history import History
 from presence_conformance.harness.record.records import CaseRecord
 from presence_conformance.harness.results import Outcome
+from presence_conformance.harness.run import clock
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.settings import RunSettings
 from presence_conformance.harness.run.stops import Abort, adapter_raised, raised
@@ -74,7 +75,7 @@ class CaseState:
         if self.can_quiesce is False:
             return False
         try:
-            async with asyncio.timeout(self.op_timeout):
+            async with clock.timeout(self.op_timeout):
                 quiet = bool(await self.adapter.quiesce())
         except Exception:  # an adapter that cannot quiesce is watched for its quiet period
             quiet = False

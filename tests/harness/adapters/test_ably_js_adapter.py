@@ -21,10 +21,10 @@ from presence_conformance.harness.adapter import Feature, UsageError
 from presence_conformance.harness.adapters.ably_js import AblyJsAdapter, default_node_dir
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
+from presence_conformance.harness.session import ConformanceSession, select_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
-from support import run_adapter, until
+from support import packaged_suite, run_adapter, until
 
 NODE_DIR = default_node_dir()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -158,7 +158,7 @@ CASES = [
 
 
 def test_a_few_scenarios_through_node(node_toolchain: None) -> None:
-    scenarios = select_scenarios(load_suite(), CASES)
+    scenarios = select_scenarios(packaged_suite(), CASES)
     session = ConformanceSession(AblyJsAdapter({}), "ably-js", settings=RunSettings())
     try:
         result = session.run_all(scenarios)

@@ -25,11 +25,11 @@ from presence_conformance.harness.adapters.ably_python import (
 from presence_conformance.harness.reports.expectations import KnownFailing
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
+from presence_conformance.harness.session import ConformanceSession, select_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 from presence_conformance.reference_impl.types import Action, PresenceMessage
-from support import run_adapter, until
+from support import packaged_suite, run_adapter, until
 
 Body = Callable[[AblyPythonAdapter], Awaitable[Any]]
 
@@ -272,7 +272,7 @@ CASES = [
 
 
 def test_a_few_scenarios_with_the_known_failing_list() -> None:
-    scenarios = select_scenarios(load_suite(), CASES)
+    scenarios = select_scenarios(packaged_suite(), CASES)
     adapter = AblyPythonAdapter({})
     session = ConformanceSession(adapter, "ably-python", settings=RunSettings())
     try:

@@ -19,7 +19,7 @@ from presence_conformance.harness.adapter import Feature
 from presence_conformance.harness.adapters.ably_wire import AblyWireAdapter
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
-from support import run_adapter, until
+from support import packaged_suite, run_adapter, until
 from websockets.asyncio.server import serve
 
 Body = Callable[[AblyWireAdapter], Awaitable[Any]]
@@ -501,10 +501,8 @@ def test_packaged_scenarios_pass_against_the_reference_server(protocol: str):
     """The shipped scenario suite, through the runner, against ably-wire + reference server,
     in both wire formats."""
     from presence_conformance.harness.run.runner import RunSettings, run_scenarios
-    from presence_conformance.harness.scenario import load_scenarios
-    from presence_conformance.scenarios import scenarios_root
 
-    scenarios = load_scenarios(scenarios_root())
+    scenarios = packaged_suite()
     assert scenarios
 
     async def body(adapter: AblyWireAdapter) -> Any:

@@ -29,10 +29,10 @@ from presence_conformance.harness.adapters.bridge import (
 )
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.session import ConformanceSession, load_suite, select_scenarios
+from presence_conformance.harness.session import ConformanceSession, select_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action
-from support import ROOT, run_adapter, until
+from support import ROOT, packaged_suite, run_adapter, until
 
 CHILD = Path(__file__).resolve().parent / "bridge_child.py"
 DOCS = ROOT / "docs" / "bridge.md"
@@ -62,7 +62,7 @@ def adapter(
 
 
 def run_cases(bridge: BridgeAdapter, cases: list[str], op_timeout: float = 5.0) -> Any:
-    scenarios = select_scenarios(load_suite(), cases)
+    scenarios = select_scenarios(packaged_suite(), cases)
     assert [s.case_id for s in scenarios] == sorted(cases), "a scenario these tests use is gone"
     order = {case: i for i, case in enumerate(cases)}
     scenarios.sort(key=lambda s: order[s.case_id])

@@ -16,9 +16,9 @@ from presence_conformance.harness.adapters.reference import (
 )
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.scenario import Scenario, load_scenarios
+from presence_conformance.harness.scenario import Scenario
 from presence_conformance.reference_impl.errors import PresenceError
-from support import ROOT, make_scenario, run_case
+from support import make_scenario, packaged_suite, run_case
 
 SETTINGS = RunSettings(op_timeout=2.0, quiet_period=0.02)
 REQUIREMENT = "enter.client-on-anonymous-connection"
@@ -53,7 +53,7 @@ def _run(case: Scenario, presence: type[ReferencePresence]) -> CaseResult:
 
 
 def _scenario() -> Scenario:
-    by_id = {s.case_id: s for s in load_scenarios(ROOT / "scenarios")}
+    by_id = {s.case_id: s for s in packaged_suite()}
     return by_id["enter/client-on-anonymous-connection"]
 
 

@@ -16,8 +16,8 @@ from presence_conformance.harness.mutants import get_mutant
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import scenario_from_dict
-from presence_conformance.harness.session import load_suite
 from presence_conformance.reference_impl.types import Action
+from support import packaged
 
 SETTINGS = RunSettings(op_timeout=0.5, quiet_period=0.02)
 
@@ -101,7 +101,7 @@ def test_a_connection_that_never_echoes_breaks_the_echo_should() -> None:
 
 
 def _suite_case(case_id: str) -> Any:
-    return next(s for s in load_suite() if s.case_id == case_id)
+    return packaged(case_id)
 
 
 def test_a_leave_data_loss_is_not_a_wrong_action_nor_a_wrong_client_id() -> None:

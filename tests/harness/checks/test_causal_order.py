@@ -19,8 +19,8 @@ from presence_conformance.harness.adapters.reference import (
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.scenario import scenario_from_dict
-from presence_conformance.harness.session import load_suite
 from presence_conformance.reference_impl.service import PresenceService
+from support import packaged
 
 SETTINGS = RunSettings(op_timeout=0.5, quiet_period=0.02)
 
@@ -112,7 +112,7 @@ def _requirements(result: CaseResult) -> set[str]:
 
 
 def _suite_case(case_id: str) -> Any:
-    return next(s for s in load_suite() if s.case_id == case_id)
+    return packaged(case_id)
 
 
 def test_oldest_first_history_with_shared_timestamps_fails_every_time() -> None:

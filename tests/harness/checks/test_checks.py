@@ -30,7 +30,7 @@ from presence_conformance.harness.mutants.client_map import (
     client_map_class,
 )
 from presence_conformance.harness.results import CaseResult, Outcome
-from presence_conformance.harness.run.runner import RunSettings, run_scenario
+from presence_conformance.harness.run.runner import RunSettings
 from presence_conformance.harness.scenario import load_scenario, load_scenarios
 from presence_conformance.reference_impl.errors import PresenceError
 from presence_conformance.reference_impl.types import Action, PresenceMessage
@@ -870,26 +870,6 @@ def test_reference_passes_without_notes(name: str) -> None:
     result = asyncio.run(run(client_map_class("oracle") if wired else ReferenceAdapter, case))
     assert result.outcome is Outcome.PASS, (result.error, result.violations)
     assert result.violations == [] and result.infos == []
-
-
-def test_reference_passes_the_shipped_scenarios() -> None:
-    async def main() -> list[CaseResult]:
-        adapter = ReferenceAdapter({"leave_grace": "0.02"})
-        await adapter.start()
-        try:
-            return [
-                await run_scenario(s, adapter, SETTINGS)
-                for s in load_scenarios(spec_root())
-                # server: steps need a wire (the client oracle passes them on ably-wire:
-                # tests/harness/run/test_server_steps.py)
-                if Feature.SERVER_CONTROL not in s.needed_features()
-            ]
-        finally:
-            await adapter.stop()
-
-    for result in asyncio.run(main()):
-        assert result.outcome is Outcome.PASS, (result.case_id, result.error, result.violations)
-        assert result.infos == [], result.case_id
 
 
 class CrossMemberReorder(ReferencePresence):

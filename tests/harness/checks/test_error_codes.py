@@ -19,9 +19,9 @@ from presence_conformance.harness.adapters.reference import (
 )
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.scenario import Scenario, load_scenarios
+from presence_conformance.harness.scenario import Scenario
 from presence_conformance.reference_impl.errors import PresenceError
-from support import ROOT, run_case
+from support import packaged_suite, run_case
 
 from presence_conformance import spec
 
@@ -71,11 +71,7 @@ def _adapter(presence: type[ReferencePresence]) -> ReferenceAdapter:
 
 def _refusal_scenarios() -> list[Scenario]:
     """Packaged scenarios with a refusal of an operation (an `expect_error` step)."""
-    return [
-        s
-        for s in load_scenarios(ROOT / "scenarios")
-        if any(step.expect_error for step in s.iter_steps())
-    ]
+    return [s for s in packaged_suite() if any(step.expect_error for step in s.iter_steps())]
 
 
 def _run(case: Scenario, presence: type[ReferencePresence]) -> CaseResult:

@@ -19,10 +19,10 @@ from presence_conformance.harness.adapters.reference import (
 )
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.scenario import Scenario, load_scenarios
+from presence_conformance.harness.scenario import Scenario
 from presence_conformance.reference_impl.model import DEFAULT_HISTORY_LIMIT
 from presence_conformance.reference_impl.types import PresenceMessage
-from support import ROOT, run_case
+from support import packaged_suite, run_case
 
 SETTINGS = RunSettings(op_timeout=2.0, quiet_period=0.02)
 
@@ -83,11 +83,7 @@ def _adapter(presence: type[ReferencePresence]) -> ReferenceAdapter:
 
 
 def _history_scenarios() -> list[Scenario]:
-    return [
-        s
-        for s in load_scenarios(ROOT / "scenarios")
-        if any(st.kind == "history" for st in s.iter_steps())
-    ]
+    return [s for s in packaged_suite() if any(st.kind == "history" for st in s.iter_steps())]
 
 
 def _run(case: Scenario, presence: type[ReferencePresence]) -> CaseResult:

@@ -20,10 +20,10 @@ from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run import runner
 from presence_conformance.harness.run.driver import CaseDriver
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.scenario import Scenario, load_scenarios
+from presence_conformance.harness.scenario import Scenario
 from presence_conformance.reference_impl.model import DEFAULT_HISTORY_LIMIT
 from presence_conformance.reference_impl.types import Action, PresenceMessage
-from support import ROOT, run_case
+from support import packaged_suite, run_case
 
 SETTINGS = RunSettings(op_timeout=2.0, quiet_period=0.02)
 
@@ -94,7 +94,7 @@ class StoresNoopLeaves(ReferenceAdapter):
 def _cases() -> list[Scenario]:
     return [
         s
-        for s in load_scenarios(ROOT / "scenarios")
+        for s in packaged_suite()
         if any(st.kind == "history" for st in s.iter_steps())
         and any(st.kind == "leave" for st in s.iter_steps())
     ]

@@ -30,10 +30,10 @@ from presence_conformance.harness.checks.wire import (
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.driver import CaseDriver
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
-from presence_conformance.harness.scenario import load_scenarios, scenario_from_dict
+from presence_conformance.harness.scenario import scenario_from_dict
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
 from presence_conformance.reference_impl.types import Action
-from support import ROOT
+from support import packaged_suite
 
 from presence_conformance import spec
 
@@ -507,7 +507,7 @@ SCENARIOS = ["enter/adds-member", "disconnect/leave-synthesized", "subscribe/act
 
 
 def run_cases(case_ids: list[str]) -> list[tuple[Any, list[ConnectionFrames]]]:
-    scenarios = {s.case_id: s for s in load_scenarios(ROOT / "scenarios")}
+    scenarios = {s.case_id: s for s in packaged_suite()}
     out = []
 
     async def main() -> None:

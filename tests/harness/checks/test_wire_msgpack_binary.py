@@ -32,9 +32,9 @@ from presence_conformance.harness.checks.wire import (
 from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.driver import CaseDriver
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
-from presence_conformance.harness.scenario import load_scenarios, scenario_from_dict
+from presence_conformance.harness.scenario import scenario_from_dict
 from presence_conformance.reference_impl.server import PresenceServer, ServerConfig
-from support import ROOT
+from support import packaged
 
 REQUIREMENT = "wire.msgpack-binary-data"
 
@@ -132,7 +132,7 @@ def empty_record() -> Any:
 
 
 def run_binary_case(protocol: str) -> Any:
-    [scenario] = [s for s in load_scenarios(ROOT / "scenarios") if s.case_id == "data/binary"]
+    scenario = packaged("data/binary")
 
     async def main() -> Any:
         adapter = AblyWireAdapter({"protocol": protocol})

@@ -1,13 +1,10 @@
 """`presence-conformance`: run, replay, list, report/serve delegation, usage errors, exit codes,
-adapter crashes and hangs, interrupts."""
+adapter crashes and hangs (interrupts: test_interrupts.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import types
@@ -19,7 +16,7 @@ from presence_conformance.harness import session as session_module
 from presence_conformance.harness.cli import main
 from presence_conformance.harness.results import Outcome
 from sample_project import BROKEN, SCENARIOS
-from support import ROOT, write_files
+from support import ROOT, packaged_suite, write_files
 
 MINIMAL = f"{ROOT / 'examples' / 'minimal_adapter.py'}:MinimalAdapter"
 
@@ -324,47 +321,6 @@ def test_internal_runner_error_exits_3_after_the_whole_run(
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_writes_a_partial_report(
-    scenarios: Path, tmp_path: Path, sig: signal.Signals
-) -> None:
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "presence_conformance.harness.cli",
-            "run",
-            "--adapter",
-            "reference",
-            "--adapter-option",
-            "op_delay=0.4",
-            "--scenarios",
-            str(scenarios),
-            "--report-dir",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    first = ""
-    while not first.startswith("[1/3]"):
-        first = proc.stdout.readline()
-        assert first, proc.stderr.read() if proc.stderr else ""
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 3, stdout + stderr  # partial, no failure found: HARNESS_FAILURE
-    assert "PARTIAL RUN: interrupted" in stdout
-    assert stdout.rstrip().endswith("INCOMPLETE (interrupted)")
-    results = _results(out)
-    assert results["partial"] and results["partial_reason"] == "interrupted"
-    assert 1 <= len(results["cases"]) < 3
-
-
 # -- replay ---------------------------------------------------------------------------------------
 
 
@@ -487,9 +443,8 @@ def test_minimal_example_passes_the_packaged_suite(tmp_path: Path) -> None:
     cases = {c["case_id"]: c["outcome"] for c in _results(out)["cases"]}
     assert cases and set(cases.values()) <= {"pass", "unsupported"}
     # it is a real implementation: every case that needs no optional feature runs and passes
-    from presence_conformance.harness.session import load_suite
 
-    core = [s.case_id for s in load_suite() if not s.needed_features()]
+    core = [s.case_id for s in packaged_suite() if not s.needed_features()]
     assert core and all(cases[case_id] == "pass" for case_id in core)
 
 

@@ -39,6 +39,8 @@ from presence_conformance.harness.scenario import (
 )
 from presence_conformance.harness.scenario.yaml_source import load_yaml
 from presence_conformance.harness.session import ConformanceSession
+from sample_project import SCENARIOS
+from support import write_files
 
 pytest_plugins = ["pytester"]
 
@@ -469,9 +471,20 @@ def test_cli_generate_usage_errors(argv: list[str]) -> None:
 # -- the pytest item -------------------------------------------------------------------------------
 
 
-def test_pytest_collects_the_generated_item(pytester: pytest.Pytester) -> None:
+@pytest.fixture
+def few_scenarios(pytester: pytest.Pytester) -> tuple[str, str]:
+    """`--scenarios DIR` of three small files: the generated item is what these runs are about,
+    and collecting the 200-odd packaged files costs seconds per run."""
+    write_files(pytester.path / "my_scenarios", SCENARIOS)
+    return ("--scenarios", "my_scenarios")
+
+
+def test_pytest_collects_the_generated_item(
+    pytester: pytest.Pytester, few_scenarios: tuple[str, str]
+) -> None:
     result = pytester.runpytest_subprocess(
         "--adapter=reference",
+        *few_scenarios,
         "-k",
         "generated/",
         "--generation-examples",
@@ -483,14 +496,18 @@ def test_pytest_collects_the_generated_item(pytester: pytest.Pytester) -> None:
         ["generated/ci PASSED*", "*Hypothesis Statistics*", "generated/ci:*", "*5 passing*"]
     )
     result = pytester.runpytest_inprocess(
-        "--adapter=reference", "--no-generation", "--collect-only", "-q"
+        "--adapter=reference", *few_scenarios, "--no-generation", "--collect-only", "-q"
     )
+    assert any(line.startswith("scenarios/") for line in result.outlines), result.outlines
     assert not any(line.startswith("generated/") for line in result.outlines)
 
 
-def test_pytest_generated_item_fails_with_the_minimal_program(pytester: pytest.Pytester) -> None:
+def test_pytest_generated_item_fails_with_the_minimal_program(
+    pytester: pytest.Pytester, few_scenarios: tuple[str, str]
+) -> None:
     result = pytester.runpytest_subprocess(
         f"--adapter=mutant:{FAST_MUTANT}",
+        *few_scenarios,
         "-k",
         "generated/",
         "--generation-profile",

@@ -34,7 +34,7 @@ from presence_conformance.harness.reports.matrix import (
 )
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult, Violation
 from presence_conformance.harness.session import ConformanceSession
-from support import ROOT
+from support import ROOT, packaged_suite
 
 pytest_plugins = ["pytester"]
 
@@ -561,7 +561,7 @@ def test_every_case_expecting_a_bad_argument_refused_needs_argument_validation()
     from presence_conformance.harness.session import load_suite
 
     gated, ungated = [], []
-    for scenario in load_suite():
+    for scenario in packaged_suite():
         refusals = [
             step
             for step in scenario.iter_steps()

@@ -18,7 +18,7 @@ from presence_conformance.harness.results import Outcome
 from presence_conformance.harness.run.runner import RunSettings, run_scenario
 from presence_conformance.harness.run.settings import RunSettings as Settings
 from presence_conformance.harness.scenario import scenario_from_dict
-from support import ROOT
+from support import ROOT, packaged
 
 STALE_GET = scenario_from_dict(
     {
@@ -194,9 +194,8 @@ def test_no_settling_while_a_drop_s_leaves_are_due() -> None:
     """quiesce() covers the events produced so far, not those a timer produces later: while a
     dropped connection's grace runs, the re-reads go on (the filter-ignoring listener's extra
     enter satisfies the drop's wait, so only the history and convergence reads see the leave)."""
-    from presence_conformance.harness.session import load_suite
 
-    scenario = next(s for s in load_suite() if s.case_id == "regressions/leave-on-transport-drop")
+    scenario = packaged("regressions/leave-on-transport-drop")
     adapter = get_mutant("subscribe-filter-ignored")({"leave_grace": "0.2"})
     result, _ = asyncio.run(_run(scenario, adapter, RunSettings()))
     found = {v.requirement for v in result.violations}

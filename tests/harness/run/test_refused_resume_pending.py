@@ -10,15 +10,14 @@ import pytest
 from presence_conformance.harness.adapters.reference import ReferenceAdapter
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.runner import RunSettings
-from presence_conformance.harness.scenario import load_scenarios
 from presence_conformance.reference_impl.service import PresenceService
-from support import ROOT, run_case
+from support import packaged_suite, run_case
 
 SETTINGS = RunSettings(op_timeout=2.0, quiet_period=0.02)
 
 
 def _run() -> CaseResult:
-    by_id = {s.case_id: s for s in load_scenarios(ROOT / "scenarios")}
+    by_id = {s.case_id: s for s in packaged_suite()}
     case = by_id["disconnect/refused-resume-within-grace"]
     adapter = ReferenceAdapter({"leave_grace": "0.4", "op_delay": "0.002"})
     return asyncio.run(run_case(case, adapter, SETTINGS))
