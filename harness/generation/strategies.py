@@ -684,6 +684,9 @@ class _Compiler:
         self.steps: list[dict[str, Any]] = []
         self.subscribed: set[str] = set()  # clients with a subscribe step so far
         self.entered: dict[str, list[str]] = {}  # channel -> clientIds entered with enter()
+        # channel -> clients that may have a member of their own there (an enter, an update,
+        # which enters a member that is not there, or a rejoin's enter)
+        self.own: dict[str, set[str]] = {}
         self.crowded: set[str] = set()  # channels a crowd has entered
         self.detached: set[tuple[str, str]] = set()  # (client, channel) detached so far
         # (client, channel) targeted by server steps: no subscribe there, no get/sync_complete
@@ -763,9 +766,12 @@ class _Compiler:
             out["expect_error"] = intent["expect_error"]
         elif intent.get("nowait"):
             out["wait"] = False
+        if intent["kind"] == "update" and not invalid:
+            self.own.setdefault(channel, set()).add(client.name)
         if invalid or self.impostor(client):
             pass
         elif intent["kind"] == "enter" and client.client_id not in (None, WILDCARD):
+            self.own.setdefault(channel, set()).add(client.name)
             known = self.entered.setdefault(channel, [])
             if client.client_id not in known:
                 known.append(client.client_id)
@@ -960,6 +966,8 @@ class _Compiler:
                 self.connected[client.name] = False
                 self.detached = {p for p in self.detached if p[0] != client.name}
                 self.failed = {p for p in self.failed if p[0] != client.name}
+                for names in self.own.values():
+                    names.discard(client.name)
                 if kind == "drop" and intent.get("nowait"):
                     step = {kind: {"client": client.name, "wait": False}}
         elif kind == "attach":
@@ -1074,7 +1082,9 @@ class _Compiler:
             pairs = [
                 (c, ch)
                 for c, ch in pairs
-                if c.kind != "hub" and c.client_id not in self.entered.get(ch, [])
+                if c.kind != "hub"
+                and c.client_id not in self.entered.get(ch, [])
+                and c.name not in self.own.get(ch, set())
             ]
         if not pairs or self.inflight:
             return None
@@ -1095,7 +1105,7 @@ class _Compiler:
             self.server_done.add((client.name, channel))
         args: dict[str, Any] = {}
         if command == "presence":
-            args["frames"] = [[self._item(i) for i in frame] for frame in intent["frames"]]
+            args["frames"] = [[self._item(i, client) for i in frame] for frame in intent["frames"]]
             if intent["repeat"] != 1:
                 args["repeat"] = intent["repeat"]
         elif command == "sync":
@@ -1106,10 +1116,10 @@ class _Compiler:
             if sync["omit"] < 4 and known:
                 args["omit"] = [known[sync["omit"] % len(known)].name]
             if sync["add"]:
-                args["add"] = [self._item(i, "present") for i in sync["add"]]
+                args["add"] = [self._item(i, client, "present") for i in sync["add"]]
             between = sync["between"][: args.get("pages", 1)]
             if between:
-                args["between"] = [[self._item(i) for i in frame] for frame in between]
+                args["between"] = [[self._item(i, client) for i in frame] for frame in between]
             if not sync["complete"]:
                 args["complete"] = False
             if not sync["channel_serial"]:  # one whole SYNC (RTP18c): one page, nothing between
@@ -1127,9 +1137,16 @@ class _Compiler:
             }
         }
 
-    def _item(self, raw: dict[str, Any], action: str | None = None) -> dict[str, Any]:
-        """One presence item of a server step: a live client's member, or a ghost."""
-        members = [c for c in self.live() if c.client_id not in (None, WILDCARD)]
+    def _item(
+        self, raw: dict[str, Any], target: _Client, action: str | None = None
+    ) -> dict[str, Any]:
+        """One presence item of a server step to `target`: another live client's member, or a
+        ghost. Never one of the target's own connection: the client would take it for a member
+        of its own (RTP17b) and enter it again at its next ATTACHED (RTP17i), which the model,
+        not knowing of that member, does not expect (a false alarm of the unbroken client)."""
+        members = [
+            c for c in self.live() if c.client_id not in (None, WILDCARD) and c.name != target.name
+        ]
         item: dict[str, Any]
         if raw["who"] < 4 and members:
             item = {"of": members[raw["who"] % len(members)].name}
@@ -1180,10 +1197,13 @@ class _Compiler:
         self.steps.append({"connect": {"client": client.name}})
         self.detached = {p for p in self.detached if p[0] != client.name}
         self.failed = {p for p in self.failed if p[0] != client.name}
+        for names in self.own.values():
+            names.discard(client.name)
         body: dict[str, Any] = {"client": client.name, "channel": channel}
         if "data" in intent:
             body["data"] = intent["data"]
         self.events.append(len(self.steps))
+        self.own.setdefault(channel, set()).add(client.name)
         self.steps.append({"enter": body})
         self.track(self.steps[-1])
         self.ever.add(client.name)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from presence_conformance.harness.ably_client.protocol import decode_data
 from presence_conformance.harness.record.records import Seen
 from presence_conformance.reference_impl.client_presence import ClientPresence, Event
 from presence_conformance.reference_impl.types import PresenceMessage
@@ -76,6 +77,9 @@ class StagedRecord:
         """The oracle fed `frames`, cut at the marks."""
         opts = dict(options or {})
         oracle = ClientPresence(
+            # data decoded by its encoding, as a client does (RSL6): a member entered with a
+            # JSON object travels as a JSON string with encoding "json"
+            decode=decode_data,
             emit_leave_during_sync=opts.get("emit_leave_during_sync", True),
             absent_for_unknown_leave=opts.get("absent_for_unknown_leave", False),
         )

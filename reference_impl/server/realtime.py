@@ -619,7 +619,12 @@ class RealtimeProtocol:
         receives = bool(modes & Flag.PRESENCE_SUBSCRIBE)
         if receives:  # only subscribers hear the channel's presence (its own: _publish_events)
             self._subscribers.setdefault(channel, {})[conn.id] = conn
-        members = self.model.get(channel) if receives else []
+        # RTP17a: a connection without PRESENCE_SUBSCRIBE still hears its own members, so its
+        # (re)attach syncs those (an ATTACHED without HAS_PRESENCE would tell it to drop them,
+        # RTP19a: a resumed presence-only client would emit a LEAVE of its own member)
+        members = (
+            self.model.get(channel) if receives else self.model.get(channel, connection_id=conn.id)
+        )
         # RTN15c6 / RTL3d: attached before the resume and nothing missed: RESUMED (RTP17i: the
         # client does not re-enter)
         resumed = RESUMED if channel in conn.resumed else 0
