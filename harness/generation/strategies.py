@@ -811,6 +811,8 @@ class _Compiler:
             out["data"] = intent["data"]
         if intent.get("nowait") and "expect_error" not in out:
             out["wait"] = False
+        if intent["kind"] != "leave_client" and "expect_error" not in out:
+            self.own.setdefault(channel, set()).add(client.name)
         return out
 
     _enter_client = _update_client = _leave_client = _client_publish
