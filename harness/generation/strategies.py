@@ -120,6 +120,9 @@ KINDS = (
     "server",
     "server",
 )
+SERVER_KINDS = ("server",) * 8
+"""More server steps when they are drawn (an adapter with server-control): each stages a
+situation only the client's map meets, and many find no (client, channel) to target."""
 INVALID_KINDS = ("history!", "subscribe!", "enter!", "unsubscribe!", "history!")
 """Invalid variants of kinds (drawn only when the adapter validates arguments): history with
 limit 0/1001/-1, start after end or an unknown direction; subscribe/unsubscribe with an unknown
@@ -164,8 +167,8 @@ class GenerationConfig:
     grace when known, how long a client whose resume is refused stays away (longer than the
     grace; unknown: the scenario default of 0.3 s); `swarm`: each program switches a random
     subset of step kinds off (False: every kind in every program; for comparisons);
-    `server_steps`: draw `server:` steps when the adapter declares server-control (opt-in while
-    the false alarms listed in docs/generation.md, "Server steps", remain).
+    `server_steps`: draw `server:` steps when the adapter declares server-control (the
+    default; False: never, e.g. to compare).
     """
 
     min_steps: int = 1
@@ -176,7 +179,7 @@ class GenerationConfig:
     invalid: bool = True
     leave_grace: float | None = None
     swarm: bool = True
-    server_steps: bool = False
+    server_steps: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_clients <= len(CLIENT_NAMES):
@@ -347,6 +350,22 @@ _ITEM = st.fixed_dictionaries(
     }
 )
 _FRAMES = st.lists(st.lists(_ITEM, min_size=1, max_size=2), min_size=1, max_size=3)
+SERVER_FORMS = (
+    "free",  # the drawn command with its drawn arguments
+    "stale",  # a ghost's enter, then its update with an older serial (RTP2a)
+    "late-other",  # a member's update older than another member's newer one (RTP2a per member)
+    "bare",  # a ghost's enter whose id, timestamp or connectionId the frame gives (TP3a/d/g)
+    "synthesized-old",  # a ghost's enter, then a synthesized leave with an older timestamp
+    "resync",  # a sync in flight listing a ghost, replaced by one without it (RTP18a, RTP19)
+    "leave-in-sync",  # a ghost's enter, then a sync with its leave between pages (RTP2h2)
+    "attached",  # a ghost's enter, then ATTACHED without HAS_PRESENCE (RTP19a)
+    "error",  # a ghost's enter, then a channel ERROR (RTP5a: cleared without events)
+    "purge",  # a ghost's enter, then a whole sync without it (RTP19)
+)
+"""Forms of a generated server step: "free" draws every argument; the others stage one situation
+of the client's presence map that a client-map bug gets wrong, over a ghost member (one the
+target's map holds whatever the cast did), in one or a few server steps."""
+_SERVER_FORM = st.integers(0, len(SERVER_FORMS) - 1)
 _SYNC = st.fixed_dictionaries(
     {
         "pages": st.sampled_from([1, 2, 3]),
@@ -395,6 +414,8 @@ class _Draws:
         """Intents as a strategy (each one a unit the shrinker can delete or simplify)."""
         if disabled not in self.by_disabled:
             kinds = KINDS + (INVALID_KINDS if self.config.validation else ())
+            if self.config.server_steps and self.config.has(Feature.SERVER_CONTROL):
+                kinds += SERVER_KINDS
             self.by_disabled[disabled] = st.composite(
                 lambda draw: self.intent(draw, disabled, kinds)
             )()
@@ -487,6 +508,7 @@ class _Draws:
         elif kind == "history":
             intent.update(self.history(draw, invalid))
         elif kind == "server":
+            intent["form"] = draw(_SERVER_FORM)
             intent["command"] = command = draw(_SERVER_COMMANDS)
             if command == "presence":
                 intent["frames"] = draw(_FRAMES)
@@ -1077,6 +1099,11 @@ class _Compiler:
             and (c.name, ch) not in self.server_done
             and ((c.name, ch) in self.attached or (c.name, ch) not in self.staged)
         ]
+        form = SERVER_FORMS[intent.get("form", 0)]
+        if form in ("attached", "error"):
+            intent = {**intent, "command": form}
+        elif form != "free":
+            intent = {**intent, "command": "sync" if form in ("resync", "purge") else "presence"}
         if intent["command"] in ("attached", "detached", "error"):
             # only where the client has no member of its own: its re-entry after a re-attach
             # (RTP17) and the oracle's reading of it disagreed, and an `error` detaches the
@@ -1105,6 +1132,12 @@ class _Compiler:
             # and a later server step's frames were judged wrongly (a false alarm of the
             # unbroken client, left to investigate: see docs/generation.md)
             self.server_done.add((client.name, channel))
+        if form != "free":
+            commands = self._form(form, intent)
+            for extra, extra_args in commands[:-1]:
+                self.steps.append(self._server_step(client.name, channel, extra, extra_args))
+                self.track(self.steps[-1])
+            return self._server_step(client.name, channel, *commands[-1])
         args: dict[str, Any] = {}
         if command == "presence":
             args["frames"] = [[self._item(i, client) for i in frame] for frame in intent["frames"]]
@@ -1130,14 +1163,71 @@ class _Compiler:
                     args.pop(key, None)
         # `attached` always without HAS_PRESENCE (RTP19a): with it a SYNC must follow, which
         # the command does not send (the client then waits for it)
+        return self._server_step(client.name, channel, command, args)
+
+    @staticmethod
+    def _server_step(client: str, channel: str, command: str, args: dict[str, Any]) -> Any:
         return {
             "server": {
-                "client": client.name,
+                "client": client,
                 "channel": channel,
                 "requirements": list(SERVER_REQUIREMENTS),
                 command: args,
             }
         }
+
+    @staticmethod
+    def _form(form: str, intent: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The commands of a targeted server-step form (`SERVER_FORMS`), over the ghosts."""
+        first, second = (
+            {"client_id": client_id, "connection_id": connection_id}
+            for client_id, connection_id in GHOSTS
+        )
+        enter = {"frames": [[{**first, "action": "enter"}]]}
+        if form == "stale":
+            return [
+                (
+                    "presence",
+                    {
+                        "frames": [
+                            [{**first, "action": "enter", "serial": 60}],
+                            [{**first, "action": "update", "serial": 40, "data": "s1"}],
+                        ]
+                    },
+                )
+            ]
+        if form == "late-other":
+            return [
+                (
+                    "presence",
+                    {
+                        "frames": [
+                            [{**second, "action": "enter", "serial": 40}],
+                            [{**first, "action": "enter", "serial": 60}],
+                            [{**second, "action": "update", "serial": 50, "data": "s2"}],
+                        ]
+                    },
+                )
+            ]
+        if form == "bare":
+            omit = (intent.get("frames") or [[{"omit": ()}]])[0][0].get("omit") or ("id",)
+            return [("presence", {"frames": [[{**first, "action": "enter", "omit": list(omit)}]]})]
+        if form == "synthesized-old":
+            leave = {**first, "action": "leave", "synthesized": True, "timestamp": -60000}
+            return [("presence", {"frames": [[{**first, "action": "enter"}], [leave]]})]
+        if form == "resync":
+            return [
+                ("sync", {"pages": 2, "complete": False, "add": [{**first, "action": "present"}]}),
+                ("sync", {}),
+            ]
+        if form == "leave-in-sync":
+            return [
+                ("presence", enter),
+                ("sync", {"pages": 2, "between": [[{**first, "action": "leave"}]]}),
+            ]
+        if form in ("attached", "error"):
+            return [("presence", enter), (form, {})]
+        return [("presence", enter), ("sync", {})]  # purge
 
     def _item(
         self, raw: dict[str, Any], target: _Client, action: str | None = None
