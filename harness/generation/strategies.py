@@ -360,7 +360,8 @@ SERVER_FORMS = (
     "leave-in-sync",  # a ghost's enter, then a sync with its leave between pages (RTP2h2)
     "attached",  # a ghost's enter, then ATTACHED without HAS_PRESENCE (RTP19a)
     "error",  # a ghost's enter, then a channel ERROR (RTP5a: cleared without events)
-    "purge",  # a ghost's enter, then a whole sync without it (RTP19)
+    "purge",  # a ghost's enter, then a sync without it (RTP19)
+    "whole-sync",  # a ghost's enter, then a SYNC without channelSerial, without it (RTP18c)
 )
 """Forms of a generated server step: "free" draws every argument; the others stage one situation
 of the client's presence map that a client-map bug gets wrong, over a ghost member (one the
@@ -1103,7 +1104,8 @@ class _Compiler:
         if form in ("attached", "error"):
             intent = {**intent, "command": form}
         elif form != "free":
-            intent = {**intent, "command": "sync" if form in ("resync", "purge") else "presence"}
+            syncs = ("resync", "purge", "whole-sync")
+            intent = {**intent, "command": "sync" if form in syncs else "presence"}
         if intent["command"] in ("attached", "detached", "error"):
             # only where the client has no member of its own: its re-entry after a re-attach
             # (RTP17) and the oracle's reading of it disagreed, and an `error` detaches the
@@ -1227,6 +1229,8 @@ class _Compiler:
             ]
         if form in ("attached", "error"):
             return [("presence", enter), (form, {})]
+        if form == "whole-sync":
+            return [("presence", enter), ("sync", {"channel_serial": False})]
         return [("presence", enter), ("sync", {})]  # purge
 
     def _item(
