@@ -357,6 +357,8 @@ class PresenceModel:
         ch = self._channel(channel)
         conn.attached.add(channel)
         ch.attached.add(conn.id)
+        if conn.listeners.get(channel):  # kept across a detach (RTL5, RTP5a), or restored
+            ch.listening.add(conn.id)
         if conn.listeners.get(channel):  # without listeners there is nobody to deliver to
             for member in ch.members.values():
                 outcome.deliveries.extend(self._deliveries_to(conn, channel, member))
@@ -458,11 +460,12 @@ class PresenceModel:
     def restore_listener_state(
         self, connection_id: str, channel: str, saved: ListenerState
     ) -> None:
-        """Put back registrations taken by `listener_state` (attachment is left as it is)."""
+        """Put back registrations taken by `listener_state` (attachment is left as it is: the
+        listeners of a connection not attached hear the channel once it attaches)."""
         self._conn(connection_id).listeners[channel] = saved
         ch = self._channels.get(channel)
         if ch is not None:
-            if saved:
+            if saved and connection_id in ch.attached:
                 ch.listening.add(connection_id)
             else:
                 ch.listening.discard(connection_id)

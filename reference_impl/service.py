@@ -625,6 +625,9 @@ class ServicePresence:
                     "listener",
                 )
         self._conn._check_live()
+        # on a detached channel, from the listeners the detach put aside (RTP7 removes them
+        # whatever the channel's state; an attach must not hand them back)
+        self._restore_listeners()
         name = None
         if listener is not None:
             # an unknown listener gets a name nobody has, so that nothing is removed

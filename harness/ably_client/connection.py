@@ -1100,7 +1100,9 @@ class RealtimePresence:
                 f"in state {channel.state}" + (f" ({reason.message})" if reason else ""),
                 status_code=reason.status_code if reason else None,
             )
-        await self.ensure_active(wait_for_sync=True, strict=False)
+        # RTP16a: on an ATTACHED channel the message is sent at once, sync or no sync (waiting
+        # for a sync the server left in flight held every enter until the operation timed out)
+        await self.ensure_active(wait_for_sync=False)
         await connection.send_acked(
             {"action": ProtocolAction.PRESENCE, "channel": channel.name, "presence": [item]},
             channel.name,

@@ -476,11 +476,12 @@ def wire_no_client_id(ctx: CheckContext) -> Iterator[Violation]:
     the ENTER items of a connection that replaced one whose resume was refused, and those of a
     resumed connection sent after it attached the channel again (RTL3d)."""
     replacing = {i.new_id for i in ctx.record.interrupts if not i.resume and i.reentered}
-    # a server DETACHED makes the client re-enter with clientId and id (RTP17i, RTP17g)
+    # a server DETACHED (the client attaches again) or ATTACHED makes the client re-enter
+    # with clientId and id (RTP17i, RTP17g)
     redetached = {
         s.connection_id
         for s in ctx.record.staged.values()
-        if any(c.get("do") == "detached" for _, c, _ in s.commands)
+        if any(c.get("do") in ("detached", "attached") for _, c, _ in s.commands)
     }
     resumed = {i.old_id for i in ctx.record.interrupts if i.resume}
     # enterClient / updateClient / leaveClient name their clientId (RTP15a) on any connection

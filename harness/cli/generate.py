@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--statistics", action="store_true", help="print Hypothesis' statistics of the run"
     )
     parser.add_argument(
+        "--no-server-steps",
+        action="store_true",
+        help="draw no `server:` steps (by default programs draw them when the adapter declares "
+        "server-control)",
+    )
+    parser.add_argument(
         "--report-dir",
         metavar="DIR",
         type=Path,
@@ -201,6 +207,7 @@ def _generate(args: argparse.Namespace) -> int:
         statistics=args.statistics,
         max_steps=args.max_steps,
         shrink_seconds=args.shrink_seconds,
+        server_steps=not args.no_server_steps,
     )
     out = sys.stdout
     quiet = args.quiet

@@ -111,6 +111,8 @@ class GenerationOptions:
     - `confirm_replay`: replay the written file once and compare;
     - `statistics`: collect Hypothesis' statistics (`GenerationResult.statistics`);
     - `config`: the shape of programs (default: from the profile and the adapter's features);
+    - `server_steps`: programs draw `server:` steps when the adapter declares server-control
+      (the default; False: never);
     - `shrink_seconds`: how long shrinking may take (None: Hypothesis' own limit, 300 s); past
       it no further candidate runs and the smallest failure found so far is kept;
     - `program_budget`: seconds one candidate program may run while shrinking (None: a tenth
@@ -136,7 +138,7 @@ class GenerationOptions:
     max_steps: int | None = None
     min_steps: int | None = None
     config: GenerationConfig | None = None
-    server_steps: bool = False  # draw `server:` steps (GenerationConfig.server_steps)
+    server_steps: bool = True  # draw `server:` steps (GenerationConfig.server_steps)
     shrink_seconds: float | None = DEFAULT_SHRINK_SECONDS
     program_budget: float | None = None
     reuse: bool = True

@@ -3,7 +3,8 @@
 The plugin (`presence_conformance.harness.pytest_plugin`) calls two functions from here:
 
 - `add_generation_options(group)` from `pytest_addoption`: `--generation-profile`,
-  `--generation-examples`, `--generation-seed`, `--generation-failures-dir`, `--no-generation`;
+  `--generation-examples`, `--generation-seed`, `--generation-failures-dir`, `--no-generation`,
+  `--no-generation-server-steps`;
 - `generated_items(session, conformance_session, strict)` from `pytest_collection_modifyitems`:
   one `GeneratedItem`, unless `--no-generation`.
 
@@ -67,6 +68,13 @@ def add_generation_options(group: Any) -> None:
         "redis://HOST:PORT/N, shared by the workers of a campaign (default: the profile's)",
     )
     group.addoption(
+        "--no-generation-server-steps",
+        action="store_true",
+        default=False,
+        help="generated programs draw no `server:` steps (by default they do when the adapter "
+        "declares server-control)",
+    )
+    group.addoption(
         "--no-generation",
         action="store_true",
         default=False,
@@ -115,6 +123,7 @@ class GeneratedItem(pytest.Item):
             database=config.getoption("generation_database"),
             strict=self.strict,
             statistics=True,
+            server_steps=not config.getoption("no_generation_server_steps"),
         )
         result = self.result = run_generation(self.conformance, options)
         from presence_conformance.harness.pytest_plugin.hints import replay_hint

@@ -338,6 +338,9 @@ class ConnectionSteps:
             and state.connection_id != exclude
             and self.case.model.is_attached(state.cid, channel)
             and self.case.model.receives_presence(state.cid, channel)
+            # not where server steps staged what it holds (its get() may wait on a sync they
+            # left in flight)
+            and (state.spec.name, channel) not in self.case.record.staged
         ]
 
     async def _settle_drop(

@@ -135,6 +135,12 @@ class LifecycleSteps:
             self._restore(state, step.channel)
             self._close_window((state.spec.name, step.channel))
             return None
+        if step.kind == "unsubscribe" and current == "detached":
+            # RTP7: an unsubscribe removes listeners whatever the channel's state: it applies
+            # to the registrations the detach put aside (put back first, the channel staying
+            # detached), or a later attach would hand back the listeners it removed
+            self._restore(state, step.channel)
+            return None
         if step.kind == "get" and current != "failed" and not self._subscribes(state, step.channel):
             return self._plan_get_without_mode(step, state)
         if current not in _REFUSED:

@@ -172,6 +172,13 @@ class ServerSteps:
 
         await self._caught_up(state, staged, OpRecord(step, *_where(state, channel)))
         probe = OpRecord(step, state.spec.name, channel, state.connection_id)
+        if not case.model.is_attached(state.cid, channel):
+            # not attached yet: attach it (a get, which waits for the attach's sync) before the
+            # watching listener exists, whose events count only from the first command; and
+            # tell the model, or a later detach or channel_state is judged against a channel
+            # never attached
+            case.model.attach(state.cid, channel)
+            await self.calls.quiet_call(probe, state, "get (attach)", lambda p: p.get())
         await self.calls.call(
             probe, state, "subscribe", lambda p: p.subscribe(listener, None), params={"watch": True}
         )
