@@ -59,6 +59,7 @@ GENERATION_MISSES: frozenset[str] = frozenset(
         "get-connection-id-prefix-match",
         "reentry-with-entered-data",
         "resume-leave-timer-not-cancelled",
+        "server-presence-after-detach",
     }
     # -- end of the red-team block
 )
