@@ -24,6 +24,7 @@ from presence_conformance.harness.mutants.base import (
     ServerMutantAdapter,
     mutant,
 )
+from presence_conformance.harness.mutants.server import sync_items
 from presence_conformance.reference_impl.model import Outcome
 from presence_conformance.reference_impl.protocol import ProtocolAction
 from presence_conformance.reference_impl.service import PresenceService
@@ -414,12 +415,6 @@ class LeaveClientDataIgnored(MutantAdapter):
 # -- server mutants ----------------------------------------------------------------------------
 
 
-def _sync_items(frame: dict[str, Any]) -> list[dict[str, Any]] | None:
-    if frame.get("action") != ProtocolAction.SYNC or not isinstance(frame.get("presence"), list):
-        return None
-    return [item for item in frame["presence"] if isinstance(item, dict)]
-
-
 @mutant("server-sync-drops-page-end", "sync.present-on-attach")
 class ServerSyncDropsPageEnd(ServerMutantAdapter):
     """Each SYNC page but the last loses its last member (an off-by-one between the page size
@@ -427,7 +422,7 @@ class ServerSyncDropsPageEnd(ServerMutantAdapter):
     one page syncs correctly."""
 
     def rewrite(self, frame: dict[str, Any], conn: Any) -> list[dict[str, Any]]:
-        items = _sync_items(frame)
+        items = sync_items(frame)
         serial = frame.get("channelSerial")
         if not items or not isinstance(serial, str) or serial.endswith(":") or ":" not in serial:
             return [frame]
@@ -442,7 +437,7 @@ class ServerSyncDropsEncoding(ServerMutantAdapter):
     late joiner reads JSON data as its text and binary data as base64."""
 
     def rewrite(self, frame: dict[str, Any], conn: Any) -> list[dict[str, Any]]:
-        if not _sync_items(frame):
+        if not sync_items(frame):
             return [frame]
         out = copy.deepcopy(frame)
         for item in out["presence"]:

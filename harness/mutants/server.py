@@ -18,12 +18,13 @@ from typing import Any
 from presence_conformance.harness.mutants.base import ServerMutantAdapter, mutant
 from presence_conformance.reference_impl.protocol import HAS_PRESENCE, ProtocolAction
 
-__all__: list[str] = []
+__all__ = ["sync_items"]
 
 PRESENT, ENTER, LEAVE = 1, 2, 3
 
 
-def _sync_items(frame: dict[str, Any]) -> list[dict[str, Any]] | None:
+def sync_items(frame: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The presence items of a SYNC frame (None for any other frame)."""
     if frame.get("action") != ProtocolAction.SYNC or not isinstance(frame.get("presence"), list):
         return None
     return [item for item in frame["presence"] if isinstance(item, dict)]
@@ -36,7 +37,7 @@ class SyncListsMemberTwice(ServerMutantAdapter):
     show it."""
 
     def rewrite(self, frame: dict[str, Any], conn: Any) -> list[dict[str, Any]]:
-        items = _sync_items(frame)
+        items = sync_items(frame)
         if not items:
             return [frame]
         out = copy.deepcopy(frame)
@@ -65,7 +66,7 @@ class SyncEnterAction(ServerMutantAdapter):
     as enter events, so the event checks see it as well as the frames."""
 
     def rewrite(self, frame: dict[str, Any], conn: Any) -> list[dict[str, Any]]:
-        if not _sync_items(frame):
+        if not sync_items(frame):
             return [frame]
         out = copy.deepcopy(frame)
         for item in out["presence"]:
@@ -81,7 +82,7 @@ class SyncSharedId(ServerMutantAdapter):
     with their connectionId) and compares them by timestamp, which hides it."""
 
     def rewrite(self, frame: dict[str, Any], conn: Any) -> list[dict[str, Any]]:
-        items = _sync_items(frame)
+        items = sync_items(frame)
         if not items or len(items) < 2:
             return [frame]
         out = copy.deepcopy(frame)

@@ -202,19 +202,26 @@ class ServerSteps:
             oracle.feed(frames)
             if oracle.sync_in_progress and not can_wait_false:
                 return False
-            result = await self.calls.quiet_call(
-                probe,
-                state,
-                "get",
-                lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
-                record=False,
-            )
+            result = await self._read_members(probe, state)
             if not isinstance(result, list):
                 return True  # the observation will tell
             return same_members(result, oracle.members())
 
         await poll_until(
             attempt, case.deadline(case.wait_budget), case.settings.poll_interval, case.settled
+        )
+
+    async def _read_members(self, probe: OpRecord, state: ClientState) -> Any:
+        """The client's members, unrecorded: `get(waitForSync=false)` where the adapter offers
+        it, else `get()` (callers only make it when no sync is in flight)."""
+        can_wait_false = self.case.adapter.supports(Feature.WAIT_FOR_SYNC_OPTION)
+        probe.status = "ok"
+        return await self.calls.quiet_call(
+            probe,
+            state,
+            "get",
+            lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
+            record=False,
         )
 
     def _command(self, step: Step, state: ClientState, staged: StagedRecord) -> dict[str, Any]:
@@ -283,14 +290,7 @@ class ServerSteps:
         oracle = client_oracle()
         oracle.feed(frames)
         if can_wait_false or not oracle.sync_in_progress:
-            probe.status = "ok"
-            result = await self.calls.quiet_call(
-                probe,
-                state,
-                "get",
-                lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
-                record=False,
-            )
+            result = await self._read_members(probe, state)
             if probe.status == "ok" and isinstance(result, list):
                 index = len(case.history.entries)
                 mark.get = [
@@ -328,14 +328,7 @@ class ServerSteps:
             snapshot["syncing"] = oracle.sync_in_progress
             members = None
             if can_wait_false or not oracle.sync_in_progress:
-                probe.status = "ok"
-                result = await self.calls.quiet_call(
-                    probe,
-                    state,
-                    "get",
-                    lambda p: p.get(wait_for_sync=False) if can_wait_false else p.get(),
-                    record=False,
-                )
+                result = await self._read_members(probe, state)
                 members = result if isinstance(result, list) else None
             snapshot["get"] = None if members is None else jsonable(members)
             if reattaching(frames, oracle):
