@@ -374,15 +374,15 @@ _ITEM = st.fixed_dictionaries(
 _FRAMES = st.lists(st.lists(_ITEM, min_size=1, max_size=2), min_size=1, max_size=3)
 SERVER_FORMS = (
     "free",  # the drawn command with its drawn arguments
-    "stale",  # a ghost's enter, then its update with an older serial (RTP2a)
+    "stale",  # a ghost's enter, then its update with an older serial, larger index (RTP2a/b2)
     "late-other",  # a member's update older than another member's newer one (RTP2a per member)
     "bare",  # a ghost's enter whose id, timestamp or connectionId the frame gives (TP3a/d/g)
     "synthesized-old",  # a ghost's enter, then a synthesized leave with an older timestamp
     "resync",  # a sync in flight listing a ghost, replaced by one without it (RTP18a, RTP19)
-    "leave-in-sync",  # a ghost's enter, then a sync with its leave between pages (RTP2h2)
+    "leave-in-sync",  # leave and update between sync pages; one more leave, left in flight
     "attached",  # a ghost's enter, then ATTACHED without HAS_PRESENCE (RTP19a)
     "error",  # a ghost's enter, then a channel ERROR (RTP5a: cleared without events)
-    "purge",  # a ghost's enter, then a sync without it (RTP19)
+    "purge",  # a ghost's enter, a whole SYNC without it, a sync in flight replaced (RTP19)
     "whole-sync",  # a ghost's enter, then a SYNC without channelSerial, without it (RTP18c)
 )
 """Forms of a generated server step: "free" draws every argument; the others stage one situation
@@ -1238,13 +1238,18 @@ class _Compiler:
         )
         enter = {"frames": [[{**first, "action": "enter"}]]}
         if form == "stale":
+            # the older update second in its frame: an older msgSerial with a larger index
+            # (RTP2b2 compares the msgSerial first, the index only when they are equal)
             return [
                 (
                     "presence",
                     {
                         "frames": [
                             [{**first, "action": "enter", "serial": 60}],
-                            [{**first, "action": "update", "serial": 40, "data": "s1"}],
+                            [
+                                {**second, "action": "enter"},
+                                {**first, "action": "update", "serial": 40, "data": "s1"},
+                            ],
                         ]
                     },
                 )
@@ -1274,15 +1279,32 @@ class _Compiler:
                 ("sync", {}),
             ]
         if form == "leave-in-sync":
+            # between the pages of a sync that completes, one ghost leaves (ABSENT until the end,
+            # RTP2h2) and the other updates (which confirms it, RTP19); then a sync left in
+            # flight with the other's leave between its pages, read while in flight (an ABSENT
+            # entry is no member, RTP11)
+            both = {"frames": [[{**first, "action": "enter"}, {**second, "action": "enter"}]]}
+            change = [{**first, "action": "leave"}, {**second, "action": "update", "data": "s2"}]
             return [
-                ("presence", enter),
-                ("sync", {"pages": 2, "between": [[{**first, "action": "leave"}]]}),
+                ("presence", both),
+                ("sync", {"pages": 2, "between": [change]}),
+                (
+                    "sync",
+                    {"pages": 2, "between": [[{**second, "action": "leave"}]], "complete": False},
+                ),
             ]
         if form in ("attached", "error"):
             return [("presence", enter), (form, {})]
         if form == "whole-sync":
             return [("presence", enter), ("sync", {"channel_serial": False})]
-        return [("presence", enter), ("sync", {})]  # purge
+        # purge: a whole SYNC without channelSerial (RTP18c), then a sync in flight listing the
+        # other ghost replaced by a new sequence without it (RTP18a): each purges a ghost (RTP19)
+        return [
+            ("presence", enter),
+            ("sync", {"channel_serial": False}),
+            ("sync", {"pages": 2, "complete": False, "add": [{**second, "action": "present"}]}),
+            ("sync", {}),
+        ]
 
     def _item(
         self, raw: dict[str, Any], target: _Client, action: str | None = None
