@@ -165,6 +165,9 @@ BEHALF_IDS = ("sensor-1", "sensor-2")
 INTERRUPT_SECONDS = 0.005
 """How long a generated interrupt keeps its client away (the runner caps a resumed one at a third
 of the leave grace): long enough to be a disconnect, short enough not to dominate a program."""
+SUSPEND_SECONDS = 3.0
+"""How long a `suspend` interrupt keeps its client away: past the 1 s connectionStateTtl the
+runner advertises first (harness/run/fault_steps.py), with room for the steps while suspended."""
 CROWD = 101
 """Members a `crowd` step enters with enterClient on one wildcard connection: one more than a
 page of 100 (a sync or a get that stops at its first page)."""
@@ -751,6 +754,13 @@ class _Compiler:
         self.attached: set[tuple[str, str]] = set()  # (client, channel) a step may have attached
         self.inflight = False  # the last step did not wait for its deliveries
         self.server_done: set[tuple[str, str]] = set()  # no more server steps there
+        # a refused resume away past the grace becomes a SUSPENDED connection (`suspend`) for
+        # adapters drawn server steps: the runner needs server-control and channel-lifecycle
+        self.suspends = (
+            config.server_steps
+            and config.has(Feature.SERVER_CONTROL)
+            and config.has(Feature.CHANNEL_LIFECYCLE)
+        )
 
     # resolution helpers
 
@@ -1489,6 +1499,11 @@ class _Compiler:
                 body["seconds"] = max(INTERRUPT_SECONDS, round(grace / 2, 3))
             else:
                 body["seconds"] = max(INTERRUPT_SECONDS, round(2 * grace + 0.005, 3))
+            if intent.get("away") != "within" and self.suspends:
+                # away past the connectionStateTtl the runner advertises first: the connection
+                # and its channels go SUSPENDED (RTN14e, RTL3c), whose maps are kept (RTP5f)
+                body["suspend"] = True
+                body["seconds"] = SUSPEND_SECONDS
         steps = intent["steps"]
         heard = [ch for ch in self.channels if self.listeners.get((client.name, ch))]
         others = [c for c in self.speakers() if c.name != client.name]
@@ -1506,6 +1521,19 @@ class _Compiler:
         during = self._block_ops(
             steps, away=client.name, own=("enter", "update", "leave") if resume else ()
         )
+        if body.get("suspend") and self.config.has(Feature.WAIT_FOR_SYNC_OPTION):
+            # the suspended client reads its map without waiting: the members it held when the
+            # channel was suspended (RTP11d, RTP5f)
+            held = [
+                ch
+                for ch in self.channels
+                if (client.name, ch) in self.attached
+                and (client.name, ch) not in self.staged
+                and (client.name, ch) not in self.failed
+            ]
+            if held:
+                read = {"client": client.name, "channel": held[intent["who"] % len(held)]}
+                during = [{"get": {**read, "wait_for_sync": False}}, *during]
         if during:
             body["during"] = during
         return {"interrupt": body}
