@@ -456,7 +456,7 @@ class ClientMapMutantAdapter(AblyWireAdapter):
                 presence.state = OracleBackedState(oracle)  # type: ignore[assignment]
             return wire
 
-        conn.channel = channel  # type: ignore[method-assign]
+        conn.channel = channel
         return conn
 
 
