@@ -1499,7 +1499,14 @@ class _Compiler:
                 body["seconds"] = max(INTERRUPT_SECONDS, round(grace / 2, 3))
             else:
                 body["seconds"] = max(INTERRUPT_SECONDS, round(2 * grace + 0.005, 3))
-            if intent.get("away") != "within" and self.suspends:
+            if (
+                intent.get("away") != "within"
+                and self.suspends
+                and client.kind not in ("restricted", "confined", "presence-only")
+                and not self.impostor(client)
+            ):
+                # (not a client whose capability or identity keeps the channel's presence from
+                # it: the runner expects its map to hold the channel's members)
                 # away past the connectionStateTtl the runner advertises first: the connection
                 # and its channels go SUSPENDED (RTN14e, RTL3c), whose maps are kept (RTP5f)
                 body["suspend"] = True
@@ -1518,6 +1525,12 @@ class _Compiler:
             first = {**first, "kind": first["kind"].removesuffix("_client")}
             first.pop("target", None)
             steps = [{**first, "who": self.live().index(other), "chan": target}, *steps[1:]]
+        if body.get("suspend"):
+            # while suspended, only other members' changes (what the re-attach's sync must
+            # report, RTP5f): the runner runs them after the channel is SUSPENDED, past the
+            # grace, so a listener subscribed then would be expected to hear the old member's
+            # leave, which has already happened
+            steps = [i for i in steps if i["kind"] in PUBLISH]
         during = self._block_ops(
             steps, away=client.name, own=("enter", "update", "leave") if resume else ()
         )
