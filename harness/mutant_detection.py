@@ -190,24 +190,12 @@ def generation_alone(name: str, settings: Any = None, **options: Any) -> Detecti
     )
 
 
-CLIENT_MAP_GENERATION_MISSES: frozenset[str] = frozenset(
-    {
-        "no-channel-serial-is-partial",
-        "resync-keeps-first-sequence",
-        "suspended-forgets",
-        # added with the SUSPENDED event checks (RTP5f): needs a SUSPENDED channel too
-        "suspended-emits-leaves",
-        # red-team client-map mutants (harness/mutants/client_map.py, the marked block)
-        "absent-shown-by-get",
-        "index-before-serial",
-        "presence-during-sync-not-confirming",
-    }
-)
+CLIENT_MAP_GENERATION_MISSES: frozenset[str] = frozenset()
 """The client-map mutants generation alone (`generation_alone_client_map`) misses: published in
 docs/generation.md, "Server steps"; `tests/harness/mutants/test_client_map_generation.py` keeps
-it exact. `suspended-forgets` and `suspended-emits-leaves` need a SUSPENDED channel (a
-disconnect past connectionStateTtl), which generation does not draw; the others are missed by
-the draw within `WIRE_EXAMPLES` programs."""
+it exact. None since the server-step forms stage every situation the client-map mutants get
+wrong and a refused resume away past the grace is a SUSPENDED connection for server-control
+adapters."""
 WIRE_OPTIONS = {"leave_grace": "0.1"}
 """ably-wire runs (client-map mutants, the unbroken client, the server-frame mutants in the wire
 bench) use a longer grace than the in-process ones: a generated interrupt must resume within a

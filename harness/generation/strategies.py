@@ -165,6 +165,9 @@ BEHALF_IDS = ("sensor-1", "sensor-2")
 INTERRUPT_SECONDS = 0.005
 """How long a generated interrupt keeps its client away (the runner caps a resumed one at a third
 of the leave grace): long enough to be a disconnect, short enough not to dominate a program."""
+SUSPEND_SECONDS = 3.0
+"""How long a `suspend` interrupt keeps its client away: past the 1 s connectionStateTtl the
+runner advertises first (harness/run/fault_steps.py), with room for the steps while suspended."""
 CROWD = 101
 """Members a `crowd` step enters with enterClient on one wildcard connection: one more than a
 page of 100 (a sync or a get that stops at its first page)."""
@@ -374,15 +377,15 @@ _ITEM = st.fixed_dictionaries(
 _FRAMES = st.lists(st.lists(_ITEM, min_size=1, max_size=2), min_size=1, max_size=3)
 SERVER_FORMS = (
     "free",  # the drawn command with its drawn arguments
-    "stale",  # a ghost's enter, then its update with an older serial (RTP2a)
+    "stale",  # a ghost's enter, then its update with an older serial, larger index (RTP2a/b2)
     "late-other",  # a member's update older than another member's newer one (RTP2a per member)
     "bare",  # a ghost's enter whose id, timestamp or connectionId the frame gives (TP3a/d/g)
     "synthesized-old",  # a ghost's enter, then a synthesized leave with an older timestamp
     "resync",  # a sync in flight listing a ghost, replaced by one without it (RTP18a, RTP19)
-    "leave-in-sync",  # a ghost's enter, then a sync with its leave between pages (RTP2h2)
+    "leave-in-sync",  # leave and update between sync pages; one more leave, left in flight
     "attached",  # a ghost's enter, then ATTACHED without HAS_PRESENCE (RTP19a)
     "error",  # a ghost's enter, then a channel ERROR (RTP5a: cleared without events)
-    "purge",  # a ghost's enter, then a sync without it (RTP19)
+    "purge",  # a ghost's enter, a whole SYNC without it, a sync in flight replaced (RTP19)
     "whole-sync",  # a ghost's enter, then a SYNC without channelSerial, without it (RTP18c)
 )
 """Forms of a generated server step: "free" draws every argument; the others stage one situation
@@ -751,6 +754,13 @@ class _Compiler:
         self.attached: set[tuple[str, str]] = set()  # (client, channel) a step may have attached
         self.inflight = False  # the last step did not wait for its deliveries
         self.server_done: set[tuple[str, str]] = set()  # no more server steps there
+        # a refused resume away past the grace becomes a SUSPENDED connection (`suspend`) for
+        # adapters drawn server steps: the runner needs server-control and channel-lifecycle
+        self.suspends = (
+            config.server_steps
+            and config.has(Feature.SERVER_CONTROL)
+            and config.has(Feature.CHANNEL_LIFECYCLE)
+        )
 
     # resolution helpers
 
@@ -1238,13 +1248,18 @@ class _Compiler:
         )
         enter = {"frames": [[{**first, "action": "enter"}]]}
         if form == "stale":
+            # the older update second in its frame: an older msgSerial with a larger index
+            # (RTP2b2 compares the msgSerial first, the index only when they are equal)
             return [
                 (
                     "presence",
                     {
                         "frames": [
                             [{**first, "action": "enter", "serial": 60}],
-                            [{**first, "action": "update", "serial": 40, "data": "s1"}],
+                            [
+                                {**second, "action": "enter"},
+                                {**first, "action": "update", "serial": 40, "data": "s1"},
+                            ],
                         ]
                     },
                 )
@@ -1274,15 +1289,32 @@ class _Compiler:
                 ("sync", {}),
             ]
         if form == "leave-in-sync":
+            # between the pages of a sync that completes, one ghost leaves (ABSENT until the end,
+            # RTP2h2) and the other updates (which confirms it, RTP19); then a sync left in
+            # flight with the other's leave between its pages, read while in flight (an ABSENT
+            # entry is no member, RTP11)
+            both = {"frames": [[{**first, "action": "enter"}, {**second, "action": "enter"}]]}
+            change = [{**first, "action": "leave"}, {**second, "action": "update", "data": "s2"}]
             return [
-                ("presence", enter),
-                ("sync", {"pages": 2, "between": [[{**first, "action": "leave"}]]}),
+                ("presence", both),
+                ("sync", {"pages": 2, "between": [change]}),
+                (
+                    "sync",
+                    {"pages": 2, "between": [[{**second, "action": "leave"}]], "complete": False},
+                ),
             ]
         if form in ("attached", "error"):
             return [("presence", enter), (form, {})]
         if form == "whole-sync":
             return [("presence", enter), ("sync", {"channel_serial": False})]
-        return [("presence", enter), ("sync", {})]  # purge
+        # purge: a whole SYNC without channelSerial (RTP18c), then a sync in flight listing the
+        # other ghost replaced by a new sequence without it (RTP18a): each purges a ghost (RTP19)
+        return [
+            ("presence", enter),
+            ("sync", {"channel_serial": False}),
+            ("sync", {"pages": 2, "complete": False, "add": [{**second, "action": "present"}]}),
+            ("sync", {}),
+        ]
 
     def _item(
         self, raw: dict[str, Any], target: _Client, action: str | None = None
@@ -1467,6 +1499,18 @@ class _Compiler:
                 body["seconds"] = max(INTERRUPT_SECONDS, round(grace / 2, 3))
             else:
                 body["seconds"] = max(INTERRUPT_SECONDS, round(2 * grace + 0.005, 3))
+            if (
+                intent.get("away") != "within"
+                and self.suspends
+                and client.kind not in ("restricted", "confined", "presence-only")
+                and not self.impostor(client)
+            ):
+                # (not a client whose capability or identity keeps the channel's presence from
+                # it: the runner expects its map to hold the channel's members)
+                # away past the connectionStateTtl the runner advertises first: the connection
+                # and its channels go SUSPENDED (RTN14e, RTL3c), whose maps are kept (RTP5f)
+                body["suspend"] = True
+                body["seconds"] = SUSPEND_SECONDS
         steps = intent["steps"]
         heard = [ch for ch in self.channels if self.listeners.get((client.name, ch))]
         others = [c for c in self.speakers() if c.name != client.name]
@@ -1481,9 +1525,28 @@ class _Compiler:
             first = {**first, "kind": first["kind"].removesuffix("_client")}
             first.pop("target", None)
             steps = [{**first, "who": self.live().index(other), "chan": target}, *steps[1:]]
+        if body.get("suspend"):
+            # while suspended, only other members' changes (what the re-attach's sync must
+            # report, RTP5f): the runner runs them after the channel is SUSPENDED, past the
+            # grace, so a listener subscribed then would be expected to hear the old member's
+            # leave, which has already happened
+            steps = [i for i in steps if i["kind"] in PUBLISH]
         during = self._block_ops(
             steps, away=client.name, own=("enter", "update", "leave") if resume else ()
         )
+        if body.get("suspend") and self.config.has(Feature.WAIT_FOR_SYNC_OPTION):
+            # the suspended client reads its map without waiting: the members it held when the
+            # channel was suspended (RTP11d, RTP5f)
+            held = [
+                ch
+                for ch in self.channels
+                if (client.name, ch) in self.attached
+                and (client.name, ch) not in self.staged
+                and (client.name, ch) not in self.failed
+            ]
+            if held:
+                read = {"client": client.name, "channel": held[intent["who"] % len(held)]}
+                during = [{"get": {**read, "wait_for_sync": False}}, *during]
         if during:
             body["during"] = during
         return {"interrupt": body}

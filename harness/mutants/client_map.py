@@ -432,7 +432,20 @@ class ClientMapMutantAdapter(AblyWireAdapter):
     async def connect(
         self, client_id: str | None, capability: dict[str, list[str]] | None = None
     ) -> Any:
-        conn = await super().connect(client_id, capability)
+        return self._mutated(await super().connect(client_id, capability))
+
+    async def connect_with_token(
+        self,
+        client_id: str | None,
+        capability: dict[str, list[str]] | None,
+        token_client_id: str | None,
+    ) -> Any:
+        # a client holding another's token keeps its map the same (broken) way
+        return self._mutated(
+            await super().connect_with_token(client_id, capability, token_client_id)
+        )
+
+    def _mutated(self, conn: Any) -> Any:
         original: Callable[[str], WireChannel] = conn.channel
         oracle = self.oracle
 
@@ -443,7 +456,7 @@ class ClientMapMutantAdapter(AblyWireAdapter):
                 presence.state = OracleBackedState(oracle)  # type: ignore[assignment]
             return wire
 
-        conn.channel = channel  # type: ignore[method-assign]
+        conn.channel = channel
         return conn
 
 
