@@ -302,7 +302,8 @@ class ConnectionSteps:
 
     def defer(self, step: Step, op: OpRecord, state: ClientState, cid: str, at: float) -> None:
         """Connection `cid` (already dropped in the model) leaves its members pending, as a
-        drop with `wait: false` does; `at`: loop time it was cut (a refused resume)."""
+        drop with `wait: false` does; `at`: loop time its interrupt call returned (a refused
+        resume: an implementation that notices cuts at once started its grace by then)."""
         self.pending.append(_Pending(step, op, state, cid, at))
 
     async def settle_pending(self) -> None:

@@ -124,6 +124,8 @@ class FaultSteps:
         conn = state.conn
         cut_at = case.loop.time()
         await self._call(step, name, "interrupt", op.params, conn.interrupt(seconds, resume))
+        # an implementation that notices the cut within the call started its grace timer by now
+        noticed_at = case.loop.time()
         planned: list[tuple[OpRecord, Call]] = []
         queued = int(step.args.get("queued", 0))
         if suspend:
@@ -168,8 +170,8 @@ class FaultSteps:
             self._replace(step, op, rec, state.spec.capability, old, new, saved)
             state.connection_id = new
             record.client_connections.setdefault(name, []).append(new)
-            case.timer_started(max(0.0, cut_at + case.leave_grace - case.loop.time()))
-            self.defer(step, op, state, old, cut_at)
+            case.timer_started(max(0.0, noticed_at + case.leave_grace - case.loop.time()))
+            self.defer(step, op, state, old, noticed_at)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
