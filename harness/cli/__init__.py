@@ -27,19 +27,18 @@ uses too.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
-import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from presence_conformance.harness.adapter import UsageError
 from presence_conformance.harness.cli import supervise
+from presence_conformance.harness.cli.cancellation import Cancellation, cancel_on_signals
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 
 __all__ = ["main"]
@@ -292,11 +291,11 @@ def _adapter_arguments(p: argparse.ArgumentParser, scenarios: bool = True) -> No
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    with _cancel_on_signals() as cancellation:
+    with cancel_on_signals() as cancellation:
         return _run(args, cancellation)
 
 
-def _run(args: argparse.Namespace, cancellation: _Cancellation) -> int:
+def _run(args: argparse.Namespace, cancellation: Cancellation) -> int:
     from presence_conformance.harness.output import write_run
     from presence_conformance.harness.session import load_suite, printable, select_scenarios
 
@@ -401,11 +400,11 @@ def _write_unfinished(started: RunResult, report_dir: Path) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    with _cancel_on_signals() as cancellation:
+    with cancel_on_signals() as cancellation:
         return _replay(args, cancellation)
 
 
-def _replay(args: argparse.Namespace, cancellation: _Cancellation) -> int:
+def _replay(args: argparse.Namespace, cancellation: Cancellation) -> int:
     from presence_conformance.harness.scenario import load_scenario
     from presence_conformance.harness.session import (
         HarnessError,
@@ -742,60 +741,6 @@ def _is_scenario_error(exc: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(exc, ScenarioError)
-
-
-class _Cancellation:
-    """SIGINT and SIGTERM during `run` and `replay` (Ctrl-C, a cancelled CI job).
-
-    The first signal cancels the session (`ConformanceSession.cancel`): the case in flight is
-    cancelled on the adapter's loop, no further case starts, and the command goes on to write
-    its partial report. The handler raises nothing: an exception raised by a signal handler
-    lands wherever the main thread happens to be, and a `finally`, a cleanup or a finalizer
-    there can lose it (the run then went on to the end). A second signal ends the process at
-    once, exit 3, without a report (the one marked unfinished at the start stays).
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.session: Any = None
-        self.signals = 0
-
-    def attach(self, session: Any) -> None:
-        """Cancel `session` on the next signal (at once if one came before it existed)."""
-        self.session = session
-        if self.signals:
-            session.cancel("interrupted")
-
-    def handle(self, signum: int, frame: Any) -> None:
-        self.signals += 1
-        if self.signals > 1:
-            with contextlib.suppress(OSError):
-                os.write(2, b"presence-conformance: interrupted again: exiting without a report\n")
-            os._exit(EXIT_HARNESS)
-        with contextlib.suppress(OSError):
-            os.write(
-                2, b"presence-conformance: interrupted: stopping, writing the partial report\n"
-            )
-        if self.session is not None:
-            self.session.cancel("interrupted")
-
-
-@contextlib.contextmanager
-def _cancel_on_signals() -> Iterator[_Cancellation]:
-    """Install `_Cancellation` for SIGINT and SIGTERM (main thread only), restore on exit."""
-    cancellation = _Cancellation()
-    previous: dict[signal.Signals, Any] = {}
-    try:
-        for sig in _Cancellation.SIGNALS:
-            previous[sig] = signal.signal(sig, cancellation.handle)
-    except ValueError:  # not the main thread: signals are not ours to handle
-        pass
-    try:
-        yield cancellation
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
         [--profile ci|dev|thorough] [--examples N] [--seed N] [--failures-dir DIR]
         [--database DIR | --generation-database redis://HOST:PORT/N | --no-database]
         [--max-steps N] [--op-timeout S] [--shrink-seconds S] [--strict]
-        [--statistics] [--report-dir DIR]
+        [--statistics] [--report-dir DIR] [--workers N]
 
 Prints one line per failing program found, then the verdict; on a failure, the minimal program
 (shrunk by Hypothesis) is written to the failures folder as an ordinary scenario file and the
@@ -16,8 +16,15 @@ With `--report-dir DIR` the result is written as a `generated` case into DIR's r
 already holds a `results.json` of the same adapter (e.g. from `run`), the case is appended to it
 (replacing an earlier `generated/<profile>` case) and the reports are rendered again.
 
+With `--workers N` the programs run in N worker processes, the budget split between them
+(`presence_conformance.harness.cli.workers`): one process uses one CPU core.
+
+SIGINT or SIGTERM stops the run before the next program (the one in flight is cancelled): the
+programs run so far are reported (`--report-dir`, marked partial) and the command exits 3; a
+failure found before the signal is kept (the smallest found so far, written, not replayed).
+
 Exit codes, as for `run`: 0 no failure, 1 a failure was found, 2 usage error, 3 the harness
-itself failed.
+itself failed or the run was interrupted before its end without a failure.
 """
 
 from __future__ import annotations
@@ -145,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the result (a `generated` case) into DIR's reports, "
         "appending to a results.json of the same adapter",
     )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=1,
+        help="run the programs in N worker processes, the budget split between them (default 1; "
+        "one process uses one CPU core); with --seed S, worker i draws from seed S+i",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the verdict")
     return parser
 
@@ -169,8 +184,14 @@ def generate_main(argv: Sequence[str] | None = None) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from presence_conformance.harness.adapters.registry import parse_options, resolve_adapter
+    from presence_conformance.harness.cli.cancellation import cancel_on_signals
+    from presence_conformance.harness.cli.workers import WorkerAdapter, run_generation_workers
     from presence_conformance.harness.generation.engine import GenerationOptions, run_generation
-    from presence_conformance.harness.generation.profiles import REDIS_SCHEMES, redis_database
+    from presence_conformance.harness.generation.profiles import (
+        REDIS_SCHEMES,
+        profile,
+        redis_database,
+    )
     from presence_conformance.harness.run.runner import RunSettings
     from presence_conformance.harness.session import ConformanceSession, HarnessError, describe_case
 
@@ -178,6 +199,8 @@ def _generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--examples {args.examples}: must be at least 1")
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps {args.max_steps}: must be at least 1")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be at least 1")
     if args.shrink_seconds <= 0:
         raise UsageError(f"--shrink-seconds {args.shrink_seconds}: must be a positive number")
     op_timeout = DEFAULT_OP_TIMEOUT if args.op_timeout is None else args.op_timeout
@@ -236,22 +259,38 @@ def _generate(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    try:
+    with cancel_on_signals("keeping the programs run so far") as cancellation:
         try:
-            result = run_generation(session, generation, on_program=progress if not quiet else None)
-        finally:
-            session.stop()
-    except HarnessError as exc:
-        print(f"presence-conformance: the harness itself failed:\n{exc}", file=sys.stderr)
-        return EXIT_HARNESS
+            if args.workers > 1:  # the session only reports: each worker has its own
+                result = run_generation_workers(
+                    WorkerAdapter(args.adapter, options, session.settings),
+                    generation,
+                    args.workers,
+                    args.examples or profile(args.profile).max_examples,
+                    stop=lambda: cancellation.signals > 0,
+                )
+            else:
+                cancellation.attach(session)
+                try:
+                    result = run_generation(
+                        session, generation, on_program=progress if not quiet else None
+                    )
+                finally:
+                    session.stop()
+        except HarnessError as exc:
+            print(f"presence-conformance: the harness itself failed:\n{exc}", file=sys.stderr)
+            return EXIT_HARNESS
     if args.statistics and result.statistics:
         print("\n" + result.statistics, file=out)
-    written = _write_report(args, session, result.case) if args.report_dir else []
+    written = _write_report(args, session, result) if args.report_dir else []
     case = result.case
     counts = ", ".join(f"{n} {o}" for o, n in sorted(result.outcomes.items()))
     print(f"\n{result.programs} program(s) in {result.elapsed:.1f}s: {counts or 'none'}", file=out)
     for path in written:
         print(f"report: {path}", file=out)
+    if result.failure is None and result.stopped is not None and not case.outcome.is_failure:
+        print(f"\nINTERRUPTED after {result.programs} program(s): no failure in them", file=out)
+        return EXIT_HARNESS
     if result.failure is None:
         if case.outcome.is_failure:  # the adapter could not run at all
             print(describe_case(case, history=False), file=out)
@@ -282,12 +321,14 @@ def _generate(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
-def _write_report(args: argparse.Namespace, session: Any, case: Any) -> list[Path]:
-    """Append `case` to DIR/results.json when it is a run of the same adapter, else start a
-    new run; render the reports. A report that cannot be written is a warning, not a verdict."""
+def _write_report(args: argparse.Namespace, session: Any, result: Any) -> list[Path]:
+    """Append the result's case to DIR/results.json when it is a run of the same adapter, else
+    start a new run; render the reports (an interrupted run marked partial). A report that
+    cannot be written is a warning, not a verdict."""
     from presence_conformance.harness.output import RESULTS_FILE, write_run
 
     directory: Path = args.report_dir
+    case = result.case
     run = None
     existing = directory / RESULTS_FILE
     if existing.is_file():
@@ -307,6 +348,9 @@ def _write_report(args: argparse.Namespace, session: Any, case: Any) -> list[Pat
         run = session.finish()
         run.cases = []
     run.cases.append(case)
+    if result.stopped is not None and result.failure is None:
+        run.partial = True
+        run.partial_reason = f"interrupted after {result.programs} generated program(s)"
     try:
         return write_run(run, directory, strict=args.strict)
     except Exception as exc:

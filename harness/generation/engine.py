@@ -58,6 +58,7 @@ __all__ = [
     "GenerationOptions",
     "GenerationResult",
     "GenerationSession",
+    "GenerationStopped",
     "is_detection",
     "run_generation",
     "save_failure",
@@ -88,6 +89,11 @@ class GenerationSession(Protocol):
 
     @property
     def start_error(self) -> str | None: ...
+
+    @property
+    def cancelled(self) -> str | None:
+        """Why the session was cancelled (`ConformanceSession.cancel`), or None."""
+        ...
 
     def start(self) -> None: ...
 
@@ -122,7 +128,10 @@ class GenerationOptions:
     - `target`: Hypothesis' targeted search, maximising the members and events of a program
       (measured not to pay at the `dev` budget: off by default; docs/generation.md);
     - `reuse`: while shrinking, reuse the result of a document that ran already instead of
-      running it again (False: every candidate runs, as before: for comparisons).
+      running it again (False: every candidate runs, as before: for comparisons);
+    - `stop`: asked before each program; True ends the run there, as a cancelled session does
+      (`GenerationResult.stopped`; e.g. another worker found a failure). While shrinking, the
+      smallest failure found so far is kept.
     """
 
     profile: str = DEFAULT_PROFILE
@@ -143,6 +152,7 @@ class GenerationOptions:
     program_budget: float | None = None
     reuse: bool = True
     target: bool = False
+    stop: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -178,10 +188,18 @@ class GenerationResult:
     statistics: str | None = None
     outcomes: Counter[str] = field(default_factory=Counter)
     seed: int | None = None
+    stopped: str | None = None  # why the run ended before its budget (`GenerationStopped`)
 
     @property
     def failed(self) -> bool:
         return self.failure is not None
+
+
+class GenerationStopped(KeyboardInterrupt):
+    """Raised inside the Hypothesis test to end a run at once: the session was cancelled (a
+    signal) or `GenerationOptions.stop` said so. A KeyboardInterrupt, because Hypothesis lets
+    one through untouched: it is not a failing example, so it is neither shrunk nor saved in the
+    example database (any other exception would be)."""
 
 
 class ProgramFailed(Exception):
@@ -352,12 +370,21 @@ def run_generation(
         return case
 
     def program(document: dict[str, Any]) -> None:
+        if session.cancelled is not None:
+            raise GenerationStopped(session.cancelled)
+        if options.stop is not None and options.stop():
+            raise GenerationStopped("stopped")
         if broken:  # nothing more can run on this adapter: fail fast, without running
             case = failures[-1][1] if failures else None
             if case is None:
                 raise RuntimeError(broken[0])
         else:
-            case = evaluate(document)
+            try:
+                case = evaluate(document)
+            except Exception:
+                if session.cancelled is not None:  # the program was cancelled, not failed
+                    raise GenerationStopped(session.cancelled) from None
+                raise
             if case is None:
                 reject()
         assert case is not None
@@ -386,6 +413,8 @@ def run_generation(
             test()
     except ProgramFailed:
         pass
+    except GenerationStopped as stop:
+        result.stopped = str(stop) or "stopped"
     except Flaky:
         flaky = True  # the minimal program did not fail again: keep the last failure seen
     except Exception as exc:
@@ -407,7 +436,11 @@ def run_generation(
         )
         result.failure = failure
         if options.failures_dir is not None:
-            save_failure(session, failure, options, chosen.name, run_seed, result)
+            # a cancelled session runs nothing more: the file is written, not replayed
+            saving = (
+                options if session.cancelled is None else replace(options, confirm_replay=False)
+            )
+            save_failure(session, failure, saving, chosen.name, run_seed, result)
         _fill_case(result, failure, chosen.name)
     result.elapsed = result.case.duration = time.monotonic() - started
     return result
