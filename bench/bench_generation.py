@@ -18,6 +18,10 @@ Part 2, against `reference`: generated programs of exactly 20 steps per second, 
 beside it the same work split into its parts, each measured alone: drawing programs, loading
 them, running them (driver and checks).
 
+Part 2 also runs the same end-to-end generation split over `--workers` processes
+(`generate --workers N`, default 2: one process uses one CPU core), the processes' start
+included, side by side with the one-process figure.
+
 Part 2 also measures the validator of generated documents: end to end with the compiled
 validator (fastjsonschema, what generation uses) and with jsonschema alone (before it), and the
 schema pass alone per program with each.
@@ -183,6 +187,28 @@ def _generation_per_second(examples: int, op_timeout: float) -> tuple[int, float
     elapsed = time.perf_counter() - started
     session.stop()
     return result.programs, elapsed
+
+
+def bench_workers(examples: int, op_timeout: float, workers: int) -> dict[str, float]:
+    """Programs/s end to end with the budget split over `workers` processes (their start
+    included), and the one-process rate measured just before it, side by side."""
+    from presence_conformance.harness.cli.workers import WorkerAdapter, run_generation_workers
+
+    programs_run, elapsed = _generation_per_second(examples, op_timeout)
+    out = {"one": programs_run / elapsed}
+    options = GenerationOptions(
+        profile="dev",
+        seed=1,
+        min_steps=20,
+        max_steps=20,
+        use_database=False,
+        failures_dir=None,
+    )
+    adapter = WorkerAdapter("reference", dict(THROUGHPUT_OPTIONS), _settings(op_timeout))
+    started = time.perf_counter()
+    result = run_generation_workers(adapter, options, workers, examples)
+    out["workers"] = result.programs / (time.perf_counter() - started)
+    return out
 
 
 def bench_validators(examples: int, op_timeout: float) -> dict[str, float]:
@@ -391,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="print a cProfile of the end-to-end throughput run"
     )
     parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=2,
+        help="worker processes for the split throughput run (default 2; 1: skip it)",
+    )
+    parser.add_argument(
         "--no-shrink",
         action="store_true",
         help="stop at each mutant's first failing program (whether generation catches it)",
@@ -455,6 +488,15 @@ def main(argv: list[str] | None = None) -> int:
             f"({100 * speed[part] / parts:4.1f}% of the parts)"
         )
     print(f"  mean steps per program: {speed['steps']:.1f}")
+    split: dict[str, float] = {}
+    if args.workers > 1:
+        split = bench_workers(examples, args.op_timeout, args.workers)
+        print(
+            f"  split over {args.workers} worker processes (generate --workers), side by side:\n"
+            f"    one process        : {split['one']:7.1f} programs/s\n"
+            f"    {args.workers} workers          : {split['workers']:7.1f} programs/s "
+            f"(their start included; {split['workers'] / split['one']:.2f}x)"
+        )
     validators: dict[str, float] = {}
     if not args.no_validators:
         validators = bench_validators(examples, args.op_timeout)
@@ -500,6 +542,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{TARGET_PROGRAMS_PER_SECOND:g}       "
         f"{verdict(speed['per_second'] >= TARGET_PROGRAMS_PER_SECOND)}"
     )
+    if split:
+        print(
+            f"  ... with {args.workers} worker processes           {split['workers']:7.1f}         >= "
+            f"{TARGET_PROGRAMS_PER_SECOND:g}       "
+            f"{verdict(split['workers'] >= TARGET_PROGRAMS_PER_SECOND)}"
+        )
     share_found = len(detected) / len(rows) if rows else 0.0
     new_rows = [r for r in rows if r["mutant"] in NEW_MUTANTS]
     print(

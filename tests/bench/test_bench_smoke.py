@@ -57,8 +57,10 @@ def test_bench_generation_runs_and_prints_its_summary() -> None:
         "time to a shrunk failure, median",
         "time to a shrunk failure, max",
         "caught by generation alone",
+        "with 2 worker processes",
     ):
         assert line in out
+    assert "2 workers" in out and "their start included" in out
 
 
 def test_bench_interleavings_counts_runs_and_false_failures() -> None:
