@@ -165,6 +165,18 @@ THROUGHPUT_OPTIONS = {"leave_grace": "0.001"}
 costs the harness's own work, not a grace period (the default 0.2 s would dominate)."""
 
 
+def _throughput_config() -> GenerationConfig:
+    """The shape `run_generation` gives the throughput's programs (the reference's features and
+    grace): the parts measured alone are measured on the same kind of programs."""
+    adapter = ReferenceAdapter(dict(THROUGHPUT_OPTIONS))
+    return GenerationConfig(
+        min_steps=20,
+        max_steps=20,
+        features=frozenset(adapter.features),
+        leave_grace=float(THROUGHPUT_OPTIONS["leave_grace"]),
+    )
+
+
 def _generation_per_second(examples: int, op_timeout: float) -> tuple[int, float]:
     """(programs, seconds) of one end-to-end generation run of 20-step programs."""
     options = GenerationOptions(
@@ -235,7 +247,7 @@ def bench_validators(examples: int, op_timeout: float) -> dict[str, float]:
     @settings(
         max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck)
     )
-    @given(programs(GenerationConfig(min_steps=20, max_steps=20)))
+    @given(programs(_throughput_config()))
     def draw(doc: dict[str, Any]) -> None:
         docs.append(doc)
 
@@ -255,7 +267,7 @@ def bench_validators(examples: int, op_timeout: float) -> dict[str, float]:
 
 def bench_throughput(examples: int, op_timeout: float, profile_run: bool) -> dict[str, float]:
     """Generated 20-step programs per second against reference, end to end and by part."""
-    config = GenerationConfig(min_steps=20, max_steps=20)
+    config = _throughput_config()
     options = GenerationOptions(
         profile="dev",
         examples=examples,
