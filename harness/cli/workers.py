@@ -2,12 +2,17 @@
 
 Hypothesis runs one program at a time, and in one process the program's run (the runner, the
 checks, an in-process implementation) and Hypothesis' draws share one interpreter lock: a
-generation run uses one CPU core. `run_generation_workers` starts `workers` processes (spawned,
-so that no thread or event loop is inherited), each with its own adapter (`resolve_adapter`, the
-name and options of the command line) and its own `ConformanceSession`, and splits the budget:
+generation run uses one CPU core. `run_generation_workers` starts `workers` processes, each with
+its own adapter (`resolve_adapter`, the name and options of the command line) and its own
+`ConformanceSession`, and splits the budget. The processes are forked when that is safe (Linux,
+and the caller runs no other thread: nothing half-held is inherited; a fork starts in
+milliseconds where a spawned interpreter imports the harness again, ~1 s), else spawned:
 
 - worker `i` runs `examples / workers` programs (the first ones take the remainder), from seed
-  `seed + i` when a seed is given (the same `--seed` and `--workers` give the same programs);
+  `seed + i` (the same `--seed` and `--workers` give the same programs). Without a seed the
+  parent picks the base seed (the `ci` profile's fixed one for `ci`, a random one otherwise:
+  forked workers would all inherit one random state) and keeps the example database the
+  unseeded run would have used; `GenerationResult.seed` is that base;
 - all workers share the example database (a directory or Redis: Hypothesis' databases are safe
   to share), so each replays first every failure any earlier run found;
 - the first worker to find a failing program keeps going (it shrinks it, writes the file,
@@ -30,6 +35,8 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -40,13 +47,16 @@ from typing import Any
 from presence_conformance.harness.generation import (
     GenerationOptions,
     GenerationResult,
+    hypothesis_settings,
     is_detection,
+    profile,
     run_generation,
 )
+from presence_conformance.harness.generation.profiles import CI_SEED
 from presence_conformance.harness.results import CaseResult, Outcome
 from presence_conformance.harness.run.settings import RunSettings
 
-__all__ = ["WorkerAdapter", "run_generation_workers", "worker_examples", "worker_seed"]
+__all__ = ["WorkerAdapter", "run_generation_workers", "seeded", "worker_examples", "worker_seed"]
 
 POLL_SECONDS = 0.05  # how often the parent looks at its workers
 JOIN_SECONDS = 30.0  # how long a stopped worker may take to hand back its result
@@ -84,11 +94,11 @@ def run_generation_workers(
     to the workers (they run in other processes)."""
     if workers < 1:
         raise ValueError(f"workers: {workers}, must be at least 1")
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_start_method())
     stop_all = context.Event()
     found = context.Event()
     results: Any = context.Queue()
-    shared = dataclasses.replace(options, stop=None)
+    shared = seeded(dataclasses.replace(options, stop=None), adapter.name)
     processes = []
     started = time.monotonic()
     for index in range(workers):
@@ -125,7 +135,26 @@ def run_generation_workers(
         process.join(JOIN_SECONDS)
         if process.is_alive():
             process.kill()
-    return _combine(got, options, started)
+    return _combine(got, shared, started)
+
+
+def seeded(options: GenerationOptions, namespace: str) -> GenerationOptions:
+    """`options` with a base seed (see the module docstring), the database choice unchanged."""
+    if options.seed is not None:
+        return options
+    chosen = profile(options.profile, options.examples)
+    unseeded, _ = hypothesis_settings(
+        chosen, namespace=namespace, database=options.database, use_database=options.use_database
+    )
+    base = CI_SEED if chosen.derandomize else int.from_bytes(os.urandom(4), "big")
+    return dataclasses.replace(options, seed=base, use_database=unseeded.database is not None)
+
+
+def _start_method() -> str:
+    """`fork` on Linux from a process with one thread (see the module docstring), else `spawn`."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 def _worker(

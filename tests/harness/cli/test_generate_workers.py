@@ -104,3 +104,21 @@ def test_sigterm_stops_every_worker_and_reports_a_partial_run(tmp_path: Path) ->
     results = json.loads((tmp_path / "reports" / "results.json").read_text())
     assert results["partial"] is True
     assert "generated program" in results["partial_reason"]
+
+
+def test_an_unseeded_run_gets_a_base_seed_and_keeps_its_database(tmp_path: Path) -> None:
+    from presence_conformance.harness.cli.workers import seeded
+    from presence_conformance.harness.generation.profiles import CI_SEED
+
+    # forked workers inherit one random state: the parent picks distinct seeds for them
+    dev = seeded(GenerationOptions(profile="dev", database=tmp_path / "db"), "reference")
+    assert dev.seed is not None and dev.use_database is True
+    assert seeded(GenerationOptions(profile="dev", use_database=False), "x").use_database is False
+    ci = seeded(GenerationOptions(profile="ci"), "reference")
+    assert ci.seed == CI_SEED and ci.use_database is False  # ci reads a database only if given
+    assert seeded(GenerationOptions(profile="dev", seed=5), "x").seed == 5
+    adapter = WorkerAdapter("reference", dict(ADAPTER_OPTIONS), DETECTION_SETTINGS)
+    result = run_generation_workers(
+        adapter, GenerationOptions(profile="dev", use_database=False, failures_dir=None), 2, 4
+    )
+    assert result.seed is not None and result.programs == 4
