@@ -94,7 +94,8 @@ def run_generation_workers(
     to the workers (they run in other processes)."""
     if workers < 1:
         raise ValueError(f"workers: {workers}, must be at least 1")
-    context = multiprocessing.get_context(_start_method())
+    # typed as the start method's own context (BaseContext, what a str gives, has no Process)
+    context: Any = multiprocessing.get_context(_start_method())
     stop_all = context.Event()
     found = context.Event()
     results: Any = context.Queue()
