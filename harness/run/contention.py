@@ -33,7 +33,6 @@ origin and who must receive it are exactly those of that order.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from presence_conformance.harness.record.records import (
 from presence_conformance.harness.run.calls import Calls
 from presence_conformance.harness.run.clients import ClientState
 from presence_conformance.harness.run.deliveries import Deliveries
+from presence_conformance.harness.run.poll import Pauses
 from presence_conformance.harness.run.publish import plan_model_publish
 from presence_conformance.harness.run.state import CaseState
 from presence_conformance.harness.scenario import Step
@@ -290,6 +290,8 @@ class Contention:
         window = max(case.settings.poll_interval * 4, 0.3)
         deadline = case.deadline(case.wait_budget)
         last: tuple[tuple[int, ...], float] | None = None
+        quiet = False  # the implementation was settled before this read: what it shows is final
+        pauses = Pauses(case.settings.poll_interval)
         while listeners:
             best: _Candidate | None = None
             open_ended = False
@@ -307,15 +309,18 @@ class Contention:
                     best, open_ended = match, True
             now = case.loop.time()
             if best is not None and open_ended:
+                if quiet:
+                    return best, "listener (settled)"
                 if last is None or last[0] != best.order:
                     last = (best.order, now)
-                elif now - last[1] >= window or await case.settled():
+                elif now - last[1] >= window:
                     return best, "listener (settled)"
             if now >= deadline:
                 if best is not None:
                     return best, "listener (settled)"
                 break
-            await asyncio.sleep(case.settings.poll_interval)
+            await pauses.sleep()
+            quiet = await case.settled()
         return await self._learn_from_get(block, channel, owner, key, candidates)
 
     async def _learn_from_get(
@@ -335,6 +340,8 @@ class Contention:
         window = max(case.settings.poll_interval * 4, 0.3)
         deadline = case.deadline(case.wait_budget)
         last: tuple[tuple[bool, Any], float] | None = None
+        quiet = False  # the implementation was settled before this read: the read is final
+        pauses = Pauses(case.settings.poll_interval)
         while case.loop.time() < deadline:
             result = await self.calls.quiet_call(
                 probe, owner, "get (applied order)", lambda p: p.get(), record=False
@@ -346,11 +353,7 @@ class Contention:
                     if seen.member_key == key:
                         final = (True, seen.data)
                 now = case.loop.time()
-                if (
-                    last is not None
-                    and last[0] == final
-                    and (now - last[1] >= window or await case.settled())
-                ):
+                if quiet or (last is not None and last[0] == final and now - last[1] >= window):
                     for c in candidates:
                         if c.final[0] == final[0] and (
                             not final[0] or data_equal(c.final[1], final[1])
@@ -359,7 +362,8 @@ class Contention:
                     return None, ""
                 if last is None or last[0] != final:
                     last = (final, now)
-            await asyncio.sleep(case.settings.poll_interval)
+            await pauses.sleep()
+            quiet = await case.settled()
         return None, ""
 
     async def _resolve(self, block: Step, group: list[OpRecord]) -> None:
@@ -411,8 +415,9 @@ class Contention:
         self, op: OpRecord, channel: str, events: list[PresenceMessage]
     ) -> list[int] | None:
         """Without a listener: the member's data in get() on its own connection names the last
-        operation applied (the others' order leaves no trace but their events). Read until the
-        same candidate is read over a settled implementation, or across a quiet window."""
+        operation applied (the others' order leaves no trace but their events). Read until a
+        read follows a settled implementation (it is final), or the same candidate is read
+        across a quiet window."""
         case = self.case
         state = case.clients[op.client or ""]
         if state.conn is None or not state.connected:
@@ -422,6 +427,8 @@ class Contention:
         window = max(case.settings.poll_interval * 4, 0.3)
         deadline = case.deadline(case.wait_budget)
         last: tuple[int, float] | None = None
+        quiet = False  # the implementation was settled before this read: the read is final
+        pauses = Pauses(case.settings.poll_interval)
         while case.loop.time() < deadline:
             result = await self.calls.quiet_call(
                 probe, state, "get (applied order)", lambda p: p.get(), record=False
@@ -434,14 +441,13 @@ class Contention:
                         found = _last_index(seen, events)
             now = case.loop.time()
             if found is not None:
-                if await case.settled() or (
-                    last is not None and last[0] == found and now - last[1] >= window
-                ):
+                if quiet or (last is not None and last[0] == found and now - last[1] >= window):
                     rest = [i for i in range(len(events)) if i != found]
                     return [*rest, found]
                 if last is None or last[0] != found:
                     last = (found, now)
-            await asyncio.sleep(case.settings.poll_interval)
+            await pauses.sleep()
+            quiet = await case.settled()
         return None
 
     def _exact_origins(self, ops: list[OpRecord], ordered: list[PresenceMessage]) -> None:

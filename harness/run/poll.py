@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from presence_conformance.harness.run.clock import Deadline
 
-__all__ = ["FIRST_PAUSE", "poll_until"]
+__all__ = ["FIRST_PAUSE", "Pauses", "poll_until"]
 
 FIRST_PAUSE = 0.0005  # the second pause; the first is 0 (a yield), then pauses double
 
@@ -50,3 +50,16 @@ async def poll_until(
             after_quiet = await settle()
         await asyncio.sleep(pause)
         pause = min(max(pause * 2, FIRST_PAUSE), max_pause)
+
+
+class Pauses:
+    """The pauses of a polling loop written out by hand, as `poll_until` pauses: 0 first (a
+    yield), then doubling from `FIRST_PAUSE` up to `most`."""
+
+    def __init__(self, most: float) -> None:
+        self._next = 0.0
+        self._most = most
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self._next)
+        self._next = min(max(self._next * 2, FIRST_PAUSE), self._most)
