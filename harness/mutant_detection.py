@@ -127,7 +127,6 @@ def detect(
     from presence_conformance.harness.generation import (
         GenerationOptions,
         is_detection,
-        run_generation,
     )
     from presence_conformance.harness.mutants import get_mutant
     from presence_conformance.harness.session import ConformanceSession
@@ -141,17 +140,17 @@ def detect(
     )
     found = Detection(name)
     started = time.monotonic()
-    outcomes: dict[str, int] = {}
     try:
         for scenario in order_for(scenarios, cls.requirements):
             case = session.run_case(scenario)
             found.scenarios_run += 1
-            outcomes[case.outcome.value] = outcomes.get(case.outcome.value, 0) + 1
+            found.outcomes[case.outcome.value] = found.outcomes.get(case.outcome.value, 0) + 1
             if is_detection(case, strict):
                 found.detected_by, found.case = "scenario", case
                 break
         if not found.detected and generation:
-            result = run_generation(
+            _generate_into(
+                found,
                 session,
                 GenerationOptions(
                     profile=profile,
@@ -165,17 +164,27 @@ def detect(
                     **(generation_options or {}),
                 ),
             )
-            found.generation = result
-            found.programs_run = result.programs
-            for outcome, count in result.outcomes.items():
-                outcomes[outcome] = outcomes.get(outcome, 0) + count
-            if result.failed:
-                found.detected_by, found.case = "generation", result.case
     finally:
         session.stop()
-    found.outcomes = outcomes
     found.elapsed = time.monotonic() - started
     return found
+
+
+def _generate_into(
+    found: Detection, session: Any, options: Any, *, violations_only: bool = False
+) -> None:
+    """Run generation on `session` with `options` (a `GenerationOptions`) and record in `found`
+    what it ran and whether it detected the mutant (`violations_only`: only a case with a
+    violation counts, not a timeout or an error)."""
+    from presence_conformance.harness.generation import run_generation
+
+    result = run_generation(session, options)
+    found.generation = result
+    found.programs_run = result.programs
+    for outcome, count in result.outcomes.items():
+        found.outcomes[outcome] = found.outcomes.get(outcome, 0) + count
+    if result.failed and (not violations_only or result.case.violations):
+        found.detected_by, found.case = "generation", result.case
 
 
 def generation_alone(name: str, settings: Any = None, **options: Any) -> Detection:
@@ -215,7 +224,7 @@ def generation_alone_client_map(
     its presence map in a broken client-side oracle, `harness/mutants/client_map.py`)? `name`
     "oracle" is the unbroken one (it must pass). Programs include `server:` steps (the adapter
     declares server-control)."""
-    from presence_conformance.harness.generation import GenerationOptions, run_generation
+    from presence_conformance.harness.generation import GenerationOptions
     from presence_conformance.harness.mutants.client_map import client_map_adapter
     from presence_conformance.harness.run.runner import RunSettings
     from presence_conformance.harness.session import ConformanceSession
@@ -229,7 +238,9 @@ def generation_alone_client_map(
     found = Detection(name)
     started = time.monotonic()
     try:
-        result = run_generation(
+        # a timeout over websockets on a busy machine is no detection: only a violation counts
+        _generate_into(
+            found,
             session,
             GenerationOptions(
                 profile=GENERATION_PROFILE,
@@ -242,14 +253,9 @@ def generation_alone_client_map(
                 server_steps=True,
                 confirm_replay=False,
             ),
+            violations_only=True,
         )
     finally:
         session.stop()
-    found.generation = result
-    found.programs_run = result.programs
-    found.outcomes = dict(result.outcomes)
-    # a timeout over websockets on a busy machine is no detection: only a violation counts
-    if result.failed and result.case is not None and result.case.violations:
-        found.detected_by, found.case = "generation", result.case
     found.elapsed = time.monotonic() - started
     return found
