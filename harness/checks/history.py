@@ -243,14 +243,24 @@ def _expected_range(rec: HistoryQueryRecord) -> list[Seen]:
     return items
 
 
-def _groups(items: list[Seen]) -> list[tuple[object, Counter]]:
-    out: list[tuple[object, Counter]] = []
+def _runs(items: list[Seen]) -> list[list[Seen]]:
+    """`items` cut into runs of consecutive items with equal timestamps."""
+    runs: list[list[Seen]] = []
     for seen in items:
-        if out and out[-1][0] == seen.timestamp:
-            out[-1][1][identity_key(seen)] += 1
+        if runs and runs[-1][0].timestamp == seen.timestamp:
+            runs[-1].append(seen)
         else:
-            out.append((seen.timestamp, Counter([identity_key(seen)])))
-    return out
+            runs.append([seen])
+    return runs
+
+
+def _multiset(items: list[Seen]) -> dict[tuple, int]:
+    """Identity key -> how many of `items` have it."""
+    counts: dict[tuple, int] = {}
+    for seen in items:
+        key = identity_key(seen)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 class Order:
@@ -349,21 +359,18 @@ def matches_range(
     expected = expected_all[:count]
     if [s.timestamp for s in observed] != [s.timestamp for s in expected]:
         return False
-    whole = dict(_groups(expected_all))  # timestamp -> every item with that timestamp
+    whole = {run[0].timestamp: run for run in _runs(expected_all)}  # stamp -> its items
     # every group is complete but the last, which the cut may split: a sub-multiset suffices
-    if any(items - whole[stamp] for stamp, items in _groups(observed)):
-        return False
+    for run in _runs(observed):
+        group = _multiset(whole[run[0].timestamp])
+        if any(n > group.get(key, 0) for key, n in _multiset(run).items()):
+            return False
     return order is None or _causal_order_kept(observed, expected_all, order)
 
 
 def _causal_order_kept(observed: list[Seen], expected_all: list[Seen], order: Order) -> bool:
-    runs: list[list[Seen]] = []
-    for seen in observed:
-        if runs and runs[-1][0].timestamp == seen.timestamp:
-            runs[-1].append(seen)
-        else:
-            runs.append([seen])
-    if any(order.inverted(run) for run in runs):
+    runs = _runs(observed)
+    if any(order.inverted(run) for run in runs if len(run) > 1):
         return False
     if runs:  # the cut: what was left of the last group must not precede what was kept
         kept = runs[-1]
@@ -532,7 +539,9 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                     step=op.index,
                     history_index=rec.history_index,
                 )
-            elif not matches_range(observed, expected_all, count, full_order):
+            elif full_order is not None and not _causal_order_kept(
+                observed, expected_all, full_order
+            ):  # the range matches: only the order of one member's ties is left to ask
                 yield _same_ms_violation(ctx, rec, label, observed)
             continue
         observed = pages[0] if pages else []
@@ -547,7 +556,9 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
-            if not matches_range(observed, expected_all, len(observed), full_order):
+            if full_order is not None and not _causal_order_kept(
+                observed, expected_all, full_order
+            ):
                 yield _same_ms_violation(ctx, rec, label, observed)
         elif not matches_range(observed, expected_all, count, order):
             yield ctx.violation(
@@ -560,7 +571,7 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
-        elif not matches_range(observed, expected_all, count, full_order):
+        elif full_order is not None and not _causal_order_kept(observed, expected_all, full_order):
             yield _same_ms_violation(ctx, rec, label, observed)
         elif len(expected_all) > limit and rec.has_next and not rec.has_next[0]:
             yield ctx.violation(

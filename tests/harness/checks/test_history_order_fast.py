@@ -4,13 +4,14 @@ exactly what asking every pair, the plain way, answers."""
 
 from __future__ import annotations
 
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from presence_conformance.harness.checks.base import CheckContext
-from presence_conformance.harness.checks.history import Order, _causal_order_kept
+from presence_conformance.harness.checks.history import Order, _causal_order_kept, matches_range
 from presence_conformance.harness.record.matching import identity_key
 from presence_conformance.harness.record.records import Seen
 
@@ -37,6 +38,29 @@ def _plain_kept(observed: list[Seen], expected_all: list[Seen], order: Order) ->
         if any(order(dropped, item) for dropped in left for item in kept):
             return False
     return True
+
+
+def _plain_groups(items: list[Seen]) -> list[tuple[object, Counter]]:
+    out: list[tuple[object, Counter]] = []
+    for seen in items:
+        if out and out[-1][0] == seen.timestamp:
+            out[-1][1][identity_key(seen)] += 1
+        else:
+            out.append((seen.timestamp, Counter([identity_key(seen)])))
+    return out
+
+
+def _plain_matches_range(
+    observed: list[Seen], expected_all: list[Seen], count: int, order: Any
+) -> bool:
+    if len(observed) != count:
+        return False
+    if [s.timestamp for s in observed] != [s.timestamp for s in expected_all[:count]]:
+        return False
+    whole = dict(_plain_groups(expected_all))
+    if any(items - whole[stamp] for stamp, items in _plain_groups(observed)):
+        return False
+    return order is None or _plain_kept(observed, expected_all, order)
 
 
 def _seen(client: str, connection: str, stamp: int) -> Seen:
@@ -114,3 +138,19 @@ def test_reversed_swaps_the_arguments(listing: tuple, backwards: bool, member_ti
     for a in observed:
         for b in observed:
             assert order.reversed()(a, b) == order(b, a)
+
+
+@settings(max_examples=600, deadline=None)
+@given(listings(), st.booleans(), st.booleans(), st.booleans())
+def test_matches_range_equals_the_plain_multiset_check(
+    listing: tuple, backwards: bool, member_ties: bool, unsorted: bool
+) -> None:
+    ctx, by_key, observed, canonical = listing
+    if unsorted:  # a canonical history out of timestamp order: groups with one stamp recur
+        canonical = canonical[::2] + canonical[1::2]
+    order = Order(ctx, by_key, backwards, member_ties)
+    for count in {len(observed), len(observed) + 1}:
+        for listing_order in (None, order):
+            assert matches_range(observed, canonical, count, listing_order) == (
+                _plain_matches_range(observed, canonical, count, listing_order)
+            )
