@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from presence_conformance.harness.checks.analysis import (
     canonical_alignments,
@@ -272,12 +272,14 @@ class Order:
 
     `inverted` and `any_before` answer for a whole run of items what the pairwise `order` would:
     a run of equal timestamps can be long (a crowd entering in one millisecond), so each first
-    rules the question out in one pass where it can and asks every pair only when it cannot."""
+    rules the question out in one pass where it can and asks every pair only when it cannot.
+    `ids_by_key` gives (identity key, repr(timestamp)) -> model event ids of the canonical
+    history, built on first use: most listings have no equal timestamps to order."""
 
     def __init__(
         self,
         ctx: CheckContext,
-        ids_by_key: dict[tuple, list[str]],
+        ids_by_key: Callable[[], dict[tuple, list[str]]],
         backwards: bool,
         member_ties: bool = True,
         memo: dict[int, OpRecord | None] | None = None,
@@ -289,7 +291,7 @@ class Order:
         self.memo: dict[int, OpRecord | None] = {} if memo is None else memo  # id(item) -> op
 
     def event_of(self, seen: Seen) -> str | None:
-        ids = self.ids_by_key.get((identity_key(seen), repr(seen.timestamp)))
+        ids = self.ids_by_key().get((identity_key(seen), repr(seen.timestamp)))
         return ids[0] if ids and len(ids) == 1 else None  # identical twins: order unknown
 
     def op_of(self, seen: Seen) -> OpRecord | None:
@@ -338,6 +340,8 @@ class Order:
 
     def any_before(self, items: list[Seen], others: list[Seen]) -> bool:
         """True if some item of `items` must come before some item of `others`."""
+        if not items or not others:
+            return False
         firsts, thens = (others, items) if self.backwards else (items, others)
         dones = [op.done_index for op in map(self.op_of, firsts) if op is not None]
         invokes = [op.invoke_index for op in map(self.op_of, thens) if op is not None]
@@ -396,9 +400,9 @@ def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> tuple[Order, Order] | 
     if rec.canonical is None or rec.canonical.observed is None:
         return None
     canonical = rec.canonical
-    events = canonical_events(ctx, canonical)
 
     def keys() -> dict[tuple, list[str]]:
+        events = canonical_events(ctx, canonical)
         by_key: dict[tuple, list[str]] = {}
         for seen in canonical.observed or ():
             event_id = events.get(id(seen))
@@ -406,12 +410,14 @@ def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> tuple[Order, Order] | 
                 by_key.setdefault((identity_key(seen), repr(seen.timestamp)), []).append(event_id)
         return by_key
 
-    by_key = ctx.cached(f"history_event_keys:{id(canonical)}", keys)
+    def ids_by_key() -> dict[tuple, list[str]]:
+        return ctx.cached(f"history_event_keys:{id(canonical)}", keys)
+
     memo: dict[int, OpRecord | None] = ctx.cached(f"history_event_ops:{id(canonical)}", dict)
     backwards = rec.direction != "forwards"
     return (
-        Order(ctx, by_key, backwards, member_ties=False, memo=memo),
-        Order(ctx, by_key, backwards, memo=memo),
+        Order(ctx, ids_by_key, backwards, member_ties=False, memo=memo),
+        Order(ctx, ids_by_key, backwards, memo=memo),
     )
 
 
