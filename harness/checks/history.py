@@ -343,10 +343,10 @@ class Order:
         if not items or not others:
             return False
         firsts, thens = (others, items) if self.backwards else (items, others)
-        dones = [op.done_index for op in map(self.op_of, firsts) if op is not None]
-        invokes = [op.invoke_index for op in map(self.op_of, thens) if op is not None]
-        # every pair needs done(first) < invoke(then)
-        if not dones or not invokes or min(dones) >= max(invokes):  # type: ignore[type-var]
+        # every pair needs done(first) < invoke(then) (causal_ops keeps both indexes)
+        dones = [op.done_index or 0 for op in map(self.op_of, firsts) if op is not None]
+        invokes = [op.invoke_index or 0 for op in map(self.op_of, thens) if op is not None]
+        if not dones or not invokes or min(dones) >= max(invokes):
             return False
         return any(self(a, b) for a in items for b in others)
 
