@@ -24,7 +24,7 @@ the implementation's whole history (forwards, no bounds, every page: the canonic
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 
 from presence_conformance.harness.checks.analysis import (
@@ -40,7 +40,12 @@ from presence_conformance.harness.checks.analysis import (
 )
 from presence_conformance.harness.checks.base import CheckContext, check, problem_requirements
 from presence_conformance.harness.record.matching import Slot, identity_key
-from presence_conformance.harness.record.records import CanonicalRecord, HistoryQueryRecord, Seen
+from presence_conformance.harness.record.records import (
+    CanonicalRecord,
+    HistoryQueryRecord,
+    OpRecord,
+    Seen,
+)
 from presence_conformance.harness.results import Violation
 from presence_conformance.reference_impl.model import DEFAULT_HISTORY_LIMIT
 
@@ -238,18 +243,112 @@ def _expected_range(rec: HistoryQueryRecord) -> list[Seen]:
     return items
 
 
-def _groups(items: list[Seen]) -> list[tuple[object, Counter]]:
-    out: list[tuple[object, Counter]] = []
+def _runs(items: list[Seen]) -> list[list[Seen]]:
+    """`items` cut into runs of consecutive items with equal timestamps."""
+    runs: list[list[Seen]] = []
     for seen in items:
-        if out and out[-1][0] == seen.timestamp:
-            out[-1][1][identity_key(seen)] += 1
+        if runs and runs[-1][0].timestamp == seen.timestamp:
+            runs[-1].append(seen)
         else:
-            out.append((seen.timestamp, Counter([identity_key(seen)])))
-    return out
+            runs.append([seen])
+    return runs
 
 
-Order = Callable[[Seen, Seen], bool]
-"""`order(a, b)`: True if `a` must come before `b` in the listing (known from causality)."""
+def _multiset(items: list[Seen]) -> dict[tuple, int]:
+    """Identity key -> how many of `items` have it."""
+    counts: dict[tuple, int] = {}
+    for seen in items:
+        key = identity_key(seen)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+class Order:
+    """The causal order of a query's listing: `order(a, b)` is True if `a` must come before `b`
+    (known from causality). Items are known through the canonical history (the item with the
+    same identity and timestamp). Without `member_ties`, two events of one member with the same
+    timestamp are left unordered (their causal order is a SHOULD,
+    history.per-member-order-same-ms; the order is only ever asked of equal timestamps).
+
+    `inverted` and `any_before` answer for a whole run of items what the pairwise `order` would:
+    a run of equal timestamps can be long (a crowd entering in one millisecond), so each first
+    rules the question out in one pass where it can and asks every pair only when it cannot.
+    `ids_by_key` gives (identity key, repr(timestamp)) -> model event ids of the canonical
+    history, built on first use: most listings have no equal timestamps to order."""
+
+    def __init__(
+        self,
+        ctx: CheckContext,
+        ids_by_key: Callable[[], dict[tuple, list[str]]],
+        backwards: bool,
+        member_ties: bool = True,
+        memo: dict[int, OpRecord | None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.ids_by_key = ids_by_key
+        self.backwards = backwards
+        self.member_ties = member_ties
+        self.memo: dict[int, OpRecord | None] = {} if memo is None else memo  # id(item) -> op
+
+    def event_of(self, seen: Seen) -> str | None:
+        ids = self.ids_by_key().get((identity_key(seen), repr(seen.timestamp)))
+        return ids[0] if ids and len(ids) == 1 else None  # identical twins: order unknown
+
+    def op_of(self, seen: Seen) -> OpRecord | None:
+        """The acknowledged operation of `seen`'s event (None: no causal order is known)."""
+        key = id(seen)  # a Seen of the record outlives the checks
+        if key not in self.memo:
+            event_id = self.event_of(seen)
+            self.memo[key] = causal_ops(self.ctx).get(event_id) if event_id is not None else None
+        return self.memo[key]
+
+    def __call__(self, a: Seen, b: Seen) -> bool:
+        if not self.member_ties and a.member_key == b.member_key and a.timestamp == b.timestamp:
+            return False
+        first, then = (b, a) if self.backwards else (a, b)
+        return causally_before(self.ctx, self.event_of(first), self.event_of(then))
+
+    def reversed(self) -> Order:
+        """The order of the same items listed the other way round: `reversed()(a, b) == self(b, a)`."""
+        return Order(self.ctx, self.ids_by_key, not self.backwards, self.member_ties, self.memo)
+
+    def inverted(self, run: list[Seen]) -> bool:
+        """True if some item of `run` must come before an item listed ahead of it."""
+        # `self(later, earlier)` needs done(first) < invoke(then) of two known operations, with
+        # (first, then) = (later, earlier) forwards, (earlier, later) backwards; no pair can
+        # hold unless some item's bound beats the extreme of those listed before it
+        suspect = False
+        extreme: int | None = None
+        for seen in run:
+            op = self.op_of(seen)
+            if op is None:
+                continue
+            assert op.invoke_index is not None and op.done_index is not None  # causal_ops
+            if self.backwards:  # earlier done < later invoke
+                if extreme is not None and extreme < op.invoke_index:
+                    suspect = True
+                    break
+                extreme = op.done_index if extreme is None else min(extreme, op.done_index)
+            else:  # later done < earlier invoke
+                if extreme is not None and op.done_index < extreme:
+                    suspect = True
+                    break
+                extreme = op.invoke_index if extreme is None else max(extreme, op.invoke_index)
+        if not suspect:
+            return False
+        return any(self(later, earlier) for i, earlier in enumerate(run) for later in run[i + 1 :])
+
+    def any_before(self, items: list[Seen], others: list[Seen]) -> bool:
+        """True if some item of `items` must come before some item of `others`."""
+        if not items or not others:
+            return False
+        firsts, thens = (others, items) if self.backwards else (items, others)
+        # every pair needs done(first) < invoke(then) (causal_ops keeps both indexes)
+        dones = [op.done_index or 0 for op in map(self.op_of, firsts) if op is not None]
+        invokes = [op.invoke_index or 0 for op in map(self.op_of, thens) if op is not None]
+        if not dones or not invokes or min(dones) >= max(invokes):
+            return False
+        return any(self(a, b) for a in items for b in others)
 
 
 def matches_range(
@@ -264,63 +363,62 @@ def matches_range(
     expected = expected_all[:count]
     if [s.timestamp for s in observed] != [s.timestamp for s in expected]:
         return False
-    whole = dict(_groups(expected_all))  # timestamp -> every item with that timestamp
+    whole = {run[0].timestamp: run for run in _runs(expected_all)}  # stamp -> its items
     # every group is complete but the last, which the cut may split: a sub-multiset suffices
-    if any(items - whole[stamp] for stamp, items in _groups(observed)):
-        return False
+    for run in _runs(observed):
+        group = _multiset(whole[run[0].timestamp])
+        if any(n > group.get(key, 0) for key, n in _multiset(run).items()):
+            return False
     return order is None or _causal_order_kept(observed, expected_all, order)
 
 
 def _causal_order_kept(observed: list[Seen], expected_all: list[Seen], order: Order) -> bool:
-    runs: list[list[Seen]] = []
-    for seen in observed:
-        if runs and runs[-1][0].timestamp == seen.timestamp:
-            runs[-1].append(seen)
-        else:
-            runs.append([seen])
-    for run in runs:
-        for i, earlier in enumerate(run):
-            if any(order(later, earlier) for later in run[i + 1 :]):
-                return False
+    runs = _runs(observed)
+    if any(order.inverted(run) for run in runs if len(run) > 1):
+        return False
     if runs:  # the cut: what was left of the last group must not precede what was kept
         kept = runs[-1]
         left = [s for s in expected_all if s.timestamp == kept[0].timestamp]
+        # each kept item takes away the first item of `left` with its identity (its twin)
+        twins: dict[tuple, deque[int]] = {}
+        for n, s in enumerate(left):
+            twins.setdefault(identity_key(s), deque()).append(n)
+        taken: set[int] = set()
         for seen in kept:
-            twin = next((s for s in left if identity_key(s) == identity_key(seen)), None)
-            if twin is not None:
-                left.remove(twin)
-        if any(order(dropped, item) for dropped in left for item in kept):
+            same = twins.get(identity_key(seen))
+            if same:
+                taken.add(same.popleft())
+        left = [s for n, s in enumerate(left) if n not in taken]
+        if order.any_before(left, kept):
             return False
     return True
 
 
-def _order(ctx: CheckContext, rec: HistoryQueryRecord, member_ties: bool = True) -> Order | None:
-    """The causal order of a query's listing: items are known through the canonical history
-    (the item with the same identity and timestamp). Without `member_ties`, two events of one
-    member with the same timestamp are left unordered (their causal order is a SHOULD,
-    history.per-member-order-same-ms; the order is only ever asked of equal timestamps)."""
+def _order(ctx: CheckContext, rec: HistoryQueryRecord) -> tuple[Order, Order] | None:
+    """The causal orders of a query's listing: what a MUST may demand (one member's events with
+    equal timestamps left unordered), and the full one (with them: a SHOULD)."""
     if rec.canonical is None or rec.canonical.observed is None:
         return None
-    events = canonical_events(ctx, rec.canonical)
-    by_key: dict[tuple, list[str]] = {}
-    for seen in rec.canonical.observed:
-        event_id = events.get(id(seen))
-        if event_id is not None:
-            by_key.setdefault((identity_key(seen), repr(seen.timestamp)), []).append(event_id)
+    canonical = rec.canonical
 
-    def event_of(seen: Seen) -> str | None:
-        ids = by_key.get((identity_key(seen), repr(seen.timestamp)))
-        return ids[0] if ids and len(ids) == 1 else None  # identical twins: order unknown
+    def keys() -> dict[tuple, list[str]]:
+        events = canonical_events(ctx, canonical)
+        by_key: dict[tuple, list[str]] = {}
+        for seen in canonical.observed or ():
+            event_id = events.get(id(seen))
+            if event_id is not None:
+                by_key.setdefault((identity_key(seen), repr(seen.timestamp)), []).append(event_id)
+        return by_key
 
+    def ids_by_key() -> dict[tuple, list[str]]:
+        return ctx.cached(f"history_event_keys:{id(canonical)}", keys)
+
+    memo: dict[int, OpRecord | None] = ctx.cached(f"history_event_ops:{id(canonical)}", dict)
     backwards = rec.direction != "forwards"
-
-    def order(a: Seen, b: Seen) -> bool:
-        if not member_ties and a.member_key == b.member_key and a.timestamp == b.timestamp:
-            return False
-        first, then = (b, a) if backwards else (a, b)
-        return causally_before(ctx, event_of(first), event_of(then))
-
-    return order
+    return (
+        Order(ctx, ids_by_key, backwards, member_ties=False, memo=memo),
+        Order(ctx, ids_by_key, backwards, memo=memo),
+    )
 
 
 def _limit_requirement(rec: HistoryQueryRecord) -> str:
@@ -360,7 +458,7 @@ def _diagnose(
     if edge and any(got[identity_key(s)] == 0 for s in edge):
         return "history.start-end-inclusive"
     reverse = expected_all[::-1]
-    reversed_order = (lambda a, b: order(b, a)) if order is not None else None
+    reversed_order = order.reversed() if order is not None else None
     if observed and matches_range(observed, reverse, min(count, len(reverse)), reversed_order):
         return _direction_requirement(rec)
     if len(observed) != count:
@@ -420,8 +518,9 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
         ):
             continue
         expected_all = _expected_range(rec)
-        order = _order(ctx, rec, member_ties=False)  # what a MUST may demand
-        full_order = _order(ctx, rec)  # with one member's same-millisecond events: a SHOULD
+        orders = _order(ctx, rec)
+        # what a MUST may demand; with one member's same-millisecond events: a SHOULD
+        order, full_order = orders if orders is not None else (None, None)
         limit = rec.limit if rec.limit is not None else DEFAULT_HISTORY_LIMIT
         label = f"{op.step.label}: history({_params(rec)})"
         pages = [_events(page) for page in rec.pages]
@@ -446,7 +545,9 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                     step=op.index,
                     history_index=rec.history_index,
                 )
-            elif not matches_range(observed, expected_all, count, full_order):
+            elif full_order is not None and not _causal_order_kept(
+                observed, expected_all, full_order
+            ):  # the range matches: only the order of one member's ties is left to ask
                 yield _same_ms_violation(ctx, rec, label, observed)
             continue
         observed = pages[0] if pages else []
@@ -461,7 +562,9 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
-            if not matches_range(observed, expected_all, len(observed), full_order):
+            if full_order is not None and not _causal_order_kept(
+                observed, expected_all, full_order
+            ):
                 yield _same_ms_violation(ctx, rec, label, observed)
         elif not matches_range(observed, expected_all, count, order):
             yield ctx.violation(
@@ -474,7 +577,7 @@ def history_query(ctx: CheckContext) -> Iterator[Violation]:
                 step=op.index,
                 history_index=rec.history_index,
             )
-        elif not matches_range(observed, expected_all, count, full_order):
+        elif full_order is not None and not _causal_order_kept(observed, expected_all, full_order):
             yield _same_ms_violation(ctx, rec, label, observed)
         elif len(expected_all) > limit and rec.has_next and not rec.has_next[0]:
             yield ctx.violation(

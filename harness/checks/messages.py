@@ -21,36 +21,61 @@ from presence_conformance.harness.results import Violation
 from presence_conformance.harness.scenario import ACTIONS
 from presence_conformance.reference_impl.types import PresenceMessage, data_equal
 
-_IDENTITY_FIELDS = ("clientId", "connectionId", "id")
-_SHAPES: dict[str, list[str]] = {}  # shape key -> schema errors, shared by every case
+_IDENTITY_FIELDS = frozenset(("clientId", "connectionId", "id"))
+_SHAPES: dict[tuple, list[str]] = {}  # shape key -> schema errors, shared by every case
 _MAX_SHAPES = 20_000
 
 
-def _shape_key(instance: Any) -> str:
+def _exact(value: Any) -> tuple:
+    """A key for `value` itself: equal only for values of one type that print alike (an error
+    message shows the value: True, 1 and 1.0 stay apart, and so do 0.0 and -0.0, and two
+    objects with their keys in another order)."""
+    if value is None or isinstance(value, bool | int | str):
+        return (type(value), value)
+    return (type(value), repr(value))
+
+
+def _data_shape(data: Any) -> tuple:
+    """A key for member data equal only for data the schema's `data` definition cannot tell
+    apart: any string, array or null is valid as such, an object too unless its only key is
+    `$binary` (then that value is validated, and kept); anything else is kept as it is."""
+    if data is None or isinstance(data, str | list):
+        return (type(data),)
+    if isinstance(data, dict):
+        if len(data) == 1 and "$binary" in data:
+            return ("binary", _exact(data["$binary"]))
+        return (dict,)
+    return _exact(data)
+
+
+def _shape_key(instance: Any) -> tuple:
     """A key equal for messages the schema cannot tell apart: valid identity fields (non-empty
-    strings) and valid timestamps (integers >= 0) are replaced by one placeholder, every other
-    value is kept as it is (so an invalid value is validated, and reported, as itself)."""
-    if isinstance(instance, dict):
-        shaped = dict(instance)
-        for name in _IDENTITY_FIELDS:
-            if isinstance(shaped.get(name), str) and shaped[name]:
-                shaped[name] = "x"
-        stamp = shaped.get("timestamp")
-        if isinstance(stamp, int) and not isinstance(stamp, bool) and stamp >= 0:
-            shaped["timestamp"] = 0
-        instance = shaped
-    return json.dumps(instance, sort_keys=True)
+    strings), valid timestamps (integers >= 0) and valid data (`_data_shape`) are folded, every
+    other value is kept as it is (so an invalid value is validated, and reported, as itself).
+    Built field by field: serialising every message to key the cache cost more than the rest of
+    the check (tests/harness/checks/test_schema_shapes.py proves the folding exact)."""
+    if not isinstance(instance, dict):
+        return ("whole", _exact(instance))
+    key: list[Any] = []
+    for name, value in instance.items():
+        key.append(name)
+        if name in _IDENTITY_FIELDS and isinstance(value, str) and value:
+            key.append("x")
+        elif name == "timestamp" and isinstance(value, int) and not isinstance(value, bool):
+            key.append(0 if value >= 0 else _exact(value))
+        elif name == "data":
+            key.append(_data_shape(value))
+        else:
+            key.append(_exact(value))
+    return tuple(key)
 
 
-def _schema_errors(instance: Any, cache: dict[str, list[str]]) -> list[str]:
-    from presence_conformance import spec
-
-    try:
-        key = _shape_key(instance)
-    except (TypeError, ValueError):
-        key = repr(instance)
+def _schema_errors(instance: Any, cache: dict[tuple, list[str]]) -> list[str]:
+    key = _shape_key(instance)
     if key not in cache:
         if key not in _SHAPES:
+            from presence_conformance import spec
+
             if len(_SHAPES) >= _MAX_SHAPES:
                 _SHAPES.clear()
             _SHAPES[key] = (
@@ -71,7 +96,7 @@ def _where(seen: Seen) -> str:
 @check("message.schema")
 def message_schema(ctx: CheckContext) -> Iterator[Violation]:
     """Every presence message is valid against spec/schemas/presence-message.json."""
-    cache: dict[str, list[str]] = {}
+    cache: dict[tuple, list[str]] = {}
     for seen in ctx.record.seen:
         if not seen.container:
             yield ctx.violation(
@@ -183,15 +208,19 @@ def message_fields(ctx: CheckContext) -> Iterator[Violation]:
 
 def _event_matches(ctx: CheckContext) -> list[tuple[Seen, PresenceMessage, EventOrigin | None]]:
     """Events and history items, each with the model event it was matched to."""
-    out = []
-    for analysis in listener_alignments(ctx).values():
-        for seen, slot, _ in analysis.alignment.matched:
-            out.append((seen, slot.event, slot.origin))
-        out.extend((seen, slot.event, slot.origin) for seen, slot in analysis.alignment.late)
-    for _, alignment in canonical_alignments(ctx):
-        for seen, slot, _ in alignment.matched:
-            out.append((seen, slot.event, slot.origin))
-    return [(s, e, o) for s, e, o in out if s.action in ("enter", "update", "leave")]
+
+    def compute() -> list[tuple[Seen, PresenceMessage, EventOrigin | None]]:
+        out = []
+        for analysis in listener_alignments(ctx).values():
+            for seen, slot, _ in analysis.alignment.matched:
+                out.append((seen, slot.event, slot.origin))
+            out.extend((seen, slot.event, slot.origin) for seen, slot in analysis.alignment.late)
+        for _, alignment in canonical_alignments(ctx):
+            for seen, slot, _ in alignment.matched:
+                out.append((seen, slot.event, slot.origin))
+        return [(s, e, o) for s, e, o in out if s.action in ("enter", "update", "leave")]
+
+    return ctx.cached("event_matches", compute)
 
 
 @check("message.id")
@@ -212,6 +241,17 @@ def message_ids_unique(ctx: CheckContext) -> Iterator[Violation]:
                 step=seen.step,
                 history_index=seen.history_index,
             )
+
+
+_SERIAL_INDEX = re.compile(r":\d+:\d+")
+
+
+def published_id(event_id: str, connection_id: str) -> bool:
+    """True if `event_id` is `connectionId:msgSerial:index` (RTP2b2) for `connection_id`; one
+    pattern for every connection (compiling one per connectionId cost more than the check)."""
+    return event_id.startswith(connection_id) and bool(
+        _SERIAL_INDEX.fullmatch(event_id, len(connection_id))
+    )
 
 
 @check("message.id-format", "disconnect.synthesized-leave-id")
@@ -240,8 +280,7 @@ def message_id_format(ctx: CheckContext) -> Iterator[Violation]:
                     history_index=seen.history_index,
                 )
         elif kind in ("enter", "update", "leave"):
-            pattern = re.escape(seen.connection_id) + r":\d+:\d+"
-            if not re.fullmatch(pattern, seen.id):
+            if not published_id(seen.id, seen.connection_id):
                 reported.add(event.model_id)
                 yield ctx.violation(
                     "message.id-format",
