@@ -9,8 +9,9 @@ the PresenceMessage in its JSON form.
 Values are shown within the bounds of `presence_conformance.harness.record.bounds` (long ones
 truncated with a marker): the history is for reading, the checks judge the full values.
 
-Bounding is deferred: `record` keeps the value as given and `entries` bounds the values recorded
-since it was last read. Only a failing case's history (or one the settings keep) is ever read,
+Entries are made when they are read: `record` keeps what it is given, the value as it is and the
+monotonic time, and `entries` makes the entries recorded since it was last read, each value
+bounded then. Only a failing case's history (or one the settings keep) is ever read,
 so a passing case never pays for it. This shows the same history as bounding at record time
 because no value changes after it is recorded: the run layer records JSON forms it built itself
 (dicts and lists made for the entry, `Seen.json`, `jsonable` copies, the step's own arguments)
@@ -41,12 +42,13 @@ class History:
 
     def __init__(self) -> None:
         self._t0 = time.monotonic()
-        self._entries: list[dict] = []
-        self._bounded = 0  # the entries before this index hold bounded values
+        # what `record` was given, with the monotonic time: (time, type, process, f, value, step)
+        self._recorded: list[tuple[float, str, str, str, Any, int | None]] = []
+        self._entries: list[dict] = []  # the entries made of the first ones so far
 
     def __len__(self) -> int:
         """The number of entries so far: the index the next entry will have."""
-        return len(self._entries)
+        return len(self._recorded)
 
     def record(
         self,
@@ -61,28 +63,29 @@ class History:
         """Append an entry and return its index. `value` must not change afterwards (it is
         bounded when the entries are read); `bound_now` bounds it at once, for a value holding
         objects the implementation still owns."""
-        index = len(self._entries)
-        self._entries.append(
-            {
-                "index": index,
-                "time": round(time.monotonic() - self._t0, 6),
-                "process": process,
-                "type": type_,
-                "f": f,
-                "value": _Bounded(bounded(value)) if bound_now else value,
-                "step": step,
-            }
-        )
-        return index
+        recorded = self._recorded
+        if bound_now:
+            value = _Bounded(bounded(value))
+        recorded.append((time.monotonic(), type_, process, f, value, step))
+        return len(recorded) - 1
 
     @property
     def entries(self) -> list[dict]:
         """Every entry so far, its value bounded (the list the history keeps, not a copy)."""
-        entries = self._entries
-        for entry in entries[self._bounded :]:
-            value = entry["value"]
-            entry["value"] = value.value if type(value) is _Bounded else bounded(value)
-        self._bounded = len(entries)
+        entries, t0 = self._entries, self._t0
+        for index in range(len(entries), len(self._recorded)):
+            at, type_, process, f, value, step = self._recorded[index]
+            entries.append(
+                {
+                    "index": index,
+                    "time": round(at - t0, 6),
+                    "process": process,
+                    "type": type_,
+                    "f": f,
+                    "value": value.value if type(value) is _Bounded else bounded(value),
+                    "step": step,
+                }
+            )
         return entries
 
     def excerpt(self, around: int | None, before: int = 8, after: int = 4) -> list[dict]:

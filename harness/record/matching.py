@@ -318,10 +318,11 @@ def members_equal(expected: list[PresenceMessage], observed: list[Seen] | None) 
     by_key = {m.member_key: m for m in expected}
     keys = set()
     for seen in observed:
-        member = by_key.get(seen.member_key)
-        if member is None or seen.member_key in keys or not data_equal(seen.data, member.data):
+        key = seen.member_key
+        member = by_key.get(key)
+        if member is None or key in keys or not _same_data(seen.data, member.data):
             return False
-        keys.add(seen.member_key)
+        keys.add(key)
     return True
 
 
