@@ -272,14 +272,21 @@ class Seen:
         listener: ListenerKey | None = None,
     ) -> Seen:
         fields = read_message(raw)
-        return cls(
-            source=source,
-            raw=raw,
-            history_index=history_index,
-            step=step,
-            channel=channel,
-            listener=listener,
-            **fields,
+        return cls(  # positionally, in the order of the fields (every message seen comes here)
+            source,
+            raw,
+            history_index,
+            step,
+            channel,
+            fields["action"],
+            fields["client_id"],
+            fields["connection_id"],
+            fields["data"],
+            fields["timestamp"],
+            fields["id"],
+            fields["json"],
+            fields["container"],
+            listener,
         )
 
     @property

@@ -5,6 +5,7 @@ fast paths for exact str, int, None, dict and list."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Mapping
@@ -182,3 +183,12 @@ _ANY = st.recursive(
 def test_jsonable_gives_what_it_gave_without_its_fast_paths(value: Any) -> None:
     assert strict(jsonable(value, bound=False)) == strict(_plain_jsonable(value))
     assert strict(jsonable(value)) == strict(bounded(_plain_jsonable(value)))
+
+
+@pytest.mark.parametrize("raw", [*_EDGES, {"action": "enter"}, "not a message"], ids=repr)
+def test_seen_read_puts_each_field_where_it_belongs(raw: Any) -> None:
+    seen = Seen.read(raw, "get", 7, 3, "room", ("c1", "L1"))
+    named = Seen(source="get", raw=raw, history_index=7, step=3, channel="room",
+                 listener=("c1", "L1"), **records._read_message(raw))  # fmt: skip
+    for f in dataclasses.fields(Seen):
+        assert strict(getattr(seen, f.name)) == strict(getattr(named, f.name)), f.name
