@@ -16,6 +16,7 @@ their order; events of different members may interleave in any order.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ LEAVE_DATA_DEVIATION = "leave.data-defaults-to-member-data"
 
 def accepted_actions(event: PresenceMessage, origin: EventOrigin | None) -> tuple[str, ...]:
     """The action names an implementation may report for `event`, the reference's first."""
-    action = event.action.value
+    action = event.action._value_  # `.value`, without the enum descriptor (a hot path)
     if origin is not None:
         if origin.kind == "enter" and origin.was_present and action == "enter":
             return ("enter", "update")
@@ -59,8 +60,11 @@ def deviations(
     actions = accepted_actions(event, origin)
     if seen.action not in actions:
         return None
-    datas = accepted_data(event, origin)
-    position = next((i for i, data in enumerate(datas) if data_equal(seen.data, data)), None)
+    position = None
+    for i, data in enumerate(accepted_data(event, origin)):
+        if _same_data(seen.data, data):
+            position = i
+            break
     if position is None:
         return None
     found: tuple[str, ...] = ()
@@ -69,6 +73,14 @@ def deviations(
     if position:
         found += (LEAVE_DATA_DEVIATION,)
     return found
+
+
+def _same_data(a: Any, b: Any) -> bool:
+    """`data_equal(a, b)`, sooner for two strings or two Nones (what it then compares is `==`)."""
+    kind = type(a)
+    if kind is type(b) and (kind is str or a is None):
+        return a == b
+    return data_equal(a, b)
 
 
 def differing_fields(seen: Seen, event: PresenceMessage, origin: EventOrigin | None) -> list[str]:
@@ -80,7 +92,7 @@ def differing_fields(seen: Seen, event: PresenceMessage, origin: EventOrigin | N
         out.append("connectionId")
     if seen.action not in accepted_actions(event, origin):
         out.append("action")
-    if not any(data_equal(seen.data, d) for d in accepted_data(event, origin)):
+    if not any(_same_data(seen.data, d) for d in accepted_data(event, origin)):
         out.append("data")
     return out
 
@@ -132,23 +144,23 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
     history, RTP10d) is then an extra rather than a later event of the member, whose own item
     would then be out of order."""
     start = [slot.count for slot in slots]
-    best: tuple[int, Alignment, list[int]] | None = None
-    for prefer_exact, prefer_required, no_skip in (
-        (True, False, False),
-        (False, False, False),
-        (False, True, False),
-        (True, False, True),
-    ):
+    first = Alignment()
+    _align_member_once(slots, received, first, *_STRATEGIES[0])
+    score = _problems(slots, first)
+    if score == 0:  # no problems (so no late items, no extras): no other strategy is tried
+        out.matched.extend(first.matched)
+        return
+    best: tuple[int, Alignment, list[int]] = (score, first, [slot.count for slot in slots])
+    for prefer_exact, prefer_required, no_skip in _STRATEGIES[1:]:
         for slot, count in zip(slots, start, strict=True):
             slot.count = count
         trial = Alignment()
         _align_member_once(slots, received, trial, prefer_exact, prefer_required, no_skip)
         score = _problems(slots, trial)
-        if best is None or score < best[0]:
+        if score < best[0]:
             best = (score, trial, [slot.count for slot in slots])
         if score == 0:
             break
-    assert best is not None
     _, chosen, counts = best
     for slot, count in zip(slots, counts, strict=True):
         slot.count = count
@@ -157,12 +169,20 @@ def _align_member(slots: list[Slot], received: list[Seen], out: Alignment) -> No
     out.extras.extend(chosen.extras)
 
 
+_STRATEGIES = (  # (prefer_exact, prefer_required, no_skip), in the order they are tried
+    (True, False, False),
+    (False, False, False),
+    (False, True, False),
+    (True, False, True),
+)
+
+
 def _problems(slots: list[Slot], alignment: Alignment) -> int:
-    return (
-        sum(max(0, slot.min - slot.count) for slot in slots)
-        + len(alignment.late)
-        + len(alignment.extras)
-    )
+    problems = len(alignment.late) + len(alignment.extras)
+    for slot in slots:
+        if slot.count < slot.min:
+            problems += slot.min - slot.count
+    return problems
 
 
 def _align_member_once(
@@ -252,7 +272,7 @@ def align(slots: Iterable[Slot], received: Iterable[Seen]) -> Alignment:
     out = Alignment()
     by_member: dict[str, list[Slot]] = defaultdict(list)
     for slot in slots:
-        by_member[slot.member_key].append(slot)
+        by_member[slot.event.member_key].append(slot)
     seen_by_member: dict[str, list[Seen]] = defaultdict(list)
     order: list[str] = []
     for seen in received:
@@ -265,7 +285,8 @@ def align(slots: Iterable[Slot], received: Iterable[Seen]) -> Alignment:
     missing = []
     for member_slots in by_member.values():
         for slot in member_slots:
-            missing.extend([slot] * max(0, slot.min - slot.count))
+            if slot.count < slot.min:
+                missing.extend([slot] * (slot.min - slot.count))
     extras = sorted(out.extras, key=lambda s: s.history_index)
     out.extras = []
     for seen in extras:
@@ -297,10 +318,11 @@ def members_equal(expected: list[PresenceMessage], observed: list[Seen] | None) 
     by_key = {m.member_key: m for m in expected}
     keys = set()
     for seen in observed:
-        member = by_key.get(seen.member_key)
-        if member is None or seen.member_key in keys or not data_equal(seen.data, member.data):
+        key = seen.member_key
+        member = by_key.get(key)
+        if member is None or key in keys or not _same_data(seen.data, member.data):
             return False
-        keys.add(seen.member_key)
+        keys.add(key)
     return True
 
 
@@ -337,16 +359,18 @@ def history_consistent(
     return True
 
 
+_DATA_KEY_JSON = json.JSONEncoder(sort_keys=True, default=repr)
+"""What `json.dumps(data, sort_keys=True, default=repr)` uses, made once rather than per call."""
+
+
 def data_key(data: Any) -> Any:
     """A hashable key for member data that keeps binary and text apart."""
-    import json
-
     if isinstance(data, bytes | bytearray | memoryview):
         return ("b", bytes(data))
     if isinstance(data, str):
         return ("s", data)
     try:
-        return ("j", json.dumps(data, sort_keys=True, default=repr))
+        return ("j", _DATA_KEY_JSON.encode(data))
     except (TypeError, ValueError):
         return ("r", repr(data))
 

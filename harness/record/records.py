@@ -42,6 +42,13 @@ def jsonable(value: Any, depth: int = 0, *, bound: bool = True) -> Any:
     unless `bound` is False (the full JSON form the checks validate)."""
     if bound:
         return bounded(jsonable(value, depth, bound=False))
+    kind = type(value)
+    if kind in _PLAIN:  # the commonest exact types first, as the branches below treat them
+        return value
+    if kind is dict and depth <= 20:
+        return {str(k): jsonable(v, depth + 1, bound=False) for k, v in value.items()}
+    if kind is list and depth <= 20:
+        return [jsonable(v, depth + 1, bound=False) for v in value]
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -73,6 +80,103 @@ def read_message(raw: Any) -> dict[str, Any]:
     `connection_id`, `data`, `timestamp`, `id` (None when absent or unreadable) and `json`, the
     API JSON form to validate against the schema (fields that were absent are left out).
     """
+    # the exact forms the reference and the adapters return take a shorter path to the same
+    # result (tests/harness/record/test_read_message_fast_path.py); anything else, the general one
+    kind = type(raw)
+    if kind is PresenceMessage:
+        fields = _read_plain_message(raw)
+    elif kind is dict:
+        fields = _read_plain_mapping(raw)
+    else:
+        fields = None
+    return _read_message(raw) if fields is None else fields
+
+
+_PLAIN = frozenset({str, int, type(None)})  # exact types jsonable returns as they are
+_ACTION_NAMES = {action: action.value for action in Action}
+_MAPPING_FIELDS = (  # (JSON name, the other spelling read_message accepts)
+    ("action", None),
+    ("clientId", "client_id"),
+    ("connectionId", "connection_id"),
+    ("data", None),
+    ("timestamp", None),
+    ("id", None),
+)
+
+
+def _read_plain_message(raw: PresenceMessage) -> dict[str, Any] | None:
+    """`_read_message` of a `PresenceMessage` whose fields have the exact types the reference
+    gives them (an `Action`; str, int or None elsewhere); None for any other."""
+    action, client_id, connection_id = raw.action, raw.client_id, raw.connection_id
+    data, timestamp, id_ = raw.data, raw.timestamp, raw.id
+    if (
+        type(action) is not Action
+        or type(client_id) not in _PLAIN
+        or type(connection_id) not in _PLAIN
+        or type(timestamp) not in _PLAIN
+        or type(id_) not in _PLAIN
+    ):
+        return None
+    name = _ACTION_NAMES[action]
+    kind = type(data)
+    if kind is str or data is None:
+        data_json: Any = data
+    elif kind is bytes:
+        data_json = data_to_json(data)  # a new {"$binary": str}, as jsonable would copy it
+    else:
+        data_json = jsonable(data_to_json(data), bound=False)
+    return {
+        "action": name,
+        "client_id": client_id,
+        "connection_id": connection_id,
+        "data": data,
+        "timestamp": timestamp,
+        "id": id_,
+        "json": {
+            "action": name,
+            "clientId": client_id,
+            "connectionId": connection_id,
+            "data": data_json,
+            "timestamp": timestamp,
+            "id": id_,
+        },
+        "container": True,
+    }
+
+
+def _read_plain_mapping(raw: dict) -> dict[str, Any] | None:
+    """`_read_message` of a dict whose fields other than `data` are str, int or None (exact
+    types); None for any other."""
+    json_form: dict[str, Any] = {}
+    data: Any = None
+    for key, other in _MAPPING_FIELDS:
+        if key in raw:
+            value = raw[key]
+        elif other is not None and other in raw:
+            value = raw[other]
+        else:
+            continue
+        if key == "data":
+            data = data_from_json(value)
+            value = jsonable(data_to_json(value), bound=False)
+        elif type(value) not in _PLAIN:
+            return None
+        json_form[key] = value
+    action = json_form.get("action")
+    return {
+        "action": action if type(action) is str else None,
+        "client_id": json_form.get("clientId"),
+        "connection_id": json_form.get("connectionId"),
+        "data": data,
+        "timestamp": json_form.get("timestamp"),
+        "id": json_form.get("id"),
+        "json": json_form,
+        "container": True,
+    }
+
+
+def _read_message(raw: Any) -> dict[str, Any]:
+    """`read_message` for any value (the general path)."""
     if isinstance(raw, PresenceMessage):
         action = raw.action.value if isinstance(raw.action, Action) else raw.action
         values: dict[str, Any] = {
@@ -168,14 +272,21 @@ class Seen:
         listener: ListenerKey | None = None,
     ) -> Seen:
         fields = read_message(raw)
-        return cls(
-            source=source,
-            raw=raw,
-            history_index=history_index,
-            step=step,
-            channel=channel,
-            listener=listener,
-            **fields,
+        return cls(  # positionally, in the order of the fields (every message seen comes here)
+            source,
+            raw,
+            history_index,
+            step,
+            channel,
+            fields["action"],
+            fields["client_id"],
+            fields["connection_id"],
+            fields["data"],
+            fields["timestamp"],
+            fields["id"],
+            fields["json"],
+            fields["container"],
+            listener,
         )
 
     @property

@@ -117,6 +117,7 @@ class Calls:
                 f,
                 {"code": err.code, "message": f"connection refused: {err.message}"},
                 step,
+                bound_now=True,
             )
             return None
         try:
@@ -174,7 +175,7 @@ class Calls:
             probe.status = "fail"
             if record:
                 self.case.history.record(
-                    "fail", state.spec.name, f, {"code": exc.code}, probe.index
+                    "fail", state.spec.name, f, {"code": exc.code}, probe.index, bound_now=True
                 )
             return None
         except BaseException as exc:
@@ -189,7 +190,7 @@ class Calls:
         list), read as the history entry about to be recorded."""
         if not isinstance(result, list | tuple):
             return None, jsonable(result)
-        index = len(self.case.history.entries)  # the entry about to be recorded
+        index = len(self.case.history)  # the entry about to be recorded
         return [Seen.read(item, source, index, step, channel) for item in result], None
 
     def keep(self, items: list[Seen] | None) -> None:

@@ -116,6 +116,7 @@ class ConnectionSteps:
             {"client_id": spec.client_id, "capability": capability}
             | ({"token_client_id": spec.token_client_id} if spec.token_given else {}),
             index,
+            bound_now=True,  # the adapter is handed `capability` and might change it
         )
         earlier = list(record.client_connections.get(spec.name, []))
         others = [c for n, ids in record.client_connections.items() if n != spec.name for c in ids]
@@ -271,9 +272,7 @@ class ConnectionSteps:
         if not late:
             return
         case.record.closes.append(
-            CloseRecord(
-                state.spec.name, step.index, late, case.wait_budget, len(case.history.entries) - 1
-            )
+            CloseRecord(state.spec.name, step.index, late, case.wait_budget, len(case.history) - 1)
         )
         # the leaves may come when the grace ends, as a drop's (RTP2b1)
         rest = max(0.0, closed_at + case.leave_grace - case.loop.time())
@@ -372,7 +371,7 @@ class ConnectionSteps:
                             step.index,
                             channel,
                             gone,
-                            len(case.history.entries) - 1,
+                            len(case.history) - 1,
                         )
                     )
         # the leaves come after the grace: no settling on quiesce() before they are due

@@ -112,7 +112,7 @@ class Deliveries:
                 return
             if not case.recording:
                 return
-            index = len(case.history.entries)
+            index = len(case.history)
             seen = Seen.read(message, "event", index, case.current_step, rec.channel, rec.key)
             case.history.record("event", process, "event", seen.json, case.current_step)
             rec.received.append(seen)

@@ -130,7 +130,7 @@ class FaultSteps:
         queued = int(step.args.get("queued", 0))
         if suspend:
             await self._queued_fail(step, name, held, step.steps[:queued])
-            suspended_at = len(history.entries)
+            suspended_at = len(history)
             for inner in step.steps[queued:]:  # one after another, while suspended
                 planned.append(self.plan(inner))
                 await planned[-1][1]()
@@ -141,7 +141,7 @@ class FaultSteps:
             # runner saw it SUSPENDED
             still = case.loop.time() < cut_at + seconds - _MARGIN_S
             for watch in watches:
-                watch.back = len(history.entries) if still else suspended_at
+                watch.back = len(history) if still else suspended_at
             tasks: list[asyncio.Future] = []
         else:
             planned = [self.plan(inner) for inner in step.steps]
@@ -158,7 +158,12 @@ class FaultSteps:
         new = getattr(conn, "id", None)
         rec.new_id = new if isinstance(new, str) else None
         rec.history_index = history.record(
-            "info", name, "connection", {"connection_id": new, "was": old}, step.index
+            "info",
+            name,
+            "connection",
+            {"connection_id": new, "was": old},
+            step.index,
+            bound_now=True,
         )
         mismatch = None
         if resume and new != old:
@@ -224,7 +229,7 @@ class FaultSteps:
                     return
                 if not case.recording or watch.end is not None:
                     return
-                index = len(case.history.entries)
+                index = len(case.history)
                 seen = Seen.read(message, "event", index, case.current_step, channel)
                 case.history.record("event", process, "event", seen.json, case.current_step)
                 watch.events.append(seen)
@@ -264,7 +269,7 @@ class FaultSteps:
         if not await case.settled():
             await asyncio.sleep(case.settings.quiet_period or case.adapter.quiet_period)
         for watch in watches:
-            watch.end = len(case.history.entries)
+            watch.end = len(case.history)
         case.history.record(
             "info",
             watches[0].client,

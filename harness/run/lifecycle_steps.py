@@ -104,7 +104,7 @@ class LifecycleSteps:
         """The detached channel is being attached again: its listeners may hear it from now."""
         window = self.open_windows.pop(key, None)
         if window is not None and window.window is not None:
-            window.window = (window.window[0], len(self.case.history.entries))
+            window.window = (window.window[0], len(self.case.history))
 
     def _restore(self, state: ClientState, channel: str) -> None:
         saved = self.saved.pop((state.spec.name, channel), None)
@@ -236,7 +236,7 @@ class LifecycleSteps:
                     record.origins[event.id] = EventOrigin("detach", step.index, channel)
             self.deliveries.expect(outcome, step.index)
             self.states[key] = "detached"
-            rec.window = (len(case.history.entries), None)
+            rec.window = (len(case.history), None)
             self.open_windows[key] = rec
         await self._call(step, state, rec, "detach", lambda ch: ch.detach())
         await self.deliveries.wait(case.wait_budget)
@@ -433,7 +433,7 @@ class LifecycleSteps:
         except PresenceError as exc:
             rec.observed, rec.code, rec.message = "error", exc.code, str(exc)
             rec.history_index = case.history.record(
-                "fail", name, f, {"code": exc.code, "message": str(exc)}, step.index
+                "fail", name, f, {"code": exc.code, "message": str(exc)}, step.index, bound_now=True
             )
             return
         except BaseException as exc:

@@ -165,7 +165,7 @@ class ServerSteps:
                 return
             if not case.recording:
                 return
-            index = len(case.history.entries)
+            index = len(case.history)
             seen = Seen.read(message, "event", index, case.current_step, channel)
             case.history.record("event", process, "event", seen.json, case.current_step)
             staged.events.append(seen)
@@ -292,7 +292,7 @@ class ServerSteps:
         if can_wait_false or not oracle.sync_in_progress:
             result = await self._read_members(probe, state)
             if probe.status == "ok" and isinstance(result, list):
-                index = len(case.history.entries)
+                index = len(case.history)
                 mark.get = [
                     Seen.read(m, "get", index, case.current_step, staged.channel) for m in result
                 ]
