@@ -346,6 +346,10 @@ class ServiceConnection:
         self._online.set()
         for channel in self.channels:
             channel.presence._release()
+            # an ended connection hears nothing more: its listeners are let go (the queue holds
+            # those of the events still to be delivered), or a long-lived service would keep
+            # every listener, and all its callers' state, for ever
+            channel.presence._forget_listeners()
         if self._task is not None:
             self._queue.put_nowait(_STOP)  # events already queued are still delivered
 
@@ -702,6 +706,11 @@ class ServicePresence:
         """The connection went away: not in sync any more; release anyone waiting for the sync."""
         self._sync_state = "detached"
         self._synced.set()
+
+    def _forget_listeners(self) -> None:
+        """The connection has ended (closed or dropped): no listener of it is called again."""
+        self._names.clear()
+        self._by_name.clear()
 
     def _page(self, params: _HistoryParams, cursor: str) -> HistoryPage:
         self._conn._check_live()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -425,6 +427,33 @@ def test_drop_can_be_awaited_and_a_dropped_connection_hears_nothing() -> None:
         await presence(bob).enter("b")
         await settle()
         assert rec.events == []
+        await service.close()
+
+    run(body)
+
+
+def test_an_ended_connection_lets_its_listeners_go_after_delivering_what_was_queued() -> None:
+    """A closed or dropped connection keeps no listener (a service that lives across many
+    callers would otherwise keep each caller's state for ever); events queued before it ended
+    are still delivered."""
+
+    async def body() -> None:
+        service, alice, bob = await two_clients(leave_grace=10)
+        for end in (alice.close, bob.drop):
+            rec = Recorder()
+            conn = alice if end == alice.close else bob
+            await presence(conn).subscribe(rec)
+            await presence(conn, "other").subscribe(rec)
+            await presence(conn).enter("x")  # its event is queued, not yet delivered
+            ref = weakref.ref(rec)
+            result = end()
+            if result is not None:
+                await result
+            await settle()
+            assert rec.actions == ["enter"]
+            del rec
+            gc.collect()
+            assert ref() is None, f"{end.__name__}: the listener is still held"
         await service.close()
 
     run(body)
