@@ -80,25 +80,38 @@ class Deadline:
 
 class timeout:
     """`async with timeout(seconds):` like `asyncio.timeout`, with a `Deadline` (TimeoutError
-    once it has passed, starvation of this thread not counted)."""
+    once it has passed, starvation of this thread not counted).
+
+    Every adapter call runs under one, so it does what `asyncio.Timeout` does with one timer
+    handle and no inner timeout object: when the deadline has passed it cancels the task, and
+    on the way out turns that cancellation (and only that one) into `TimeoutError`."""
+
+    __slots__ = ("_cancelling", "_deadline", "_expired", "_handle", "_task", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._inner = asyncio.timeout(None)
         self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
 
     async def __aenter__(self) -> timeout:
-        self._deadline = Deadline(self.seconds)
-        await self._inner.__aenter__()
-        self._handle = self._deadline.loop.call_at(self._deadline.when, self._check)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("timeout should be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._deadline = deadline = Deadline(self.seconds, loop)
+        self._handle = loop.call_at(deadline.when, self._check)
         return self
 
     def _check(self) -> None:
-        if self._deadline.remaining() > 0:
-            self._handle = self._deadline.loop.call_at(self._deadline.when, self._check)
+        deadline = self._deadline
+        if deadline.remaining() > 0:
+            self._handle = deadline.loop.call_at(deadline.when, self._check)
         else:
             self._handle = None
-            self._inner.reschedule(self._deadline.loop.time())  # expires now
+            self._expired = True
+            self._task.cancel()
 
     async def __aexit__(
         self,
@@ -108,5 +121,14 @@ class timeout:
     ) -> bool | None:
         if self._handle is not None:
             self._handle.cancel()
-        await self._inner.__aexit__(exc_type, exc, tb)  # raises TimeoutError once expired
+            self._handle = None
+        if self._expired:
+            self._expired = False
+            # as asyncio.Timeout: a cancellation asked for by anyone else still propagates
+            if (
+                self._task.uncancel() <= self._cancelling
+                and exc_type is not None
+                and issubclass(exc_type, asyncio.CancelledError)
+            ):
+                raise TimeoutError from exc
         return None

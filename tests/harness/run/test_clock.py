@@ -92,6 +92,37 @@ def test_timeout_waits_out_the_starvation_only(
     assert time.monotonic() - began < 1.0
 
 
+def test_timeout_expiry_leaves_the_task_uncancelled_and_an_outside_cancel_propagates() -> None:
+    async def expires() -> int:
+        with pytest.raises(TimeoutError):
+            async with clock.timeout(0.01):
+                await asyncio.sleep(1)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # the task can wait again: the cancellation was taken back
+        return task.cancelling()
+
+    async def cancelled_from_outside() -> None:
+        async def body() -> None:
+            async with clock.timeout(5):
+                await asyncio.sleep(1)
+
+        task = asyncio.ensure_future(body())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def within_time() -> str:
+        async with clock.timeout(1):
+            await asyncio.sleep(0)
+        return "done"
+
+    assert asyncio.run(expires()) == 0
+    asyncio.run(cancelled_from_outside())
+    assert asyncio.run(within_time()) == "done"
+
+
 def test_poll_until_gives_up_after_its_deadline_plus_starvation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
