@@ -73,13 +73,13 @@ class HistorySteps:
         static_error = None
         try:  # the history capability is judged before anything else
             self.case.model.check_capability(state.cid, channel_of(step), "history")
-        except PresenceError as exc:
-            static_error = op.model_error = exc
+        except PresenceError as exc:  # kept in a local: without the traceback that holds it
+            static_error = op.model_error = exc.with_traceback(None)
         if static_error is None and not needs_refs:
             try:
                 validate_history_params(raw_start, raw_end, rec.limit, rec.direction)
             except PresenceError as exc:
-                static_error = exc
+                static_error = exc.with_traceback(None)
         if static_error is None:
             rec.canonical = await self._canonical(op, state)
         # resolve {at: STEP_ID, offset: N}
