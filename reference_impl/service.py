@@ -201,6 +201,25 @@ class PresenceService:
         if self._closed:
             return
         self._dispatch(self.model.expire_connection(connection_id))
+        self._forget_ended(connection_id)
+
+    def _forget_ended(self, connection_id: str) -> None:
+        """Let go of a connection that the model has closed, once its delivery task is over:
+        a service that lives across many callers (the in-process adapter, for a whole run)
+        would otherwise keep every connection it ever had. Its `ServiceConnection` still
+        answers, as closed. (A connection replaced after an interrupt keeps its old ids.)"""
+        conn = self._connections.get(connection_id)
+        if (
+            conn is None
+            or conn.id != connection_id
+            or conn.interrupted
+            or (conn._task is not None and not conn._task.done() and not conn._stopped)
+            or self.model.connection_state(connection_id) != "closed"
+        ):
+            return
+        del self._connections[connection_id]
+        self.model.forget_connection(connection_id)
+        conn._forgotten = True
 
 
 class ServiceChannels:
@@ -246,10 +265,14 @@ class ServiceConnection:
         self._online.set()
         self._reconnect: asyncio.TimerHandle | None = None
         self.previous_ids: list[str] = []  # ids of connections this one replaced (RTN15c7)
+        self._stopped = False  # the delivery task has delivered everything and stops
+        self._forgotten = False  # closed, and let go by the service and its model
 
     @property
     def state(self) -> str:
         """`connected`, `dropped` or `closed` (the model's view)."""
+        if self._forgotten:
+            return "closed"
         return self._service.model.connection_state(self.id)
 
     @property
@@ -313,6 +336,7 @@ class ServiceConnection:
         outcome = self._service.model.close_connection(self.id)
         self._shutdown()
         self._service._dispatch(outcome)
+        self._service._forget_ended(self.id)
 
     def drop(self) -> _Done:
         """Abrupt disconnect (fault injection): the connection hears nothing more and its members
@@ -372,6 +396,8 @@ class ServiceConnection:
         while True:
             item = await self._queue.get()
             if item is _STOP:
+                self._stopped = True
+                self._service._forget_ended(self.id)
                 return
             await self._online.wait()  # what is sent during an interrupt arrives after it
             listener, event = item

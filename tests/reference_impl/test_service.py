@@ -459,6 +459,39 @@ def test_an_ended_connection_lets_its_listeners_go_after_delivering_what_was_que
     run(body)
 
 
+def test_the_service_lets_go_of_ended_connections_which_still_answer_as_closed() -> None:
+    """A service used for a whole run keeps no connection that has ended: closed (once its
+    queued events are delivered) or dropped and expired. Each still answers as closed."""
+
+    async def body() -> None:
+        service = PresenceService(leave_grace=0.01)
+        watcher = await service.connect("watcher")
+        rec = Recorder()
+        await presence(watcher).subscribe(rec)
+        ended = []
+        for i in range(5):
+            conn = await service.connect(f"c{i}")
+            await presence(conn).subscribe(Recorder())
+            await presence(conn).enter("x")
+            if i % 2:
+                await conn.close()
+            else:
+                conn.drop()
+            ended.append(conn)
+        await eventually(lambda: rec.actions.count("leave") == 5)
+        await eventually(lambda: not any(c.id in service._connections for c in ended))
+        assert list(service._connections) == [watcher.id]
+        for conn in ended:
+            assert conn.state == "closed"
+            await expect_error(errors.CONNECTION_CLOSED, "connection", presence(conn).enter("y"))
+            with pytest.raises(PresenceError):
+                service.model.connection_state(conn.id)  # the model let go too
+        assert [m.client_id for m in await presence(watcher).get()] == []
+        await service.close()
+
+    run(body)
+
+
 def test_closing_the_service_cancels_grace_timers_and_delivery() -> None:
     async def body() -> None:
         service, alice, bob = await two_clients(leave_grace=0.02)
