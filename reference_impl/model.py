@@ -688,16 +688,20 @@ class PresenceModel:
             # Presence events reach subscribers only; a connection without `subscribe` still
             # hears its own members (RTP17a).
             return []
+        table = conn.listeners.get(channel)
+        if not table:
+            return []
         out = []
-        for name, regs in sorted(conn.listeners.get(channel, {}).items()):
+        action = event.action  # a str enum: equal to (and hashed as) its value, read once
+        for name, regs in sorted(table.items()):
             definite = possible = 0
             for reg in regs:
-                if reg.filter == event.action.value:
+                if reg.filter == action:
                     definite += 1
                     possible += 1
                 elif reg.filter == ALL:
                     possible += 1
-                    if event.action.value not in reg.maybe_removed:
+                    if action not in reg.maybe_removed:
                         definite += 1
             if possible:
                 out.append(Delivery(event, conn.id, channel, name, min(definite, 1), possible))
