@@ -25,7 +25,6 @@ Every refused call raises `PresenceError` before it changes anything.
 from __future__ import annotations
 
 import bisect
-import copy
 import itertools
 import json
 from collections.abc import Callable, Iterable
@@ -455,7 +454,12 @@ class PresenceModel:
         """A copy of the connection's listener registrations on `channel`, to hand back to
         `restore_listener_state` (e.g. when an implementation refused a subscribe or an
         unsubscribe that the model accepted)."""
-        return copy.deepcopy(self._conn(connection_id).listeners.get(channel, {}))
+        table = self._conn(connection_id).listeners.get(channel, {})
+        # what deepcopy would make (no registration is shared), several times faster
+        return {
+            name: [_Registration(reg.filter, set(reg.maybe_removed)) for reg in regs]
+            for name, regs in table.items()
+        }
 
     def restore_listener_state(
         self, connection_id: str, channel: str, saved: ListenerState
