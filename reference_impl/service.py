@@ -18,7 +18,10 @@ The service is the model plus what a network adds: time passing between a call a
   all-actions listener".
 - `close()` is graceful (the connection's members leave at once); `drop()` is abrupt (the members
   stay for `leave_grace` seconds, then the service synthesizes their leaves, RTP2b1). After
-  either, every presence call on the connection raises `PresenceError` 80017.
+  either, every presence call on the connection raises `PresenceError` 80017. An ended
+  connection's listeners are let go, and once it is closed and its deliveries are over the
+  service and its model forget it (it still answers as closed): a service that serves a whole
+  run keeps only the connections still open.
 - `interrupt(seconds, resume)` is a transient disconnect (RTN15): for `seconds` nothing is
   delivered to the connection and its presence calls wait (queued, RTP16). Resumed (RTN15c6), the
   connection keeps its id and gets what was sent meanwhile. Not resumed (RTN15c7), the old

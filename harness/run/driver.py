@@ -13,7 +13,8 @@ are dispatched by kind through two tables: operations, which are planned (model 
 called, alone or together in a `concurrently` block; and the steps that run on their own.
 
 Operation timeouts and adapter exceptions other than `PresenceError` stop the case by raising
-`Abort`; the caller turns that into a `timeout` or `error` outcome.
+`Abort`; the caller turns that into a `timeout` or `error` outcome. Once the case is judged,
+`release()` breaks its reference cycles, so that it is freed as soon as it is let go.
 """
 
 from __future__ import annotations
