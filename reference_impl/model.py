@@ -25,7 +25,6 @@ Every refused call raises `PresenceError` before it changes anything.
 from __future__ import annotations
 
 import bisect
-import copy
 import itertools
 import json
 from collections.abc import Callable, Iterable
@@ -455,7 +454,12 @@ class PresenceModel:
         """A copy of the connection's listener registrations on `channel`, to hand back to
         `restore_listener_state` (e.g. when an implementation refused a subscribe or an
         unsubscribe that the model accepted)."""
-        return copy.deepcopy(self._conn(connection_id).listeners.get(channel, {}))
+        table = self._conn(connection_id).listeners.get(channel, {})
+        # what deepcopy would make (no registration is shared), several times faster
+        return {
+            name: [_Registration(reg.filter, set(reg.maybe_removed)) for reg in regs]
+            for name, regs in table.items()
+        }
 
     def restore_listener_state(
         self, connection_id: str, channel: str, saved: ListenerState
@@ -688,16 +692,20 @@ class PresenceModel:
             # Presence events reach subscribers only; a connection without `subscribe` still
             # hears its own members (RTP17a).
             return []
+        table = conn.listeners.get(channel)
+        if not table:
+            return []
         out = []
-        for name, regs in sorted(conn.listeners.get(channel, {}).items()):
+        action = event.action  # a str enum: equal to (and hashed as) its value, read once
+        for name, regs in sorted(table.items()):
             definite = possible = 0
             for reg in regs:
-                if reg.filter == event.action.value:
+                if reg.filter == action:
                     definite += 1
                     possible += 1
                 elif reg.filter == ALL:
                     possible += 1
-                    if event.action.value not in reg.maybe_removed:
+                    if action not in reg.maybe_removed:
                         definite += 1
             if possible:
                 out.append(Delivery(event, conn.id, channel, name, min(definite, 1), possible))

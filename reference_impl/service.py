@@ -18,7 +18,10 @@ The service is the model plus what a network adds: time passing between a call a
   all-actions listener".
 - `close()` is graceful (the connection's members leave at once); `drop()` is abrupt (the members
   stay for `leave_grace` seconds, then the service synthesizes their leaves, RTP2b1). After
-  either, every presence call on the connection raises `PresenceError` 80017.
+  either, every presence call on the connection raises `PresenceError` 80017. An ended
+  connection's listeners are let go, and once it is closed and its deliveries are over the
+  service and its model forget it (it still answers as closed): a service that serves a whole
+  run keeps only the connections still open.
 - `interrupt(seconds, resume)` is a transient disconnect (RTN15): for `seconds` nothing is
   delivered to the connection and its presence calls wait (queued, RTP16). Resumed (RTN15c6), the
   connection keeps its id and gets what was sent meanwhile. Not resumed (RTN15c7), the old
@@ -201,6 +204,25 @@ class PresenceService:
         if self._closed:
             return
         self._dispatch(self.model.expire_connection(connection_id))
+        self._forget_ended(connection_id)
+
+    def _forget_ended(self, connection_id: str) -> None:
+        """Let go of a connection that the model has closed, once its delivery task is over:
+        a service that lives across many callers (the in-process adapter, for a whole run)
+        would otherwise keep every connection it ever had. Its `ServiceConnection` still
+        answers, as closed. (A connection replaced after an interrupt keeps its old ids.)"""
+        conn = self._connections.get(connection_id)
+        if (
+            conn is None
+            or conn.id != connection_id
+            or conn.interrupted
+            or (conn._task is not None and not conn._task.done() and not conn._stopped)
+            or self.model.connection_state(connection_id) != "closed"
+        ):
+            return
+        del self._connections[connection_id]
+        self.model.forget_connection(connection_id)
+        conn._forgotten = True
 
 
 class ServiceChannels:
@@ -246,10 +268,14 @@ class ServiceConnection:
         self._online.set()
         self._reconnect: asyncio.TimerHandle | None = None
         self.previous_ids: list[str] = []  # ids of connections this one replaced (RTN15c7)
+        self._stopped = False  # the delivery task has delivered everything and stops
+        self._forgotten = False  # closed, and let go by the service and its model
 
     @property
     def state(self) -> str:
         """`connected`, `dropped` or `closed` (the model's view)."""
+        if self._forgotten:
+            return "closed"
         return self._service.model.connection_state(self.id)
 
     @property
@@ -313,6 +339,7 @@ class ServiceConnection:
         outcome = self._service.model.close_connection(self.id)
         self._shutdown()
         self._service._dispatch(outcome)
+        self._service._forget_ended(self.id)
 
     def drop(self) -> _Done:
         """Abrupt disconnect (fault injection): the connection hears nothing more and its members
@@ -346,6 +373,10 @@ class ServiceConnection:
         self._online.set()
         for channel in self.channels:
             channel.presence._release()
+            # an ended connection hears nothing more: its listeners are let go (the queue holds
+            # those of the events still to be delivered), or a long-lived service would keep
+            # every listener, and all its callers' state, for ever
+            channel.presence._forget_listeners()
         if self._task is not None:
             self._queue.put_nowait(_STOP)  # events already queued are still delivered
 
@@ -368,6 +399,8 @@ class ServiceConnection:
         while True:
             item = await self._queue.get()
             if item is _STOP:
+                self._stopped = True
+                self._service._forget_ended(self.id)
                 return
             await self._online.wait()  # what is sent during an interrupt arrives after it
             listener, event = item
@@ -702,6 +735,11 @@ class ServicePresence:
         """The connection went away: not in sync any more; release anyone waiting for the sync."""
         self._sync_state = "detached"
         self._synced.set()
+
+    def _forget_listeners(self) -> None:
+        """The connection has ended (closed or dropped): no listener of it is called again."""
+        self._names.clear()
+        self._by_name.clear()
 
     def _page(self, params: _HistoryParams, cursor: str) -> HistoryPage:
         self._conn._check_live()

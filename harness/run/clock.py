@@ -18,8 +18,10 @@ model's timing rules (a leave grace, a pending leave due) are judged by.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
+import weakref
 from types import TracebackType
 
 __all__ = ["Deadline", "starved", "timeout"]
@@ -78,27 +80,81 @@ class Deadline:
         return self.remaining() <= 0
 
 
+class _Watchdog:
+    """The one timer of an event loop for every `timeout` in force on it, armed at the
+    earliest of their deadlines. A timer handle per call, cancelled a moment later, cost more
+    than many of the calls it guarded: cancelled handles stay in the loop's heap until their
+    time comes, and every push and pop compares handles in Python.
+
+    It holds neither the loop nor its timer (the loop's weak key must not be kept alive by
+    its value): a timer that an earlier one superseded finds `at` moved and does nothing."""
+
+    __slots__ = ("active", "at")
+
+    def __init__(self) -> None:
+        self.active: set[timeout] = set()
+        self.at = math.inf  # when the timer that counts fires (inf: none pending)
+
+    def add(self, entry: timeout) -> None:
+        self.active.add(entry)
+        when = entry._deadline.when
+        if when < self.at:
+            self._arm(entry._deadline.loop, when)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self.at = when
+        loop.call_at(when, self._fire, loop, when)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if when != self.at:
+            return  # superseded by a timer armed for an earlier deadline
+        self.at = math.inf
+        for entry in [e for e in self.active if e._deadline.remaining() <= 0]:
+            self.active.discard(entry)
+            entry._expire()
+        if self.active:  # a timeout that ended before its deadline has left the set
+            self._arm(loop, min(e._deadline.when for e in self.active))
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class timeout:
     """`async with timeout(seconds):` like `asyncio.timeout`, with a `Deadline` (TimeoutError
-    once it has passed, starvation of this thread not counted)."""
+    once it has passed, starvation of this thread not counted).
+
+    Every adapter call runs under one, so it does what `asyncio.Timeout` does without an inner
+    timeout object or a timer of its own (the loop's `_Watchdog` watches it): when the deadline
+    has passed it cancels the task, and on the way out turns that cancellation (and only that
+    one) into `TimeoutError`."""
+
+    __slots__ = ("_cancelling", "_deadline", "_expired", "_task", "_watchdog", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._inner = asyncio.timeout(None)
-        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
 
     async def __aenter__(self) -> timeout:
-        self._deadline = Deadline(self.seconds)
-        await self._inner.__aenter__()
-        self._handle = self._deadline.loop.call_at(self._deadline.when, self._check)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("timeout should be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._deadline = Deadline(self.seconds, loop)
+        watchdog = _watchdogs.get(loop)
+        if watchdog is None:
+            watchdog = _watchdogs[loop] = _Watchdog()
+        self._watchdog = watchdog
+        watchdog.add(self)
         return self
 
-    def _check(self) -> None:
-        if self._deadline.remaining() > 0:
-            self._handle = self._deadline.loop.call_at(self._deadline.when, self._check)
-        else:
-            self._handle = None
-            self._inner.reschedule(self._deadline.loop.time())  # expires now
+    def _expire(self) -> None:
+        """The deadline has passed (starvation included): cancel the task."""
+        self._expired = True
+        self._task.cancel()
 
     async def __aexit__(
         self,
@@ -106,7 +162,14 @@ class timeout:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        if self._handle is not None:
-            self._handle.cancel()
-        await self._inner.__aexit__(exc_type, exc, tb)  # raises TimeoutError once expired
+        self._watchdog.active.discard(self)
+        if self._expired:
+            self._expired = False
+            # as asyncio.Timeout: a cancellation asked for by anyone else still propagates
+            if (
+                self._task.uncancel() <= self._cancelling
+                and exc_type is not None
+                and issubclass(exc_type, asyncio.CancelledError)
+            ):
+                raise TimeoutError from exc
         return None

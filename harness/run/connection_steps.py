@@ -144,7 +144,7 @@ class ConnectionSteps:
                 {"code": jsonable(exc.code), "message": str(exc)},
                 index,
             )
-            state.refused = exc
+            state.refused = exc = exc.with_traceback(None)  # kept: without its frames (a cycle)
             state.refusal_allowed = _model_refuses(spec.client_id) or spec.claims_other_identity
             state.conn = None
             state.connection_id = f"refused-{spec.name}-{next(self._refused_ids)}"

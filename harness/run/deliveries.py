@@ -108,7 +108,9 @@ class Deliveries:
 
         def listener(message: Any) -> None:
             if threading.get_ident() != case.thread:
-                case.loop.call_soon_threadsafe(listener, message)
+                # through the record, not this closure's own name: no cycle (CaseDriver.release)
+                if rec.callback is not None:
+                    case.loop.call_soon_threadsafe(rec.callback, message)
                 return
             if not case.recording:
                 return

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from presence_conformance.harness.adapter import AdapterPresence, PresenceError
-from presence_conformance.harness.record.matching import align, event_slots, history_consistent
+from presence_conformance.harness.record.matching import (
+    Alignment,
+    align,
+    event_slots,
+    history_consistent,
+)
 from presence_conformance.harness.record.records import (
     CanonicalRecord,
     HistoryQueryRecord,
@@ -73,23 +78,24 @@ class HistorySteps:
         static_error = None
         try:  # the history capability is judged before anything else
             self.case.model.check_capability(state.cid, channel_of(step), "history")
-        except PresenceError as exc:
-            static_error = op.model_error = exc
+        except PresenceError as exc:  # kept in a local: without the traceback that holds it
+            static_error = op.model_error = exc.with_traceback(None)
         if static_error is None and not needs_refs:
             try:
                 validate_history_params(raw_start, raw_end, rec.limit, rec.direction)
             except PresenceError as exc:
-                static_error = exc
+                static_error = exc.with_traceback(None)
         if static_error is None:
             rec.canonical = await self._canonical(op, state)
         # resolve {at: STEP_ID, offset: N}
         bounds = {}
+        alignments: list[Alignment] = []  # the canonical's alignment, made once for both bounds
         for key in ("start", "end"):
             value = args.get(key)
             if isinstance(value, dict) and static_error is not None:
                 value = None  # refused before any bound matters
             elif isinstance(value, dict):
-                stamp = self._stamp_of(value["at"], rec.canonical)
+                stamp = self._stamp_of(value["at"], rec.canonical, alignments)
                 if stamp is None:
                     rec.unresolved = (
                         f"{key}: the event of step {value['at']!r} is not in the "
@@ -238,8 +244,11 @@ class HistorySteps:
         )
         return rec
 
-    def _stamp_of(self, step_id: str, canonical: CanonicalRecord | None) -> int | None:
-        """The implementation's timestamp of the first event the step `step_id` produced."""
+    def _stamp_of(
+        self, step_id: str, canonical: CanonicalRecord | None, alignments: list[Alignment]
+    ) -> int | None:
+        """The implementation's timestamp of the first event the step `step_id` produced;
+        `alignments` keeps the canonical's alignment once made (empty until then)."""
         if canonical is None or canonical.observed is None:
             return None
         op = next((o for o in self.case.record.ops if o.step.id == step_id and o.events), None)
@@ -247,10 +256,11 @@ class HistorySteps:
             return None
         target = op.events[0]
 
-        alignment = align(
-            event_slots(canonical.expected, self.case.record.origins), canonical.observed
-        )
-        for seen, slot, _ in alignment.matched:
+        if not alignments:
+            alignments.append(
+                align(event_slots(canonical.expected, self.case.record.origins), canonical.observed)
+            )
+        for seen, slot, _ in alignments[0].matched:
             if slot.event.id == target.id:
                 stamp = seen.timestamp
                 return stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None

@@ -92,6 +92,8 @@ async def run_scenario(
         )
     if driver is not None and (settings.keep_history or result.outcome.is_failure):
         result.history = driver.history.entries
+    if driver is not None:
+        driver.release()
     result.duration = time.monotonic() - started
     return result
 

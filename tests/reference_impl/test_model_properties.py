@@ -8,6 +8,7 @@ The fake clock sometimes repeats a timestamp and sometimes goes backwards.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
@@ -215,3 +216,34 @@ def test_pages_cover_the_range_exactly_once_in_order(query: tuple) -> None:
     assert [e for p in pages for e in p] == expected
     assert all(len(p) == limit for p in pages[:-1])  # every page but the last is full
     assert 0 < len(pages[-1]) <= limit or (len(pages) == 1 and not expected)
+
+
+# (d) listener_state is a deep copy of the registrations, made without copy.deepcopy
+subscription = st.tuples(
+    st.sampled_from(["L1", "L2", "L3"]),
+    st.none()
+    | st.sampled_from(["enter", "leave", "update", "present"])
+    | st.lists(st.sampled_from(["enter", "leave", "update", "present"]), min_size=1, max_size=3),
+    st.booleans(),  # then unsubscribe (some) actions of that listener
+)
+
+
+@SETTINGS
+@given(st.lists(subscription, max_size=12))
+def test_listener_state_is_a_deep_copy(subscriptions: list[tuple]) -> None:
+    model = PresenceModel(lambda: 1)
+    cid = model.open_connection("alice")
+    for name, actions, then_unsubscribe in subscriptions:
+        model.subscribe(cid, "x", name, actions)
+        if then_unsubscribe:
+            model.unsubscribe(cid, "x", name, ["enter", "update"])
+    live = model._conn(cid).listeners.get("x", {})
+    saved = model.listener_state(cid, "x")
+    assert saved == copy.deepcopy(live)
+    for regs in saved.values():  # nothing shared with the model's registrations
+        for reg in regs:
+            assert all(
+                reg is not r and reg.maybe_removed is not r.maybe_removed
+                for rs in live.values()
+                for r in rs
+            )

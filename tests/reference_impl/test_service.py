@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -425,6 +427,66 @@ def test_drop_can_be_awaited_and_a_dropped_connection_hears_nothing() -> None:
         await presence(bob).enter("b")
         await settle()
         assert rec.events == []
+        await service.close()
+
+    run(body)
+
+
+def test_an_ended_connection_lets_its_listeners_go_after_delivering_what_was_queued() -> None:
+    """A closed or dropped connection keeps no listener (a service that lives across many
+    callers would otherwise keep each caller's state for ever); events queued before it ended
+    are still delivered."""
+
+    async def body() -> None:
+        service, alice, bob = await two_clients(leave_grace=10)
+        for end in (alice.close, bob.drop):
+            rec = Recorder()
+            conn = alice if end == alice.close else bob
+            await presence(conn).subscribe(rec)
+            await presence(conn, "other").subscribe(rec)
+            await presence(conn).enter("x")  # its event is queued, not yet delivered
+            ref = weakref.ref(rec)
+            result = end()
+            if result is not None:
+                await result
+            await settle()
+            assert rec.actions == ["enter"]
+            del rec
+            gc.collect()
+            assert ref() is None, f"{end.__name__}: the listener is still held"
+        await service.close()
+
+    run(body)
+
+
+def test_the_service_lets_go_of_ended_connections_which_still_answer_as_closed() -> None:
+    """A service used for a whole run keeps no connection that has ended: closed (once its
+    queued events are delivered) or dropped and expired. Each still answers as closed."""
+
+    async def body() -> None:
+        service = PresenceService(leave_grace=0.01)
+        watcher = await service.connect("watcher")
+        rec = Recorder()
+        await presence(watcher).subscribe(rec)
+        ended = []
+        for i in range(5):
+            conn = await service.connect(f"c{i}")
+            await presence(conn).subscribe(Recorder())
+            await presence(conn).enter("x")
+            if i % 2:
+                await conn.close()
+            else:
+                conn.drop()
+            ended.append(conn)
+        await eventually(lambda: rec.actions.count("leave") == 5)
+        await eventually(lambda: not any(c.id in service._connections for c in ended))
+        assert list(service._connections) == [watcher.id]
+        for conn in ended:
+            assert conn.state == "closed"
+            await expect_error(errors.CONNECTION_CLOSED, "connection", presence(conn).enter("y"))
+            with pytest.raises(PresenceError):
+                service.model.connection_state(conn.id)  # the model let go too
+        assert [m.client_id for m in await presence(watcher).get()] == []
         await service.close()
 
     run(body)

@@ -92,6 +92,67 @@ def test_timeout_waits_out_the_starvation_only(
     assert time.monotonic() - began < 1.0
 
 
+def test_timeout_expiry_leaves_the_task_uncancelled_and_an_outside_cancel_propagates() -> None:
+    async def expires() -> int:
+        with pytest.raises(TimeoutError):
+            async with clock.timeout(0.01):
+                await asyncio.sleep(1)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # the task can wait again: the cancellation was taken back
+        return task.cancelling()
+
+    async def cancelled_from_outside() -> None:
+        async def body() -> None:
+            async with clock.timeout(5):
+                await asyncio.sleep(1)
+
+        task = asyncio.ensure_future(body())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def within_time() -> str:
+        async with clock.timeout(1):
+            await asyncio.sleep(0)
+        return "done"
+
+    assert asyncio.run(expires()) == 0
+    asyncio.run(cancelled_from_outside())
+    assert asyncio.run(within_time()) == "done"
+
+
+def test_timeouts_in_force_together_each_expire_at_their_own_deadline() -> None:
+    """One watchdog per loop serves every timeout: a later, shorter one still expires on time,
+    and one that ended early leaves nothing behind for the next."""
+
+    async def guarded(seconds: float, work: float) -> str:
+        try:
+            async with clock.timeout(seconds):
+                await asyncio.sleep(work)
+        except TimeoutError:
+            return "timeout"
+        return "done"
+
+    async def main() -> tuple[list[str], float, str, str]:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        long = asyncio.ensure_future(guarded(1.0, 0.15))
+        await asyncio.sleep(0)  # the long one is in force first
+        short = await guarded(0.05, 0.5)
+        short_took = loop.time() - began
+        assert await guarded(0.02, 0) == "done"  # ends before its deadline
+        after = await guarded(0.2, 0.06)  # outlives the first one's deadline: no timeout
+        return [short, await long], short_took, after, await guarded(0.03, 0.2)
+
+    outcomes, short_took, after, last = asyncio.run(main())
+    assert outcomes == ["timeout", "done"]
+    assert short_took < 0.4
+    assert after == "done"
+    assert last == "timeout"
+
+
 def test_poll_until_gives_up_after_its_deadline_plus_starvation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -4,6 +4,7 @@ is an error, a malformed one fails message.schema; the run goes on; results are 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from functools import partial
@@ -19,6 +20,8 @@ from presence_conformance.harness.adapters.reference import (
 )
 from presence_conformance.harness.results import CaseResult, Outcome, RunResult
 from presence_conformance.harness.run.runner import RunSettings, run_scenario, run_scenarios
+from presence_conformance.harness.run.state import CaseState
+from presence_conformance.harness.session import load_suite, select_scenarios
 from support import make_scenario, op, run_case
 
 from presence_conformance import spec
@@ -499,3 +502,34 @@ def test_twenty_steps_are_fast() -> None:
     median = asyncio.run(main())
     print(f"20-step scenario against the reference: median {median * 1000:.1f} ms")
     assert median < 0.25  # ~10 ms on an idle machine; generous for loaded CI runners
+
+
+def test_a_finished_case_leaves_no_cyclic_garbage() -> None:
+    """`CaseDriver.release` breaks the cycles of a case: reference counting frees it at once,
+    not the cyclic garbage collector (which, case after case, found and freed every one)."""
+    scenarios = select_scenarios(
+        load_suite(), ["history/*", "error/*", "subscribe/*", "disconnect/*", "client/*"]
+    )
+
+    async def main() -> list[CaseResult]:
+        adapter = ReferenceAdapter({"leave_grace": "0.02"})
+        await adapter.start()
+        try:
+            return [await run_scenario(s, adapter, FAST) for s in scenarios]
+        finally:
+            await adapter.stop()
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        results = asyncio.run(main())
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, CaseState)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert len(results) > 50
+    assert not {r.outcome for r in results} & {Outcome.ERROR, Outcome.TIMEOUT}
+    assert left == [], f"{len(left)} of {len(results)} cases were left to the cyclic collector"
