@@ -18,8 +18,8 @@ from presence_conformance.harness.record.matching import (
     Alignment,
     Slot,
     align,
+    canonical_alignment,
     deviations,
-    event_slots,
 )
 from presence_conformance.harness.record.records import (
     CanonicalRecord,
@@ -79,7 +79,7 @@ def delivered_ids(ctx: CheckContext) -> set[tuple[str, str]]:
 def canonical_alignments(ctx: CheckContext) -> list[tuple[CanonicalRecord, Alignment]]:
     def compute() -> list[tuple[CanonicalRecord, Alignment]]:
         return [
-            (rec, align(event_slots(rec.expected, ctx.record.origins), rec.observed))
+            (rec, canonical_alignment(rec, ctx.record.origins))
             for rec in ctx.record.canonicals
             if rec.observed is not None
         ]

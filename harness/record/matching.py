@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from presence_conformance.harness.record.records import EventOrigin, Seen
+from presence_conformance.harness.record.records import CanonicalRecord, EventOrigin, Seen
 from presence_conformance.reference_impl.types import Action, PresenceMessage, data_equal
 
 ACTION_DEVIATION = {"enter": "enter.when-present", "update": "update.when-not-present-action"}
@@ -346,10 +346,46 @@ def history_consistent(
     """
     if observed is None:
         return False
+    return _consistent(
+        expected, observed, noop_leaves, lambda: align(event_slots(expected, origins), observed)
+    )
+
+
+def canonical_consistent(
+    rec: CanonicalRecord, origins: dict[str, EventOrigin], noop_leaves: Iterable[Any] = ()
+) -> bool:
+    """`history_consistent` of a canonical read, keeping the alignment it makes on `rec` for the
+    checks (`canonical_alignment`)."""
+    if rec.observed is None:
+        return False
+    return _consistent(
+        rec.expected, rec.observed, noop_leaves, lambda: canonical_alignment(rec, origins)
+    )
+
+
+def canonical_alignment(rec: CanonicalRecord, origins: dict[str, EventOrigin]) -> Alignment:
+    """The canonical read's items matched to the model's events: the alignment made when it was
+    read, while it is of the same items and no event's origin changed since (a concurrent
+    block's origins are settled later), else made again."""
+    assert rec.observed is not None
+    now = tuple(origins.get(e.model_id) for e in rec.expected)
+    if rec.aligned is not None and rec.aligned[0] is rec.observed and rec.aligned[1] == now:
+        return rec.aligned[2]
+    alignment = align([Slot(e, o) for e, o in zip(rec.expected, now, strict=True)], rec.observed)
+    rec.aligned = (rec.observed, now, alignment)
+    return alignment
+
+
+def _consistent(
+    expected: list[PresenceMessage],
+    observed: list[Seen],
+    noop_leaves: Iterable[Any],
+    alignment_of: Callable[[], Alignment],
+) -> bool:
     tolerated = Counter(noop_leaves)
     if not len(expected) <= len(observed) <= len(expected) + sum(tolerated.values()):
         return False
-    alignment = align(event_slots(expected, origins), observed)
+    alignment = alignment_of()
     if alignment.late or alignment.missing or alignment.near:
         return False
     for seen in alignment.extras:

@@ -446,6 +446,9 @@ class CanonicalRecord:
     error: str | None = None
     attempts: int = 0
     history_index: int | None = None
+    # (observed, the events' origins, matching.Alignment): the last alignment made of it, which
+    # `matching.canonical_alignment` reuses while both are the same
+    aligned: tuple[list[Seen], tuple[Any, ...], Any] | None = None
 
 
 @dataclass(eq=False)

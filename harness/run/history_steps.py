@@ -14,10 +14,8 @@ from typing import Any
 
 from presence_conformance.harness.adapter import AdapterPresence, PresenceError
 from presence_conformance.harness.record.matching import (
-    Alignment,
-    align,
-    event_slots,
-    history_consistent,
+    canonical_alignment,
+    canonical_consistent,
 )
 from presence_conformance.harness.record.records import (
     CanonicalRecord,
@@ -89,13 +87,12 @@ class HistorySteps:
             rec.canonical = await self._canonical(op, state)
         # resolve {at: STEP_ID, offset: N}
         bounds = {}
-        alignments: list[Alignment] = []  # the canonical's alignment, made once for both bounds
         for key in ("start", "end"):
             value = args.get(key)
             if isinstance(value, dict) and static_error is not None:
                 value = None  # refused before any bound matters
             elif isinstance(value, dict):
-                stamp = self._stamp_of(value["at"], rec.canonical, alignments)
+                stamp = self._stamp_of(value["at"], rec.canonical)
                 if stamp is None:
                     rec.unresolved = (
                         f"{key}: the event of step {value['at']!r} is not in the "
@@ -233,7 +230,7 @@ class HistorySteps:
                 and not o.events
                 and o.model_error is None
             ]
-            return history_consistent(rec.expected, case.record.origins, rec.observed, noop_leaves)
+            return canonical_consistent(rec, case.record.origins, noop_leaves)
 
         await poll_until(
             attempt,
@@ -244,11 +241,9 @@ class HistorySteps:
         )
         return rec
 
-    def _stamp_of(
-        self, step_id: str, canonical: CanonicalRecord | None, alignments: list[Alignment]
-    ) -> int | None:
-        """The implementation's timestamp of the first event the step `step_id` produced;
-        `alignments` keeps the canonical's alignment once made (empty until then)."""
+    def _stamp_of(self, step_id: str, canonical: CanonicalRecord | None) -> int | None:
+        """The implementation's timestamp of the first event the step `step_id` produced (the
+        canonical's alignment, made once: `canonical_alignment`)."""
         if canonical is None or canonical.observed is None:
             return None
         op = next((o for o in self.case.record.ops if o.step.id == step_id and o.events), None)
@@ -256,11 +251,7 @@ class HistorySteps:
             return None
         target = op.events[0]
 
-        if not alignments:
-            alignments.append(
-                align(event_slots(canonical.expected, self.case.record.origins), canonical.observed)
-            )
-        for seen, slot, _ in alignments[0].matched:
+        for seen, slot, _ in canonical_alignment(canonical, self.case.record.origins).matched:
             if slot.event.id == target.id:
                 stamp = seen.timestamp
                 return stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None

@@ -562,6 +562,32 @@ def test_history_is_judged_on_fresh_slots_each_time() -> None:
     assert history_consistent(expected, origins, items)
 
 
+def test_a_canonical_read_keeps_its_alignment_until_its_items_or_origins_change() -> None:
+    from presence_conformance.harness.record.matching import (
+        canonical_alignment,
+        canonical_consistent,
+    )
+    from presence_conformance.harness.record.records import CanonicalRecord
+
+    expected, origins = history()
+    items = [seen(e.action.value, e.client_id, e.data) for e in expected]
+    items[3] = seen("leave", "bob", None)  # null data: allowed only by the leave's origin
+    rec = CanonicalRecord(0, "alice", "room", expected, stream(*items))
+    assert canonical_consistent(rec, origins)
+    kept = canonical_alignment(rec, origins)
+    assert canonical_alignment(rec, dict(origins)) is kept  # equal origins: the same alignment
+    # the leave's origin changed since the read: aligned again, and judged by the new origin
+    stricter = {expected[3].id: LEAVE_WITH_DATA}
+    again = canonical_alignment(rec, stricter)
+    assert again is not kept
+    # judged by the new origin: a leave given data must carry it, so the null item no longer fits
+    assert expected[3].id not in {slot.event.id for _, slot, _ in again.matched}
+    assert not canonical_consistent(rec, stricter)
+    # a new read (other items): aligned again
+    rec.observed = stream(*[seen(e.action.value, e.client_id, e.data) for e in expected])
+    assert canonical_alignment(rec, origins) is not kept
+
+
 # -- identity_key, data_key ------------------------------------------------------------------------
 
 
